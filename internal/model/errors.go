@@ -1,0 +1,88 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reasons name why a request failed. They travel to callers as the reason of
+// a google.rpc.ErrorInfo, so they are stable API: add, never rename.
+const (
+	ReasonInvalidIdentifier = "INVALID_IDENTIFIER"
+	ReasonInvalidText       = "INVALID_TEXT"
+	ReasonMissingField      = "MISSING_FIELD"
+	ReasonUnknownModule     = "UNKNOWN_MODULE"
+	ReasonUnknownVerb       = "UNKNOWN_VERB"
+	ReasonUnknownFunction   = "UNKNOWN_FUNCTION"
+	ReasonUnknownField      = "UNKNOWN_FIELD"
+	ReasonUnknownTemplate   = "UNKNOWN_TEMPLATE"
+	ReasonInvalidValue      = "INVALID_VALUE"
+	ReasonTooMany           = "TOO_MANY"
+	ReasonDuplicate         = "DUPLICATE"
+	ReasonExpiryInPast      = "EXPIRY_IN_PAST"
+
+	ReasonTenantNotFound = "TENANT_NOT_FOUND"
+	ReasonRoleNotFound   = "ROLE_NOT_FOUND"
+	ReasonGrantNotFound  = "GRANT_NOT_FOUND"
+
+	ReasonTenantExists = "TENANT_EXISTS"
+	ReasonRoleExists   = "ROLE_EXISTS"
+
+	ReasonRoleInUse        = "ROLE_IN_USE"
+	ReasonRoleCycle        = "ROLE_INHERITANCE_CYCLE"
+	ReasonRoleTooDeep      = "ROLE_INHERITANCE_TOO_DEEP"
+	ReasonRevisionMismatch = "REVISION_MISMATCH"
+)
+
+// InvalidError reports a request field that is malformed or names something
+// the catalog does not know. It maps to INVALID_ARGUMENT.
+type InvalidError struct {
+	Field   string // the request field path, e.g. "permission.module.verb"
+	Reason  string // one of the Reason constants
+	Message string
+}
+
+func (e *InvalidError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Message) }
+
+// Invalid returns an *InvalidError.
+func Invalid(field, reason, message string) error {
+	return &InvalidError{Field: field, Reason: reason, Message: message}
+}
+
+// NotFoundError reports a tenant, role or grant that does not exist. It maps
+// to NOT_FOUND.
+type NotFoundError struct {
+	Reason string
+	What   string // e.g. `role "sales_rep"`
+}
+
+func (e *NotFoundError) Error() string { return e.What + " not found" }
+
+// ConflictError reports a write the current state does not allow: the thing
+// already exists (Exists) or a precondition fails (a role still in use, a
+// cycle). It maps to ALREADY_EXISTS or FAILED_PRECONDITION.
+type ConflictError struct {
+	Reason  string
+	Message string
+	Exists  bool
+}
+
+func (e *ConflictError) Error() string { return e.Message }
+
+// ErrTenantNotFound is matched by every *NotFoundError about a tenant.
+var ErrTenantNotFound = errors.New("tenant not found")
+
+// Is lets errors.Is(err, ErrTenantNotFound) match tenant not-found errors.
+func (e *NotFoundError) Is(target error) bool {
+	return target == ErrTenantNotFound && e.Reason == ReasonTenantNotFound
+}
+
+// TenantNotFound returns the not-found error for tenant id.
+func TenantNotFound(id string) error {
+	return &NotFoundError{Reason: ReasonTenantNotFound, What: fmt.Sprintf("tenant %q", id)}
+}
+
+// RoleNotFound returns the not-found error for a role of a tenant.
+func RoleNotFound(tenant, role string) error {
+	return &NotFoundError{Reason: ReasonRoleNotFound, What: fmt.Sprintf("role %q in tenant %q", role, tenant)}
+}

@@ -1,0 +1,130 @@
+package model
+
+import "fmt"
+
+// Identifier limits. Identifiers end up inside Casbin policy lines and the
+// matcher's string comparisons, so their alphabet excludes everything Casbin,
+// its CSV form or keyMatch patterns give meaning to: '*', ',', ':', '(', ')',
+// '/', '{', '}', quotes, whitespace and control characters.
+const (
+	// MaxIDLength bounds tenant, role, module, field and function identifiers.
+	MaxIDLength = 64
+	// MaxSubjectLength bounds user identifiers, which come from the CRM's
+	// own user directory (UUIDs, numbers, e-mail addresses).
+	MaxSubjectLength = 128
+	// MaxReasonLength bounds the free-text reason of an admin write.
+	MaxReasonLength = 1024
+	// MaxDisplayLength bounds role display names and descriptions.
+	MaxDisplayLength = 256
+)
+
+// idClass describes one identifier alphabet.
+type idClass struct {
+	name   string
+	max    int
+	first  func(byte) bool
+	rest   func(byte) bool
+	dotted bool // segments separated by single dots, at least two
+}
+
+func lowerAlpha(c byte) bool   { return c >= 'a' && c <= 'z' }
+func digit(c byte) bool        { return c >= '0' && c <= '9' }
+func lowerAlnum(c byte) bool   { return lowerAlpha(c) || digit(c) }
+func lowerIDChar(c byte) bool  { return lowerAlnum(c) || c == '_' }
+func tenantChar(c byte) bool   { return lowerAlnum(c) || c == '_' || c == '-' }
+func subjectFirst(c byte) bool { return lowerAlnum(c) || (c >= 'A' && c <= 'Z') }
+func subjectChar(c byte) bool {
+	return subjectFirst(c) || c == '_' || c == '-' || c == '.' || c == '@'
+}
+
+var (
+	tenantClass   = idClass{name: "tenant id", max: MaxIDLength, first: lowerAlnum, rest: tenantChar}
+	subjectClass  = idClass{name: "user id", max: MaxSubjectLength, first: subjectFirst, rest: subjectChar}
+	nameClass     = idClass{name: "identifier", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar}
+	functionClass = idClass{name: "function id", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar, dotted: true}
+)
+
+func (c idClass) check(s string) error {
+	if s == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if len(s) > c.max {
+		return fmt.Errorf("must be at most %d bytes, got %d", c.max, len(s))
+	}
+	segments := 1
+	segStart := true
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if c.dotted && ch == '.' {
+			if segStart {
+				return fmt.Errorf("has an empty segment at byte %d", i)
+			}
+			segments++
+			segStart = true
+			continue
+		}
+		ok := c.rest(ch)
+		if segStart {
+			ok = c.first(ch)
+		}
+		if !ok {
+			return fmt.Errorf("has a character not allowed in a %s at byte %d (%q)", c.name, i, ch)
+		}
+		segStart = false
+	}
+	if c.dotted && (segStart || segments < 2) {
+		return fmt.Errorf("must be dot-separated segments such as report.view")
+	}
+	return nil
+}
+
+// ValidateTenantID checks a tenant identifier: lower-case letters, digits,
+// '_' and '-', starting with a letter or digit, at most MaxIDLength bytes.
+func ValidateTenantID(field, s string) error {
+	return invalidIf(field, ReasonInvalidIdentifier, tenantClass.check(s))
+}
+
+// ValidateSubjectID checks a user identifier: letters, digits, '_', '-',
+// '.', '@', starting with a letter or digit, at most MaxSubjectLength bytes.
+func ValidateSubjectID(field, s string) error {
+	return invalidIf(field, ReasonInvalidIdentifier, subjectClass.check(s))
+}
+
+// ValidateName checks a role, module, field or verb identifier: lower-case
+// letters, digits and '_', starting with a letter, at most MaxIDLength bytes.
+func ValidateName(field, s string) error {
+	return invalidIf(field, ReasonInvalidIdentifier, nameClass.check(s))
+}
+
+// ValidateFunctionID checks a function identifier: two or more dot-separated
+// lower-case segments such as "report.export", at most MaxIDLength bytes.
+func ValidateFunctionID(field, s string) error {
+	return invalidIf(field, ReasonInvalidIdentifier, functionClass.check(s))
+}
+
+// ValidateText checks free text (reasons, display names): valid length and
+// no control characters other than none at all.
+func ValidateText(field, s string, maxLen int, required bool) error {
+	if s == "" {
+		if required {
+			return Invalid(field, ReasonInvalidText, "must not be empty")
+		}
+		return nil
+	}
+	if len(s) > maxLen {
+		return Invalid(field, ReasonInvalidText, fmt.Sprintf("must be at most %d bytes, got %d", maxLen, len(s)))
+	}
+	for i, r := range s {
+		if r < 0x20 || r == 0x7f || r == 0xfffd {
+			return Invalid(field, ReasonInvalidText, fmt.Sprintf("has a control or invalid character at byte %d", i))
+		}
+	}
+	return nil
+}
+
+func invalidIf(field, reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return Invalid(field, reason, err.Error())
+}

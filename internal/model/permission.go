@@ -1,0 +1,73 @@
+package model
+
+import "fmt"
+
+// Kind is the kind of permission a check asks about.
+type Kind uint8
+
+// Permission kinds.
+const (
+	KindModule   Kind = iota + 1 // a record verb on a module: account read
+	KindFunction                 // a feature: report.export
+	KindField                    // reading or writing one field of a module
+)
+
+// Permission is the thing a check asks about.
+type Permission struct {
+	Kind     Kind
+	Module   string // KindModule, KindField
+	Verb     string // KindModule
+	Function string // KindFunction
+	Field    string // KindField
+	Write    bool   // KindField: write access rather than read
+}
+
+// ModulePerm returns the permission to use verb on module.
+func ModulePerm(module, verb string) Permission {
+	return Permission{Kind: KindModule, Module: module, Verb: verb}
+}
+
+// FunctionPerm returns the permission to use a function.
+func FunctionPerm(fn string) Permission { return Permission{Kind: KindFunction, Function: fn} }
+
+// FieldPerm returns the permission to read (or write) a field.
+func FieldPerm(module, field string, write bool) Permission {
+	return Permission{Kind: KindField, Module: module, Field: field, Write: write}
+}
+
+// String renders the permission for logs and explanations.
+func (p Permission) String() string {
+	switch p.Kind {
+	case KindModule:
+		return fmt.Sprintf("module %s %s", p.Module, p.Verb)
+	case KindFunction:
+		return "function " + p.Function
+	case KindField:
+		access := "read"
+		if p.Write {
+			access = "write"
+		}
+		return fmt.Sprintf("field %s.%s %s", p.Module, p.Field, access)
+	}
+	return "unknown permission"
+}
+
+// Validate checks the permission against the catalog; prefix is its request
+// path, e.g. "permission" or "items[3].permission".
+func (p Permission) Validate(cat *Catalog, prefix string) error {
+	switch p.Kind {
+	case KindModule:
+		if err := cat.CheckModule(prefix+".module.module", p.Module); err != nil {
+			return err
+		}
+		return cat.CheckVerb(prefix+".module.verb", p.Verb)
+	case KindFunction:
+		return cat.CheckFunction(prefix+".function.function", p.Function)
+	case KindField:
+		if err := cat.CheckModule(prefix+".field.module", p.Module); err != nil {
+			return err
+		}
+		return cat.CheckField(prefix+".field.field", p.Module, p.Field)
+	}
+	return Invalid(prefix, ReasonMissingField, "must set one of module, function or field")
+}

@@ -1,0 +1,187 @@
+package model
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// TenantState is everything the service knows about one tenant (one Casbin
+// domain): its roles and grants, at one revision.
+type TenantState struct {
+	ID       string
+	Name     string
+	Revision int64
+	Roles    map[string]Role
+	Grants   map[GrantKey]Grant
+}
+
+// GrantKey identifies a grant: one user holds one role at most once.
+type GrantKey struct{ UserID, RoleID string }
+
+// NewTenantState returns an empty tenant at revision 0.
+func NewTenantState(id, name string) *TenantState {
+	return &TenantState{ID: id, Name: name, Roles: map[string]Role{}, Grants: map[GrantKey]Grant{}}
+}
+
+// Clone returns a copy that writers may change without affecting s. Roles and
+// grants are values whose slices are never edited in place, so copying the
+// maps is enough.
+func (s *TenantState) Clone() *TenantState {
+	c := *s
+	c.Roles = maps.Clone(s.Roles)
+	c.Grants = maps.Clone(s.Grants)
+	if c.Roles == nil {
+		c.Roles = map[string]Role{}
+	}
+	if c.Grants == nil {
+		c.Grants = map[GrantKey]Grant{}
+	}
+	return &c
+}
+
+// SortedRoles returns the roles ordered by id.
+func (s *TenantState) SortedRoles() []Role {
+	return slices.SortedFunc(maps.Values(s.Roles), func(a, b Role) int { return cmp.Compare(a.ID, b.ID) })
+}
+
+// SortedGrants returns the grants ordered by user, then role.
+func (s *TenantState) SortedGrants() []Grant {
+	return slices.SortedFunc(maps.Values(s.Grants), func(a, b Grant) int {
+		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.RoleID, b.RoleID))
+	})
+}
+
+// Change describes one admin write for the change log: what kind, on what,
+// and the state of that thing before and after (nil when absent).
+type Change struct {
+	Action string // e.g. "role.create", "grant.revoke"
+	Target string // e.g. "role/sales_rep", "grant/alice/sales_rep"
+	Before any
+	After  any
+}
+
+// CreateRole adds a role. The role's own fields must already be valid
+// (ValidateRoleFields); this checks it against the tenant.
+func (s *TenantState) CreateRole(r Role) (Change, error) {
+	if _, ok := s.Roles[r.ID]; ok {
+		return Change{}, &ConflictError{Reason: ReasonRoleExists, Message: fmt.Sprintf("role %q already exists in tenant %q", r.ID, s.ID), Exists: true}
+	}
+	if err := s.checkInherits(r); err != nil {
+		return Change{}, err
+	}
+	s.Roles[r.ID] = r
+	return Change{Action: "role.create", Target: "role/" + r.ID, After: r}, nil
+}
+
+// ReplaceRole replaces an existing role's description and permissions.
+func (s *TenantState) ReplaceRole(r Role) (Change, error) {
+	before, ok := s.Roles[r.ID]
+	if !ok {
+		return Change{}, RoleNotFound(s.ID, r.ID)
+	}
+	if err := s.checkInherits(r); err != nil {
+		return Change{}, err
+	}
+	s.Roles[r.ID] = r
+	return Change{Action: "role.update", Target: "role/" + r.ID, Before: before, After: r}, nil
+}
+
+// DeleteRole removes a role that no grant and no other role refers to.
+func (s *TenantState) DeleteRole(id string) (Change, error) {
+	before, ok := s.Roles[id]
+	if !ok {
+		return Change{}, RoleNotFound(s.ID, id)
+	}
+	for _, g := range s.SortedGrants() {
+		if g.RoleID == id {
+			return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is granted to user %q; revoke its grants first", id, g.UserID)}
+		}
+	}
+	for _, r := range s.SortedRoles() {
+		if slices.Contains(r.Inherits, id) {
+			return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is inherited by role %q", id, r.ID)}
+		}
+	}
+	delete(s.Roles, id)
+	return Change{Action: "role.delete", Target: "role/" + id, Before: before}, nil
+}
+
+// GrantRole gives a user a role, replacing the expiry of an existing grant
+// of the same role. An expiry must lie after now.
+func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
+	if _, ok := s.Roles[g.RoleID]; !ok {
+		return Change{}, RoleNotFound(s.ID, g.RoleID)
+	}
+	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(now) {
+		return Change{}, Invalid("expires_at", ReasonExpiryInPast, fmt.Sprintf("must lie in the future, got %s", g.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	k := GrantKey{g.UserID, g.RoleID}
+	c := Change{Action: "grant.create", Target: "grant/" + g.UserID + "/" + g.RoleID, After: g}
+	if before, ok := s.Grants[k]; ok {
+		c.Action, c.Before = "grant.update", before
+	}
+	s.Grants[k] = g
+	return c, nil
+}
+
+// RevokeRole removes a user's grant of a role.
+func (s *TenantState) RevokeRole(user, role string) (Change, error) {
+	k := GrantKey{user, role}
+	before, ok := s.Grants[k]
+	if !ok {
+		return Change{}, &NotFoundError{Reason: ReasonGrantNotFound, What: fmt.Sprintf("grant of role %q to user %q in tenant %q", role, user, s.ID)}
+	}
+	delete(s.Grants, k)
+	return Change{Action: "grant.revoke", Target: "grant/" + user + "/" + role, Before: before}, nil
+}
+
+// checkInherits verifies that r's inherited roles exist and that adding r
+// keeps the inheritance graph acyclic and at most MaxInheritDepth deep.
+func (s *TenantState) checkInherits(r Role) error {
+	for i, id := range r.Inherits {
+		if id == r.ID {
+			return &ConflictError{Reason: ReasonRoleCycle, Message: fmt.Sprintf("role %q cannot inherit itself", r.ID)}
+		}
+		if _, ok := s.Roles[id]; !ok {
+			return Invalid(fmt.Sprintf("inherits[%d]", i), ReasonRoleNotFound, fmt.Sprintf("role %q does not exist in tenant %q", id, s.ID))
+		}
+	}
+	roles := maps.Clone(s.Roles)
+	roles[r.ID] = r
+	// depth(id) is the longest inheritance chain below id; a grey node met
+	// again closes a cycle.
+	const white, grey, black = 0, 1, 2
+	color := map[string]int{}
+	depth := map[string]int{}
+	var visit func(id string) error
+	visit = func(id string) error {
+		switch color[id] {
+		case grey:
+			return &ConflictError{Reason: ReasonRoleCycle, Message: fmt.Sprintf("role inheritance would form a cycle through %q", id)}
+		case black:
+			return nil
+		}
+		color[id] = grey
+		d := 0
+		for _, parent := range roles[id].Inherits {
+			if err := visit(parent); err != nil {
+				return err
+			}
+			d = max(d, depth[parent]+1)
+		}
+		color[id], depth[id] = black, d
+		if d > MaxInheritDepth {
+			return &ConflictError{Reason: ReasonRoleTooDeep, Message: fmt.Sprintf("role inheritance below %q is %d levels deep; the limit is %d", id, d, MaxInheritDepth)}
+		}
+		return nil
+	}
+	for _, id := range slices.Sorted(maps.Keys(roles)) {
+		if err := visit(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

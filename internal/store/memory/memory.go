@@ -1,0 +1,144 @@
+// Package memory is the embedded store: every tenant's state and change log
+// in process memory. It is the default when no database is configured, so
+// state lives only as long as the process.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is the in-memory store. Tenants are kept as immutable snapshots;
+// a write builds the next snapshot under the store's lock and swaps it in.
+type Store struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	closed  bool
+	tenants map[string]*model.TenantState
+	changes map[string][]store.ChangeEntry
+}
+
+// New returns an empty store. now supplies change-log times (time.Now when nil).
+func New(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}}
+}
+
+// TenantIDs implements store.Store.
+func (s *Store) TenantIDs(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	return slices.Sorted(maps.Keys(s.tenants)), nil
+}
+
+// Tenant implements store.Store.
+func (s *Store) Tenant(_ context.Context, id string) (*model.TenantState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	st, ok := s.tenants[id]
+	if !ok {
+		return nil, model.TenantNotFound(id)
+	}
+	return st.Clone(), nil
+}
+
+// CreateTenant implements store.Store.
+func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.TenantState) (*model.TenantState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	if _, ok := s.tenants[st.ID]; ok {
+		return nil, &model.ConflictError{Reason: model.ReasonTenantExists, Message: fmt.Sprintf("tenant %q already exists", st.ID), Exists: true}
+	}
+	next := st.Clone()
+	next.Revision = 1
+	entry, err := s.entry(w, 1, model.Change{Action: "tenant.create", Target: "tenant/" + st.ID, After: store.TenantSummary(next)})
+	if err != nil {
+		return nil, err
+	}
+	s.tenants[st.ID] = next
+	s.changes[st.ID] = []store.ChangeEntry{entry}
+	return next.Clone(), nil
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*model.TenantState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	cur, ok := s.tenants[w.Tenant]
+	if !ok {
+		return nil, model.TenantNotFound(w.Tenant)
+	}
+	next := cur.Clone()
+	change, err := fn(next)
+	if err != nil {
+		return nil, err
+	}
+	next.Revision = cur.Revision + 1
+	entry, err := s.entry(w, next.Revision, change)
+	if err != nil {
+		return nil, err
+	}
+	s.tenants[w.Tenant] = next
+	s.changes[w.Tenant] = append(s.changes[w.Tenant], entry)
+	return next.Clone(), nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(_ context.Context, tenant string, after int64, limit int) ([]store.ChangeEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	if _, ok := s.tenants[tenant]; !ok {
+		return nil, model.TenantNotFound(tenant)
+	}
+	var out []store.ChangeEntry
+	for _, e := range s.changes[tenant] {
+		if e.Revision > after && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+}
+
+func (s *Store) entry(w store.Write, rev int64, c model.Change) (store.ChangeEntry, error) {
+	return store.NewChangeEntry(w, rev, s.now(), c)
+}
