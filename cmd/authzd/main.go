@@ -1,0 +1,81 @@
+// Command authzd is the crm-authz server.
+//
+//	authzd [serve] [flags]   serve gRPC (the default subcommand)
+//	authzd migrate [flags]   apply the PostgreSQL schema migrations
+//
+// With no flags it serves from memory on :50051, seeded from the embedded
+// policy bundle. Run `authzd serve -h` for the flags; each has an AUTHZ_*
+// environment variable.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "authzd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate") {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, err := config.Load("authzd "+cmd, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log.Info("starting", zap.String("command", cmd), zap.Any("config", cfg.Redacted()))
+
+	switch cmd {
+	case "migrate":
+		return app.Migrate(ctx, cfg, log)
+	default:
+		a, err := app.New(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		lis, err := net.Listen("tcp", cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		return a.Run(ctx, lis)
+	}
+}
+
+func newLogger(cfg config.Config) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	if cfg.LogFormat == "console" {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.DisableStacktrace = true
+	return zc.Build()
+}

@@ -1,0 +1,153 @@
+// Package app wires authzd together: the policy bundle, the store, the
+// engine and the gRPC server, and runs them from start to graceful stop.
+// cmd/authzd and the end-to-end tests start the service the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/crmauthz/crmauthz/internal/bundle"
+	"github.com/crmauthz/crmauthz/internal/config"
+	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/server"
+	"github.com/crmauthz/crmauthz/internal/service"
+	"github.com/crmauthz/crmauthz/internal/store"
+	"github.com/crmauthz/crmauthz/internal/store/memory"
+)
+
+// App is one authzd process.
+type App struct {
+	cfg    config.Config
+	log    *zap.Logger
+	now    func() time.Time
+	bundle *bundle.Bundle
+	store  store.Store
+	closer func()
+	engine *engine.Engine
+	server *server.Server
+}
+
+// Option adjusts an App; tests use them.
+type Option func(*App)
+
+// WithClock sets the clock for grant expiry (time.Now by default).
+func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+
+// New builds the service from cfg. Nothing is loaded or served until Run.
+func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option) (*App, error) {
+	a := &App{cfg: cfg, log: log, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	var err error
+	if cfg.PoliciesDir != "" {
+		a.bundle, err = bundle.Load(os.DirFS(cfg.PoliciesDir))
+	} else {
+		a.bundle, err = bundle.Default()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("policy bundle: %w", err)
+	}
+	if a.store, a.closer, err = openStore(ctx, cfg, log, a.now); err != nil {
+		return nil, err
+	}
+	a.engine, err = engine.New(a.bundle.Catalog, a.bundle.ModelText, engine.WithClock(a.now))
+	if err != nil {
+		a.closer()
+		return nil, err
+	}
+	a.server = server.New(server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes},
+		service.NewAuthorization(a.engine, cfg.MaxBatchChecks),
+		service.NewAdmin(a.engine, a.store, a.bundle, a.now))
+	return a, nil
+}
+
+func openStore(_ context.Context, cfg config.Config, _ *zap.Logger, now func() time.Time) (store.Store, func(), error) {
+	if cfg.DatabaseURL != "" {
+		return nil, nil, errors.New("database_url: the PostgreSQL store is not available yet")
+	}
+	st := memory.New(now)
+	return st, st.Close, nil
+}
+
+// Migrate applies database migrations; there is no database store yet.
+func Migrate(context.Context, config.Config, *zap.Logger) error {
+	return errors.New("migrate: the PostgreSQL store is not available yet")
+}
+
+// Run serves on lis until ctx ends, then stops gracefully: health turns
+// NOT_SERVING, running calls finish within the shutdown timeout, and the
+// store is closed last. Health reports SERVING once every tenant is loaded.
+func (a *App) Run(ctx context.Context, lis net.Listener) error {
+	defer a.closer()
+	served := make(chan error, 1)
+	go func() { served <- a.server.Serve(lis) }()
+	a.log.Info("listening", zap.Stringer("addr", lis.Addr()))
+
+	start := time.Now()
+	n, err := a.load(ctx)
+	if err != nil {
+		a.server.Shutdown(a.cfg.ShutdownTimeout)
+		<-served
+		return err
+	}
+	a.server.SetReady()
+	a.log.Info("serving", zap.Int("tenants", n), zap.Duration("load_time", time.Since(start)))
+
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.server.Shutdown(a.cfg.ShutdownTimeout)
+	return <-served
+}
+
+// load seeds the demo tenant when configured and loads every tenant.
+func (a *App) load(ctx context.Context) (int, error) {
+	if a.cfg.SeedDemo {
+		if err := a.seedDemo(ctx); err != nil {
+			return 0, err
+		}
+	}
+	ids, err := a.store.TenantIDs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list tenants: %w", err)
+	}
+	for _, id := range ids {
+		st, err := a.store.Tenant(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("load tenant %q: %w", id, err)
+		}
+		if err := a.engine.Load(st); err != nil {
+			return 0, fmt.Errorf("load tenant %q: %w", id, err)
+		}
+	}
+	return len(ids), nil
+}
+
+func (a *App) seedDemo(ctx context.Context) error {
+	demo, err := a.bundle.TenantState(a.bundle.Demo, a.now())
+	if err != nil {
+		return fmt.Errorf("demo tenant: %w", err)
+	}
+	_, err = a.store.CreateTenant(ctx, store.Write{Tenant: demo.ID, Actor: "system", Reason: "seed the demo tenant"}, demo)
+	var conflict *model.ConflictError
+	if errors.As(err, &conflict) {
+		return nil // already there from an earlier start
+	}
+	if err != nil {
+		return fmt.Errorf("seed demo tenant: %w", err)
+	}
+	a.log.Info("seeded demo tenant", zap.String("tenant", demo.ID))
+	return nil
+}

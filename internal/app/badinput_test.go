@@ -1,0 +1,151 @@
+package app_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// TestBadInput sends malformed requests through gRPC: each must fail with
+// INVALID_ARGUMENT naming the offending field, and no write may change the
+// tenant.
+func TestBadInput(t *testing.T) {
+	e := start(t, cfgDefault())
+	check := func(tenant, subject string, p *pb.Permission) error {
+		_, err := e.authz.Check(ctx, &pb.CheckRequest{TenantId: tenant, SubjectId: subject, Permission: p})
+		return err
+	}
+	createRole := func(mut func(*pb.CreateRoleRequest)) error {
+		req := &pb.CreateRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "test", RoleId: "new_role", Permissions: &pb.RolePermissions{Functions: []string{"report.view"}}}
+		mut(req)
+		_, err := e.admin.CreateRole(ctx, req)
+		return err
+	}
+	grant := func(mut func(*pb.GrantRoleRequest)) error {
+		req := &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "test", UserId: "peggy", RoleId: "sales_rep"}
+		mut(req)
+		_, err := e.admin.GrantRole(ctx, req)
+		return err
+	}
+	batch := func(n int, bad int) error {
+		items := make([]*pb.BatchCheckItem, n)
+		for i := range items {
+			items[i] = &pb.BatchCheckItem{TenantId: "demo", SubjectId: "bob", Permission: modulePerm("account", "read")}
+		}
+		if bad >= 0 {
+			items[bad].SubjectId = "bob,alice"
+		}
+		_, err := e.authz.BatchCheck(ctx, &pb.BatchCheckRequest{Items: items})
+		return err
+	}
+	read := modulePerm("account", "read")
+	tests := []struct {
+		name  string
+		err   error
+		field string
+	}{
+		{"empty tenant", check("", "bob", read), "tenant_id"},
+		{"tenant pattern", check("de*mo", "bob", read), "tenant_id"},
+		{"tenant with comma", check("demo,other", "bob", read), "tenant_id"},
+		{"tenant upper case", check("Demo", "bob", read), "tenant_id"},
+		{"empty subject", check("demo", "", read), "subject_id"},
+		{"subject with space", check("demo", "bob smith", read), "subject_id"},
+		{"subject with newline", check("demo", "bob\n", read), "subject_id"},
+		{"subject with colon", check("demo", "r:admin", read), "subject_id"},
+		{"subject wildcard", check("demo", "*", read), "subject_id"},
+		{"subject keyMatch", check("demo", "keyMatch(bob)", read), "subject_id"},
+		{"subject too long", check("demo", strings.Repeat("b", 129), read), "subject_id"},
+		{"no permission", check("demo", "bob", nil), "permission"},
+		{"empty permission", check("demo", "bob", &pb.Permission{}), "permission"},
+		{"unknown module", check("demo", "bob", modulePerm("spaceship", "read")), "permission.module.module"},
+		{"unknown verb", check("demo", "bob", modulePerm("account", "fly")), "permission.module.verb"},
+		{"verb pattern", check("demo", "bob", modulePerm("account", "read*")), "permission.module.verb"},
+		{"module with dot", check("demo", "bob", modulePerm("account.name", "read")), "permission.module.module"},
+		{"function not dotted", check("demo", "bob", functionPerm("report")), "permission.function.function"},
+		{"unknown function", check("demo", "bob", functionPerm("report.fly")), "permission.function.function"},
+		{"function empty segment", check("demo", "bob", functionPerm("report..view")), "permission.function.function"},
+		{"unknown field", check("demo", "bob", fieldPerm("account", "shoe_size", false)), "permission.field.field"},
+		{"field of unknown module", check("demo", "bob", fieldPerm("spaceship", "name", false)), "permission.field.module"},
+		{"bad access mode", check("demo", "bob", &pb.Permission{Kind: &pb.Permission_Field{Field: &pb.FieldPermission{Module: "account", Field: "name", Access: 7}}}), "permission.field.access"},
+		{"empty batch", batch(0, -1), "items"},
+		{"oversize batch", batch(1001, -1), "items"},
+		{"bad batch item", batch(3, 1), "items[1].subject_id"},
+		{"field access unknown module", func() error {
+			_, err := e.authz.GetFieldAccess(ctx, &pb.GetFieldAccessRequest{TenantId: "demo", SubjectId: "bob", Module: "spaceship"})
+			return err
+		}(), "module"},
+		{"effective bad subject", func() error {
+			_, err := e.authz.ListEffectivePermissions(ctx, &pb.ListEffectivePermissionsRequest{TenantId: "demo", SubjectId: "a\tb"})
+			return err
+		}(), "subject_id"},
+
+		{"role id with space", createRole(func(r *pb.CreateRoleRequest) { r.RoleId = "sales rep" }), "role_id"},
+		{"role id upper case", createRole(func(r *pb.CreateRoleRequest) { r.RoleId = "Admin" }), "role_id"},
+		{"role id too long", createRole(func(r *pb.CreateRoleRequest) { r.RoleId = strings.Repeat("r", 65) }), "role_id"},
+		{"no actor", createRole(func(r *pb.CreateRoleRequest) { r.ActorId = "" }), "actor_id"},
+		{"no reason", createRole(func(r *pb.CreateRoleRequest) { r.Reason = "" }), "reason"},
+		{"reason too long", createRole(func(r *pb.CreateRoleRequest) { r.Reason = strings.Repeat("x", 1025) }), "reason"},
+		{"reason with control character", createRole(func(r *pb.CreateRoleRequest) { r.Reason = "a\x00b" }), "reason"},
+		{"unknown template", createRole(func(r *pb.CreateRoleRequest) { r.TemplateId = "superuser"; r.Permissions = nil }), "template_id"},
+		{"no permissions", createRole(func(r *pb.CreateRoleRequest) { r.Permissions = nil }), "permissions"},
+		{"unknown verb in role", createRole(func(r *pb.CreateRoleRequest) {
+			r.Permissions.Modules = []*pb.ModuleVerbs{{Module: "account", Verbs: []string{"read", "teleport"}}}
+		}), "permissions.modules[0].verbs[1]"},
+		{"module twice", createRole(func(r *pb.CreateRoleRequest) {
+			r.Permissions.Modules = []*pb.ModuleVerbs{{Module: "lead", Verbs: []string{"read"}}, {Module: "lead", Verbs: []string{"list"}}}
+		}), "permissions.modules[1].module"},
+		{"field rule without state", createRole(func(r *pb.CreateRoleRequest) {
+			r.Permissions.Fields = []*pb.FieldRule{{Module: "account", Field: "name"}}
+		}), "permissions.fields[0].state"},
+		{"unknown denied function", createRole(func(r *pb.CreateRoleRequest) {
+			r.Permissions.DenyFunctions = []string{"data.*"}
+		}), "permissions.deny_functions[0]"},
+		{"inherits pattern", createRole(func(r *pb.CreateRoleRequest) { r.Inherits = []string{"r:admin"} }), "inherits[0]"},
+		{"grant user with space", grant(func(r *pb.GrantRoleRequest) { r.UserId = "a b" }), "user_id"},
+		{"grant without role", grant(func(r *pb.GrantRoleRequest) { r.RoleId = "" }), "role_id"},
+		{"grant tenant pattern", grant(func(r *pb.GrantRoleRequest) { r.TenantId = "*" }), "tenant_id"},
+		{"grant invalid expiry", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "expires_at"},
+		{"grant expiry in the past", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = timestamppb.New(e.clock.Now().Add(-1)) }), "expires_at"},
+		{"list roles page too big", func() error {
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 5000})
+			return err
+		}(), "page_size"},
+		{"list roles bad token", func() error {
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageToken: "!!not-a-token"})
+			return err
+		}(), "page_token"},
+		{"list grants without filter", func() error {
+			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo"})
+			return err
+		}(), "filter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, reason, field := errorInfo(t, tt.err)
+			if code != codes.InvalidArgument || field != tt.field || reason == "" {
+				t.Fatalf("got %v reason=%q field=%q (%v), want INVALID_ARGUMENT naming %q", code, reason, field, tt.err, tt.field)
+			}
+			if !strings.Contains(tt.err.Error(), tt.field) {
+				t.Fatalf("message %q does not name %q", tt.err, tt.field)
+			}
+		})
+	}
+
+	// Nothing changed: the seeded tenant is still at revision 1, with its
+	// roles and peggy without grants.
+	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if roles.GetRevision() != 1 || len(roles.GetRoles()) != 8 {
+		t.Fatalf("after bad writes: revision %d, %d roles", roles.GetRevision(), len(roles.GetRoles()))
+	}
+	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
+	if err != nil || len(grants.GetGrants()) != 0 {
+		t.Fatalf("peggy's grants after bad writes: %v %v", grants, err)
+	}
+}

@@ -1,0 +1,139 @@
+package app_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/config"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// clock is a settable clock for grant expiry.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is a running authzd reached through the real gRPC stack.
+type env struct {
+	conn  *grpc.ClientConn
+	authz pb.AuthorizationServiceClient
+	admin pb.AdminServiceClient
+	clock *clock
+}
+
+// start runs authzd with cfg (the embedded default when zero) over an
+// in-memory listener and waits until health reports SERVING. The server is
+// stopped gracefully at the end of the test.
+func start(t *testing.T, cfg config.Config) *env {
+	t.Helper()
+	if cfg.ListenAddr == "" {
+		cfg = config.Default()
+	}
+	clk := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, lis) }()
+	conn, err := grpc.NewClient("passthrough:///authzd",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		_ = conn.Close()
+	})
+	waitServing(t, conn)
+	return &env{conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
+}
+
+func waitServing(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("server never reported SERVING")
+}
+
+// errorInfo returns the status code and the ErrorInfo reason and field of err.
+func errorInfo(t *testing.T, err error) (codes.Code, string, string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		t.Fatalf("want a gRPC status error, got %v", err)
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return st.Code(), info.GetReason(), info.GetMetadata()["field"]
+		}
+	}
+	return st.Code(), "", ""
+}
+
+func cfgDefault() config.Config { return config.Default() }
+
+// modulePerm, functionPerm and fieldPerm build request permissions.
+func modulePerm(module, verb string) *pb.Permission {
+	return &pb.Permission{Kind: &pb.Permission_Module{Module: &pb.ModulePermission{Module: module, Verb: verb}}}
+}
+
+func functionPerm(fn string) *pb.Permission {
+	return &pb.Permission{Kind: &pb.Permission_Function{Function: &pb.FunctionPermission{Function: fn}}}
+}
+
+func fieldPerm(module, field string, write bool) *pb.Permission {
+	mode := pb.FieldAccessMode_FIELD_ACCESS_MODE_READ
+	if write {
+		mode = pb.FieldAccessMode_FIELD_ACCESS_MODE_WRITE
+	}
+	return &pb.Permission{Kind: &pb.Permission_Field{Field: &pb.FieldPermission{Module: module, Field: field, Access: mode}}}
+}
+
+func (e *env) check(t *testing.T, tenant, user string, p *pb.Permission) *pb.CheckResponse {
+	t.Helper()
+	resp, err := e.authz.Check(context.Background(), &pb.CheckRequest{TenantId: tenant, SubjectId: user, Permission: p, Explain: true})
+	if err != nil {
+		t.Fatalf("check %s %s %v: %v", tenant, user, p, err)
+	}
+	return resp
+}

@@ -1,0 +1,219 @@
+// Package config is the server's one typed configuration. Every field has a
+// default, a flag, an AUTHZ_* environment variable and a YAML key; the
+// precedence is flags > environment > file > defaults.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the configuration of `authzd serve` and `authzd migrate`.
+type Config struct {
+	// ListenAddr is the gRPC listen address.
+	ListenAddr string `yaml:"listen_addr"`
+	// DatabaseURL selects PostgreSQL (a libpq URL or key=value string);
+	// empty serves from memory, seeded from the policy bundle.
+	DatabaseURL string `yaml:"database_url"`
+	// PoliciesDir reads the policy bundle (model, catalog, templates, demo
+	// tenant) from a directory instead of the one embedded in the binary.
+	PoliciesDir string `yaml:"policies_dir"`
+	// SeedDemo creates the demo tenant at start when it does not exist.
+	SeedDemo bool `yaml:"seed_demo"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is json or console.
+	LogFormat string `yaml:"log_format"`
+	// MaxBatchChecks bounds the items of one BatchCheck.
+	MaxBatchChecks int `yaml:"max_batch_checks"`
+	// MaxRecvBytes bounds the size of one request message.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// ShutdownTimeout bounds the graceful stop before calls are cut.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Default returns the defaults: the embedded in-memory server on :50051.
+func Default() Config {
+	return Config{
+		ListenAddr:      ":50051",
+		SeedDemo:        true,
+		LogLevel:        "info",
+		LogFormat:       "json",
+		MaxBatchChecks:  1000,
+		MaxRecvBytes:    4 << 20,
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// field binds one setting to its flag, environment variable and target.
+type field struct {
+	flag, env, usage string
+	set              func(string) error
+	get              func() string
+	secret           bool
+}
+
+func (c *Config) fields() []field {
+	str := func(p *string) (func(string) error, func() string) {
+		return func(s string) error { *p = s; return nil }, func() string { return *p }
+	}
+	num := func(p *int) (func(string) error, func() string) {
+		return func(s string) error {
+				n, err := strconv.Atoi(s)
+				*p = n
+				return err
+			}, func() string {
+				return strconv.Itoa(*p)
+			}
+	}
+	var out []field
+	add := func(name, usage string, set func(string) error, get func() string) {
+		out = append(out, field{flag: name, env: "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), usage: usage, set: set, get: get})
+	}
+	s, g := str(&c.ListenAddr)
+	add("listen-addr", "gRPC listen address", s, g)
+	s, g = str(&c.DatabaseURL)
+	add("database-url", "PostgreSQL URL; empty serves from memory", s, g)
+	out[len(out)-1].secret = true
+	s, g = str(&c.PoliciesDir)
+	add("policies-dir", "read the policy bundle from this directory instead of the embedded one", s, g)
+	add("seed-demo", "create the demo tenant at start when missing", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.SeedDemo = b
+		return err
+	}, func() string { return strconv.FormatBool(c.SeedDemo) })
+	s, g = str(&c.LogLevel)
+	add("log-level", "debug, info, warn or error", s, g)
+	s, g = str(&c.LogFormat)
+	add("log-format", "json or console", s, g)
+	s, g = num(&c.MaxBatchChecks)
+	add("max-batch-checks", "most items in one BatchCheck", s, g)
+	s, g = num(&c.MaxRecvBytes)
+	add("max-recv-bytes", "largest request message in bytes", s, g)
+	add("shutdown-timeout", "graceful stop deadline, e.g. 15s", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.ShutdownTimeout = d
+		return err
+	}, func() string { return c.ShutdownTimeout.String() })
+	return out
+}
+
+// Load builds the configuration from a subcommand's arguments and the
+// environment: defaults, then the YAML file named by --config or
+// AUTHZ_CONFIG, then AUTHZ_* variables, then flags.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("AUTHZ_CONFIG"), "YAML configuration file (env AUTHZ_CONFIG)")
+	fields := c.fields()
+	values := map[string]*string{}
+	for _, f := range fields {
+		values[f.flag] = fs.String(f.flag, f.get(), fmt.Sprintf("%s (env %s)", f.usage, f.env))
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *configFile != "" {
+		data, err := os.ReadFile(*configFile)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parse config %s: %w", *configFile, err)
+		}
+	}
+	for _, f := range fields {
+		if v := getenv(f.env); v != "" {
+			if err := f.set(v); err != nil {
+				return c, fmt.Errorf("%s: %w", f.env, err)
+			}
+		}
+	}
+	var err error
+	fs.Visit(func(fl *flag.Flag) {
+		for _, f := range fields {
+			if f.flag == fl.Name && err == nil {
+				if e := f.set(*values[f.flag]); e != nil {
+					err = fmt.Errorf("--%s: %w", f.flag, e)
+				}
+			}
+		}
+	})
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration's values.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ListenAddr == "" {
+		errs = append(errs, errors.New("listen_addr must not be empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("log_format must be json or console, got %q", c.LogFormat))
+	}
+	if c.MaxBatchChecks < 1 || c.MaxBatchChecks > 100000 {
+		errs = append(errs, fmt.Errorf("max_batch_checks must be 1-100000, got %d", c.MaxBatchChecks))
+	}
+	if c.MaxRecvBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_recv_bytes must be at least 1024, got %d", c.MaxRecvBytes))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown_timeout must be positive, got %s", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the configuration as key/value pairs for the start-up
+// log, with secrets (the database password) hidden.
+func (c Config) Redacted() map[string]string {
+	out := map[string]string{}
+	for _, f := range c.fields() {
+		v := f.get()
+		if f.secret && v != "" {
+			v = redactURL(v)
+		}
+		out[strings.ReplaceAll(f.flag, "-", "_")] = v
+	}
+	return out
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(set, not a URL: hidden)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,229 @@
+// Package server assembles the gRPC server: interceptors, the crm-authz
+// services, health and reflection, and graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/crmauthz/crmauthz/internal/service"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// RequestIDHeader is the metadata key of the request id: taken from the
+// caller when it sends a valid one, generated otherwise, and returned in the
+// response header.
+const RequestIDHeader = "x-request-id"
+
+// Server is the gRPC server of authzd.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+	log    *zap.Logger
+	ready  atomic.Bool
+}
+
+// Options configures New.
+type Options struct {
+	Logger       *zap.Logger
+	MaxRecvBytes int
+}
+
+// New builds the gRPC server with the services registered. Health reports
+// NOT_SERVING and the services answer UNAVAILABLE until SetReady.
+//
+// Interceptors, outermost first, and why in that order:
+//  1. recovery: a panic anywhere below becomes INTERNAL and is logged, so
+//     it must wrap everything;
+//  2. request id + logger fields: every later log line carries the id;
+//  3. readiness: until the policy is loaded, answer UNAVAILABLE rather than
+//     a wrong NOT_FOUND (health and reflection pass);
+//  4. errors: domain errors become canonical status codes in one place, and
+//     internal causes are logged, never sent.
+//
+// Metrics and authentication take places 3 and 4 when they exist; request
+// validation happens in the handlers, which know the field paths.
+func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServiceServer) *Server {
+	s := &Server{health: health.NewServer(), log: opts.Logger}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
+		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream, s.readyStream),
+	)
+	pb.RegisterAuthorizationServiceServer(s.grpc, authz)
+	pb.RegisterAdminServiceServer(s.grpc, admin)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return s
+}
+
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// SetReady marks the policy loaded: health turns SERVING.
+func (s *Server) SetReady() {
+	s.ready.Store(true)
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+}
+
+// Serve serves on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown turns health NOT_SERVING so load balancers drain, lets running
+// calls finish within timeout, then cuts the rest.
+func (s *Server) Shutdown(timeout time.Duration) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("graceful stop timed out; closing remaining calls", zap.Duration("timeout", timeout))
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+type loggerKey struct{}
+
+// Logger returns the request's logger (with request id and method), or
+// fallback outside a request.
+func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*zap.Logger); ok {
+		return l
+	}
+	return fallback
+}
+
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			Logger(ctx, s.log).Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(ctx, req)
+}
+
+func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in stream handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(srv, ss)
+}
+
+func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	id := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+			id = v[0]
+		}
+	}
+	if id == "" {
+		id = newRequestID()
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+	fields := []zap.Field{zap.String("request_id", id), zap.String("method", info.FullMethod)}
+	if p, ok := peer.FromContext(ctx); ok {
+		fields = append(fields, zap.Stringer("peer", p.Addr))
+	}
+	log := s.log.With(fields...)
+	start := time.Now()
+	resp, err := h(context.WithValue(ctx, loggerKey{}, log), req)
+	code := status.Code(err)
+	level := zap.DebugLevel
+	if strings.HasPrefix(info.FullMethod, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
+		level = zap.InfoLevel // admin calls are rare and worth a line each
+	}
+	if code == codes.Internal || code == codes.Unknown {
+		level = zap.ErrorLevel
+	}
+	if ce := log.Check(level, "rpc"); ce != nil {
+		ce.Write(zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))
+	}
+	return resp, err
+}
+
+func (s *Server) readyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
+		return nil, status.Error(codes.Unavailable, "policy is still loading")
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
+		return status.Error(codes.Unavailable, "policy is still loading")
+	}
+	return h(srv, ss)
+}
+
+func alwaysAvailable(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+func (s *Server) errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	st, internal := service.ToStatus(err)
+	if internal {
+		Logger(ctx, s.log).Error("internal error", zap.Error(err))
+	}
+	return nil, st.Err()
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID accepts caller ids of 1-64 printable ASCII characters
+// without spaces, so they are safe in logs.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}

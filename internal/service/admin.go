@@ -1,0 +1,285 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/crmauthz/crmauthz/internal/bundle"
+	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// Admin implements pb.AdminServiceServer. Writes go to the store as one
+// atomic mutation each; the resulting state is loaded into the engine before
+// the call returns, so the next check on this replica sees it.
+type Admin struct {
+	pb.UnimplementedAdminServiceServer
+	eng    *engine.Engine
+	store  store.Store
+	bundle *bundle.Bundle
+	now    func() time.Time
+}
+
+var _ pb.AdminServiceServer = (*Admin)(nil)
+
+// NewAdmin returns the handlers of AdminService.
+func NewAdmin(eng *engine.Engine, st store.Store, b *bundle.Bundle, now func() time.Time) *Admin {
+	return &Admin{eng: eng, store: st, bundle: b, now: now}
+}
+
+// write validates the common fields of a write and applies fn.
+func (s *Admin) write(ctx context.Context, tenant, actor, reason string, fn store.Mutation) (*model.TenantState, error) {
+	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateSubjectID("actor_id", actor); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateText("reason", reason, model.MaxReasonLength, true); err != nil {
+		return nil, err
+	}
+	st, err := s.store.Update(ctx, store.Write{Tenant: tenant, Actor: actor, Reason: reason}, fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eng.Load(st); err != nil {
+		// The write is durable; the engine catches up on the next load.
+		return nil, fmt.Errorf("load tenant %q at revision %d: %w", tenant, st.Revision, err)
+	}
+	return st, nil
+}
+
+// CreateRole implements pb.AdminServiceServer.
+func (s *Admin) CreateRole(ctx context.Context, req *pb.CreateRoleRequest) (*pb.CreateRoleResponse, error) {
+	r := model.Role{ID: req.GetRoleId(), DisplayName: req.GetDisplayName(), Description: req.GetDescription(), Inherits: req.GetInherits()}
+	if id := req.GetTemplateId(); id != "" {
+		if err := model.ValidateName("template_id", id); err != nil {
+			return nil, err
+		}
+		t, ok := s.bundle.FromTemplate(id)
+		if !ok {
+			return nil, model.Invalid("template_id", model.ReasonUnknownTemplate, fmt.Sprintf("unknown role template %q", id))
+		}
+		r.Template, r.Permissions = t.Template, t.Permissions
+		if r.DisplayName == "" {
+			r.DisplayName = t.DisplayName
+		}
+		if r.Description == "" {
+			r.Description = t.Description
+		}
+	} else if req.GetPermissions() == nil {
+		return nil, model.Invalid("permissions", model.ReasonMissingField, "is required unless template_id is set")
+	}
+	if req.GetPermissions() != nil {
+		r.Permissions = rolePermissions(req.GetPermissions())
+	}
+	if err := model.ValidateRoleFields(s.eng.Catalog(), r); err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+		return st.CreateRole(r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateRoleResponse{Role: roleToProto(st.Roles[r.ID]), Revision: st.Revision}, nil
+}
+
+// GetRole implements pb.AdminServiceServer.
+func (s *Admin) GetRole(ctx context.Context, req *pb.GetRoleRequest) (*pb.GetRoleResponse, error) {
+	st, err := s.tenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
+		return nil, err
+	}
+	r, ok := st.Roles[req.GetRoleId()]
+	if !ok {
+		return nil, model.RoleNotFound(st.ID, req.GetRoleId())
+	}
+	return &pb.GetRoleResponse{Role: roleToProto(r), Revision: st.Revision}, nil
+}
+
+// ListRoles implements pb.AdminServiceServer.
+func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.ListRolesResponse, error) {
+	st, err := s.tenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListRolesResponse{Revision: st.Revision}
+	for _, r := range st.SortedRoles() {
+		if r.ID <= after {
+			continue
+		}
+		if len(out.Roles) == size {
+			out.NextPageToken = encodeToken(out.Roles[size-1].RoleId)
+			break
+		}
+		out.Roles = append(out.Roles, roleToProto(r))
+	}
+	return out, nil
+}
+
+// UpdateRolePermissions implements pb.AdminServiceServer.
+func (s *Admin) UpdateRolePermissions(ctx context.Context, req *pb.UpdateRolePermissionsRequest) (*pb.UpdateRolePermissionsResponse, error) {
+	if req.GetPermissions() == nil {
+		return nil, model.Invalid("permissions", model.ReasonMissingField, "is required")
+	}
+	update := model.Role{ID: req.GetRoleId(), Inherits: req.GetInherits(), Permissions: rolePermissions(req.GetPermissions())}
+	if err := model.ValidateRoleFields(s.eng.Catalog(), update); err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+		r, ok := st.Roles[update.ID]
+		if !ok {
+			return model.Change{}, model.RoleNotFound(st.ID, update.ID)
+		}
+		r.Inherits, r.Permissions = update.Inherits, update.Permissions
+		return st.ReplaceRole(r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.UpdateRolePermissionsResponse{Role: roleToProto(st.Roles[update.ID]), Revision: st.Revision}, nil
+}
+
+// DeleteRole implements pb.AdminServiceServer.
+func (s *Admin) DeleteRole(ctx context.Context, req *pb.DeleteRoleRequest) (*pb.DeleteRoleResponse, error) {
+	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+		return st.DeleteRole(req.GetRoleId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.DeleteRoleResponse{Revision: st.Revision}, nil
+}
+
+// ListRoleTemplates implements pb.AdminServiceServer.
+func (s *Admin) ListRoleTemplates(context.Context, *pb.ListRoleTemplatesRequest) (*pb.ListRoleTemplatesResponse, error) {
+	out := &pb.ListRoleTemplatesResponse{}
+	for _, t := range s.bundle.SortedTemplates() {
+		out.Templates = append(out.Templates, roleToProto(t))
+	}
+	return out, nil
+}
+
+// GrantRole implements pb.AdminServiceServer.
+func (s *Admin) GrantRole(ctx context.Context, req *pb.GrantRoleRequest) (*pb.GrantRoleResponse, error) {
+	g := model.Grant{UserID: req.GetUserId(), RoleID: req.GetRoleId(), GrantedBy: req.GetActorId()}
+	if err := model.ValidateSubjectID("user_id", g.UserID); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateName("role_id", g.RoleID); err != nil {
+		return nil, err
+	}
+	if exp := req.GetExpiresAt(); exp != nil {
+		if err := exp.CheckValid(); err != nil {
+			return nil, model.Invalid("expires_at", model.ReasonInvalidValue, err.Error())
+		}
+		g.ExpiresAt = exp.AsTime().UTC()
+	}
+	now := s.now()
+	g.GrantedAt = now.UTC()
+	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+		return st.GrantRole(g, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GrantRoleResponse{Grant: grantToProto(st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}], now), Revision: st.Revision}, nil
+}
+
+// RevokeRole implements pb.AdminServiceServer.
+func (s *Admin) RevokeRole(ctx context.Context, req *pb.RevokeRoleRequest) (*pb.RevokeRoleResponse, error) {
+	if err := model.ValidateSubjectID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+		return st.RevokeRole(req.GetUserId(), req.GetRoleId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RevokeRoleResponse{Revision: st.Revision}, nil
+}
+
+// ListGrants implements pb.AdminServiceServer.
+func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.ListGrantsResponse, error) {
+	match, err := grantFilter(req)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.tenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	if id := req.GetRoleId(); id != "" {
+		if _, ok := st.Roles[id]; !ok {
+			return nil, model.RoleNotFound(st.ID, id)
+		}
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := &pb.ListGrantsResponse{Revision: st.Revision}
+	for _, g := range st.SortedGrants() {
+		k := g.UserID + "\x00" + g.RoleID
+		if !match(g) || (!req.GetIncludeExpired() && !g.ActiveAt(now)) || (after != "" && k <= after) {
+			continue
+		}
+		if len(out.Grants) == size {
+			last := out.Grants[size-1]
+			out.NextPageToken = encodeToken(last.UserId + "\x00" + last.RoleId)
+			break
+		}
+		out.Grants = append(out.Grants, grantToProto(g, now))
+	}
+	return out, nil
+}
+
+func grantFilter(req *pb.ListGrantsRequest) (func(model.Grant) bool, error) {
+	switch f := req.GetFilter().(type) {
+	case *pb.ListGrantsRequest_UserId:
+		if err := model.ValidateSubjectID("user_id", f.UserId); err != nil {
+			return nil, err
+		}
+		return func(g model.Grant) bool { return g.UserID == f.UserId }, nil
+	case *pb.ListGrantsRequest_RoleId:
+		if err := model.ValidateName("role_id", f.RoleId); err != nil {
+			return nil, err
+		}
+		return func(g model.Grant) bool { return g.RoleID == f.RoleId }, nil
+	}
+	return nil, model.Invalid("filter", model.ReasonMissingField, "set user_id or role_id")
+}
+
+func (s *Admin) tenant(ctx context.Context, id string) (*model.TenantState, error) {
+	if err := model.ValidateTenantID("tenant_id", id); err != nil {
+		return nil, err
+	}
+	return s.store.Tenant(ctx, id)
+}

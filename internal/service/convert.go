@@ -1,0 +1,157 @@
+package service
+
+import (
+	"encoding/base64"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/model"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// permission converts and validates a requested permission; prefix is its
+// request path.
+func permission(cat *model.Catalog, p *pb.Permission, prefix string) (model.Permission, error) {
+	var mp model.Permission
+	switch k := p.GetKind().(type) {
+	case *pb.Permission_Module:
+		mp = model.ModulePerm(k.Module.GetModule(), k.Module.GetVerb())
+	case *pb.Permission_Function:
+		mp = model.FunctionPerm(k.Function.GetFunction())
+	case *pb.Permission_Field:
+		switch k.Field.GetAccess() {
+		case pb.FieldAccessMode_FIELD_ACCESS_MODE_UNSPECIFIED, pb.FieldAccessMode_FIELD_ACCESS_MODE_READ, pb.FieldAccessMode_FIELD_ACCESS_MODE_WRITE:
+		default:
+			return mp, model.Invalid(prefix+".field.access", model.ReasonInvalidValue, "unknown access mode")
+		}
+		mp = model.FieldPerm(k.Field.GetModule(), k.Field.GetField(), k.Field.GetAccess() == pb.FieldAccessMode_FIELD_ACCESS_MODE_WRITE)
+	default:
+		return mp, model.Invalid(prefix, model.ReasonMissingField, "is required: set one of module, function or field")
+	}
+	return mp, mp.Validate(cat, prefix)
+}
+
+// subject validates the tenant and subject of a read request.
+func subject(tenantField, tenant, subjectField, subject string) error {
+	if err := model.ValidateTenantID(tenantField, tenant); err != nil {
+		return err
+	}
+	return model.ValidateSubjectID(subjectField, subject)
+}
+
+var reasonKinds = map[engine.ReasonKind]pb.ReasonKind{
+	engine.AllowedByRole:       pb.ReasonKind_REASON_KIND_ALLOWED_BY_ROLE,
+	engine.DeniedByRole:        pb.ReasonKind_REASON_KIND_DENIED_BY_ROLE,
+	engine.NotGranted:          pb.ReasonKind_REASON_KIND_NOT_GRANTED,
+	engine.ModuleAccessMissing: pb.ReasonKind_REASON_KIND_MODULE_ACCESS_MISSING,
+	engine.GrantExpired:        pb.ReasonKind_REASON_KIND_GRANT_EXPIRED,
+}
+
+func reasonsToProto(rs []engine.Reason) []*pb.Reason {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]*pb.Reason, len(rs))
+	for i, r := range rs {
+		out[i] = &pb.Reason{Kind: reasonKinds[r.Kind], RoleId: r.Role, Rule: r.Rule, Message: r.Message, GrantExpiresAt: timestamp(r.ExpiresAt)}
+	}
+	return out
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+var fieldStates = map[model.FieldState]pb.FieldState{
+	model.FieldHidden:    pb.FieldState_FIELD_STATE_HIDDEN,
+	model.FieldReadOnly:  pb.FieldState_FIELD_STATE_READ_ONLY,
+	model.FieldReadWrite: pb.FieldState_FIELD_STATE_READ_WRITE,
+}
+
+func roleToProto(r model.Role) *pb.Role {
+	p := r.Permissions
+	out := &pb.Role{
+		RoleId: r.ID, DisplayName: r.DisplayName, Description: r.Description, TemplateId: r.Template, Inherits: r.Inherits,
+		Permissions: &pb.RolePermissions{
+			Modules: moduleGrantsToProto(p.Modules), Functions: p.Functions,
+			DenyModules: moduleGrantsToProto(p.DenyModules), DenyFunctions: p.DenyFunctions,
+		},
+	}
+	for _, f := range p.Fields {
+		out.Permissions.Fields = append(out.Permissions.Fields, &pb.FieldRule{Module: f.Module, Field: f.Field, State: fieldStates[f.State]})
+	}
+	return out
+}
+
+func moduleGrantsToProto(gs []model.ModuleGrant) []*pb.ModuleVerbs {
+	out := make([]*pb.ModuleVerbs, len(gs))
+	for i, g := range gs {
+		out[i] = &pb.ModuleVerbs{Module: g.Module, Verbs: g.Verbs}
+	}
+	return out
+}
+
+// rolePermissions converts permissions from a request; Permissions.Validate
+// checks them afterwards.
+func rolePermissions(p *pb.RolePermissions) model.Permissions {
+	out := model.Permissions{
+		Modules: moduleGrants(p.GetModules()), Functions: p.GetFunctions(),
+		DenyModules: moduleGrants(p.GetDenyModules()), DenyFunctions: p.GetDenyFunctions(),
+	}
+	for _, f := range p.GetFields() {
+		var state model.FieldState
+		for s, ps := range fieldStates {
+			if ps == f.GetState() {
+				state = s
+			}
+		}
+		out.Fields = append(out.Fields, model.FieldRule{Module: f.GetModule(), Field: f.GetField(), State: state})
+	}
+	return out
+}
+
+func moduleGrants(ms []*pb.ModuleVerbs) []model.ModuleGrant {
+	var out []model.ModuleGrant
+	for _, m := range ms {
+		out = append(out, model.ModuleGrant{Module: m.GetModule(), Verbs: m.GetVerbs()})
+	}
+	return out
+}
+
+func grantToProto(g model.Grant, now time.Time) *pb.Grant {
+	return &pb.Grant{
+		UserId: g.UserID, RoleId: g.RoleID, ExpiresAt: timestamp(g.ExpiresAt),
+		GrantedBy: g.GrantedBy, GrantedAt: timestamp(g.GrantedAt), Active: g.ActiveAt(now),
+	}
+}
+
+// Page tokens are the opaque, URL-safe encoding of the last key returned.
+func encodeToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
+
+func decodeToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) == 0 || len(b) > 2*model.MaxSubjectLength+1 {
+		return "", model.Invalid("page_token", model.ReasonInvalidValue, "is not a token this service issued")
+	}
+	return string(b), nil
+}
+
+// pageSize validates a page size: 0 means the default.
+func pageSize(n int32) (int, error) {
+	const def, maxSize = 100, 1000
+	switch {
+	case n == 0:
+		return def, nil
+	case n < 0 || n > maxSize:
+		return 0, model.Invalid("page_size", model.ReasonInvalidValue, "must be between 1 and 1000")
+	}
+	return int(n), nil
+}

@@ -1,0 +1,62 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+)
+
+// ErrorDomain is the domain of every google.rpc.ErrorInfo the service sends.
+const ErrorDomain = "crmauthz.dev"
+
+// ToStatus maps an error from a handler to the gRPC status sent to the
+// caller. Domain errors become canonical codes with a google.rpc.ErrorInfo
+// reason (and for bad input a google.rpc.BadRequest naming the field);
+// anything else becomes INTERNAL with no detail, and internal reports true
+// so the caller logs the cause.
+func ToStatus(err error) (st *status.Status, internal bool) {
+	if s, ok := status.FromError(err); ok {
+		return s, false
+	}
+	var (
+		inv      *model.InvalidError
+		notFound *model.NotFoundError
+		conflict *model.ConflictError
+	)
+	switch {
+	case errors.As(err, &inv):
+		return withDetails(codes.InvalidArgument, inv.Error(), inv.Reason, map[string]string{"field": inv.Field},
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: inv.Field, Description: inv.Message, Reason: inv.Reason}}}), false
+	case errors.As(err, &notFound):
+		return withDetails(codes.NotFound, notFound.Error(), notFound.Reason, nil), false
+	case errors.As(err, &conflict):
+		code := codes.FailedPrecondition
+		if conflict.Exists {
+			code = codes.AlreadyExists
+		}
+		return withDetails(code, conflict.Error(), conflict.Reason, nil), false
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "request cancelled"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "deadline exceeded"), false
+	}
+	return status.New(codes.Internal, "internal error"), true
+}
+
+func withDetails(code codes.Code, msg, reason string, meta map[string]string, more ...*errdetails.BadRequest) *status.Status {
+	st := status.New(code, msg)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}}
+	for _, m := range more {
+		details = append(details, m)
+	}
+	if withInfo, err := st.WithDetails(details...); err == nil {
+		return withInfo
+	}
+	return st
+}
