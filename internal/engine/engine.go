@@ -2,12 +2,14 @@
 // are compiled to Casbin policy lines (policies/model.conf, RBAC with
 // domains, one domain per tenant) and loaded into a Casbin enforcer of that
 // tenant alone, whose role manager resolves role inheritance. The hot path
-// does not call Enforce, which scans every policy line: from each tenant's
-// enforcer the engine reads every role's implicit permissions into an index
-// of hash maps, keeps the users' grants (with their expiry) beside it, and
-// swaps the whole index atomically when the tenant changes. Readers take no
-// lock. The enforcer is dropped once the index is built, so memory holds
-// only the index.
+// does not call Enforce, which scans every policy line: every permission of
+// the catalog has a dense number, and from each tenant's enforcer the engine
+// reads every role's implicit permissions into bitsets over those numbers,
+// keeps the users' grants (with their expiry) beside them, and swaps the
+// tenant's whole index atomically when it changes. Readers take no lock; a
+// decision is a few map lookups and bit tests and allocates nothing. The
+// enforcer is dropped once the index is built, so memory holds only the
+// index.
 //
 // The differential test proves that the index decides exactly as plain
 // Casbin Enforce on the exported policy (Policy.CSV) does.
@@ -30,15 +32,15 @@ import (
 // Engine holds the decision index of every loaded tenant.
 type Engine struct {
 	cat       *model.Catalog
+	space     *permSpace
 	modelText string
 	now       func() time.Time
 
-	mu      sync.Mutex // serialises writers of tenants
-	tenants atomic.Pointer[map[string]*slot]
+	mu sync.Mutex // serialises writers of tenants
+	// tenants maps tenant ids to their current index. Writers replace the
+	// whole map (copy on write), so readers need no lock.
+	tenants atomic.Pointer[map[string]*index]
 }
-
-// slot holds one tenant's current index.
-type slot struct{ ix atomic.Pointer[index] }
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -49,15 +51,15 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 // New returns an engine with no tenants. modelText is the Casbin model
 // (policies/model.conf).
 func New(cat *model.Catalog, modelText string, opts ...Option) (*Engine, error) {
-	e := &Engine{cat: cat, modelText: modelText, now: time.Now}
+	e := &Engine{cat: cat, space: newPermSpace(cat), modelText: modelText, now: time.Now}
 	for _, o := range opts {
 		o(e)
 	}
 	// Fail early on a broken model rather than on the first tenant.
-	if _, err := buildIndex(cat, modelText, model.NewTenantState("probe", "")); err != nil {
+	if _, err := buildIndex(e.space, cat, modelText, model.NewTenantState("probe", "")); err != nil {
 		return nil, err
 	}
-	empty := map[string]*slot{}
+	empty := map[string]*index{}
 	e.tenants.Store(&empty)
 	return e, nil
 }
@@ -67,25 +69,28 @@ func (e *Engine) Catalog() *model.Catalog { return e.cat }
 
 // Load makes st the tenant's current state. A state older than the one
 // loaded is ignored, so concurrent writers may load in any order.
-func (e *Engine) Load(st *model.TenantState) error {
-	ix, err := buildIndex(e.cat, e.modelText, st)
-	if err != nil {
-		return err
+func (e *Engine) Load(st *model.TenantState) error { return e.LoadAll([]*model.TenantState{st}) }
+
+// LoadAll loads many tenants with one swap of the tenant map, as a start-up
+// does.
+func (e *Engine) LoadAll(states []*model.TenantState) error {
+	built := make([]*index, len(states))
+	for i, st := range states {
+		ix, err := buildIndex(e.space, e.cat, e.modelText, st)
+		if err != nil {
+			return err
+		}
+		built[i] = ix
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	tenants := *e.tenants.Load()
-	if s, ok := tenants[st.ID]; ok {
-		if cur := s.ix.Load(); cur != nil && cur.revision >= st.Revision {
-			return nil
+	next := maps.Clone(*e.tenants.Load())
+	for _, ix := range built {
+		if cur, ok := next[ix.tenant]; ok && cur.revision >= ix.revision {
+			continue
 		}
-		s.ix.Store(ix)
-		return nil
+		next[ix.tenant] = ix
 	}
-	next := maps.Clone(tenants)
-	s := &slot{}
-	s.ix.Store(ix)
-	next[st.ID] = s
 	e.tenants.Store(&next)
 	return nil
 }
@@ -100,11 +105,11 @@ func (e *Engine) Revision(tenant string) (int64, error) {
 }
 
 func (e *Engine) index(tenant string) (*index, error) {
-	s, ok := (*e.tenants.Load())[tenant]
+	ix, ok := (*e.tenants.Load())[tenant]
 	if !ok {
 		return nil, model.TenantNotFound(tenant)
 	}
-	return s.ix.Load(), nil
+	return ix, nil
 }
 
 // Decision is the answer to one check.
@@ -142,19 +147,20 @@ func (e *Engine) Check(tenant, user string, p model.Permission, explain bool) (D
 	if err != nil {
 		return Decision{}, err
 	}
-	var buf [3]key
-	keys := keysFor(p, &buf)
-	grants := ix.users[user]
+	var buf [3]int32
+	ids := e.space.idsFor(p, &buf)
+	var gbuf [2]userGrant
+	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.nowFor(grants)
 	d := Decision{Allowed: true, Revision: ix.revision}
-	for _, k := range keys {
-		if !allowed(grants, k, now) {
+	for _, id := range ids {
+		if !ix.allowed(grants, id, now) {
 			d.Allowed = false
 			break
 		}
 	}
 	if explain {
-		d.Reasons = ix.explain(user, p, keys, grants, now)
+		d.Reasons = ix.explain(e.space, user, p, ids, grants, now)
 	}
 	return d, nil
 }
@@ -180,16 +186,18 @@ func (e *Engine) FieldAccess(tenant, user, module string) ([]model.FieldState, i
 	if m == nil {
 		return nil, 0, model.Invalid("module", model.ReasonUnknownModule, fmt.Sprintf("unknown module %q", module))
 	}
-	grants := ix.users[user]
+	var gbuf [2]userGrant
+	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.nowFor(grants)
-	read := allowed(grants, key{kindModule, module, model.VerbRead}, now)
-	update := read && allowed(grants, key{kindModule, module, model.VerbUpdate}, now)
+	ids := e.space.ids
+	read := ix.allowed(grants, ids[key{kindModule, module, model.VerbRead}], now)
+	update := read && ix.allowed(grants, ids[key{kindModule, module, model.VerbUpdate}], now)
 	states := make([]model.FieldState, len(m.Fields))
 	for i, f := range m.Fields {
 		switch {
-		case !read || !allowed(grants, key{kindFieldRead, module, f}, now):
+		case !read || !ix.allowed(grants, ids[key{kindFieldRead, module, f}], now):
 			states[i] = model.FieldHidden
-		case update && allowed(grants, key{kindFieldWrite, module, f}, now):
+		case update && ix.allowed(grants, ids[key{kindFieldWrite, module, f}], now):
 			states[i] = model.FieldReadWrite
 		default:
 			states[i] = model.FieldReadOnly
@@ -219,31 +227,31 @@ func (e *Engine) EffectivePermissions(tenant, user string) (Effective, error) {
 	if err != nil {
 		return Effective{}, err
 	}
-	grants := ix.users[user]
+	var gbuf [2]userGrant
+	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.nowFor(grants)
 	out := Effective{Revision: ix.revision}
-	have := map[key]bool{}
+	have := map[int32]bool{}
 	for _, g := range grants {
-		if g.expires != 0 && now >= g.expires {
+		if !g.active(now) {
 			continue
 		}
-		ar := ActiveRole{Role: g.role.id}
+		ar := ActiveRole{Role: ix.roles[g.role].id}
 		if g.expires != 0 {
 			ar.ExpiresAt = time.Unix(0, g.expires).UTC()
 		}
 		out.Roles = append(out.Roles, ar)
-		for k := range g.role.allow {
-			if k.k == kindModule || k.k == kindFunction {
-				have[k] = true
+		ix.forEach(g.role, setAllow, func(id int32) {
+			if k := e.space.keys[id].k; (k == kindModule || k == kindFunction) && ix.allowed(grants, id, now) {
+				have[id] = true
 			}
-		}
+		})
 	}
 	slices.SortFunc(out.Roles, func(a, b ActiveRole) int { return cmp.Compare(a.Role, b.Role) })
 	for _, m := range e.cat.Modules {
 		var verbs []string
 		for _, v := range e.cat.Verbs {
-			k := key{kindModule, m.ID, v}
-			if have[k] && allowed(grants, k, now) {
+			if have[e.space.ids[key{kindModule, m.ID, v}]] {
 				verbs = append(verbs, v)
 			}
 		}
@@ -251,8 +259,8 @@ func (e *Engine) EffectivePermissions(tenant, user string) (Effective, error) {
 			out.Modules = append(out.Modules, model.ModuleGrant{Module: m.ID, Verbs: verbs})
 		}
 	}
-	for k := range have {
-		if k.k == kindFunction && allowed(grants, k, now) {
+	for id := range have {
+		if k := e.space.keys[id]; k.k == kindFunction {
 			out.Functions = append(out.Functions, k.a)
 		}
 	}

@@ -10,50 +10,56 @@ import (
 
 // explain lists why p was decided as it was: the roles whose lines allow or
 // deny it, expired grants that would have allowed it, and what is missing.
-func (ix *index) explain(user string, p model.Permission, keys []key, grants []userGrant, now int64) []Reason {
+// ids are the permission ids p needs (idsFor); the first is p's own.
+func (ix *index) explain(space *permSpace, user string, p model.Permission, ids []int32, grants []userGrant, now int64) []Reason {
 	var out []Reason
 	var active []string
 	for _, g := range grants {
-		if g.expires == 0 || now < g.expires {
-			active = append(active, g.role.id)
+		if g.active(now) {
+			active = append(active, ix.roles[g.role].id)
 		}
 	}
-	main := keys[0]
+	main := ids[0]
+	k := space.keys[main]
 	granted := false
 	for _, g := range grants {
+		role := ix.roles[g.role].id
 		var exp time.Time
 		if g.expires != 0 {
 			exp = time.Unix(0, g.expires).UTC()
 		}
-		if g.expires != 0 && now >= g.expires {
-			if holder, ok := g.role.allow[main]; ok {
-				out = append(out, Reason{Kind: GrantExpired, Role: g.role.id, Rule: main.casbinLine(holder, ix.tenant, effAllow), ExpiresAt: exp,
-					Message: fmt.Sprintf("role %s would grant %s but its grant expired at %s", g.role.id, p, exp.Format(time.RFC3339))})
+		if !g.active(now) {
+			if ix.has(g.role, setAllow, main) {
+				out = append(out, Reason{Kind: GrantExpired, Role: role, Rule: k.casbinLine(ix.holder(g.role, setAllow, main), ix.tenant, effAllow), ExpiresAt: exp,
+					Message: fmt.Sprintf("role %s would grant %s but its grant expired at %s", role, p, exp.Format(time.RFC3339))})
 			}
 			continue
 		}
-		if holder, ok := g.role.deny[main]; ok {
-			out = append(out, Reason{Kind: DeniedByRole, Role: g.role.id, Rule: main.casbinLine(holder, ix.tenant, effDeny), ExpiresAt: exp,
-				Message: fmt.Sprintf("role %s denies %s%s; a deny overrides every grant", g.role.id, p, via(g.role.id, holder))})
+		if ix.has(g.role, setDeny, main) {
+			holder := ix.holder(g.role, setDeny, main)
+			out = append(out, Reason{Kind: DeniedByRole, Role: role, Rule: k.casbinLine(holder, ix.tenant, effDeny), ExpiresAt: exp,
+				Message: fmt.Sprintf("role %s denies %s%s; a deny overrides every grant", role, p, via(role, holder))})
 		}
-		if holder, ok := g.role.allow[main]; ok {
+		if ix.has(g.role, setAllow, main) {
 			granted = true
-			out = append(out, Reason{Kind: AllowedByRole, Role: g.role.id, Rule: main.casbinLine(holder, ix.tenant, effAllow), ExpiresAt: exp,
-				Message: fmt.Sprintf("role %s grants %s%s", g.role.id, p, via(g.role.id, holder))})
+			holder := ix.holder(g.role, setAllow, main)
+			out = append(out, Reason{Kind: AllowedByRole, Role: role, Rule: k.casbinLine(holder, ix.tenant, effAllow), ExpiresAt: exp,
+				Message: fmt.Sprintf("role %s grants %s%s", role, p, via(role, holder))})
 		}
 	}
 	if !granted {
 		out = append(out, Reason{Kind: NotGranted, Message: notGranted(user, p, active)})
 	}
-	for _, k := range keys[1:] {
-		if allowed(grants, k, now) {
+	for _, id := range ids[1:] {
+		if ix.allowed(grants, id, now) {
 			continue
 		}
-		need := model.ModulePerm(k.a, k.b)
+		need := model.ModulePerm(space.keys[id].a, space.keys[id].b)
 		msg := fmt.Sprintf("%s needs %s, which user %s does not have", p, need, user)
 		for _, g := range grants {
-			if holder, ok := g.role.deny[k]; ok && (g.expires == 0 || now < g.expires) {
-				msg = fmt.Sprintf("%s needs %s, which role %s denies%s", p, need, g.role.id, via(g.role.id, holder))
+			if g.active(now) && ix.has(g.role, setDeny, id) {
+				role := ix.roles[g.role].id
+				msg = fmt.Sprintf("%s needs %s, which role %s denies%s", p, need, role, via(role, ix.holder(g.role, setDeny, id)))
 				break
 			}
 		}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"hash/maphash"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -29,33 +31,187 @@ type key struct {
 	a, b string
 }
 
-// index is the hot-path form of one tenant at one revision: for each role,
-// the permissions it carries with everything it inherits (as Casbin's role
-// manager resolves them), and for each user, the grants with their expiry.
-// An index is immutable once built.
-type index struct {
-	tenant   string
-	revision int64
-	roles    map[string]*roleIndex
-	users    map[string][]userGrant
+// permSpace numbers every permission of the catalog densely, so a role's
+// permissions are a small bitset and a decision is a few bit tests. A
+// module's verbs and fields are numbered next to each other, so the bits a
+// field decision needs share a cache line. It is shared by all tenants, so
+// its maps stay in cache.
+type permSpace struct {
+	ids       map[key]int32 // every permission, for building indexes
+	keys      []key         // by id
+	verbs     map[string]int32
+	modules   map[string]*moduleSpace
+	functions map[string]int32
+	words     int // uint64 words per bitset
+	seed      maphash.Seed
 }
 
-type roleIndex struct {
-	id string
-	// allow and deny map each permission to the role holding the line: the
-	// role itself or one it inherits.
-	allow map[key]string
-	deny  map[key]string
+type moduleSpace struct {
+	base   int32            // id of the module's first verb
+	fields map[string]int32 // id of each field's read; write is the next id
+}
+
+func newPermSpace(cat *model.Catalog) *permSpace {
+	s := &permSpace{seed: maphash.MakeSeed(), ids: map[key]int32{}, verbs: map[string]int32{}, modules: map[string]*moduleSpace{}, functions: map[string]int32{}}
+	add := func(k key) int32 {
+		id := int32(len(s.keys))
+		s.ids[k] = id
+		s.keys = append(s.keys, k)
+		return id
+	}
+	for i, v := range cat.Verbs {
+		s.verbs[v] = int32(i)
+	}
+	for _, m := range cat.Modules {
+		ms := &moduleSpace{base: int32(len(s.keys)), fields: map[string]int32{}}
+		for _, v := range cat.Verbs {
+			add(key{kindModule, m.ID, v})
+		}
+		for _, f := range m.Fields {
+			ms.fields[f] = add(key{kindFieldRead, m.ID, f})
+			add(key{kindFieldWrite, m.ID, f})
+		}
+		s.modules[m.ID] = ms
+	}
+	for _, f := range cat.Functions {
+		s.functions[f.ID] = add(key{kindFunction, f.ID, ""})
+	}
+	s.words = (len(s.keys) + 63) / 64
+	return s
+}
+
+// idsFor returns the permission ids that must all be allowed for p (see
+// Requests). p must be valid for the catalog.
+func (s *permSpace) idsFor(p model.Permission, buf *[3]int32) []int32 {
+	switch p.Kind {
+	case model.KindModule:
+		buf[0] = s.modules[p.Module].base + s.verbs[p.Verb]
+		return buf[:1]
+	case model.KindFunction:
+		buf[0] = s.functions[p.Function]
+		return buf[:1]
+	case model.KindField:
+		m := s.modules[p.Module]
+		buf[1] = m.base + s.verbs[model.VerbRead]
+		if p.Write {
+			buf[0] = m.fields[p.Field] + 1
+			buf[2] = m.base + s.verbs[model.VerbUpdate]
+			return buf[:3]
+		}
+		buf[0] = m.fields[p.Field]
+		return buf[:2]
+	}
+	return nil
+}
+
+// index is the hot-path form of one tenant at one revision. For each role it
+// holds four bitsets over the permission space: the permissions the role
+// allows and denies with everything it inherits (as Casbin's role manager
+// resolves them), and those of its own lines, which explanations use to
+// name the role a line comes from. For each user it holds the grants with
+// their expiry. An index is immutable once built.
+type index struct {
+	// The fields a decision reads come first, so they share cache lines.
+
+	// bits holds each role's implicit allow and deny bitsets, interleaved
+	// word by word so one permission's allow and deny bits share a cache
+	// line; own holds the bitsets of the role's own lines the same way.
+	bits     []uint64
+	users    userTable
+	revision int64
+	words    int
+
+	tenant string
+	own    []uint64
+	roles  []roleInfo
+}
+
+// The bitsets of a role.
+const (
+	setAllow    = iota // implicit allow, in bits
+	setDeny            // implicit deny, in bits
+	setOwnAllow        // own allow, in own
+	setOwnDeny         // own deny, in own
+)
+
+type roleInfo struct {
+	id      string
+	closure []int32 // the role itself, then every role it inherits
 }
 
 type userGrant struct {
-	role    *roleIndex
+	role    int32
 	expires int64 // UnixNano; 0 when the grant never expires
 }
 
-// buildIndex loads the tenant's roles into a Casbin enforcer and reads each
-// role's implicit permissions back from it.
-func buildIndex(cat *model.Catalog, modelText string, st *model.TenantState) (*index, error) {
+// word returns the slice holding a set and the position of word w in it.
+func (ix *index) word(role int32, set int, w int) ([]uint64, int) {
+	arr := ix.bits
+	if set >= setOwnAllow {
+		arr, set = ix.own, set-setOwnAllow
+	}
+	return arr, (int(role)*ix.words+w)*2 + set
+}
+
+func (ix *index) has(role int32, set int, id int32) bool {
+	arr, i := ix.word(role, set, int(id>>6))
+	return arr[i]&(1<<(id&63)) != 0
+}
+
+func (ix *index) set(role int32, set int, id int32) {
+	arr, i := ix.word(role, set, int(id>>6))
+	arr[i] |= 1 << (id & 63)
+}
+
+// active reports whether a grant decides anything at now (UnixNano).
+func (g userGrant) active(now int64) bool { return g.expires == 0 || now < g.expires }
+
+// allowed decides one permission for a user's grants: some active role
+// allows it and no active role denies it.
+func (ix *index) allowed(grants []userGrant, id int32, now int64) bool {
+	ok := false
+	for _, g := range grants {
+		if !g.active(now) {
+			continue
+		}
+		if ix.has(g.role, setDeny, id) {
+			return false
+		}
+		ok = ok || ix.has(g.role, setAllow, id)
+	}
+	return ok
+}
+
+// forEach calls fn for every permission id set in role's bitset.
+func (ix *index) forEach(role int32, set int, fn func(id int32)) {
+	for w := range ix.words {
+		arr, i := ix.word(role, set, w)
+		word := arr[i]
+		for word != 0 {
+			fn(int32(w*64 + bits.TrailingZeros64(word)))
+			word &= word - 1
+		}
+	}
+}
+
+// holder names the role whose own line sets the permission for role: the
+// role itself or the first inherited role carrying it.
+func (ix *index) holder(role int32, set int, id int32) string {
+	own := setOwnAllow
+	if set == setDeny {
+		own = setOwnDeny
+	}
+	for _, r := range ix.roles[role].closure {
+		if ix.has(r, own, id) {
+			return ix.roles[r].id
+		}
+	}
+	return ix.roles[role].id
+}
+
+// buildIndex loads the tenant's roles into a Casbin enforcer of the tenant
+// alone and reads each role's implicit permissions and roles back from it.
+func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *model.TenantState) (*index, error) {
 	m, err := casbinmodel.NewModelFromString(modelText)
 	if err != nil {
 		return nil, fmt.Errorf("parse casbin model: %w", err)
@@ -65,7 +221,8 @@ func buildIndex(cat *model.Catalog, modelText string, st *model.TenantState) (*i
 		return nil, fmt.Errorf("new enforcer: %w", err)
 	}
 	// Grants carry expiry, which plain g lines cannot; the index applies
-	// them itself, so only role lines and role inheritance go to Casbin.
+	// it itself, so only role lines and role inheritance go to Casbin.
+	roles := st.SortedRoles()
 	pol := CompilePolicy(cat, &model.TenantState{ID: st.ID, Roles: st.Roles}, time.Time{})
 	if err := e.GetModel().AddPolicies("p", "p", pol.P); err != nil {
 		return nil, fmt.Errorf("load policy of tenant %q: %w", st.ID, err)
@@ -81,40 +238,80 @@ func buildIndex(cat *model.Catalog, modelText string, st *model.TenantState) (*i
 	ix := &index{
 		tenant:   st.ID,
 		revision: st.Revision,
-		roles:    make(map[string]*roleIndex, len(st.Roles)),
-		users:    map[string][]userGrant{},
+		words:    space.words,
+		bits:     make([]uint64, len(roles)*2*space.words),
+		own:      make([]uint64, len(roles)*2*space.words),
+		roles:    make([]roleInfo, len(roles)),
 	}
-	for id := range st.Roles {
-		lines, err := e.GetImplicitPermissionsForUser(rolePrefix+id, st.ID)
+	number := make(map[string]int32, len(roles))
+	for i, r := range roles {
+		number[r.ID] = int32(i)
+		ix.roles[i].id = r.ID
+	}
+	setLine := func(role int32, l []string, own bool) error {
+		k, err := parseKey(l[2], l[3])
 		if err != nil {
-			return nil, fmt.Errorf("permissions of role %q: %w", id, err)
+			return fmt.Errorf("role %q: %w", ix.roles[role].id, err)
 		}
-		ri := &roleIndex{id: id, allow: make(map[key]string, len(lines)), deny: map[key]string{}}
-		for _, l := range lines {
-			k, err := parseKey(l[2], l[3])
-			if err != nil {
-				return nil, fmt.Errorf("role %q: %w", id, err)
-			}
-			holder := strings.TrimPrefix(l[0], rolePrefix)
-			if l[4] == effDeny {
-				ri.deny[k] = holder
-			} else {
-				ri.allow[k] = holder
-			}
+		id, ok := space.ids[k]
+		if !ok {
+			return fmt.Errorf("role %q: permission %s %s is not in the catalog", ix.roles[role].id, l[2], l[3])
 		}
-		ix.roles[id] = ri
+		set := setAllow
+		if l[4] == effDeny {
+			set = setDeny
+		}
+		if own {
+			set += setOwnAllow
+		}
+		ix.set(role, set, id)
+		return nil
 	}
+	for _, l := range pol.P {
+		if err := setLine(number[strings.TrimPrefix(l[0], rolePrefix)], l, true); err != nil {
+			return nil, err
+		}
+	}
+	for i, r := range roles {
+		role := int32(i)
+		lines, err := e.GetImplicitPermissionsForUser(rolePrefix+r.ID, st.ID)
+		if err != nil {
+			return nil, fmt.Errorf("permissions of role %q: %w", r.ID, err)
+		}
+		for _, l := range lines {
+			if err := setLine(role, l, false); err != nil {
+				return nil, err
+			}
+		}
+		inherited, err := e.GetImplicitRolesForUser(rolePrefix+r.ID, st.ID)
+		if err != nil {
+			return nil, fmt.Errorf("roles of role %q: %w", r.ID, err)
+		}
+		ix.roles[i].closure = []int32{role}
+		for _, name := range inherited {
+			ix.roles[i].closure = append(ix.roles[i].closure, number[strings.TrimPrefix(name, rolePrefix)])
+		}
+	}
+	if len(roles) > maxRoles {
+		return nil, fmt.Errorf("tenant %q has %d roles; the engine holds at most %d", st.ID, len(roles), maxRoles)
+	}
+	byUser := map[string][]userGrant{}
+	var users []string
 	for _, g := range st.SortedGrants() {
-		ri := ix.roles[g.RoleID]
-		if ri == nil {
+		role, ok := number[g.RoleID]
+		if !ok {
 			return nil, fmt.Errorf("grant of unknown role %q to %q", g.RoleID, g.UserID)
 		}
-		var exp int64
+		ug := userGrant{role: role}
 		if !g.ExpiresAt.IsZero() {
-			exp = g.ExpiresAt.UnixNano()
+			ug.expires = g.ExpiresAt.UnixNano()
 		}
-		ix.users[g.UserID] = append(ix.users[g.UserID], userGrant{role: ri, expires: exp})
+		if byUser[g.UserID] == nil {
+			users = append(users, g.UserID)
+		}
+		byUser[g.UserID] = append(byUser[g.UserID], ug)
 	}
+	ix.users = newUserTable(space.seed, users, byUser)
 	return ix, nil
 }
 
@@ -151,46 +348,4 @@ func (k key) casbinLine(holder, tenant, eft string) string {
 		obj, act = fieldPrefix+k.a+"."+k.b, actWrite
 	}
 	return strings.Join([]string{"p", rolePrefix + holder, tenant, obj, act, eft}, ", ")
-}
-
-// keysFor returns the keys that must all be allowed for p (see Requests).
-// The common kinds fill a fixed array so the hot path does not allocate.
-func keysFor(p model.Permission, buf *[3]key) []key {
-	switch p.Kind {
-	case model.KindModule:
-		buf[0] = key{kindModule, p.Module, p.Verb}
-		return buf[:1]
-	case model.KindFunction:
-		buf[0] = key{kindFunction, p.Function, ""}
-		return buf[:1]
-	case model.KindField:
-		buf[1] = key{kindModule, p.Module, model.VerbRead}
-		if p.Write {
-			buf[0] = key{kindFieldWrite, p.Module, p.Field}
-			buf[2] = key{kindModule, p.Module, model.VerbUpdate}
-			return buf[:3]
-		}
-		buf[0] = key{kindFieldRead, p.Module, p.Field}
-		return buf[:2]
-	}
-	return nil
-}
-
-// allowed decides one key for a user's grants: some active role allows it
-// and no active role denies it.
-func allowed(grants []userGrant, k key, now int64) bool {
-	ok := false
-	for i := range grants {
-		g := &grants[i]
-		if g.expires != 0 && now >= g.expires {
-			continue
-		}
-		if _, d := g.role.deny[k]; d {
-			return false
-		}
-		if !ok {
-			_, ok = g.role.allow[k]
-		}
-	}
-	return ok
 }
