@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -144,7 +145,10 @@ func (g *gen) permission() model.Permission {
 	return model.FieldPerm(m.ID, m.Fields[g.pick(len(m.Fields))], g.r.Float64() < 0.5)
 }
 
-func isConflict(err error) bool { _, ok := err.(*model.ConflictError); return ok }
+func isConflict(err error) bool {
+	var c *model.ConflictError
+	return errors.As(err, &c)
+}
 
 // mustChange panics on anything but a refused write (a cycle, a too deep
 // inheritance chain), which the generator may produce and which changes

@@ -34,13 +34,6 @@ type userSlot struct {
 // shortID is the longest user id kept inside its slot.
 const shortID = 10
 
-func (t *userTable) idOf(s *userSlot) string {
-	if s.n <= shortID {
-		return string(s.short[:s.n])
-	}
-	return t.ids[s.off : s.off+uint32(s.n)]
-}
-
 // packedGrant is a grant inside a slot: the role's number and the index of
 // its expiry in userTable.expiries.
 type packedGrant struct{ role, expiry uint16 }

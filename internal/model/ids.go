@@ -38,10 +38,10 @@ func subjectChar(c byte) bool {
 }
 
 var (
-	tenantClass   = idClass{name: "tenant id", max: MaxIDLength, first: lowerAlnum, rest: tenantChar}
-	subjectClass  = idClass{name: "user id", max: MaxSubjectLength, first: subjectFirst, rest: subjectChar}
-	nameClass     = idClass{name: "identifier", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar}
-	functionClass = idClass{name: "function id", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar, dotted: true}
+	tenantClass   = idClass{name: "tenant ids (a-z, 0-9, _, -)", max: MaxIDLength, first: lowerAlnum, rest: tenantChar}
+	subjectClass  = idClass{name: "user ids (letters, digits, _, -, ., @)", max: MaxSubjectLength, first: subjectFirst, rest: subjectChar}
+	nameClass     = idClass{name: "identifiers (a-z, 0-9, _)", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar}
+	functionClass = idClass{name: "function ids (a-z, 0-9, _ in dot-separated segments)", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar, dotted: true}
 )
 
 func (c idClass) check(s string) error {
@@ -68,7 +68,10 @@ func (c idClass) check(s string) error {
 			ok = c.first(ch)
 		}
 		if !ok {
-			return fmt.Errorf("has a character not allowed in a %s at byte %d (%q)", c.name, i, ch)
+			if segStart {
+				return fmt.Errorf("must not start with %q (at byte %d); allowed in %s", ch, i, c.name)
+			}
+			return fmt.Errorf("has %q at byte %d, which is not allowed in %s", ch, i, c.name)
 		}
 		segStart = false
 	}
@@ -102,8 +105,8 @@ func ValidateFunctionID(field, s string) error {
 	return invalidIf(field, ReasonInvalidIdentifier, functionClass.check(s))
 }
 
-// ValidateText checks free text (reasons, display names): valid length and
-// no control characters other than none at all.
+// ValidateText checks free text (reasons, display names): at most maxLen
+// bytes of valid UTF-8 without control characters.
 func ValidateText(field, s string, maxLen int, required bool) error {
 	if s == "" {
 		if required {

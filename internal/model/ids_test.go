@@ -1,0 +1,73 @@
+package model
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateIdentifiers(t *testing.T) {
+	tests := []struct {
+		name  string
+		check func(string, string) error
+		in    string
+		ok    bool
+	}{
+		{"tenant", ValidateTenantID, "acme-01", true},
+		{"tenant upper", ValidateTenantID, "Acme", false},
+		{"tenant star", ValidateTenantID, "*", false},
+		{"tenant colon", ValidateTenantID, "a:b", false},
+		{"tenant max", ValidateTenantID, strings.Repeat("a", MaxIDLength), true},
+		{"tenant too long", ValidateTenantID, strings.Repeat("a", MaxIDLength+1), false},
+		{"subject email", ValidateSubjectID, "Jane.Doe@example.com", true},
+		{"subject uuid", ValidateSubjectID, "3f2b8c1e-9a4d-4e5f-8b6a-1c2d3e4f5a6b", true},
+		{"subject comma", ValidateSubjectID, "a,b", false},
+		{"subject space", ValidateSubjectID, "a b", false},
+		{"subject leading dot", ValidateSubjectID, ".a", false},
+		{"subject unicode", ValidateSubjectID, "张三", false},
+		{"subject keyMatch", ValidateSubjectID, "keyMatch(a)", false},
+		{"name", ValidateName, "sales_rep", true},
+		{"name digit first", ValidateName, "1role", false},
+		{"name dash", ValidateName, "sales-rep", false},
+		{"function", ValidateFunctionID, "admin.roles.manage", true},
+		{"function one segment", ValidateFunctionID, "report", false},
+		{"function trailing dot", ValidateFunctionID, "report.", false},
+		{"function empty segment", ValidateFunctionID, "a..b", false},
+		{"function star", ValidateFunctionID, "report.*", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.check("f", tt.in)
+			if (err == nil) != tt.ok {
+				t.Fatalf("%q: err = %v, want ok=%v", tt.in, err, tt.ok)
+			}
+			var inv *InvalidError
+			if err != nil && (!errors.As(err, &inv) || inv.Field != "f") {
+				t.Fatalf("error %v does not name the field", err)
+			}
+		})
+	}
+}
+
+// FuzzIdentifiers checks that nothing Casbin, its CSV form or its pattern
+// functions give meaning to ever passes validation.
+func FuzzIdentifiers(f *testing.F) {
+	for _, s := range []string{"alice", "a*b", "a,b", "r:admin", "report.view", "a b", "x\ny", "keyMatch(a)", "/a/*", "{id}", "\"q\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, check := range []func(string, string) error{ValidateTenantID, ValidateSubjectID, ValidateName, ValidateFunctionID} {
+			if check("f", s) != nil {
+				continue
+			}
+			if s == "" || len(s) > MaxSubjectLength || strings.ContainsAny(s, "*,:()/{}\"' \t\r\n\\$|&!=<>[]%#") {
+				t.Fatalf("%q passed validation", s)
+			}
+			for _, r := range s {
+				if r < 0x21 || r > 0x7e {
+					t.Fatalf("%q passed validation with %U", s, r)
+				}
+			}
+		}
+	})
+}
