@@ -21,6 +21,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/service"
 	"github.com/crmauthz/crmauthz/internal/store"
 	"github.com/crmauthz/crmauthz/internal/store/memory"
+	"github.com/crmauthz/crmauthz/internal/store/postgres"
 )
 
 // App is one authzd process.
@@ -70,17 +71,41 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	return a, nil
 }
 
-func openStore(_ context.Context, cfg config.Config, _ *zap.Logger, now func() time.Time) (store.Store, func(), error) {
-	if cfg.DatabaseURL != "" {
-		return nil, nil, errors.New("database_url: the PostgreSQL store is not available yet")
+// openStore opens PostgreSQL when a database URL is configured, refusing a
+// schema this binary does not match, else the in-memory store.
+func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time) (store.Store, func(), error) {
+	if cfg.DatabaseURL == "" {
+		st := memory.New(now)
+		return st, st.Close, nil
 	}
-	st := memory.New(now)
-	return st, st.Close, nil
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	st := postgres.New(pool, now)
+	return st, func() { st.Close(); pool.Close() }, nil
 }
 
-// Migrate applies database migrations; there is no database store yet.
-func Migrate(context.Context, config.Config, *zap.Logger) error {
-	return errors.New("migrate: the PostgreSQL store is not available yet")
+// Migrate applies the PostgreSQL schema migrations; running it again, or
+// from two processes at once, is safe.
+func Migrate(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	if cfg.DatabaseURL == "" {
+		return errors.New("migrate needs --database-url (or AUTHZ_DATABASE_URL)")
+	}
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	log.Info("schema is up to date")
+	return nil
 }
 
 // Run serves on lis until ctx ends, then stops gracefully: health turns
@@ -96,7 +121,9 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	n, err := a.load(ctx)
 	if err != nil {
 		a.server.Shutdown(a.cfg.ShutdownTimeout)
-		<-served
+		if serr := <-served; serr != nil {
+			a.log.Warn("serve", zap.Error(serr))
+		}
 		return err
 	}
 	a.server.SetReady()

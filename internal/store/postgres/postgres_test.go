@@ -1,0 +1,422 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/pgtest"
+	"github.com/crmauthz/crmauthz/internal/store"
+	"github.com/crmauthz/crmauthz/internal/store/postgres"
+	"github.com/crmauthz/crmauthz/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := postgres.New(pgtest.NewPool(t), nil)
+		t.Cleanup(s.Close)
+		return s
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		copies int // processes migrating at once
+		rounds int // migrations each runs, one after the other
+	}{
+		{"once", 1, 1},
+		{"idempotent", 1, 3},
+		{"concurrent", 4, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.NewEmptyDatabase(t)
+			var wg sync.WaitGroup
+			for range tt.copies {
+				// Each copy has its own pool, as separate processes would.
+				pool := pgtest.Open(t, url)
+				wg.Go(func() {
+					for range tt.rounds {
+						if err := postgres.Migrate(t.Context(), pool); err != nil {
+							t.Errorf("Migrate: %v", err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			pool := pgtest.Open(t, url)
+			if err := postgres.CheckSchema(t.Context(), pool); err != nil {
+				t.Errorf("CheckSchema after Migrate: %v", err)
+			}
+			rows, _ := pool.Query(t.Context(), "SELECT version FROM schema_migrations ORDER BY version")
+			versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+			if err != nil {
+				t.Fatalf("read schema_migrations: %v", err)
+			}
+			for i, v := range versions {
+				if v != int32(i+1) {
+					t.Fatalf("schema_migrations holds versions %v, want 1, 2, 3, ...", versions)
+				}
+			}
+			if len(versions) == 0 {
+				t.Fatal("schema_migrations is empty")
+			}
+		})
+	}
+}
+
+func TestCheckSchema(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		migrated bool   // start from a migrated database
+		setup    string // SQL run before the check
+		want     error
+	}{
+		{name: "unmigrated", want: postgres.ErrSchemaNotMigrated},
+		{name: "empty version table", setup: "CREATE TABLE schema_migrations (version integer PRIMARY KEY)", want: postgres.ErrSchemaNotMigrated},
+		{name: "behind", migrated: true, setup: "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)", want: postgres.ErrSchemaNotMigrated},
+		{name: "current", migrated: true},
+		{name: "newer", migrated: true, setup: "INSERT INTO schema_migrations (version) SELECT max(version) + 1 FROM schema_migrations", want: postgres.ErrSchemaTooNew},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var pool *pgxpool.Pool
+			if tt.migrated {
+				pool = pgtest.NewPool(t)
+			} else {
+				pool = pgtest.Open(t, pgtest.NewEmptyDatabase(t))
+			}
+			if tt.setup != "" {
+				if _, err := pool.Exec(t.Context(), tt.setup); err != nil {
+					t.Fatalf("setup: %v", err)
+				}
+			}
+			err := postgres.CheckSchema(t.Context(), pool)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("CheckSchema = %v, want %v", err, tt.want)
+			}
+			if err != nil && !strings.Contains(err.Error(), "authzd migrate") {
+				t.Errorf("CheckSchema error %q does not say to run `authzd migrate`", err)
+			}
+			if errors.Is(tt.want, postgres.ErrSchemaTooNew) {
+				if err := postgres.Migrate(t.Context(), pool); !errors.Is(err, postgres.ErrSchemaTooNew) {
+					t.Errorf("Migrate on a newer schema = %v, want ErrSchemaTooNew", err)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteFailures breaks writes in the middle of their transaction and
+// checks that nothing of them is visible afterwards, and that the store
+// keeps working.
+func TestWriteFailures(t *testing.T) {
+	t.Parallel()
+	long := func(n int) string { return strings.Repeat("x", n) }
+	// raw returns a mutation that puts r into the state without the model's
+	// checks, as a buggy caller could.
+	rawRole := func(r model.Role) store.Mutation {
+		return func(st *model.TenantState) (model.Change, error) {
+			st.Roles[r.ID] = r
+			return model.Change{Action: "role.create", Target: "role/x", After: r}, nil
+		}
+	}
+	rawGrant := func(g model.Grant) store.Mutation {
+		return func(st *model.TenantState) (model.Change, error) {
+			st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
+			return model.Change{Action: "grant.create", Target: "grant/x", After: g}, nil
+		}
+	}
+	const checkViolation, fkViolation = "23514", "23503"
+	tests := []struct {
+		name   string
+		reason string
+		fn     func(f *failure) store.Mutation
+		check  func(t *testing.T, err error)
+	}{
+		{name: "context cancelled", fn: func(f *failure) store.Mutation {
+			return func(st *model.TenantState) (model.Change, error) {
+				f.cancel()
+				return st.GrantRole(model.Grant{UserID: "carol", RoleID: "viewer"}, time.Now())
+			}
+		}, check: wantErrorIs(context.Canceled)},
+		{name: "connection killed", fn: func(f *failure) store.Mutation {
+			return func(st *model.TenantState) (model.Change, error) {
+				f.killTransaction()
+				return st.GrantRole(model.Grant{UserID: "carol", RoleID: "viewer"}, time.Now())
+			}
+		}, check: func(t *testing.T, err error) {
+			if err == nil {
+				t.Error("Update on a killed connection succeeded")
+			}
+		}},
+		{name: "role id too long", fn: constant(rawRole(model.Role{ID: long(65)})), check: wantSQLState(checkViolation)},
+		{name: "display name too long", fn: constant(rawRole(model.Role{ID: "r", DisplayName: long(257)})), check: wantSQLState(checkViolation)},
+		{name: "too many inherits", fn: constant(rawRole(model.Role{ID: "r", Inherits: slices.Repeat([]string{"viewer"}, 17)})), check: wantSQLState(checkViolation)},
+		{name: "user id too long", fn: constant(rawGrant(model.Grant{UserID: long(129), RoleID: "viewer"})), check: wantSQLState(checkViolation)},
+		{name: "grant of a missing role", fn: constant(rawGrant(model.Grant{UserID: "carol", RoleID: "ghost"})), check: wantSQLState(fkViolation)},
+		{name: "reason too long", reason: long(1025), fn: constant(rawGrant(model.Grant{UserID: "carol", RoleID: "viewer"})), check: wantSQLState(checkViolation)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.NewDatabase(t)
+			s := postgres.New(pgtest.Open(t, url), nil)
+			createTenant(t, s, "acme")
+			snap := storetest.Snapshot(t, s, "acme")
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			f := &failure{t: t, url: url, cancel: cancel}
+			st, err := s.Update(ctx, store.Write{Tenant: "acme", Actor: "admin", Reason: tt.reason}, tt.fn(f))
+			if st != nil {
+				t.Error("a failed Update returned a state")
+			}
+			tt.check(t, err)
+			storetest.AssertUnchanged(t, s, snap)
+
+			// The tenant's lock is free and the pool healthy again.
+			grant(t, s, "acme", "dave", "viewer")
+			if got := tenant(t, s, "acme").Revision; got != snap.State.Revision+1 {
+				t.Errorf("revision after the next write = %d, want %d", got, snap.State.Revision+1)
+			}
+		})
+	}
+}
+
+// failure breaks a write from inside its mutation.
+type failure struct {
+	t      *testing.T
+	url    string
+	cancel context.CancelFunc
+}
+
+// killTransaction terminates, from another connection, the backend that
+// holds the write's open transaction, and waits until it is gone.
+func (f *failure) killTransaction() {
+	t, ctx := f.t, f.t.Context()
+	conn, err := pgx.Connect(ctx, f.url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	rows, _ := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil || len(pids) != 1 {
+		t.Fatalf("find the write's backend: pids %v, err %v", pids, err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", pids[0]); err != nil {
+		t.Fatalf("terminate backend: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var alive bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", pids[0]).Scan(&alive); err != nil {
+			t.Fatalf("watch backend: %v", err)
+		}
+		if !alive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still alive", pids[0])
+		}
+	}
+}
+
+func constant(fn store.Mutation) func(*failure) store.Mutation {
+	return func(*failure) store.Mutation { return fn }
+}
+
+func wantErrorIs(target error) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		if !errors.Is(err, target) {
+			t.Errorf("err = %v, want one matching %v", err, target)
+		}
+	}
+}
+
+func wantSQLState(code string) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != code {
+			t.Errorf("err = %v, want a PostgreSQL error with SQLSTATE %s", err, code)
+		}
+	}
+}
+
+func TestCreateTenantRefusedByDatabase(t *testing.T) {
+	t.Parallel()
+	s := postgres.New(pgtest.NewPool(t), nil)
+	createTenant(t, s, "acme")
+	long := strings.Repeat("t", 65)
+	_, err := s.CreateTenant(t.Context(), store.Write{Tenant: long, Actor: "admin"}, model.NewTenantState(long, ""))
+	wantSQLState("23514")(t, err)
+	ids, err := s.TenantIDs(t.Context())
+	if err != nil || !slices.Equal(ids, []string{"acme"}) {
+		t.Errorf("TenantIDs = %q, %v; want [acme]", ids, err)
+	}
+}
+
+// TestRestart checks that the state survives the process: a new pool and
+// store read what the old ones wrote.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	pool := pgtest.Open(t, url)
+	s := postgres.New(pool, nil)
+	createTenant(t, s, "acme")
+	createTenant(t, s, "globex")
+	grant(t, s, "acme", "carol", "viewer")
+	snaps := []storetest.TenantSnapshot{storetest.Snapshot(t, s, "acme"), storetest.Snapshot(t, s, "globex")}
+	s.Close()
+	if err := pool.Ping(t.Context()); err != nil {
+		t.Errorf("the pool is unusable after the store's Close: %v", err)
+	}
+	pool.Close()
+
+	s = postgres.New(pgtest.Open(t, url), nil)
+	defer s.Close()
+	for _, snap := range snaps {
+		storetest.AssertUnchanged(t, s, snap)
+	}
+	ids, err := s.TenantIDs(t.Context())
+	if err != nil || !slices.Equal(ids, []string{"acme", "globex"}) {
+		t.Errorf("TenantIDs = %q, %v; want [acme globex]", ids, err)
+	}
+}
+
+// TestNotify checks that each committed write notifies its revision, and a
+// failed write nothing.
+func TestNotify(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	s := postgres.New(pgtest.Open(t, url), nil)
+	listener, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer func() { _ = listener.Close(context.WithoutCancel(t.Context())) }()
+	if _, err := listener.Exec(t.Context(), "LISTEN "+postgres.NotifyChannel); err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	next := func() postgres.Notification {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		n, err := listener.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatalf("wait for notification: %v", err)
+		}
+		var got postgres.Notification
+		if err := json.Unmarshal([]byte(n.Payload), &got); err != nil || n.Channel != postgres.NotifyChannel {
+			t.Fatalf("notification %q on %q: %v", n.Payload, n.Channel, err)
+		}
+		return got
+	}
+
+	createTenant(t, s, "acme")
+	if got, want := next(), (postgres.Notification{Tenant: "acme", Revision: 1}); got != want {
+		t.Errorf("notification = %+v, want %+v", got, want)
+	}
+	_, err = s.Update(t.Context(), store.Write{Tenant: "acme"}, func(st *model.TenantState) (model.Change, error) {
+		return st.RevokeRole("nobody", "viewer")
+	})
+	if err == nil {
+		t.Fatal("revoking a missing grant succeeded")
+	}
+	grant(t, s, "acme", "carol", "viewer")
+	if got, want := next(), (postgres.Notification{Tenant: "acme", Revision: 2}); got != want {
+		t.Errorf("notification = %+v, want %+v (a failed write must not notify)", got, want)
+	}
+}
+
+// TestConnect checks that Connect opens a working pool whose failed
+// queries are logged through zap.
+func TestConnect(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	pool, err := postgres.Connect(t.Context(), url, zap.New(core))
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(t.Context(), "SELECT 1"); err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	if n := logs.Len(); n != 0 {
+		t.Errorf("a successful query logged %d entries at warn level, want none: %v", n, logs.All())
+	}
+	if _, err := pool.Exec(t.Context(), "SELECT * FROM no_such_table"); err == nil {
+		t.Fatal("query of a missing table succeeded")
+	}
+	entries := logs.FilterLoggerName("pgx").FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(entries) != 1 || entries[0].ContextMap()["sql"] != "SELECT * FROM no_such_table" {
+		t.Errorf("failed query logged %v, want one error entry from logger pgx with the sql", logs.All())
+	}
+
+	if _, err := postgres.Connect(t.Context(), "postgres://127.0.0.1:1/nothing?connect_timeout=2", zap.NewNop()); err == nil {
+		t.Error("Connect to a closed port succeeded")
+	}
+	if _, err := postgres.Connect(t.Context(), "postgres://user:secret@host:notaport/db", zap.NewNop()); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("Connect with a malformed url = %v, want an error without the password", err)
+	}
+}
+
+func createTenant(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	st := model.NewTenantState(id, "Tenant "+id)
+	viewer := model.Role{ID: "viewer", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}}}}}
+	if _, err := st.CreateRole(viewer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GrantRole(model.Grant{UserID: "alice", RoleID: "viewer", ExpiresAt: time.Now().Add(time.Hour)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTenant(t.Context(), store.Write{Tenant: id, Actor: "admin"}, st); err != nil {
+		t.Fatalf("CreateTenant(%q): %v", id, err)
+	}
+}
+
+func grant(t *testing.T, s store.Store, tenant, user, role string) {
+	t.Helper()
+	_, err := s.Update(t.Context(), store.Write{Tenant: tenant, Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+		return st.GrantRole(model.Grant{UserID: user, RoleID: role}, time.Now())
+	})
+	if err != nil {
+		t.Fatalf("grant %s to %s: %v", role, user, err)
+	}
+}
+
+func tenant(t *testing.T, s store.Store, id string) *model.TenantState {
+	t.Helper()
+	st, err := s.Tenant(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Tenant(%q): %v", id, err)
+	}
+	return st
+}

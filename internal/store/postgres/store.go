@@ -1,0 +1,427 @@
+// Package postgres is the production store: tenants, their roles and grants,
+// and the change log in PostgreSQL, through pgx.
+//
+// Every write is one transaction. It locks the tenant's row (SELECT ... FOR
+// UPDATE), which serialises the tenant's writers, loads the tenant's state,
+// applies the mutation to it, writes only the rows that changed, appends the
+// change log entry, bumps the revision and notifies NotifyChannel; the
+// notification is delivered on commit, so replicas never hear of a write
+// that did not happen. The schema comes from the numbered migrations
+// embedded in the binary (Migrate, CheckSchema).
+//
+// Times are stored at microsecond precision in UTC, as PostgreSQL keeps
+// them; the store rounds grant times down to the microsecond before writing,
+// so the state a write returns equals the state a later read loads.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// NotifyChannel is the PostgreSQL notification channel every write notifies
+// when it commits, with a JSON Notification as payload.
+const NotifyChannel = "crmauthz_changes"
+
+// Notification is the payload of a NotifyChannel notification: the tenant
+// has reached the revision.
+type Notification struct {
+	Tenant   string `json:"tenant"`
+	Revision int64  `json:"revision"`
+}
+
+// sqlstateUniqueViolation is the SQLSTATE of a unique or primary key
+// violation (pgerrcode.UniqueViolation).
+const sqlstateUniqueViolation = "23505"
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	closed atomic.Bool
+}
+
+// New returns a store on pool, whose schema must be current (CheckSchema).
+// now supplies change-log times (time.Now when nil). The pool stays the
+// caller's: Close does not close it.
+func New(pool *pgxpool.Pool, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{pool: pool, now: now}
+}
+
+// TenantIDs implements store.Store.
+func (s *Store) TenantIDs(ctx context.Context) ([]string, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	rows, _ := s.pool.Query(ctx, "SELECT id FROM tenants ORDER BY id")
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return ids, nil
+}
+
+// Tenant implements store.Store. It reads the tenant's row, roles and
+// grants in one read-only snapshot.
+func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	var st *model.TenantState
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := inTx(ctx, s.pool, opts, func(tx pgx.Tx) error {
+		var err error
+		st, err = loadTenant(ctx, tx, id, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// CreateTenant implements store.Store.
+func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.TenantState) (*model.TenantState, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	next := st.Clone()
+	next.Revision = 1
+	normalize(next)
+	if err := checkKeys(next); err != nil {
+		return nil, err
+	}
+	w.Tenant = next.ID
+	change := model.Change{Action: "tenant.create", Target: "tenant/" + next.ID, After: store.TenantSummary(next)}
+	entry, err := store.NewChangeEntry(w, next.Revision, s.clock(), change)
+	if err != nil {
+		return nil, err
+	}
+	err = inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, revision, created_at) VALUES ($1, $2, $3, $4)",
+			next.ID, next.Name, next.Revision, entry.Time)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation {
+			return &model.ConflictError{Reason: model.ReasonTenantExists, Message: fmt.Sprintf("tenant %q already exists", next.ID), Exists: true}
+		}
+		if err != nil {
+			return fmt.Errorf("create tenant %q: %w", next.ID, err)
+		}
+		b := &pgx.Batch{}
+		if err := queueDiff(b, model.NewTenantState(next.ID, next.Name), next); err != nil {
+			return err
+		}
+		if err := queueChange(b, entry); err != nil {
+			return err
+		}
+		return sendBatch(ctx, tx, b, next.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*model.TenantState, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	var next *model.TenantState
+	// Read committed matters: a writer that waited for the tenant's lock must
+	// then read the state the previous writer committed.
+	err := inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		cur, err := loadTenant(ctx, tx, w.Tenant, true)
+		if err != nil {
+			return err
+		}
+		next = cur.Clone()
+		change, err := fn(next)
+		if err != nil {
+			return err
+		}
+		next.ID, next.Revision = cur.ID, cur.Revision+1
+		normalize(next)
+		if err := checkKeys(next); err != nil {
+			return err
+		}
+		entry, err := store.NewChangeEntry(w, next.Revision, s.clock(), change)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		if err := queueDiff(b, cur, next); err != nil {
+			return err
+		}
+		b.Queue("UPDATE tenants SET name = $2, revision = $3 WHERE id = $1", next.ID, next.Name, next.Revision)
+		if err := queueChange(b, entry); err != nil {
+			return err
+		}
+		return sendBatch(ctx, tx, b, next.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// Changes implements store.Store.
+func (s *Store) Changes(ctx context.Context, tenant string, after int64, limit int) ([]store.ChangeEntry, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("list changes of tenant %q: %w", tenant, err)
+	}
+	if !exists {
+		return nil, model.TenantNotFound(tenant)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT revision, at, actor, reason, action, target, before, after
+		FROM change_log WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3`,
+		tenant, after, limit)
+	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ChangeEntry, error) {
+		e := store.ChangeEntry{Tenant: tenant}
+		err := row.Scan(&e.Revision, &e.Time, &e.Actor, &e.Reason, &e.Action, &e.Target, &e.Before, &e.After)
+		e.Time = e.Time.UTC()
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list changes of tenant %q: %w", tenant, err)
+	}
+	return entries, nil
+}
+
+// Close marks the store closed: later calls fail with store.ErrClosed. It
+// closes nothing else; the pool belongs to the caller, who closes it after
+// the store.
+func (s *Store) Close() {
+	s.closed.Store(true)
+}
+
+// clock returns the current time as the database stores it.
+func (s *Store) clock() time.Time {
+	return dbTime(s.now())
+}
+
+// inTx runs fn in a transaction and commits it if fn succeeds. fn's error is
+// returned as is, so that a mutation's error reaches the caller unchanged.
+func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	// The rollback also runs when fn panics, so that no connection is left
+	// holding a tenant's lock; after a commit it does nothing. When the
+	// rollback itself fails, pgx closes the connection, which ends the
+	// transaction just the same.
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// loadTenant reads a tenant's whole state. With forUpdate it also locks the
+// tenant's row until the transaction ends.
+func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*model.TenantState, error) {
+	q := "SELECT name, revision FROM tenants WHERE id = $1"
+	if forUpdate {
+		q += " FOR UPDATE"
+	}
+	st := model.NewTenantState(id, "")
+	err := tx.QueryRow(ctx, q, id).Scan(&st.Name, &st.Revision)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, model.TenantNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load tenant %q: %w", id, err)
+	}
+
+	rows, _ := tx.Query(ctx, `SELECT role_id, display_name, description, template, inherits, permissions
+		FROM roles WHERE tenant_id = $1`, id)
+	roles, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Role, error) {
+		var r model.Role
+		var perms []byte
+		if err := row.Scan(&r.ID, &r.DisplayName, &r.Description, &r.Template, &r.Inherits, &perms); err != nil {
+			return r, err
+		}
+		if len(r.Inherits) == 0 {
+			r.Inherits = nil
+		}
+		if err := json.Unmarshal(perms, &r.Permissions); err != nil {
+			return r, fmt.Errorf("decode permissions of role %q: %w", r.ID, err)
+		}
+		return r, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load roles of tenant %q: %w", id, err)
+	}
+	for _, r := range roles {
+		st.Roles[r.ID] = r
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT user_id, role_id, expires_at, granted_by, granted_at
+		FROM grants WHERE tenant_id = $1`, id)
+	grants, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Grant, error) {
+		var g model.Grant
+		var expiresAt, grantedAt *time.Time
+		if err := row.Scan(&g.UserID, &g.RoleID, &expiresAt, &g.GrantedBy, &grantedAt); err != nil {
+			return g, err
+		}
+		if expiresAt != nil {
+			g.ExpiresAt = expiresAt.UTC()
+		}
+		if grantedAt != nil {
+			g.GrantedAt = grantedAt.UTC()
+		}
+		return g, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load grants of tenant %q: %w", id, err)
+	}
+	for _, g := range grants {
+		st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
+	}
+	return st, nil
+}
+
+// queueDiff queues the statements that turn the rows of state cur into
+// those of state next: only roles and grants that changed are written.
+// Grants that go away are deleted before the roles they reference, and
+// roles arrive before the grants that reference them.
+func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
+	tenant := next.ID
+	for _, g := range cur.SortedGrants() {
+		if _, ok := next.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; !ok {
+			b.Queue("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3", tenant, g.UserID, g.RoleID)
+		}
+	}
+	for _, r := range next.SortedRoles() {
+		if old, ok := cur.Roles[r.ID]; ok && reflect.DeepEqual(old, r) {
+			continue
+		}
+		perms, err := json.Marshal(r.Permissions)
+		if err != nil {
+			return fmt.Errorf("encode permissions of role %q: %w", r.ID, err)
+		}
+		inherits := r.Inherits
+		if inherits == nil {
+			inherits = []string{}
+		}
+		b.Queue(`INSERT INTO roles (tenant_id, role_id, display_name, description, template, inherits, permissions)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (tenant_id, role_id) DO UPDATE SET display_name = excluded.display_name,
+				description = excluded.description, template = excluded.template,
+				inherits = excluded.inherits, permissions = excluded.permissions`,
+			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, perms)
+	}
+	for _, g := range next.SortedGrants() {
+		if old, ok := cur.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; ok && sameGrant(old, g) {
+			continue
+		}
+		b.Queue(`INSERT INTO grants (tenant_id, user_id, role_id, expires_at, granted_by, granted_at)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (tenant_id, user_id, role_id) DO UPDATE SET expires_at = excluded.expires_at,
+				granted_by = excluded.granted_by, granted_at = excluded.granted_at`,
+			tenant, g.UserID, g.RoleID, nullTime(g.ExpiresAt), g.GrantedBy, nullTime(g.GrantedAt))
+	}
+	for _, id := range slices.Sorted(maps.Keys(cur.Roles)) {
+		if _, ok := next.Roles[id]; !ok {
+			b.Queue("DELETE FROM roles WHERE tenant_id = $1 AND role_id = $2", tenant, id)
+		}
+	}
+	return nil
+}
+
+// queueChange queues the change log entry and the notification of its
+// revision.
+func queueChange(b *pgx.Batch, e store.ChangeEntry) error {
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After)
+	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
+	if err != nil {
+		return fmt.Errorf("encode notification: %w", err)
+	}
+	b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
+	return nil
+}
+
+// sendBatch runs the queued statements of a write to tenant.
+func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, tenant string) error {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write tenant %q: %w", tenant, err)
+	}
+	return nil
+}
+
+// normalize rounds the grant times of st down to what the database keeps.
+func normalize(st *model.TenantState) {
+	for k, g := range st.Grants {
+		g.ExpiresAt, g.GrantedAt = dbTime(g.ExpiresAt), dbTime(g.GrantedAt)
+		st.Grants[k] = g
+	}
+}
+
+// checkKeys verifies that every role and grant is filed under its own key;
+// the tables know only the row's own identifiers.
+func checkKeys(st *model.TenantState) error {
+	for id, r := range st.Roles {
+		if id != r.ID {
+			return fmt.Errorf("tenant %q: role %q is filed under %q", st.ID, r.ID, id)
+		}
+	}
+	for k, g := range st.Grants {
+		if k.UserID != g.UserID || k.RoleID != g.RoleID {
+			return fmt.Errorf("tenant %q: grant of %q to %q is filed under %q/%q", st.ID, g.RoleID, g.UserID, k.RoleID, k.UserID)
+		}
+	}
+	return nil
+}
+
+func sameGrant(a, b model.Grant) bool {
+	return a.UserID == b.UserID && a.RoleID == b.RoleID && a.GrantedBy == b.GrantedBy &&
+		a.ExpiresAt.Equal(b.ExpiresAt) && a.GrantedAt.Equal(b.GrantedAt)
+}
+
+// dbTime returns t in UTC at microsecond precision; the zero time stays zero.
+func dbTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// nullTime turns the zero time into SQL NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}

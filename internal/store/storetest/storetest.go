@@ -1,0 +1,758 @@
+// Package storetest is the conformance suite of store.Store: every store
+// implementation runs it from its own tests, so that the embedded memory
+// store and PostgreSQL behave the same. A new store method gets its test
+// here first.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
+)
+
+// Run runs the suite. open returns a new, empty store; it is called once
+// per subtest, from subtests that run in parallel. The store must take its
+// change-log times from the real clock. open should close the store when t
+// ends (t.Cleanup); Close may then be called twice.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s store.Store)
+	}{
+		{"CreateAndLoad", testCreateAndLoad},
+		{"DuplicateTenant", testDuplicateTenant},
+		{"ConcurrentCreate", testConcurrentCreate},
+		{"UnknownTenant", testUnknownTenant},
+		{"TenantIDsSorted", testTenantIDsSorted},
+		{"Update", testUpdate},
+		{"FailingMutation", testFailingMutation},
+		{"PanickingMutation", testPanickingMutation},
+		{"ChangesPagination", testChangesPagination},
+		{"TenantIsolation", testTenantIsolation},
+		{"ConcurrentWriters", testConcurrentWriters},
+		{"Closed", testClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.run(t, open(t))
+		})
+	}
+}
+
+// Times with nanoseconds and a zone other than UTC: stores keep at least
+// microseconds and may return times in UTC.
+var (
+	grantedAt = time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	expiresAt = time.Date(2099, 12, 31, 23, 59, 59, 987654321, time.FixedZone("CST", 8*3600))
+)
+
+// sampleTenant returns a tenant at revision 0 holding every kind of
+// permission, an inheriting role, and grants with and without expiry.
+func sampleTenant(t *testing.T, id string) *model.TenantState {
+	t.Helper()
+	st := model.NewTenantState(id, "Tenant "+id)
+	viewer := model.Role{
+		ID:          "viewer",
+		DisplayName: "Viewer",
+		Permissions: model.Permissions{
+			Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}}},
+			Fields:  []model.FieldRule{{Module: "account", Field: "annual_revenue", State: model.FieldHidden}},
+		},
+	}
+	salesRep := model.Role{
+		ID:          "sales_rep",
+		DisplayName: "Sales representative",
+		Description: "Works the accounts and opportunities they own.",
+		Template:    "sales_rep",
+		Inherits:    []string{"viewer"},
+		Permissions: model.Permissions{
+			Modules: []model.ModuleGrant{
+				{Module: "opportunity", Verbs: []string{"read", "create", "update"}},
+				{Module: "contact", Verbs: []string{"read"}},
+			},
+			Fields: []model.FieldRule{
+				{Module: "opportunity", Field: "amount", State: model.FieldReadWrite},
+				{Module: "contact", Field: "phone", State: model.FieldReadOnly},
+			},
+			Functions:     []string{"report.export", "lead.import"},
+			DenyModules:   []model.ModuleGrant{{Module: "contract", Verbs: []string{"delete"}}},
+			DenyFunctions: []string{"data.bulk_delete"},
+		},
+	}
+	mustChange(t)(st.CreateRole(viewer))
+	mustChange(t)(st.CreateRole(salesRep))
+	now := time.Now()
+	mustChange(t)(st.GrantRole(model.Grant{UserID: "alice", RoleID: "sales_rep", GrantedBy: "admin", GrantedAt: grantedAt}, now))
+	mustChange(t)(st.GrantRole(model.Grant{UserID: "bob@example.com", RoleID: "viewer", ExpiresAt: expiresAt, GrantedBy: "admin", GrantedAt: grantedAt}, now))
+	return st
+}
+
+func testCreateAndLoad(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	in := sampleTenant(t, "acme")
+	w := store.Write{Tenant: "acme", Actor: "admin", Reason: "onboarding"}
+	before := time.Now()
+	created, err := s.CreateTenant(ctx, w, in)
+	if err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	if in.Revision != 0 {
+		t.Errorf("CreateTenant changed its argument's revision to %d", in.Revision)
+	}
+	want := in.Clone()
+	want.Revision = 1
+	assertState(t, "CreateTenant result", created, want)
+
+	loaded, err := s.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatalf("Tenant: %v", err)
+	}
+	assertState(t, "Tenant", loaded, want)
+
+	ids, err := s.TenantIDs(ctx)
+	if err != nil {
+		t.Fatalf("TenantIDs: %v", err)
+	}
+	if !slices.Equal(ids, []string{"acme"}) {
+		t.Errorf("TenantIDs = %q, want [acme]", ids)
+	}
+
+	changes := changesOf(t, s, "acme")
+	if len(changes) != 1 {
+		t.Fatalf("change log has %d entries, want 1", len(changes))
+	}
+	wantEntry := store.ChangeEntry{
+		Tenant: "acme", Revision: 1, Actor: "admin", Reason: "onboarding", Action: "tenant.create", Target: "tenant/acme",
+		After: jsonOf(t, store.TenantSummary(want)),
+	}
+	assertEntry(t, changes[0], wantEntry, before)
+}
+
+func testDuplicateTenant(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createSample(t, s, "acme")
+	other := model.NewTenantState("acme", "Another Acme")
+	_, err := s.CreateTenant(ctx, store.Write{Tenant: "acme", Actor: "mallory"}, other)
+	assertTenantExists(t, err)
+
+	want := sampleTenant(t, "acme")
+	want.Revision = 1
+	assertState(t, "Tenant after a duplicate create", mustTenant(t, s, "acme"), want)
+	if n := len(changesOf(t, s, "acme")); n != 1 {
+		t.Errorf("change log has %d entries after a duplicate create, want 1", n)
+	}
+}
+
+// testConcurrentCreate races creators of one tenant: exactly one wins.
+func testConcurrentCreate(t *testing.T, s store.Store) {
+	const creators = 8
+	errs := make([]error, creators)
+	var wg sync.WaitGroup
+	for i := range creators {
+		wg.Go(func() {
+			st := model.NewTenantState("acme", fmt.Sprintf("Acme %d", i))
+			_, errs[i] = s.CreateTenant(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, st)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		assertTenantExists(t, err)
+	}
+	if won != 1 {
+		t.Errorf("%d creators of one tenant succeeded, want 1", won)
+	}
+	if n := len(changesOf(t, s, "acme")); n != 1 {
+		t.Errorf("change log has %d entries, want 1", n)
+	}
+}
+
+func testUnknownTenant(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createSample(t, s, "acme")
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Tenant", func() error { _, err := s.Tenant(ctx, "nope"); return err }},
+		{"Update", func() error {
+			_, err := s.Update(ctx, store.Write{Tenant: "nope", Actor: "admin"}, func(*model.TenantState) (model.Change, error) {
+				t.Error("mutation of an unknown tenant was called")
+				return model.Change{Action: "noop"}, nil
+			})
+			return err
+		}},
+		{"Changes", func() error { _, err := s.Changes(ctx, "nope", 0, 10); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if !errors.Is(err, model.ErrTenantNotFound) {
+				t.Fatalf("err = %v, want one matching model.ErrTenantNotFound", err)
+			}
+			var nf *model.NotFoundError
+			if !errors.As(err, &nf) || nf.Reason != model.ReasonTenantNotFound {
+				t.Errorf("err = %#v, want a *model.NotFoundError with reason %s", err, model.ReasonTenantNotFound)
+			}
+		})
+	}
+	if ids, _ := s.TenantIDs(ctx); !slices.Equal(ids, []string{"acme"}) {
+		t.Errorf("TenantIDs = %q after calls on an unknown tenant, want [acme]", ids)
+	}
+}
+
+// testTenantIDsSorted checks the byte order of ids, which differs from the
+// order of most natural-language collations.
+func testTenantIDsSorted(t *testing.T, s store.Store) {
+	want := []string{"a-b", "a1", "a_b", "ab", "b", "b-"}
+	for _, i := range []int{3, 5, 0, 2, 4, 1} {
+		if _, err := s.CreateTenant(t.Context(), store.Write{Tenant: want[i], Actor: "admin"}, model.NewTenantState(want[i], "")); err != nil {
+			t.Fatalf("CreateTenant(%q): %v", want[i], err)
+		}
+	}
+	ids, err := s.TenantIDs(t.Context())
+	if err != nil {
+		t.Fatalf("TenantIDs: %v", err)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("TenantIDs = %q, want %q", ids, want)
+	}
+}
+
+// testUpdate runs a sequence of writes, each checked against the same
+// mutation applied to a private copy of the state.
+func testUpdate(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	later := time.Now().Add(30 * 24 * time.Hour)
+	auditor := model.Role{
+		ID: "auditor", DisplayName: "Auditor", Inherits: []string{"viewer", "sales_rep"},
+		Permissions: model.Permissions{Functions: []string{"audit.view"}},
+	}
+	tests := []struct {
+		name   string
+		fn     store.Mutation
+		action string
+		target string
+	}{
+		{"create role", func(st *model.TenantState) (model.Change, error) { return st.CreateRole(auditor) },
+			"role.create", "role/auditor"},
+		{"replace role", func(st *model.TenantState) (model.Change, error) {
+			r := auditor
+			r.Description = "Reads everything, changes nothing."
+			r.Inherits = []string{"viewer"}
+			return st.ReplaceRole(r)
+		}, "role.update", "role/auditor"},
+		{"grant without expiry", func(st *model.TenantState) (model.Change, error) {
+			return st.GrantRole(model.Grant{UserID: "carol", RoleID: "auditor", GrantedBy: "admin", GrantedAt: grantedAt}, time.Now())
+		}, "grant.create", "grant/carol/auditor"},
+		{"grant with expiry", func(st *model.TenantState) (model.Change, error) {
+			return st.GrantRole(model.Grant{UserID: "dave", RoleID: "viewer", ExpiresAt: later, GrantedBy: "admin", GrantedAt: grantedAt}, time.Now())
+		}, "grant.create", "grant/dave/viewer"},
+		{"grant again changes expiry", func(st *model.TenantState) (model.Change, error) {
+			return st.GrantRole(model.Grant{UserID: "carol", RoleID: "auditor", ExpiresAt: later, GrantedBy: "root", GrantedAt: grantedAt.Add(time.Hour)}, time.Now())
+		}, "grant.update", "grant/carol/auditor"},
+		{"revoke", func(st *model.TenantState) (model.Change, error) { return st.RevokeRole("carol", "auditor") },
+			"grant.revoke", "grant/carol/auditor"},
+		{"delete role", func(st *model.TenantState) (model.Change, error) { return st.DeleteRole("auditor") },
+			"role.delete", "role/auditor"},
+		{"rename tenant", func(st *model.TenantState) (model.Change, error) {
+			before := st.Name
+			st.Name = "Acme Renamed"
+			return model.Change{Action: "tenant.update", Target: "tenant/acme", Before: before, After: st.Name}, nil
+		}, "tenant.update", "tenant/acme"},
+	}
+	for i, tt := range tests {
+		// The steps build on each other, so they run in order and stop at the
+		// first failure.
+		ok := t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			cur := mustTenant(t, s, "acme")
+			if cur.Revision != int64(i+1) {
+				t.Fatalf("revision before the write = %d, want %d", cur.Revision, i+1)
+			}
+			// The expected outcome: the same mutation on a private copy.
+			want := cur.Clone()
+			wantChange, err := tt.fn(want)
+			if err != nil {
+				t.Fatalf("mutation on a copy: %v", err)
+			}
+			want.Revision = cur.Revision + 1
+
+			w := store.Write{Tenant: "acme", Actor: "admin", Reason: "step " + tt.name}
+			before := time.Now()
+			got, err := s.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
+				if st.Revision != cur.Revision {
+					t.Errorf("mutation saw revision %d, want %d", st.Revision, cur.Revision)
+				}
+				return tt.fn(st)
+			})
+			if err != nil {
+				t.Fatalf("Update: %v", err)
+			}
+			assertState(t, "Update result", got, want)
+			assertState(t, "Tenant after Update", mustTenant(t, s, "acme"), want)
+
+			changes, err := s.Changes(ctx, "acme", cur.Revision, 100)
+			if err != nil {
+				t.Fatalf("Changes: %v", err)
+			}
+			if len(changes) != 1 {
+				t.Fatalf("Update appended %d change entries, want 1", len(changes))
+			}
+			assertEntry(t, changes[0], store.ChangeEntry{
+				Tenant: "acme", Revision: want.Revision, Actor: "admin", Reason: w.Reason,
+				Action: tt.action, Target: tt.target,
+				Before: jsonOf(t, wantChange.Before), After: jsonOf(t, wantChange.After),
+			}, before)
+		})
+		if !ok {
+			return
+		}
+	}
+}
+
+// testFailingMutation checks that a mutation's error comes back as is and
+// that nothing of what the mutation did is kept, even when it changed its
+// state before failing.
+func testFailingMutation(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	errBoom := errors.New("boom")
+	tests := []struct {
+		name  string
+		fn    store.Mutation
+		check func(t *testing.T, err error)
+	}{
+		{"plain error after changes", func(st *model.TenantState) (model.Change, error) {
+			mustChange(t)(st.CreateRole(model.Role{ID: "ghost"}))
+			mustChange(t)(st.RevokeRole("alice", "sales_rep"))
+			st.Name = "Ghost"
+			return model.Change{Action: "role.create", Target: "role/ghost"}, errBoom
+		}, func(t *testing.T, err error) {
+			if err != errBoom { //nolint:errorlint // the error must come back as is, not wrapped
+				t.Errorf("err = %v, want the mutation's error as is", err)
+			}
+		}},
+		{"model error", func(st *model.TenantState) (model.Change, error) {
+			return st.RevokeRole("nobody", "viewer")
+		}, func(t *testing.T, err error) {
+			var nf *model.NotFoundError
+			if !errors.As(err, &nf) || nf.Reason != model.ReasonGrantNotFound {
+				t.Errorf("err = %v, want a *model.NotFoundError with reason %s", err, model.ReasonGrantNotFound)
+			}
+		}},
+		{"conflict", func(st *model.TenantState) (model.Change, error) {
+			return st.DeleteRole("viewer")
+		}, func(t *testing.T, err error) {
+			var ce *model.ConflictError
+			if !errors.As(err, &ce) || ce.Reason != model.ReasonRoleInUse {
+				t.Errorf("err = %v, want a *model.ConflictError with reason %s", err, model.ReasonRoleInUse)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := Snapshot(t, s, "acme")
+			st, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, tt.fn)
+			if st != nil {
+				t.Errorf("Update returned a state with its error")
+			}
+			tt.check(t, err)
+			AssertUnchanged(t, s, snap)
+		})
+	}
+}
+
+// testPanickingMutation checks that a mutation's panic reaches the caller
+// and leaves the tenant unchanged and open to the next writer.
+func testPanickingMutation(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	snap := Snapshot(t, s, "acme")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Update did not pass on the mutation's panic")
+			}
+		}()
+		_, _ = s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+			st.Name = "Broken"
+			panic("a bug in a mutation")
+		})
+	}()
+	AssertUnchanged(t, s, snap)
+
+	// A lock left behind would make the next writer wait forever.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := s.Update(ctx, store.Write{Tenant: "acme", Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+		return st.RevokeRole("alice", "sales_rep")
+	})
+	if err != nil {
+		t.Fatalf("Update after a panicking mutation: %v", err)
+	}
+}
+
+func testChangesPagination(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createSample(t, s, "acme")
+	for i := range 5 {
+		grant(t, s, "acme", fmt.Sprintf("user%d", i), "viewer")
+	}
+	tests := []struct {
+		after int64
+		limit int
+		want  []int64
+	}{
+		{0, 100, []int64{1, 2, 3, 4, 5, 6}},
+		{0, 2, []int64{1, 2}},
+		{2, 2, []int64{3, 4}},
+		{5, 100, []int64{6}},
+		{6, 100, nil},
+		{100, 100, nil},
+		{0, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("after=%d,limit=%d", tt.after, tt.limit), func(t *testing.T) {
+			changes, err := s.Changes(ctx, "acme", tt.after, tt.limit)
+			if err != nil {
+				t.Fatalf("Changes: %v", err)
+			}
+			if got := revisions(changes); !slices.Equal(got, tt.want) {
+				t.Errorf("revisions = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	// Paging through the log with the last revision seen as cursor visits
+	// every entry once, in order.
+	var seen []int64
+	for after := int64(0); ; {
+		page, err := s.Changes(ctx, "acme", after, 4)
+		if err != nil {
+			t.Fatalf("Changes: %v", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		seen = append(seen, revisions(page)...)
+		after = page[len(page)-1].Revision
+	}
+	if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(seen, want) {
+		t.Errorf("paging visited %v, want %v", seen, want)
+	}
+}
+
+// testTenantIsolation writes to one tenant and checks that another with the
+// same role and user ids does not change.
+func testTenantIsolation(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	createSample(t, s, "acme-eu")
+	eu := Snapshot(t, s, "acme-eu")
+
+	grant(t, s, "acme", "carol", "viewer")
+	for _, fn := range []store.Mutation{
+		func(st *model.TenantState) (model.Change, error) { return st.RevokeRole("alice", "sales_rep") },
+		func(st *model.TenantState) (model.Change, error) { return st.RevokeRole("bob@example.com", "viewer") },
+		func(st *model.TenantState) (model.Change, error) { return st.RevokeRole("carol", "viewer") },
+		func(st *model.TenantState) (model.Change, error) { return st.DeleteRole("sales_rep") },
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CreateRole(model.Role{ID: "sales_rep", Permissions: model.Permissions{Functions: []string{"report.view"}}})
+		},
+	} {
+		if _, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, fn); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+	}
+	AssertUnchanged(t, s, eu)
+	acme := mustTenant(t, s, "acme")
+	if acme.Revision != 7 || len(acme.Grants) != 0 {
+		t.Errorf("acme at revision %d with %d grants, want revision 7 and no grants", acme.Revision, len(acme.Grants))
+	}
+}
+
+// testConcurrentWriters races writers of one tenant: no write may be lost.
+func testConcurrentWriters(t *testing.T, s store.Store) {
+	const writers, grantsEach = 16, 10
+	createSample(t, s, "acme")
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			for j := range grantsEach {
+				user := fmt.Sprintf("user-%d-%d", i, j)
+				_, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+					return st.GrantRole(model.Grant{UserID: user, RoleID: "viewer"}, time.Now())
+				})
+				if err != nil {
+					t.Errorf("grant to %s: %v", user, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	st := mustTenant(t, s, "acme")
+	if want := int64(1 + writers*grantsEach); st.Revision != want {
+		t.Errorf("revision = %d, want %d", st.Revision, want)
+	}
+	for i := range writers {
+		for j := range grantsEach {
+			k := model.GrantKey{UserID: fmt.Sprintf("user-%d-%d", i, j), RoleID: "viewer"}
+			if _, ok := st.Grants[k]; !ok {
+				t.Errorf("grant %v was lost", k)
+			}
+		}
+	}
+	changes := changesOf(t, s, "acme")
+	if got, want := len(changes), 1+writers*grantsEach; got != want {
+		t.Errorf("change log has %d entries, want %d", got, want)
+	}
+	for i, e := range changes {
+		if e.Revision != int64(i+1) {
+			t.Fatalf("change log entry %d has revision %d, want %d", i, e.Revision, i+1)
+		}
+	}
+}
+
+func testClosed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createSample(t, s, "acme")
+	s.Close()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"TenantIDs", func() error { _, err := s.TenantIDs(ctx); return err }},
+		{"Tenant", func() error { _, err := s.Tenant(ctx, "acme"); return err }},
+		{"CreateTenant", func() error {
+			_, err := s.CreateTenant(ctx, store.Write{Tenant: "other"}, model.NewTenantState("other", ""))
+			return err
+		}},
+		{"Update", func() error {
+			_, err := s.Update(ctx, store.Write{Tenant: "acme"}, func(st *model.TenantState) (model.Change, error) {
+				return model.Change{Action: "noop"}, nil
+			})
+			return err
+		}},
+		{"Changes", func() error { _, err := s.Changes(ctx, "acme", 0, 10); return err }},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); !errors.Is(err, store.ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want store.ErrClosed", tt.name, err)
+		}
+	}
+}
+
+// TenantSnapshot is a tenant's state and whole change log at one moment.
+type TenantSnapshot struct {
+	ID      string
+	State   *model.TenantState
+	Changes []store.ChangeEntry
+}
+
+// Snapshot records a tenant's state and change log.
+func Snapshot(t *testing.T, s store.Store, id string) TenantSnapshot {
+	t.Helper()
+	return TenantSnapshot{ID: id, State: mustTenant(t, s, id), Changes: changesOf(t, s, id)}
+}
+
+// AssertUnchanged fails t unless the tenant's state and change log equal
+// the snapshot: same revision, same roles and grants, same entries.
+func AssertUnchanged(t *testing.T, s store.Store, snap TenantSnapshot) {
+	t.Helper()
+	assertState(t, "tenant "+snap.ID, mustTenant(t, s, snap.ID), snap.State)
+	changes := changesOf(t, s, snap.ID)
+	if len(changes) != len(snap.Changes) {
+		t.Fatalf("tenant %s: change log has %d entries, want %d", snap.ID, len(changes), len(snap.Changes))
+	}
+	for i := range changes {
+		assertEntry(t, changes[i], snap.Changes[i], time.Time{})
+	}
+}
+
+// AssertState fails t unless got and want hold the same tenant: id, name,
+// revision, roles and grants (times compared at microsecond precision).
+func AssertState(t *testing.T, got, want *model.TenantState) {
+	t.Helper()
+	assertState(t, "state", got, want)
+}
+
+func assertState(t *testing.T, what string, got, want *model.TenantState) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("%s: nil state", what)
+	}
+	if g, w := canonical(t, got), canonical(t, want); g != w {
+		t.Fatalf("%s differs\n got: %s\nwant: %s", what, g, w)
+	}
+}
+
+// canonical renders a state for comparison: roles and grants sorted, grant
+// times in UTC rounded down to the microsecond, and empty lists as absent.
+func canonical(t *testing.T, st *model.TenantState) string {
+	t.Helper()
+	for id, r := range st.Roles {
+		if id != r.ID {
+			t.Errorf("role %q is filed under %q", r.ID, id)
+		}
+	}
+	grants := st.SortedGrants()
+	for i, g := range grants {
+		if k := (model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}); st.Grants[k] != g {
+			t.Errorf("grant %v is filed under another key", k)
+		}
+		grants[i].ExpiresAt, grants[i].GrantedAt = micro(g.ExpiresAt), micro(g.GrantedAt)
+	}
+	b, err := json.Marshal(struct {
+		ID       string
+		Name     string
+		Revision int64
+		Roles    []model.Role
+		Grants   []model.Grant
+	}{st.ID, st.Name, st.Revision, st.SortedRoles(), grants})
+	if err != nil {
+		t.Fatalf("encode state: %v", err)
+	}
+	return string(b)
+}
+
+// assertEntry compares a change log entry with want. JSON documents compare
+// by meaning, not bytes. The entry's time must be in UTC and, unless
+// notBefore is zero, lie between notBefore and now.
+func assertEntry(t *testing.T, got, want store.ChangeEntry, notBefore time.Time) {
+	t.Helper()
+	if got.Tenant != want.Tenant || got.Revision != want.Revision || got.Actor != want.Actor || got.Reason != want.Reason ||
+		got.Action != want.Action || got.Target != want.Target {
+		t.Errorf("change entry = %+v, want %+v", got, want)
+	}
+	if !sameJSON(t, got.Before, want.Before) {
+		t.Errorf("change entry %d: before = %s, want %s", got.Revision, got.Before, want.Before)
+	}
+	if !sameJSON(t, got.After, want.After) {
+		t.Errorf("change entry %d: after = %s, want %s", got.Revision, got.After, want.After)
+	}
+	if got.Time.Location() != time.UTC {
+		t.Errorf("change entry %d: time %v is not in UTC", got.Revision, got.Time)
+	}
+	switch {
+	case notBefore.IsZero():
+		if !micro(got.Time).Equal(micro(want.Time)) {
+			t.Errorf("change entry %d: time = %v, want %v", got.Revision, got.Time, want.Time)
+		}
+	case got.Time.Before(micro(notBefore)) || got.Time.After(time.Now()):
+		t.Errorf("change entry %d: time %v does not lie between %v and now", got.Revision, got.Time, notBefore)
+	}
+}
+
+func assertTenantExists(t *testing.T, err error) {
+	t.Helper()
+	var ce *model.ConflictError
+	if !errors.As(err, &ce) || ce.Reason != model.ReasonTenantExists || !ce.Exists {
+		t.Errorf("err = %v, want a *model.ConflictError with reason %s and Exists", err, model.ReasonTenantExists)
+	}
+}
+
+// sameJSON reports whether two JSON documents mean the same; nil is the
+// absent document.
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Errorf("invalid JSON %s: %v", a, err)
+		return false
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Errorf("invalid JSON %s: %v", b, err)
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// jsonOf encodes v as a change log entry would; nil stays nil.
+func jsonOf(t *testing.T, v any) []byte {
+	t.Helper()
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("encode %v: %v", v, err)
+	}
+	return b
+}
+
+func createSample(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	if _, err := s.CreateTenant(t.Context(), store.Write{Tenant: id, Actor: "admin"}, sampleTenant(t, id)); err != nil {
+		t.Fatalf("CreateTenant(%q): %v", id, err)
+	}
+}
+
+func grant(t *testing.T, s store.Store, tenant, user, role string) {
+	t.Helper()
+	_, err := s.Update(t.Context(), store.Write{Tenant: tenant, Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+		return st.GrantRole(model.Grant{UserID: user, RoleID: role, GrantedBy: "admin"}, time.Now())
+	})
+	if err != nil {
+		t.Fatalf("grant %s to %s: %v", role, user, err)
+	}
+}
+
+func mustTenant(t *testing.T, s store.Store, id string) *model.TenantState {
+	t.Helper()
+	st, err := s.Tenant(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Tenant(%q): %v", id, err)
+	}
+	return st
+}
+
+func changesOf(t *testing.T, s store.Store, id string) []store.ChangeEntry {
+	t.Helper()
+	changes, err := s.Changes(t.Context(), id, 0, 1_000_000)
+	if err != nil {
+		t.Fatalf("Changes(%q): %v", id, err)
+	}
+	return changes
+}
+
+// mustChange fails t when a model mutation used to build test data fails.
+func mustChange(t *testing.T) func(model.Change, error) {
+	return func(_ model.Change, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("building test data: %v", err)
+		}
+	}
+}
+
+func revisions(entries []store.ChangeEntry) []int64 {
+	var out []int64
+	for _, e := range entries {
+		out = append(out, e.Revision)
+	}
+	return out
+}
+
+func micro(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
