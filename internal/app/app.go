@@ -141,7 +141,7 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 
 // load seeds the demo tenant when configured and loads every tenant.
 func (a *App) load(ctx context.Context) (int, error) {
-	if a.cfg.SeedDemo {
+	if a.cfg.ShouldSeedDemo() {
 		if err := a.seedDemo(ctx); err != nil {
 			return 0, err
 		}

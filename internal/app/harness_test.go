@@ -41,6 +41,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // env is a running authzd reached through the real gRPC stack.
 type env struct {
+	stop  func() // stops the server gracefully; also run at the end of the test
 	conn  *grpc.ClientConn
 	authz pb.AuthorizationServiceClient
 	admin pb.AdminServiceClient
@@ -70,15 +71,19 @@ func start(t *testing.T, cfg config.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		_ = conn.Close()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = conn.Close()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	waitServing(t, conn)
-	return &env{conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
+	return &env{stop: stop, conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
 }
 
 func waitServing(t *testing.T, conn *grpc.ClientConn) {

@@ -27,8 +27,9 @@ type Config struct {
 	// PoliciesDir reads the policy bundle (model, catalog, templates, demo
 	// tenant) from a directory instead of the one embedded in the binary.
 	PoliciesDir string `yaml:"policies_dir"`
-	// SeedDemo creates the demo tenant at start when it does not exist.
-	SeedDemo bool `yaml:"seed_demo"`
+	// SeedDemo creates the demo tenant at start when it does not exist:
+	// "auto" (only when serving from memory), "true" or "false".
+	SeedDemo string `yaml:"seed_demo"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is json or console.
@@ -45,7 +46,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		ListenAddr:      ":50051",
-		SeedDemo:        true,
+		SeedDemo:        "auto",
 		LogLevel:        "info",
 		LogFormat:       "json",
 		MaxBatchChecks:  1000,
@@ -86,11 +87,8 @@ func (c *Config) fields() []field {
 	out[len(out)-1].secret = true
 	s, g = str(&c.PoliciesDir)
 	add("policies-dir", "read the policy bundle from this directory instead of the embedded one", s, g)
-	add("seed-demo", "create the demo tenant at start when missing", func(v string) error {
-		b, err := strconv.ParseBool(v)
-		c.SeedDemo = b
-		return err
-	}, func() string { return strconv.FormatBool(c.SeedDemo) })
+	s, g = str(&c.SeedDemo)
+	add("seed-demo", "create the demo tenant at start when missing: auto (memory only), true, false", s, g)
 	s, g = str(&c.LogLevel)
 	add("log-level", "debug, info, warn or error", s, g)
 	s, g = str(&c.LogFormat)
@@ -176,6 +174,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_format must be json or console, got %q", c.LogFormat))
 	}
+	switch c.SeedDemo {
+	case "auto", "true", "false":
+	default:
+		errs = append(errs, fmt.Errorf("seed_demo must be auto, true or false, got %q", c.SeedDemo))
+	}
 	if c.MaxBatchChecks < 1 || c.MaxBatchChecks > 100000 {
 		errs = append(errs, fmt.Errorf("max_batch_checks must be 1-100000, got %d", c.MaxBatchChecks))
 	}
@@ -186,6 +189,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("shutdown_timeout must be positive, got %s", c.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// ShouldSeedDemo reports whether the demo tenant is to be created at start.
+func (c Config) ShouldSeedDemo() bool {
+	return c.SeedDemo == "true" || (c.SeedDemo == "auto" && c.DatabaseURL == "")
 }
 
 // Redacted returns the configuration as key/value pairs for the start-up
