@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		return nil, err
 	}
 	a.server = server.New(server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes},
-		service.NewAuthorization(a.engine, cfg.MaxBatchChecks),
+		service.NewAuthorization(a.engine, cfg.MaxBatchChecks, nil),
 		service.NewAdmin(a.engine, a.store, a.bundle, a.now))
 	return a, nil
 }

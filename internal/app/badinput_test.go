@@ -95,9 +95,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown verb in role", createRole(func(r *pb.CreateRoleRequest) {
 			r.Permissions.Modules = []*pb.ModuleVerbs{{Module: "account", Verbs: []string{"read", "teleport"}}}
 		}), "permissions.modules[0].verbs[1]"},
-		{"module twice", createRole(func(r *pb.CreateRoleRequest) {
-			r.Permissions.Modules = []*pb.ModuleVerbs{{Module: "lead", Verbs: []string{"read"}}, {Module: "lead", Verbs: []string{"list"}}}
-		}), "permissions.modules[1].module"},
+		{"verb twice", createRole(func(r *pb.CreateRoleRequest) {
+			r.Permissions.Modules = []*pb.ModuleVerbs{{Module: "lead", Verbs: []string{"read"}}, {Module: "lead", Verbs: []string{"list", "read"}, Scope: pb.DataScope_DATA_SCOPE_SELF}}
+		}), "permissions.modules[1].verbs[1]"},
 		{"field rule without state", createRole(func(r *pb.CreateRoleRequest) {
 			r.Permissions.Fields = []*pb.FieldRule{{Module: "account", Field: "name"}}
 		}), "permissions.fields[0].state"},

@@ -53,9 +53,12 @@ type Permissions struct {
 }
 
 // ModuleGrant grants (or, in DenyModules, denies) record verbs on a module.
+// In grants, Scope says how far the verbs reach in records (empty: the whole
+// tenant); a module may be granted once per scope, no verb twice.
 type ModuleGrant struct {
 	Module string   `yaml:"module" json:"module"`
 	Verbs  []string `yaml:"verbs" json:"verbs"`
+	Scope  Scope    `yaml:"scope" json:"scope,omitempty"`
 }
 
 // FieldRule overrides, for one role, the state a field would get from the
@@ -87,10 +90,10 @@ func (p Permissions) Validate(cat *Catalog, prefix string) error {
 	if n > MaxRuleCount {
 		return Invalid(prefix, ReasonTooMany, fmt.Sprintf("a role holds at most %d rules, got %d", MaxRuleCount, n))
 	}
-	if err := validateModuleGrants(cat, prefix+".modules", p.Modules); err != nil {
+	if err := validateModuleGrants(cat, prefix+".modules", p.Modules, true); err != nil {
 		return err
 	}
-	if err := validateModuleGrants(cat, prefix+".deny_modules", p.DenyModules); err != nil {
+	if err := validateModuleGrants(cat, prefix+".deny_modules", p.DenyModules, false); err != nil {
 		return err
 	}
 	seen := map[[2]string]bool{}
@@ -119,27 +122,32 @@ func (p Permissions) Validate(cat *Catalog, prefix string) error {
 	return validateFunctions(cat, prefix+".deny_functions", p.DenyFunctions)
 }
 
-func validateModuleGrants(cat *Catalog, prefix string, grants []ModuleGrant) error {
-	seen := map[string]bool{}
+func validateModuleGrants(cat *Catalog, prefix string, grants []ModuleGrant, scoped bool) error {
+	seen := map[[2]string]bool{}
 	for i, g := range grants {
 		path := fmt.Sprintf("%s[%d]", prefix, i)
 		if err := cat.CheckModule(path+".module", g.Module); err != nil {
 			return err
 		}
-		if seen[g.Module] {
-			return Invalid(path+".module", ReasonDuplicate, fmt.Sprintf("module %q is listed twice", g.Module))
+		switch {
+		case !scoped && g.Scope != "":
+			return Invalid(path+".scope", ReasonInvalidValue, "a deny has no scope: it denies the verb on every record")
+		case g.Scope.Rank() < 0:
+			return Invalid(path+".scope", ReasonInvalidValue, fmt.Sprintf("scope must be none, self, dept, dept_tree or org, got %q", g.Scope))
 		}
-		seen[g.Module] = true
 		if len(g.Verbs) == 0 {
 			return Invalid(path+".verbs", ReasonMissingField, "must name at least one verb")
 		}
 		for j, v := range g.Verbs {
-			if err := cat.CheckVerb(fmt.Sprintf("%s.verbs[%d]", path, j), v); err != nil {
+			vpath := fmt.Sprintf("%s.verbs[%d]", path, j)
+			if err := cat.CheckVerb(vpath, v); err != nil {
 				return err
 			}
-			if slices.Index(g.Verbs, v) != j {
-				return Invalid(fmt.Sprintf("%s.verbs[%d]", path, j), ReasonDuplicate, fmt.Sprintf("verb %q is listed twice", v))
+			k := [2]string{g.Module, v}
+			if seen[k] {
+				return Invalid(vpath, ReasonDuplicate, fmt.Sprintf("verb %q of module %q is listed twice", v, g.Module))
 			}
+			seen[k] = true
 		}
 	}
 	return nil

@@ -9,13 +9,20 @@ import (
 )
 
 // TenantState is everything the service knows about one tenant (one Casbin
-// domain): its roles and grants, at one revision.
+// domain): its roles and grants, its organisation (departments, memberships,
+// managers) and its sharing, at one revision.
 type TenantState struct {
 	ID       string
 	Name     string
 	Revision int64
+	Settings Settings
 	Roles    map[string]Role
 	Grants   map[GrantKey]Grant
+
+	Departments  map[string]Department
+	Members      map[string]Membership // by user id
+	SharingRules map[string]SharingRule
+	RecordShares map[ShareKey]RecordShare
 }
 
 // GrantKey identifies a grant: one user holds one role at most once.
@@ -23,23 +30,33 @@ type GrantKey struct{ UserID, RoleID string }
 
 // NewTenantState returns an empty tenant at revision 0.
 func NewTenantState(id, name string) *TenantState {
-	return &TenantState{ID: id, Name: name, Roles: map[string]Role{}, Grants: map[GrantKey]Grant{}}
+	return &TenantState{
+		ID: id, Name: name, Settings: Settings{ManagerDepth: DefaultManagerDepth},
+		Roles: map[string]Role{}, Grants: map[GrantKey]Grant{},
+		Departments: map[string]Department{}, Members: map[string]Membership{},
+		SharingRules: map[string]SharingRule{}, RecordShares: map[ShareKey]RecordShare{},
+	}
 }
 
-// Clone returns a copy that writers may change without affecting s. Roles and
-// grants are values whose slices are never edited in place, so copying the
-// maps is enough.
+// Clone returns a copy that writers may change without affecting s. The
+// values in its maps are never edited in place (writers replace them), so
+// copying the maps is enough.
 func (s *TenantState) Clone() *TenantState {
 	c := *s
-	c.Roles = maps.Clone(s.Roles)
-	c.Grants = maps.Clone(s.Grants)
-	if c.Roles == nil {
-		c.Roles = map[string]Role{}
-	}
-	if c.Grants == nil {
-		c.Grants = map[GrantKey]Grant{}
-	}
+	c.Roles = cloneMap(s.Roles)
+	c.Grants = cloneMap(s.Grants)
+	c.Departments = cloneMap(s.Departments)
+	c.Members = cloneMap(s.Members)
+	c.SharingRules = cloneMap(s.SharingRules)
+	c.RecordShares = cloneMap(s.RecordShares)
 	return &c
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return maps.Clone(m)
 }
 
 // SortedRoles returns the roles ordered by id.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/service"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -163,7 +164,12 @@ func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnarySe
 	}
 	log := s.log.With(fields...)
 	start := time.Now()
-	resp, err := h(context.WithValue(ctx, loggerKey{}, log), req)
+	ri := audit.RequestInfo{ID: id}
+	if p, ok := peer.FromContext(ctx); ok {
+		ri.Caller = p.Addr.String()
+	}
+	ctx = audit.WithRequest(context.WithValue(ctx, loggerKey{}, log), ri)
+	resp, err := h(ctx, req)
 	code := status.Code(err)
 	level := zap.DebugLevel
 	if strings.HasPrefix(info.FullMethod, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {

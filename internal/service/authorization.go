@@ -7,7 +7,9 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -18,18 +20,49 @@ type Authorization struct {
 	pb.UnimplementedAuthorizationServiceServer
 	eng      *engine.Engine
 	maxBatch int
+	log      DecisionLog
 }
 
 var _ pb.AuthorizationServiceServer = (*Authorization)(nil)
 
+// DecisionLog records decisions; the audit package implements it. Record
+// returns the entry's id. In the asynchronous mode it must not wait on I/O;
+// an error (the synchronous mode could not make the entry durable) fails the
+// call.
+type DecisionLog interface {
+	Record(ctx context.Context, d audit.Decision) (id string, err error)
+}
+
 // NewAuthorization returns the handlers of AuthorizationService. maxBatch
-// bounds the items of one BatchCheck.
-func NewAuthorization(eng *engine.Engine, maxBatch int) *Authorization {
-	return &Authorization{eng: eng, maxBatch: maxBatch}
+// bounds the items of one BatchCheck; log records every decision (nil: the
+// decision log is off).
+func NewAuthorization(eng *engine.Engine, maxBatch int, log DecisionLog) *Authorization {
+	return &Authorization{eng: eng, maxBatch: maxBatch, log: log}
+}
+
+// record writes one decision to the decision log.
+func (s *Authorization) record(ctx context.Context, method, tenant, subject string, p model.Permission, d engine.Decision, start time.Time) (string, error) {
+	if s.log == nil {
+		return "", nil
+	}
+	req := audit.Request(ctx)
+	e := audit.Decision{
+		Time: start, Method: method, Caller: req.Caller, RequestID: req.ID,
+		Tenant: tenant, Subject: subject, Permission: p.String(), Module: p.Module,
+		Allowed: d.Allowed, Result: "deny", Revision: d.Revision, Latency: time.Since(start),
+	}
+	if d.Allowed {
+		e.Result = "allow"
+	}
+	for _, r := range d.Reasons {
+		e.Reasons = append(e.Reasons, r.Message)
+	}
+	return s.log.Record(ctx, e)
 }
 
 // Check implements pb.AuthorizationServiceServer.
-func (s *Authorization) Check(_ context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+func (s *Authorization) Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error) {
+	start := time.Now()
 	if err := subject("tenant_id", req.GetTenantId(), "subject_id", req.GetSubjectId()); err != nil {
 		return nil, err
 	}
@@ -41,12 +74,17 @@ func (s *Authorization) Check(_ context.Context, req *pb.CheckRequest) (*pb.Chec
 	if err != nil {
 		return nil, err
 	}
-	return &pb.CheckResponse{Allowed: d.Allowed, Revision: d.Revision, Reasons: reasonsToProto(d.Reasons)}, nil
+	id, err := s.record(ctx, "Check", req.GetTenantId(), req.GetSubjectId(), p, d, start)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CheckResponse{Allowed: d.Allowed, Revision: d.Revision, Reasons: reasonsToProto(d.Reasons), DecisionId: id}, nil
 }
 
 // BatchCheck implements pb.AuthorizationServiceServer. The whole batch is
 // validated before anything is decided, so a bad item fails the call.
-func (s *Authorization) BatchCheck(_ context.Context, req *pb.BatchCheckRequest) (*pb.BatchCheckResponse, error) {
+func (s *Authorization) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest) (*pb.BatchCheckResponse, error) {
+	start := time.Now()
 	items := req.GetItems()
 	if len(items) == 0 {
 		return nil, model.Invalid("items", model.ReasonMissingField, "must hold at least one check")
@@ -73,8 +111,12 @@ func (s *Authorization) BatchCheck(_ context.Context, req *pb.BatchCheckRequest)
 		if err != nil {
 			return nil, fmt.Errorf("items[%d]: %w", i, err)
 		}
+		id, err := s.record(ctx, "BatchCheck", it.GetTenantId(), it.GetSubjectId(), perms[i], d, start)
+		if err != nil {
+			return nil, err
+		}
 		r := &results[i]
-		r.Allowed, r.Revision, r.Reasons = d.Allowed, d.Revision, reasonsToProto(d.Reasons)
+		r.Allowed, r.Revision, r.Reasons, r.DecisionId = d.Allowed, d.Revision, reasonsToProto(d.Reasons), id
 		out.Results[i] = r
 	}
 	return out, nil

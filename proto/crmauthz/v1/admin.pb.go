@@ -1575,6 +1575,2071 @@ func (x *ListGrantsResponse) GetRevision() int64 {
 	return 0
 }
 
+// Department is one node of a tenant's department tree.
+type Department struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Department id (identifier rules).
+	DepartmentId string `protobuf:"bytes,1,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
+	// Name shown to people, 1-256 bytes.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The parent department; empty for a top-level department.
+	ParentId      string `protobuf:"bytes,3,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Department) Reset() {
+	*x = Department{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Department) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Department) ProtoMessage() {}
+
+func (x *Department) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Department.ProtoReflect.Descriptor instead.
+func (*Department) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Department) GetDepartmentId() string {
+	if x != nil {
+		return x.DepartmentId
+	}
+	return ""
+}
+
+func (x *Department) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Department) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+// CreateDepartmentRequest adds a department.
+type CreateDepartmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The new department.
+	Department    *Department `protobuf:"bytes,4,opt,name=department,proto3" json:"department,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateDepartmentRequest) Reset() {
+	*x = CreateDepartmentRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDepartmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDepartmentRequest) ProtoMessage() {}
+
+func (x *CreateDepartmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDepartmentRequest.ProtoReflect.Descriptor instead.
+func (*CreateDepartmentRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateDepartmentRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CreateDepartmentRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *CreateDepartmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateDepartmentRequest) GetDepartment() *Department {
+	if x != nil {
+		return x.Department
+	}
+	return nil
+}
+
+// CreateDepartmentResponse returns the stored department.
+type CreateDepartmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The department as stored.
+	Department *Department `protobuf:"bytes,1,opt,name=department,proto3" json:"department,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateDepartmentResponse) Reset() {
+	*x = CreateDepartmentResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDepartmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDepartmentResponse) ProtoMessage() {}
+
+func (x *CreateDepartmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDepartmentResponse.ProtoReflect.Descriptor instead.
+func (*CreateDepartmentResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateDepartmentResponse) GetDepartment() *Department {
+	if x != nil {
+		return x.Department
+	}
+	return nil
+}
+
+func (x *CreateDepartmentResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// UpdateDepartmentRequest renames or moves a department.
+type UpdateDepartmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The department with its new name and parent (both replace the stored ones).
+	Department    *Department `protobuf:"bytes,4,opt,name=department,proto3" json:"department,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateDepartmentRequest) Reset() {
+	*x = UpdateDepartmentRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateDepartmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateDepartmentRequest) ProtoMessage() {}
+
+func (x *UpdateDepartmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateDepartmentRequest.ProtoReflect.Descriptor instead.
+func (*UpdateDepartmentRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UpdateDepartmentRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *UpdateDepartmentRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *UpdateDepartmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpdateDepartmentRequest) GetDepartment() *Department {
+	if x != nil {
+		return x.Department
+	}
+	return nil
+}
+
+// UpdateDepartmentResponse returns the stored department.
+type UpdateDepartmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The department as stored.
+	Department *Department `protobuf:"bytes,1,opt,name=department,proto3" json:"department,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateDepartmentResponse) Reset() {
+	*x = UpdateDepartmentResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateDepartmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateDepartmentResponse) ProtoMessage() {}
+
+func (x *UpdateDepartmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateDepartmentResponse.ProtoReflect.Descriptor instead.
+func (*UpdateDepartmentResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UpdateDepartmentResponse) GetDepartment() *Department {
+	if x != nil {
+		return x.Department
+	}
+	return nil
+}
+
+func (x *UpdateDepartmentResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeleteDepartmentRequest removes a department.
+type DeleteDepartmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Department id.
+	DepartmentId  string `protobuf:"bytes,4,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDepartmentRequest) Reset() {
+	*x = DeleteDepartmentRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDepartmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDepartmentRequest) ProtoMessage() {}
+
+func (x *DeleteDepartmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDepartmentRequest.ProtoReflect.Descriptor instead.
+func (*DeleteDepartmentRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteDepartmentRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteDepartmentRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DeleteDepartmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteDepartmentRequest) GetDepartmentId() string {
+	if x != nil {
+		return x.DepartmentId
+	}
+	return ""
+}
+
+// DeleteDepartmentResponse confirms the deletion.
+type DeleteDepartmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDepartmentResponse) Reset() {
+	*x = DeleteDepartmentResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDepartmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDepartmentResponse) ProtoMessage() {}
+
+func (x *DeleteDepartmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDepartmentResponse.ProtoReflect.Descriptor instead.
+func (*DeleteDepartmentResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeleteDepartmentResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListDepartmentsRequest asks for the department tree.
+type ListDepartmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDepartmentsRequest) Reset() {
+	*x = ListDepartmentsRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDepartmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDepartmentsRequest) ProtoMessage() {}
+
+func (x *ListDepartmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDepartmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListDepartmentsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListDepartmentsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+// ListDepartmentsResponse is the department tree.
+type ListDepartmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every department, ordered by id.
+	Departments []*Department `protobuf:"bytes,1,rep,name=departments,proto3" json:"departments,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDepartmentsResponse) Reset() {
+	*x = ListDepartmentsResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDepartmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDepartmentsResponse) ProtoMessage() {}
+
+func (x *ListDepartmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDepartmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListDepartmentsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListDepartmentsResponse) GetDepartments() []*Department {
+	if x != nil {
+		return x.Departments
+	}
+	return nil
+}
+
+func (x *ListDepartmentsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// Membership is where a user sits in the organisation.
+type Membership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User id.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The user's primary department. Required.
+	PrimaryDepartmentId string `protobuf:"bytes,2,opt,name=primary_department_id,json=primaryDepartmentId,proto3" json:"primary_department_id,omitempty"`
+	// Further departments the user belongs to (at most 16, no duplicates, not the primary).
+	OtherDepartmentIds []string `protobuf:"bytes,3,rep,name=other_department_ids,json=otherDepartmentIds,proto3" json:"other_department_ids,omitempty"`
+	// The user's manager (a user id); empty when none. Manager chains may not form a cycle.
+	ManagerId     string `protobuf:"bytes,4,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Membership) Reset() {
+	*x = Membership{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Membership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Membership) ProtoMessage() {}
+
+func (x *Membership) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Membership.ProtoReflect.Descriptor instead.
+func (*Membership) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Membership) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Membership) GetPrimaryDepartmentId() string {
+	if x != nil {
+		return x.PrimaryDepartmentId
+	}
+	return ""
+}
+
+func (x *Membership) GetOtherDepartmentIds() []string {
+	if x != nil {
+		return x.OtherDepartmentIds
+	}
+	return nil
+}
+
+func (x *Membership) GetManagerId() string {
+	if x != nil {
+		return x.ManagerId
+	}
+	return ""
+}
+
+// SetMembershipRequest sets a user's membership.
+type SetMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The membership, replacing the user's current one.
+	Membership    *Membership `protobuf:"bytes,4,opt,name=membership,proto3" json:"membership,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMembershipRequest) Reset() {
+	*x = SetMembershipRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMembershipRequest) ProtoMessage() {}
+
+func (x *SetMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMembershipRequest.ProtoReflect.Descriptor instead.
+func (*SetMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetMembershipRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SetMembershipRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *SetMembershipRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetMembershipRequest) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+// SetMembershipResponse returns the stored membership.
+type SetMembershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The membership as stored.
+	Membership *Membership `protobuf:"bytes,1,opt,name=membership,proto3" json:"membership,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMembershipResponse) Reset() {
+	*x = SetMembershipResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMembershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMembershipResponse) ProtoMessage() {}
+
+func (x *SetMembershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMembershipResponse.ProtoReflect.Descriptor instead.
+func (*SetMembershipResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SetMembershipResponse) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+func (x *SetMembershipResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeleteMembershipRequest removes a user's membership.
+type DeleteMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// User id.
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMembershipRequest) Reset() {
+	*x = DeleteMembershipRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMembershipRequest) ProtoMessage() {}
+
+func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMembershipRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteMembershipRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteMembershipRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DeleteMembershipRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteMembershipRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// DeleteMembershipResponse confirms the removal.
+type DeleteMembershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMembershipResponse) Reset() {
+	*x = DeleteMembershipResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMembershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMembershipResponse) ProtoMessage() {}
+
+func (x *DeleteMembershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMembershipResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMembershipResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteMembershipResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListMembershipsRequest lists memberships.
+type ListMembershipsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Which memberships; exactly one must be set.
+	//
+	// Types that are valid to be assigned to Filter:
+	//
+	//	*ListMembershipsRequest_UserId
+	//	*ListMembershipsRequest_DepartmentId
+	Filter        isListMembershipsRequest_Filter `protobuf_oneof:"filter"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembershipsRequest) Reset() {
+	*x = ListMembershipsRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembershipsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembershipsRequest) ProtoMessage() {}
+
+func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembershipsRequest.ProtoReflect.Descriptor instead.
+func (*ListMembershipsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListMembershipsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListMembershipsRequest) GetFilter() isListMembershipsRequest_Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ListMembershipsRequest) GetUserId() string {
+	if x != nil {
+		if x, ok := x.Filter.(*ListMembershipsRequest_UserId); ok {
+			return x.UserId
+		}
+	}
+	return ""
+}
+
+func (x *ListMembershipsRequest) GetDepartmentId() string {
+	if x != nil {
+		if x, ok := x.Filter.(*ListMembershipsRequest_DepartmentId); ok {
+			return x.DepartmentId
+		}
+	}
+	return ""
+}
+
+type isListMembershipsRequest_Filter interface {
+	isListMembershipsRequest_Filter()
+}
+
+type ListMembershipsRequest_UserId struct {
+	// The membership of this user.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3,oneof"`
+}
+
+type ListMembershipsRequest_DepartmentId struct {
+	// Memberships naming this department (primary or other).
+	DepartmentId string `protobuf:"bytes,3,opt,name=department_id,json=departmentId,proto3,oneof"`
+}
+
+func (*ListMembershipsRequest_UserId) isListMembershipsRequest_Filter() {}
+
+func (*ListMembershipsRequest_DepartmentId) isListMembershipsRequest_Filter() {}
+
+// ListMembershipsResponse lists memberships.
+type ListMembershipsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Memberships ordered by user id.
+	Memberships []*Membership `protobuf:"bytes,1,rep,name=memberships,proto3" json:"memberships,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembershipsResponse) Reset() {
+	*x = ListMembershipsResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembershipsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembershipsResponse) ProtoMessage() {}
+
+func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembershipsResponse.ProtoReflect.Descriptor instead.
+func (*ListMembershipsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListMembershipsResponse) GetMemberships() []*Membership {
+	if x != nil {
+		return x.Memberships
+	}
+	return nil
+}
+
+func (x *ListMembershipsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// UpdateTenantSettingsRequest changes tenant settings.
+type UpdateTenantSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How many levels of managers above a record's owner may read it: 0 turns manager access
+	// off, 1 is the direct manager only, at most 16. The direct manager may also update.
+	ManagerDepth  int32 `protobuf:"varint,4,opt,name=manager_depth,json=managerDepth,proto3" json:"manager_depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTenantSettingsRequest) Reset() {
+	*x = UpdateTenantSettingsRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTenantSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTenantSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateTenantSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTenantSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTenantSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UpdateTenantSettingsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *UpdateTenantSettingsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *UpdateTenantSettingsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpdateTenantSettingsRequest) GetManagerDepth() int32 {
+	if x != nil {
+		return x.ManagerDepth
+	}
+	return 0
+}
+
+// UpdateTenantSettingsResponse returns the new settings.
+type UpdateTenantSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The manager depth now in force.
+	ManagerDepth int32 `protobuf:"varint,1,opt,name=manager_depth,json=managerDepth,proto3" json:"manager_depth,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTenantSettingsResponse) Reset() {
+	*x = UpdateTenantSettingsResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTenantSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTenantSettingsResponse) ProtoMessage() {}
+
+func (x *UpdateTenantSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTenantSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTenantSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UpdateTenantSettingsResponse) GetManagerDepth() int32 {
+	if x != nil {
+		return x.ManagerDepth
+	}
+	return 0
+}
+
+func (x *UpdateTenantSettingsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// SharingRule shares the records of a module owned by one principal with another.
+type SharingRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rule id (identifier rules).
+	RuleId string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// Module id.
+	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	// Whose records: owned by a user, by a user holding a role, or owning department (with
+	// include_subdepartments, also those below it).
+	OwnedBy *Principal `protobuf:"bytes,3,opt,name=owned_by,json=ownedBy,proto3" json:"owned_by,omitempty"`
+	// With whom: a user, the members of a department (and below), or the holders of a role.
+	SharedWith *Principal `protobuf:"bytes,4,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"`
+	// Read, or read and update.
+	Access        RecordAccess `protobuf:"varint,5,opt,name=access,proto3,enum=crmauthz.v1.RecordAccess" json:"access,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharingRule) Reset() {
+	*x = SharingRule{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharingRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharingRule) ProtoMessage() {}
+
+func (x *SharingRule) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharingRule.ProtoReflect.Descriptor instead.
+func (*SharingRule) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SharingRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *SharingRule) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *SharingRule) GetOwnedBy() *Principal {
+	if x != nil {
+		return x.OwnedBy
+	}
+	return nil
+}
+
+func (x *SharingRule) GetSharedWith() *Principal {
+	if x != nil {
+		return x.SharedWith
+	}
+	return nil
+}
+
+func (x *SharingRule) GetAccess() RecordAccess {
+	if x != nil {
+		return x.Access
+	}
+	return RecordAccess_RECORD_ACCESS_UNSPECIFIED
+}
+
+// CreateSharingRuleRequest adds a sharing rule.
+type CreateSharingRuleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The rule.
+	Rule          *SharingRule `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSharingRuleRequest) Reset() {
+	*x = CreateSharingRuleRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSharingRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSharingRuleRequest) ProtoMessage() {}
+
+func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSharingRuleRequest.ProtoReflect.Descriptor instead.
+func (*CreateSharingRuleRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CreateSharingRuleRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CreateSharingRuleRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *CreateSharingRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateSharingRuleRequest) GetRule() *SharingRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// CreateSharingRuleResponse returns the stored rule.
+type CreateSharingRuleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule as stored.
+	Rule *SharingRule `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSharingRuleResponse) Reset() {
+	*x = CreateSharingRuleResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSharingRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSharingRuleResponse) ProtoMessage() {}
+
+func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSharingRuleResponse.ProtoReflect.Descriptor instead.
+func (*CreateSharingRuleResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CreateSharingRuleResponse) GetRule() *SharingRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+func (x *CreateSharingRuleResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeleteSharingRuleRequest removes a rule.
+type DeleteSharingRuleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Rule id.
+	RuleId        string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharingRuleRequest) Reset() {
+	*x = DeleteSharingRuleRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharingRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharingRuleRequest) ProtoMessage() {}
+
+func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharingRuleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSharingRuleRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DeleteSharingRuleRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteSharingRuleRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DeleteSharingRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteSharingRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+// DeleteSharingRuleResponse confirms the deletion.
+type DeleteSharingRuleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSharingRuleResponse) Reset() {
+	*x = DeleteSharingRuleResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSharingRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSharingRuleResponse) ProtoMessage() {}
+
+func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSharingRuleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSharingRuleResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeleteSharingRuleResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListSharingRulesRequest asks for the rules.
+type ListSharingRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharingRulesRequest) Reset() {
+	*x = ListSharingRulesRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharingRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharingRulesRequest) ProtoMessage() {}
+
+func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharingRulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSharingRulesRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListSharingRulesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+// ListSharingRulesResponse lists the rules.
+type ListSharingRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Rules ordered by id.
+	Rules []*SharingRule `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSharingRulesResponse) Reset() {
+	*x = ListSharingRulesResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSharingRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSharingRulesResponse) ProtoMessage() {}
+
+func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSharingRulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSharingRulesResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListSharingRulesResponse) GetRules() []*SharingRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *ListSharingRulesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// RecordShare shares one record with one principal.
+type RecordShare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Module id.
+	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
+	// Record id (1-128 bytes, user id characters).
+	RecordId string `protobuf:"bytes,2,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// With whom: a user, a department's members (and below), or a role's holders.
+	Principal *Principal `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Read, or read and update.
+	Access RecordAccess `protobuf:"varint,4,opt,name=access,proto3,enum=crmauthz.v1.RecordAccess" json:"access,omitempty"`
+	// When the share ends; unset when it does not. An expired share decides nothing.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The admin user who shared it.
+	SharedBy string `protobuf:"bytes,6,opt,name=shared_by,json=sharedBy,proto3" json:"shared_by,omitempty"`
+	// Whether the share is in force now.
+	Active        bool `protobuf:"varint,7,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordShare) Reset() {
+	*x = RecordShare{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordShare) ProtoMessage() {}
+
+func (x *RecordShare) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordShare.ProtoReflect.Descriptor instead.
+func (*RecordShare) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RecordShare) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *RecordShare) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *RecordShare) GetPrincipal() *Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *RecordShare) GetAccess() RecordAccess {
+	if x != nil {
+		return x.Access
+	}
+	return RecordAccess_RECORD_ACCESS_UNSPECIFIED
+}
+
+func (x *RecordShare) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RecordShare) GetSharedBy() string {
+	if x != nil {
+		return x.SharedBy
+	}
+	return ""
+}
+
+func (x *RecordShare) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+// ShareRecordRequest adds (or replaces) a record share.
+type ShareRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The share; shared_by and active are ignored. A share of the same record with the same
+	// principal is replaced.
+	Share         *RecordShare `protobuf:"bytes,4,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareRecordRequest) Reset() {
+	*x = ShareRecordRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareRecordRequest) ProtoMessage() {}
+
+func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareRecordRequest.ProtoReflect.Descriptor instead.
+func (*ShareRecordRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ShareRecordRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ShareRecordRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ShareRecordRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ShareRecordRequest) GetShare() *RecordShare {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+// ShareRecordResponse returns the stored share.
+type ShareRecordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The share as stored.
+	Share *RecordShare `protobuf:"bytes,1,opt,name=share,proto3" json:"share,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareRecordResponse) Reset() {
+	*x = ShareRecordResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareRecordResponse) ProtoMessage() {}
+
+func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareRecordResponse.ProtoReflect.Descriptor instead.
+func (*ShareRecordResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ShareRecordResponse) GetShare() *RecordShare {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+func (x *ShareRecordResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// UnshareRecordRequest removes a record share.
+type UnshareRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Module id.
+	Module string `protobuf:"bytes,4,opt,name=module,proto3" json:"module,omitempty"`
+	// Record id.
+	RecordId string `protobuf:"bytes,5,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// The principal the record is shared with.
+	Principal     *Principal `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnshareRecordRequest) Reset() {
+	*x = UnshareRecordRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnshareRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnshareRecordRequest) ProtoMessage() {}
+
+func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnshareRecordRequest.ProtoReflect.Descriptor instead.
+func (*UnshareRecordRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *UnshareRecordRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetPrincipal() *Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+// UnshareRecordResponse confirms the removal.
+type UnshareRecordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnshareRecordResponse) Reset() {
+	*x = UnshareRecordResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnshareRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnshareRecordResponse) ProtoMessage() {}
+
+func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnshareRecordResponse.ProtoReflect.Descriptor instead.
+func (*UnshareRecordResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *UnshareRecordResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListRecordSharesRequest asks for one record's shares.
+type ListRecordSharesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Module id.
+	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	// Record id.
+	RecordId string `protobuf:"bytes,3,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// When false (the default) expired shares are left out.
+	IncludeExpired bool `protobuf:"varint,4,opt,name=include_expired,json=includeExpired,proto3" json:"include_expired,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListRecordSharesRequest) Reset() {
+	*x = ListRecordSharesRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordSharesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordSharesRequest) ProtoMessage() {}
+
+func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordSharesRequest.ProtoReflect.Descriptor instead.
+func (*ListRecordSharesRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListRecordSharesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListRecordSharesRequest) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *ListRecordSharesRequest) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *ListRecordSharesRequest) GetIncludeExpired() bool {
+	if x != nil {
+		return x.IncludeExpired
+	}
+	return false
+}
+
+// ListRecordSharesResponse lists one record's shares.
+type ListRecordSharesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shares, ordered by principal.
+	Shares []*RecordShare `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecordSharesResponse) Reset() {
+	*x = ListRecordSharesResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecordSharesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecordSharesResponse) ProtoMessage() {}
+
+func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecordSharesResponse.ProtoReflect.Descriptor instead.
+func (*ListRecordSharesResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListRecordSharesResponse) GetShares() []*RecordShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *ListRecordSharesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_crmauthz_v1_admin_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_admin_proto_rawDesc = "" +
@@ -1688,7 +3753,151 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x12ListGrantsResponse\x12*\n" +
 	"\x06grants\x18\x01 \x03(\v2\x12.crmauthz.v1.GrantR\x06grants\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision2\xfc\x05\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"b\n" +
+	"\n" +
+	"Department\x12#\n" +
+	"\rdepartment_id\x18\x01 \x01(\tR\fdepartmentId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tparent_id\x18\x03 \x01(\tR\bparentId\"\xa2\x01\n" +
+	"\x17CreateDepartmentRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x127\n" +
+	"\n" +
+	"department\x18\x04 \x01(\v2\x17.crmauthz.v1.DepartmentR\n" +
+	"department\"o\n" +
+	"\x18CreateDepartmentResponse\x127\n" +
+	"\n" +
+	"department\x18\x01 \x01(\v2\x17.crmauthz.v1.DepartmentR\n" +
+	"department\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xa2\x01\n" +
+	"\x17UpdateDepartmentRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x127\n" +
+	"\n" +
+	"department\x18\x04 \x01(\v2\x17.crmauthz.v1.DepartmentR\n" +
+	"department\"o\n" +
+	"\x18UpdateDepartmentResponse\x127\n" +
+	"\n" +
+	"department\x18\x01 \x01(\v2\x17.crmauthz.v1.DepartmentR\n" +
+	"department\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x8e\x01\n" +
+	"\x17DeleteDepartmentRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
+	"\rdepartment_id\x18\x04 \x01(\tR\fdepartmentId\"6\n" +
+	"\x18DeleteDepartmentResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"5\n" +
+	"\x16ListDepartmentsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"p\n" +
+	"\x17ListDepartmentsResponse\x129\n" +
+	"\vdepartments\x18\x01 \x03(\v2\x17.crmauthz.v1.DepartmentR\vdepartments\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xaa\x01\n" +
+	"\n" +
+	"Membership\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x122\n" +
+	"\x15primary_department_id\x18\x02 \x01(\tR\x13primaryDepartmentId\x120\n" +
+	"\x14other_department_ids\x18\x03 \x03(\tR\x12otherDepartmentIds\x12\x1d\n" +
+	"\n" +
+	"manager_id\x18\x04 \x01(\tR\tmanagerId\"\x9f\x01\n" +
+	"\x14SetMembershipRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x127\n" +
+	"\n" +
+	"membership\x18\x04 \x01(\v2\x17.crmauthz.v1.MembershipR\n" +
+	"membership\"l\n" +
+	"\x15SetMembershipResponse\x127\n" +
+	"\n" +
+	"membership\x18\x01 \x01(\v2\x17.crmauthz.v1.MembershipR\n" +
+	"membership\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x82\x01\n" +
+	"\x17DeleteMembershipRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"6\n" +
+	"\x18DeleteMembershipResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x81\x01\n" +
+	"\x16ListMembershipsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12%\n" +
+	"\rdepartment_id\x18\x03 \x01(\tH\x00R\fdepartmentIdB\b\n" +
+	"\x06filter\"p\n" +
+	"\x17ListMembershipsResponse\x129\n" +
+	"\vmemberships\x18\x01 \x03(\v2\x17.crmauthz.v1.MembershipR\vmemberships\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x92\x01\n" +
+	"\x1bUpdateTenantSettingsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
+	"\rmanager_depth\x18\x04 \x01(\x05R\fmanagerDepth\"_\n" +
+	"\x1cUpdateTenantSettingsResponse\x12#\n" +
+	"\rmanager_depth\x18\x01 \x01(\x05R\fmanagerDepth\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xdd\x01\n" +
+	"\vSharingRule\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x16\n" +
+	"\x06module\x18\x02 \x01(\tR\x06module\x121\n" +
+	"\bowned_by\x18\x03 \x01(\v2\x16.crmauthz.v1.PrincipalR\aownedBy\x127\n" +
+	"\vshared_with\x18\x04 \x01(\v2\x16.crmauthz.v1.PrincipalR\n" +
+	"sharedWith\x121\n" +
+	"\x06access\x18\x05 \x01(\x0e2\x19.crmauthz.v1.RecordAccessR\x06access\"\x98\x01\n" +
+	"\x18CreateSharingRuleRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n" +
+	"\x04rule\x18\x04 \x01(\v2\x18.crmauthz.v1.SharingRuleR\x04rule\"e\n" +
+	"\x19CreateSharingRuleResponse\x12,\n" +
+	"\x04rule\x18\x01 \x01(\v2\x18.crmauthz.v1.SharingRuleR\x04rule\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x83\x01\n" +
+	"\x18DeleteSharingRuleRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"7\n" +
+	"\x19DeleteSharingRuleResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"6\n" +
+	"\x17ListSharingRulesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"f\n" +
+	"\x18ListSharingRulesResponse\x12.\n" +
+	"\x05rules\x18\x01 \x03(\v2\x18.crmauthz.v1.SharingRuleR\x05rules\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9b\x02\n" +
+	"\vRecordShare\x12\x16\n" +
+	"\x06module\x18\x01 \x01(\tR\x06module\x12\x1b\n" +
+	"\trecord_id\x18\x02 \x01(\tR\brecordId\x124\n" +
+	"\tprincipal\x18\x03 \x01(\v2\x16.crmauthz.v1.PrincipalR\tprincipal\x121\n" +
+	"\x06access\x18\x04 \x01(\x0e2\x19.crmauthz.v1.RecordAccessR\x06access\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
+	"\tshared_by\x18\x06 \x01(\tR\bsharedBy\x12\x16\n" +
+	"\x06active\x18\a \x01(\bR\x06active\"\x94\x01\n" +
+	"\x12ShareRecordRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x05share\x18\x04 \x01(\v2\x18.crmauthz.v1.RecordShareR\x05share\"a\n" +
+	"\x13ShareRecordResponse\x12.\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.crmauthz.v1.RecordShareR\x05share\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xd1\x01\n" +
+	"\x14UnshareRecordRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06module\x18\x04 \x01(\tR\x06module\x12\x1b\n" +
+	"\trecord_id\x18\x05 \x01(\tR\brecordId\x124\n" +
+	"\tprincipal\x18\x06 \x01(\v2\x16.crmauthz.v1.PrincipalR\tprincipal\"3\n" +
+	"\x15UnshareRecordResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x94\x01\n" +
+	"\x17ListRecordSharesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
+	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1b\n" +
+	"\trecord_id\x18\x03 \x01(\tR\brecordId\x12'\n" +
+	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\"h\n" +
+	"\x18ListRecordSharesResponse\x120\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.crmauthz.v1.RecordShareR\x06shares\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision2\xb5\x10\n" +
 	"\fAdminService\x12M\n" +
 	"\n" +
 	"CreateRole\x12\x1e.crmauthz.v1.CreateRoleRequest\x1a\x1f.crmauthz.v1.CreateRoleResponse\x12D\n" +
@@ -1702,7 +3911,21 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RevokeRole\x12\x1e.crmauthz.v1.RevokeRoleRequest\x1a\x1f.crmauthz.v1.RevokeRoleResponse\x12M\n" +
 	"\n" +
-	"ListGrants\x12\x1e.crmauthz.v1.ListGrantsRequest\x1a\x1f.crmauthz.v1.ListGrantsResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
+	"ListGrants\x12\x1e.crmauthz.v1.ListGrantsRequest\x1a\x1f.crmauthz.v1.ListGrantsResponse\x12_\n" +
+	"\x10CreateDepartment\x12$.crmauthz.v1.CreateDepartmentRequest\x1a%.crmauthz.v1.CreateDepartmentResponse\x12_\n" +
+	"\x10UpdateDepartment\x12$.crmauthz.v1.UpdateDepartmentRequest\x1a%.crmauthz.v1.UpdateDepartmentResponse\x12_\n" +
+	"\x10DeleteDepartment\x12$.crmauthz.v1.DeleteDepartmentRequest\x1a%.crmauthz.v1.DeleteDepartmentResponse\x12\\\n" +
+	"\x0fListDepartments\x12#.crmauthz.v1.ListDepartmentsRequest\x1a$.crmauthz.v1.ListDepartmentsResponse\x12V\n" +
+	"\rSetMembership\x12!.crmauthz.v1.SetMembershipRequest\x1a\".crmauthz.v1.SetMembershipResponse\x12_\n" +
+	"\x10DeleteMembership\x12$.crmauthz.v1.DeleteMembershipRequest\x1a%.crmauthz.v1.DeleteMembershipResponse\x12\\\n" +
+	"\x0fListMemberships\x12#.crmauthz.v1.ListMembershipsRequest\x1a$.crmauthz.v1.ListMembershipsResponse\x12k\n" +
+	"\x14UpdateTenantSettings\x12(.crmauthz.v1.UpdateTenantSettingsRequest\x1a).crmauthz.v1.UpdateTenantSettingsResponse\x12b\n" +
+	"\x11CreateSharingRule\x12%.crmauthz.v1.CreateSharingRuleRequest\x1a&.crmauthz.v1.CreateSharingRuleResponse\x12b\n" +
+	"\x11DeleteSharingRule\x12%.crmauthz.v1.DeleteSharingRuleRequest\x1a&.crmauthz.v1.DeleteSharingRuleResponse\x12_\n" +
+	"\x10ListSharingRules\x12$.crmauthz.v1.ListSharingRulesRequest\x1a%.crmauthz.v1.ListSharingRulesResponse\x12P\n" +
+	"\vShareRecord\x12\x1f.crmauthz.v1.ShareRecordRequest\x1a .crmauthz.v1.ShareRecordResponse\x12V\n" +
+	"\rUnshareRecord\x12!.crmauthz.v1.UnshareRecordRequest\x1a\".crmauthz.v1.UnshareRecordResponse\x12_\n" +
+	"\x10ListRecordShares\x12$.crmauthz.v1.ListRecordSharesRequest\x1a%.crmauthz.v1.ListRecordSharesResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
 
 var (
 	file_crmauthz_v1_admin_proto_rawDescOnce sync.Once
@@ -1716,7 +3939,7 @@ func file_crmauthz_v1_admin_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_admin_proto_rawDescData
 }
 
-var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_crmauthz_v1_admin_proto_goTypes = []any{
 	(*Role)(nil),                          // 0: crmauthz.v1.Role
 	(*RolePermissions)(nil),               // 1: crmauthz.v1.RolePermissions
@@ -1740,18 +3963,52 @@ var file_crmauthz_v1_admin_proto_goTypes = []any{
 	(*RevokeRoleResponse)(nil),            // 19: crmauthz.v1.RevokeRoleResponse
 	(*ListGrantsRequest)(nil),             // 20: crmauthz.v1.ListGrantsRequest
 	(*ListGrantsResponse)(nil),            // 21: crmauthz.v1.ListGrantsResponse
-	(*ModuleVerbs)(nil),                   // 22: crmauthz.v1.ModuleVerbs
-	(FieldState)(0),                       // 23: crmauthz.v1.FieldState
-	(*timestamppb.Timestamp)(nil),         // 24: google.protobuf.Timestamp
+	(*Department)(nil),                    // 22: crmauthz.v1.Department
+	(*CreateDepartmentRequest)(nil),       // 23: crmauthz.v1.CreateDepartmentRequest
+	(*CreateDepartmentResponse)(nil),      // 24: crmauthz.v1.CreateDepartmentResponse
+	(*UpdateDepartmentRequest)(nil),       // 25: crmauthz.v1.UpdateDepartmentRequest
+	(*UpdateDepartmentResponse)(nil),      // 26: crmauthz.v1.UpdateDepartmentResponse
+	(*DeleteDepartmentRequest)(nil),       // 27: crmauthz.v1.DeleteDepartmentRequest
+	(*DeleteDepartmentResponse)(nil),      // 28: crmauthz.v1.DeleteDepartmentResponse
+	(*ListDepartmentsRequest)(nil),        // 29: crmauthz.v1.ListDepartmentsRequest
+	(*ListDepartmentsResponse)(nil),       // 30: crmauthz.v1.ListDepartmentsResponse
+	(*Membership)(nil),                    // 31: crmauthz.v1.Membership
+	(*SetMembershipRequest)(nil),          // 32: crmauthz.v1.SetMembershipRequest
+	(*SetMembershipResponse)(nil),         // 33: crmauthz.v1.SetMembershipResponse
+	(*DeleteMembershipRequest)(nil),       // 34: crmauthz.v1.DeleteMembershipRequest
+	(*DeleteMembershipResponse)(nil),      // 35: crmauthz.v1.DeleteMembershipResponse
+	(*ListMembershipsRequest)(nil),        // 36: crmauthz.v1.ListMembershipsRequest
+	(*ListMembershipsResponse)(nil),       // 37: crmauthz.v1.ListMembershipsResponse
+	(*UpdateTenantSettingsRequest)(nil),   // 38: crmauthz.v1.UpdateTenantSettingsRequest
+	(*UpdateTenantSettingsResponse)(nil),  // 39: crmauthz.v1.UpdateTenantSettingsResponse
+	(*SharingRule)(nil),                   // 40: crmauthz.v1.SharingRule
+	(*CreateSharingRuleRequest)(nil),      // 41: crmauthz.v1.CreateSharingRuleRequest
+	(*CreateSharingRuleResponse)(nil),     // 42: crmauthz.v1.CreateSharingRuleResponse
+	(*DeleteSharingRuleRequest)(nil),      // 43: crmauthz.v1.DeleteSharingRuleRequest
+	(*DeleteSharingRuleResponse)(nil),     // 44: crmauthz.v1.DeleteSharingRuleResponse
+	(*ListSharingRulesRequest)(nil),       // 45: crmauthz.v1.ListSharingRulesRequest
+	(*ListSharingRulesResponse)(nil),      // 46: crmauthz.v1.ListSharingRulesResponse
+	(*RecordShare)(nil),                   // 47: crmauthz.v1.RecordShare
+	(*ShareRecordRequest)(nil),            // 48: crmauthz.v1.ShareRecordRequest
+	(*ShareRecordResponse)(nil),           // 49: crmauthz.v1.ShareRecordResponse
+	(*UnshareRecordRequest)(nil),          // 50: crmauthz.v1.UnshareRecordRequest
+	(*UnshareRecordResponse)(nil),         // 51: crmauthz.v1.UnshareRecordResponse
+	(*ListRecordSharesRequest)(nil),       // 52: crmauthz.v1.ListRecordSharesRequest
+	(*ListRecordSharesResponse)(nil),      // 53: crmauthz.v1.ListRecordSharesResponse
+	(*ModuleVerbs)(nil),                   // 54: crmauthz.v1.ModuleVerbs
+	(FieldState)(0),                       // 55: crmauthz.v1.FieldState
+	(*timestamppb.Timestamp)(nil),         // 56: google.protobuf.Timestamp
+	(*Principal)(nil),                     // 57: crmauthz.v1.Principal
+	(RecordAccess)(0),                     // 58: crmauthz.v1.RecordAccess
 }
 var file_crmauthz_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
-	22, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
+	54, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
 	2,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
-	22, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
-	23, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
-	24, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
+	54, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
+	55, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
+	56, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
 	1,  // 7: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
 	0,  // 8: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
 	0,  // 9: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
@@ -1759,32 +4016,81 @@ var file_crmauthz_v1_admin_proto_depIdxs = []int32{
 	1,  // 11: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
 	0,  // 12: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
 	0,  // 13: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
-	24, // 14: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 14: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 15: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
 	3,  // 16: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
-	4,  // 17: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
-	6,  // 18: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
-	8,  // 19: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
-	10, // 20: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
-	12, // 21: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
-	14, // 22: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
-	16, // 23: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
-	18, // 24: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
-	20, // 25: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
-	5,  // 26: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
-	7,  // 27: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
-	9,  // 28: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
-	11, // 29: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
-	13, // 30: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
-	15, // 31: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
-	17, // 32: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
-	19, // 33: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
-	21, // 34: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 17: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	22, // 18: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	22, // 19: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	22, // 20: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	22, // 21: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
+	31, // 22: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
+	31, // 23: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
+	31, // 24: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
+	57, // 25: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
+	57, // 26: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
+	58, // 27: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
+	40, // 28: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
+	40, // 29: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
+	40, // 30: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
+	57, // 31: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
+	58, // 32: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
+	56, // 33: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 34: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
+	47, // 35: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
+	57, // 36: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
+	47, // 37: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
+	4,  // 38: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
+	6,  // 39: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
+	8,  // 40: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
+	10, // 41: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
+	12, // 42: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
+	14, // 43: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
+	16, // 44: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
+	18, // 45: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
+	20, // 46: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
+	23, // 47: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
+	25, // 48: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
+	27, // 49: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
+	29, // 50: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
+	32, // 51: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
+	34, // 52: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
+	36, // 53: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
+	38, // 54: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
+	41, // 55: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
+	43, // 56: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
+	45, // 57: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
+	48, // 58: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
+	50, // 59: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
+	52, // 60: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
+	5,  // 61: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
+	7,  // 62: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
+	9,  // 63: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
+	11, // 64: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
+	13, // 65: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
+	15, // 66: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
+	17, // 67: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
+	19, // 68: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
+	21, // 69: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
+	24, // 70: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
+	26, // 71: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
+	28, // 72: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
+	30, // 73: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
+	33, // 74: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
+	35, // 75: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
+	37, // 76: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
+	39, // 77: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
+	42, // 78: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
+	44, // 79: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
+	46, // 80: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
+	49, // 81: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
+	51, // 82: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
+	53, // 83: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
+	61, // [61:84] is the sub-list for method output_type
+	38, // [38:61] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_admin_proto_init() }
@@ -1797,13 +4103,17 @@ func file_crmauthz_v1_admin_proto_init() {
 		(*ListGrantsRequest_UserId)(nil),
 		(*ListGrantsRequest_RoleId)(nil),
 	}
+	file_crmauthz_v1_admin_proto_msgTypes[36].OneofWrappers = []any{
+		(*ListMembershipsRequest_UserId)(nil),
+		(*ListMembershipsRequest_DepartmentId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_admin_proto_rawDesc), len(file_crmauthz_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

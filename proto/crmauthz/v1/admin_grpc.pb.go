@@ -28,6 +28,20 @@ const (
 	AdminService_GrantRole_FullMethodName             = "/crmauthz.v1.AdminService/GrantRole"
 	AdminService_RevokeRole_FullMethodName            = "/crmauthz.v1.AdminService/RevokeRole"
 	AdminService_ListGrants_FullMethodName            = "/crmauthz.v1.AdminService/ListGrants"
+	AdminService_CreateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/CreateDepartment"
+	AdminService_UpdateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/UpdateDepartment"
+	AdminService_DeleteDepartment_FullMethodName      = "/crmauthz.v1.AdminService/DeleteDepartment"
+	AdminService_ListDepartments_FullMethodName       = "/crmauthz.v1.AdminService/ListDepartments"
+	AdminService_SetMembership_FullMethodName         = "/crmauthz.v1.AdminService/SetMembership"
+	AdminService_DeleteMembership_FullMethodName      = "/crmauthz.v1.AdminService/DeleteMembership"
+	AdminService_ListMemberships_FullMethodName       = "/crmauthz.v1.AdminService/ListMemberships"
+	AdminService_UpdateTenantSettings_FullMethodName  = "/crmauthz.v1.AdminService/UpdateTenantSettings"
+	AdminService_CreateSharingRule_FullMethodName     = "/crmauthz.v1.AdminService/CreateSharingRule"
+	AdminService_DeleteSharingRule_FullMethodName     = "/crmauthz.v1.AdminService/DeleteSharingRule"
+	AdminService_ListSharingRules_FullMethodName      = "/crmauthz.v1.AdminService/ListSharingRules"
+	AdminService_ShareRecord_FullMethodName           = "/crmauthz.v1.AdminService/ShareRecord"
+	AdminService_UnshareRecord_FullMethodName         = "/crmauthz.v1.AdminService/UnshareRecord"
+	AdminService_ListRecordShares_FullMethodName      = "/crmauthz.v1.AdminService/ListRecordShares"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -57,6 +71,36 @@ type AdminServiceClient interface {
 	RevokeRole(ctx context.Context, in *RevokeRoleRequest, opts ...grpc.CallOption) (*RevokeRoleResponse, error)
 	// ListGrants returns the grants of one user or of one role.
 	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
+	// CreateDepartment adds a department, at the top or below a parent.
+	CreateDepartment(ctx context.Context, in *CreateDepartmentRequest, opts ...grpc.CallOption) (*CreateDepartmentResponse, error)
+	// UpdateDepartment renames a department or moves it under another parent; a move under
+	// itself or one of its descendants is refused.
+	UpdateDepartment(ctx context.Context, in *UpdateDepartmentRequest, opts ...grpc.CallOption) (*UpdateDepartmentResponse, error)
+	// DeleteDepartment removes a department that has no sub-departments, members, sharing
+	// rules or record shares naming it.
+	DeleteDepartment(ctx context.Context, in *DeleteDepartmentRequest, opts ...grpc.CallOption) (*DeleteDepartmentResponse, error)
+	// ListDepartments returns the tenant's department tree, ordered by id.
+	ListDepartments(ctx context.Context, in *ListDepartmentsRequest, opts ...grpc.CallOption) (*ListDepartmentsResponse, error)
+	// SetMembership sets a user's departments and manager, replacing the previous ones.
+	SetMembership(ctx context.Context, in *SetMembershipRequest, opts ...grpc.CallOption) (*SetMembershipResponse, error)
+	// DeleteMembership removes a user's departments and manager.
+	DeleteMembership(ctx context.Context, in *DeleteMembershipRequest, opts ...grpc.CallOption) (*DeleteMembershipResponse, error)
+	// ListMemberships returns the memberships of one user or of one department.
+	ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error)
+	// UpdateTenantSettings changes tenant-wide settings such as the manager depth.
+	UpdateTenantSettings(ctx context.Context, in *UpdateTenantSettingsRequest, opts ...grpc.CallOption) (*UpdateTenantSettingsResponse, error)
+	// CreateSharingRule shares the records owned by one principal with another.
+	CreateSharingRule(ctx context.Context, in *CreateSharingRuleRequest, opts ...grpc.CallOption) (*CreateSharingRuleResponse, error)
+	// DeleteSharingRule removes a sharing rule.
+	DeleteSharingRule(ctx context.Context, in *DeleteSharingRuleRequest, opts ...grpc.CallOption) (*DeleteSharingRuleResponse, error)
+	// ListSharingRules returns the tenant's sharing rules, ordered by id.
+	ListSharingRules(ctx context.Context, in *ListSharingRulesRequest, opts ...grpc.CallOption) (*ListSharingRulesResponse, error)
+	// ShareRecord shares one record with one principal, optionally until a time.
+	ShareRecord(ctx context.Context, in *ShareRecordRequest, opts ...grpc.CallOption) (*ShareRecordResponse, error)
+	// UnshareRecord removes a record share.
+	UnshareRecord(ctx context.Context, in *UnshareRecordRequest, opts ...grpc.CallOption) (*UnshareRecordResponse, error)
+	// ListRecordShares returns the shares of one record.
+	ListRecordShares(ctx context.Context, in *ListRecordSharesRequest, opts ...grpc.CallOption) (*ListRecordSharesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -157,6 +201,146 @@ func (c *adminServiceClient) ListGrants(ctx context.Context, in *ListGrantsReque
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateDepartment(ctx context.Context, in *CreateDepartmentRequest, opts ...grpc.CallOption) (*CreateDepartmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateDepartmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateDepartment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateDepartment(ctx context.Context, in *UpdateDepartmentRequest, opts ...grpc.CallOption) (*UpdateDepartmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateDepartmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateDepartment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteDepartment(ctx context.Context, in *DeleteDepartmentRequest, opts ...grpc.CallOption) (*DeleteDepartmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDepartmentResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteDepartment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListDepartments(ctx context.Context, in *ListDepartmentsRequest, opts ...grpc.CallOption) (*ListDepartmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDepartmentsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListDepartments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetMembership(ctx context.Context, in *SetMembershipRequest, opts ...grpc.CallOption) (*SetMembershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetMembershipResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetMembership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteMembership(ctx context.Context, in *DeleteMembershipRequest, opts ...grpc.CallOption) (*DeleteMembershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteMembershipResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteMembership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMembershipsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListMemberships_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateTenantSettings(ctx context.Context, in *UpdateTenantSettingsRequest, opts ...grpc.CallOption) (*UpdateTenantSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTenantSettingsResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateTenantSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CreateSharingRule(ctx context.Context, in *CreateSharingRuleRequest, opts ...grpc.CallOption) (*CreateSharingRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSharingRuleResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateSharingRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteSharingRule(ctx context.Context, in *DeleteSharingRuleRequest, opts ...grpc.CallOption) (*DeleteSharingRuleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSharingRuleResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteSharingRule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListSharingRules(ctx context.Context, in *ListSharingRulesRequest, opts ...grpc.CallOption) (*ListSharingRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSharingRulesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSharingRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ShareRecord(ctx context.Context, in *ShareRecordRequest, opts ...grpc.CallOption) (*ShareRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ShareRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_ShareRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnshareRecord(ctx context.Context, in *UnshareRecordRequest, opts ...grpc.CallOption) (*UnshareRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnshareRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnshareRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecordSharesRequest, opts ...grpc.CallOption) (*ListRecordSharesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRecordSharesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListRecordShares_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -184,6 +368,36 @@ type AdminServiceServer interface {
 	RevokeRole(context.Context, *RevokeRoleRequest) (*RevokeRoleResponse, error)
 	// ListGrants returns the grants of one user or of one role.
 	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
+	// CreateDepartment adds a department, at the top or below a parent.
+	CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error)
+	// UpdateDepartment renames a department or moves it under another parent; a move under
+	// itself or one of its descendants is refused.
+	UpdateDepartment(context.Context, *UpdateDepartmentRequest) (*UpdateDepartmentResponse, error)
+	// DeleteDepartment removes a department that has no sub-departments, members, sharing
+	// rules or record shares naming it.
+	DeleteDepartment(context.Context, *DeleteDepartmentRequest) (*DeleteDepartmentResponse, error)
+	// ListDepartments returns the tenant's department tree, ordered by id.
+	ListDepartments(context.Context, *ListDepartmentsRequest) (*ListDepartmentsResponse, error)
+	// SetMembership sets a user's departments and manager, replacing the previous ones.
+	SetMembership(context.Context, *SetMembershipRequest) (*SetMembershipResponse, error)
+	// DeleteMembership removes a user's departments and manager.
+	DeleteMembership(context.Context, *DeleteMembershipRequest) (*DeleteMembershipResponse, error)
+	// ListMemberships returns the memberships of one user or of one department.
+	ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error)
+	// UpdateTenantSettings changes tenant-wide settings such as the manager depth.
+	UpdateTenantSettings(context.Context, *UpdateTenantSettingsRequest) (*UpdateTenantSettingsResponse, error)
+	// CreateSharingRule shares the records owned by one principal with another.
+	CreateSharingRule(context.Context, *CreateSharingRuleRequest) (*CreateSharingRuleResponse, error)
+	// DeleteSharingRule removes a sharing rule.
+	DeleteSharingRule(context.Context, *DeleteSharingRuleRequest) (*DeleteSharingRuleResponse, error)
+	// ListSharingRules returns the tenant's sharing rules, ordered by id.
+	ListSharingRules(context.Context, *ListSharingRulesRequest) (*ListSharingRulesResponse, error)
+	// ShareRecord shares one record with one principal, optionally until a time.
+	ShareRecord(context.Context, *ShareRecordRequest) (*ShareRecordResponse, error)
+	// UnshareRecord removes a record share.
+	UnshareRecord(context.Context, *UnshareRecordRequest) (*UnshareRecordResponse, error)
+	// ListRecordShares returns the shares of one record.
+	ListRecordShares(context.Context, *ListRecordSharesRequest) (*ListRecordSharesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -220,6 +434,48 @@ func (UnimplementedAdminServiceServer) RevokeRole(context.Context, *RevokeRoleRe
 }
 func (UnimplementedAdminServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateDepartment not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateDepartment(context.Context, *UpdateDepartmentRequest) (*UpdateDepartmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateDepartment not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteDepartment(context.Context, *DeleteDepartmentRequest) (*DeleteDepartmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDepartment not implemented")
+}
+func (UnimplementedAdminServiceServer) ListDepartments(context.Context, *ListDepartmentsRequest) (*ListDepartmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDepartments not implemented")
+}
+func (UnimplementedAdminServiceServer) SetMembership(context.Context, *SetMembershipRequest) (*SetMembershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetMembership not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteMembership(context.Context, *DeleteMembershipRequest) (*DeleteMembershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMembership not implemented")
+}
+func (UnimplementedAdminServiceServer) ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMemberships not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateTenantSettings(context.Context, *UpdateTenantSettingsRequest) (*UpdateTenantSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTenantSettings not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateSharingRule(context.Context, *CreateSharingRuleRequest) (*CreateSharingRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSharingRule not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteSharingRule(context.Context, *DeleteSharingRuleRequest) (*DeleteSharingRuleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSharingRule not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSharingRules(context.Context, *ListSharingRulesRequest) (*ListSharingRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSharingRules not implemented")
+}
+func (UnimplementedAdminServiceServer) ShareRecord(context.Context, *ShareRecordRequest) (*ShareRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ShareRecord not implemented")
+}
+func (UnimplementedAdminServiceServer) UnshareRecord(context.Context, *UnshareRecordRequest) (*UnshareRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnshareRecord not implemented")
+}
+func (UnimplementedAdminServiceServer) ListRecordShares(context.Context, *ListRecordSharesRequest) (*ListRecordSharesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRecordShares not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -404,6 +660,258 @@ func _AdminService_ListGrants_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateDepartment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateDepartmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateDepartment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateDepartment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateDepartment(ctx, req.(*CreateDepartmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateDepartment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateDepartmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateDepartment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateDepartment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateDepartment(ctx, req.(*UpdateDepartmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteDepartment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDepartmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteDepartment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteDepartment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteDepartment(ctx, req.(*DeleteDepartmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListDepartments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDepartmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListDepartments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListDepartments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListDepartments(ctx, req.(*ListDepartmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetMembership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetMembershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetMembership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetMembership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetMembership(ctx, req.(*SetMembershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteMembership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMembershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteMembership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteMembership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteMembership(ctx, req.(*DeleteMembershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListMemberships_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMembershipsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListMemberships(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListMemberships_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListMemberships(ctx, req.(*ListMembershipsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateTenantSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTenantSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateTenantSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateTenantSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateTenantSettings(ctx, req.(*UpdateTenantSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CreateSharingRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSharingRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateSharingRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateSharingRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateSharingRule(ctx, req.(*CreateSharingRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteSharingRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSharingRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteSharingRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteSharingRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteSharingRule(ctx, req.(*DeleteSharingRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListSharingRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSharingRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSharingRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSharingRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSharingRules(ctx, req.(*ListSharingRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ShareRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShareRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ShareRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ShareRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ShareRecord(ctx, req.(*ShareRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnshareRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnshareRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnshareRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnshareRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnshareRecord(ctx, req.(*UnshareRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListRecordShares_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRecordSharesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListRecordShares(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListRecordShares_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListRecordShares(ctx, req.(*ListRecordSharesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -446,6 +954,62 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGrants",
 			Handler:    _AdminService_ListGrants_Handler,
+		},
+		{
+			MethodName: "CreateDepartment",
+			Handler:    _AdminService_CreateDepartment_Handler,
+		},
+		{
+			MethodName: "UpdateDepartment",
+			Handler:    _AdminService_UpdateDepartment_Handler,
+		},
+		{
+			MethodName: "DeleteDepartment",
+			Handler:    _AdminService_DeleteDepartment_Handler,
+		},
+		{
+			MethodName: "ListDepartments",
+			Handler:    _AdminService_ListDepartments_Handler,
+		},
+		{
+			MethodName: "SetMembership",
+			Handler:    _AdminService_SetMembership_Handler,
+		},
+		{
+			MethodName: "DeleteMembership",
+			Handler:    _AdminService_DeleteMembership_Handler,
+		},
+		{
+			MethodName: "ListMemberships",
+			Handler:    _AdminService_ListMemberships_Handler,
+		},
+		{
+			MethodName: "UpdateTenantSettings",
+			Handler:    _AdminService_UpdateTenantSettings_Handler,
+		},
+		{
+			MethodName: "CreateSharingRule",
+			Handler:    _AdminService_CreateSharingRule_Handler,
+		},
+		{
+			MethodName: "DeleteSharingRule",
+			Handler:    _AdminService_DeleteSharingRule_Handler,
+		},
+		{
+			MethodName: "ListSharingRules",
+			Handler:    _AdminService_ListSharingRules_Handler,
+		},
+		{
+			MethodName: "ShareRecord",
+			Handler:    _AdminService_ShareRecord_Handler,
+		},
+		{
+			MethodName: "UnshareRecord",
+			Handler:    _AdminService_UnshareRecord_Handler,
+		},
+		{
+			MethodName: "ListRecordShares",
+			Handler:    _AdminService_ListRecordShares_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -38,17 +38,32 @@ const (
 	ReasonKind_REASON_KIND_MODULE_ACCESS_MISSING ReasonKind = 4
 	// A grant that would apply has expired and decides nothing.
 	ReasonKind_REASON_KIND_GRANT_EXPIRED ReasonKind = 5
+	// The record is inside the data scope a role grants for the verb.
+	ReasonKind_REASON_KIND_IN_SCOPE ReasonKind = 6
+	// The user manages the record's owner.
+	ReasonKind_REASON_KIND_MANAGER ReasonKind = 7
+	// A sharing rule shares the record with the user.
+	ReasonKind_REASON_KIND_SHARING_RULE ReasonKind = 8
+	// The record is shared with the user directly.
+	ReasonKind_REASON_KIND_RECORD_SHARE ReasonKind = 9
+	// The user holds the module verb but no scope, manager link, rule or share reaches the record.
+	ReasonKind_REASON_KIND_OUT_OF_SCOPE ReasonKind = 10
 )
 
 // Enum value maps for ReasonKind.
 var (
 	ReasonKind_name = map[int32]string{
-		0: "REASON_KIND_UNSPECIFIED",
-		1: "REASON_KIND_ALLOWED_BY_ROLE",
-		2: "REASON_KIND_DENIED_BY_ROLE",
-		3: "REASON_KIND_NOT_GRANTED",
-		4: "REASON_KIND_MODULE_ACCESS_MISSING",
-		5: "REASON_KIND_GRANT_EXPIRED",
+		0:  "REASON_KIND_UNSPECIFIED",
+		1:  "REASON_KIND_ALLOWED_BY_ROLE",
+		2:  "REASON_KIND_DENIED_BY_ROLE",
+		3:  "REASON_KIND_NOT_GRANTED",
+		4:  "REASON_KIND_MODULE_ACCESS_MISSING",
+		5:  "REASON_KIND_GRANT_EXPIRED",
+		6:  "REASON_KIND_IN_SCOPE",
+		7:  "REASON_KIND_MANAGER",
+		8:  "REASON_KIND_SHARING_RULE",
+		9:  "REASON_KIND_RECORD_SHARE",
+		10: "REASON_KIND_OUT_OF_SCOPE",
 	}
 	ReasonKind_value = map[string]int32{
 		"REASON_KIND_UNSPECIFIED":           0,
@@ -57,6 +72,11 @@ var (
 		"REASON_KIND_NOT_GRANTED":           3,
 		"REASON_KIND_MODULE_ACCESS_MISSING": 4,
 		"REASON_KIND_GRANT_EXPIRED":         5,
+		"REASON_KIND_IN_SCOPE":              6,
+		"REASON_KIND_MANAGER":               7,
+		"REASON_KIND_SHARING_RULE":          8,
+		"REASON_KIND_RECORD_SHARE":          9,
+		"REASON_KIND_OUT_OF_SCOPE":          10,
 	}
 )
 
@@ -85,6 +105,63 @@ func (x ReasonKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use ReasonKind.Descriptor instead.
 func (ReasonKind) EnumDescriptor() ([]byte, []int) {
 	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{0}
+}
+
+// FilterKind classifies a record filter.
+type FilterKind int32
+
+const (
+	// Not set; never returned.
+	FilterKind_FILTER_KIND_UNSPECIFIED FilterKind = 0
+	// Every record of the module.
+	FilterKind_FILTER_KIND_ALL FilterKind = 1
+	// No record.
+	FilterKind_FILTER_KIND_NONE FilterKind = 2
+	// The records matching the condition.
+	FilterKind_FILTER_KIND_CONDITIONAL FilterKind = 3
+)
+
+// Enum value maps for FilterKind.
+var (
+	FilterKind_name = map[int32]string{
+		0: "FILTER_KIND_UNSPECIFIED",
+		1: "FILTER_KIND_ALL",
+		2: "FILTER_KIND_NONE",
+		3: "FILTER_KIND_CONDITIONAL",
+	}
+	FilterKind_value = map[string]int32{
+		"FILTER_KIND_UNSPECIFIED": 0,
+		"FILTER_KIND_ALL":         1,
+		"FILTER_KIND_NONE":        2,
+		"FILTER_KIND_CONDITIONAL": 3,
+	}
+)
+
+func (x FilterKind) Enum() *FilterKind {
+	p := new(FilterKind)
+	*p = x
+	return p
+}
+
+func (x FilterKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FilterKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_authorization_proto_enumTypes[1].Descriptor()
+}
+
+func (FilterKind) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_authorization_proto_enumTypes[1]
+}
+
+func (x FilterKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FilterKind.Descriptor instead.
+func (FilterKind) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{1}
 }
 
 // CheckRequest asks whether a user may use one permission.
@@ -169,7 +246,9 @@ type CheckResponse struct {
 	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Why, when the request set explain: the grants that allowed it, or for a deny the rule
 	// that denied it or what was missing.
-	Reasons       []*Reason `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Reasons []*Reason `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The id of the decision's entry in the audit log; empty when the decision log is off.
+	DecisionId    string `protobuf:"bytes,4,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +302,13 @@ func (x *CheckResponse) GetReasons() []*Reason {
 		return x.Reasons
 	}
 	return nil
+}
+
+func (x *CheckResponse) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
 }
 
 // Reason explains one part of a decision.
@@ -482,7 +568,9 @@ type BatchCheckResult struct {
 	// The item's tenant policy revision the decision was made at.
 	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Why, when the request set explain.
-	Reasons       []*Reason `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Reasons []*Reason `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The id of the item's entry in the audit log; empty when the decision log is off.
+	DecisionId    string `protobuf:"bytes,4,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +626,13 @@ func (x *BatchCheckResult) GetReasons() []*Reason {
 	return nil
 }
 
+func (x *BatchCheckResult) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
 // GetFieldAccessRequest asks for the field states of one module.
 type GetFieldAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -546,7 +641,10 @@ type GetFieldAccessRequest struct {
 	// User id.
 	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// Module id from the catalog.
-	Module        string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
+	Module string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
+	// The record, when asking about one record: if the user may not read it every field is
+	// hidden; if the user may not update it no field is read-write.
+	Record        *Record `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -602,13 +700,22 @@ func (x *GetFieldAccessRequest) GetModule() string {
 	return ""
 }
 
+func (x *GetFieldAccessRequest) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 // GetFieldAccessResponse lists every field of the module.
 type GetFieldAccessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every field of the module in catalog order, each with the user's state.
 	Fields []*FieldAccess `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
 	// The tenant's policy revision the states were computed at.
-	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The id of the decision's entry in the audit log; empty when the decision log is off.
+	DecisionId    string `protobuf:"bytes,3,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -655,6 +762,13 @@ func (x *GetFieldAccessResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *GetFieldAccessResponse) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
 }
 
 // FieldAccess is one field's state for a user.
@@ -896,6 +1010,369 @@ func (x *ActiveRole) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PlanRecordFilterRequest asks which records a user may use a verb on.
+type PlanRecordFilterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// User id.
+	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Module id from the catalog.
+	Module string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
+	// Record verb from the catalog, e.g. "list" or "update".
+	Verb string `protobuf:"bytes,4,opt,name=verb,proto3" json:"verb,omitempty"`
+	// The caller's column names for the SQL fragment; unset columns default to "id",
+	// "owner_id" and "department_id". Each is 1-63 bytes of a-z, 0-9 and '_', optionally
+	// qualified once ("a.owner_id").
+	Columns *RecordColumns `protobuf:"bytes,5,opt,name=columns,proto3" json:"columns,omitempty"`
+	// The number of the first SQL parameter ($n), for callers with parameters of their own;
+	// 1-60000, default 1.
+	FirstParameter int32 `protobuf:"varint,6,opt,name=first_parameter,json=firstParameter,proto3" json:"first_parameter,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PlanRecordFilterRequest) Reset() {
+	*x = PlanRecordFilterRequest{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRecordFilterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRecordFilterRequest) ProtoMessage() {}
+
+func (x *PlanRecordFilterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRecordFilterRequest.ProtoReflect.Descriptor instead.
+func (*PlanRecordFilterRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PlanRecordFilterRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *PlanRecordFilterRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *PlanRecordFilterRequest) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *PlanRecordFilterRequest) GetVerb() string {
+	if x != nil {
+		return x.Verb
+	}
+	return ""
+}
+
+func (x *PlanRecordFilterRequest) GetColumns() *RecordColumns {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *PlanRecordFilterRequest) GetFirstParameter() int32 {
+	if x != nil {
+		return x.FirstParameter
+	}
+	return 0
+}
+
+// RecordColumns names the columns of the caller's table.
+type RecordColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record id column.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The owner (user id) column.
+	OwnerId string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// The owning department column.
+	DepartmentId  string `protobuf:"bytes,3,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordColumns) Reset() {
+	*x = RecordColumns{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordColumns) ProtoMessage() {}
+
+func (x *RecordColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordColumns.ProtoReflect.Descriptor instead.
+func (*RecordColumns) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RecordColumns) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecordColumns) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *RecordColumns) GetDepartmentId() string {
+	if x != nil {
+		return x.DepartmentId
+	}
+	return ""
+}
+
+// PlanRecordFilterResponse is the filter.
+type PlanRecordFilterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ALL (no restriction), NONE (no record) or CONDITIONAL.
+	Kind FilterKind `protobuf:"varint,1,opt,name=kind,proto3,enum=crmauthz.v1.FilterKind" json:"kind,omitempty"`
+	// With CONDITIONAL: a record passes when any of its parts matches.
+	Condition *RecordCondition `protobuf:"bytes,2,opt,name=condition,proto3" json:"condition,omitempty"`
+	// The PostgreSQL boolean expression: "TRUE", "FALSE", or for CONDITIONAL e.g.
+	// "(owner_id = ANY($1) OR department_id = ANY($2) OR id = ANY($3))". Every value is a
+	// parameter; arrays keep the fragment small however large the departments.
+	Sql string `protobuf:"bytes,3,opt,name=sql,proto3" json:"sql,omitempty"`
+	// The parameters of sql in order, each a text array ($1 is args[0]).
+	Args []*SqlArgument `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	// The tenant's policy revision the filter was planned at.
+	Revision int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The id of the decision's entry in the audit log; empty when the decision log is off.
+	DecisionId    string `protobuf:"bytes,6,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRecordFilterResponse) Reset() {
+	*x = PlanRecordFilterResponse{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRecordFilterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRecordFilterResponse) ProtoMessage() {}
+
+func (x *PlanRecordFilterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRecordFilterResponse.ProtoReflect.Descriptor instead.
+func (*PlanRecordFilterResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PlanRecordFilterResponse) GetKind() FilterKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FilterKind_FILTER_KIND_UNSPECIFIED
+}
+
+func (x *PlanRecordFilterResponse) GetCondition() *RecordCondition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *PlanRecordFilterResponse) GetSql() string {
+	if x != nil {
+		return x.Sql
+	}
+	return ""
+}
+
+func (x *PlanRecordFilterResponse) GetArgs() []*SqlArgument {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *PlanRecordFilterResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PlanRecordFilterResponse) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+// RecordCondition is a structured record filter: a record passes when its owner is in
+// owner_ids, or its department in department_ids, or its id in record_ids.
+type RecordCondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Owner user ids: the user, users the user manages, owners named by sharing rules.
+	OwnerIds []string `protobuf:"bytes,1,rep,name=owner_ids,json=ownerIds,proto3" json:"owner_ids,omitempty"`
+	// Owning department ids: the user's departments (and those below them, with dept_tree),
+	// departments named by sharing rules.
+	DepartmentIds []string `protobuf:"bytes,2,rep,name=department_ids,json=departmentIds,proto3" json:"department_ids,omitempty"`
+	// Record ids shared with the user directly.
+	RecordIds     []string `protobuf:"bytes,3,rep,name=record_ids,json=recordIds,proto3" json:"record_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordCondition) Reset() {
+	*x = RecordCondition{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordCondition) ProtoMessage() {}
+
+func (x *RecordCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordCondition.ProtoReflect.Descriptor instead.
+func (*RecordCondition) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecordCondition) GetOwnerIds() []string {
+	if x != nil {
+		return x.OwnerIds
+	}
+	return nil
+}
+
+func (x *RecordCondition) GetDepartmentIds() []string {
+	if x != nil {
+		return x.DepartmentIds
+	}
+	return nil
+}
+
+func (x *RecordCondition) GetRecordIds() []string {
+	if x != nil {
+		return x.RecordIds
+	}
+	return nil
+}
+
+// SqlArgument is one SQL parameter: a text array.
+type SqlArgument struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The array's elements.
+	Values        []string `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SqlArgument) Reset() {
+	*x = SqlArgument{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SqlArgument) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SqlArgument) ProtoMessage() {}
+
+func (x *SqlArgument) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SqlArgument.ProtoReflect.Descriptor instead.
+func (*SqlArgument) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SqlArgument) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_crmauthz_v1_authorization_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_authorization_proto_rawDesc = "" +
@@ -908,11 +1385,13 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\n" +
 	"permission\x18\x03 \x01(\v2\x17.crmauthz.v1.PermissionR\n" +
 	"permission\x12\x18\n" +
-	"\aexplain\x18\x04 \x01(\bR\aexplain\"t\n" +
+	"\aexplain\x18\x04 \x01(\bR\aexplain\"\x95\x01\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
-	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\"\xc2\x01\n" +
+	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x12\x1f\n" +
+	"\vdecision_id\x18\x04 \x01(\tR\n" +
+	"decisionId\"\xc2\x01\n" +
 	"\x06Reason\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.crmauthz.v1.ReasonKindR\x04kind\x12\x17\n" +
 	"\arole_id\x18\x02 \x01(\tR\x06roleId\x12\x12\n" +
@@ -930,19 +1409,24 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"permission\x18\x03 \x01(\v2\x17.crmauthz.v1.PermissionR\n" +
 	"permission\"M\n" +
 	"\x12BatchCheckResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.crmauthz.v1.BatchCheckResultR\aresults\"w\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.crmauthz.v1.BatchCheckResultR\aresults\"\x98\x01\n" +
 	"\x10BatchCheckResult\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
-	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\"k\n" +
+	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x12\x1f\n" +
+	"\vdecision_id\x18\x04 \x01(\tR\n" +
+	"decisionId\"\x98\x01\n" +
 	"\x15GetFieldAccessRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x16\n" +
-	"\x06module\x18\x03 \x01(\tR\x06module\"f\n" +
+	"\x06module\x18\x03 \x01(\tR\x06module\x12+\n" +
+	"\x06record\x18\x04 \x01(\v2\x13.crmauthz.v1.RecordR\x06record\"\x87\x01\n" +
 	"\x16GetFieldAccessResponse\x120\n" +
 	"\x06fields\x18\x01 \x03(\v2\x18.crmauthz.v1.FieldAccessR\x06fields\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"R\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x1f\n" +
+	"\vdecision_id\x18\x03 \x01(\tR\n" +
+	"decisionId\"R\n" +
 	"\vFieldAccess\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.crmauthz.v1.FieldStateR\x05state\"]\n" +
@@ -959,7 +1443,34 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"ActiveRole\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xcd\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xe0\x01\n" +
+	"\x17PlanRecordFilterRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06module\x18\x03 \x01(\tR\x06module\x12\x12\n" +
+	"\x04verb\x18\x04 \x01(\tR\x04verb\x124\n" +
+	"\acolumns\x18\x05 \x01(\v2\x1a.crmauthz.v1.RecordColumnsR\acolumns\x12'\n" +
+	"\x0ffirst_parameter\x18\x06 \x01(\x05R\x0efirstParameter\"_\n" +
+	"\rRecordColumns\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12#\n" +
+	"\rdepartment_id\x18\x03 \x01(\tR\fdepartmentId\"\x80\x02\n" +
+	"\x18PlanRecordFilterResponse\x12+\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x17.crmauthz.v1.FilterKindR\x04kind\x12:\n" +
+	"\tcondition\x18\x02 \x01(\v2\x1c.crmauthz.v1.RecordConditionR\tcondition\x12\x10\n" +
+	"\x03sql\x18\x03 \x01(\tR\x03sql\x12,\n" +
+	"\x04args\x18\x04 \x03(\v2\x18.crmauthz.v1.SqlArgumentR\x04args\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12\x1f\n" +
+	"\vdecision_id\x18\x06 \x01(\tR\n" +
+	"decisionId\"t\n" +
+	"\x0fRecordCondition\x12\x1b\n" +
+	"\towner_ids\x18\x01 \x03(\tR\bownerIds\x12%\n" +
+	"\x0edepartment_ids\x18\x02 \x03(\tR\rdepartmentIds\x12\x1d\n" +
+	"\n" +
+	"record_ids\x18\x03 \x03(\tR\trecordIds\"%\n" +
+	"\vSqlArgument\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values*\xda\x02\n" +
 	"\n" +
 	"ReasonKind\x12\x1b\n" +
 	"\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -967,13 +1478,26 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\x1aREASON_KIND_DENIED_BY_ROLE\x10\x02\x12\x1b\n" +
 	"\x17REASON_KIND_NOT_GRANTED\x10\x03\x12%\n" +
 	"!REASON_KIND_MODULE_ACCESS_MISSING\x10\x04\x12\x1d\n" +
-	"\x19REASON_KIND_GRANT_EXPIRED\x10\x052\xf9\x02\n" +
+	"\x19REASON_KIND_GRANT_EXPIRED\x10\x05\x12\x18\n" +
+	"\x14REASON_KIND_IN_SCOPE\x10\x06\x12\x17\n" +
+	"\x13REASON_KIND_MANAGER\x10\a\x12\x1c\n" +
+	"\x18REASON_KIND_SHARING_RULE\x10\b\x12\x1c\n" +
+	"\x18REASON_KIND_RECORD_SHARE\x10\t\x12\x1c\n" +
+	"\x18REASON_KIND_OUT_OF_SCOPE\x10\n" +
+	"*q\n" +
+	"\n" +
+	"FilterKind\x12\x1b\n" +
+	"\x17FILTER_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fFILTER_KIND_ALL\x10\x01\x12\x14\n" +
+	"\x10FILTER_KIND_NONE\x10\x02\x12\x1b\n" +
+	"\x17FILTER_KIND_CONDITIONAL\x10\x032\xda\x03\n" +
 	"\x14AuthorizationService\x12>\n" +
 	"\x05Check\x12\x19.crmauthz.v1.CheckRequest\x1a\x1a.crmauthz.v1.CheckResponse\x12M\n" +
 	"\n" +
 	"BatchCheck\x12\x1e.crmauthz.v1.BatchCheckRequest\x1a\x1f.crmauthz.v1.BatchCheckResponse\x12Y\n" +
 	"\x0eGetFieldAccess\x12\".crmauthz.v1.GetFieldAccessRequest\x1a#.crmauthz.v1.GetFieldAccessResponse\x12w\n" +
-	"\x18ListEffectivePermissions\x12,.crmauthz.v1.ListEffectivePermissionsRequest\x1a-.crmauthz.v1.ListEffectivePermissionsResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
+	"\x18ListEffectivePermissions\x12,.crmauthz.v1.ListEffectivePermissionsRequest\x1a-.crmauthz.v1.ListEffectivePermissionsResponse\x12_\n" +
+	"\x10PlanRecordFilter\x12$.crmauthz.v1.PlanRecordFilterRequest\x1a%.crmauthz.v1.PlanRecordFilterResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
 
 var (
 	file_crmauthz_v1_authorization_proto_rawDescOnce sync.Once
@@ -987,55 +1511,69 @@ func file_crmauthz_v1_authorization_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_authorization_proto_rawDescData
 }
 
-var file_crmauthz_v1_authorization_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_crmauthz_v1_authorization_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_crmauthz_v1_authorization_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_crmauthz_v1_authorization_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_crmauthz_v1_authorization_proto_goTypes = []any{
 	(ReasonKind)(0),                          // 0: crmauthz.v1.ReasonKind
-	(*CheckRequest)(nil),                     // 1: crmauthz.v1.CheckRequest
-	(*CheckResponse)(nil),                    // 2: crmauthz.v1.CheckResponse
-	(*Reason)(nil),                           // 3: crmauthz.v1.Reason
-	(*BatchCheckRequest)(nil),                // 4: crmauthz.v1.BatchCheckRequest
-	(*BatchCheckItem)(nil),                   // 5: crmauthz.v1.BatchCheckItem
-	(*BatchCheckResponse)(nil),               // 6: crmauthz.v1.BatchCheckResponse
-	(*BatchCheckResult)(nil),                 // 7: crmauthz.v1.BatchCheckResult
-	(*GetFieldAccessRequest)(nil),            // 8: crmauthz.v1.GetFieldAccessRequest
-	(*GetFieldAccessResponse)(nil),           // 9: crmauthz.v1.GetFieldAccessResponse
-	(*FieldAccess)(nil),                      // 10: crmauthz.v1.FieldAccess
-	(*ListEffectivePermissionsRequest)(nil),  // 11: crmauthz.v1.ListEffectivePermissionsRequest
-	(*ListEffectivePermissionsResponse)(nil), // 12: crmauthz.v1.ListEffectivePermissionsResponse
-	(*ActiveRole)(nil),                       // 13: crmauthz.v1.ActiveRole
-	(*Permission)(nil),                       // 14: crmauthz.v1.Permission
-	(*timestamppb.Timestamp)(nil),            // 15: google.protobuf.Timestamp
-	(FieldState)(0),                          // 16: crmauthz.v1.FieldState
-	(*ModuleVerbs)(nil),                      // 17: crmauthz.v1.ModuleVerbs
+	(FilterKind)(0),                          // 1: crmauthz.v1.FilterKind
+	(*CheckRequest)(nil),                     // 2: crmauthz.v1.CheckRequest
+	(*CheckResponse)(nil),                    // 3: crmauthz.v1.CheckResponse
+	(*Reason)(nil),                           // 4: crmauthz.v1.Reason
+	(*BatchCheckRequest)(nil),                // 5: crmauthz.v1.BatchCheckRequest
+	(*BatchCheckItem)(nil),                   // 6: crmauthz.v1.BatchCheckItem
+	(*BatchCheckResponse)(nil),               // 7: crmauthz.v1.BatchCheckResponse
+	(*BatchCheckResult)(nil),                 // 8: crmauthz.v1.BatchCheckResult
+	(*GetFieldAccessRequest)(nil),            // 9: crmauthz.v1.GetFieldAccessRequest
+	(*GetFieldAccessResponse)(nil),           // 10: crmauthz.v1.GetFieldAccessResponse
+	(*FieldAccess)(nil),                      // 11: crmauthz.v1.FieldAccess
+	(*ListEffectivePermissionsRequest)(nil),  // 12: crmauthz.v1.ListEffectivePermissionsRequest
+	(*ListEffectivePermissionsResponse)(nil), // 13: crmauthz.v1.ListEffectivePermissionsResponse
+	(*ActiveRole)(nil),                       // 14: crmauthz.v1.ActiveRole
+	(*PlanRecordFilterRequest)(nil),          // 15: crmauthz.v1.PlanRecordFilterRequest
+	(*RecordColumns)(nil),                    // 16: crmauthz.v1.RecordColumns
+	(*PlanRecordFilterResponse)(nil),         // 17: crmauthz.v1.PlanRecordFilterResponse
+	(*RecordCondition)(nil),                  // 18: crmauthz.v1.RecordCondition
+	(*SqlArgument)(nil),                      // 19: crmauthz.v1.SqlArgument
+	(*Permission)(nil),                       // 20: crmauthz.v1.Permission
+	(*timestamppb.Timestamp)(nil),            // 21: google.protobuf.Timestamp
+	(*Record)(nil),                           // 22: crmauthz.v1.Record
+	(FieldState)(0),                          // 23: crmauthz.v1.FieldState
+	(*ModuleVerbs)(nil),                      // 24: crmauthz.v1.ModuleVerbs
 }
 var file_crmauthz_v1_authorization_proto_depIdxs = []int32{
-	14, // 0: crmauthz.v1.CheckRequest.permission:type_name -> crmauthz.v1.Permission
-	3,  // 1: crmauthz.v1.CheckResponse.reasons:type_name -> crmauthz.v1.Reason
+	20, // 0: crmauthz.v1.CheckRequest.permission:type_name -> crmauthz.v1.Permission
+	4,  // 1: crmauthz.v1.CheckResponse.reasons:type_name -> crmauthz.v1.Reason
 	0,  // 2: crmauthz.v1.Reason.kind:type_name -> crmauthz.v1.ReasonKind
-	15, // 3: crmauthz.v1.Reason.grant_expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 4: crmauthz.v1.BatchCheckRequest.items:type_name -> crmauthz.v1.BatchCheckItem
-	14, // 5: crmauthz.v1.BatchCheckItem.permission:type_name -> crmauthz.v1.Permission
-	7,  // 6: crmauthz.v1.BatchCheckResponse.results:type_name -> crmauthz.v1.BatchCheckResult
-	3,  // 7: crmauthz.v1.BatchCheckResult.reasons:type_name -> crmauthz.v1.Reason
-	10, // 8: crmauthz.v1.GetFieldAccessResponse.fields:type_name -> crmauthz.v1.FieldAccess
-	16, // 9: crmauthz.v1.FieldAccess.state:type_name -> crmauthz.v1.FieldState
-	17, // 10: crmauthz.v1.ListEffectivePermissionsResponse.modules:type_name -> crmauthz.v1.ModuleVerbs
-	13, // 11: crmauthz.v1.ListEffectivePermissionsResponse.roles:type_name -> crmauthz.v1.ActiveRole
-	15, // 12: crmauthz.v1.ActiveRole.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 13: crmauthz.v1.AuthorizationService.Check:input_type -> crmauthz.v1.CheckRequest
-	4,  // 14: crmauthz.v1.AuthorizationService.BatchCheck:input_type -> crmauthz.v1.BatchCheckRequest
-	8,  // 15: crmauthz.v1.AuthorizationService.GetFieldAccess:input_type -> crmauthz.v1.GetFieldAccessRequest
-	11, // 16: crmauthz.v1.AuthorizationService.ListEffectivePermissions:input_type -> crmauthz.v1.ListEffectivePermissionsRequest
-	2,  // 17: crmauthz.v1.AuthorizationService.Check:output_type -> crmauthz.v1.CheckResponse
-	6,  // 18: crmauthz.v1.AuthorizationService.BatchCheck:output_type -> crmauthz.v1.BatchCheckResponse
-	9,  // 19: crmauthz.v1.AuthorizationService.GetFieldAccess:output_type -> crmauthz.v1.GetFieldAccessResponse
-	12, // 20: crmauthz.v1.AuthorizationService.ListEffectivePermissions:output_type -> crmauthz.v1.ListEffectivePermissionsResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	21, // 3: crmauthz.v1.Reason.grant_expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 4: crmauthz.v1.BatchCheckRequest.items:type_name -> crmauthz.v1.BatchCheckItem
+	20, // 5: crmauthz.v1.BatchCheckItem.permission:type_name -> crmauthz.v1.Permission
+	8,  // 6: crmauthz.v1.BatchCheckResponse.results:type_name -> crmauthz.v1.BatchCheckResult
+	4,  // 7: crmauthz.v1.BatchCheckResult.reasons:type_name -> crmauthz.v1.Reason
+	22, // 8: crmauthz.v1.GetFieldAccessRequest.record:type_name -> crmauthz.v1.Record
+	11, // 9: crmauthz.v1.GetFieldAccessResponse.fields:type_name -> crmauthz.v1.FieldAccess
+	23, // 10: crmauthz.v1.FieldAccess.state:type_name -> crmauthz.v1.FieldState
+	24, // 11: crmauthz.v1.ListEffectivePermissionsResponse.modules:type_name -> crmauthz.v1.ModuleVerbs
+	14, // 12: crmauthz.v1.ListEffectivePermissionsResponse.roles:type_name -> crmauthz.v1.ActiveRole
+	21, // 13: crmauthz.v1.ActiveRole.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 14: crmauthz.v1.PlanRecordFilterRequest.columns:type_name -> crmauthz.v1.RecordColumns
+	1,  // 15: crmauthz.v1.PlanRecordFilterResponse.kind:type_name -> crmauthz.v1.FilterKind
+	18, // 16: crmauthz.v1.PlanRecordFilterResponse.condition:type_name -> crmauthz.v1.RecordCondition
+	19, // 17: crmauthz.v1.PlanRecordFilterResponse.args:type_name -> crmauthz.v1.SqlArgument
+	2,  // 18: crmauthz.v1.AuthorizationService.Check:input_type -> crmauthz.v1.CheckRequest
+	5,  // 19: crmauthz.v1.AuthorizationService.BatchCheck:input_type -> crmauthz.v1.BatchCheckRequest
+	9,  // 20: crmauthz.v1.AuthorizationService.GetFieldAccess:input_type -> crmauthz.v1.GetFieldAccessRequest
+	12, // 21: crmauthz.v1.AuthorizationService.ListEffectivePermissions:input_type -> crmauthz.v1.ListEffectivePermissionsRequest
+	15, // 22: crmauthz.v1.AuthorizationService.PlanRecordFilter:input_type -> crmauthz.v1.PlanRecordFilterRequest
+	3,  // 23: crmauthz.v1.AuthorizationService.Check:output_type -> crmauthz.v1.CheckResponse
+	7,  // 24: crmauthz.v1.AuthorizationService.BatchCheck:output_type -> crmauthz.v1.BatchCheckResponse
+	10, // 25: crmauthz.v1.AuthorizationService.GetFieldAccess:output_type -> crmauthz.v1.GetFieldAccessResponse
+	13, // 26: crmauthz.v1.AuthorizationService.ListEffectivePermissions:output_type -> crmauthz.v1.ListEffectivePermissionsResponse
+	17, // 27: crmauthz.v1.AuthorizationService.PlanRecordFilter:output_type -> crmauthz.v1.PlanRecordFilterResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_authorization_proto_init() }
@@ -1049,8 +1587,8 @@ func file_crmauthz_v1_authorization_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_authorization_proto_rawDesc), len(file_crmauthz_v1_authorization_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	AuthorizationService_BatchCheck_FullMethodName               = "/crmauthz.v1.AuthorizationService/BatchCheck"
 	AuthorizationService_GetFieldAccess_FullMethodName           = "/crmauthz.v1.AuthorizationService/GetFieldAccess"
 	AuthorizationService_ListEffectivePermissions_FullMethodName = "/crmauthz.v1.AuthorizationService/ListEffectivePermissions"
+	AuthorizationService_PlanRecordFilter_FullMethodName         = "/crmauthz.v1.AuthorizationService/PlanRecordFilter"
 )
 
 // AuthorizationServiceClient is the client API for AuthorizationService service.
@@ -41,6 +42,10 @@ type AuthorizationServiceClient interface {
 	GetFieldAccess(ctx context.Context, in *GetFieldAccessRequest, opts ...grpc.CallOption) (*GetFieldAccessResponse, error)
 	// ListEffectivePermissions returns what a user may do in a tenant, for menus and UI.
 	ListEffectivePermissions(ctx context.Context, in *ListEffectivePermissionsRequest, opts ...grpc.CallOption) (*ListEffectivePermissionsResponse, error)
+	// PlanRecordFilter returns which records of a module a user may use a verb on, as a
+	// structured condition and as a parameterised PostgreSQL WHERE fragment. The rows it
+	// selects are exactly the records Check allows.
+	PlanRecordFilter(ctx context.Context, in *PlanRecordFilterRequest, opts ...grpc.CallOption) (*PlanRecordFilterResponse, error)
 }
 
 type authorizationServiceClient struct {
@@ -91,6 +96,16 @@ func (c *authorizationServiceClient) ListEffectivePermissions(ctx context.Contex
 	return out, nil
 }
 
+func (c *authorizationServiceClient) PlanRecordFilter(ctx context.Context, in *PlanRecordFilterRequest, opts ...grpc.CallOption) (*PlanRecordFilterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanRecordFilterResponse)
+	err := c.cc.Invoke(ctx, AuthorizationService_PlanRecordFilter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthorizationServiceServer is the server API for AuthorizationService service.
 // All implementations must embed UnimplementedAuthorizationServiceServer
 // for forward compatibility.
@@ -107,6 +122,10 @@ type AuthorizationServiceServer interface {
 	GetFieldAccess(context.Context, *GetFieldAccessRequest) (*GetFieldAccessResponse, error)
 	// ListEffectivePermissions returns what a user may do in a tenant, for menus and UI.
 	ListEffectivePermissions(context.Context, *ListEffectivePermissionsRequest) (*ListEffectivePermissionsResponse, error)
+	// PlanRecordFilter returns which records of a module a user may use a verb on, as a
+	// structured condition and as a parameterised PostgreSQL WHERE fragment. The rows it
+	// selects are exactly the records Check allows.
+	PlanRecordFilter(context.Context, *PlanRecordFilterRequest) (*PlanRecordFilterResponse, error)
 	mustEmbedUnimplementedAuthorizationServiceServer()
 }
 
@@ -128,6 +147,9 @@ func (UnimplementedAuthorizationServiceServer) GetFieldAccess(context.Context, *
 }
 func (UnimplementedAuthorizationServiceServer) ListEffectivePermissions(context.Context, *ListEffectivePermissionsRequest) (*ListEffectivePermissionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEffectivePermissions not implemented")
+}
+func (UnimplementedAuthorizationServiceServer) PlanRecordFilter(context.Context, *PlanRecordFilterRequest) (*PlanRecordFilterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanRecordFilter not implemented")
 }
 func (UnimplementedAuthorizationServiceServer) mustEmbedUnimplementedAuthorizationServiceServer() {}
 func (UnimplementedAuthorizationServiceServer) testEmbeddedByValue()                              {}
@@ -222,6 +244,24 @@ func _AuthorizationService_ListEffectivePermissions_Handler(srv interface{}, ctx
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthorizationService_PlanRecordFilter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanRecordFilterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthorizationServiceServer).PlanRecordFilter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthorizationService_PlanRecordFilter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthorizationServiceServer).PlanRecordFilter(ctx, req.(*PlanRecordFilterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthorizationService_ServiceDesc is the grpc.ServiceDesc for AuthorizationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -244,6 +284,10 @@ var AuthorizationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEffectivePermissions",
 			Handler:    _AuthorizationService_ListEffectivePermissions_Handler,
+		},
+		{
+			MethodName: "PlanRecordFilter",
+			Handler:    _AuthorizationService_PlanRecordFilter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -21,6 +21,124 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DataScope is how far a role's grant of a record verb reaches.
+type DataScope int32
+
+const (
+	// Not set: treated as DATA_SCOPE_ORG in role permissions.
+	DataScope_DATA_SCOPE_UNSPECIFIED DataScope = 0
+	// No records, though the module verb is held (e.g. create without seeing others').
+	DataScope_DATA_SCOPE_NONE DataScope = 1
+	// Records the user owns.
+	DataScope_DATA_SCOPE_SELF DataScope = 2
+	// Records owned by one of the user's departments.
+	DataScope_DATA_SCOPE_DEPT DataScope = 3
+	// Records owned by one of the user's departments or a department below them.
+	DataScope_DATA_SCOPE_DEPT_TREE DataScope = 4
+	// Every record of the tenant.
+	DataScope_DATA_SCOPE_ORG DataScope = 5
+)
+
+// Enum value maps for DataScope.
+var (
+	DataScope_name = map[int32]string{
+		0: "DATA_SCOPE_UNSPECIFIED",
+		1: "DATA_SCOPE_NONE",
+		2: "DATA_SCOPE_SELF",
+		3: "DATA_SCOPE_DEPT",
+		4: "DATA_SCOPE_DEPT_TREE",
+		5: "DATA_SCOPE_ORG",
+	}
+	DataScope_value = map[string]int32{
+		"DATA_SCOPE_UNSPECIFIED": 0,
+		"DATA_SCOPE_NONE":        1,
+		"DATA_SCOPE_SELF":        2,
+		"DATA_SCOPE_DEPT":        3,
+		"DATA_SCOPE_DEPT_TREE":   4,
+		"DATA_SCOPE_ORG":         5,
+	}
+)
+
+func (x DataScope) Enum() *DataScope {
+	p := new(DataScope)
+	*p = x
+	return p
+}
+
+func (x DataScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DataScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_permission_proto_enumTypes[0].Descriptor()
+}
+
+func (DataScope) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_permission_proto_enumTypes[0]
+}
+
+func (x DataScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DataScope.Descriptor instead.
+func (DataScope) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{0}
+}
+
+// RecordAccess is the access a sharing rule or record share gives.
+type RecordAccess int32
+
+const (
+	// Not set; invalid in requests.
+	RecordAccess_RECORD_ACCESS_UNSPECIFIED RecordAccess = 0
+	// The list and read verbs.
+	RecordAccess_RECORD_ACCESS_READ RecordAccess = 1
+	// The list, read and update verbs.
+	RecordAccess_RECORD_ACCESS_READ_WRITE RecordAccess = 2
+)
+
+// Enum value maps for RecordAccess.
+var (
+	RecordAccess_name = map[int32]string{
+		0: "RECORD_ACCESS_UNSPECIFIED",
+		1: "RECORD_ACCESS_READ",
+		2: "RECORD_ACCESS_READ_WRITE",
+	}
+	RecordAccess_value = map[string]int32{
+		"RECORD_ACCESS_UNSPECIFIED": 0,
+		"RECORD_ACCESS_READ":        1,
+		"RECORD_ACCESS_READ_WRITE":  2,
+	}
+)
+
+func (x RecordAccess) Enum() *RecordAccess {
+	p := new(RecordAccess)
+	*p = x
+	return p
+}
+
+func (x RecordAccess) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RecordAccess) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_permission_proto_enumTypes[1].Descriptor()
+}
+
+func (RecordAccess) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_permission_proto_enumTypes[1]
+}
+
+func (x RecordAccess) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RecordAccess.Descriptor instead.
+func (RecordAccess) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{1}
+}
+
 // FieldAccessMode is the access a field check asks for.
 type FieldAccessMode int32
 
@@ -58,11 +176,11 @@ func (x FieldAccessMode) String() string {
 }
 
 func (FieldAccessMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_crmauthz_v1_permission_proto_enumTypes[0].Descriptor()
+	return file_crmauthz_v1_permission_proto_enumTypes[2].Descriptor()
 }
 
 func (FieldAccessMode) Type() protoreflect.EnumType {
-	return &file_crmauthz_v1_permission_proto_enumTypes[0]
+	return &file_crmauthz_v1_permission_proto_enumTypes[2]
 }
 
 func (x FieldAccessMode) Number() protoreflect.EnumNumber {
@@ -71,7 +189,7 @@ func (x FieldAccessMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FieldAccessMode.Descriptor instead.
 func (FieldAccessMode) EnumDescriptor() ([]byte, []int) {
-	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{0}
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{2}
 }
 
 // FieldState is how visible a field is to a user or under a role rule.
@@ -115,11 +233,11 @@ func (x FieldState) String() string {
 }
 
 func (FieldState) Descriptor() protoreflect.EnumDescriptor {
-	return file_crmauthz_v1_permission_proto_enumTypes[1].Descriptor()
+	return file_crmauthz_v1_permission_proto_enumTypes[3].Descriptor()
 }
 
 func (FieldState) Type() protoreflect.EnumType {
-	return &file_crmauthz_v1_permission_proto_enumTypes[1]
+	return &file_crmauthz_v1_permission_proto_enumTypes[3]
 }
 
 func (x FieldState) Number() protoreflect.EnumNumber {
@@ -128,7 +246,7 @@ func (x FieldState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FieldState.Descriptor instead.
 func (FieldState) EnumDescriptor() ([]byte, []int) {
-	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{1}
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{3}
 }
 
 // Permission is the one thing a check asks about.
@@ -235,14 +353,18 @@ func (*Permission_Function) isPermission_Kind() {}
 
 func (*Permission_Field) isPermission_Kind() {}
 
-// ModulePermission asks for a record verb on a module.
+// ModulePermission asks for a record verb on a module, optionally on one record.
 type ModulePermission struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Module id from the catalog, e.g. "account", "lead".
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
 	// Verb id from the catalog: list, read, create, update, delete, assign, share, export,
 	// import, bulk_update, bulk_delete, merge, print.
-	Verb          string `protobuf:"bytes,2,opt,name=verb,proto3" json:"verb,omitempty"`
+	Verb string `protobuf:"bytes,2,opt,name=verb,proto3" json:"verb,omitempty"`
+	// The record, when the check is about one record: then the data layer decides too (the
+	// role's scope for the verb, managers, sharing rules, record shares). Without a record only
+	// the module layer decides.
+	Record        *Record `protobuf:"bytes,3,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +413,190 @@ func (x *ModulePermission) GetVerb() string {
 	return ""
 }
 
+func (x *ModulePermission) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// Record describes one record of a module as the calling service knows it.
+type Record struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record's id in the calling service, 1-128 bytes (same characters as user ids).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The user who owns the record (user id rules). Required.
+	OwnerId string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// The department owning the record (identifier rules); empty when it has none.
+	DepartmentId  string `protobuf:"bytes,3,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Record) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Record) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *Record) GetDepartmentId() string {
+	if x != nil {
+		return x.DepartmentId
+	}
+	return ""
+}
+
+// Principal is who a sharing rule or record share names.
+type Principal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one must be set.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Principal_UserId
+	//	*Principal_DepartmentId
+	//	*Principal_RoleId
+	Kind isPrincipal_Kind `protobuf_oneof:"kind"`
+	// With department_id: the departments below it are included too.
+	IncludeSubdepartments bool `protobuf:"varint,4,opt,name=include_subdepartments,json=includeSubdepartments,proto3" json:"include_subdepartments,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Principal) GetKind() isPrincipal_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Principal) GetUserId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Principal_UserId); ok {
+			return x.UserId
+		}
+	}
+	return ""
+}
+
+func (x *Principal) GetDepartmentId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Principal_DepartmentId); ok {
+			return x.DepartmentId
+		}
+	}
+	return ""
+}
+
+func (x *Principal) GetRoleId() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Principal_RoleId); ok {
+			return x.RoleId
+		}
+	}
+	return ""
+}
+
+func (x *Principal) GetIncludeSubdepartments() bool {
+	if x != nil {
+		return x.IncludeSubdepartments
+	}
+	return false
+}
+
+type isPrincipal_Kind interface {
+	isPrincipal_Kind()
+}
+
+type Principal_UserId struct {
+	// A user id.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
+}
+
+type Principal_DepartmentId struct {
+	// A department id.
+	DepartmentId string `protobuf:"bytes,2,opt,name=department_id,json=departmentId,proto3,oneof"`
+}
+
+type Principal_RoleId struct {
+	// A role id of the tenant.
+	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3,oneof"`
+}
+
+func (*Principal_UserId) isPrincipal_Kind() {}
+
+func (*Principal_DepartmentId) isPrincipal_Kind() {}
+
+func (*Principal_RoleId) isPrincipal_Kind() {}
+
 // FunctionPermission asks for a feature.
 type FunctionPermission struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -302,7 +608,7 @@ type FunctionPermission struct {
 
 func (x *FunctionPermission) Reset() {
 	*x = FunctionPermission{}
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +620,7 @@ func (x *FunctionPermission) String() string {
 func (*FunctionPermission) ProtoMessage() {}
 
 func (x *FunctionPermission) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +633,7 @@ func (x *FunctionPermission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionPermission.ProtoReflect.Descriptor instead.
 func (*FunctionPermission) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{2}
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FunctionPermission) GetFunction() string {
@@ -353,7 +659,7 @@ type FieldPermission struct {
 
 func (x *FieldPermission) Reset() {
 	*x = FieldPermission{}
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +671,7 @@ func (x *FieldPermission) String() string {
 func (*FieldPermission) ProtoMessage() {}
 
 func (x *FieldPermission) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +684,7 @@ func (x *FieldPermission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldPermission.ProtoReflect.Descriptor instead.
 func (*FieldPermission) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{3}
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FieldPermission) GetModule() string {
@@ -408,14 +714,17 @@ type ModuleVerbs struct {
 	// Module id from the catalog.
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
 	// Verb ids from the catalog, no duplicates.
-	Verbs         []string `protobuf:"bytes,2,rep,name=verbs,proto3" json:"verbs,omitempty"`
+	Verbs []string `protobuf:"bytes,2,rep,name=verbs,proto3" json:"verbs,omitempty"`
+	// How far the verbs reach in records. In role permissions a module may be listed once
+	// per scope, with no verb listed twice. In effective permissions, the widest scope held.
+	Scope         DataScope `protobuf:"varint,3,opt,name=scope,proto3,enum=crmauthz.v1.DataScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModuleVerbs) Reset() {
 	*x = ModuleVerbs{}
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +736,7 @@ func (x *ModuleVerbs) String() string {
 func (*ModuleVerbs) ProtoMessage() {}
 
 func (x *ModuleVerbs) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_permission_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_permission_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +749,7 @@ func (x *ModuleVerbs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModuleVerbs.ProtoReflect.Descriptor instead.
 func (*ModuleVerbs) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{4}
+	return file_crmauthz_v1_permission_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ModuleVerbs) GetModule() string {
@@ -457,6 +766,13 @@ func (x *ModuleVerbs) GetVerbs() []string {
 	return nil
 }
 
+func (x *ModuleVerbs) GetScope() DataScope {
+	if x != nil {
+		return x.Scope
+	}
+	return DataScope_DATA_SCOPE_UNSPECIFIED
+}
+
 var File_crmauthz_v1_permission_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_permission_proto_rawDesc = "" +
@@ -467,19 +783,42 @@ const file_crmauthz_v1_permission_proto_rawDesc = "" +
 	"\x06module\x18\x01 \x01(\v2\x1d.crmauthz.v1.ModulePermissionH\x00R\x06module\x12=\n" +
 	"\bfunction\x18\x02 \x01(\v2\x1f.crmauthz.v1.FunctionPermissionH\x00R\bfunction\x124\n" +
 	"\x05field\x18\x03 \x01(\v2\x1c.crmauthz.v1.FieldPermissionH\x00R\x05fieldB\x06\n" +
-	"\x04kind\">\n" +
+	"\x04kind\"k\n" +
 	"\x10ModulePermission\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x12\n" +
-	"\x04verb\x18\x02 \x01(\tR\x04verb\"0\n" +
+	"\x04verb\x18\x02 \x01(\tR\x04verb\x12+\n" +
+	"\x06record\x18\x03 \x01(\v2\x13.crmauthz.v1.RecordR\x06record\"X\n" +
+	"\x06Record\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12#\n" +
+	"\rdepartment_id\x18\x03 \x01(\tR\fdepartmentId\"\xa7\x01\n" +
+	"\tPrincipal\x12\x19\n" +
+	"\auser_id\x18\x01 \x01(\tH\x00R\x06userId\x12%\n" +
+	"\rdepartment_id\x18\x02 \x01(\tH\x00R\fdepartmentId\x12\x19\n" +
+	"\arole_id\x18\x03 \x01(\tH\x00R\x06roleId\x125\n" +
+	"\x16include_subdepartments\x18\x04 \x01(\bR\x15includeSubdepartmentsB\x06\n" +
+	"\x04kind\"0\n" +
 	"\x12FunctionPermission\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\"u\n" +
 	"\x0fFieldPermission\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x124\n" +
-	"\x06access\x18\x03 \x01(\x0e2\x1c.crmauthz.v1.FieldAccessModeR\x06access\";\n" +
+	"\x06access\x18\x03 \x01(\x0e2\x1c.crmauthz.v1.FieldAccessModeR\x06access\"i\n" +
 	"\vModuleVerbs\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x14\n" +
-	"\x05verbs\x18\x02 \x03(\tR\x05verbs*m\n" +
+	"\x05verbs\x18\x02 \x03(\tR\x05verbs\x12,\n" +
+	"\x05scope\x18\x03 \x01(\x0e2\x16.crmauthz.v1.DataScopeR\x05scope*\x94\x01\n" +
+	"\tDataScope\x12\x1a\n" +
+	"\x16DATA_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDATA_SCOPE_NONE\x10\x01\x12\x13\n" +
+	"\x0fDATA_SCOPE_SELF\x10\x02\x12\x13\n" +
+	"\x0fDATA_SCOPE_DEPT\x10\x03\x12\x18\n" +
+	"\x14DATA_SCOPE_DEPT_TREE\x10\x04\x12\x12\n" +
+	"\x0eDATA_SCOPE_ORG\x10\x05*c\n" +
+	"\fRecordAccess\x12\x1d\n" +
+	"\x19RECORD_ACCESS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12RECORD_ACCESS_READ\x10\x01\x12\x1c\n" +
+	"\x18RECORD_ACCESS_READ_WRITE\x10\x02*m\n" +
 	"\x0fFieldAccessMode\x12!\n" +
 	"\x1dFIELD_ACCESS_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16FIELD_ACCESS_MODE_READ\x10\x01\x12\x1b\n" +
@@ -503,27 +842,33 @@ func file_crmauthz_v1_permission_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_permission_proto_rawDescData
 }
 
-var file_crmauthz_v1_permission_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_crmauthz_v1_permission_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_crmauthz_v1_permission_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_crmauthz_v1_permission_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_crmauthz_v1_permission_proto_goTypes = []any{
-	(FieldAccessMode)(0),       // 0: crmauthz.v1.FieldAccessMode
-	(FieldState)(0),            // 1: crmauthz.v1.FieldState
-	(*Permission)(nil),         // 2: crmauthz.v1.Permission
-	(*ModulePermission)(nil),   // 3: crmauthz.v1.ModulePermission
-	(*FunctionPermission)(nil), // 4: crmauthz.v1.FunctionPermission
-	(*FieldPermission)(nil),    // 5: crmauthz.v1.FieldPermission
-	(*ModuleVerbs)(nil),        // 6: crmauthz.v1.ModuleVerbs
+	(DataScope)(0),             // 0: crmauthz.v1.DataScope
+	(RecordAccess)(0),          // 1: crmauthz.v1.RecordAccess
+	(FieldAccessMode)(0),       // 2: crmauthz.v1.FieldAccessMode
+	(FieldState)(0),            // 3: crmauthz.v1.FieldState
+	(*Permission)(nil),         // 4: crmauthz.v1.Permission
+	(*ModulePermission)(nil),   // 5: crmauthz.v1.ModulePermission
+	(*Record)(nil),             // 6: crmauthz.v1.Record
+	(*Principal)(nil),          // 7: crmauthz.v1.Principal
+	(*FunctionPermission)(nil), // 8: crmauthz.v1.FunctionPermission
+	(*FieldPermission)(nil),    // 9: crmauthz.v1.FieldPermission
+	(*ModuleVerbs)(nil),        // 10: crmauthz.v1.ModuleVerbs
 }
 var file_crmauthz_v1_permission_proto_depIdxs = []int32{
-	3, // 0: crmauthz.v1.Permission.module:type_name -> crmauthz.v1.ModulePermission
-	4, // 1: crmauthz.v1.Permission.function:type_name -> crmauthz.v1.FunctionPermission
-	5, // 2: crmauthz.v1.Permission.field:type_name -> crmauthz.v1.FieldPermission
-	0, // 3: crmauthz.v1.FieldPermission.access:type_name -> crmauthz.v1.FieldAccessMode
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 0: crmauthz.v1.Permission.module:type_name -> crmauthz.v1.ModulePermission
+	8, // 1: crmauthz.v1.Permission.function:type_name -> crmauthz.v1.FunctionPermission
+	9, // 2: crmauthz.v1.Permission.field:type_name -> crmauthz.v1.FieldPermission
+	6, // 3: crmauthz.v1.ModulePermission.record:type_name -> crmauthz.v1.Record
+	2, // 4: crmauthz.v1.FieldPermission.access:type_name -> crmauthz.v1.FieldAccessMode
+	0, // 5: crmauthz.v1.ModuleVerbs.scope:type_name -> crmauthz.v1.DataScope
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_permission_proto_init() }
@@ -536,13 +881,18 @@ func file_crmauthz_v1_permission_proto_init() {
 		(*Permission_Function)(nil),
 		(*Permission_Field)(nil),
 	}
+	file_crmauthz_v1_permission_proto_msgTypes[3].OneofWrappers = []any{
+		(*Principal_UserId)(nil),
+		(*Principal_DepartmentId)(nil),
+		(*Principal_RoleId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_permission_proto_rawDesc), len(file_crmauthz_v1_permission_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   5,
+			NumEnums:      4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
