@@ -45,7 +45,13 @@ func (g *gen) permissions() model.Permissions {
 	for _, m := range g.cat.Modules {
 		if g.r.Float64() < 0.3 {
 			if verbs := g.subset(g.cat.Verbs, 0.4); len(verbs) > 0 {
-				p.Modules = append(p.Modules, model.ModuleGrant{Module: m.ID, Verbs: verbs})
+				// Sometimes split over two grants of different scopes.
+				cut := g.pick(len(verbs) + 1)
+				for _, part := range [][]string{verbs[:cut], verbs[cut:]} {
+					if len(part) > 0 {
+						p.Modules = append(p.Modules, model.ModuleGrant{Module: m.ID, Verbs: part, Scope: model.Scopes[g.pick(len(model.Scopes))]})
+					}
+				}
 			}
 		}
 		if g.r.Float64() < 0.05 {
@@ -268,7 +274,7 @@ func TestDifferentialAgainstPlainCasbin(t *testing.T) {
 
 func assertFieldStates(t *testing.T, eng *Engine, plain *casbin.Enforcer, tenant, user string, m model.CatalogModule) {
 	t.Helper()
-	states, _, err := eng.FieldAccess(tenant, user, m.ID)
+	states, _, err := eng.FieldAccess(tenant, user, m.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,6 +129,11 @@ const (
 	NotGranted
 	ModuleAccessMissing
 	GrantExpired
+	InScope     // the record is inside a role's data scope
+	Manager     // the user manages the record's owner
+	SharingRule // a sharing rule reaches the record (Rule names it)
+	RecordShare // the record is shared with the user
+	OutOfScope  // the module verb is held but nothing reaches the record
 )
 
 // Reason explains part of a decision.
@@ -152,6 +157,9 @@ func (e *Engine) Check(tenant, user string, p model.Permission, explain bool) (D
 	var gbuf [2]userGrant
 	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.nowFor(grants)
+	if p.Record != nil {
+		now = e.now().UnixNano()
+	}
 	d := Decision{Allowed: true, Revision: ix.revision}
 	for _, id := range ids {
 		if !ix.allowed(grants, id, now) {
@@ -161,6 +169,11 @@ func (e *Engine) Check(tenant, user string, p model.Permission, explain bool) (D
 	}
 	if explain {
 		d.Reasons = ix.explain(e.space, user, p, ids, grants, now)
+	}
+	if d.Allowed && p.Record != nil {
+		var why []Reason
+		d.Allowed, why = ix.recordDecision(e.space, user, p, grants, now, explain)
+		d.Reasons = append(d.Reasons, why...)
 	}
 	return d, nil
 }
@@ -176,8 +189,9 @@ func (e *Engine) nowFor(grants []userGrant) int64 {
 }
 
 // FieldAccess returns the state of every field of module for user, in
-// catalog order.
-func (e *Engine) FieldAccess(tenant, user, module string) ([]model.FieldState, int64, error) {
+// catalog order. With a record, fields are hidden when the user may not read
+// the record and at most read-only when the user may not update it.
+func (e *Engine) FieldAccess(tenant, user, module string, rec *model.Record) ([]model.FieldState, int64, error) {
 	ix, err := e.index(tenant)
 	if err != nil {
 		return nil, 0, err
@@ -192,6 +206,15 @@ func (e *Engine) FieldAccess(tenant, user, module string) ([]model.FieldState, i
 	ids := e.space.ids
 	read := ix.allowed(grants, ids[key{kindModule, module, model.VerbRead}], now)
 	update := read && ix.allowed(grants, ids[key{kindModule, module, model.VerbUpdate}], now)
+	if rec != nil {
+		now = e.now().UnixNano()
+		p := model.Permission{Kind: model.KindModule, Module: module, Verb: model.VerbRead, Record: rec}
+		read, _ = ix.recordDecision(e.space, user, p, grants, now, false)
+		read = read && ix.allowed(grants, ids[key{kindModule, module, model.VerbRead}], now)
+		p.Verb = model.VerbUpdate
+		update, _ = ix.recordDecision(e.space, user, p, grants, now, false)
+		update = update && read && ix.allowed(grants, ids[key{kindModule, module, model.VerbUpdate}], now)
+	}
 	states := make([]model.FieldState, len(m.Fields))
 	for i, f := range m.Fields {
 		switch {

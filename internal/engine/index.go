@@ -47,6 +47,7 @@ type permSpace struct {
 }
 
 type moduleSpace struct {
+	idx    int              // the module's position in the catalog
 	base   int32            // id of the module's first verb
 	fields map[string]int32 // id of each field's read; write is the next id
 }
@@ -62,8 +63,8 @@ func newPermSpace(cat *model.Catalog) *permSpace {
 	for i, v := range cat.Verbs {
 		s.verbs[v] = int32(i)
 	}
-	for _, m := range cat.Modules {
-		ms := &moduleSpace{base: int32(len(s.keys)), fields: map[string]int32{}}
+	for i, m := range cat.Modules {
+		ms := &moduleSpace{idx: i, base: int32(len(s.keys)), fields: map[string]int32{}}
 		for _, v := range cat.Verbs {
 			add(key{kindModule, m.ID, v})
 		}
@@ -78,6 +79,20 @@ func newPermSpace(cat *model.Catalog) *permSpace {
 	}
 	s.words = (len(s.keys) + 63) / 64
 	return s
+}
+
+// moduleVerb returns the position of a module verb among all module verbs.
+func (s *permSpace) moduleVerb(module, verb string) int {
+	return s.modules[module].idx*len(s.verbs) + int(s.verbs[verb])
+}
+
+// noScopes returns a scope table with every module verb ungranted (-1).
+func (s *permSpace) noScopes() []int8 {
+	t := make([]int8, len(s.modules)*len(s.verbs))
+	for i := range t {
+		t[i] = -1
+	}
+	return t
 }
 
 // idsFor returns the permission ids that must all be allowed for p (see
@@ -124,6 +139,7 @@ type index struct {
 	tenant string
 	own    []uint64
 	roles  []roleInfo
+	org    *orgIndex
 }
 
 // The bitsets of a role.
@@ -312,6 +328,7 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		byUser[g.UserID] = append(byUser[g.UserID], ug)
 	}
 	ix.users = newUserTable(space.seed, users, byUser)
+	ix.org = buildOrg(space, st, ix.roles, number)
 	return ix, nil
 }
 

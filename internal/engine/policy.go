@@ -71,7 +71,7 @@ func roleLines(cat *model.Catalog, tenant string, r model.Role) [][]string {
 	line := func(obj, act, eft string) { lines = append(lines, []string{sub, tenant, obj, act, eft}) }
 	verbs := map[string][]string{}
 	for _, g := range r.Permissions.Modules {
-		verbs[g.Module] = g.Verbs
+		verbs[g.Module] = append(verbs[g.Module], g.Verbs...)
 		for _, v := range g.Verbs {
 			line(modulePrefix+g.Module, v, effAllow)
 		}

@@ -136,3 +136,17 @@ type Record struct {
 	Owner      string
 	Department string // empty when the record has none
 }
+
+// Validate checks a record's identifiers; prefix is its request path.
+func (r *Record) Validate(prefix string) error {
+	if err := ValidateSubjectID(prefix+".id", r.ID); err != nil {
+		return err
+	}
+	if err := ValidateSubjectID(prefix+".owner_id", r.Owner); err != nil {
+		return err
+	}
+	if r.Department == "" {
+		return nil
+	}
+	return ValidateName(prefix+".department_id", r.Department)
+}

@@ -15,11 +15,12 @@ const (
 // Permission is the thing a check asks about.
 type Permission struct {
 	Kind     Kind
-	Module   string // KindModule, KindField
-	Verb     string // KindModule
-	Function string // KindFunction
-	Field    string // KindField
-	Write    bool   // KindField: write access rather than read
+	Module   string  // KindModule, KindField
+	Verb     string  // KindModule
+	Function string  // KindFunction
+	Field    string  // KindField
+	Write    bool    // KindField: write access rather than read
+	Record   *Record // KindModule: the record, when the check is about one
 }
 
 // ModulePerm returns the permission to use verb on module.
@@ -39,6 +40,9 @@ func FieldPerm(module, field string, write bool) Permission {
 func (p Permission) String() string {
 	switch p.Kind {
 	case KindModule:
+		if p.Record != nil {
+			return fmt.Sprintf("module %s %s on record %s", p.Module, p.Verb, p.Record.ID)
+		}
 		return fmt.Sprintf("module %s %s", p.Module, p.Verb)
 	case KindFunction:
 		return "function " + p.Function
@@ -60,7 +64,13 @@ func (p Permission) Validate(cat *Catalog, prefix string) error {
 		if err := cat.CheckModule(prefix+".module.module", p.Module); err != nil {
 			return err
 		}
-		return cat.CheckVerb(prefix+".module.verb", p.Verb)
+		if err := cat.CheckVerb(prefix+".module.verb", p.Verb); err != nil {
+			return err
+		}
+		if p.Record != nil {
+			return p.Record.Validate(prefix + ".module.record")
+		}
+		return nil
 	case KindFunction:
 		return cat.CheckFunction(prefix+".function.function", p.Function)
 	case KindField:

@@ -123,7 +123,8 @@ func (s *Authorization) BatchCheck(ctx context.Context, req *pb.BatchCheckReques
 }
 
 // GetFieldAccess implements pb.AuthorizationServiceServer.
-func (s *Authorization) GetFieldAccess(_ context.Context, req *pb.GetFieldAccessRequest) (*pb.GetFieldAccessResponse, error) {
+func (s *Authorization) GetFieldAccess(ctx context.Context, req *pb.GetFieldAccessRequest) (*pb.GetFieldAccessResponse, error) {
+	start := time.Now()
 	if err := subject("tenant_id", req.GetTenantId(), "subject_id", req.GetSubjectId()); err != nil {
 		return nil, err
 	}
@@ -131,14 +132,57 @@ func (s *Authorization) GetFieldAccess(_ context.Context, req *pb.GetFieldAccess
 	if err := cat.CheckModule("module", req.GetModule()); err != nil {
 		return nil, err
 	}
-	states, rev, err := s.eng.FieldAccess(req.GetTenantId(), req.GetSubjectId(), req.GetModule())
+	rec := record(req.GetRecord())
+	if rec != nil {
+		if err := rec.Validate("record"); err != nil {
+			return nil, err
+		}
+	}
+	states, rev, err := s.eng.FieldAccess(req.GetTenantId(), req.GetSubjectId(), req.GetModule(), rec)
 	if err != nil {
 		return nil, err
 	}
 	fields := cat.Module(req.GetModule()).Fields
 	out := &pb.GetFieldAccessResponse{Revision: rev, Fields: make([]*pb.FieldAccess, len(fields))}
+	visible := false
 	for i, f := range fields {
 		out.Fields[i] = &pb.FieldAccess{Field: f, State: fieldStates[states[i]]}
+		visible = visible || states[i] != model.FieldHidden
+	}
+	p := model.Permission{Kind: model.KindModule, Module: req.GetModule(), Verb: model.VerbRead, Record: rec}
+	out.DecisionId, err = s.record(ctx, "GetFieldAccess", req.GetTenantId(), req.GetSubjectId(), p, engine.Decision{Allowed: visible, Revision: rev}, start)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PlanRecordFilter implements pb.AuthorizationServiceServer.
+func (s *Authorization) PlanRecordFilter(ctx context.Context, req *pb.PlanRecordFilterRequest) (*pb.PlanRecordFilterResponse, error) {
+	start := time.Now()
+	if err := subject("tenant_id", req.GetTenantId(), "subject_id", req.GetSubjectId()); err != nil {
+		return nil, err
+	}
+	cat := s.eng.Catalog()
+	if err := cat.CheckModule("module", req.GetModule()); err != nil {
+		return nil, err
+	}
+	if err := cat.CheckVerb("verb", req.GetVerb()); err != nil {
+		return nil, err
+	}
+	cols, first, err := sqlOptions(req.GetColumns(), req.GetFirstParameter())
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.eng.PlanFilter(req.GetTenantId(), req.GetSubjectId(), req.GetModule(), req.GetVerb())
+	if err != nil {
+		return nil, err
+	}
+	out := filterToProto(f, cols, first)
+	p := model.ModulePerm(req.GetModule(), req.GetVerb())
+	out.DecisionId, err = s.record(ctx, "PlanRecordFilter", req.GetTenantId(), req.GetSubjectId(), p, engine.Decision{Allowed: f.Kind != engine.FilterNone, Revision: f.Revision}, start)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -152,7 +196,7 @@ func (s *Authorization) ListEffectivePermissions(_ context.Context, req *pb.List
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.ListEffectivePermissionsResponse{Modules: moduleGrantsToProto(eff.Modules), Functions: eff.Functions, Revision: eff.Revision}
+	out := &pb.ListEffectivePermissionsResponse{Modules: moduleGrantsToProto(eff.Modules, true), Functions: eff.Functions, Revision: eff.Revision}
 	for _, r := range eff.Roles {
 		out.Roles = append(out.Roles, &pb.ActiveRole{RoleId: r.Role, ExpiresAt: timestamp(r.ExpiresAt)})
 	}

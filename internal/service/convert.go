@@ -18,6 +18,7 @@ func permission(cat *model.Catalog, p *pb.Permission, prefix string) (model.Perm
 	switch k := p.GetKind().(type) {
 	case *pb.Permission_Module:
 		mp = model.ModulePerm(k.Module.GetModule(), k.Module.GetVerb())
+		mp.Record = record(k.Module.GetRecord())
 	case *pb.Permission_Function:
 		mp = model.FunctionPerm(k.Function.GetFunction())
 	case *pb.Permission_Field:
@@ -31,6 +32,43 @@ func permission(cat *model.Catalog, p *pb.Permission, prefix string) (model.Perm
 		return mp, model.Invalid(prefix, model.ReasonMissingField, "is required: set one of module, function or field")
 	}
 	return mp, mp.Validate(cat, prefix)
+}
+
+// record converts a record from a request; Record.Validate checks it.
+func record(r *pb.Record) *model.Record {
+	if r == nil {
+		return nil
+	}
+	return &model.Record{ID: r.GetId(), Owner: r.GetOwnerId(), Department: r.GetDepartmentId()}
+}
+
+var scopes = map[model.Scope]pb.DataScope{
+	model.ScopeNone:     pb.DataScope_DATA_SCOPE_NONE,
+	model.ScopeSelf:     pb.DataScope_DATA_SCOPE_SELF,
+	model.ScopeDept:     pb.DataScope_DATA_SCOPE_DEPT,
+	model.ScopeDeptTree: pb.DataScope_DATA_SCOPE_DEPT_TREE,
+	model.ScopeOrg:      pb.DataScope_DATA_SCOPE_ORG,
+}
+
+// scopeFromProto converts a scope; unknown values become an invalid scope
+// that Permissions.Validate reports.
+func scopeFromProto(s pb.DataScope) model.Scope {
+	if s == pb.DataScope_DATA_SCOPE_UNSPECIFIED {
+		return ""
+	}
+	for m, p := range scopes {
+		if p == s {
+			return m
+		}
+	}
+	return model.Scope(s.String())
+}
+
+func scopeToProto(s model.Scope) pb.DataScope {
+	if s == "" {
+		return pb.DataScope_DATA_SCOPE_ORG
+	}
+	return scopes[s]
 }
 
 // subject validates the tenant and subject of a read request.
@@ -47,6 +85,11 @@ var reasonKinds = map[engine.ReasonKind]pb.ReasonKind{
 	engine.NotGranted:          pb.ReasonKind_REASON_KIND_NOT_GRANTED,
 	engine.ModuleAccessMissing: pb.ReasonKind_REASON_KIND_MODULE_ACCESS_MISSING,
 	engine.GrantExpired:        pb.ReasonKind_REASON_KIND_GRANT_EXPIRED,
+	engine.InScope:             pb.ReasonKind_REASON_KIND_IN_SCOPE,
+	engine.Manager:             pb.ReasonKind_REASON_KIND_MANAGER,
+	engine.SharingRule:         pb.ReasonKind_REASON_KIND_SHARING_RULE,
+	engine.RecordShare:         pb.ReasonKind_REASON_KIND_RECORD_SHARE,
+	engine.OutOfScope:          pb.ReasonKind_REASON_KIND_OUT_OF_SCOPE,
 }
 
 func reasonsToProto(rs []engine.Reason) []*pb.Reason {
@@ -78,8 +121,8 @@ func roleToProto(r model.Role) *pb.Role {
 	out := &pb.Role{
 		RoleId: r.ID, DisplayName: r.DisplayName, Description: r.Description, TemplateId: r.Template, Inherits: r.Inherits,
 		Permissions: &pb.RolePermissions{
-			Modules: moduleGrantsToProto(p.Modules), Functions: p.Functions,
-			DenyModules: moduleGrantsToProto(p.DenyModules), DenyFunctions: p.DenyFunctions,
+			Modules: moduleGrantsToProto(p.Modules, true), Functions: p.Functions,
+			DenyModules: moduleGrantsToProto(p.DenyModules, false), DenyFunctions: p.DenyFunctions,
 		},
 	}
 	for _, f := range p.Fields {
@@ -88,10 +131,15 @@ func roleToProto(r model.Role) *pb.Role {
 	return out
 }
 
-func moduleGrantsToProto(gs []model.ModuleGrant) []*pb.ModuleVerbs {
+// moduleGrantsToProto converts module grants; scoped grants carry their
+// scope (org when unset), denies none.
+func moduleGrantsToProto(gs []model.ModuleGrant, scoped bool) []*pb.ModuleVerbs {
 	out := make([]*pb.ModuleVerbs, len(gs))
 	for i, g := range gs {
 		out[i] = &pb.ModuleVerbs{Module: g.Module, Verbs: g.Verbs}
+		if scoped {
+			out[i].Scope = scopeToProto(g.Scope)
+		}
 	}
 	return out
 }
@@ -118,7 +166,7 @@ func rolePermissions(p *pb.RolePermissions) model.Permissions {
 func moduleGrants(ms []*pb.ModuleVerbs) []model.ModuleGrant {
 	var out []model.ModuleGrant
 	for _, m := range ms {
-		out = append(out, model.ModuleGrant{Module: m.GetModule(), Verbs: m.GetVerbs()})
+		out = append(out, model.ModuleGrant{Module: m.GetModule(), Verbs: m.GetVerbs(), Scope: scopeFromProto(m.GetScope())})
 	}
 	return out
 }
