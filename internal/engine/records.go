@@ -28,18 +28,19 @@ import (
 
 // orgIndex is a tenant's organisation and sharing, indexed for decisions.
 type orgIndex struct {
-	depth     int
-	ancestors map[string][]string // department → itself and every department above it
-	children  map[string][]string // department → its direct sub-departments
-	depts     map[string][]string // user → departments, primary first
-	manager   map[string]string   // user → manager
-	reports   map[string][]string // manager → direct reports
-	rules     map[string][]model.SharingRule
-	shares    map[[2]string][]model.RecordShare // (module, record id) → shares
-	byModule  map[string][]model.RecordShare    // module → shares
-	holders   map[int32][]holding               // role number → users holding it, directly or by inheritance
-	roleNum   map[string]int32
-	scopes    [][]int8 // role number → module-verb index → widest scope rank with inheritance, -1 when not granted
+	depth      int
+	ancestors  map[string][]string // department → itself and every department above it
+	children   map[string][]string // department → its direct sub-departments
+	depts      map[string][]string // user → departments, primary first
+	manager    map[string]string   // user → manager
+	reports    map[string][]string // manager → direct reports
+	rules      map[string][]model.SharingRule
+	shares     map[[2]string][]model.RecordShare // (module, record id) → shares
+	userShare  map[[2]string][]model.RecordShare // (module, user) → shares with that user
+	groupShare map[string][]model.RecordShare    // module → shares with departments and roles
+	holders    map[int32][]holding               // role number → users holding it, directly or by inheritance
+	roleNum    map[string]int32
+	scopes     [][]int8 // role number → module-verb index → widest scope rank with inheritance, -1 when not granted
 }
 
 type holding struct {
@@ -51,7 +52,8 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	o := &orgIndex{
 		depth: st.Settings.ManagerDepth, ancestors: map[string][]string{}, children: map[string][]string{},
 		depts: map[string][]string{}, manager: map[string]string{}, reports: map[string][]string{},
-		rules: map[string][]model.SharingRule{}, shares: map[[2]string][]model.RecordShare{}, byModule: map[string][]model.RecordShare{},
+		rules: map[string][]model.SharingRule{}, shares: map[[2]string][]model.RecordShare{},
+		userShare: map[[2]string][]model.RecordShare{}, groupShare: map[string][]model.RecordShare{},
 		holders: map[int32][]holding{}, roleNum: number,
 	}
 	for id, d := range st.Departments {
@@ -85,7 +87,11 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	}
 	for k, s := range st.RecordShares {
 		o.shares[[2]string{k.Module, k.RecordID}] = append(o.shares[[2]string{k.Module, k.RecordID}], s)
-		o.byModule[k.Module] = append(o.byModule[k.Module], s)
+		if s.Principal.Kind == model.PrincipalUser {
+			o.userShare[[2]string{k.Module, s.Principal.ID}] = append(o.userShare[[2]string{k.Module, s.Principal.ID}], s)
+		} else {
+			o.groupShare[k.Module] = append(o.groupShare[k.Module], s)
+		}
 	}
 	for _, g := range st.SortedGrants() {
 		var exp int64
@@ -270,7 +276,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		}
 	}
 	for _, r := range o.rules[p.Module] {
-		if widens(r.Access, p.Verb) && ix.matchesRecord(space.seed, r.OwnedBy, rec, now) && ix.matchesUser(r.SharedWith, user, grants, now) {
+		if widens(r.Access, p.Verb) && ix.matchesUser(r.SharedWith, user, grants, now) && ix.matchesRecord(space.seed, r.OwnedBy, rec, now) {
 			allowed = add(Reason{Kind: SharingRule, Rule: r.ID, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", r.ID, r.OwnedBy.Kind, r.OwnedBy.ID, r.SharedWith.Kind, r.SharedWith.ID, r.Access)})
 			if !explain {
 				return true, nil
@@ -375,9 +381,11 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 			}
 		}
 	}
-	for _, s := range o.byModule[module] {
-		if widens(s.Access, verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, user, grants, now) {
-			records.add(s.RecordID)
+	for _, list := range [][]model.RecordShare{o.userShare[[2]string{module, user}], o.groupShare[module]} {
+		for _, s := range list {
+			if widens(s.Access, verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, user, grants, now) {
+				records.add(s.RecordID)
+			}
 		}
 	}
 	if len(owners)+len(depts)+len(records) > 0 {
