@@ -19,7 +19,12 @@ type decisionCase struct {
 	Function string `yaml:"function"`
 	Field    string `yaml:"field"`
 	Access   string `yaml:"access"`
-	Expect   string `yaml:"expect"`
+	Record   *struct {
+		ID         string `yaml:"id"`
+		Owner      string `yaml:"owner"`
+		Department string `yaml:"department"`
+	} `yaml:"record"`
+	Expect string `yaml:"expect"`
 }
 
 func (c decisionCase) permission(t *testing.T) *pb.Permission {
@@ -32,6 +37,10 @@ func (c decisionCase) permission(t *testing.T) *pb.Permission {
 			t.Fatalf("case %q: access must be read or write", c.Name)
 		}
 		return fieldPerm(c.Module, c.Field, c.Access == "write")
+	case c.Verb != "" && c.Record != nil:
+		p := modulePerm(c.Module, c.Verb)
+		p.GetModule().Record = &pb.Record{Id: c.Record.ID, OwnerId: c.Record.Owner, DepartmentId: c.Record.Department}
+		return p
 	case c.Verb != "":
 		return modulePerm(c.Module, c.Verb)
 	}

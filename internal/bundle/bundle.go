@@ -30,6 +30,7 @@ type Bundle struct {
 }
 
 // Tenant is a tenant described in a bundle file (policies/demo/tenant.yaml).
+// Everything but the id is optional.
 type Tenant struct {
 	ID        string       `yaml:"id"`
 	Name      string       `yaml:"name"`
@@ -41,6 +42,67 @@ type Tenant struct {
 		Role      string    `yaml:"role"`
 		ExpiresAt time.Time `yaml:"expires_at"`
 	} `yaml:"grants"`
+
+	Settings     Settings      `yaml:"settings"`
+	Departments  []Department  `yaml:"departments"`
+	Members      []Member      `yaml:"members"`
+	SharingRules []SharingRule `yaml:"sharing_rules"`
+	RecordShares []RecordShare `yaml:"record_shares"`
+}
+
+// Settings are a bundle tenant's data-permission settings.
+type Settings struct {
+	// ManagerDepth replaces model.DefaultManagerDepth when set.
+	ManagerDepth *int `yaml:"manager_depth"`
+}
+
+// Department is a node of a bundle tenant's department tree. A parent must
+// be listed before its children.
+type Department struct {
+	ID     string `yaml:"id"`
+	Name   string `yaml:"name"`
+	Parent string `yaml:"parent"`
+}
+
+// Member places a user in departments and under a manager. A manager must
+// be a member or hold a grant.
+type Member struct {
+	User    string   `yaml:"user"`
+	Primary string   `yaml:"primary"`
+	Others  []string `yaml:"others"`
+	Manager string   `yaml:"manager"`
+}
+
+// Principal names a user, a department (with include_subs, also the
+// departments below it) or a role: kind is user, department or role.
+type Principal struct {
+	Kind        string `yaml:"kind"`
+	ID          string `yaml:"id"`
+	IncludeSubs bool   `yaml:"include_subs"`
+}
+
+// SharingRule shares the records of a module owned by one principal with
+// another; access is read or read_write.
+type SharingRule struct {
+	ID         string    `yaml:"id"`
+	Module     string    `yaml:"module"`
+	OwnedBy    Principal `yaml:"owned_by"`
+	SharedWith Principal `yaml:"shared_with"`
+	Access     string    `yaml:"access"`
+}
+
+// RecordShare shares one record with one principal, optionally until
+// expires_at; a bundle may list shares that have already expired.
+type RecordShare struct {
+	Module    string    `yaml:"module"`
+	RecordID  string    `yaml:"record_id"`
+	Principal Principal `yaml:"principal"`
+	Access    string    `yaml:"access"`
+	ExpiresAt time.Time `yaml:"expires_at"`
+}
+
+func (p Principal) model() model.Principal {
+	return model.Principal{Kind: model.PrincipalKind(p.Kind), ID: p.ID, IncludeSubs: p.IncludeSubs}
 }
 
 // User is a demo user. The CRM owns its users; the bundle lists them for
@@ -112,8 +174,10 @@ func (b *Bundle) FromTemplate(id string) (model.Role, bool) {
 }
 
 // TenantState builds a tenant's initial state from its description, checking
-// every role and grant as an admin write would. Grants are stamped as made
-// by "system" at grantedAt.
+// every role, grant, department, membership, sharing rule and record share
+// as an admin write would. Grants and record shares are stamped as made by
+// "system" at grantedAt. Unlike admin writes, grants and record shares may
+// have expired already (the demo shows what an expired one decides).
 func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState, error) {
 	if err := model.ValidateTenantID("id", t.ID); err != nil {
 		return nil, err
@@ -147,7 +211,73 @@ func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState,
 			UserID: g.User, RoleID: g.Role, ExpiresAt: g.ExpiresAt.UTC(), GrantedBy: "system", GrantedAt: grantedAt.UTC(),
 		}
 	}
+	if err := b.addOrg(st, t, grantedAt); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// addOrg adds a bundle tenant's settings, departments, memberships,
+// sharing rules and record shares to st through the model's mutations.
+func (b *Bundle) addOrg(st *model.TenantState, t Tenant, sharedAt time.Time) error {
+	if n := t.Settings.ManagerDepth; n != nil {
+		if _, err := st.SetManagerDepth(*n); err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+	}
+	for i, d := range t.Departments {
+		if _, err := st.CreateDepartment(model.Department{ID: d.ID, Name: d.Name, Parent: d.Parent}); err != nil {
+			return fmt.Errorf("departments[%d]: %w", i, err)
+		}
+	}
+	// Managers are linked once every member is in, so that the list may
+	// name a manager before the manager's own entry.
+	for pass := range 2 {
+		for i, m := range t.Members {
+			mm := model.Membership{UserID: m.User, Primary: m.Primary, Others: m.Others}
+			if _, dup := st.Members[m.User]; dup && pass == 0 {
+				return fmt.Errorf("members[%d]: user %q is listed twice", i, m.User)
+			}
+			if pass == 1 {
+				if m.Manager == "" {
+					continue
+				}
+				mm.Manager = m.Manager
+			}
+			if _, err := st.SetMembership(mm); err != nil {
+				return fmt.Errorf("members[%d]: %w", i, err)
+			}
+		}
+	}
+	for i, r := range t.SharingRules {
+		rule := model.SharingRule{
+			ID: r.ID, Module: r.Module, OwnedBy: r.OwnedBy.model(), SharedWith: r.SharedWith.model(), Access: model.Access(r.Access),
+		}
+		if err := model.ValidateSharingRule(b.Catalog, rule); err != nil {
+			return fmt.Errorf("sharing_rules[%d]: %w", i, err)
+		}
+		if _, err := st.CreateSharingRule(rule); err != nil {
+			return fmt.Errorf("sharing_rules[%d]: %w", i, err)
+		}
+	}
+	for i, sh := range t.RecordShares {
+		share := model.RecordShare{
+			Module: sh.Module, RecordID: sh.RecordID, Principal: sh.Principal.model(), Access: model.Access(sh.Access),
+			ExpiresAt: sh.ExpiresAt.UTC(), SharedBy: "system", SharedAt: sharedAt.UTC(),
+		}
+		if err := model.ValidateRecordShare(b.Catalog, share); err != nil {
+			return fmt.Errorf("record_shares[%d]: %w", i, err)
+		}
+		if _, dup := st.RecordShares[share.Key()]; dup {
+			return fmt.Errorf("record_shares[%d]: %s record %q is shared with %s twice", i, sh.Module, sh.RecordID, share.Principal)
+		}
+		// The zero time as "now" lets a share that has already expired in,
+		// as grants are; everything else is checked as ShareRecord would.
+		if _, err := st.ShareRecord(share, time.Time{}); err != nil {
+			return fmt.Errorf("record_shares[%d]: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func readYAML(fsys fs.FS, name string, v any) error {

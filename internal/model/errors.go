@@ -21,17 +21,27 @@ const (
 	ReasonDuplicate         = "DUPLICATE"
 	ReasonExpiryInPast      = "EXPIRY_IN_PAST"
 
-	ReasonTenantNotFound = "TENANT_NOT_FOUND"
-	ReasonRoleNotFound   = "ROLE_NOT_FOUND"
-	ReasonGrantNotFound  = "GRANT_NOT_FOUND"
+	ReasonTenantNotFound      = "TENANT_NOT_FOUND"
+	ReasonRoleNotFound        = "ROLE_NOT_FOUND"
+	ReasonGrantNotFound       = "GRANT_NOT_FOUND"
+	ReasonDepartmentNotFound  = "DEPARTMENT_NOT_FOUND"
+	ReasonMembershipNotFound  = "MEMBERSHIP_NOT_FOUND"
+	ReasonUserNotFound        = "USER_NOT_FOUND" // a user the tenant knows neither by membership nor by grant
+	ReasonSharingRuleNotFound = "SHARING_RULE_NOT_FOUND"
+	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
 
-	ReasonTenantExists = "TENANT_EXISTS"
-	ReasonRoleExists   = "ROLE_EXISTS"
+	ReasonTenantExists      = "TENANT_EXISTS"
+	ReasonRoleExists        = "ROLE_EXISTS"
+	ReasonDepartmentExists  = "DEPARTMENT_EXISTS"
+	ReasonSharingRuleExists = "SHARING_RULE_EXISTS"
 
 	ReasonRoleInUse        = "ROLE_IN_USE"
 	ReasonRoleCycle        = "ROLE_INHERITANCE_CYCLE"
 	ReasonRoleTooDeep      = "ROLE_INHERITANCE_TOO_DEEP"
 	ReasonRevisionMismatch = "REVISION_MISMATCH"
+	ReasonDepartmentInUse  = "DEPARTMENT_IN_USE"
+	ReasonDepartmentCycle  = "DEPARTMENT_CYCLE"
+	ReasonManagerCycle     = "MANAGER_CYCLE"
 )
 
 // InvalidError reports a request field that is malformed or names something

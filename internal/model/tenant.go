@@ -106,7 +106,8 @@ func (s *TenantState) ReplaceRole(r Role) (Change, error) {
 	return Change{Action: "role.update", Target: "role/" + r.ID, Before: before, After: r}, nil
 }
 
-// DeleteRole removes a role that no grant and no other role refers to.
+// DeleteRole removes a role that no grant, no other role, no sharing rule
+// and no record share refers to.
 func (s *TenantState) DeleteRole(id string) (Change, error) {
 	before, ok := s.Roles[id]
 	if !ok {
@@ -121,6 +122,9 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 		if slices.Contains(r.Inherits, id) {
 			return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is inherited by role %q", id, r.ID)}
 		}
+	}
+	if use := s.sharingUse(PrincipalRole, id); use != "" {
+		return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is %s; delete it first", id, use)}
 	}
 	delete(s.Roles, id)
 	return Change{Action: "role.delete", Target: "role/" + id, Before: before}, nil

@@ -49,7 +49,7 @@ func validColumn(s string) bool {
 			return false
 		}
 		for i := 0; i < len(p); i++ {
-			if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			if c := p[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
 				return false
 			}
 		}

@@ -149,6 +149,21 @@ func TestWriteFailures(t *testing.T) {
 			return model.Change{Action: "grant.create", Target: "grant/x", After: g}, nil
 		}
 	}
+	raw := func(action string, apply func(st *model.TenantState)) store.Mutation {
+		return func(st *model.TenantState) (model.Change, error) {
+			apply(st)
+			return model.Change{Action: action, Target: "x"}, nil
+		}
+	}
+	rawDept := func(d model.Department) store.Mutation {
+		return raw("department.create", func(st *model.TenantState) { st.Departments[d.ID] = d })
+	}
+	rawMember := func(m model.Membership) store.Mutation {
+		return raw("membership.create", func(st *model.TenantState) { st.Members[m.UserID] = m })
+	}
+	rawShare := func(sh model.RecordShare) store.Mutation {
+		return raw("record_share.create", func(st *model.TenantState) { st.RecordShares[sh.Key()] = sh })
+	}
 	const checkViolation, fkViolation = "23514", "23503"
 	tests := []struct {
 		name   string
@@ -178,6 +193,25 @@ func TestWriteFailures(t *testing.T) {
 		{name: "user id too long", fn: constant(rawGrant(model.Grant{UserID: long(129), RoleID: "viewer"})), check: wantSQLState(checkViolation)},
 		{name: "grant of a missing role", fn: constant(rawGrant(model.Grant{UserID: "carol", RoleID: "ghost"})), check: wantSQLState(fkViolation)},
 		{name: "reason too long", reason: long(1025), fn: constant(rawGrant(model.Grant{UserID: "carol", RoleID: "viewer"})), check: wantSQLState(checkViolation)},
+		{name: "department name too long", fn: constant(rawDept(model.Department{ID: "d", Name: long(257)})), check: wantSQLState(checkViolation)},
+		{name: "department of a missing parent", fn: constant(rawDept(model.Department{ID: "d", Name: "D", Parent: "ghost"})), check: wantSQLState(fkViolation)},
+		{name: "membership of a missing department", fn: constant(rawMember(model.Membership{UserID: "carol", Primary: "ghost"})), check: wantSQLState(fkViolation)},
+		{name: "own manager", fn: constant(rawMember(model.Membership{UserID: "carol", Primary: "sales", Manager: "carol"})), check: wantSQLState(checkViolation)},
+		{name: "too many other departments", fn: constant(rawMember(model.Membership{UserID: "carol", Primary: "sales", Others: slices.Repeat([]string{"sales"}, 17)})), check: wantSQLState(checkViolation)},
+		{name: "manager depth too big", fn: constant(raw("settings.update", func(st *model.TenantState) { st.Settings.ManagerDepth = 17 })), check: wantSQLState(checkViolation)},
+		{name: "share with sub-departments of a role", fn: constant(rawShare(model.RecordShare{
+			Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalRole, ID: "viewer", IncludeSubs: true}, Access: model.AccessRead,
+		})), check: wantSQLState(checkViolation)},
+		{name: "share with unknown access", fn: constant(rawShare(model.RecordShare{
+			Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: "owner",
+		})), check: wantSQLState(checkViolation)},
+		{name: "rule of unknown principal kind", fn: constant(raw("sharing_rule.create", func(st *model.TenantState) {
+			st.SharingRules["r"] = model.SharingRule{ID: "r", Module: "lead", OwnedBy: model.Principal{Kind: "group", ID: "g"},
+				SharedWith: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: model.AccessRead}
+		})), check: wantSQLState(checkViolation)},
+		{name: "deleting a department still referenced", fn: constant(raw("department.delete", func(st *model.TenantState) {
+			delete(st.Departments, "sales")
+		})), check: wantSQLState(fkViolation)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,6 +325,28 @@ func TestRestart(t *testing.T) {
 	createTenant(t, s, "acme")
 	createTenant(t, s, "globex")
 	grant(t, s, "acme", "carol", "viewer")
+	for _, fn := range []store.Mutation{
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CreateDepartment(model.Department{ID: "east", Name: "Sales East", Parent: "sales"})
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "carol", Primary: "east", Others: []string{"sales"}, Manager: "alice"})
+		},
+		func(st *model.TenantState) (model.Change, error) { return st.SetManagerDepth(5) },
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CreateSharingRule(model.SharingRule{ID: "east_leads", Module: "lead",
+				OwnedBy:    model.Principal{Kind: model.PrincipalDepartment, ID: "east", IncludeSubs: true},
+				SharedWith: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: model.AccessReadWrite})
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.ShareRecord(model.RecordShare{Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalRole, ID: "viewer"},
+				Access: model.AccessRead, ExpiresAt: time.Now().Add(time.Hour), SharedBy: "admin", SharedAt: time.Now()}, time.Now())
+		},
+	} {
+		if _, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
 	snaps := []storetest.TenantSnapshot{storetest.Snapshot(t, s, "acme"), storetest.Snapshot(t, s, "globex")}
 	s.Close()
 	if err := pool.Ping(t.Context()); err != nil {
@@ -396,6 +452,18 @@ func createTenant(t *testing.T, s store.Store, id string) {
 	}
 	if _, err := st.GrantRole(model.Grant{UserID: "alice", RoleID: "viewer", ExpiresAt: time.Now().Add(time.Hour)}, time.Now()); err != nil {
 		t.Fatal(err)
+	}
+	for _, fn := range []store.Mutation{
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CreateDepartment(model.Department{ID: "sales", Name: "Sales"})
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "alice", Primary: "sales"})
+		},
+	} {
+		if _, err := fn(st); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := s.CreateTenant(t.Context(), store.Write{Tenant: id, Actor: "admin"}, st); err != nil {
 		t.Fatalf("CreateTenant(%q): %v", id, err)

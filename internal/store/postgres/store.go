@@ -1,5 +1,7 @@
 // Package postgres is the production store: tenants, their roles and grants,
-// and the change log in PostgreSQL, through pgx.
+// their organisation (departments, memberships, managers, settings) and
+// sharing (sharing rules, record shares), and the change log in
+// PostgreSQL, through pgx.
 //
 // Every write is one transaction. It locks the tenant's row (SELECT ... FOR
 // UPDATE), which serialises the tenant's writers, loads the tenant's state,
@@ -10,8 +12,9 @@
 // embedded in the binary (Migrate, CheckSchema).
 //
 // Times are stored at microsecond precision in UTC, as PostgreSQL keeps
-// them; the store rounds grant times down to the microsecond before writing,
-// so the state a write returns equals the state a later read loads.
+// them; the store rounds grant and record share times down to the
+// microsecond before writing, so the state a write returns equals the state
+// a later read loads.
 package postgres
 
 import (
@@ -29,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
 )
@@ -80,8 +84,8 @@ func (s *Store) TenantIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Tenant implements store.Store. It reads the tenant's row, roles and
-// grants in one read-only snapshot.
+// Tenant implements store.Store. It reads the tenant's row, roles, grants,
+// organisation and sharing in one read-only snapshot.
 func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
@@ -117,8 +121,8 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		return nil, err
 	}
 	err = inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, revision, created_at) VALUES ($1, $2, $3, $4)",
-			next.ID, next.Name, next.Revision, entry.Time)
+		_, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, revision, manager_depth, created_at) VALUES ($1, $2, $3, $4, $5)",
+			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, entry.Time)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation {
 			return &model.ConflictError{Reason: model.ReasonTenantExists, Message: fmt.Sprintf("tenant %q already exists", next.ID), Exists: true}
@@ -172,7 +176,8 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*
 		if err := queueDiff(b, cur, next); err != nil {
 			return err
 		}
-		b.Queue("UPDATE tenants SET name = $2, revision = $3 WHERE id = $1", next.ID, next.Name, next.Revision)
+		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4 WHERE id = $1",
+			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth)
 		if err := queueChange(b, entry); err != nil {
 			return err
 		}
@@ -250,12 +255,12 @@ func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(p
 // loadTenant reads a tenant's whole state. With forUpdate it also locks the
 // tenant's row until the transaction ends.
 func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*model.TenantState, error) {
-	q := "SELECT name, revision FROM tenants WHERE id = $1"
+	q := "SELECT name, revision, manager_depth FROM tenants WHERE id = $1"
 	if forUpdate {
 		q += " FOR UPDATE"
 	}
 	st := model.NewTenantState(id, "")
-	err := tx.QueryRow(ctx, q, id).Scan(&st.Name, &st.Revision)
+	err := tx.QueryRow(ctx, q, id).Scan(&st.Name, &st.Revision, &st.Settings.ManagerDepth)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, model.TenantNotFound(id)
 	}
@@ -308,13 +313,17 @@ func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*mod
 	for _, g := range grants {
 		st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
 	}
+	if err := loadOrg(ctx, tx, st); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
 // queueDiff queues the statements that turn the rows of state cur into
-// those of state next: only roles and grants that changed are written.
-// Grants that go away are deleted before the roles they reference, and
-// roles arrive before the grants that reference them.
+// those of state next: only the rows that changed are written. Rows that go
+// away are deleted before the rows they reference (grants before roles;
+// memberships, sharing rules and record shares before departments), and
+// referenced rows arrive before the rows that reference them.
 func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 	tenant := next.ID
 	for _, g := range cur.SortedGrants() {
@@ -322,6 +331,7 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 			b.Queue("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3", tenant, g.UserID, g.RoleID)
 		}
 	}
+	queueOrgDeletes(b, cur, next)
 	for _, r := range next.SortedRoles() {
 		if old, ok := cur.Roles[r.ID]; ok && reflect.DeepEqual(old, r) {
 			continue
@@ -351,6 +361,7 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 				granted_by = excluded.granted_by, granted_at = excluded.granted_at`,
 			tenant, g.UserID, g.RoleID, nullTime(g.ExpiresAt), g.GrantedBy, nullTime(g.GrantedAt))
 	}
+	queueOrgUpserts(b, cur, next)
 	for _, id := range slices.Sorted(maps.Keys(cur.Roles)) {
 		if _, ok := next.Roles[id]; !ok {
 			b.Queue("DELETE FROM roles WHERE tenant_id = $1 AND role_id = $2", tenant, id)
@@ -361,10 +372,19 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 
 // queueChange queues the change log entry and the notification of its
 // revision.
+//
+// The entry's hash extends the tenant's change-log chain (internal/audit/chain):
+// SHA-256 of the previous revision's hash and the entry's canonical content,
+// computed in the write's transaction, which holds the tenant's lock.
 func queueChange(b *pgx.Batch, e store.ChangeEntry) error {
-	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After)
+	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After)
+	if err != nil {
+		return err
+	}
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, sha256(coalesce(
+			(SELECT hash FROM change_log WHERE tenant_id = $1::text AND revision = $2::bigint - 1), ''::bytea) || $10::bytea))`,
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After, canon)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
@@ -381,16 +401,18 @@ func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, tenant string) erro
 	return nil
 }
 
-// normalize rounds the grant times of st down to what the database keeps.
+// normalize rounds the grant and record share times of st down to what the
+// database keeps.
 func normalize(st *model.TenantState) {
 	for k, g := range st.Grants {
 		g.ExpiresAt, g.GrantedAt = dbTime(g.ExpiresAt), dbTime(g.GrantedAt)
 		st.Grants[k] = g
 	}
+	normalizeOrg(st)
 }
 
-// checkKeys verifies that every role and grant is filed under its own key;
-// the tables know only the row's own identifiers.
+// checkKeys verifies that every row of st is filed under its own key; the
+// tables know only the row's own identifiers.
 func checkKeys(st *model.TenantState) error {
 	for id, r := range st.Roles {
 		if id != r.ID {
@@ -402,7 +424,7 @@ func checkKeys(st *model.TenantState) error {
 			return fmt.Errorf("tenant %q: grant of %q to %q is filed under %q/%q", st.ID, g.RoleID, g.UserID, k.RoleID, k.UserID)
 		}
 	}
-	return nil
+	return checkOrgKeys(st)
 }
 
 func sameGrant(a, b model.Grant) bool {

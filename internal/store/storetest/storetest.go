@@ -57,7 +57,10 @@ var (
 )
 
 // sampleTenant returns a tenant at revision 0 holding every kind of
-// permission, an inheriting role, and grants with and without expiry.
+// permission, an inheriting role, grants with and without expiry, a
+// department tree, memberships with other departments and a manager, a
+// manager depth other than the default, a sharing rule, and record shares
+// with and without expiry.
 func sampleTenant(t *testing.T, id string) *model.TenantState {
 	t.Helper()
 	st := model.NewTenantState(id, "Tenant "+id)
@@ -94,6 +97,29 @@ func sampleTenant(t *testing.T, id string) *model.TenantState {
 	now := time.Now()
 	mustChange(t)(st.GrantRole(model.Grant{UserID: "alice", RoleID: "sales_rep", GrantedBy: "admin", GrantedAt: grantedAt}, now))
 	mustChange(t)(st.GrantRole(model.Grant{UserID: "bob@example.com", RoleID: "viewer", ExpiresAt: expiresAt, GrantedBy: "admin", GrantedAt: grantedAt}, now))
+
+	// Parents come first, as admin writes must create them; the ids sort
+	// differently from the tree, so a store cannot rely on id order.
+	mustChange(t)(st.CreateDepartment(model.Department{ID: "z_hq", Name: "Head office 总部"}))
+	mustChange(t)(st.CreateDepartment(model.Department{ID: "sales", Name: "Sales", Parent: "z_hq"}))
+	mustChange(t)(st.CreateDepartment(model.Department{ID: "east", Name: "Sales East", Parent: "sales"}))
+	mustChange(t)(st.CreateDepartment(model.Department{ID: "service", Name: "Service", Parent: "z_hq"}))
+	mustChange(t)(st.SetMembership(model.Membership{UserID: "bob@example.com", Primary: "sales"}))
+	mustChange(t)(st.SetMembership(model.Membership{UserID: "alice", Primary: "east", Others: []string{"service", "z_hq"}, Manager: "bob@example.com"}))
+	mustChange(t)(st.SetManagerDepth(3))
+	mustChange(t)(st.CreateSharingRule(model.SharingRule{
+		ID: "east_accounts", Module: "account",
+		OwnedBy:    model.Principal{Kind: model.PrincipalDepartment, ID: "east", IncludeSubs: true},
+		SharedWith: model.Principal{Kind: model.PrincipalRole, ID: "viewer"}, Access: model.AccessRead,
+	}))
+	mustChange(t)(st.ShareRecord(model.RecordShare{
+		Module: "opportunity", RecordID: "opp-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "alice"},
+		Access: model.AccessReadWrite, ExpiresAt: expiresAt, SharedBy: "admin", SharedAt: grantedAt,
+	}, now))
+	mustChange(t)(st.ShareRecord(model.RecordShare{
+		Module: "opportunity", RecordID: "opp-1", Principal: model.Principal{Kind: model.PrincipalDepartment, ID: "sales", IncludeSubs: true},
+		Access: model.AccessRead, SharedBy: "admin",
+	}, now))
 	return st
 }
 
@@ -269,6 +295,53 @@ func testUpdate(t *testing.T, s store.Store) {
 			"grant.revoke", "grant/carol/auditor"},
 		{"delete role", func(st *model.TenantState) (model.Change, error) { return st.DeleteRole("auditor") },
 			"role.delete", "role/auditor"},
+		{"create department", func(st *model.TenantState) (model.Change, error) {
+			return st.CreateDepartment(model.Department{ID: "west", Name: "Sales West", Parent: "sales"})
+		}, "department.create", "department/west"},
+		{"move and rename department", func(st *model.TenantState) (model.Change, error) {
+			return st.UpdateDepartment(model.Department{ID: "west", Name: "West", Parent: "service"})
+		}, "department.update", "department/west"},
+		{"move department to the top", func(st *model.TenantState) (model.Change, error) {
+			return st.UpdateDepartment(model.Department{ID: "service", Name: "Service"})
+		}, "department.update", "department/service"},
+		{"new membership", func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "dave", Primary: "west", Others: []string{"east"}, Manager: "alice"})
+		}, "membership.create", "membership/dave"},
+		{"replace membership", func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "alice", Primary: "west"})
+		}, "membership.update", "membership/alice"},
+		{"manager depth", func(st *model.TenantState) (model.Change, error) { return st.SetManagerDepth(0) },
+			"settings.update", "settings"},
+		{"create sharing rule", func(st *model.TenantState) (model.Change, error) {
+			return st.CreateSharingRule(model.SharingRule{
+				ID: "dave_leads", Module: "lead", OwnedBy: model.Principal{Kind: model.PrincipalUser, ID: "dave"},
+				SharedWith: model.Principal{Kind: model.PrincipalDepartment, ID: "west"}, Access: model.AccessReadWrite,
+			})
+		}, "sharing_rule.create", "sharing_rule/dave_leads"},
+		{"share record", func(st *model.TenantState) (model.Change, error) {
+			return st.ShareRecord(model.RecordShare{
+				Module: "lead", RecordID: "L-9", Principal: model.Principal{Kind: model.PrincipalRole, ID: "viewer"},
+				Access: model.AccessRead, ExpiresAt: expiresAt, SharedBy: "admin", SharedAt: grantedAt,
+			}, time.Now())
+		}, "record_share.create", "record_share/lead/L-9/role:viewer"},
+		{"share record again", func(st *model.TenantState) (model.Change, error) {
+			return st.ShareRecord(model.RecordShare{
+				Module: "lead", RecordID: "L-9", Principal: model.Principal{Kind: model.PrincipalRole, ID: "viewer"},
+				Access: model.AccessReadWrite, SharedBy: "root", SharedAt: grantedAt.Add(time.Minute),
+			}, time.Now())
+		}, "record_share.update", "record_share/lead/L-9/role:viewer"},
+		{"unshare record", func(st *model.TenantState) (model.Change, error) {
+			return st.UnshareRecord(model.ShareKey{Module: "opportunity", RecordID: "opp-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "alice"}})
+		}, "record_share.delete", "record_share/opportunity/opp-1/user:alice"},
+		{"delete sharing rule", func(st *model.TenantState) (model.Change, error) { return st.DeleteSharingRule("dave_leads") },
+			"sharing_rule.delete", "sharing_rule/dave_leads"},
+		{"delete membership", func(st *model.TenantState) (model.Change, error) { return st.DeleteMembership("dave") },
+			"membership.delete", "membership/dave"},
+		{"move member out", func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "alice", Primary: "east"})
+		}, "membership.update", "membership/alice"},
+		{"delete department", func(st *model.TenantState) (model.Change, error) { return st.DeleteDepartment("west") },
+			"department.delete", "department/west"},
 		{"rename tenant", func(st *model.TenantState) (model.Change, error) {
 			before := st.Name
 			st.Name = "Acme Renamed"
@@ -346,6 +419,28 @@ func testFailingMutation(t *testing.T, s store.Store) {
 				t.Errorf("err = %v, want the mutation's error as is", err)
 			}
 		}},
+		{"org error after org changes", func(st *model.TenantState) (model.Change, error) {
+			mustChange(t)(st.CreateDepartment(model.Department{ID: "ghost", Name: "Ghost", Parent: "east"}))
+			mustChange(t)(st.SetMembership(model.Membership{UserID: "alice", Primary: "ghost"}))
+			mustChange(t)(st.SetManagerDepth(9))
+			mustChange(t)(st.DeleteSharingRule("east_accounts"))
+			mustChange(t)(st.UnshareRecord(model.ShareKey{Module: "opportunity", RecordID: "opp-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "alice"}}))
+			return st.DeleteDepartment("ghost")
+		}, wantConflict(model.ReasonDepartmentInUse)},
+		{"department cycle", func(st *model.TenantState) (model.Change, error) {
+			return st.UpdateDepartment(model.Department{ID: "z_hq", Name: "Head office", Parent: "east"})
+		}, wantConflict(model.ReasonDepartmentCycle)},
+		{"manager cycle", func(st *model.TenantState) (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: "bob@example.com", Primary: "sales", Manager: "alice"})
+		}, wantConflict(model.ReasonManagerCycle)},
+		{"unknown principal", func(st *model.TenantState) (model.Change, error) {
+			return st.ShareRecord(model.RecordShare{Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "nobody"}, Access: model.AccessRead}, time.Now())
+		}, func(t *testing.T, err error) {
+			var inv *model.InvalidError
+			if !errors.As(err, &inv) || inv.Reason != model.ReasonUserNotFound || inv.Field != "share.principal.user_id" {
+				t.Errorf("err = %v, want a *model.InvalidError %s on share.principal.user_id", err, model.ReasonUserNotFound)
+			}
+		}},
 		{"model error", func(st *model.TenantState) (model.Change, error) {
 			return st.RevokeRole("nobody", "viewer")
 		}, func(t *testing.T, err error) {
@@ -356,12 +451,7 @@ func testFailingMutation(t *testing.T, s store.Store) {
 		}},
 		{"conflict", func(st *model.TenantState) (model.Change, error) {
 			return st.DeleteRole("viewer")
-		}, func(t *testing.T, err error) {
-			var ce *model.ConflictError
-			if !errors.As(err, &ce) || ce.Reason != model.ReasonRoleInUse {
-				t.Errorf("err = %v, want a *model.ConflictError with reason %s", err, model.ReasonRoleInUse)
-			}
-		}},
+		}, wantConflict(model.ReasonRoleInUse)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -373,6 +463,16 @@ func testFailingMutation(t *testing.T, s store.Store) {
 			tt.check(t, err)
 			AssertUnchanged(t, s, snap)
 		})
+	}
+}
+
+func wantConflict(reason string) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		var ce *model.ConflictError
+		if !errors.As(err, &ce) || ce.Reason != reason {
+			t.Errorf("err = %v, want a *model.ConflictError with reason %s", err, reason)
+		}
 	}
 }
 
@@ -471,6 +571,13 @@ func testTenantIsolation(t *testing.T, s store.Store) {
 		func(st *model.TenantState) (model.Change, error) {
 			return st.CreateRole(model.Role{ID: "sales_rep", Permissions: model.Permissions{Functions: []string{"report.view"}}})
 		},
+		func(st *model.TenantState) (model.Change, error) { return st.DeleteSharingRule("east_accounts") },
+		func(st *model.TenantState) (model.Change, error) { return st.DeleteMembership("alice") },
+		func(st *model.TenantState) (model.Change, error) { return st.DeleteDepartment("east") },
+		func(st *model.TenantState) (model.Change, error) { return st.SetManagerDepth(1) },
+		func(st *model.TenantState) (model.Change, error) {
+			return st.UpdateDepartment(model.Department{ID: "sales", Name: "Sales renamed", Parent: "service"})
+		},
 	} {
 		if _, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, fn); err != nil {
 			t.Fatalf("Update: %v", err)
@@ -478,8 +585,9 @@ func testTenantIsolation(t *testing.T, s store.Store) {
 	}
 	AssertUnchanged(t, s, eu)
 	acme := mustTenant(t, s, "acme")
-	if acme.Revision != 7 || len(acme.Grants) != 0 {
-		t.Errorf("acme at revision %d with %d grants, want revision 7 and no grants", acme.Revision, len(acme.Grants))
+	if acme.Revision != 12 || len(acme.Grants) != 0 || len(acme.Members) != 1 || len(acme.Departments) != 3 {
+		t.Errorf("acme at revision %d with %d grants, %d members, %d departments; want revision 12, no grants, 1 member, 3 departments",
+			acme.Revision, len(acme.Grants), len(acme.Members), len(acme.Departments))
 	}
 }
 
@@ -570,7 +678,8 @@ func Snapshot(t *testing.T, s store.Store, id string) TenantSnapshot {
 }
 
 // AssertUnchanged fails t unless the tenant's state and change log equal
-// the snapshot: same revision, same roles and grants, same entries.
+// the snapshot: same revision, same roles, grants, settings, organisation
+// and sharing, same entries.
 func AssertUnchanged(t *testing.T, s store.Store, snap TenantSnapshot) {
 	t.Helper()
 	assertState(t, "tenant "+snap.ID, mustTenant(t, s, snap.ID), snap.State)
@@ -584,7 +693,8 @@ func AssertUnchanged(t *testing.T, s store.Store, snap TenantSnapshot) {
 }
 
 // AssertState fails t unless got and want hold the same tenant: id, name,
-// revision, roles and grants (times compared at microsecond precision).
+// revision, settings, roles, grants, departments, memberships, sharing
+// rules and record shares (times compared at microsecond precision).
 func AssertState(t *testing.T, got, want *model.TenantState) {
 	t.Helper()
 	assertState(t, "state", got, want)
@@ -600,7 +710,7 @@ func assertState(t *testing.T, what string, got, want *model.TenantState) {
 	}
 }
 
-// canonical renders a state for comparison: roles and grants sorted, grant
+// canonical renders a state for comparison: everything sorted by key,
 // times in UTC rounded down to the microsecond, and empty lists as absent.
 func canonical(t *testing.T, st *model.TenantState) string {
 	t.Helper()
@@ -616,17 +726,54 @@ func canonical(t *testing.T, st *model.TenantState) string {
 		}
 		grants[i].ExpiresAt, grants[i].GrantedAt = micro(g.ExpiresAt), micro(g.GrantedAt)
 	}
+	checkOrgKeys(t, st)
+	shares := st.SortedRecordShares()
+	for i, sh := range shares {
+		shares[i].ExpiresAt, shares[i].SharedAt = micro(sh.ExpiresAt), micro(sh.SharedAt)
+	}
 	b, err := json.Marshal(struct {
-		ID       string
-		Name     string
-		Revision int64
-		Roles    []model.Role
-		Grants   []model.Grant
-	}{st.ID, st.Name, st.Revision, st.SortedRoles(), grants})
+		ID           string
+		Name         string
+		Revision     int64
+		Settings     model.Settings
+		Roles        []model.Role
+		Grants       []model.Grant
+		Departments  []model.Department
+		Members      []model.Membership
+		SharingRules []model.SharingRule
+		RecordShares []model.RecordShare
+	}{st.ID, st.Name, st.Revision, st.Settings, st.SortedRoles(), grants,
+		st.SortedDepartments(), st.SortedMembers(), st.SortedSharingRules(), shares})
 	if err != nil {
 		t.Fatalf("encode state: %v", err)
 	}
 	return string(b)
+}
+
+// checkOrgKeys fails t when a department, membership, sharing rule or
+// record share is filed under another key than its own.
+func checkOrgKeys(t *testing.T, st *model.TenantState) {
+	t.Helper()
+	for id, d := range st.Departments {
+		if id != d.ID {
+			t.Errorf("department %q is filed under %q", d.ID, id)
+		}
+	}
+	for id, m := range st.Members {
+		if id != m.UserID {
+			t.Errorf("membership of %q is filed under %q", m.UserID, id)
+		}
+	}
+	for id, r := range st.SharingRules {
+		if id != r.ID {
+			t.Errorf("sharing rule %q is filed under %q", r.ID, id)
+		}
+	}
+	for k, sh := range st.RecordShares {
+		if k != sh.Key() {
+			t.Errorf("record share %+v is filed under %+v", sh.Key(), k)
+		}
+	}
 }
 
 // assertEntry compares a change log entry with want. JSON documents compare

@@ -1,0 +1,239 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+)
+
+// This file reads and writes a tenant's organisation and sharing: the
+// departments, memberships, sharing rules and record shares tables
+// (migration 0002). The manager depth lives in the tenants row.
+
+// loadOrg reads a tenant's departments, memberships, sharing rules and
+// record shares into st.
+func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
+	id := st.ID
+	rows, _ := tx.Query(ctx, "SELECT department_id, name, parent_id FROM departments WHERE tenant_id = $1", id)
+	depts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Department, error) {
+		var d model.Department
+		var parent *string
+		err := row.Scan(&d.ID, &d.Name, &parent)
+		if parent != nil {
+			d.Parent = *parent
+		}
+		return d, err
+	})
+	if err != nil {
+		return fmt.Errorf("load departments of tenant %q: %w", id, err)
+	}
+	for _, d := range depts {
+		st.Departments[d.ID] = d
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT user_id, primary_department_id, other_department_ids, manager_id
+		FROM memberships WHERE tenant_id = $1`, id)
+	members, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Membership, error) {
+		var m model.Membership
+		err := row.Scan(&m.UserID, &m.Primary, &m.Others, &m.Manager)
+		if len(m.Others) == 0 {
+			m.Others = nil
+		}
+		return m, err
+	})
+	if err != nil {
+		return fmt.Errorf("load memberships of tenant %q: %w", id, err)
+	}
+	for _, m := range members {
+		st.Members[m.UserID] = m
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT rule_id, module, owner_kind, owner_id, owner_subs, shared_kind, shared_id, shared_subs, access
+		FROM sharing_rules WHERE tenant_id = $1`, id)
+	rules, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.SharingRule, error) {
+		var r model.SharingRule
+		var ownerKind, sharedKind, access string
+		err := row.Scan(&r.ID, &r.Module, &ownerKind, &r.OwnedBy.ID, &r.OwnedBy.IncludeSubs,
+			&sharedKind, &r.SharedWith.ID, &r.SharedWith.IncludeSubs, &access)
+		r.OwnedBy.Kind, r.SharedWith.Kind, r.Access = model.PrincipalKind(ownerKind), model.PrincipalKind(sharedKind), model.Access(access)
+		return r, err
+	})
+	if err != nil {
+		return fmt.Errorf("load sharing rules of tenant %q: %w", id, err)
+	}
+	for _, r := range rules {
+		st.SharingRules[r.ID] = r
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT module, record_id, principal_kind, principal_id, principal_subs, access,
+			expires_at, shared_by, shared_at
+		FROM record_shares WHERE tenant_id = $1`, id)
+	shares, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.RecordShare, error) {
+		var sh model.RecordShare
+		var kind, access string
+		var expiresAt, sharedAt *time.Time
+		err := row.Scan(&sh.Module, &sh.RecordID, &kind, &sh.Principal.ID, &sh.Principal.IncludeSubs, &access,
+			&expiresAt, &sh.SharedBy, &sharedAt)
+		sh.Principal.Kind, sh.Access = model.PrincipalKind(kind), model.Access(access)
+		if expiresAt != nil {
+			sh.ExpiresAt = expiresAt.UTC()
+		}
+		if sharedAt != nil {
+			sh.SharedAt = sharedAt.UTC()
+		}
+		return sh, err
+	})
+	if err != nil {
+		return fmt.Errorf("load record shares of tenant %q: %w", id, err)
+	}
+	for _, sh := range shares {
+		st.RecordShares[sh.Key()] = sh
+	}
+	return nil
+}
+
+// queueOrgDeletes queues the deletion of the memberships, sharing rules and
+// record shares of cur that next no longer holds. They go first, so that
+// departments they named can go later in the same write.
+func queueOrgDeletes(b *pgx.Batch, cur, next *model.TenantState) {
+	tenant := next.ID
+	for _, m := range cur.SortedMembers() {
+		if _, ok := next.Members[m.UserID]; !ok {
+			b.Queue("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant, m.UserID)
+		}
+	}
+	for _, r := range cur.SortedSharingRules() {
+		if _, ok := next.SharingRules[r.ID]; !ok {
+			b.Queue("DELETE FROM sharing_rules WHERE tenant_id = $1 AND rule_id = $2", tenant, r.ID)
+		}
+	}
+	for _, sh := range cur.SortedRecordShares() {
+		if _, ok := next.RecordShares[sh.Key()]; !ok {
+			p := sh.Principal
+			b.Queue(`DELETE FROM record_shares WHERE tenant_id = $1 AND module = $2 AND record_id = $3
+				AND principal_kind = $4 AND principal_id = $5 AND principal_subs = $6`,
+				tenant, sh.Module, sh.RecordID, string(p.Kind), p.ID, p.IncludeSubs)
+		}
+	}
+}
+
+// queueOrgUpserts queues the departments, memberships, sharing rules and
+// record shares of next that are new or changed since cur, departments
+// first (memberships reference them), and then the deletion of the
+// departments next no longer holds.
+func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
+	tenant := next.ID
+	for _, d := range next.SortedDepartments() {
+		if old, ok := cur.Departments[d.ID]; ok && old == d {
+			continue
+		}
+		b.Queue(`INSERT INTO departments (tenant_id, department_id, name, parent_id) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant_id, department_id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id`,
+			tenant, d.ID, d.Name, nullString(d.Parent))
+	}
+	for _, m := range next.SortedMembers() {
+		if old, ok := cur.Members[m.UserID]; ok && sameMembership(old, m) {
+			continue
+		}
+		others := m.Others
+		if others == nil {
+			others = []string{}
+		}
+		b.Queue(`INSERT INTO memberships (tenant_id, user_id, primary_department_id, other_department_ids, manager_id)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (tenant_id, user_id) DO UPDATE SET primary_department_id = excluded.primary_department_id,
+				other_department_ids = excluded.other_department_ids, manager_id = excluded.manager_id`,
+			tenant, m.UserID, m.Primary, others, m.Manager)
+	}
+	for _, r := range next.SortedSharingRules() {
+		if old, ok := cur.SharingRules[r.ID]; ok && old == r {
+			continue
+		}
+		b.Queue(`INSERT INTO sharing_rules (tenant_id, rule_id, module, owner_kind, owner_id, owner_subs,
+				shared_kind, shared_id, shared_subs, access)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (tenant_id, rule_id) DO UPDATE SET module = excluded.module,
+				owner_kind = excluded.owner_kind, owner_id = excluded.owner_id, owner_subs = excluded.owner_subs,
+				shared_kind = excluded.shared_kind, shared_id = excluded.shared_id, shared_subs = excluded.shared_subs,
+				access = excluded.access`,
+			tenant, r.ID, r.Module, string(r.OwnedBy.Kind), r.OwnedBy.ID, r.OwnedBy.IncludeSubs,
+			string(r.SharedWith.Kind), r.SharedWith.ID, r.SharedWith.IncludeSubs, string(r.Access))
+	}
+	for _, sh := range next.SortedRecordShares() {
+		if old, ok := cur.RecordShares[sh.Key()]; ok && sameShare(old, sh) {
+			continue
+		}
+		p := sh.Principal
+		b.Queue(`INSERT INTO record_shares (tenant_id, module, record_id, principal_kind, principal_id, principal_subs,
+				access, expires_at, shared_by, shared_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (tenant_id, module, record_id, principal_kind, principal_id, principal_subs)
+			DO UPDATE SET access = excluded.access, expires_at = excluded.expires_at,
+				shared_by = excluded.shared_by, shared_at = excluded.shared_at`,
+			tenant, sh.Module, sh.RecordID, string(p.Kind), p.ID, p.IncludeSubs,
+			string(sh.Access), nullTime(sh.ExpiresAt), sh.SharedBy, nullTime(sh.SharedAt))
+	}
+	for _, d := range cur.SortedDepartments() {
+		if _, ok := next.Departments[d.ID]; !ok {
+			b.Queue("DELETE FROM departments WHERE tenant_id = $1 AND department_id = $2", tenant, d.ID)
+		}
+	}
+}
+
+// normalizeOrg rounds the record share times of st down to what the
+// database keeps.
+func normalizeOrg(st *model.TenantState) {
+	for k, sh := range st.RecordShares {
+		sh.ExpiresAt, sh.SharedAt = dbTime(sh.ExpiresAt), dbTime(sh.SharedAt)
+		st.RecordShares[k] = sh
+	}
+}
+
+// checkOrgKeys verifies that every department, membership, sharing rule
+// and record share is filed under its own key.
+func checkOrgKeys(st *model.TenantState) error {
+	for id, d := range st.Departments {
+		if id != d.ID {
+			return fmt.Errorf("tenant %q: department %q is filed under %q", st.ID, d.ID, id)
+		}
+	}
+	for id, m := range st.Members {
+		if id != m.UserID {
+			return fmt.Errorf("tenant %q: membership of %q is filed under %q", st.ID, m.UserID, id)
+		}
+	}
+	for id, r := range st.SharingRules {
+		if id != r.ID {
+			return fmt.Errorf("tenant %q: sharing rule %q is filed under %q", st.ID, r.ID, id)
+		}
+	}
+	for k, sh := range st.RecordShares {
+		if k != sh.Key() {
+			return fmt.Errorf("tenant %q: share of %s/%s with %s is filed under %s/%s with %s",
+				st.ID, sh.Module, sh.RecordID, sh.Principal, k.Module, k.RecordID, k.Principal)
+		}
+	}
+	return nil
+}
+
+func sameMembership(a, b model.Membership) bool {
+	return a.UserID == b.UserID && a.Primary == b.Primary && a.Manager == b.Manager && slices.Equal(a.Others, b.Others)
+}
+
+func sameShare(a, b model.RecordShare) bool {
+	return a.Key() == b.Key() && a.Access == b.Access && a.SharedBy == b.SharedBy &&
+		a.ExpiresAt.Equal(b.ExpiresAt) && a.SharedAt.Equal(b.SharedAt)
+}
+
+// nullString turns the empty string into SQL NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
