@@ -70,7 +70,12 @@ var ErrClosed = errors.New("store closed")
 
 // TenantSummary is what the change log records of a created tenant.
 func TenantSummary(st *model.TenantState) map[string]any {
-	return map[string]any{"id": st.ID, "name": st.Name, "roles": len(st.Roles), "grants": len(st.Grants)}
+	return map[string]any{
+		"id": st.ID, "name": st.Name, "roles": len(st.Roles), "grants": len(st.Grants),
+		"departments": len(st.Departments), "members": len(st.Members),
+		"sharing_rules": len(st.SharingRules), "record_shares": len(st.RecordShares),
+		"manager_depth": st.Settings.ManagerDepth,
+	}
 }
 
 // NewChangeEntry encodes a change made by w at revision rev and time t.
