@@ -11,8 +11,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
@@ -33,6 +35,7 @@ type App struct {
 	store  store.Store
 	closer func()
 	engine *engine.Engine
+	audit  *audit.Log
 	server *server.Server
 }
 
@@ -57,7 +60,8 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	if err != nil {
 		return nil, fmt.Errorf("policy bundle: %w", err)
 	}
-	if a.store, a.closer, err = openStore(ctx, cfg, log, a.now); err != nil {
+	var pool *pgxpool.Pool
+	if a.store, pool, a.closer, err = openStore(ctx, cfg, log, a.now); err != nil {
 		return nil, err
 	}
 	a.engine, err = engine.New(a.bundle.Catalog, a.bundle.ModelText, engine.WithClock(a.now))
@@ -65,29 +69,64 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		a.closer()
 		return nil, err
 	}
+	if a.audit, err = openDecisionLog(cfg, log, a.now, a.store, pool); err != nil {
+		a.closer()
+		return nil, err
+	}
+	// A nil DecisionLog turns recording off; a typed nil would not.
+	var decisions service.DecisionLog
+	if a.audit.Mode() != audit.ModeOff {
+		decisions = a.audit
+	}
 	a.server = server.New(server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes},
-		service.NewAuthorization(a.engine, cfg.MaxBatchChecks, nil),
-		service.NewAdmin(a.engine, a.store, a.bundle, a.now))
+		service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions),
+		service.NewAdmin(a.engine, a.store, a.bundle, a.now),
+		service.NewAudit(a.audit, a.store, a.engine, a.now))
 	return a, nil
 }
 
+// openDecisionLog builds the decision log: in PostgreSQL when the store is
+// there, else in memory (bounded, and it says so).
+func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, st store.Store, pool *pgxpool.Pool) (*audit.Log, error) {
+	opts := audit.Options{
+		Mode: audit.Mode(cfg.DecisionLog), QueueSize: cfg.DecisionLogQueueSize, BatchSize: cfg.DecisionLogBatchSize,
+		FlushInterval: cfg.DecisionLogFlushInterval, Overflow: audit.Overflow(cfg.DecisionLogOverflow),
+		RetentionDays: cfg.DecisionLogRetentionDays, MemoryEntries: cfg.DecisionLogMemoryEntries,
+		Mask: cfg.DecisionLogMask, MaskKey: cfg.DecisionLogMaskKey, Now: now, Logger: log,
+	}
+	var (
+		l   *audit.Log
+		err error
+	)
+	if pool != nil {
+		l, err = audit.NewPostgres(pool, opts)
+	} else {
+		l, err = audit.NewMemory(st, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decision log: %w", err)
+	}
+	return l, nil
+}
+
 // openStore opens PostgreSQL when a database URL is configured, refusing a
-// schema this binary does not match, else the in-memory store.
-func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time) (store.Store, func(), error) {
+// schema this binary does not match, else the in-memory store. The pool is
+// nil for the memory store.
+func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time) (store.Store, *pgxpool.Pool, func(), error) {
 	if cfg.DatabaseURL == "" {
 		st := memory.New(now)
-		return st, st.Close, nil
+		return st, nil, st.Close, nil
 	}
 	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := postgres.CheckSchema(ctx, pool); err != nil {
 		pool.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	st := postgres.New(pool, now)
-	return st, func() { st.Close(); pool.Close() }, nil
+	return st, pool, func() { st.Close(); pool.Close() }, nil
 }
 
 // Migrate applies the PostgreSQL schema migrations; running it again, or
@@ -109,10 +148,16 @@ func Migrate(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 }
 
 // Run serves on lis until ctx ends, then stops gracefully: health turns
-// NOT_SERVING, running calls finish within the shutdown timeout, and the
-// store is closed last. Health reports SERVING once every tenant is loaded.
+// NOT_SERVING, running calls finish within the shutdown timeout, the
+// decision log writes what it still holds, and the store is closed last.
+// Health reports SERVING once every tenant is loaded.
 func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	defer a.closer()
+	if err := a.audit.Start(ctx); err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("start the decision log: %w", err)
+	}
+	defer a.closeDecisionLog()
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(lis) }()
 	a.log.Info("listening", zap.Stringer("addr", lis.Addr()))
@@ -137,6 +182,16 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	}
 	a.server.Shutdown(a.cfg.ShutdownTimeout)
 	return <-served
+}
+
+// closeDecisionLog flushes the decision log after the server has stopped
+// (no decision is made any more) and before the store's pool closes.
+func (a *App) closeDecisionLog() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.audit.Close(ctx); err != nil {
+		a.log.Error("decision log", zap.Error(err))
+	}
 }
 
 // load seeds the demo tenant when configured and loads every tenant.

@@ -1,15 +1,81 @@
 // Package audit records what the service decided and what admins changed,
 // for auditors: the decision log, queries over it and the change log, and
 // the hash chain that makes tampering evident.
+//
+// # The decision log
+//
+// Every decision (Check, each BatchCheck item, GetFieldAccess,
+// PlanRecordFilter) becomes a Decision handed to Log.Record on the hot path.
+// Record only stamps the entry's id and puts it on a bounded in-memory
+// queue; one batcher goroutine per process takes entries off the queue in
+// batches, assigns each its position in the process's hash chain, masks the
+// configured attributes, hashes it and writes the batch (PostgreSQL: one
+// transaction with COPY of one row per tenant holding that tenant's
+// entries, and the chain head update; memory: a bounded ring).
+//
+// Modes: async (the default; the call does not wait for the write), sync
+// (the call waits until its entry is durable; entries that arrive while a
+// batch is being written form the next batch, a group commit), off. When the
+// queue is full the overflow policy applies: block (the call waits for room;
+// nothing is lost, the default) or drop_denies_last (allowed decisions are
+// dropped first, denied ones only when the queue holds nothing else). Every
+// dropped entry is counted (GetLogStatus), logged, and recorded in the log
+// itself by a marker entry per tenant. Close flushes the queue.
+//
+// # Listing
+//
+// Pages follow the storage's order: PostgreSQL lists by writing transaction
+// and position, below a horizon every older writer has passed, so a batch
+// that commits late is never skipped; memory lists in insertion order. Page
+// tokens carry a fingerprint of the query's filters.
+//
+// # Tamper evidence
+//
+// Each writer process has its own chain (a random chain id), so replicas
+// need no coordination. An entry's hash is SHA-256 of the previous entry's
+// hash and the entry's canonical encoding (package chain); the chain's head
+// (last position and hash) is updated in each batch's transaction. Verify
+// recomputes a chain and names the first broken link: an edited or moved
+// entry breaks its hash, a deleted one leaves a gap, a truncated tail no
+// longer meets the head, and a PostgreSQL row whose columns (tenant,
+// positions, times, commit order) disagree with the entries it holds is
+// reported too. Retention drops whole daily partitions; before it
+// does, it records the last link of each chain in the partition (an anchor)
+// so the chain still verifies from there.
 package audit
 
 import (
 	"context"
+	"sync"
 	"time"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+)
+
+// Methods name the call a decision answered.
+const (
+	MethodCheck            = "Check"
+	MethodBatchCheck       = "BatchCheck"
+	MethodGetFieldAccess   = "GetFieldAccess"
+	MethodPlanRecordFilter = "PlanRecordFilter"
+	// MethodDropped marks an entry that is not a decision: it records that
+	// the queue overflowed and the policy dropped entries of its tenant.
+	MethodDropped = "Dropped"
+)
+
+// Results of a decision.
+const (
+	ResultAllow   = "allow"
+	ResultDeny    = "deny"
+	ResultDropped = "dropped" // for MethodDropped markers
 )
 
 // Decision is one entry of the decision log: one Check, one BatchCheck item,
 // one GetFieldAccess or one PlanRecordFilter.
+//
+// The caller of Record fills the request's fields and Perm; the log derives
+// Permission, Module and the record's fields from Perm, off the hot path,
+// and sets the rest.
 type Decision struct {
 	Time       time.Time
 	Method     string // "Check", "BatchCheck", "GetFieldAccess", "PlanRecordFilter"
@@ -17,20 +83,72 @@ type Decision struct {
 	RequestID  string
 	Tenant     string
 	Subject    string
-	Permission string // e.g. "module account read", "function report.export"
-	Module     string // the permission's module, when it has one
-	RecordID   string // the record, for record checks
-	Allowed    bool
-	Result     string   // "allow" / "deny", or a filter kind ("all", "none", "conditional")
-	Reasons    []string // the explanation, when one was computed
-	Revision   int64
-	Latency    time.Duration
+	Perm       model.Permission // the permission decided, as the request named it
+	Permission string           // e.g. "module account read", "function report.export"
+	Module     string           // the permission's module, when it has one
+	RecordID   string           // the record, for record checks
+	// RecordOwner and RecordDepartment describe the record as the caller did.
+	RecordOwner      string
+	RecordDepartment string
+	Allowed          bool
+	Result           string   // "allow" / "deny" ("dropped" for markers)
+	Reasons          []string // the explanation, when one was computed
+	Revision         int64
+	Latency          time.Duration
+
+	// Set by the log.
+	ID       string    // Chain + "-" + Seq, returned to the caller as decision_id
+	Chain    string    // the writer process's chain id
+	Seq      uint64    // the id's sequence number in the chain's process
+	Position int64     // the position in the chain, from 1, in write order
+	LoggedAt time.Time // when the batch was written
+	Hash     []byte    // SHA-256 of the previous hash and the canonical content
+
+	key [2]uint64 // the storage's listing order, for page tokens
 }
 
 // RequestInfo is what the server knows of the request a decision answers.
 type RequestInfo struct {
 	ID     string
 	Caller string
+	// Deferred, when set, collects the sync mode's waits of the request's
+	// decisions so that they are awaited together when the handler returns:
+	// a BatchCheck's items then share group commits instead of taking one
+	// each.
+	Deferred *Deferred
+}
+
+// Deferred collects the sync-mode waits of one request's decisions.
+type Deferred struct {
+	mu    sync.Mutex
+	waits []chan error
+}
+
+func (p *Deferred) add(done chan error) {
+	p.mu.Lock()
+	p.waits = append(p.waits, done)
+	p.mu.Unlock()
+}
+
+// Wait returns once every collected entry is durable, or with the first
+// error (an entry that could not be written, or ctx ending).
+func (p *Deferred) Wait(ctx context.Context) error {
+	p.mu.Lock()
+	waits := p.waits
+	p.waits = nil
+	p.mu.Unlock()
+	for _, done := range waits {
+		select {
+		case err := <-done:
+			waiters.Put(done)
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 type requestKey struct{}
@@ -44,4 +162,42 @@ func WithRequest(ctx context.Context, r RequestInfo) context.Context {
 func Request(ctx context.Context) RequestInfo {
 	r, _ := ctx.Value(requestKey{}).(RequestInfo)
 	return r
+}
+
+// PermissionText is the stored form of a permission: "module account read",
+// "function report.export", "field account.credit_limit write". The record
+// of a record check is stored in its own columns.
+func PermissionText(p model.Permission) string {
+	switch p.Kind {
+	case model.KindModule:
+		return "module " + p.Module + " " + p.Verb
+	case model.KindFunction:
+		return "function " + p.Function
+	case model.KindField:
+		access := "read"
+		if p.Write {
+			access = "write"
+		}
+		return "field " + p.Module + "." + p.Field + " " + access
+	}
+	return ""
+}
+
+// complete derives the stored fields from Perm and Allowed.
+func (d *Decision) complete() {
+	if d.Permission == "" {
+		d.Permission = PermissionText(d.Perm)
+	}
+	if d.Module == "" {
+		d.Module = d.Perm.Module
+	}
+	if r := d.Perm.Record; r != nil && d.RecordID == "" {
+		d.RecordID, d.RecordOwner, d.RecordDepartment = r.ID, r.Owner, r.Department
+	}
+	if d.Result == "" {
+		d.Result = ResultDeny
+		if d.Allowed {
+			d.Result = ResultAllow
+		}
+	}
 }

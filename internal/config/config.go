@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,43 @@ type Config struct {
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// ShutdownTimeout bounds the graceful stop before calls are cut.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// DecisionLog is the decision log's mode: "async" (the call does not
+	// wait for the write), "sync" (the call waits until its entry is
+	// durable) or "off".
+	DecisionLog string `yaml:"decision_log"`
+	// DecisionLogQueueSize bounds the entries waiting to be written.
+	DecisionLogQueueSize int `yaml:"decision_log_queue_size"`
+	// DecisionLogBatchSize bounds the entries of one write.
+	DecisionLogBatchSize int `yaml:"decision_log_batch_size"`
+	// DecisionLogFlushInterval bounds, in the async mode, how long an entry
+	// waits for its batch to fill.
+	DecisionLogFlushInterval time.Duration `yaml:"decision_log_flush_interval"`
+	// DecisionLogOverflow is what a full queue does to a new decision:
+	// "block" (wait for room; nothing is lost) or "drop_denies_last" (never
+	// wait; drop allowed decisions first, denied ones only when the queue
+	// holds nothing else; every drop is counted, logged and marked in the
+	// log).
+	DecisionLogOverflow string `yaml:"decision_log_overflow"`
+	// DecisionLogRetentionDays is how many days PostgreSQL keeps decisions
+	// (whole daily partitions are dropped); 0 keeps them forever.
+	DecisionLogRetentionDays int `yaml:"decision_log_retention_days"`
+	// DecisionLogMemoryEntries bounds the decisions kept when serving from
+	// memory; the oldest are evicted.
+	DecisionLogMemoryEntries int `yaml:"decision_log_memory_entries"`
+	// DecisionLogMask lists the request attributes stored as keyed hashes
+	// instead of their values: subject, caller, record_id, record_owner,
+	// record_department.
+	DecisionLogMask []string `yaml:"decision_log_mask"`
+	// DecisionLogMaskKey is the secret HMAC key of masking, at least 16
+	// bytes; required when DecisionLogMask is set. Keep it stable: filters
+	// by a masked attribute match only entries masked with the same key.
+	DecisionLogMaskKey string `yaml:"decision_log_mask_key"`
 }
+
+// maskAttributes are the attributes DecisionLogMask accepts (the audit
+// package's MaskAttributes).
+var maskAttributes = []string{"subject", "caller", "record_id", "record_owner", "record_department"}
 
 // Default returns the defaults: the embedded in-memory server on :50051.
 func Default() Config {
@@ -52,6 +89,14 @@ func Default() Config {
 		MaxBatchChecks:  1000,
 		MaxRecvBytes:    4 << 20,
 		ShutdownTimeout: 15 * time.Second,
+
+		DecisionLog:              "async",
+		DecisionLogQueueSize:     16384,
+		DecisionLogBatchSize:     1000,
+		DecisionLogFlushInterval: 200 * time.Millisecond,
+		DecisionLogOverflow:      "block",
+		DecisionLogRetentionDays: 90,
+		DecisionLogMemoryEntries: 100000,
 	}
 }
 
@@ -102,6 +147,35 @@ func (c *Config) fields() []field {
 		c.ShutdownTimeout = d
 		return err
 	}, func() string { return c.ShutdownTimeout.String() })
+	s, g = str(&c.DecisionLog)
+	add("decision-log", "decision log mode: async, sync or off", s, g)
+	s, g = num(&c.DecisionLogQueueSize)
+	add("decision-log-queue-size", "most decisions waiting to be written", s, g)
+	s, g = num(&c.DecisionLogBatchSize)
+	add("decision-log-batch-size", "most decisions in one write", s, g)
+	add("decision-log-flush-interval", "async: longest wait for a batch to fill, e.g. 200ms", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.DecisionLogFlushInterval = d
+		return err
+	}, func() string { return c.DecisionLogFlushInterval.String() })
+	s, g = str(&c.DecisionLogOverflow)
+	add("decision-log-overflow", "when the queue is full: block or drop_denies_last", s, g)
+	s, g = num(&c.DecisionLogRetentionDays)
+	add("decision-log-retention-days", "days PostgreSQL keeps decisions; 0 forever", s, g)
+	s, g = num(&c.DecisionLogMemoryEntries)
+	add("decision-log-memory-entries", "most decisions kept when serving from memory", s, g)
+	add("decision-log-mask", "comma-separated attributes stored hashed: subject, caller, record_id, record_owner, record_department", func(v string) error {
+		c.DecisionLogMask = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.DecisionLogMask = append(c.DecisionLogMask, a)
+			}
+		}
+		return nil
+	}, func() string { return strings.Join(c.DecisionLogMask, ",") })
+	s, g = str(&c.DecisionLogMaskKey)
+	add("decision-log-mask-key", "secret HMAC key of masking, at least 16 bytes", s, g)
+	out[len(out)-1].secret = true
 	return out
 }
 
@@ -188,7 +262,46 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout must be positive, got %s", c.ShutdownTimeout))
 	}
+	errs = append(errs, c.validateDecisionLog()...)
 	return errors.Join(errs...)
+}
+
+func (c Config) validateDecisionLog() []error {
+	var errs []error
+	switch c.DecisionLog {
+	case "off", "async", "sync":
+	default:
+		errs = append(errs, fmt.Errorf("decision_log must be off, async or sync, got %q", c.DecisionLog))
+	}
+	if c.DecisionLogQueueSize < 1 || c.DecisionLogQueueSize > 1<<20 {
+		errs = append(errs, fmt.Errorf("decision_log_queue_size must be 1-1048576, got %d", c.DecisionLogQueueSize))
+	}
+	if c.DecisionLogBatchSize < 1 || c.DecisionLogBatchSize > 10000 || c.DecisionLogBatchSize > c.DecisionLogQueueSize {
+		errs = append(errs, fmt.Errorf("decision_log_batch_size must be 1-10000 and at most decision_log_queue_size, got %d", c.DecisionLogBatchSize))
+	}
+	if c.DecisionLogFlushInterval < time.Millisecond || c.DecisionLogFlushInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("decision_log_flush_interval must be 1ms-1m, got %s", c.DecisionLogFlushInterval))
+	}
+	switch c.DecisionLogOverflow {
+	case "block", "drop_denies_last":
+	default:
+		errs = append(errs, fmt.Errorf("decision_log_overflow must be block or drop_denies_last, got %q", c.DecisionLogOverflow))
+	}
+	if c.DecisionLogRetentionDays < 0 || c.DecisionLogRetentionDays > 3650 {
+		errs = append(errs, fmt.Errorf("decision_log_retention_days must be 0-3650, got %d", c.DecisionLogRetentionDays))
+	}
+	if c.DecisionLogMemoryEntries < 1 || c.DecisionLogMemoryEntries > 10_000_000 {
+		errs = append(errs, fmt.Errorf("decision_log_memory_entries must be 1-10000000, got %d", c.DecisionLogMemoryEntries))
+	}
+	for _, a := range c.DecisionLogMask {
+		if !slices.Contains(maskAttributes, a) {
+			errs = append(errs, fmt.Errorf("decision_log_mask: unknown attribute %q; use %s", a, strings.Join(maskAttributes, ", ")))
+		}
+	}
+	if len(c.DecisionLogMask) > 0 && len(c.DecisionLogMaskKey) < 16 {
+		errs = append(errs, errors.New("decision_log_mask_key must be set, at least 16 bytes, when decision_log_mask is"))
+	}
+	return errs
 }
 
 // ShouldSeedDemo reports whether the demo tenant is to be created at start.
@@ -202,8 +315,11 @@ func (c Config) Redacted() map[string]string {
 	out := map[string]string{}
 	for _, f := range c.fields() {
 		v := f.get()
-		if f.secret && v != "" {
+		switch {
+		case f.secret && v != "" && f.flag == "database-url":
 			v = redactURL(v)
+		case f.secret && v != "":
+			v = "(set, hidden)"
 		}
 		out[strings.ReplaceAll(f.flag, "-", "_")] = v
 	}

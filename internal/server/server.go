@@ -59,17 +59,21 @@ type Options struct {
 //  4. errors: domain errors become canonical status codes in one place, and
 //     internal causes are logged, never sent.
 //
+// Streams (AuditService.ExportDecisions) pass recovery, readiness and the
+// same error mapping.
+//
 // Metrics and authentication take places 3 and 4 when they exist; request
 // validation happens in the handlers, which know the field paths.
-func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServiceServer) *Server {
+func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServiceServer, auditor pb.AuditServiceServer) *Server {
 	s := &Server{health: health.NewServer(), log: opts.Logger}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream, s.readyStream),
+		grpc.ChainStreamInterceptor(s.recoverStream, s.readyStream, s.errorsStream),
 	)
 	pb.RegisterAuthorizationServiceServer(s.grpc, authz)
 	pb.RegisterAdminServiceServer(s.grpc, admin)
+	pb.RegisterAuditServiceServer(s.grpc, auditor)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
@@ -77,7 +81,7 @@ func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServic
 }
 
 func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
-	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
 }
@@ -168,8 +172,22 @@ func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnarySe
 	if p, ok := peer.FromContext(ctx); ok {
 		ri.Caller = p.Addr.String()
 	}
+	if info.FullMethod == pb.AuthorizationService_BatchCheck_FullMethodName {
+		// A batch's decisions are awaited together before the response
+		// leaves (the decision log's sync mode).
+		ri.Deferred = &audit.Deferred{}
+	}
 	ctx = audit.WithRequest(context.WithValue(ctx, loggerKey{}, log), ri)
 	resp, err := h(ctx, req)
+	if err == nil && ri.Deferred != nil {
+		if werr := ri.Deferred.Wait(ctx); werr != nil {
+			st, internal := service.ToStatus(werr)
+			if internal {
+				log.Error("decision log", zap.Error(werr))
+			}
+			resp, err = nil, st.Err()
+		}
+	}
 	code := status.Code(err)
 	level := zap.DebugLevel
 	if strings.HasPrefix(info.FullMethod, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
@@ -212,6 +230,18 @@ func (s *Server) errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerIn
 		Logger(ctx, s.log).Error("internal error", zap.Error(err))
 	}
 	return nil, st.Err()
+}
+
+func (s *Server) errorsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	err := h(srv, ss)
+	if err == nil {
+		return nil
+	}
+	st, internal := service.ToStatus(err)
+	if internal {
+		s.log.Error("internal error", zap.String("method", info.FullMethod), zap.Error(err))
+	}
+	return st.Err()
 }
 
 func newRequestID() string {

@@ -25,9 +25,11 @@ type Authorization struct {
 
 var _ pb.AuthorizationServiceServer = (*Authorization)(nil)
 
-// DecisionLog records decisions; the audit package implements it. Record
-// returns the entry's id. In the asynchronous mode it must not wait on I/O;
-// an error (the synchronous mode could not make the entry durable) fails the
+// DecisionLog records decisions; *audit.Log implements it. Record returns
+// the entry's id (empty when the overflow policy dropped it). In the
+// asynchronous mode it does not wait on I/O, only for room in a full queue
+// under the block policy; an error (the synchronous mode could not make the
+// entry durable, or the caller's context ended while waiting) fails the
 // call.
 type DecisionLog interface {
 	Record(ctx context.Context, d audit.Decision) (id string, err error)
@@ -45,17 +47,18 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 	if s.log == nil {
 		return "", nil
 	}
+	// The hot path formats nothing: the log derives the stored permission
+	// text, module and record from p in its batcher.
 	req := audit.Request(ctx)
 	e := audit.Decision{
-		Time: start, Method: method, Caller: req.Caller, RequestID: req.ID,
-		Tenant: tenant, Subject: subject, Permission: p.String(), Module: p.Module,
-		Allowed: d.Allowed, Result: "deny", Revision: d.Revision, Latency: time.Since(start),
+		Time: start, Method: method, Caller: req.Caller, RequestID: req.ID, Tenant: tenant, Subject: subject,
+		Perm: p, Allowed: d.Allowed, Revision: d.Revision, Latency: time.Since(start),
 	}
-	if d.Allowed {
-		e.Result = "allow"
-	}
-	for _, r := range d.Reasons {
-		e.Reasons = append(e.Reasons, r.Message)
+	if len(d.Reasons) > 0 {
+		e.Reasons = make([]string, len(d.Reasons))
+		for i, r := range d.Reasons {
+			e.Reasons[i] = r.Message
+		}
 	}
 	return s.log.Record(ctx, e)
 }

@@ -1,0 +1,251 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/pgtest"
+	"github.com/crmauthz/crmauthz/internal/store/memory"
+)
+
+// The batcher and maintenance goroutines stop with Close: pgtest.Main
+// checks for leaked goroutines.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newMemoryLog(t *testing.T, opts Options) *Log {
+	t.Helper()
+	opts.Logger = zaptest.NewLogger(t)
+	l, err := NewMemory(memory.New(nil), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func decision(tenant, subject string, allowed bool) Decision {
+	return Decision{Time: time.Now(), Method: MethodCheck, Caller: "10.0.0.1:4242", RequestID: "r1", Tenant: tenant, Subject: subject,
+		Perm: model.ModulePerm("account", "read"), Allowed: allowed, Revision: 3, Latency: 2 * time.Microsecond}
+}
+
+func listAll(t *testing.T, l *Log, q Query) []Decision {
+	t.Helper()
+	var out []Decision
+	tok := ""
+	for {
+		p, err := l.ListDecisions(context.Background(), q, 3, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Decisions...)
+		if tok = p.Next; tok == "" {
+			return out
+		}
+	}
+}
+
+// TestDropDeniesLast fills the queue while the batcher is not running:
+// allowed decisions go first, a deny only when nothing else is queued, and
+// the batcher records one marker per tenant for what was dropped.
+func TestDropDeniesLast(t *testing.T) {
+	ctx := context.Background()
+	l := newMemoryLog(t, Options{Overflow: OverflowDropDeniesLast, QueueSize: 3, BatchSize: 3})
+	record := func(tenant string, allowed bool) string {
+		id, err := l.Record(ctx, decision(tenant, "bob", allowed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	a1, a2, a3 := record("t1", true), record("t1", true), record("t2", true)
+	if a4 := record("t1", true); a4 != "" {
+		t.Fatalf("an allow beyond a full queue got id %q", a4)
+	}
+	d1, d2, d3 := record("t1", false), record("t2", false), record("t1", false) // each evicts the oldest allow
+	if d4 := record("t2", false); d4 != "" {
+		t.Fatalf("a deny beyond a queue of denies got id %q", d4)
+	}
+	if st := l.Status(); st.DroppedAllowed != 4 || st.DroppedDenied != 1 || st.Queued != 3 {
+		t.Fatalf("status %+v", st)
+	}
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t1 := listAll(t, l, Query{Tenant: "t1"})
+	var got []string
+	for _, d := range t1 {
+		got = append(got, d.ID)
+	}
+	if len(t1) != 3 || !slices.Contains(got, d1) || !slices.Contains(got, d3) || t1[2].Method != MethodDropped ||
+		!strings.HasPrefix(t1[2].Reasons[0], "3 allowed and 0 denied decisions") {
+		t.Fatalf("tenant t1: %+v", t1)
+	}
+	t2 := listAll(t, l, Query{Tenant: "t2"})
+	if len(t2) != 2 || t2[0].ID != d2 || t2[1].Method != MethodDropped || !strings.HasPrefix(t2[1].Reasons[0], "1 allowed and 1 denied") {
+		t.Fatalf("tenant t2: %+v", t2)
+	}
+	for _, id := range []string{a1, a2, a3} {
+		if _, err := l.Decision(ctx, "t1", id); err == nil {
+			t.Errorf("evicted %s is in the log", id)
+		}
+	}
+	if _, err := l.Record(ctx, decision("t1", "bob", true)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("record after close: %v", err)
+	}
+}
+
+// TestMemoryRingEvictsAndVerifies: the memory log keeps its newest entries;
+// the chain verifies from the last evicted link, and an edit breaks it.
+func TestMemoryRingEvictsAndVerifies(t *testing.T) {
+	ctx := context.Background()
+	l := newMemoryLog(t, Options{Mode: ModeSync, MemoryEntries: 10})
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close(ctx) }()
+	var ids []string
+	for i := range 25 {
+		id, err := l.Record(ctx, decision("t", fmt.Sprintf("u%d", i), i%2 == 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	got := listAll(t, l, Query{Tenant: "t"})
+	if len(got) != 10 || got[0].ID != ids[15] || got[9].ID != ids[24] {
+		t.Fatalf("kept %d entries from %s", len(got), got[0].ID)
+	}
+	rs, err := l.Verify(ctx, "", 0, 0)
+	if err != nil || len(rs) != 1 || rs[0].Broken != nil || rs[0].RetainedAfter != 15 || rs[0].Checked != 10 || rs[0].First != 16 {
+		t.Fatalf("verify %+v %v", rs, err)
+	}
+	if st := l.Status(); st.MemoryEvicted != 15 || st.Storage != "memory" || st.Written != 25 {
+		t.Fatalf("status %+v", st)
+	}
+	m := l.be.(*memoryBackend)
+	m.mu.Lock()
+	m.at(m.firstKey + 4).Subject = "mallory"
+	m.mu.Unlock()
+	rs, err = l.Verify(ctx, l.ChainID(), 0, 0)
+	if err != nil || rs[0].Broken == nil || rs[0].Broken.Kind != BreakHashMismatch || rs[0].Broken.Position != 20 || rs[0].Broken.DecisionID != ids[19] {
+		t.Fatalf("verify after an edit %+v %v", rs, err)
+	}
+	if _, err := l.Verify(ctx, "0000000000000000", 0, 0); err == nil {
+		t.Fatal("an unknown chain verified")
+	}
+}
+
+// TestDecisionEncodingRoundTrip: what is hashed is what is stored.
+func TestDecisionEncodingRoundTrip(t *testing.T) {
+	d := decision("t", "bob", true)
+	d.Perm = model.Permission{Kind: model.KindModule, Module: "account", Verb: "update", Record: &model.Record{ID: "a1", Owner: "bob", Department: "east"}}
+	d.Reasons = []string{"role x grants it", ""}
+	d.ID, d.Chain, d.Seq, d.Position, d.LoggedAt = "0123456789abcdef-7", "0123456789abcdef", 7, 5, time.Now()
+	d.complete()
+	d.Time, d.LoggedAt = d.Time.UTC().Truncate(time.Microsecond), d.LoggedAt.UTC().Truncate(time.Microsecond)
+	d.Perm = model.Permission{}
+	var e encoderFor
+	got, err := decodeDecision(e.encode(&d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(d) {
+		t.Fatalf("round trip\n%+v\nwant\n%+v", got, d)
+	}
+	if d.Permission != "module account update" || d.RecordID != "a1" || d.RecordDepartment != "east" || d.Result != ResultAllow {
+		t.Fatalf("derived fields %+v", d)
+	}
+}
+
+type encoderFor struct{ l Log }
+
+func (e *encoderFor) encode(d *Decision) []byte {
+	d.encode(&e.l.enc)
+	return slices.Clone(e.l.enc.Bytes())
+}
+
+func TestMasker(t *testing.T) {
+	if _, err := newMasker([]string{"subject"}, "short"); err == nil {
+		t.Fatal("a short key was accepted")
+	}
+	if _, err := newMasker([]string{"password"}, "0123456789abcdef"); err == nil {
+		t.Fatal("an unknown attribute was accepted")
+	}
+	m, err := newMasker([]string{"subject", "record_owner", "subject"}, "0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := newMasker([]string{"subject"}, "fedcba9876543210")
+	d := Decision{Subject: "bob", RecordOwner: "bob", RecordID: "r1", Caller: "c"}
+	m.apply(&d)
+	if !strings.HasPrefix(d.Subject, "~") || len(d.Subject) != 33 || d.RecordOwner != d.Subject || d.RecordID != "r1" || d.Caller != "c" ||
+		other.value("bob") == d.Subject || m.maybe("subject", "bob") != d.Subject || m.maybe("caller", "c") != "c" {
+		t.Fatalf("masked %+v", d)
+	}
+	if !slices.Equal(m.attrs, []string{"subject", "record_owner"}) {
+		t.Fatalf("attributes %v", m.attrs)
+	}
+}
+
+func TestPageTokens(t *testing.T) {
+	q := Query{Tenant: "t", Subject: "bob"}
+	c := cursor{fp: q.fingerprint(), key: [2]uint64{7, 9}}
+	got, err := parseToken(c.token(), q.fingerprint(), false)
+	if err != nil || got != c {
+		t.Fatalf("round trip %+v %v", got, err)
+	}
+	other := Query{Tenant: "t", Subject: "alice"}
+	for _, tc := range []struct {
+		name, tok string
+		fp        uint64
+		desc      bool
+		reason    string
+	}{
+		{"not base64", "!!", q.fingerprint(), false, model.ReasonInvalidValue},
+		{"short", c.token()[:10], q.fingerprint(), false, model.ReasonInvalidValue},
+		{"other filters", c.token(), other.fingerprint(), false, ReasonCursorMismatch},
+		{"other order", c.token(), q.fingerprint(), true, ReasonCursorMismatch},
+	} {
+		_, err := parseToken(tc.tok, tc.fp, tc.desc)
+		var inv *model.InvalidError
+		if !errors.As(err, &inv) || inv.Field != "page_token" || inv.Reason != tc.reason {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// TestRoleGrants: a role is used by the permissions it or the roles it
+// inherits grant, fields through module verbs or field rules.
+func TestRoleGrants(t *testing.T) {
+	st := model.NewTenantState("t", "T")
+	st.Roles["base"] = model.Role{ID: "base", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}}}}}
+	st.Roles["rep"] = model.Role{ID: "rep", Inherits: []string{"base"}, Permissions: model.Permissions{
+		Functions: []string{"report.view"},
+		Fields:    []model.FieldRule{{Module: "lead", Field: "budget", State: model.FieldReadWrite}, {Module: "lead", Field: "secret", State: model.FieldHidden}},
+	}}
+	rg := newRoleGrants(st, "rep")
+	for perm, want := range map[string]bool{
+		"module account read":              true,
+		"module account update":            false,
+		"function report.view":             true,
+		"function report.export":           false,
+		"field account.credit_limit read":  true,
+		"field account.credit_limit write": false,
+		"field lead.budget write":          true,
+		"field lead.secret read":           false,
+	} {
+		if got := rg.grants(perm); got != want {
+			t.Errorf("%s: %v, want %v", perm, got, want)
+		}
+	}
+}

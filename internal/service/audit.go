@@ -1,0 +1,368 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// Audit implements pb.AuditServiceServer over the decision log and the
+// store's change log.
+type Audit struct {
+	pb.UnimplementedAuditServiceServer
+	log   *audit.Log
+	store store.Store
+	eng   *engine.Engine
+	now   func() time.Time
+}
+
+var (
+	_ pb.AuditServiceServer = (*Audit)(nil)
+	_ DecisionLog           = (*audit.Log)(nil)
+)
+
+// NewAudit returns the handlers of AuditService. now is the clock of the
+// access review's window.
+func NewAudit(log *audit.Log, st store.Store, eng *engine.Engine, now func() time.Time) *Audit {
+	return &Audit{log: log, store: st, eng: eng, now: now}
+}
+
+// Limits of the audit filters.
+const (
+	maxCallerLength    = 256
+	maxRequestIDLength = 64
+	maxActionLength    = 64
+	maxTargetLength    = 512
+	maxUnusedDays      = 3650
+	defaultUnusedDays  = 90
+)
+
+var methods = map[pb.DecisionMethod]string{
+	pb.DecisionMethod_DECISION_METHOD_CHECK:              audit.MethodCheck,
+	pb.DecisionMethod_DECISION_METHOD_BATCH_CHECK:        audit.MethodBatchCheck,
+	pb.DecisionMethod_DECISION_METHOD_GET_FIELD_ACCESS:   audit.MethodGetFieldAccess,
+	pb.DecisionMethod_DECISION_METHOD_PLAN_RECORD_FILTER: audit.MethodPlanRecordFilter,
+	pb.DecisionMethod_DECISION_METHOD_DROPPED_MARKER:     audit.MethodDropped,
+}
+
+var methodsByName = func() map[string]pb.DecisionMethod {
+	out := map[string]pb.DecisionMethod{}
+	for k, v := range methods {
+		out[v] = k
+	}
+	return out
+}()
+
+// decisionFilters is what ListDecisionsRequest and ExportDecisionsRequest
+// share.
+type decisionFilters interface {
+	GetTenantId() string
+	GetSubjectId() string
+	GetPermission() *pb.Permission
+	GetModule() string
+	GetResult() pb.DecisionResult
+	GetMethod() pb.DecisionMethod
+	GetCaller() string
+	GetRequestId() string
+	GetRecordId() string
+	GetStartTime() *timestamppb.Timestamp
+	GetEndTime() *timestamppb.Timestamp
+}
+
+// decisionQuery validates the filters of a decision query.
+func (s *Audit) decisionQuery(r decisionFilters) (audit.Query, error) {
+	q := audit.Query{Tenant: r.GetTenantId(), Subject: r.GetSubjectId(), Module: r.GetModule(), Caller: r.GetCaller(),
+		RequestID: r.GetRequestId(), RecordID: r.GetRecordId()}
+	if err := model.ValidateTenantID("tenant_id", q.Tenant); err != nil {
+		return q, err
+	}
+	if q.Subject != "" {
+		if err := model.ValidateSubjectID("subject_id", q.Subject); err != nil {
+			return q, err
+		}
+	}
+	if r.GetPermission() != nil {
+		p, err := permission(s.eng.Catalog(), r.GetPermission(), "permission")
+		if err != nil {
+			return q, err
+		}
+		q.Permission = audit.PermissionText(p)
+	}
+	if q.Module != "" {
+		if err := model.ValidateName("module", q.Module); err != nil {
+			return q, err
+		}
+	}
+	switch r.GetResult() {
+	case pb.DecisionResult_DECISION_RESULT_UNSPECIFIED:
+	case pb.DecisionResult_DECISION_RESULT_ALLOWED:
+		q.Result = audit.ResultAllow
+	case pb.DecisionResult_DECISION_RESULT_DENIED:
+		q.Result = audit.ResultDeny
+	default:
+		return q, model.Invalid("result", model.ReasonInvalidValue, "unknown decision result")
+	}
+	if m := r.GetMethod(); m != pb.DecisionMethod_DECISION_METHOD_UNSPECIFIED {
+		var ok bool
+		if q.Method, ok = methods[m]; !ok {
+			return q, model.Invalid("method", model.ReasonInvalidValue, "unknown decision method")
+		}
+	}
+	if err := model.ValidateText("caller", q.Caller, maxCallerLength, false); err != nil {
+		return q, err
+	}
+	if err := model.ValidateText("request_id", q.RequestID, maxRequestIDLength, false); err != nil {
+		return q, err
+	}
+	if q.RecordID != "" {
+		if err := model.ValidateSubjectID("record_id", q.RecordID); err != nil {
+			return q, err
+		}
+	}
+	var err error
+	q.From, q.To, err = timeRange(r.GetStartTime(), r.GetEndTime())
+	return q, err
+}
+
+// timeRange validates an optional [start, end) range.
+func timeRange(start, end *timestamppb.Timestamp) (from, to time.Time, err error) {
+	if start != nil {
+		if err := start.CheckValid(); err != nil {
+			return from, to, model.Invalid("start_time", model.ReasonInvalidValue, "is not a valid timestamp")
+		}
+		from = start.AsTime()
+	}
+	if end != nil {
+		if err := end.CheckValid(); err != nil {
+			return from, to, model.Invalid("end_time", model.ReasonInvalidValue, "is not a valid timestamp")
+		}
+		to = end.AsTime()
+	}
+	if start != nil && end != nil && !to.After(from) {
+		return from, to, model.Invalid("end_time", model.ReasonInvalidValue, "must be after start_time")
+	}
+	return from, to, nil
+}
+
+// ListDecisions implements pb.AuditServiceServer.
+func (s *Audit) ListDecisions(ctx context.Context, req *pb.ListDecisionsRequest) (*pb.ListDecisionsResponse, error) {
+	q, err := s.decisionQuery(req)
+	if err != nil {
+		return nil, err
+	}
+	q.NewestFirst = req.GetNewestFirst()
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.log.ListDecisions(ctx, q, size, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ListDecisionsResponse{Decisions: decisionsToProto(page.Decisions), NextPageToken: page.Next, ResumeToken: page.Resume}, nil
+}
+
+// GetDecision implements pb.AuditServiceServer.
+func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*pb.GetDecisionResponse, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	d, err := s.log.Decision(ctx, req.GetTenantId(), req.GetDecisionId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetDecisionResponse{Decision: decisionToProto(&d)}, nil
+}
+
+// ExportDecisions implements pb.AuditServiceServer.
+func (s *Audit) ExportDecisions(req *pb.ExportDecisionsRequest, stream pb.AuditService_ExportDecisionsServer) error {
+	q, err := s.decisionQuery(req)
+	if err != nil {
+		return err
+	}
+	return s.log.ExportDecisions(stream.Context(), q, func(ds []audit.Decision) error {
+		return stream.Send(&pb.ExportDecisionsResponse{Decisions: decisionsToProto(ds)})
+	})
+}
+
+// ListChanges implements pb.AuditServiceServer.
+func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*pb.ListChangesResponse, error) {
+	q := audit.ChangeQuery{Tenant: req.GetTenantId(), Actor: req.GetActorId(), Action: req.GetAction(), TargetPrefix: req.GetTargetPrefix()}
+	if err := model.ValidateTenantID("tenant_id", q.Tenant); err != nil {
+		return nil, err
+	}
+	if q.Actor != "" {
+		if err := model.ValidateSubjectID("actor_id", q.Actor); err != nil {
+			return nil, err
+		}
+	}
+	if err := model.ValidateText("action", q.Action, maxActionLength, false); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateText("target_prefix", q.TargetPrefix, maxTargetLength, false); err != nil {
+		return nil, err
+	}
+	var err error
+	if q.From, q.To, err = timeRange(req.GetStartTime(), req.GetEndTime()); err != nil {
+		return nil, err
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.log.ListChanges(ctx, q, size, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListChangesResponse{NextPageToken: page.Next, Changes: make([]*pb.Change, len(page.Changes))}
+	for i, c := range page.Changes {
+		out.Changes[i] = &pb.Change{
+			TenantId: c.Tenant, Revision: c.Revision, ChangeTime: timestamp(c.Time), ActorId: c.Actor, Reason: c.Reason,
+			Action: c.Action, Target: c.Target, BeforeJson: string(c.Before), AfterJson: string(c.After), Hash: hex.EncodeToString(c.Hash),
+		}
+	}
+	return out, nil
+}
+
+// ListUnusedGrants implements pb.AuditServiceServer.
+func (s *Audit) ListUnusedGrants(ctx context.Context, req *pb.ListUnusedGrantsRequest) (*pb.ListUnusedGrantsResponse, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	days := int(req.GetUnusedDays())
+	switch {
+	case days == 0:
+		days = defaultUnusedDays
+	case days < 0 || days > maxUnusedDays:
+		return nil, model.Invalid("unused_days", model.ReasonInvalidValue, fmt.Sprintf("must be between 1 and %d", maxUnusedDays))
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.store.Tenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	r, err := s.log.UnusedGrants(ctx, st, now.Add(-time.Duration(days)*24*time.Hour), now)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListUnusedGrantsResponse{Revision: st.Revision, WindowStart: timestamppb.New(r.WindowStart), EvidenceSince: timestamppb.New(r.EvidenceSince)}
+	for _, g := range r.Grants {
+		if after != "" && g.UserID+"\x00"+g.RoleID <= after {
+			continue
+		}
+		if len(out.Grants) == size {
+			last := out.Grants[size-1]
+			out.NextPageToken = encodeToken(last.UserId + "\x00" + last.RoleId)
+			break
+		}
+		out.Grants = append(out.Grants, &pb.UnusedGrant{UserId: g.UserID, RoleId: g.RoleID, GrantedBy: g.GrantedBy,
+			GrantedAt: timestamp(g.GrantedAt), ExpiresAt: timestamp(g.ExpiresAt)})
+	}
+	return out, nil
+}
+
+var chainID = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// VerifyLog implements pb.AuditServiceServer.
+func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
+	from, to := req.GetFromPosition(), req.GetToPosition()
+	if from < 0 {
+		return nil, model.Invalid("from_position", model.ReasonInvalidValue, "must not be negative")
+	}
+	if to < 0 || (to > 0 && to < from) {
+		return nil, model.Invalid("to_position", model.ReasonInvalidValue, "must be 0 (the end) or at least from_position")
+	}
+	var reports []audit.ChainReport
+	switch req.GetLog() {
+	case pb.LogKind_LOG_KIND_DECISIONS:
+		if c := req.GetChainId(); c != "" && !chainID.MatchString(c) {
+			return nil, model.Invalid("chain_id", model.ReasonInvalidValue, "must be 16 lowercase hex digits")
+		}
+		var err error
+		if reports, err = s.log.Verify(ctx, req.GetChainId(), from, to); err != nil {
+			return nil, err
+		}
+	case pb.LogKind_LOG_KIND_CHANGES:
+		if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+			return nil, err
+		}
+		r, err := s.log.VerifyChanges(ctx, req.GetTenantId(), from, to)
+		if err != nil {
+			return nil, err
+		}
+		reports = []audit.ChainReport{r}
+	default:
+		return nil, model.Invalid("log", model.ReasonMissingField, "must be LOG_KIND_DECISIONS or LOG_KIND_CHANGES")
+	}
+	out := &pb.VerifyLogResponse{Intact: true}
+	for _, r := range reports {
+		cr := &pb.ChainReport{ChainId: r.Chain, FirstPosition: r.First, LastPosition: r.Last, EntriesChecked: r.Checked,
+			RetainedAfter: r.RetainedAfter, HeadHash: hex.EncodeToString(r.HeadHash)}
+		if b := r.Broken; b != nil {
+			out.Intact = false
+			cr.Broken = &pb.BrokenLink{Position: b.Position, DecisionId: b.DecisionID, Kind: breakKinds[b.Kind], Message: b.Message}
+		}
+		out.Chains = append(out.Chains, cr)
+	}
+	return out, nil
+}
+
+var breakKinds = map[audit.BreakKind]pb.BreakKind{
+	audit.BreakHashMismatch:  pb.BreakKind_BREAK_KIND_HASH_MISMATCH,
+	audit.BreakMissing:       pb.BreakKind_BREAK_KIND_MISSING,
+	audit.BreakHeadMismatch:  pb.BreakKind_BREAK_KIND_HEAD_MISMATCH,
+	audit.BreakUnhashed:      pb.BreakKind_BREAK_KIND_UNHASHED,
+	audit.BreakIndexMismatch: pb.BreakKind_BREAK_KIND_INDEX_MISMATCH,
+}
+
+// GetLogStatus implements pb.AuditServiceServer.
+func (s *Audit) GetLogStatus(context.Context, *pb.GetLogStatusRequest) (*pb.GetLogStatusResponse, error) {
+	st := s.log.Status()
+	return &pb.GetLogStatusResponse{
+		Mode: string(st.Mode), Storage: st.Storage, ChainId: st.ChainID, QueueCapacity: int64(st.QueueCapacity),
+		Queued: int64(st.Queued), Recorded: st.Recorded, Written: st.Written, DroppedAllowed: st.DroppedAllowed,
+		DroppedDenied: st.DroppedDenied, WriteErrors: st.WriteErrors, OverflowPolicy: string(st.Overflow),
+		RetentionDays: int32(st.RetentionDays), MaskedAttributes: st.Masked, MemoryCapacity: int64(st.MemoryCapacity),
+		MemoryEvicted: st.MemoryEvicted, Waited: st.Waited,
+	}, nil
+}
+
+func decisionsToProto(ds []audit.Decision) []*pb.Decision {
+	out := make([]*pb.Decision, len(ds))
+	for i := range ds {
+		out[i] = decisionToProto(&ds[i])
+	}
+	return out
+}
+
+func decisionToProto(d *audit.Decision) *pb.Decision {
+	out := &pb.Decision{
+		DecisionId: d.ID, DecisionTime: timestamp(d.Time), Method: methodsByName[d.Method], Caller: d.Caller, RequestId: d.RequestID,
+		TenantId: d.Tenant, SubjectId: d.Subject, Permission: d.Permission, Module: d.Module, Allowed: d.Allowed,
+		Reasons: d.Reasons, Revision: d.Revision, Latency: durationpb.New(d.Latency), LoggedTime: timestamp(d.LoggedAt),
+		ChainId: d.Chain, ChainPosition: d.Position, Hash: hex.EncodeToString(d.Hash),
+	}
+	if d.RecordID != "" || d.RecordOwner != "" {
+		out.Record = &pb.Record{Id: d.RecordID, OwnerId: d.RecordOwner, DepartmentId: d.RecordDepartment}
+	}
+	return out
+}
