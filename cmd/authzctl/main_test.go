@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve starts authzd from memory, seeded with the demo tenant, on a
+// loopback port, waits until health reports SERVING and returns its
+// address. The decision log is synchronous, so that an entry is listed as
+// soon as its decision is answered. The server stops at the end of the test.
+func serve(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := config.Default()
+	cfg.DecisionLog = "sync"
+	a, err := app.New(ctx, cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("authzd: %v", err)
+		}
+	})
+	addr := lis.Addr().String()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return addr
+		}
+	}
+	t.Fatal("authzd never reported SERVING")
+	return ""
+}
+
+// result is what one authzctl command line printed and its exit status.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// authzctl runs one command line against addr in the demo tenant, as
+// oscar, the way main does, and returns its output and exit status.
+func authzctl(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	return authzctlIn(t, "", addr, args...)
+}
+
+// authzctlIn is authzctl with stdin.
+func authzctlIn(t *testing.T, stdin, addr string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	full := append([]string{"--addr", addr, "--tenant", "demo", "--actor", "oscar"}, args...)
+	code := exitCode(run(context.Background(), full, strings.NewReader(stdin), &stdout, &stderr))
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// expect checks a result: the exit status and that stdout and stderr
+// contain the given texts.
+func (r result) expect(t *testing.T, code int, stdout []string, stderr []string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range stdout {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("stdout lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	for _, s := range stderr {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+		}
+	}
+}
+
+// TestCommands runs read-only command lines against the demo tenant and
+// checks their output and exit status.
+func TestCommands(t *testing.T) {
+	addr := serve(t)
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{"module allow", []string{"check", "bob", "account", "read"}, exitOK,
+			[]string{"ALLOW bob account read (revision 1, decision "}, nil},
+		{"module deny", []string{"check", "bob", "account", "delete"}, exitDeny,
+			[]string{"DENY bob account delete (revision 1, decision "}, nil},
+		{"check explains on request", []string{"check", "bob", "account", "read", "--explain"}, exitOK,
+			[]string{"ALLOW bob account read", "allowed_by_role: ", "rule: p, r:sales_rep, demo, m:account, read, allow"}, nil},
+		{"explain deny says what is missing", []string{"explain", "bob", "account", "delete"}, exitDeny,
+			[]string{"DENY bob account delete", "not_granted: none of the active roles of user bob (sales_rep) grants module account delete"}, nil},
+		{"function denied by a narrowing role", []string{"explain", "frank", "--function", "data.export"}, exitDeny,
+			[]string{"DENY frank function data.export", "denied_by_role: ", "restricted_export"}, nil},
+		{"field write", []string{"check", "oscar", "--field", "account.credit_limit", "--write"}, exitOK,
+			[]string{"ALLOW oscar field account.credit_limit write"}, nil},
+		{"field read without a role", []string{"check", "peggy", "--field", "account.name"}, exitDeny,
+			[]string{"DENY peggy field account.name read"}, nil},
+		{"global flags after the command", []string{"check", "bob", "account", "read", "--tenant", "demo", "--timeout", "5s"}, exitOK,
+			[]string{"ALLOW"}, nil},
+		{"fields", []string{"fields", "bob", "account"}, exitOK,
+			[]string{"FIELD", "STATE", "annual_revenue", "hidden", "read_write", "revision 1"}, nil},
+		{"perms", []string{"perms", "bob"}, exitOK,
+			[]string{"roles: sales_rep", "MODULE", "account", "revision 1"}, nil},
+		{"perms of a user without roles", []string{"perms", "peggy"}, exitOK,
+			[]string{"roles: none", "functions: none"}, nil},
+		{"filter", []string{"filter", "oscar", "account", "read"}, exitOK,
+			[]string{"kind: all", "sql:  TRUE", "revision 1"}, nil},
+		{"roles", []string{"roles"}, exitOK,
+			[]string{"ROLE", "restricted_export", "key_account_manager", "sales_rep"}, nil},
+		{"roles get", []string{"roles", "get", "restricted_export"}, exitOK,
+			[]string{"role:        restricted_export", "deny", "denied functions: data.export"}, nil},
+		{"roles templates", []string{"roles", "templates"}, exitOK,
+			[]string{"TEMPLATE", "finance_readonly", "sales_manager"}, nil},
+		{"grants of a user", []string{"grants", "--user", "frank"}, exitOK,
+			[]string{"frank", "restricted_export", "sales_manager"}, nil},
+		{"expired grants only with --all", []string{"grants", "--role", "sales_rep", "--all"}, exitOK,
+			[]string{"ivan", "2025-06-30T00:00:00Z", "false"}, nil},
+		{"unknown module", []string{"check", "bob", "spaceship", "read"}, exitError,
+			nil, []string{"INVALID_ARGUMENT", "reason: UNKNOWN_MODULE", "field: permission.module.module"}},
+		{"unknown role", []string{"roles", "get", "astronaut"}, exitError,
+			nil, []string{"NOT_FOUND"}},
+		{"help", []string{"check", "-h"}, exitOK,
+			[]string{"Usage: authzctl check <user> <module> <verb>", "Exit status: 0 ALLOW, 3 DENY", "-function id"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			authzctl(t, addr, tt.args...).expect(t, tt.code, tt.stdout, tt.stderr)
+		})
+	}
+}
+
+// TestUsageErrors checks that command lines authzctl cannot run exit with
+// status 2 and say why, without calling the server.
+func TestUsageErrors(t *testing.T) {
+	const addr = "127.0.0.1:1" // nothing listens: a usage error never dials.
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"no command", nil, "no command given"},
+		{"unknown command", []string{"launch"}, `unknown command "launch"`},
+		{"unknown flag", []string{"check", "bob", "account", "read", "--colour"}, "flag provided but not defined: -colour"},
+		{"missing arguments", []string{"check"}, "check: missing arguments"},
+		{"module without verb", []string{"check", "bob", "account"}, "<module> <verb>"},
+		{"two permissions", []string{"check", "bob", "account", "read", "--function", "data.export"}, "name one permission"},
+		{"write without field", []string{"check", "bob", "--function", "data.export", "--write"}, "--write needs --field"},
+		{"field without module", []string{"check", "bob", "--field", "credit_limit"}, "--field must be module.field"},
+		{"record without owner", []string{"check", "bob", "account", "read", "--record", "acc-1"}, "--record needs --owner"},
+		{"bad output", []string{"perms", "bob", "--output", "yaml"}, "--output must be text or json"},
+		{"write without reason", []string{"grant", "peggy", "sales_rep"}, "--reason is required for writes"},
+		{"bad until", []string{"grant", "peggy", "sales_rep", "--reason", "r", "--until", "soon"}, `--until "soon"`},
+		{"grants needs one filter", []string{"grants"}, "exactly one of --user and --role"},
+		{"unknown roles subcommand", []string{"roles", "rename"}, `unknown subcommand "rename"`},
+		{"create without template", []string{"roles", "create", "x", "--reason", "r"}, "--template or --permissions"},
+		{"extra argument", []string{"perms", "bob", "alice"}, `unexpected argument "alice"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := authzctl(t, addr, tt.args...)
+			r.expect(t, exitUsage, nil, []string{tt.stderr, "Run 'authzctl"})
+		})
+	}
+}
+
+// TestGrantCheckRevoke grants peggy (no roles) a role until a time, checks
+// the grant takes effect at the returned revision, revokes it and checks
+// again.
+func TestGrantCheckRevoke(t *testing.T) {
+	addr := serve(t)
+	steps := []struct {
+		args   []string
+		code   int
+		stdout string
+	}{
+		{[]string{"check", "peggy", "lead", "read"}, exitDeny, "DENY peggy lead read (revision 1,"},
+		{[]string{"grant", "peggy", "sales_rep", "--until", "2099-12-31T00:00:00Z", "--reason", "covers the north region"}, exitOK,
+			"granted sales_rep to peggy until 2099-12-31T00:00:00Z (revision 2)"},
+		{[]string{"grants", "--user", "peggy"}, exitOK, "2099-12-31T00:00:00Z"},
+		{[]string{"explain", "peggy", "lead", "read"}, exitOK, "rule: p, r:sales_rep, demo, m:lead, read, allow"},
+		{[]string{"grant", "peggy", "sales_rep", "--until", "72h", "--reason", "shorter cover"}, exitOK, "(revision 3)"},
+		{[]string{"revoke", "peggy", "sales_rep", "--reason", "back to marketing"}, exitOK, "revoked sales_rep from peggy (revision 4)"},
+		{[]string{"check", "peggy", "lead", "read"}, exitDeny, "DENY peggy lead read (revision 4,"},
+	}
+	for _, s := range steps {
+		authzctl(t, addr, s.args...).expect(t, s.code, []string{s.stdout}, nil)
+	}
+}
+
+// TestRoleLifecycle creates a role from a template and from permissions
+// read on standard input, and deletes them.
+func TestRoleLifecycle(t *testing.T) {
+	addr := serve(t)
+	authzctl(t, addr, "roles", "create", "inside_sales", "--template", "sales_rep", "--reason", "inside sales team").
+		expect(t, exitOK, []string{"created role inside_sales (revision 2)"}, nil)
+	authzctlIn(t, `{"functions": ["report.view"]}`, addr, "roles", "create", "viewer", "--permissions", "-", "--reason", "report readers").
+		expect(t, exitOK, []string{"created role viewer (revision 3)"}, nil)
+	authzctl(t, addr, "roles", "get", "viewer").expect(t, exitOK, []string{"functions:   report.view"}, nil)
+	authzctl(t, addr, "grant", "peggy", "viewer", "--reason", "reads reports").expect(t, exitOK, nil, nil)
+	authzctl(t, addr, "roles", "delete", "viewer", "--reason", "unused").
+		expect(t, exitError, nil, []string{"FAILED_PRECONDITION", "reason: ROLE_IN_USE"})
+	authzctl(t, addr, "roles", "delete", "inside_sales", "--reason", "team merged").
+		expect(t, exitOK, []string{"deleted role inside_sales (revision 5)"}, nil)
+}
+
+// TestJSONOutput checks that --output json prints the response in protobuf
+// JSON, with false and empty fields written out, and keeps the exit status.
+func TestJSONOutput(t *testing.T) {
+	addr := serve(t)
+	tests := []struct {
+		args []string
+		code int
+		key  string
+	}{
+		{[]string{"check", "bob", "account", "delete", "--explain"}, exitDeny, "allowed"},
+		{[]string{"check", "bob", "account", "read"}, exitOK, "revision"},
+		{[]string{"fields", "bob", "account"}, exitOK, "fields"},
+		{[]string{"perms", "bob"}, exitOK, "modules"},
+		{[]string{"filter", "bob", "account", "read"}, exitOK, "sql"},
+		{[]string{"roles"}, exitOK, "roles"},
+		{[]string{"roles", "templates"}, exitOK, "templates"},
+		{[]string{"grants", "--user", "frank"}, exitOK, "grants"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := authzctl(t, addr, append([]string{"--output", "json"}, tt.args...)...)
+			r.expect(t, tt.code, nil, nil)
+			var got map[string]any
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+			}
+			if _, ok := got[tt.key]; !ok {
+				t.Errorf("no %q in %s", tt.key, r.stdout)
+			}
+		})
+	}
+	r := authzctl(t, addr, "--output", "json", "check", "bob", "account", "delete")
+	var deny struct {
+		Allowed  bool   `json:"allowed"`
+		Revision string `json:"revision"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &deny); err != nil || deny.Allowed || deny.Revision != "1" {
+		t.Errorf("deny as JSON: %+v, %v\n%s", deny, err, r.stdout)
+	}
+}
+
+// TestEnvironment checks that AUTHZ_ADDR, AUTHZ_TENANT and AUTHZ_ACTOR
+// stand in for the flags, and that flags win.
+func TestEnvironment(t *testing.T) {
+	addr := serve(t)
+	t.Setenv("AUTHZ_ADDR", addr)
+	t.Setenv("AUTHZ_TENANT", "demo")
+	t.Setenv("AUTHZ_ACTOR", "oscar")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"grant", "peggy", "read_only", "--reason", "auditor access"}, strings.NewReader(""), &stdout, &stderr)
+	if exitCode(err) != exitOK || !strings.Contains(stdout.String(), "granted read_only to peggy") {
+		t.Fatalf("grant from the environment: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	err = run(context.Background(), []string{"--tenant", "nowhere", "perms", "peggy"}, strings.NewReader(""), &stdout, &stderr)
+	if exitCode(err) != exitError || !strings.Contains(stderr.String(), "NOT_FOUND") {
+		t.Fatalf("--tenant does not override AUTHZ_TENANT: %v\n%s", err, stderr.String())
+	}
+}
+
+// TestAudit reads back the decisions and the change made through authzctl,
+// and verifies the decision log's hash chain.
+func TestAudit(t *testing.T) {
+	addr := serve(t)
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitOK, nil, nil)
+	deny := authzctl(t, addr, "check", "frank", "--function", "data.export", "--explain")
+	deny.expect(t, exitDeny, []string{"decision "}, nil)
+	_, id, _ := strings.Cut(deny.stdout, "decision ")
+	id, _, _ = strings.Cut(id, ")")
+	authzctl(t, addr, "grant", "peggy", "read_only", "--reason", "quarterly audit").expect(t, exitOK, nil, nil)
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+	}{
+		{"decisions", []string{"audit", "decisions"}, exitOK,
+			[]string{"ALLOW   bob", "module account read", "DENY    frank    function data.export", id}},
+		{"denied decisions of a user", []string{"audit", "decisions", "--user", "frank", "--result", "denied", "--since", "1h"}, exitOK,
+			[]string{"frank", id}},
+		{"one decision", []string{"audit", "decision", id}, exitOK,
+			[]string{"DENY frank function data.export (revision 1)", "method:   check", "reasons:", "role restricted_export denies function data.export"}},
+		{"changes", []string{"audit", "changes", "--target", "grant/peggy/"}, exitOK,
+			[]string{"grant.create", "grant/peggy/read_only", "oscar", "quarterly audit"}},
+		{"verify decisions", []string{"audit", "verify", "decisions"}, exitOK, []string{"intact", "INTACT"}},
+		{"access review", []string{"audit", "unused", "--days", "30"}, exitOK, []string{"USER", "window since"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			authzctl(t, addr, tt.args...).expect(t, tt.code, tt.stdout, nil)
+		})
+	}
+	authzctl(t, addr, "audit", "decisions", "--method", "guess").
+		expect(t, exitUsage, nil, []string{"--method must be one of batch_check, check, dropped_marker, get_field_access, plan_record_filter"})
+	authzctl(t, addr, "audit", "decision", "0000000000000000-99").expect(t, exitError, nil, []string{"NOT_FOUND"})
+}
+
+// TestUnavailable checks that an unreachable server is an error (exit 1)
+// naming the status code.
+func TestUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	authzctl(t, addr, "--timeout", "2s", "perms", "bob").expect(t, exitError, nil, []string{"authzctl: UNAVAILABLE"})
+}
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in    string
+		ahead bool
+		want  time.Time
+		ok    bool
+	}{
+		{"2030-12-31T00:00:00Z", true, time.Date(2030, 12, 31, 0, 0, 0, 0, time.UTC), true},
+		{"2030-12-31T08:00:00+08:00", true, time.Date(2030, 12, 31, 0, 0, 0, 0, time.UTC), true},
+		{"2030-12-31", false, time.Date(2030, 12, 31, 0, 0, 0, 0, time.UTC), true},
+		{"72h", true, now.Add(72 * time.Hour), true},
+		{"24h", false, now.Add(-24 * time.Hour), true},
+		{"-1h", true, time.Time{}, false},
+		{"0s", true, time.Time{}, false},
+		{"next week", true, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		got, err := parseTime("until", tt.in, now, tt.ahead)
+		if (err == nil) != tt.ok || !got.Equal(tt.want) {
+			t.Errorf("parseTime(%q, ahead %v) = %v, %v; want %v (ok %v)", tt.in, tt.ahead, got, err, tt.want, tt.ok)
+		}
+	}
+}
