@@ -27,8 +27,12 @@ test: ## run every test with the race detector (uses PostgreSQL, see README)
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench
-bench: ## run the engine benchmarks (10 and 1,000 tenants, engine beside plain casbin)
+bench: ## run the engine benchmarks (10 and 1,000 tenants beside plain casbin; records)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/engine/
+
+.PHONY: bench-log
+bench-log: ## Check throughput over gRPC with the decision log off, async and sync
+	$(GO) test -run '^$$' -bench CheckDecisionLog -benchtime 330000x ./internal/app/
 
 .PHONY: generate
 generate: ## regenerate the Go code of proto/ (committed)
