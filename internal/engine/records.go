@@ -354,10 +354,10 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 			o.subtree(d, depts)
 		}
 	}
-	switch {
-	case verb == model.VerbList || verb == model.VerbRead:
+	switch verb {
+	case model.VerbList, model.VerbRead:
 		o.subordinates(user, o.depth, owners)
-	case verb == model.VerbUpdate:
+	case model.VerbUpdate:
 		o.subordinates(user, min(o.depth, 1), owners)
 	}
 	for _, r := range o.rules[module] {
