@@ -1,27 +1,20 @@
 package app_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/crmauthz/crmauthz/internal/app"
 	"github.com/crmauthz/crmauthz/internal/config"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -41,36 +34,8 @@ func startAudit(t *testing.T, cfg config.Config) *auditEnv {
 // startClock is start with a given clock.
 func startClock(t testing.TB, cfg config.Config, clk *clock) *auditEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, lis) }()
-	conn, err := grpc.NewClient("passthrough:///authzd",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = conn.Close()
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	if tt, ok := t.(*testing.T); ok {
-		waitServing(tt, conn)
-	}
-	e := &env{stop: stop, conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
-	return &auditEnv{env: e, audit: pb.NewAuditServiceClient(conn)}
+	e := startWith(t, cfg, clk)
+	return &auditEnv{env: e, audit: pb.NewAuditServiceClient(e.conn)}
 }
 
 // backends runs f against the memory store and against PostgreSQL.

@@ -56,7 +56,12 @@ func start(t *testing.T, cfg config.Config) *env {
 	if cfg.ListenAddr == "" {
 		cfg = config.Default()
 	}
-	clk := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	return startWith(t, cfg, &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)})
+}
+
+// startWith is start with a given clock; benchmarks use it too.
+func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now))
 	if err != nil {
@@ -86,7 +91,7 @@ func start(t *testing.T, cfg config.Config) *env {
 	return &env{stop: stop, conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
 }
 
-func waitServing(t *testing.T, conn *grpc.ClientConn) {
+func waitServing(t testing.TB, conn *grpc.ClientConn) {
 	t.Helper()
 	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(20 * time.Second)
