@@ -118,6 +118,14 @@ type RequestInfo struct {
 	Deferred *Deferred
 }
 
+// WithDeferred returns ctx whose decisions' sync-mode waits are collected in
+// the returned Deferred instead of made one by one; the caller waits once.
+func WithDeferred(ctx context.Context) (context.Context, *Deferred) {
+	r := Request(ctx)
+	r.Deferred = &Deferred{}
+	return WithRequest(ctx, r), r.Deferred
+}
+
 // Deferred collects the sync-mode waits of one request's decisions.
 type Deferred struct {
 	mu    sync.Mutex

@@ -172,22 +172,8 @@ func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnarySe
 	if p, ok := peer.FromContext(ctx); ok {
 		ri.Caller = p.Addr.String()
 	}
-	if info.FullMethod == pb.AuthorizationService_BatchCheck_FullMethodName {
-		// A batch's decisions are awaited together before the response
-		// leaves (the decision log's sync mode).
-		ri.Deferred = &audit.Deferred{}
-	}
 	ctx = audit.WithRequest(context.WithValue(ctx, loggerKey{}, log), ri)
 	resp, err := h(ctx, req)
-	if err == nil && ri.Deferred != nil {
-		if werr := ri.Deferred.Wait(ctx); werr != nil {
-			st, internal := service.ToStatus(werr)
-			if internal {
-				log.Error("decision log", zap.Error(werr))
-			}
-			resp, err = nil, st.Err()
-		}
-	}
 	code := status.Code(err)
 	level := zap.DebugLevel
 	if strings.HasPrefix(info.FullMethod, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
