@@ -211,3 +211,31 @@ func TestRecordBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestEffectivePermissionsCarryScopes: a sales rep's account verbs come in
+// two scopes, department for reading and self for writing.
+func TestEffectivePermissionsCarryScopes(t *testing.T) {
+	e := start(t, cfgDefault())
+	eff, err := e.authz.ListEffectivePermissions(ctx, &pb.ListEffectivePermissionsRequest{TenantId: "demo", SubjectId: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var account []*pb.ModuleVerbs
+	for _, m := range eff.GetModules() {
+		if m.GetModule() == "account" {
+			account = append(account, m)
+		}
+	}
+	want := []*pb.ModuleVerbs{
+		{Module: "account", Verbs: []string{"list", "read", "print"}, Scope: pb.DataScope_DATA_SCOPE_DEPT},
+		{Module: "account", Verbs: []string{"create", "update", "share"}, Scope: pb.DataScope_DATA_SCOPE_SELF},
+	}
+	if len(account) != len(want) {
+		t.Fatalf("bob's account entries: %v", account)
+	}
+	for i := range want {
+		if !proto.Equal(account[i], want[i]) {
+			t.Errorf("entry %d: %v, want %v", i, account[i], want[i])
+		}
+	}
+}

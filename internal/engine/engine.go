@@ -231,7 +231,7 @@ func (e *Engine) FieldAccess(tenant, user, module string, rec *model.Record) ([]
 
 // Effective is what a user may do in a tenant.
 type Effective struct {
-	Modules   []model.ModuleGrant // verbs per module, catalog order
+	Modules   []model.ModuleGrant // verbs per module and widest scope, catalog order, widest scope first
 	Functions []string            // sorted
 	Roles     []ActiveRole        // sorted by role id
 	Revision  int64
@@ -272,14 +272,18 @@ func (e *Engine) EffectivePermissions(tenant, user string) (Effective, error) {
 	}
 	slices.SortFunc(out.Roles, func(a, b ActiveRole) int { return cmp.Compare(a.Role, b.Role) })
 	for _, m := range e.cat.Modules {
-		var verbs []string
+		// One entry per scope: the verbs whose widest scope it is.
+		byScope := make([][]string, len(model.Scopes))
 		for _, v := range e.cat.Verbs {
 			if have[e.space.ids[key{kindModule, m.ID, v}]] {
-				verbs = append(verbs, v)
+				rank, _ := ix.scopeOf(e.space, grants, m.ID, v, now)
+				byScope[max(rank, 0)] = append(byScope[max(rank, 0)], v)
 			}
 		}
-		if len(verbs) > 0 {
-			out.Modules = append(out.Modules, model.ModuleGrant{Module: m.ID, Verbs: verbs})
+		for rank := len(model.Scopes) - 1; rank >= 0; rank-- {
+			if verbs := byScope[rank]; len(verbs) > 0 {
+				out.Modules = append(out.Modules, model.ModuleGrant{Module: m.ID, Verbs: verbs, Scope: model.Scopes[rank]})
+			}
 		}
 	}
 	for id := range have {

@@ -885,7 +885,8 @@ func (x *ListEffectivePermissionsRequest) GetSubjectId() string {
 // their active roles less every denied permission.
 type ListEffectivePermissionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Modules on which the user has at least one verb, in catalog order.
+	// Modules on which the user has at least one verb, in catalog order; a module appears once
+	// per data scope, with the verbs whose widest scope that is (widest first).
 	Modules []*ModuleVerbs `protobuf:"bytes,1,rep,name=modules,proto3" json:"modules,omitempty"`
 	// Functions the user may use, sorted.
 	Functions []string `protobuf:"bytes,2,rep,name=functions,proto3" json:"functions,omitempty"`
