@@ -284,9 +284,10 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 }
 
 // signalFull wakes the async batcher once a batch is waiting, so it wakes
-// per batch rather than per entry.
+// per batch rather than per entry. The batcher already holds the batch's
+// first entry while it waits, so the queue needs one less than a batch.
 func (l *Log) signalFull() {
-	if len(l.q)+len(l.denyQ) >= l.opts.BatchSize {
+	if len(l.q)+len(l.denyQ) >= l.opts.BatchSize-1 {
 		select {
 		case l.full <- struct{}{}:
 		default:
