@@ -95,15 +95,6 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 	return nil
 }
 
-// Revision returns the revision the engine holds for a tenant.
-func (e *Engine) Revision(tenant string) (int64, error) {
-	ix, err := e.index(tenant)
-	if err != nil {
-		return 0, err
-	}
-	return ix.revision, nil
-}
-
 func (e *Engine) index(tenant string) (*index, error) {
 	ix, ok := (*e.tenants.Load())[tenant]
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -83,7 +84,7 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 		o.rules[r.Module] = append(o.rules[r.Module], r)
 	}
 	for _, rs := range o.rules {
-		slices.SortFunc(rs, func(a, b model.SharingRule) int { return compareStrings(a.ID, b.ID) })
+		slices.SortFunc(rs, func(a, b model.SharingRule) int { return strings.Compare(a.ID, b.ID) })
 	}
 	for k, s := range st.RecordShares {
 		o.shares[[2]string{k.Module, k.RecordID}] = append(o.shares[[2]string{k.Module, k.RecordID}], s)
@@ -123,16 +124,6 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 		}
 	}
 	return o
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // userDepts returns the user's departments.
