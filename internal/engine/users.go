@@ -1,84 +1,80 @@
 package engine
 
-import "hash/maphash"
+import (
+	"encoding/binary"
+	"hash/maphash"
+)
 
-// maxRoles bounds a tenant's roles so a grant's role fits 16 bits.
+// maxRoles bounds a tenant's roles so a grant's role fits the index.
 const maxRoles = 1<<16 - 1
 
 // userTable maps a tenant's user ids to their grants. It is an
-// open-addressing hash table of 32-byte slots in one flat slice: a slot
-// holds up to two grants and, when it is at most 10 bytes long, the user id
-// itself; longer ids are packed into one string beside the table. A lookup
-// for a short id touches one slot and nothing else. Keeping the table small
-// and flat keeps a decision's cache misses few when many tenants share the
-// machine.
+// open-addressing hash table of 16-byte slots in one flat slice, at most
+// three quarters full. A slot holds a user id of up to 8 bytes itself
+// (longer ids are packed into one string beside the table) and up to two
+// grants that never expire; other grants live in a side slice. A lookup for
+// a short id with plain grants touches one slot and nothing else. Keeping
+// the table small and flat keeps a decision's cache misses few when many
+// tenants share the machine: at 150 users a tenant's table is 3.2 KiB.
 type userTable struct {
-	slots    []userSlot
-	mask     uint64
-	ids      string      // every user id, back to back
-	expiries []int64     // distinct grant expiries (UnixNano); index 0 means never
-	extra    []userGrant // grants of users whose grants do not fit a slot
+	slots []userSlot
+	ids   string      // every long user id, back to back
+	more  []grantSpan // the grants of users whose grants do not fit a slot
+	extra []userGrant // grants referenced from more
 }
 
 type userSlot struct {
-	hash   uint32
-	off    uint32 // a long user id is ids[off : off+n]
-	n      uint8  // the id's length; 0 marks an empty slot
-	count  uint8  // grants inline; 0 with first/total: grants in extra
-	first  uint16 // with count == 0: the grants are extra[first : first+total]
-	total  uint16
-	inline [2]packedGrant
-	short  [shortID]byte // a short user id
+	n     uint8    // the id's length; 0 marks an empty slot
+	tag   uint8    // 8 bits of the id's hash, so most other ids are skipped unread
+	roles [2]uint8 // with more == 0: the granted roles plus one, 0 for none
+	more  uint32   // 0, or 1 + the user's index in userTable.more
+	id    [shortID]byte
 }
 
-// shortID is the longest user id kept inside its slot.
-const shortID = 10
+// shortID is the longest user id kept inside its slot. A longer id's
+// offset in userTable.ids is kept in the first four bytes of the slot's id.
+const shortID = 8
 
-// packedGrant is a grant inside a slot: the role's number and the index of
-// its expiry in userTable.expiries.
-type packedGrant struct{ role, expiry uint16 }
+type grantSpan struct{ first, total uint32 }
+
+// inlineGrants reports whether gs fit a slot: at most two grants, none
+// expiring, of roles numbered below 255.
+func inlineGrants(gs []userGrant) bool {
+	if len(gs) > 2 {
+		return false
+	}
+	for _, g := range gs {
+		if g.expires != 0 || g.role >= 1<<8-1 {
+			return false
+		}
+	}
+	return true
+}
 
 func newUserTable(seed maphash.Seed, users []string, grants map[string][]userGrant) userTable {
-	size := 4
-	for size*3 < len(users)*4 { // load factor at most 3/4
-		size *= 2
-	}
-	t := userTable{mask: uint64(size - 1), slots: make([]userSlot, size), expiries: []int64{0}}
+	t := userTable{slots: make([]userSlot, len(users)*4/3+1)}
 	var ids []byte
-	expiry := map[int64]int{0: 0}
 	for _, u := range users {
 		h := maphash.String(seed, u)
-		i := h & t.mask
+		i := t.home(h)
 		for t.slots[i].n != 0 {
-			i = (i + 1) & t.mask
+			i = t.next(i)
 		}
-		s := userSlot{hash: uint32(h), n: uint8(len(u))}
+		s := userSlot{n: uint8(len(u)), tag: uint8(h >> 56)}
 		if len(u) <= shortID {
-			copy(s.short[:], u)
+			copy(s.id[:], u)
 		} else {
-			s.off = uint32(len(ids))
+			binary.LittleEndian.PutUint32(s.id[:], uint32(len(ids)))
 			ids = append(ids, u...)
 		}
-		gs := grants[u]
-		packed := len(gs) <= len(s.inline) && len(t.extra) < 1<<16
-		for j, g := range gs {
-			x, ok := expiry[g.expires]
-			if !ok {
-				x = len(t.expiries)
-				expiry[g.expires] = x
-				t.expiries = append(t.expiries, g.expires)
+		if gs := grants[u]; inlineGrants(gs) {
+			for j, g := range gs {
+				s.roles[j] = uint8(g.role + 1)
 			}
-			if j < len(s.inline) && x < 1<<16 {
-				s.inline[j] = packedGrant{role: uint16(g.role), expiry: uint16(x)}
-			} else {
-				packed = false
-			}
-		}
-		if packed {
-			s.count = uint8(len(gs))
 		} else {
-			s.first, s.total = uint16(len(t.extra)), uint16(len(gs))
+			t.more = append(t.more, grantSpan{uint32(len(t.extra)), uint32(len(gs))})
 			t.extra = append(t.extra, gs...)
+			s.more = uint32(len(t.more))
 		}
 		t.slots[i] = s
 	}
@@ -86,37 +82,54 @@ func newUserTable(seed maphash.Seed, users []string, grants map[string][]userGra
 	return t
 }
 
+// home returns the slot a hash starts its probe at.
+func (t *userTable) home(h uint64) int {
+	return int(uint64(uint32(h)) * uint64(len(t.slots)) >> 32)
+}
+
+func (t *userTable) next(i int) int {
+	if i++; i == len(t.slots) {
+		return 0
+	}
+	return i
+}
+
 // grantsOf returns the user's grants, nil when the user holds none. Inline
 // grants are unpacked into buf.
 func (t *userTable) grantsOf(seed maphash.Seed, user string, buf *[2]userGrant) []userGrant {
-	if len(t.slots) == 0 {
+	if len(t.slots) == 0 || len(user) > 1<<8-1 {
 		return nil
 	}
 	h := maphash.String(seed, user)
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	var short [shortID]byte
+	copy(short[:], user)
+	n, tag := uint8(len(user)), uint8(h>>56)
+	for i := t.home(h); ; i = t.next(i) {
 		s := &t.slots[i]
 		if s.n == 0 {
 			return nil
 		}
-		if s.hash != uint32(h) || int(s.n) != len(user) {
+		if s.n != n || s.tag != tag {
 			continue
 		}
-		if s.n <= shortID {
-			if string(s.short[:s.n]) != user {
+		if n <= shortID {
+			if s.id != short {
 				continue
 			}
-		} else if t.ids[s.off:s.off+uint32(s.n)] != user {
+		} else if off := binary.LittleEndian.Uint32(s.id[:]); t.ids[off:off+uint32(n)] != user {
 			continue
 		}
-		if s.count == 0 {
-			return t.extra[s.first : int(s.first)+int(s.total)]
+		if s.more != 0 {
+			sp := t.more[s.more-1]
+			return t.extra[sp.first : sp.first+sp.total]
 		}
-		for j, g := range s.inline[:s.count] {
-			buf[j] = userGrant{role: int32(g.role)}
-			if g.expiry != 0 {
-				buf[j].expires = t.expiries[g.expiry]
+		k := 0
+		for _, r := range s.roles {
+			if r != 0 {
+				buf[k] = userGrant{role: int32(r) - 1}
+				k++
 			}
 		}
-		return buf[:s.count]
+		return buf[:k]
 	}
 }
