@@ -145,6 +145,9 @@ func (e *Engine) Check(tenant, user string, p model.Permission, explain bool) (D
 	}
 	var buf [3]int32
 	ids := e.space.idsFor(p, &buf)
+	if !explain && !ix.someRoleAllows(ids) {
+		return Decision{Revision: ix.revision}, nil
+	}
 	var gbuf [2]userGrant
 	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.nowFor(grants)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
@@ -123,21 +124,23 @@ func (s *permSpace) idsFor(p model.Permission, buf *[3]int32) []int32 {
 // holds four bitsets over the permission space: the permissions the role
 // allows and denies with everything it inherits (as Casbin's role manager
 // resolves them), and those of its own lines, which explanations use to
-// name the role a line comes from. For each user it holds the grants with
-// their expiry. An index is immutable once built.
+// name the role a line comes from. For each permission it holds the roles
+// allowing and denying it (masks), which is what a decision reads. For each
+// user it holds the grants with their expiry. An index is immutable once
+// built.
 type index struct {
 	// The fields a decision reads come first, so they share cache lines.
+	masks    roleMasks
+	users    userTable
+	revision int64
 
 	// bits holds each role's implicit allow and deny bitsets, interleaved
 	// word by word so one permission's allow and deny bits share a cache
 	// line; own holds the bitsets of the role's own lines the same way.
-	bits     []uint64
-	users    userTable
-	revision int64
-	words    int
-
-	tenant string
+	bits   []uint64
 	own    []uint64
+	words  int
+	tenant string
 	roles  []roleInfo
 	org    *orgIndex
 }
@@ -182,9 +185,80 @@ func (ix *index) set(role int32, set int, id int32) {
 // active reports whether a grant decides anything at now (UnixNano).
 func (g userGrant) active(now int64) bool { return g.expires == 0 || now < g.expires }
 
+// roleMasks holds, for every permission id, the set of the tenant's roles
+// whose implicit permissions allow it and the set of those that deny it, as
+// masks over role numbers. A decision then reads one small entry instead of
+// a bitset per granted role, and the entry's address is known before the
+// user is looked up, so the two memory reads overlap. A mask is as wide as
+// the tenant's role count needs; a tenant of more than 64 roles has none
+// and is decided from the bitsets.
+type roleMasks struct {
+	width int    // bytes per mask: 1, 2, 4 or 8; 0 for none
+	b     []byte // the allow mask, then the deny mask, of each permission id
+}
+
+func newRoleMasks(roles, perms int) roleMasks {
+	width := 0
+	for _, w := range []int{1, 2, 4, 8} {
+		if roles <= w*8 {
+			width = w
+			break
+		}
+	}
+	return roleMasks{width: width, b: make([]byte, 2*width*perms)}
+}
+
+// at returns the masks of roles allowing and denying id.
+func (m *roleMasks) at(id int32) (allow, deny uint64) {
+	i := int(id) * 2 * m.width
+	switch m.width {
+	case 1:
+		return uint64(m.b[i]), uint64(m.b[i+1])
+	case 2:
+		x := binary.LittleEndian.Uint32(m.b[i:])
+		return uint64(x & 0xffff), uint64(x >> 16)
+	case 4:
+		x := binary.LittleEndian.Uint64(m.b[i:])
+		return x & 0xffffffff, x >> 32
+	}
+	return binary.LittleEndian.Uint64(m.b[i:]), binary.LittleEndian.Uint64(m.b[i+8:])
+}
+
+// add puts role into the allow (set == setAllow) or deny mask of id.
+func (m *roleMasks) add(role int32, set int, id int32) {
+	bit := int(role)
+	i := int(id)*2*m.width + set*m.width + bit/8
+	m.b[i] |= 1 << (bit % 8)
+}
+
+// someRoleAllows reports whether some role of the tenant allows every id.
+// When none does, no user can hold them, and the user need not be looked
+// up.
+func (ix *index) someRoleAllows(ids []int32) bool {
+	if ix.masks.width == 0 {
+		return true
+	}
+	for _, id := range ids {
+		if allow, _ := ix.masks.at(id); allow == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // allowed decides one permission for a user's grants: some active role
 // allows it and no active role denies it.
 func (ix *index) allowed(grants []userGrant, id int32, now int64) bool {
+	if ix.masks.width != 0 {
+		var held uint64
+		for _, g := range grants {
+			if g.active(now) {
+				held |= 1 << g.role
+			}
+		}
+		allow, deny := ix.masks.at(id)
+		return held&allow != 0 && held&deny == 0
+	}
 	ok := false
 	for _, g := range grants {
 		if !g.active(now) {
@@ -258,6 +332,7 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		bits:     make([]uint64, len(roles)*2*space.words),
 		own:      make([]uint64, len(roles)*2*space.words),
 		roles:    make([]roleInfo, len(roles)),
+		masks:    newRoleMasks(len(roles), len(space.keys)),
 	}
 	number := make(map[string]int32, len(roles))
 	for i, r := range roles {
@@ -281,6 +356,9 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 			set += setOwnAllow
 		}
 		ix.set(role, set, id)
+		if !own && ix.masks.width != 0 {
+			ix.masks.add(role, set, id)
+		}
 		return nil
 	}
 	for _, l := range pol.P {
