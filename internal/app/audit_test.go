@@ -323,7 +323,11 @@ func TestDecisionLogPagesNeitherSkipNorRepeat(t *testing.T) {
 				seen := map[string]int{}
 				req := &pb.ListDecisionsRequest{TenantId: "demo", SubjectId: "alice", PageSize: 5}
 				resume := ""
-				for pages := 0; pages < 40; pages++ {
+				// List at least 40 pages, and on until the writers have made
+				// 20 decisions: a loaded machine can stall them for a while.
+				issuedN := func() int { mu.Lock(); defer mu.Unlock(); return len(issued) }
+				busy := time.Now().Add(10 * time.Second)
+				for pages := 0; pages < 40 || issuedN() < 20 && time.Now().Before(busy); pages++ {
 					resp, err := e.audit.ListDecisions(ctx, req)
 					if err != nil {
 						t.Fatal(err)

@@ -457,8 +457,11 @@ type batchRow struct {
 	data     []byte
 }
 
-// batchRowColumns are the columns rows reads.
-const batchRowColumns = "txid::text, chain_id, logged_at, data"
+// batchRowColumns are the columns rows reads. The transaction id is read
+// as text under another name: an output column named txid would be what
+// "ORDER BY txid" sorts by, in text order, which puts 100000 before 99999
+// and made pages skip the batches below a power of ten.
+const batchRowColumns = "txid::text AS txid_text, chain_id, logged_at, data"
 
 func (r batchRow) decode() ([]Decision, error) {
 	var ds []Decision
