@@ -37,6 +37,9 @@ type Engine struct {
 	now       func() time.Time
 
 	mu sync.Mutex // serialises writers of tenants
+	// packed is the size of the block the tenants' hot tables were last
+	// packed into, loose the size of those built since (see pack).
+	packed, loose int
 	// tenants maps tenant ids to their current index. Writers replace the
 	// whole map (copy on write), so readers need no lock.
 	tenants atomic.Pointer[map[string]*index]
@@ -90,6 +93,11 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 			continue
 		}
 		next[ix.tenant] = ix
+		e.loose += ix.hotBytes()
+	}
+	if e.loose > e.packed/4 {
+		next, e.packed = pack(next)
+		e.loose = 0
 	}
 	e.tenants.Store(&next)
 	return nil

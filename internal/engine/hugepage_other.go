@@ -1,0 +1,6 @@
+//go:build !linux
+
+package engine
+
+// adviseHugePages does nothing where large pages cannot be asked for.
+func adviseHugePages([]byte) {}
