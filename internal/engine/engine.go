@@ -4,12 +4,14 @@
 // tenant alone, whose role manager resolves role inheritance. The hot path
 // does not call Enforce, which scans every policy line: every permission of
 // the catalog has a dense number, and from each tenant's enforcer the engine
-// reads every role's implicit permissions into bitsets over those numbers,
-// keeps the users' grants (with their expiry) beside them, and swaps the
-// tenant's whole index atomically when it changes. Readers take no lock; a
-// decision is a few map lookups and bit tests and allocates nothing. The
-// enforcer is dropped once the index is built, so memory holds only the
-// index.
+// reads every role's implicit permissions into bitsets over those numbers
+// and, per permission, masks of the roles allowing and denying it; it keeps
+// the users' grants (with their expiry) beside them, and swaps the tenant's
+// whole index atomically when it changes. Readers take no lock; a decision
+// is a few map lookups, one user slot and one mask entry, and allocates
+// nothing. The enforcer is dropped once the index is built, so memory holds
+// only the index; the tables decisions read are packed for all tenants into
+// one block (pack.go).
 //
 // The differential test proves that the index decides exactly as plain
 // Casbin Enforce on the exported policy (Policy.CSV) does.
