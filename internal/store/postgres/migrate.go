@@ -95,7 +95,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // migrateStep applies the next pending migration, if any, and reports
 // whether the schema is now current.
 func migrateStep(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done bool, err error) {
-	err = inTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	// Read committed, whatever the server's default: a process that waited
+	// for the lock must read the versions the process before it committed.
+	err = inTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {
 			return fmt.Errorf("lock schema: %w", err)
 		}

@@ -488,3 +488,38 @@ func tenant(t *testing.T, s store.Store, id string) *model.TenantState {
 	}
 	return st
 }
+
+// TestMigrateConcurrentStricterIsolation migrates one database from several
+// processes at once on a server whose default isolation is stricter than
+// read committed, as some operators configure it: a process that waited
+// for the migration lock must still see the migrations the others applied.
+func TestMigrateConcurrentStricterIsolation(t *testing.T) {
+	t.Parallel()
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.NewEmptyDatabase(t)
+			setup := pgtest.Open(t, url)
+			if _, err := setup.Exec(t.Context(), `DO $$ BEGIN
+				EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), '`+level+`');
+				END $$`); err != nil {
+				t.Fatalf("set default isolation: %v", err)
+			}
+			setup.Close()
+			const copies = 4
+			var wg sync.WaitGroup
+			for range copies {
+				pool := pgtest.Open(t, url)
+				wg.Go(func() {
+					if err := postgres.Migrate(t.Context(), pool); err != nil {
+						t.Errorf("Migrate: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if err := postgres.CheckSchema(t.Context(), pgtest.Open(t, url)); err != nil {
+				t.Errorf("CheckSchema after Migrate: %v", err)
+			}
+		})
+	}
+}
