@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		run  func(t *testing.T, s store.Store)
 	}{
 		{"CreateAndLoad", testCreateAndLoad},
+		{"CreateTenantLogsItsOwnID", testCreateTenantLogsItsOwnID},
 		{"DuplicateTenant", testDuplicateTenant},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"UnknownTenant", testUnknownTenant},
@@ -162,6 +163,25 @@ func testCreateAndLoad(t *testing.T, s store.Store) {
 		After: jsonOf(t, store.TenantSummary(want)),
 	}
 	assertEntry(t, changes[0], wantEntry, before)
+}
+
+// testCreateTenantLogsItsOwnID checks that a created tenant's change-log
+// entry names the tenant created, whatever tenant the Write names.
+func testCreateTenantLogsItsOwnID(t *testing.T, s store.Store) {
+	for _, w := range []store.Write{{Actor: "admin"}, {Tenant: "other", Actor: "admin"}} {
+		id := "acme" + w.Tenant
+		if _, err := s.CreateTenant(t.Context(), w, model.NewTenantState(id, "")); err != nil {
+			t.Fatalf("CreateTenant(%q): %v", id, err)
+		}
+		changes := changesOf(t, s, id)
+		if len(changes) != 1 {
+			t.Fatalf("change log of %q has %d entries, want 1", id, len(changes))
+		}
+		if e := changes[0]; e.Tenant != id || e.Target != "tenant/"+id {
+			t.Errorf("tenant %q created with Write.Tenant %q: entry of tenant %q on %q, want tenant %q on tenant/%s",
+				id, w.Tenant, e.Tenant, e.Target, id, id)
+		}
+	}
 }
 
 func testDuplicateTenant(t *testing.T, s store.Store) {
