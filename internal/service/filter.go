@@ -14,7 +14,7 @@ type sqlColumns struct{ id, owner, dept string }
 
 // sqlOptions validates the column names and first parameter number of a
 // PlanRecordFilter request. Column names are identifiers, optionally
-// qualified once, so they can be written into SQL as they are.
+// qualified once, written into SQL by sqlIdent.
 func sqlOptions(c *pb.RecordColumns, first int32) (sqlColumns, int, error) {
 	cols := sqlColumns{id: "id", owner: "owner_id", dept: "department_id"}
 	for _, f := range []struct {
@@ -57,6 +57,46 @@ func validColumn(s string) bool {
 	return true
 }
 
+// sqlIdent renders a valid column name for SQL as PostgreSQL's quote_ident
+// does: a part that is a keyword PostgreSQL does not accept as a plain name
+// ("user" would be CURRENT_USER, "order" a syntax error) is double-quoted,
+// which names the same column since the name is lower case.
+func sqlIdent(s string) string {
+	parts := strings.Split(s, ".")
+	for i, p := range parts {
+		if sqlKeywords[p] {
+			parts[i] = `"` + p + `"`
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// sqlKeywords are PostgreSQL's keywords that are not unreserved (reserved,
+// type or function names, column names: pg_get_keywords() catcode R, T and
+// C) in PostgreSQL 15, plus those later versions added.
+var sqlKeywords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`all analyse analyze and any array as asc asymmetric authorization
+		between bigint binary bit boolean both case cast char character check coalesce collate
+		collation column concurrently constraint create cross current_catalog current_date
+		current_role current_schema current_time current_timestamp current_user dec decimal
+		default deferrable desc distinct do else end except exists extract false fetch float for
+		foreign freeze from full grant greatest group grouping having ilike in initially inner inout
+		int integer intersect interval into is isnull join lateral leading least left like limit
+		localtime localtimestamp national natural nchar none normalize not notnull null nullif
+		numeric offset on only or order out outer overlaps overlay placing position precision
+		primary real references returning right row select session_user setof similar smallint
+		some substring symmetric table tablesample then time timestamp to trailing treat trim true
+		union unique user using values varchar variadic verbose when where window with
+		xmlattributes xmlconcat xmlelement xmlexists xmlforest xmlnamespaces xmlparse xmlpi xmlroot
+		xmlserialize xmltable
+		json json_array json_arrayagg json_exists json_object json_objectagg json_query json_scalar
+		json_serialize json_table json_value merge_action system_user`) {
+		m[w] = true
+	}
+	return m
+}()
+
 // filterToProto renders a filter as its structured condition and as a
 // PostgreSQL boolean expression whose values are all parameters: one text
 // array per non-empty set, so the fragment stays small however many owners
@@ -81,7 +121,7 @@ func filterToProto(f engine.Filter, cols sqlColumns, first int) *pb.PlanRecordFi
 		if len(t.values) == 0 {
 			continue
 		}
-		terms = append(terms, fmt.Sprintf("%s = ANY($%d)", t.col, first+len(out.Args)))
+		terms = append(terms, fmt.Sprintf("%s = ANY($%d)", sqlIdent(t.col), first+len(out.Args)))
 		out.Args = append(out.Args, &pb.SqlArgument{Values: t.values})
 	}
 	out.Sql = "(" + strings.Join(terms, " OR ") + ")"
