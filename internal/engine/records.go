@@ -320,6 +320,12 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 	if err != nil {
 		return Filter{}, err
 	}
+	if err := e.cat.CheckModule("module", module); err != nil {
+		return Filter{}, err
+	}
+	if err := e.cat.CheckVerb("verb", verb); err != nil {
+		return Filter{}, err
+	}
 	var gbuf [2]userGrant
 	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
 	now := e.now().UnixNano()
