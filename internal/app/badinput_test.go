@@ -110,6 +110,7 @@ func TestBadInput(t *testing.T) {
 		{"grant tenant pattern", grant(func(r *pb.GrantRoleRequest) { r.TenantId = "*" }), "tenant_id"},
 		{"grant invalid expiry", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "expires_at"},
 		{"grant expiry in the past", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = timestamppb.New(e.clock.Now().Add(-1)) }), "expires_at"},
+		{"grant expiry at the zero time", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = &timestamppb.Timestamp{Seconds: -62135596800} }), "expires_at"},
 		{"list roles page too big", func() error {
 			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 5000})
 			return err

@@ -599,6 +599,7 @@ func TestOrgBadInput(t *testing.T) {
 		{"share access unspecified", share(func(sh *pb.RecordShare) { sh.Access = 0 }), "share.access"},
 		{"share invalid expiry", share(func(sh *pb.RecordShare) { sh.ExpiresAt = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "share.expires_at"},
 		{"share expiry in the past", share(func(sh *pb.RecordShare) { sh.ExpiresAt = timestamppb.New(e.clock.Now()) }), "share.expires_at"},
+		{"share expiry at the zero time", share(func(sh *pb.RecordShare) { sh.ExpiresAt = timestamppb.New(time.Time{}) }), "share.expires_at"},
 		{"share unknown user", share(func(sh *pb.RecordShare) { sh.Principal = userP("zed") }), "share.principal.user_id"},
 		{"share reason too long", func() error {
 			_, err := e.admin.ShareRecord(ctx, &pb.ShareRecordRequest{TenantId: orgTenantID, ActorId: "oscar", Reason: strings.Repeat("x", 1025),

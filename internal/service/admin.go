@@ -187,14 +187,12 @@ func (s *Admin) GrantRole(ctx context.Context, req *pb.GrantRoleRequest) (*pb.Gr
 	if err := model.ValidateName("role_id", g.RoleID); err != nil {
 		return nil, err
 	}
-	if exp := req.GetExpiresAt(); exp != nil {
-		if err := exp.CheckValid(); err != nil {
-			return nil, model.Invalid("expires_at", model.ReasonInvalidValue, err.Error())
-		}
-		g.ExpiresAt = exp.AsTime().UTC()
-	}
 	now := s.now()
-	g.GrantedAt = now.UTC()
+	exp, err := expiry("expires_at", req.GetExpiresAt(), now)
+	if err != nil {
+		return nil, err
+	}
+	g.ExpiresAt, g.GrantedAt = exp, now.UTC()
 	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
 		return st.GrantRole(g, now)
 	})

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/base64"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -202,4 +203,21 @@ func pageSize(n int32) (int, error) {
 		return 0, model.Invalid("page_size", model.ReasonInvalidValue, "must be between 1 and 1000")
 	}
 	return int(n), nil
+}
+
+// expiry reads an optional expiry: unset means never. A set time must be
+// valid and lie after now; that also refuses the zero time (year 1), which
+// would otherwise read as never expiring.
+func expiry(field string, ts *timestamppb.Timestamp, now time.Time) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, model.Invalid(field, model.ReasonInvalidValue, err.Error())
+	}
+	t := ts.AsTime().UTC()
+	if !t.After(now) {
+		return time.Time{}, model.Invalid(field, model.ReasonExpiryInPast, fmt.Sprintf("must lie in the future, got %s", t.Format(time.RFC3339Nano)))
+	}
+	return t, nil
 }

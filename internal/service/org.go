@@ -233,12 +233,11 @@ func (s *Admin) ShareRecord(ctx context.Context, req *pb.ShareRecordRequest) (*p
 	if err := model.ValidateRecordShare(s.eng.Catalog(), sh); err != nil {
 		return nil, err
 	}
-	if exp := ps.GetExpiresAt(); exp != nil {
-		if err := exp.CheckValid(); err != nil {
-			return nil, model.Invalid("share.expires_at", model.ReasonInvalidValue, err.Error())
-		}
-		sh.ExpiresAt = exp.AsTime().UTC()
+	exp, err := expiry("share.expires_at", ps.GetExpiresAt(), now)
+	if err != nil {
+		return nil, err
 	}
+	sh.ExpiresAt = exp
 	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
 		return st.ShareRecord(sh, now)
 	})
