@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // MaskAttributes are the request attributes that can be masked before they
@@ -69,10 +70,15 @@ func (m *masker) maybe(attr, v string) string {
 	return v
 }
 
-// apply masks the configured attributes of d.
+// apply masks the configured attributes of d, also where its reasons name
+// them (the explanation names the user, the record, its owner and
+// department).
 func (m *masker) apply(d *Decision) {
 	if len(m.attrs) == 0 {
 		return
+	}
+	if len(d.Reasons) > 0 {
+		d.Reasons = m.reasons(d.Reasons, [5]string{d.Subject, d.Caller, d.RecordID, d.RecordOwner, d.RecordDepartment})
 	}
 	if m.on[0] {
 		d.Subject = m.value(d.Subject)
@@ -89,4 +95,77 @@ func (m *masker) apply(d *Decision) {
 	if m.on[4] {
 		d.RecordDepartment = m.value(d.RecordDepartment)
 	}
+}
+
+// reasons returns reasons with every occurrence of a masked attribute's
+// value raw (indexed like MaskAttributes) replaced by its mask. A value
+// counts where it stands as a whole identifier: not inside a longer one
+// (the user "bob" is not masked inside the role "bob_admin"), but before a
+// full stop that ends a sentence. reasons is not modified.
+func (m *masker) reasons(reasons []string, raw [5]string) []string {
+	type pair struct{ raw, masked string }
+	var ps []pair
+	for i, v := range raw {
+		if m.on[i] && v != "" {
+			ps = append(ps, pair{v, m.value(v)})
+		}
+	}
+	if len(ps) == 0 {
+		return reasons
+	}
+	// The longest first: "bob.smith" before "bob".
+	slices.SortFunc(ps, func(a, b pair) int { return len(b.raw) - len(a.raw) })
+	var out []string
+	for i, r := range reasons {
+		var b strings.Builder
+		changed := false
+		for j := 0; j < len(r); {
+			matched := false
+			if j == 0 || !idByte(r[j-1]) {
+				for _, p := range ps {
+					if end := j + len(p.raw); strings.HasPrefix(r[j:], p.raw) && idEnds(r, end) {
+						if !changed {
+							b.WriteString(r[:j])
+							changed = true
+						}
+						b.WriteString(p.masked)
+						j, matched = end, true
+						break
+					}
+				}
+			}
+			if !matched {
+				if changed {
+					b.WriteByte(r[j])
+				}
+				j++
+			}
+		}
+		if changed && out == nil {
+			out = slices.Clone(reasons)
+		}
+		if changed {
+			out[i] = b.String()
+		}
+	}
+	if out == nil {
+		return reasons
+	}
+	return out
+}
+
+// idByte reports whether c may continue an identifier (model's subject
+// alphabet, the widest).
+func idByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '@'
+}
+
+// idEnds reports whether an identifier in s ends at i: at the end, before a
+// byte that cannot continue it, or before a full stop not followed by one
+// that can.
+func idEnds(s string, i int) bool {
+	if i == len(s) || !idByte(s[i]) {
+		return true
+	}
+	return s[i] == '.' && (i+1 == len(s) || !idByte(s[i+1]))
 }

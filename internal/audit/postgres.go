@@ -270,10 +270,21 @@ func (p *pgBackend) maintain(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return err
 		}
+		locked := false
 		for _, d := range parts {
 			end := d.AddDate(0, 0, 1)
 			if end.After(cutoff) {
 				continue
+			}
+			// Lock out writers before reading the anchors, as the drop
+			// does (the parent first): a batch still being written into
+			// the partition would otherwise commit after its anchor was
+			// read, and be dropped unanchored.
+			if !locked {
+				if _, err := tx.Exec(ctx, "LOCK TABLE ONLY decision_batches IN ACCESS EXCLUSIVE MODE"); err != nil {
+					return fmt.Errorf("lock decision log for retention: %w", err)
+				}
+				locked = true
 			}
 			name := pgx.Identifier{partitionName(d)}.Sanitize()
 			if _, err := tx.Exec(ctx, `INSERT INTO audit_anchors (chain_id, pos, hash, kept_from, dropped_at)
@@ -391,11 +402,11 @@ func (p *pgBackend) list(ctx context.Context, q *Query, c cursor, horizon uint64
 		if !q.From.IsZero() {
 			// A batch is logged after its decisions: logged_at >= max_at
 			// prunes the partitions before the range.
-			w.add("logged_at >= ?", q.From)
-			w.add("max_at >= ?", q.From)
+			w.add("logged_at >= ?", ceilMicro(q.From))
+			w.add("max_at >= ?", ceilMicro(q.From))
 		}
 		if !q.To.IsZero() {
-			w.add("min_at < ?", q.To)
+			w.add("min_at < ?", ceilMicro(q.To))
 		}
 		order := " ORDER BY txid"
 		if c.desc {
@@ -445,6 +456,18 @@ func (p *pgBackend) list(ctx context.Context, q *Query, c cursor, horizon uint64
 			return out, [2]uint64{}, nil
 		}
 	}
+}
+
+// ceilMicro rounds t up to a microsecond. PostgreSQL keeps microseconds
+// and pgx truncates a parameter's nanoseconds, so a bound t compares stored
+// times as ceilMicro(t) does: x >= t and x < t hold for a stored x exactly
+// when x >= ceilMicro(t) and x < ceilMicro(t) do.
+func ceilMicro(t time.Time) time.Time {
+	u := t.Truncate(time.Microsecond)
+	if u.Before(t) {
+		u = u.Add(time.Microsecond)
+	}
+	return u
 }
 
 func keyLess(a, b [2]uint64) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
@@ -499,12 +522,13 @@ type querier interface {
 }
 
 // get finds an entry by its id among the tenant's rows whose sequence range
-// may hold it. Rows are ordered by their highest sequence number, and an
-// entry's row is among the first few whose highest number reaches it (ids
-// are issued nearly in the order the batcher takes entries).
+// holds it. Rows are ordered by their highest sequence number; ranges
+// overlap little (ids are issued nearly in the order the batcher takes
+// entries), but a row can span a wide range: a call that took its id and
+// waited (for room, for the CPU) is written with much later ids.
 func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64) (Decision, bool, error) {
 	rows, err := p.rows(ctx, p.pool, `SELECT `+batchRowColumns+` FROM decision_batches
-		WHERE chain_id = $1 AND tenant_id = $2 AND max_seq >= $3 ORDER BY max_seq LIMIT 64`,
+		WHERE chain_id = $1 AND tenant_id = $2 AND max_seq >= $3 AND min_seq <= $3 ORDER BY max_seq LIMIT 64`,
 		chainID, tenant, int64(seq))
 	if err != nil {
 		return Decision{}, false, err
@@ -591,10 +615,10 @@ func (p *pgBackend) changes(ctx context.Context, q *ChangeQuery, after int64, li
 		w.add("starts_with(target, ?)", q.TargetPrefix)
 	}
 	if !q.From.IsZero() {
-		w.add("at >= ?", q.From)
+		w.add("at >= ?", ceilMicro(q.From))
 	}
 	if !q.To.IsZero() {
-		w.add("at < ?", q.To)
+		w.add("at < ?", ceilMicro(q.To))
 	}
 	w.args = append(w.args, limit)
 	sql := "SELECT revision, at, actor, reason, action, target, before, after, hash FROM change_log" + w.String() +

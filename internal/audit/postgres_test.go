@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
 )
 
@@ -168,5 +171,223 @@ func TestPostgresListsAcrossTransactionIDDigits(t *testing.T) {
 	}
 	if !slices.Equal(exported, ids) {
 		t.Errorf("exported %v, want %v", exported, ids)
+	}
+}
+
+func startPostgres(t *testing.T, pool *pgxpool.Pool, opts Options) *Log {
+	t.Helper()
+	opts.Logger = zaptest.NewLogger(t)
+	l, err := NewPostgres(pool, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestPostgresMasksReasons: the explanation names the user, the record,
+// its owner and department; the stored entry holds none of them in plain
+// when they are masked, and an identifier that merely contains one (the
+// role bob_admin) is left alone.
+func TestPostgresMasksReasons(t *testing.T) {
+	ctx := context.Background()
+	l := startPostgres(t, pgtest.NewPool(t), Options{Mode: ModeSync, Mask: MaskAttributes, MaskKey: "0123456789abcdef0123"})
+	defer func() { _ = l.Close(ctx) }()
+	d := decision("t", "bob", false)
+	d.Perm = model.Permission{Kind: model.KindModule, Module: "account", Verb: "read", Record: &model.Record{ID: "acc-9", Owner: "carol.smith", Department: "east"}}
+	d.Reasons = []string{
+		`role bob_admin grants module account read on record acc-9 with scope own, which reaches record acc-9`,
+		`user bob manages the owner carol.smith (1 level(s) up, manager depth 2)`,
+		`user bob may read account records but not record acc-9 (owner carol.smith, department "east"): bob.`,
+		`called from 10.0.0.1:4242`,
+	}
+	id, err := l.Record(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Decision(ctx, "t", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := func(v string) string { return l.masker.value(v) }
+	want := []string{
+		fmt.Sprintf(`role bob_admin grants module account read on record %s with scope own, which reaches record %s`, m("acc-9"), m("acc-9")),
+		fmt.Sprintf(`user %s manages the owner %s (1 level(s) up, manager depth 2)`, m("bob"), m("carol.smith")),
+		fmt.Sprintf(`user %s may read account records but not record %s (owner %s, department "%s"): %s.`, m("bob"), m("acc-9"), m("carol.smith"), m("east"), m("bob")),
+		fmt.Sprintf(`called from %s`, m("10.0.0.1:4242")),
+	}
+	if !slices.Equal(got.Reasons, want) {
+		t.Fatalf("stored reasons\n%q\nwant\n%q", got.Reasons, want)
+	}
+	if rs, err := l.Verify(ctx, "", 0, 0); err != nil || rs[0].Broken != nil {
+		t.Fatalf("verify %+v %v", rs, err)
+	}
+}
+
+// TestPostgresFindsDecisionFarFromItsIDNeighbours: a call takes its id,
+// then waits (for room in the queue, for the CPU) while later ids are
+// written; its entry shares a row with much later ones, after many rows
+// whose highest id is above its own. Looking it up by id still finds it.
+func TestPostgresFindsDecisionFarFromItsIDNeighbours(t *testing.T) {
+	ctx := context.Background()
+	l, err := NewPostgres(pgtest.NewPool(t), Options{QueueSize: 200, BatchSize: 2, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(seq uint64) string { // the next id is seq
+		l.seq.Store(seq - 1)
+		id, err := l.Record(ctx, decision("t", "bob", true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for i := range 128 { // 64 rows of two: ids 101-228
+		record(101 + uint64(i))
+	}
+	late := record(5) // queued after them, in one row with id 300
+	record(300)
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.Decision(ctx, "t", late); err != nil || d.ID != late {
+		t.Fatalf("decision %s: %+v %v", late, d, err)
+	}
+}
+
+// TestPostgresTimeFiltersBelowMicroseconds: PostgreSQL keeps microseconds
+// and a query's times may carry nanoseconds. [From, To) still selects
+// exactly what it says: an entry at 12:00:00.000000 is before 12:00:00.0000005
+// (so in a range ending there, and not in one starting there).
+func TestPostgresTimeFiltersBelowMicroseconds(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	l := startPostgres(t, pool, Options{Mode: ModeSync})
+	defer func() { _ = l.Close(ctx) }()
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	d := decision("t", "bob", true)
+	d.Time = at
+	id, err := l.Record(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := at.Add(500 * time.Nanosecond)
+	for _, tc := range []struct {
+		from, to time.Time
+		want     int
+	}{{at, half, 1}, {at.Add(-time.Second), half, 1}, {half, at.Add(time.Second), 0}} {
+		p, err := l.ListDecisions(ctx, Query{Tenant: "t", From: tc.from, To: tc.to}, 10, "")
+		if err != nil || len(p.Decisions) != tc.want || tc.want == 1 && p.Decisions[0].ID != id {
+			t.Errorf("decisions in [%s, %s): %+v %v, want %d", tc.from.Format(time.RFC3339Nano), tc.to.Format(time.RFC3339Nano), p.Decisions, err, tc.want)
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO tenants (id, name, revision, created_at) VALUES ('t', 'T', 1, $1)`, at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target)
+		VALUES ('t', 1, $1, 'admin', 'why', 'role.create', 'role/r')`, at); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from, to time.Time
+		want     int
+	}{{at, half, 1}, {at.Add(-time.Second), half, 1}, {half, at.Add(time.Second), 0}} {
+		p, err := l.ListChanges(ctx, ChangeQuery{Tenant: "t", From: tc.from, To: tc.to}, 10, "")
+		if err != nil || len(p.Changes) != tc.want {
+			t.Errorf("changes in [%s, %s): %+v %v, want %d", tc.from.Format(time.RFC3339Nano), tc.to.Format(time.RFC3339Nano), p.Changes, err, tc.want)
+		}
+	}
+}
+
+// TestPostgresRetentionAnchorsBatchCommittingDuringDrop: a writer whose
+// batch belongs to a day past the retention (its clock is behind, or it
+// retried the batch that long) commits while maintenance waits to drop that
+// day's partition. The anchor must cover that batch too, or the dropped
+// entries leave the chain broken.
+func TestPostgresRetentionAnchorsBatchCommittingDuringDrop(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	day0 := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	w := startPostgres(t, pool, Options{Mode: ModeSync, Now: func() time.Time { return day0.Add(12 * time.Hour) }})
+	defer func() { _ = w.Close(ctx) }()
+	record := func() error {
+		d := decision("t", "bob", true)
+		d.Time = day0.Add(12 * time.Hour)
+		_, err := w.Record(ctx, d)
+		return err
+	}
+	for range 2 {
+		if err := record(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three days on, with a day of retention, the partitions up to day0
+	// are due. Create the coming days' partitions first, and drop the day
+	// before day0's, so that day0's is the first to drop.
+	m := &pgBackend{pool: pool}
+	now := day0.AddDate(0, 0, 3)
+	if err := m.maintain(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "DROP TABLE "+partitionName(day0.AddDate(0, 0, -1))); err != nil {
+		t.Fatal(err)
+	}
+	m.retention = 1
+
+	// Stall the writer's next batch after its COPY into day0's partition,
+	// at the update of its chain head (a lock that, unlike FOR UPDATE,
+	// leaves the anchors' foreign key check alone).
+	stall, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stall.Rollback(ctx) }()
+	if _, err := stall.Exec(ctx, "SELECT 1 FROM audit_chains WHERE chain_id = $1 FOR NO KEY UPDATE", w.ChainID()); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() { written <- record() }()
+	waitFor := func(what, sql string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var n int
+			if err := pool.QueryRow(ctx, sql).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never saw %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the writer wait for its chain head", `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE audit_chains%'`)
+	maintained := make(chan error, 1)
+	go func() { maintained <- m.maintain(ctx, now) }()
+	// Maintenance waits for the writer's lock on the partitions (it must
+	// let the writer go within its lock timeout of a second).
+	waitFor("maintenance wait for the writer", `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE a.datname = current_database() AND NOT l.granted AND l.locktype = 'relation'`)
+	if err := stall.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-maintained; err != nil {
+		t.Fatal(err)
+	}
+	rs, err := w.Verify(ctx, "", 0, 0)
+	if err != nil || len(rs) != 1 || rs[0].Broken != nil || rs[0].RetainedAfter != 3 {
+		t.Fatalf("verify after retention %+v %v", rs, err)
 	}
 }
