@@ -137,7 +137,9 @@ type Log struct {
 	maintStop chan struct{}
 	maintDone chan struct{}
 
-	written, markers, droppedAllowed, droppedDenied, writeErrors, lost, waited atomic.Int64
+	// abandoned counts the calls whose context ended before their entry
+	// was queued: they took an id, but handed nothing to the log.
+	written, markers, droppedAllowed, droppedDenied, writeErrors, lost, waited, abandoned atomic.Int64
 
 	dropMu      sync.Mutex
 	drops       map[string]*dropCount
@@ -276,6 +278,7 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 		select {
 		case l.q <- item{d: d}:
 		case <-ctx.Done():
+			l.abandoned.Add(1)
 			return "", ctx.Err()
 		}
 	}
@@ -301,9 +304,15 @@ func (l *Log) recordSync(ctx context.Context, d Decision) error {
 	done := waiters.Get().(chan error)
 	select {
 	case l.q <- item{d: d, done: done}:
-	case <-ctx.Done():
-		waiters.Put(done)
-		return ctx.Err()
+	default:
+		l.waited.Add(1)
+		select {
+		case l.q <- item{d: d, done: done}:
+		case <-ctx.Done():
+			waiters.Put(done)
+			l.abandoned.Add(1)
+			return ctx.Err()
+		}
 	}
 	if def := Request(ctx).Deferred; def != nil {
 		def.add(done)
@@ -358,7 +367,7 @@ func (l *Log) drop(d *Decision) {
 	l.dropMu.Lock()
 	c := l.drops[d.Tenant]
 	if c == nil {
-		c = &dropCount{first: d.Time}
+		c = &dropCount{first: d.Time, last: d.Time}
 		l.drops[d.Tenant] = c
 	}
 	if d.Allowed {
@@ -366,7 +375,8 @@ func (l *Log) drop(d *Decision) {
 	} else {
 		c.denied++
 	}
-	c.last = d.Time
+	// An evicted entry is older than those dropped on arrival before it.
+	c.first, c.last = minTime(c.first, d.Time), maxTime(c.last, d.Time)
 	l.dropMu.Unlock()
 	l.dropPending.Store(true)
 }
@@ -658,7 +668,7 @@ type Status struct {
 func (l *Log) Status() Status {
 	s := Status{
 		Mode: l.opts.Mode, Storage: l.be.kind(), ChainID: l.chain, Overflow: l.opts.Overflow,
-		Recorded: int64(l.seq.Load()) - l.markers.Load(), Written: l.written.Load(),
+		Recorded: int64(l.seq.Load()) - l.markers.Load() - l.abandoned.Load(), Written: l.written.Load(),
 		DroppedAllowed: l.droppedAllowed.Load(), DroppedDenied: l.droppedDenied.Load(), WriteErrors: l.writeErrors.Load(),
 		Waited: l.waited.Load(), RetentionDays: l.opts.RetentionDays, Masked: slices.Clone(l.masker.attrs),
 	}

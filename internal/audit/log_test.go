@@ -249,3 +249,142 @@ func TestRoleGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestDropMarkerSpansEveryDroppedEntry: a deny evicts the oldest queued
+// allow, which is older than the allows already dropped on arrival; the
+// marker still names the first and last time of what was dropped, and is
+// dated at the last.
+func TestDropMarkerSpansEveryDroppedEntry(t *testing.T) {
+	ctx := context.Background()
+	l := newMemoryLog(t, Options{Overflow: OverflowDropDeniesLast, QueueSize: 2, BatchSize: 2})
+	base := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	record := func(sec int, allowed bool) {
+		d := decision("t", "bob", allowed)
+		d.Time = base.Add(time.Duration(sec) * time.Second)
+		if _, err := l.Record(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(10, true)  // queued, later evicted
+	record(20, true)  // queued
+	record(30, true)  // dropped: the queue is full
+	record(40, false) // evicts the allow of second 10
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	markers := listAll(t, l, Query{Tenant: "t", Method: MethodDropped})
+	want := fmt.Sprintf("2 allowed and 0 denied decisions of this tenant made between %s and %s were not recorded",
+		base.Add(10*time.Second).Format(time.RFC3339Nano), base.Add(30*time.Second).Format(time.RFC3339Nano))
+	if len(markers) != 1 || !strings.HasPrefix(markers[0].Reasons[0], want) || !markers[0].Time.Equal(base.Add(30*time.Second)) {
+		t.Fatalf("markers %+v, want one at %s: %q", markers, base.Add(30*time.Second), want)
+	}
+}
+
+// TestSyncModeCountsWaits: a sync-mode call that finds the queue full waits
+// for room, and is counted like one in the async mode.
+func TestSyncModeCountsWaits(t *testing.T) {
+	ctx := context.Background()
+	l := newMemoryLog(t, Options{Mode: ModeSync, QueueSize: 1})
+	errs := make(chan error, 2)
+	record := func() {
+		_, err := l.Record(ctx, decision("t", "bob", true))
+		errs <- err
+	}
+	go record() // queued; waits for the batcher, which has not started
+	for l.Status().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go record() // waits for room
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Status().Waited != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	waited := l.Status().Waited
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if waited != 1 {
+		t.Fatalf("waited %d, want 1", waited)
+	}
+}
+
+// TestMemoryEvidenceAfterOutOfOrderEviction: entries reach the ring nearly,
+// not exactly, in time order. An evicted entry younger than an entry still
+// held bounds the evidence, not the oldest entry held.
+func TestMemoryEvidenceAfterOutOfOrderEviction(t *testing.T) {
+	ctx := context.Background()
+	l := newMemoryLog(t, Options{Mode: ModeSync, MemoryEntries: 2})
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close(ctx) }()
+	base := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, e := range []struct {
+		user string
+		sec  int
+	}{{"alice", 10}, {"bob", 0}, {"carol", 20}} { // alice's entry is evicted
+		d := decision("t", e.user, true)
+		d.Time = base.Add(time.Duration(e.sec) * time.Second)
+		if _, err := l.Record(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := model.NewTenantState("t", "T")
+	st.Roles["reader"] = model.Role{ID: "reader", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}}}}}
+	st.Grants[model.GrantKey{UserID: "alice", RoleID: "reader"}] = model.Grant{UserID: "alice", RoleID: "reader"}
+	r, err := l.UnusedGrants(ctx, st, base.Add(-time.Hour), base.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice used her grant at second 10, but the log no longer holds it:
+	// the report must not claim evidence from before then.
+	if len(r.Grants) != 1 || !r.EvidenceSince.After(base.Add(10*time.Second)) {
+		t.Fatalf("unused %v, evidence since %s; alice's use at %s was evicted", r.Grants, r.EvidenceSince, base.Add(10*time.Second))
+	}
+}
+
+// TestStatusCountsOnlyQueuedCalls: a call that gives up waiting for room
+// (its context ends) hands nothing to the log: it is not counted recorded,
+// so what was recorded is what was written, dropped or is queued.
+func TestStatusCountsOnlyQueuedCalls(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []Mode{ModeAsync, ModeSync} {
+		l := newMemoryLog(t, Options{Mode: mode, QueueSize: 1})
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.Record(ctx, decision("t", "bob", true))
+			done <- err
+		}()
+		for l.Status().Queued != 1 {
+			time.Sleep(time.Millisecond)
+		}
+		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		if _, err := l.Record(short, decision("t", "bob", true)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: a call on a full queue: %v", mode, err)
+		}
+		cancel()
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := l.Status(); st.Recorded != 1 || st.Written != 1 || st.Waited != 1 {
+			t.Errorf("%s: status %+v, want 1 recorded, written and waited", mode, st)
+		}
+	}
+}

@@ -44,6 +44,7 @@ type memoryBackend struct {
 	n         int          // entries held
 	firstKey  uint64
 	evicted   int64
+	evictedTo time.Time // the latest decision time among the evicted entries
 	chains    map[string]*chainHead
 	startedAt time.Time
 }
@@ -99,6 +100,7 @@ func (m *memoryBackend) write(_ context.Context, chain string, batch []item, h h
 			if c := m.chains[sl.Chain]; c != nil {
 				c.anchorPos, c.anchorHash = sl.Position, sl.Hash
 			}
+			m.evictedTo = maxTime(m.evictedTo, sl.Time)
 			m.firstKey++
 			m.evicted++
 		} else {
@@ -176,12 +178,11 @@ func (m *memoryBackend) used(_ context.Context, tenant string, since time.Time) 
 func (m *memoryBackend) evidenceSince(context.Context) (time.Time, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.evicted > 0 && m.n > 0 {
-		oldest := m.at(m.firstKey).Time
-		for k := m.firstKey; k < m.nextKey(); k++ { // times are nearly, not strictly, ordered
-			oldest = minTime(oldest, m.at(k).Time)
-		}
-		return oldest, nil
+	if m.evicted > 0 {
+		// Times are nearly, not strictly, ordered: an entry held can be
+		// older than one evicted. Every decision after the latest evicted
+		// one is held (times are kept in microseconds).
+		return maxTime(m.startedAt, m.evictedTo.Add(time.Microsecond)), nil
 	}
 	return m.startedAt, nil
 }
