@@ -1024,7 +1024,8 @@ type PlanRecordFilterRequest struct {
 	Verb string `protobuf:"bytes,4,opt,name=verb,proto3" json:"verb,omitempty"`
 	// The caller's column names for the SQL fragment; unset columns default to "id",
 	// "owner_id" and "department_id". Each is 1-63 bytes of a-z, 0-9 and '_', optionally
-	// qualified once ("a.owner_id").
+	// qualified once ("a.owner_id"); in sql a part that PostgreSQL reads as a keyword
+	// ("user", "order") is double-quoted, as quote_ident does.
 	Columns *RecordColumns `protobuf:"bytes,5,opt,name=columns,proto3" json:"columns,omitempty"`
 	// The number of the first SQL parameter ($n), for callers with parameters of their own;
 	// 1-60000, default 1.
