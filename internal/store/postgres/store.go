@@ -349,7 +349,7 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 			ON CONFLICT (tenant_id, role_id) DO UPDATE SET display_name = excluded.display_name,
 				description = excluded.description, template = excluded.template,
 				inherits = excluded.inherits, permissions = excluded.permissions`,
-			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, perms)
+			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, string(perms))
 	}
 	for _, g := range next.SortedGrants() {
 		if old, ok := cur.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; ok && sameGrant(old, g) {
@@ -384,13 +384,23 @@ func queueChange(b *pgx.Batch, e store.ChangeEntry) error {
 	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, sha256(coalesce(
 			(SELECT hash FROM change_log WHERE tenant_id = $1::text AND revision = $2::bigint - 1), ''::bytea) || $10::bytea))`,
-		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After, canon)
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), canon)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
 	}
 	b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
 	return nil
+}
+
+// jsonText passes JSON as text, NULL for nil. Passed as []byte, JSON
+// would travel as bytea under the simple protocol and exec mode that
+// connection poolers such as PgBouncer need, and be refused.
+func jsonText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
 }
 
 // sendBatch runs the queued statements of a write to tenant.
