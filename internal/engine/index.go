@@ -386,8 +386,8 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 			ix.roles[i].closure = append(ix.roles[i].closure, number[strings.TrimPrefix(name, rolePrefix)])
 		}
 	}
-	if len(roles) > maxRoles {
-		return nil, fmt.Errorf("tenant %q has %d roles; the engine holds at most %d", st.ID, len(roles), maxRoles)
+	if len(roles) > model.MaxRoles {
+		return nil, fmt.Errorf("tenant %q has %d roles; the engine holds at most %d", st.ID, len(roles), model.MaxRoles)
 	}
 	byUser := map[string][]userGrant{}
 	var users []string

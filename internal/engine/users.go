@@ -5,9 +5,6 @@ import (
 	"hash/maphash"
 )
 
-// maxRoles bounds a tenant's roles so a grant's role fits the index.
-const maxRoles = 1<<16 - 1
-
 // userTable maps a tenant's user ids to their grants. It is an
 // open-addressing hash table of 16-byte slots in one flat slice, at most
 // three quarters full. A slot holds a user id of up to 8 bytes itself

@@ -501,13 +501,16 @@ func shareTarget(k ShareKey) string {
 // ShareRecord shares one record with a principal the tenant knows,
 // replacing an existing share of the record with the same principal. Its
 // fields must be valid (ValidateRecordShare also checks the module against
-// the catalog); an expiry must lie after now.
+// the catalog); an expiry must lie after now and at or before MaxExpiry.
 func (s *TenantState) ShareRecord(sh RecordShare, now time.Time) (Change, error) {
 	if err := validateRecordShare(nil, sh); err != nil {
 		return Change{}, err
 	}
 	if !sh.ExpiresAt.IsZero() && !sh.ExpiresAt.After(now) {
 		return Change{}, Invalid("share.expires_at", ReasonExpiryInPast, fmt.Sprintf("must lie in the future, got %s", sh.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if sh.ExpiresAt.After(MaxExpiry) {
+		return Change{}, Invalid("share.expires_at", ReasonInvalidValue, fmt.Sprintf("must lie at or before %s, got %s", MaxExpiry.Format(time.RFC3339), sh.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	if err := s.checkPrincipal("share.principal", sh.Principal); err != nil {
 		return Change{}, err

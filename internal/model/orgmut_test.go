@@ -226,6 +226,7 @@ func TestOrgMutationErrors(t *testing.T) {
 		{"share without principal", share(func(sh *RecordShare) { sh.Principal = Principal{} }), wantErr{kind: "invalid", reason: ReasonMissingField, field: "share.principal"}},
 		{"share bad access", share(func(sh *RecordShare) { sh.Access = "owner" }), wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "share.access"}},
 		{"share expired", share(func(sh *RecordShare) { sh.ExpiresAt = orgNow.Add(-time.Second) }), wantErr{kind: "invalid", reason: ReasonExpiryInPast, field: "share.expires_at"}},
+		{"share expiry past the engine's range", share(func(sh *RecordShare) { sh.ExpiresAt = MaxExpiry.Add(time.Microsecond) }), wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "share.expires_at"}},
 		{"share expiring now", share(func(sh *RecordShare) { sh.ExpiresAt = orgNow }), wantErr{kind: "invalid", reason: ReasonExpiryInPast, field: "share.expires_at"}},
 		{"share unknown user", share(func(sh *RecordShare) { sh.Principal = user("zed") }), wantErr{kind: "invalid", reason: ReasonUserNotFound, field: "share.principal.user_id"}},
 		{"share unknown department", share(func(sh *RecordShare) {

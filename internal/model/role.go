@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -28,7 +29,15 @@ const (
 	MaxInherits       = 16
 	MaxInheritDepth   = 8 // casbin's role manager follows at most 10 levels
 	MaxGrantsPerQuery = 1000
+	// MaxRoles bounds a tenant's roles: the engine numbers them in 16 bits
+	// and refuses to load a tenant with more.
+	MaxRoles = 1<<16 - 1
 )
+
+// MaxExpiry is the latest expiry a grant may carry. The engine judges
+// expiry in Unix nanoseconds, which end here (2262-04-11); a later time
+// would wrap to one in the past there.
+var MaxExpiry = time.Unix(0, math.MaxInt64).UTC()
 
 // Role is a named set of permissions inside one tenant. Role values are
 // immutable once stored: writers replace a role, never edit its slices.

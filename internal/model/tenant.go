@@ -86,6 +86,9 @@ func (s *TenantState) CreateRole(r Role) (Change, error) {
 	if _, ok := s.Roles[r.ID]; ok {
 		return Change{}, &ConflictError{Reason: ReasonRoleExists, Message: fmt.Sprintf("role %q already exists in tenant %q", r.ID, s.ID), Exists: true}
 	}
+	if len(s.Roles) >= MaxRoles {
+		return Change{}, &ConflictError{Reason: ReasonTooMany, Message: fmt.Sprintf("tenant %q already holds %d roles, the most it may", s.ID, len(s.Roles))}
+	}
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
 	}
@@ -131,13 +134,17 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 }
 
 // GrantRole gives a user a role, replacing the expiry of an existing grant
-// of the same role. An expiry must lie after now.
+// of the same role. An expiry must lie after now and at or before
+// MaxExpiry.
 func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
 	if _, ok := s.Roles[g.RoleID]; !ok {
 		return Change{}, RoleNotFound(s.ID, g.RoleID)
 	}
 	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(now) {
 		return Change{}, Invalid("expires_at", ReasonExpiryInPast, fmt.Sprintf("must lie in the future, got %s", g.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if g.ExpiresAt.After(MaxExpiry) {
+		return Change{}, Invalid("expires_at", ReasonInvalidValue, fmt.Sprintf("must lie at or before %s, got %s", MaxExpiry.Format(time.RFC3339), g.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	k := GrantKey{g.UserID, g.RoleID}
 	c := Change{Action: "grant.create", Target: "grant/" + g.UserID + "/" + g.RoleID, After: g}
