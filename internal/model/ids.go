@@ -1,6 +1,10 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Identifier limits. Identifiers end up inside Casbin policy lines and the
 // matcher's string comparisons, so their alphabet excludes everything Casbin,
@@ -118,7 +122,7 @@ func ValidateText(field, s string, maxLen int, required bool) error {
 		return Invalid(field, ReasonInvalidText, fmt.Sprintf("must be at most %d bytes, got %d", maxLen, len(s)))
 	}
 	for i, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
+		if unicode.IsControl(r) || r == utf8.RuneError {
 			return Invalid(field, ReasonInvalidText, fmt.Sprintf("has a control or invalid character at byte %d", i))
 		}
 	}

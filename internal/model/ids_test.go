@@ -71,3 +71,19 @@ func FuzzIdentifiers(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateTextControls: free text must not carry control characters,
+// C1 ones (U+0080 to U+009F, such as NEL, a line break, or CSI, a terminal
+// escape) included.
+func TestValidateTextControls(t *testing.T) {
+	for _, s := range []string{"a\nb", "a\x7fb", "a\u0085b", "a\u009b2Jb", "a\u0080b", "a\u009fb", "bad \xff utf-8"} {
+		if err := ValidateText("reason", s, MaxReasonLength, true); err == nil {
+			t.Errorf("%q passed validation", s)
+		}
+	}
+	for _, s := range []string{"Sales manager (销售经理)", "Café – ok", "a\u00a0b"} {
+		if err := ValidateText("reason", s, MaxReasonLength, true); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
