@@ -200,15 +200,18 @@ func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState,
 			return nil, fmt.Errorf("role %q: %w", r.ID, err)
 		}
 	}
-	for _, g := range t.Grants {
+	for i, g := range t.Grants {
 		if err := model.ValidateSubjectID("user", g.User); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("grants[%d]: %w", i, err)
 		}
-		if _, ok := st.Roles[g.Role]; !ok {
-			return nil, fmt.Errorf("grant to %q: unknown role %q", g.User, g.Role)
+		if _, dup := st.Grants[model.GrantKey{UserID: g.User, RoleID: g.Role}]; dup {
+			return nil, fmt.Errorf("grants[%d]: role %q is granted to user %q twice", i, g.Role, g.User)
 		}
-		st.Grants[model.GrantKey{UserID: g.User, RoleID: g.Role}] = model.Grant{
-			UserID: g.User, RoleID: g.Role, ExpiresAt: g.ExpiresAt.UTC(), GrantedBy: "system", GrantedAt: grantedAt.UTC(),
+		// The zero time as "now" lets a grant that has already expired in;
+		// everything else is checked as GrantRole would.
+		grant := model.Grant{UserID: g.User, RoleID: g.Role, ExpiresAt: g.ExpiresAt.UTC(), GrantedBy: "system", GrantedAt: grantedAt.UTC()}
+		if _, err := st.GrantRole(grant, time.Time{}); err != nil {
+			return nil, fmt.Errorf("grants[%d]: %w", i, err)
 		}
 	}
 	if err := b.addOrg(st, t, grantedAt); err != nil {
