@@ -154,7 +154,9 @@ type Log struct {
 	ends       []int
 }
 
-var waiters = sync.Pool{New: func() any { return make(chan error, 1) }}
+// waiters holds the sync mode's answer channels for reuse. A pointer, so
+// that a test running in a synctest bubble can use a pool of its own.
+var waiters = &sync.Pool{New: func() any { return make(chan error, 1) }}
 
 func newLog(be backend, opts Options) (*Log, error) {
 	opts.defaults()
@@ -218,8 +220,9 @@ func (l *Log) Start(ctx context.Context) error {
 }
 
 // Close stops accepting decisions, writes every queued entry and stops the
-// goroutines. If ctx ends first, the entries still queued are abandoned:
-// they are counted as lost, logged, and reported in the error.
+// goroutines. If ctx ends first, the calls still waiting for room in the
+// queue get ErrClosed, and the entries still queued are abandoned: they are
+// counted as lost, logged, and reported in the error.
 func (l *Log) Close(ctx context.Context) error {
 	if !l.closed.CompareAndSwap(false, true) || !l.started {
 		return nil
@@ -249,6 +252,13 @@ func (l *Log) Close(ctx context.Context) error {
 // entry is durable, unless the request defers its waits (RequestInfo). An
 // entry dropped by the overflow policy gets no id.
 func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
+	if l.closed.Load() {
+		return "", ErrClosed
+	}
+	// Close and the batcher's drain wait for the calls counted here: one
+	// counted before Close closed the log queues its entry or gives up
+	// first, one counted after finds the log closed. The check above keeps
+	// the calls made after Close from holding the drain up.
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)
 	if l.closed.Load() {
@@ -280,6 +290,9 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 		case <-ctx.Done():
 			l.abandoned.Add(1)
 			return "", ctx.Err()
+		case <-l.closing: // Close's context ended before there was room
+			l.abandoned.Add(1)
+			return "", ErrClosed
 		}
 	}
 	l.signalFull()
@@ -312,6 +325,10 @@ func (l *Log) recordSync(ctx context.Context, d Decision) error {
 			waiters.Put(done)
 			l.abandoned.Add(1)
 			return ctx.Err()
+		case <-l.closing: // Close's context ended before there was room
+			waiters.Put(done)
+			l.abandoned.Add(1)
+			return ErrClosed
 		}
 	}
 	if def := Request(ctx).Deferred; def != nil {
@@ -437,12 +454,22 @@ func (l *Log) fillNow(batch []item) []item {
 	return batch
 }
 
-// drain writes everything still queued; no Record runs any more.
+// drain writes everything still queued. No call starts any more, but if
+// Close's context ended it did not wait for the calls in flight: one may
+// still queue its entry, so drain ends only when none is in flight and the
+// queue is empty. None waits for room now (closing), so that is soon.
 func (l *Log) drain(ctx context.Context, batch []item) {
 	for {
+		// Loaded before the queue is read: a call no longer in flight has
+		// queued its entry, or given up, by then.
+		idle := l.inflight.Load() == 0
 		batch = l.fillNow(batch)
 		if len(batch) == 0 && !l.dropPending.Load() {
-			return
+			if idle {
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+			continue
 		}
 		l.flush(ctx, batch)
 		batch = resetBatch(batch)
@@ -516,6 +543,9 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 		l.lost.Add(int64(len(batch)))
 		l.log.Error("decision log entries lost: the log was closed before they could be written", zap.Error(err),
 			zap.Int("entries", len(batch)), zap.Int64("first_position", batch[0].d.Position), zap.Int64("last_position", h.pos))
+		// The write ended with Close's context, not the caller's: say so,
+		// rather than pass the cancellation on as the caller's own.
+		err = fmt.Errorf("%w before the entry was written: %v", ErrClosed, err)
 	} else {
 		l.written.Add(int64(len(batch)))
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap/zaptest"
@@ -386,5 +388,179 @@ func TestStatusCountsOnlyQueuedCalls(t *testing.T) {
 		if st := l.Status(); st.Recorded != 1 || st.Written != 1 || st.Waited != 1 {
 			t.Errorf("%s: status %+v, want 1 recorded, written and waited", mode, st)
 		}
+	}
+}
+
+// pauseCtx holds a Record call where it is about to wait for room in a
+// full queue: a select evaluates its operands, ctx.Done() among them,
+// before it blocks.
+type pauseCtx struct {
+	context.Context
+	once           sync.Once
+	paused, resume chan struct{}
+}
+
+func newPauseCtx(ctx context.Context) *pauseCtx {
+	return &pauseCtx{Context: ctx, paused: make(chan struct{}), resume: make(chan struct{})}
+}
+
+func (c *pauseCtx) Done() <-chan struct{} {
+	c.once.Do(func() {
+		close(c.paused)
+		<-c.resume
+	})
+	return c.Context.Done()
+}
+
+type recordResult struct {
+	id  string
+	err error
+}
+
+// wroteBackend tells of each batch written.
+type wroteBackend struct {
+	backend
+	wrote chan struct{}
+}
+
+func (b *wroteBackend) write(ctx context.Context, chain string, batch []item, h head, retry bool) error {
+	err := b.backend.write(ctx, chain, batch, h, retry)
+	if err == nil {
+		b.wrote <- struct{}{}
+	}
+	return err
+}
+
+// TestCloseAnswersCallsWaitingForRoom: a call finds the queue full, and
+// Close, with an expired context, begins before the call waits for room.
+// The call either has its entry written or gets ErrClosed, without waiting
+// for its own context to end, and what is counted recorded is written.
+// The bubble orders the steps: Close and the batcher go as far as they can
+// before the call goes on.
+func TestCloseAnswersCallsWaitingForRoom(t *testing.T) {
+	for _, mode := range []Mode{ModeAsync, ModeSync} {
+		t.Run(string(mode), func(t *testing.T) {
+			// The answer channels are made in the bubble: they must not
+			// outlive it in the shared pool.
+			defer func(p *sync.Pool) { waiters = p }(waiters)
+			waiters = &sync.Pool{New: func() any { return make(chan error, 1) }}
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				l := newMemoryLog(t, Options{Mode: mode, QueueSize: 1})
+				first := make(chan error, 1)
+				go func() {
+					_, err := l.Record(ctx, decision("t", "alice", true))
+					first <- err
+				}()
+				synctest.Wait() // alice's entry fills the queue
+				callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				pc := newPauseCtx(callCtx)
+				late := make(chan recordResult, 1)
+				go func() {
+					id, err := l.Record(pc, decision("t", "bob", true))
+					late <- recordResult{id, err}
+				}()
+				<-pc.paused // bob's call found the queue full
+				if err := l.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-first; err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait() // alice's entry is written
+				expired, cancelClose := context.WithCancel(ctx)
+				cancelClose()
+				closed := make(chan error, 1)
+				go func() { closed <- l.Close(expired) }()
+				synctest.Wait() // Close has gone as far as it can without bob's call
+				start := time.Now()
+				close(pc.resume)
+				r := <-late
+				if err := <-closed; err != nil {
+					t.Errorf("close: %v", err)
+				}
+				switch {
+				case r.err == nil:
+					if _, err := l.Decision(ctx, "t", r.id); err != nil {
+						t.Errorf("the call returned id %s, but its entry was not written: %v", r.id, err)
+					}
+				case errors.Is(r.err, ErrClosed):
+				default:
+					t.Errorf("the call returned %v after %s, want its entry written or ErrClosed", r.err, time.Since(start))
+				}
+				if st := l.Status(); st.Recorded != st.Written || st.Queued != 0 {
+					t.Errorf("status %+v: recorded is not what was written", st)
+				}
+			})
+		})
+	}
+}
+
+// TestCloseAnswersCallsWaitingForRoomPostgres: the same on PostgreSQL,
+// where the writes Close's context cuts short fail, and without the
+// bubble's ordering: however the call, Close and the batcher interleave,
+// the call is answered at once, with its entry written or ErrClosed (also
+// when its entry was queued but could not be written: counted lost, and
+// reported by Close).
+func TestCloseAnswersCallsWaitingForRoomPostgres(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	for _, mode := range []Mode{ModeAsync, ModeSync} {
+		t.Run(string(mode), func(t *testing.T) {
+			for range 10 {
+				ctx := context.Background()
+				l, err := NewPostgres(pool, Options{Mode: mode, QueueSize: 1, Logger: zaptest.NewLogger(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wb := &wroteBackend{backend: l.be, wrote: make(chan struct{}, 2)}
+				l.be = wb
+				dctx, first := WithDeferred(ctx)
+				if _, err := l.Record(dctx, decision("t", "alice", true)); err != nil { // fills the queue
+					t.Fatal(err)
+				}
+				callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				pc := newPauseCtx(callCtx)
+				late := make(chan recordResult, 1)
+				go func() {
+					id, err := l.Record(pc, decision("t", "bob", true))
+					late <- recordResult{id, err}
+				}()
+				<-pc.paused // bob's call found the queue full
+				if err := l.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				<-wb.wrote
+				if err := first.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+				expired, cancelClose := context.WithCancel(ctx)
+				cancelClose()
+				closed := make(chan error, 1)
+				go func() { closed <- l.Close(expired) }()
+				close(pc.resume)
+				var r recordResult
+				select {
+				case r = <-late:
+				case <-time.After(30 * time.Second):
+					t.Fatal("the call is still waiting after Close")
+				}
+				closeErr := <-closed
+				lost := l.lost.Load()
+				switch {
+				case r.err == nil:
+					if _, err := l.Decision(ctx, "t", r.id); err != nil && (mode == ModeSync || lost == 0) {
+						t.Errorf("the call returned id %s, but its entry was neither written nor counted lost: %v", r.id, err)
+					}
+				case errors.Is(r.err, ErrClosed):
+				default:
+					t.Errorf("the call returned %v, want its entry written or ErrClosed", r.err)
+				}
+				if st := l.Status(); st.Recorded != st.Written+lost || st.Queued != 0 || (closeErr != nil) != (lost > 0) {
+					t.Errorf("status %+v, %d lost, close: %v", st, lost, closeErr)
+				}
+			}
+		})
 	}
 }
