@@ -39,6 +39,9 @@ type Server struct {
 	health *health.Server
 	log    *zap.Logger
 	ready  atomic.Bool
+	// stopping ends when Shutdown starts; it ends the health watches.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // Options configures New.
@@ -53,23 +56,26 @@ type Options struct {
 // Interceptors, outermost first, and why in that order:
 //  1. recovery: a panic anywhere below becomes INTERNAL and is logged, so
 //     it must wrap everything;
-//  2. request id + logger fields: every later log line carries the id;
+//  2. request id + logger fields: every later log line carries the id, and
+//     so does recovery's (the request logger is handed back to it);
 //  3. readiness: until the policy is loaded, answer UNAVAILABLE rather than
 //     a wrong NOT_FOUND (health and reflection pass);
 //  4. errors: domain errors become canonical status codes in one place, and
 //     internal causes are logged, never sent.
 //
-// Streams (AuditService.ExportDecisions) pass recovery, readiness and the
-// same error mapping.
+// Streams (AuditService.ExportDecisions, health watches) pass the same
+// interceptors; health watches end when Shutdown starts (endWatch), since
+// they would otherwise hold the graceful stop until its timeout.
 //
 // Metrics and authentication take places 3 and 4 when they exist; request
 // validation happens in the handlers, which know the field paths.
 func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServiceServer, auditor pb.AuditServiceServer) *Server {
 	s := &Server{health: health.NewServer(), log: opts.Logger}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream, s.readyStream, s.errorsStream),
+		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, s.endWatch),
 	)
 	pb.RegisterAuthorizationServiceServer(s.grpc, authz)
 	pb.RegisterAdminServiceServer(s.grpc, admin)
@@ -100,10 +106,12 @@ func (s *Server) Serve(lis net.Listener) error {
 	return nil
 }
 
-// Shutdown turns health NOT_SERVING so load balancers drain, lets running
-// calls finish within timeout, then cuts the rest.
+// Shutdown turns health NOT_SERVING so load balancers drain, ends the
+// health watches, lets running calls finish within timeout, then cuts the
+// rest.
 func (s *Server) Shutdown(timeout time.Duration) {
 	s.health.Shutdown()
+	s.stop()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -131,27 +139,60 @@ func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {
 	return fallback
 }
 
+// panicLog is where the recovery interceptor, which runs outside the request
+// id interceptor, finds the request's logger for a panic's log line.
+type panicLog struct{ log *zap.Logger }
+
+type panicLogKey struct{}
+
+// stream is a grpc.ServerStream with another context.
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }
+
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	pl := &panicLog{log: s.log}
 	defer func() {
 		if r := recover(); r != nil {
-			Logger(ctx, s.log).Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			pl.log.Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	return h(ctx, req)
+	return h(context.WithValue(ctx, panicLogKey{}, pl), req)
 }
 
 func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	pl := &panicLog{log: s.log}
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in stream handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			pl.log.Error("panic in stream handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	return h(srv, ss)
+	return h(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), panicLogKey{}, pl)})
 }
 
 func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, done := s.startRequest(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+	resp, err := h(ctx, req)
+	done(err)
+	return resp, err
+}
+
+func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, done := s.startRequest(ss.Context(), info.FullMethod, ss.SetHeader)
+	err := h(srv, &stream{ServerStream: ss, ctx: ctx})
+	done(err)
+	return err
+}
+
+// startRequest takes or makes the request id, returns it in the response
+// header with setHeader, and returns the request's context, carrying its
+// logger and audit.RequestInfo, and the function that logs the call's end.
+func (s *Server) startRequest(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, func(error)) {
 	id := ""
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
@@ -161,31 +202,34 @@ func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnarySe
 	if id == "" {
 		id = newRequestID()
 	}
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
-	fields := []zap.Field{zap.String("request_id", id), zap.String("method", info.FullMethod)}
+	_ = setHeader(metadata.Pairs(RequestIDHeader, id))
+	fields := []zap.Field{zap.String("request_id", id), zap.String("method", method)}
 	if p, ok := peer.FromContext(ctx); ok {
 		fields = append(fields, zap.Stringer("peer", p.Addr))
 	}
 	log := s.log.With(fields...)
+	if pl, ok := ctx.Value(panicLogKey{}).(*panicLog); ok {
+		pl.log = log
+	}
 	start := time.Now()
 	ri := audit.RequestInfo{ID: id}
 	if p, ok := peer.FromContext(ctx); ok {
 		ri.Caller = p.Addr.String()
 	}
 	ctx = audit.WithRequest(context.WithValue(ctx, loggerKey{}, log), ri)
-	resp, err := h(ctx, req)
-	code := status.Code(err)
-	level := zap.DebugLevel
-	if strings.HasPrefix(info.FullMethod, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
-		level = zap.InfoLevel // admin calls are rare and worth a line each
+	return ctx, func(err error) {
+		code := status.Code(err)
+		level := zap.DebugLevel
+		if strings.HasPrefix(method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
+			level = zap.InfoLevel // admin calls are rare and worth a line each
+		}
+		if code == codes.Internal || code == codes.Unknown {
+			level = zap.ErrorLevel
+		}
+		if ce := log.Check(level, "rpc"); ce != nil {
+			ce.Write(zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))
+		}
 	}
-	if code == codes.Internal || code == codes.Unknown {
-		level = zap.ErrorLevel
-	}
-	if ce := log.Check(level, "rpc"); ce != nil {
-		ce.Write(zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))
-	}
-	return resp, err
 }
 
 func (s *Server) readyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -218,16 +262,30 @@ func (s *Server) errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerIn
 	return nil, st.Err()
 }
 
-func (s *Server) errorsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+func (s *Server) errorsStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	err := h(srv, ss)
 	if err == nil {
 		return nil
 	}
 	st, internal := service.ToStatus(err)
 	if internal {
-		s.log.Error("internal error", zap.String("method", info.FullMethod), zap.Error(err))
+		Logger(ss.Context(), s.log).Error("internal error", zap.Error(err))
 	}
 	return st.Err()
+}
+
+// endWatch ends a health watch when Shutdown starts: grpc's health server
+// keeps a watch open until the client leaves, so GracefulStop would wait for
+// it until the shutdown timeout. The watch ends CANCELLED, as a rule after
+// health.Shutdown has sent it NOT_SERVING.
+func (s *Server) endWatch(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if info.FullMethod != healthpb.Health_Watch_FullMethodName {
+		return h(srv, ss)
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	return h(srv, &stream{ServerStream: ss, ctx: ctx})
 }
 
 func newRequestID() string {
