@@ -107,16 +107,23 @@ func (s *Authorization) BatchCheck(ctx context.Context, req *pb.BatchCheckReques
 		}
 		perms[i] = p
 	}
+	// Every item is decided before any is recorded: a batch that fails (an
+	// unknown tenant) answers nothing, so it logs no decision either.
+	ds := make([]engine.Decision, len(items))
+	for i, it := range items {
+		d, err := s.eng.Check(it.GetTenantId(), it.GetSubjectId(), perms[i], req.GetExplain())
+		if err != nil {
+			return nil, fmt.Errorf("items[%d]: %w", i, err)
+		}
+		ds[i] = d
+	}
 	// In the decision log's sync mode the items' entries are awaited
 	// together, so a batch shares group commits instead of taking one each.
 	ctx, wait := audit.WithDeferred(ctx)
 	results := make([]pb.BatchCheckResult, len(items))
 	out := &pb.BatchCheckResponse{Results: make([]*pb.BatchCheckResult, len(items))}
 	for i, it := range items {
-		d, err := s.eng.Check(it.GetTenantId(), it.GetSubjectId(), perms[i], req.GetExplain())
-		if err != nil {
-			return nil, fmt.Errorf("items[%d]: %w", i, err)
-		}
+		d := ds[i]
 		id, err := s.record(ctx, "BatchCheck", it.GetTenantId(), it.GetSubjectId(), perms[i], d, start)
 		if err != nil {
 			return nil, err
