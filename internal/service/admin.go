@@ -90,11 +90,11 @@ func (s *Admin) CreateRole(ctx context.Context, req *pb.CreateRoleRequest) (*pb.
 
 // GetRole implements pb.AdminServiceServer.
 func (s *Admin) GetRole(ctx context.Context, req *pb.GetRoleRequest) (*pb.GetRoleResponse, error) {
-	st, err := s.tenant(ctx, req.GetTenantId())
-	if err != nil {
+	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
 		return nil, err
 	}
-	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
+	st, err := s.tenant(ctx, req.GetTenantId())
+	if err != nil {
 		return nil, err
 	}
 	r, ok := st.Roles[req.GetRoleId()]
@@ -106,15 +106,15 @@ func (s *Admin) GetRole(ctx context.Context, req *pb.GetRoleRequest) (*pb.GetRol
 
 // ListRoles implements pb.AdminServiceServer.
 func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.ListRolesResponse, error) {
-	st, err := s.tenant(ctx, req.GetTenantId())
-	if err != nil {
-		return nil, err
-	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
 	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.tenant(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +225,14 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	st, err := s.tenant(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, err
@@ -233,14 +241,6 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 		if _, ok := st.Roles[id]; !ok {
 			return nil, model.RoleNotFound(st.ID, id)
 		}
-	}
-	size, err := pageSize(req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	after, err := decodeToken(req.GetPageToken())
-	if err != nil {
-		return nil, err
 	}
 	now := s.now()
 	out := &pb.ListGrantsResponse{Revision: st.Revision}
