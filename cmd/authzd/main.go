@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +42,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		cmd, args = args[0], args[1:]
 	}
 	cfg, err := config.Load("authzd "+cmd, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the usage is printed; asking for it is no failure
+	}
 	if err != nil {
 		return err
 	}

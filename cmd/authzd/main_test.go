@@ -79,3 +79,16 @@ func TestBadFlag(t *testing.T) {
 		t.Fatal("bad log level accepted")
 	}
 }
+
+// TestHelp: -h prints the flags and is not an error, so authzd exits 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"serve", "--help"}, {"migrate", "-h"}} {
+		var out strings.Builder
+		if err := run(context.Background(), args, noEnv, &out); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		if !strings.Contains(out.String(), "-listen-addr") {
+			t.Errorf("%v printed %q", args, out.String())
+		}
+	}
+}

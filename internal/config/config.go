@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -208,6 +209,10 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("parse config %s: %w", *configFile, err)
 		}
+		// A second document would be skipped unread, unknown keys and all.
+		if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parse config %s: must hold one YAML document", *configFile)
+		}
 	}
 	for _, f := range fields {
 		if v := getenv(f.env); v != "" {
@@ -235,8 +240,8 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 // Validate checks the configuration's values.
 func (c Config) Validate() error {
 	var errs []error
-	if c.ListenAddr == "" {
-		errs = append(errs, errors.New("listen_addr must not be empty"))
+	if err := validateListenAddr(c.ListenAddr); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -264,6 +269,22 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validateDecisionLog()...)
 	return errors.Join(errs...)
+}
+
+// validateListenAddr checks a listen address the way net.Listen reads it,
+// host:port with a port number or name, without resolving the host.
+func validateListenAddr(addr string) error {
+	if addr == "" {
+		return errors.New("listen_addr must not be empty")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		return fmt.Errorf("listen_addr must be host:port, got %q: %w", addr, err)
+	}
+	return nil
 }
 
 func (c Config) validateDecisionLog() []error {
@@ -326,18 +347,22 @@ func (c Config) Redacted() map[string]string {
 	return out
 }
 
+// redactURL shows a postgres:// URL without its passwords (the user's and
+// the client key's); anything else, such as a key=value string, is hidden.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return "(set, not a URL: hidden)"
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.String()
 }
