@@ -545,7 +545,7 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 			zap.Int("entries", len(batch)), zap.Int64("first_position", batch[0].d.Position), zap.Int64("last_position", h.pos))
 		// The write ended with Close's context, not the caller's: say so,
 		// rather than pass the cancellation on as the caller's own.
-		err = fmt.Errorf("%w before the entry was written: %v", ErrClosed, err)
+		err = fmt.Errorf("%w before the entry was written: %v", ErrClosed, err) //nolint:errorlint // the cause is Close's; wrapped, it would read as the caller's own cancellation
 	} else {
 		l.written.Add(int64(len(batch)))
 	}
