@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
 )
 
 // ErrorDomain is the domain of every google.rpc.ErrorInfo the service sends.
@@ -45,6 +47,10 @@ func ToStatus(err error) (st *status.Status, internal bool) {
 		return status.New(codes.Canceled, "request cancelled"), false
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, "deadline exceeded"), false
+	case errors.Is(err, store.ErrClosed), errors.Is(err, audit.ErrClosed):
+		// Only calls cut off by a shutdown meet a closed store or log; the
+		// caller should retry on another replica.
+		return status.New(codes.Unavailable, "the server is shutting down"), false
 	}
 	return status.New(codes.Internal, "internal error"), true
 }

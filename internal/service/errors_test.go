@@ -10,7 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store"
 )
 
 func TestToStatus(t *testing.T) {
@@ -31,6 +33,8 @@ func TestToStatus(t *testing.T) {
 		{"cancelled", fmt.Errorf("load tenant %q: %w", "acme", context.Canceled), codes.Canceled, "", "", false},
 		{"deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "", "", false},
 		{"status passes", status.Error(codes.Unavailable, "policy is still loading"), codes.Unavailable, "", "", false},
+		{"store closed", fmt.Errorf("write tenant %q: %w", "acme", store.ErrClosed), codes.Unavailable, "", "", false},
+		{"decision log closed", fmt.Errorf("record: %w", audit.ErrClosed), codes.Unavailable, "", "", false},
 		{"internal", errors.New("dial tcp 10.0.0.7:5432: connection refused"), codes.Internal, "", "", true},
 	}
 	for _, tt := range tests {
