@@ -28,6 +28,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts the graceful stop; stop then restores the
+	// default handling, so a second signal ends the process at once.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
 	if err != nil {
@@ -61,8 +64,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	default:
 		a, err := app.New(ctx, cfg, log)
 		if err != nil {
+			if ctx.Err() != nil { // a stop asked for during start-up
+				log.Info("stopped during start-up", zap.NamedError("cause", err))
+				return nil
+			}
 			return err
 		}
+		defer a.Close() // Run closes it too; this covers not getting there
 		lis, err := net.Listen("tcp", cfg.ListenAddr)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,7 +34,8 @@ type App struct {
 	now    func() time.Time
 	bundle *bundle.Bundle
 	store  store.Store
-	closer func()
+	closer func() // closes the store: once, through Close
+	closed sync.Once
 	engine *engine.Engine
 	audit  *audit.Log
 	server *server.Server
@@ -84,6 +86,11 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		service.NewAudit(a.audit, a.store, a.engine, a.now))
 	return a, nil
 }
+
+// Close closes the store (and its pool). Run does it when it returns;
+// Close releases an App that is never run, e.g. when its listener cannot
+// be opened. Calling it again, or after Run, does nothing.
+func (a *App) Close() { a.closed.Do(a.closer) }
 
 // openDecisionLog builds the decision log: in PostgreSQL when the store is
 // there, else in memory (bounded, and it says so).
@@ -150,11 +157,17 @@ func Migrate(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 // Run serves on lis until ctx ends, then stops gracefully: health turns
 // NOT_SERVING, running calls finish within the shutdown timeout, the
 // decision log writes what it still holds, and the store is closed last.
-// Health reports SERVING once every tenant is loaded.
+// Health reports SERVING once every tenant is loaded. A ctx that ends
+// during start-up (the decision log's start, the tenants' load) is a
+// clean stop too: Run returns nil. Run closes lis and the store whatever
+// it returns.
 func (a *App) Run(ctx context.Context, lis net.Listener) error {
-	defer a.closer()
+	defer a.Close()
 	if err := a.audit.Start(ctx); err != nil {
 		_ = lis.Close()
+		if ctx.Err() != nil {
+			return a.stoppedStarting(err)
+		}
 		return fmt.Errorf("start the decision log: %w", err)
 	}
 	defer a.closeDecisionLog()
@@ -169,6 +182,9 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		if serr := <-served; serr != nil {
 			a.log.Warn("serve", zap.Error(serr))
 		}
+		if ctx.Err() != nil {
+			return a.stoppedStarting(err)
+		}
 		return err
 	}
 	a.server.SetReady()
@@ -178,10 +194,20 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 		a.log.Info("shutting down")
 	case err := <-served:
+		// Serving failed (Accept did); stop serving the connections
+		// already open before the store closes under them.
+		a.server.Shutdown(a.cfg.ShutdownTimeout)
 		return fmt.Errorf("serve: %w", err)
 	}
 	a.server.Shutdown(a.cfg.ShutdownTimeout)
 	return <-served
+}
+
+// stoppedStarting reports a start cut short by the end of Run's context: a
+// stop asked for during start-up is a clean stop, not a failure.
+func (a *App) stoppedStarting(err error) error {
+	a.log.Info("stopped during start-up", zap.NamedError("cause", err))
+	return nil
 }
 
 // closeDecisionLog flushes the decision log after the server has stopped
