@@ -136,7 +136,7 @@ func runFilter(ctx context.Context, c *cli, args []string) error {
 	cmd.fs.StringVar(&cols.Id, "id-column", "", "the record id `column` (default id)")
 	cmd.fs.StringVar(&cols.OwnerId, "owner-column", "", "the owner `column` (default owner_id)")
 	cmd.fs.StringVar(&cols.DepartmentId, "department-column", "", "the owning department `column` (default department_id)")
-	cmd.fs.IntVar(&first, "first-parameter", 1, "the number `n` of the first SQL parameter ($n)")
+	cmd.fs.IntVar(&first, "first-parameter", 1, "the number `n` of the first SQL parameter ($n), 1-60000")
 	pos, err := cmd.parse(args, 3, 3)
 	if err != nil {
 		return err

@@ -117,8 +117,8 @@ func auditDecisions(ctx context.Context, c *cli, args []string) error {
 	)
 	cmd.fs.StringVar(&req.SubjectId, "user", "", "only decisions about this `user`")
 	cmd.fs.StringVar(&req.Module, "module", "", "only decisions on this `module`")
-	cmd.fs.StringVar(&result, "result", "", "only `allowed` or only denied decisions")
-	cmd.fs.StringVar(&method, "method", "", "only decisions answering this `call`")
+	cmd.fs.StringVar(&result, "result", "", "only decisions with this `result`: allowed or denied")
+	cmd.fs.StringVar(&method, "method", "", "only decisions answering this `call` (see the methods above)")
 	cmd.fs.StringVar(&req.RecordId, "record", "", "only decisions about this record `id`")
 	cmd.fs.StringVar(&req.RequestId, "request-id", "", "only decisions of this request `id`")
 	cmd.fs.StringVar(&req.Caller, "caller", "", "only decisions made for this `caller`")
@@ -197,8 +197,9 @@ func preciseTime(ts *timestamppb.Timestamp) string {
 
 const auditDecisionHelp = `Usage: authzctl audit decision <id>
 
-Prints one entry of the decision log: the id is the decision id check,
-fields and filter print.
+Prints one entry of the decision log, by the decision id that check and
+explain print (fields, perms and filter print none; fields and filter give
+it as decisionId with --output json).
 
 Example:
   authzctl --tenant demo audit decision 3f2a9c0d1e4b5a6f-42
@@ -323,7 +324,9 @@ const auditVerifyHelp = `Usage: authzctl audit verify decisions [--chain id] [--
 Recomputes the hash chains of the decision log (every writer's chain, or one)
 or of the tenant's change log, and names the first broken link of each. Keep
 the head hashes it prints outside the database: a later run that prints a
-different head for the same position means the chain was rewritten.
+different head for the same position means the chain was rewritten. The
+change log is verifiable on PostgreSQL only: the memory store keeps no
+change-log hashes (FAILED_PRECONDITION, CHANGE_LOG_NOT_HASHED).
 
 Exit status: 0 intact, 3 a chain is broken, 1 error, 2 usage error.
 
@@ -335,7 +338,7 @@ Examples:
 func auditVerify(ctx context.Context, c *cli, args []string) error {
 	cmd := c.command("audit verify", auditVerifyHelp)
 	req := &pb.VerifyLogRequest{}
-	cmd.fs.StringVar(&req.ChainId, "chain", "", "decisions: verify only this chain `id` (16 hex digits)")
+	cmd.fs.StringVar(&req.ChainId, "chain", "", "decisions: verify only this chain `id` (16 lowercase hex digits)")
 	cmd.fs.Int64Var(&req.FromPosition, "from", 0, "the first `position` (decisions) or revision (changes) to verify")
 	cmd.fs.Int64Var(&req.ToPosition, "to", 0, "the last `position` or revision to verify; 0 runs to the end")
 	pos, err := cmd.parse(args, 1, 1)

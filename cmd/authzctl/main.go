@@ -45,7 +45,7 @@ const synopsis = `authzctl is the command-line client of crm-authz.
 Usage: authzctl [global flags] <command> [arguments] [flags]
 
 Decisions (AuthorizationService):
-  check <user> <module> <verb> [--record id --owner u --department d]
+  check <user> <module> <verb> [--record id --owner u [--department d]]
   check <user> --function f
   check <user> --field module.field [--write]
                                    decide one permission: ALLOW (exit 0) or DENY (exit 3)
@@ -59,7 +59,7 @@ Administration (AdminService; writes need --actor and --reason):
   roles get <id>                   one role with its permissions
   roles templates                  the global role templates
   roles create <id> --template t   add a role from a template (or --permissions file.json)
-  roles delete <id>                remove a role that is neither granted nor inherited
+  roles delete <id>                remove a role no grant, role, sharing rule or share names
   grant <user> <role> [--until t]  give a user a role, optionally until a time or for a duration
   revoke <user> <role>             take a role from a user
   grants --user u | --role r [--all]
@@ -73,12 +73,14 @@ Audit (AuditService):
   audit decisions [filters]        the decision log: who was allowed or denied what, when
   audit decision <id>              one decision, by the id check prints
   audit changes [filters]          the change log: who changed which permission, and why
-  audit verify decisions|changes   recompute the logs' hash chains: intact (exit 0) or broken (exit 3)
+  audit verify decisions|changes   recompute the hash chains: intact (exit 0) or broken (exit 3);
+                                   the change log on PostgreSQL only
   audit unused [--days n]          the access review: grants no decision used for n days
 
 Global flags (before or after the command):
   --addr host:port     the authzd address (env AUTHZ_ADDR, default localhost:50051)
-  --tenant id          the tenant (env AUTHZ_TENANT)
+  --tenant id          the tenant (env AUTHZ_TENANT); every command but 'roles templates'
+                       and 'audit verify decisions' needs one
   --actor user         the acting admin user, recorded with every write (env AUTHZ_ACTOR)
   --reason text        why, recorded with every write; required for writes
   --timeout duration   deadline of the whole command (default 10s)

@@ -276,8 +276,9 @@ func (c *cli) readPermissions(name string) (*pb.RolePermissions, error) {
 
 const rolesDeleteHelp = `Usage: authzctl roles delete <id>
 
-Removes a role from the tenant. A role still granted to a user or inherited
-by another role is refused (FAILED_PRECONDITION, ROLE_IN_USE).
+Removes a role from the tenant. A role still granted to a user (even an
+expired grant), inherited by another role, or named by a sharing rule or a
+record share is refused (FAILED_PRECONDITION, ROLE_IN_USE).
 
 Example:
   authzctl --tenant demo --actor oscar roles delete inside_sales --reason "team merged"

@@ -127,9 +127,9 @@ func (c *Config) fields() []field {
 		out = append(out, field{flag: name, env: "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), usage: usage, set: set, get: get})
 	}
 	s, g := str(&c.ListenAddr)
-	add("listen-addr", "gRPC listen address", s, g)
+	add("listen-addr", "gRPC listen address, host:port", s, g)
 	s, g = str(&c.DatabaseURL)
-	add("database-url", "PostgreSQL URL; empty serves from memory", s, g)
+	add("database-url", "PostgreSQL URL or key=value string; empty serves from memory", s, g)
 	out[len(out)-1].secret = true
 	s, g = str(&c.PoliciesDir)
 	add("policies-dir", "read the policy bundle from this directory instead of the embedded one", s, g)
@@ -140,10 +140,10 @@ func (c *Config) fields() []field {
 	s, g = str(&c.LogFormat)
 	add("log-format", "json or console", s, g)
 	s, g = num(&c.MaxBatchChecks)
-	add("max-batch-checks", "most items in one BatchCheck", s, g)
+	add("max-batch-checks", "most items in one BatchCheck, 1-100000", s, g)
 	s, g = num(&c.MaxRecvBytes)
-	add("max-recv-bytes", "largest request message in bytes", s, g)
-	add("shutdown-timeout", "graceful stop deadline, e.g. 15s", func(v string) error {
+	add("max-recv-bytes", "largest request message in bytes, at least 1024", s, g)
+	add("shutdown-timeout", "how long running calls may finish at a stop, then again how long the decision log may take to write what it holds, e.g. 15s", func(v string) error {
 		d, err := time.ParseDuration(v)
 		c.ShutdownTimeout = d
 		return err
@@ -151,10 +151,10 @@ func (c *Config) fields() []field {
 	s, g = str(&c.DecisionLog)
 	add("decision-log", "decision log mode: async, sync or off", s, g)
 	s, g = num(&c.DecisionLogQueueSize)
-	add("decision-log-queue-size", "most decisions waiting to be written", s, g)
+	add("decision-log-queue-size", "most decisions waiting to be written, 1-1048576", s, g)
 	s, g = num(&c.DecisionLogBatchSize)
-	add("decision-log-batch-size", "most decisions in one write", s, g)
-	add("decision-log-flush-interval", "async: longest wait for a batch to fill, e.g. 200ms", func(v string) error {
+	add("decision-log-batch-size", "most decisions in one write, 1-10000 and at most the queue size", s, g)
+	add("decision-log-flush-interval", "async: longest wait for a batch to fill, 1ms-1m, e.g. 200ms", func(v string) error {
 		d, err := time.ParseDuration(v)
 		c.DecisionLogFlushInterval = d
 		return err
@@ -162,9 +162,9 @@ func (c *Config) fields() []field {
 	s, g = str(&c.DecisionLogOverflow)
 	add("decision-log-overflow", "when the queue is full: block or drop_denies_last", s, g)
 	s, g = num(&c.DecisionLogRetentionDays)
-	add("decision-log-retention-days", "days PostgreSQL keeps decisions; 0 forever", s, g)
+	add("decision-log-retention-days", "days PostgreSQL keeps decisions, 0-3650; 0 forever", s, g)
 	s, g = num(&c.DecisionLogMemoryEntries)
-	add("decision-log-memory-entries", "most decisions kept when serving from memory", s, g)
+	add("decision-log-memory-entries", "most decisions kept when serving from memory, 1-10000000", s, g)
 	add("decision-log-mask", "comma-separated attributes stored hashed: subject, caller, record_id, record_owner, record_department", func(v string) error {
 		c.DecisionLogMask = nil
 		for _, a := range strings.Split(v, ",") {
@@ -175,7 +175,7 @@ func (c *Config) fields() []field {
 		return nil
 	}, func() string { return strings.Join(c.DecisionLogMask, ",") })
 	s, g = str(&c.DecisionLogMaskKey)
-	add("decision-log-mask-key", "secret HMAC key of masking, at least 16 bytes", s, g)
+	add("decision-log-mask-key", "secret HMAC key of masking, at least 16 bytes; required with --decision-log-mask", s, g)
 	out[len(out)-1].secret = true
 	return out
 }

@@ -27,9 +27,9 @@ type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Role id, unique in the tenant: 1-64 bytes of a-z, 0-9, '_', starting with a letter.
 	RoleId string `protobuf:"bytes,1,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
-	// Name shown to people, at most 256 bytes.
+	// Name shown to people, at most 256 bytes of text without control characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Description, at most 256 bytes.
+	// Description, at most 256 bytes of text without control characters.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// The template the role was created from, if any.
 	TemplateId string `protobuf:"bytes,4,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
@@ -116,19 +116,23 @@ func (x *Role) GetPermissions() *RolePermissions {
 
 // RolePermissions are the grants and denies a role carries. Roles are additive: across a
 // user's roles the most permissive grant wins. Denies narrow: a denied module verb or
-// function is refused whatever any other role allows. At most 2000 entries in all.
+// function is refused whatever any other role allows. At most 2000 entries in all (module
+// entries, field rules, functions, module denies and function denies together), else
+// INVALID_ARGUMENT (TOO_MANY).
 type RolePermissions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Record verbs granted per module; each module at most once.
+	// Record verbs granted per module, each with a data scope. A module may be listed once per
+	// scope; a verb of a module may be listed only once across them.
 	Modules []*ModuleVerbs `protobuf:"bytes,1,rep,name=modules,proto3" json:"modules,omitempty"`
 	// Field rules overriding, for this role, the default a field gets from the role's module
-	// verbs (read gives read-only, update gives read-write).
+	// verbs (read gives read-only, update gives read-write); at most one rule per field.
 	Fields []*FieldRule `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
-	// Function ids granted.
+	// Function ids granted, from the catalog, no duplicates.
 	Functions []string `protobuf:"bytes,3,rep,name=functions,proto3" json:"functions,omitempty"`
-	// Record verbs denied per module.
+	// Record verbs denied per module, on every record: scope must be unset. A verb of a module
+	// may be listed only once.
 	DenyModules []*ModuleVerbs `protobuf:"bytes,4,rep,name=deny_modules,json=denyModules,proto3" json:"deny_modules,omitempty"`
-	// Function ids denied.
+	// Function ids denied, from the catalog, no duplicates.
 	DenyFunctions []string `protobuf:"bytes,5,rep,name=deny_functions,json=denyFunctions,proto3" json:"deny_functions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -202,11 +206,12 @@ func (x *RolePermissions) GetDenyFunctions() []string {
 // FieldRule sets one field's state under one role.
 type FieldRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Module id.
+	// Module id from the catalog.
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
-	// Field id of the module.
+	// Field id of the module, from the catalog.
 	Field string `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
-	// The state this role gives the field.
+	// The state this role gives the field. Required: FIELD_STATE_UNSPECIFIED is
+	// INVALID_ARGUMENT.
 	State         FieldState `protobuf:"varint,3,opt,name=state,proto3,enum=crmauthz.v1.FieldState" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -272,9 +277,9 @@ type Grant struct {
 	RoleId string `protobuf:"bytes,2,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
 	// When the grant ends; unset when it never does. An expired grant decides nothing.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// The admin user who granted it.
+	// The admin user who granted it ("system" for grants seeded from the policy bundle).
 	GrantedBy string `protobuf:"bytes,4,opt,name=granted_by,json=grantedBy,proto3" json:"granted_by,omitempty"`
-	// When it was granted.
+	// When it was granted (last granted, when a grant replaced an earlier one).
 	GrantedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=granted_at,json=grantedAt,proto3" json:"granted_at,omitempty"`
 	// Whether the grant is in force now (not expired).
 	Active        bool `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
@@ -363,18 +368,22 @@ type CreateRoleRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// Why, for the change log: 1-1024 bytes of text without control characters.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The new role's id.
+	// The new role's id (role id rules); ALREADY_EXISTS (ROLE_EXISTS) when the tenant has it.
+	// A tenant holds at most 65535 roles.
 	RoleId string `protobuf:"bytes,4,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
-	// Name shown to people, at most 256 bytes.
+	// Name shown to people, at most 256 bytes; empty takes the template's.
 	DisplayName string `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Description, at most 256 bytes.
+	// Description, at most 256 bytes; empty takes the template's.
 	Description string `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
-	// Start from this global template (see ListRoleTemplates). The template's permissions
-	// are copied unless `permissions` is also set, which then replaces them.
+	// Start from this global template (see ListRoleTemplates); an unknown one is
+	// INVALID_ARGUMENT (UNKNOWN_TEMPLATE). The template's permissions are copied unless
+	// `permissions` is also set, which then replaces them.
 	TemplateId string `protobuf:"bytes,7,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
 	// The role's permissions; required unless template_id is set.
 	Permissions *RolePermissions `protobuf:"bytes,8,opt,name=permissions,proto3" json:"permissions,omitempty"`
-	// Roles of the tenant this role inherits.
+	// Roles of the tenant this role inherits: at most 16, no duplicates, each existing;
+	// inheritance chains at most 8 deep and without cycles (FAILED_PRECONDITION,
+	// ROLE_INHERITANCE_CYCLE or ROLE_INHERITANCE_TOO_DEEP).
 	Inherits      []string `protobuf:"bytes,9,rep,name=inherits,proto3" json:"inherits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -779,7 +788,8 @@ type UpdateRolePermissionsRequest struct {
 	RoleId string `protobuf:"bytes,4,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
 	// The role's new permissions, replacing all current ones. Required.
 	Permissions *RolePermissions `protobuf:"bytes,5,opt,name=permissions,proto3" json:"permissions,omitempty"`
-	// The role's new inherited roles, replacing the current ones.
+	// The role's new inherited roles, replacing the current ones; the limits of
+	// CreateRoleRequest.inherits apply.
 	Inherits      []string `protobuf:"bytes,6,rep,name=inherits,proto3" json:"inherits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1123,11 +1133,12 @@ type GrantRoleRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// Why, for the change log (1-1024 bytes).
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The user receiving the role.
+	// The user receiving the role (user id rules, 1-128 bytes).
 	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Role id.
+	// Role id of the tenant; NOT_FOUND (ROLE_NOT_FOUND) when it does not exist.
 	RoleId string `protobuf:"bytes,5,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
-	// When the grant ends; must lie in the future. Unset: never.
+	// When the grant ends. Unset: never. Must lie in the future (else INVALID_ARGUMENT,
+	// EXPIRY_IN_PAST) and at or before 2262-04-11T23:47:16.854775807Z (else INVALID_VALUE).
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1269,7 +1280,7 @@ type RevokeRoleRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// Why, for the change log (1-1024 bytes).
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The user losing the role.
+	// The user losing the role. A user without this grant is NOT_FOUND (GRANT_NOT_FOUND).
 	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Role id.
 	RoleId        string `protobuf:"bytes,5,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
@@ -1503,7 +1514,7 @@ type ListGrantsRequest_UserId struct {
 }
 
 type ListGrantsRequest_RoleId struct {
-	// Grants of this role.
+	// Grants of this role; NOT_FOUND when the tenant has no such role.
 	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3,oneof"`
 }
 
@@ -1578,11 +1589,12 @@ func (x *ListGrantsResponse) GetRevision() int64 {
 // Department is one node of a tenant's department tree.
 type Department struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Department id (identifier rules).
+	// Department id (department id rules).
 	DepartmentId string `protobuf:"bytes,1,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
-	// Name shown to people, 1-256 bytes.
+	// Name shown to people, 1-256 bytes of text without control characters.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// The parent department; empty for a top-level department.
+	// The parent department, which must exist in the tenant (else INVALID_ARGUMENT,
+	// DEPARTMENT_NOT_FOUND); empty for a top-level department.
 	ParentId      string `protobuf:"bytes,3,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2118,13 +2130,16 @@ func (x *ListDepartmentsResponse) GetRevision() int64 {
 // Membership is where a user sits in the organisation.
 type Membership struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User id.
+	// User id (user id rules, 1-128 bytes).
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The user's primary department. Required.
+	// The user's primary department, which must exist in the tenant. Required.
 	PrimaryDepartmentId string `protobuf:"bytes,2,opt,name=primary_department_id,json=primaryDepartmentId,proto3" json:"primary_department_id,omitempty"`
-	// Further departments the user belongs to (at most 16, no duplicates, not the primary).
+	// Further departments the user belongs to (at most 16, no duplicates, not the primary,
+	// each existing in the tenant).
 	OtherDepartmentIds []string `protobuf:"bytes,3,rep,name=other_department_ids,json=otherDepartmentIds,proto3" json:"other_department_ids,omitempty"`
-	// The user's manager (a user id); empty when none. Manager chains may not form a cycle.
+	// The user's manager (a user id the tenant knows by a membership or a grant, not the
+	// user); empty when none. Manager chains may not form a cycle (FAILED_PRECONDITION,
+	// MANAGER_CYCLE).
 	ManagerId     string `protobuf:"bytes,4,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2718,16 +2733,16 @@ func (x *UpdateTenantSettingsResponse) GetRevision() int64 {
 // SharingRule shares the records of a module owned by one principal with another.
 type SharingRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Rule id (identifier rules).
+	// Rule id (sharing rule id rules); ALREADY_EXISTS when the tenant has it.
 	RuleId string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	// Module id.
+	// Module id from the catalog.
 	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
 	// Whose records: owned by a user, by a user holding a role, or owning department (with
 	// include_subdepartments, also those below it).
 	OwnedBy *Principal `protobuf:"bytes,3,opt,name=owned_by,json=ownedBy,proto3" json:"owned_by,omitempty"`
 	// With whom: a user, the members of a department (and below), or the holders of a role.
 	SharedWith *Principal `protobuf:"bytes,4,opt,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"`
-	// Read, or read and update.
+	// Read, or read and update. Required.
 	Access        RecordAccess `protobuf:"varint,5,opt,name=access,proto3,enum=crmauthz.v1.RecordAccess" json:"access,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3149,15 +3164,17 @@ func (x *ListSharingRulesResponse) GetRevision() int64 {
 // RecordShare shares one record with one principal.
 type RecordShare struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Module id.
+	// Module id from the catalog.
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
 	// Record id (1-128 bytes, user id characters).
 	RecordId string `protobuf:"bytes,2,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
 	// With whom: a user, a department's members (and below), or a role's holders.
 	Principal *Principal `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
-	// Read, or read and update.
+	// Read, or read and update. Required.
 	Access RecordAccess `protobuf:"varint,4,opt,name=access,proto3,enum=crmauthz.v1.RecordAccess" json:"access,omitempty"`
-	// When the share ends; unset when it does not. An expired share decides nothing.
+	// When the share ends; unset when it does not. An expired share decides nothing. In
+	// ShareRecord it must lie in the future and at or before 2262-04-11T23:47:16.854775807Z, as
+	// GrantRoleRequest.expires_at.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// The admin user who shared it.
 	SharedBy string `protobuf:"bytes,6,opt,name=shared_by,json=sharedBy,proto3" json:"shared_by,omitempty"`

@@ -48,9 +48,13 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService is how tenant administrators manage roles and grants. Every write names the
-// acting admin user and a reason, is recorded in the change log, and returns the tenant's
-// new policy revision; the next check on this replica decides at that revision.
+// AdminService is how tenant administrators manage roles, grants, the organisation
+// (departments, memberships, managers) and sharing. Every write names the acting admin user
+// (actor_id, user id rules) and a reason (1-1024 bytes of text without control
+// characters), is recorded in the change log, and returns the tenant's new policy revision;
+// the next check on this replica decides at that revision. Bad input is INVALID_ARGUMENT;
+// an unknown tenant or target is NOT_FOUND; creating what exists is ALREADY_EXISTS; a write
+// the tenant's state forbids (a role in use, a cycle) is FAILED_PRECONDITION.
 type AdminServiceClient interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
 	CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*CreateRoleResponse, error)
@@ -60,7 +64,8 @@ type AdminServiceClient interface {
 	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
 	// UpdateRolePermissions replaces a role's permissions and inherited roles.
 	UpdateRolePermissions(ctx context.Context, in *UpdateRolePermissionsRequest, opts ...grpc.CallOption) (*UpdateRolePermissionsResponse, error)
-	// DeleteRole removes a role that is neither granted nor inherited.
+	// DeleteRole removes a role that no grant (active or expired), other role, sharing rule
+	// or record share names; otherwise FAILED_PRECONDITION (ROLE_IN_USE).
 	DeleteRole(ctx context.Context, in *DeleteRoleRequest, opts ...grpc.CallOption) (*DeleteRoleResponse, error)
 	// ListRoleTemplates returns the global role templates new roles can start from.
 	ListRoleTemplates(ctx context.Context, in *ListRoleTemplatesRequest, opts ...grpc.CallOption) (*ListRoleTemplatesResponse, error)
@@ -345,9 +350,13 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService is how tenant administrators manage roles and grants. Every write names the
-// acting admin user and a reason, is recorded in the change log, and returns the tenant's
-// new policy revision; the next check on this replica decides at that revision.
+// AdminService is how tenant administrators manage roles, grants, the organisation
+// (departments, memberships, managers) and sharing. Every write names the acting admin user
+// (actor_id, user id rules) and a reason (1-1024 bytes of text without control
+// characters), is recorded in the change log, and returns the tenant's new policy revision;
+// the next check on this replica decides at that revision. Bad input is INVALID_ARGUMENT;
+// an unknown tenant or target is NOT_FOUND; creating what exists is ALREADY_EXISTS; a write
+// the tenant's state forbids (a role in use, a cycle) is FAILED_PRECONDITION.
 type AdminServiceServer interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
 	CreateRole(context.Context, *CreateRoleRequest) (*CreateRoleResponse, error)
@@ -357,7 +366,8 @@ type AdminServiceServer interface {
 	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
 	// UpdateRolePermissions replaces a role's permissions and inherited roles.
 	UpdateRolePermissions(context.Context, *UpdateRolePermissionsRequest) (*UpdateRolePermissionsResponse, error)
-	// DeleteRole removes a role that is neither granted nor inherited.
+	// DeleteRole removes a role that no grant (active or expired), other role, sharing rule
+	// or record share names; otherwise FAILED_PRECONDITION (ROLE_IN_USE).
 	DeleteRole(context.Context, *DeleteRoleRequest) (*DeleteRoleResponse, error)
 	// ListRoleTemplates returns the global role templates new roles can start from.
 	ListRoleTemplates(context.Context, *ListRoleTemplatesRequest) (*ListRoleTemplatesResponse, error)

@@ -471,23 +471,25 @@ type ListDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id. Required: auditors read one tenant at a time.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// Only decisions about this user (when the server masks subjects, give the plain id:
-	// the service masks it the same way).
+	// Only decisions about this user (user id rules; when the server masks subjects, give
+	// the plain id: the service masks it the same way).
 	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// Only decisions about exactly this permission (a module permission's record is ignored:
 	// use record_id).
 	Permission *Permission `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
-	// Only decisions about any permission on this module.
+	// Only decisions about any permission on this module (module id rules; not checked
+	// against the catalog).
 	Module string `protobuf:"bytes,4,opt,name=module,proto3" json:"module,omitempty"`
 	// Only allowed or only denied decisions.
 	Result DecisionResult `protobuf:"varint,5,opt,name=result,proto3,enum=crmauthz.v1.DecisionResult" json:"result,omitempty"`
 	// Only decisions answering this call.
 	Method DecisionMethod `protobuf:"varint,6,opt,name=method,proto3,enum=crmauthz.v1.DecisionMethod" json:"method,omitempty"`
-	// Only decisions made by this caller (its peer address until callers authenticate).
+	// Only decisions made by this caller (its peer address until callers authenticate); at
+	// most 256 bytes of text without control characters.
 	Caller string `protobuf:"bytes,7,opt,name=caller,proto3" json:"caller,omitempty"`
-	// Only decisions of this request id.
+	// Only decisions of this request id; at most 64 bytes.
 	RequestId string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Only decisions about this record id.
+	// Only decisions about this record id (1-128 bytes, user id characters).
 	RecordId string `protobuf:"bytes,9,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
 	// Only decisions made at or after this time.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
@@ -495,8 +497,9 @@ type ListDecisionsRequest struct {
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// At most this many entries per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,12,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// The next_page_token (or resume_token) of a previous call with the same filters; empty
-	// for the first page.
+	// The next_page_token (or resume_token) of a previous call with the same filters and
+	// order; empty for the first page. A token issued for other filters is INVALID_ARGUMENT
+	// (PAGE_TOKEN_MISMATCH).
 	PageToken string `protobuf:"bytes,13,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Newest first instead of oldest first. The first page fixes the newest entry listed;
 	// entries that arrive later are not listed by the following pages.
@@ -638,7 +641,8 @@ type ListDecisionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The entries, in log order (oldest or newest first).
 	Decisions []*Decision `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"`
-	// Token for the next page; empty when this page reached the end of the log.
+	// Token for the next page; empty when this page reached the end of the log. Set also on
+	// a short page when the call stopped reading before the end.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// Oldest first only: always set; passed as page_token later, it returns just the
 	// entries that arrived after this page.
@@ -703,7 +707,9 @@ type GetDecisionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id of the decision.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// The decision_id of a response: 16 hex digits, '-', a decimal sequence number.
+	// The decision_id of a response: 16 lowercase hex digits, '-', a decimal sequence number
+	// from 1. Another form is INVALID_ARGUMENT; an id the tenant's log lacks is NOT_FOUND
+	// (DECISION_NOT_FOUND).
 	DecisionId    string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -799,8 +805,8 @@ func (x *GetDecisionResponse) GetDecision() *Decision {
 	return nil
 }
 
-// ExportDecisionsRequest filters the decisions to export; the filters are those of
-// ListDecisionsRequest.
+// ExportDecisionsRequest filters the decisions to export; the filters, and their limits, are
+// those of ListDecisionsRequest.
 type ExportDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id. Required.
@@ -1116,9 +1122,9 @@ type ListChangesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id. Required.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// Only writes by this admin user.
+	// Only writes by this admin user (user id rules).
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	// Only writes of this action, e.g. "grant.create".
+	// Only writes of this action, e.g. "grant.create"; at most 64 bytes.
 	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// Only writes whose target starts with this, e.g. "grant/peggy/" or "role/sales_rep";
 	// at most 512 bytes.
@@ -1130,6 +1136,7 @@ type ListChangesRequest struct {
 	// At most this many entries per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous call with the same filters; empty for the first page.
+	// A token issued for other filters is INVALID_ARGUMENT (PAGE_TOKEN_MISMATCH).
 	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1282,7 +1289,7 @@ type ListUnusedGrantsRequest struct {
 	// Tenant id. Required.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The window in days, counted back from now: 1-3650, default 90. Grants made inside
-	// the window are not listed (they had no full window to be used).
+	// the window are not listed (they had no full window to be used), nor expired grants.
 	UnusedDays int32 `protobuf:"varint,2,opt,name=unused_days,json=unusedDays,proto3" json:"unused_days,omitempty"`
 	// At most this many grants per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1521,12 +1528,13 @@ type VerifyLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Which log. Required.
 	Log LogKind `protobuf:"varint,1,opt,name=log,proto3,enum=crmauthz.v1.LogKind" json:"log,omitempty"`
-	// Decisions: the chain to verify (16 hex digits); empty verifies every chain.
+	// Decisions: the chain to verify (16 lowercase hex digits); empty verifies every chain. A
+	// chain the log lacks is NOT_FOUND (CHAIN_NOT_FOUND).
 	ChainId string `protobuf:"bytes,2,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
 	// Changes: the tenant whose change log to verify. Required for LOG_KIND_CHANGES.
 	TenantId string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// The first position (decisions) or revision (changes) to verify; 0 starts at the
-	// beginning. A later start trusts the stored hash of the entry before it.
+	// The first position (decisions) or revision (changes) to verify, not negative; 0 starts
+	// at the beginning. A later start trusts the stored hash of the entry before it.
 	FromPosition int64 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
 	// The last position or revision to verify; 0 runs to the end of the chain, whose
 	// recorded head must then match. Must not be below from_position.

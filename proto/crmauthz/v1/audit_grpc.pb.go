@@ -41,10 +41,16 @@ const (
 // every entry's hash covers its content and the previous entry's hash (per writer process
 // for decisions, per tenant for changes), so VerifyLog detects an edited, deleted or
 // reordered entry and names the first broken link.
+//
+// On a server without PostgreSQL whose decision log is off, the decision queries
+// (ListDecisions, GetDecision, ExportDecisions, ListUnusedGrants) answer
+// FAILED_PRECONDITION with reason DECISION_LOG_OFF.
 type AuditServiceClient interface {
 	// ListDecisions pages through a tenant's decision log. In oldest-first order (the
 	// default) the pages never skip nor repeat an entry while new entries arrive, and the
-	// resume_token of the last page returns only the entries that arrived since.
+	// resume_token of the last page returns only the entries that arrived since. One call
+	// reads a bounded amount of the log, so a page may hold fewer than page_size entries
+	// and still carry a next_page_token: page on until the token is empty.
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
 	// GetDecision returns the entry a decision_id names. In the asynchronous mode an entry
 	// becomes visible within the flush interval of its decision.
@@ -58,7 +64,8 @@ type AuditServiceClient interface {
 	// allowed decision of the grant's user used within the window: the access review.
 	ListUnusedGrants(ctx context.Context, in *ListUnusedGrantsRequest, opts ...grpc.CallOption) (*ListUnusedGrantsResponse, error)
 	// VerifyLog recomputes the hash chains of the decision log or of a tenant's change log
-	// and names the first broken link of each chain.
+	// and names the first broken link of each chain. The memory store keeps no change-log
+	// hashes: there LOG_KIND_CHANGES is FAILED_PRECONDITION (CHANGE_LOG_NOT_HASHED).
 	VerifyLog(ctx context.Context, in *VerifyLogRequest, opts ...grpc.CallOption) (*VerifyLogResponse, error)
 	// GetLogStatus reports how the decision log runs on this replica: its mode, storage,
 	// queue and counters, including every entry it had to drop.
@@ -165,10 +172,16 @@ func (c *auditServiceClient) GetLogStatus(ctx context.Context, in *GetLogStatusR
 // every entry's hash covers its content and the previous entry's hash (per writer process
 // for decisions, per tenant for changes), so VerifyLog detects an edited, deleted or
 // reordered entry and names the first broken link.
+//
+// On a server without PostgreSQL whose decision log is off, the decision queries
+// (ListDecisions, GetDecision, ExportDecisions, ListUnusedGrants) answer
+// FAILED_PRECONDITION with reason DECISION_LOG_OFF.
 type AuditServiceServer interface {
 	// ListDecisions pages through a tenant's decision log. In oldest-first order (the
 	// default) the pages never skip nor repeat an entry while new entries arrive, and the
-	// resume_token of the last page returns only the entries that arrived since.
+	// resume_token of the last page returns only the entries that arrived since. One call
+	// reads a bounded amount of the log, so a page may hold fewer than page_size entries
+	// and still carry a next_page_token: page on until the token is empty.
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
 	// GetDecision returns the entry a decision_id names. In the asynchronous mode an entry
 	// becomes visible within the flush interval of its decision.
@@ -182,7 +195,8 @@ type AuditServiceServer interface {
 	// allowed decision of the grant's user used within the window: the access review.
 	ListUnusedGrants(context.Context, *ListUnusedGrantsRequest) (*ListUnusedGrantsResponse, error)
 	// VerifyLog recomputes the hash chains of the decision log or of a tenant's change log
-	// and names the first broken link of each chain.
+	// and names the first broken link of each chain. The memory store keeps no change-log
+	// hashes: there LOG_KIND_CHANGES is FAILED_PRECONDITION (CHANGE_LOG_NOT_HASHED).
 	VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error)
 	// GetLogStatus reports how the decision log runs on this replica: its mode, storage,
 	// queue and counters, including every entry it had to drop.

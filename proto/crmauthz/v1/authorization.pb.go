@@ -397,8 +397,8 @@ func (x *Reason) GetGrantExpiresAt() *timestamppb.Timestamp {
 // BatchCheckRequest carries several checks.
 type BatchCheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The checks, at most the server's configured maximum (default 1000). Each names its own
-	// tenant and subject.
+	// The checks: at least one, at most the server's max_batch_checks (default 1000), else
+	// INVALID_ARGUMENT (MISSING_FIELD or TOO_MANY). Each names its own tenant and subject.
 	Items []*BatchCheckItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	// When true every result carries its reasons.
 	Explain       bool `protobuf:"varint,2,opt,name=explain,proto3" json:"explain,omitempty"`
@@ -636,9 +636,9 @@ func (x *BatchCheckResult) GetDecisionId() string {
 // GetFieldAccessRequest asks for the field states of one module.
 type GetFieldAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Tenant id.
+	// Tenant id (tenant id rules).
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// User id.
+	// User id (user id rules, 1-128 bytes).
 	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// Module id from the catalog.
 	Module string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
@@ -829,9 +829,9 @@ func (x *FieldAccess) GetState() FieldState {
 // ListEffectivePermissionsRequest asks what a user may do.
 type ListEffectivePermissionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Tenant id.
+	// Tenant id (tenant id rules).
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// User id.
+	// User id (user id rules, 1-128 bytes).
 	SubjectId     string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1014,17 +1014,18 @@ func (x *ActiveRole) GetExpiresAt() *timestamppb.Timestamp {
 // PlanRecordFilterRequest asks which records a user may use a verb on.
 type PlanRecordFilterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Tenant id.
+	// Tenant id (tenant id rules).
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// User id.
+	// User id (user id rules, 1-128 bytes).
 	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// Module id from the catalog.
 	Module string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
 	// Record verb from the catalog, e.g. "list" or "update".
 	Verb string `protobuf:"bytes,4,opt,name=verb,proto3" json:"verb,omitempty"`
 	// The caller's column names for the SQL fragment; unset columns default to "id",
-	// "owner_id" and "department_id". Each is 1-63 bytes of a-z, 0-9 and '_', optionally
-	// qualified once ("a.owner_id"); in sql a part that PostgreSQL reads as a keyword
+	// "owner_id" and "department_id". Each is 1-63 bytes of a-z, 0-9 and '_', not starting
+	// with a digit, optionally qualified once ("a.owner_id", each part so); anything else is
+	// INVALID_ARGUMENT (INVALID_IDENTIFIER). In sql a part that PostgreSQL reads as a keyword
 	// ("user", "order") is double-quoted, as quote_ident does.
 	Columns *RecordColumns `protobuf:"bytes,5,opt,name=columns,proto3" json:"columns,omitempty"`
 	// The number of the first SQL parameter ($n), for callers with parameters of their own;
@@ -1109,11 +1110,11 @@ func (x *PlanRecordFilterRequest) GetFirstParameter() int32 {
 // RecordColumns names the columns of the caller's table.
 type RecordColumns struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The record id column.
+	// The record id column; default "id".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The owner (user id) column.
+	// The owner (user id) column; default "owner_id".
 	OwnerId string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	// The owning department column.
+	// The owning department column; default "department_id".
 	DepartmentId  string `protobuf:"bytes,3,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1178,10 +1179,12 @@ type PlanRecordFilterResponse struct {
 	// With CONDITIONAL: a record passes when any of its parts matches.
 	Condition *RecordCondition `protobuf:"bytes,2,opt,name=condition,proto3" json:"condition,omitempty"`
 	// The PostgreSQL boolean expression: "TRUE", "FALSE", or for CONDITIONAL e.g.
-	// "(owner_id = ANY($1) OR department_id = ANY($2) OR id = ANY($3))". Every value is a
-	// parameter; arrays keep the fragment small however large the departments.
+	// "(owner_id = ANY($1) OR department_id = ANY($2) OR id = ANY($3))", with a term only for
+	// each non-empty set of condition, in that order. Every value is a parameter; arrays keep
+	// the fragment small however large the departments.
 	Sql string `protobuf:"bytes,3,opt,name=sql,proto3" json:"sql,omitempty"`
-	// The parameters of sql in order, each a text array ($1 is args[0]).
+	// The parameters of sql in order, each a text array: args[0] is $n where n is
+	// first_parameter ($1 by default), args[1] is $n+1. Empty for ALL and NONE.
 	Args []*SqlArgument `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
 	// The tenant's policy revision the filter was planned at.
 	Revision int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`

@@ -31,12 +31,15 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AuthorizationService answers CRM services' questions on the hot path: may this user do
-// this? It only reads.
+// this? It changes no policy; unless the decision log is off, every decision it makes is
+// recorded there (see AuditService). An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); a
+// user the tenant does not know holds no role and is denied.
 type AuthorizationServiceClient interface {
 	// Check decides one permission for one user in one tenant.
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
-	// BatchCheck decides up to the configured maximum (default 1000) checks in one call,
-	// answered in request order.
+	// BatchCheck decides 1 to max_batch_checks (server configuration, default 1000) checks in
+	// one call, answered in request order. Every item is validated and decided before any is
+	// answered: one bad item or unknown tenant fails the whole call.
 	BatchCheck(ctx context.Context, in *BatchCheckRequest, opts ...grpc.CallOption) (*BatchCheckResponse, error)
 	// GetFieldAccess returns the state of every field of a module for a user.
 	GetFieldAccess(ctx context.Context, in *GetFieldAccessRequest, opts ...grpc.CallOption) (*GetFieldAccessResponse, error)
@@ -111,12 +114,15 @@ func (c *authorizationServiceClient) PlanRecordFilter(ctx context.Context, in *P
 // for forward compatibility.
 //
 // AuthorizationService answers CRM services' questions on the hot path: may this user do
-// this? It only reads.
+// this? It changes no policy; unless the decision log is off, every decision it makes is
+// recorded there (see AuditService). An unknown tenant is NOT_FOUND (TENANT_NOT_FOUND); a
+// user the tenant does not know holds no role and is denied.
 type AuthorizationServiceServer interface {
 	// Check decides one permission for one user in one tenant.
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
-	// BatchCheck decides up to the configured maximum (default 1000) checks in one call,
-	// answered in request order.
+	// BatchCheck decides 1 to max_batch_checks (server configuration, default 1000) checks in
+	// one call, answered in request order. Every item is validated and decided before any is
+	// answered: one bad item or unknown tenant fails the whole call.
 	BatchCheck(context.Context, *BatchCheckRequest) (*BatchCheckResponse, error)
 	// GetFieldAccess returns the state of every field of a module for a user.
 	GetFieldAccess(context.Context, *GetFieldAccessRequest) (*GetFieldAccessResponse, error)

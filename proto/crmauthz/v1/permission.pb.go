@@ -25,7 +25,8 @@ const (
 type DataScope int32
 
 const (
-	// Not set: treated as DATA_SCOPE_ORG in role permissions.
+	// Not set: treated as DATA_SCOPE_ORG in role permissions; required in denies, which have
+	// no scope.
 	DataScope_DATA_SCOPE_UNSPECIFIED DataScope = 0
 	// No records, though the module verb is held (e.g. create without seeing others').
 	DataScope_DATA_SCOPE_NONE DataScope = 1
@@ -252,7 +253,7 @@ func (FieldState) EnumDescriptor() ([]byte, []int) {
 // Permission is the one thing a check asks about.
 type Permission struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Exactly one kind must be set.
+	// Exactly one kind must be set; none is INVALID_ARGUMENT (MISSING_FIELD).
 	//
 	// Types that are valid to be assigned to Kind:
 	//
@@ -427,7 +428,8 @@ type Record struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The user who owns the record (user id rules). Required.
 	OwnerId string `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	// The department owning the record (identifier rules); empty when it has none.
+	// The department owning the record (department id rules); empty when it has none. Not
+	// checked against the tenant's departments.
 	DepartmentId  string `protobuf:"bytes,3,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -487,7 +489,8 @@ func (x *Record) GetDepartmentId() string {
 // Principal is who a sharing rule or record share names.
 type Principal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Exactly one must be set.
+	// Exactly one must be set. In writes the tenant must know what it names, else
+	// INVALID_ARGUMENT with reason USER_NOT_FOUND, DEPARTMENT_NOT_FOUND or ROLE_NOT_FOUND.
 	//
 	// Types that are valid to be assigned to Kind:
 	//
@@ -495,7 +498,8 @@ type Principal struct {
 	//	*Principal_DepartmentId
 	//	*Principal_RoleId
 	Kind isPrincipal_Kind `protobuf_oneof:"kind"`
-	// With department_id: the departments below it are included too.
+	// With department_id: the departments below it are included too. Set with user_id or
+	// role_id it is INVALID_ARGUMENT.
 	IncludeSubdepartments bool `protobuf:"varint,4,opt,name=include_subdepartments,json=includeSubdepartments,proto3" json:"include_subdepartments,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
@@ -577,12 +581,12 @@ type isPrincipal_Kind interface {
 }
 
 type Principal_UserId struct {
-	// A user id.
+	// A user id (user id rules), known to the tenant by a membership or a grant.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
 }
 
 type Principal_DepartmentId struct {
-	// A department id.
+	// A department id of the tenant.
 	DepartmentId string `protobuf:"bytes,2,opt,name=department_id,json=departmentId,proto3,oneof"`
 }
 
@@ -713,7 +717,7 @@ type ModuleVerbs struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Module id from the catalog.
 	Module string `protobuf:"bytes,1,opt,name=module,proto3" json:"module,omitempty"`
-	// Verb ids from the catalog, no duplicates.
+	// Verb ids from the catalog, no duplicates; at least one in role permissions.
 	Verbs []string `protobuf:"bytes,2,rep,name=verbs,proto3" json:"verbs,omitempty"`
 	// How far the verbs reach in records. In role permissions a module may be listed once
 	// per scope, with no verb listed twice. In effective permissions, the widest scope held.
