@@ -396,6 +396,9 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		if !ok {
 			return nil, fmt.Errorf("grant of unknown role %q to %q", g.RoleID, g.UserID)
 		}
+		if len(g.UserID) == 0 || len(g.UserID) > maxUserID {
+			return nil, fmt.Errorf("grant of role %q to a user id of %d bytes; the engine holds ids of 1 to %d bytes", g.RoleID, len(g.UserID), maxUserID)
+		}
 		ug := userGrant{role: role}
 		if !g.ExpiresAt.IsZero() {
 			ug.expires = g.ExpiresAt.UnixNano()
@@ -409,6 +412,9 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 	ix.org = buildOrg(space, st, ix.roles, number)
 	return ix, nil
 }
+
+// The model's bound on user ids must fit the user table.
+var _ [maxUserID - model.MaxSubjectLength]struct{}
 
 func parseKey(obj, act string) (key, error) {
 	switch {

@@ -28,6 +28,13 @@ type userSlot struct {
 	id    [shortID]byte
 }
 
+// maxUserID is the longest user id the table holds: a slot keeps the id's
+// length in one byte, and 0 marks an empty slot. buildIndex refuses longer
+// (and empty) ids, which would wrap to another length: a 256-byte id would
+// read as an empty slot, a 257-byte one as a 1-byte id whose inline bytes
+// are the long id's offset.
+const maxUserID = 1<<8 - 1
+
 // shortID is the longest user id kept inside its slot. A longer id's
 // offset in userTable.ids is kept in the first four bytes of the slot's id.
 const shortID = 8
@@ -94,7 +101,7 @@ func (t *userTable) next(i int) int {
 // grantsOf returns the user's grants, nil when the user holds none. Inline
 // grants are unpacked into buf.
 func (t *userTable) grantsOf(seed maphash.Seed, user string, buf *[2]userGrant) []userGrant {
-	if len(t.slots) == 0 || len(user) > 1<<8-1 {
+	if len(t.slots) == 0 || len(user) > maxUserID {
 		return nil
 	}
 	h := maphash.String(seed, user)

@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"fmt"
+	"testing"
+	"unsafe"
+
+	"github.com/crmauthz/crmauthz/internal/bundle"
+	"github.com/crmauthz/crmauthz/internal/model"
+)
+
+// TestPackLargeBlock packs a tenant whose user slots exceed a large page,
+// so the block is aligned to and advised to use 2 MiB pages, and decides
+// every user's grant from it.
+func TestPackLargeBlock(t *testing.T) {
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(b.Catalog, b.ModelText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns := b.Catalog.Functions
+	st := model.NewTenantState("big", "big")
+	st.Revision = 1
+	for i := range 3 {
+		st.Roles[roleName(i)] = model.Role{ID: roleName(i), Permissions: model.Permissions{Functions: []string{fns[i].ID}}}
+	}
+	const users = 110_000 // 146,667 slots of 16 bytes: 2.2 MiB
+	for u := range users {
+		id := fmt.Sprintf("u%d", u)
+		if u%3 == 0 {
+			id = fmt.Sprintf("user-%d@example.com", u)
+		}
+		st.Grants[model.GrantKey{UserID: id, RoleID: roleName(u % 3)}] = model.Grant{UserID: id, RoleID: roleName(u % 3)}
+	}
+	if err := eng.Load(st); err != nil {
+		t.Fatal(err)
+	}
+	if eng.packed < hugePage || eng.loose != 0 {
+		t.Fatalf("packed %d, loose %d: the tenant was not packed into a large block", eng.packed, eng.loose)
+	}
+	ix, _ := eng.index("big")
+	if addr := uintptr(unsafe.Pointer(unsafe.SliceData(ix.users.slots))); addr%hugePage != 0 {
+		t.Fatalf("block at %#x is not aligned to a large page", addr)
+	}
+	for u := range users {
+		id := fmt.Sprintf("u%d", u)
+		if u%3 == 0 {
+			id = fmt.Sprintf("user-%d@example.com", u)
+		}
+		for i := range 3 {
+			d, err := eng.Check("big", id, model.FunctionPerm(fns[i].ID), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allowed != (i == u%3) {
+				t.Fatalf("%s %s: %v", id, fns[i].ID, d.Allowed)
+			}
+		}
+	}
+}
+
+// TestNewBlock checks sizes around a large page: the block has exactly the
+// length asked for, and from a large page on starts at a large-page
+// boundary.
+func TestNewBlock(t *testing.T) {
+	for _, n := range []int{0, slotSize, hugePage - slotSize, hugePage, hugePage + slotSize, 3 * hugePage} {
+		b := newBlock(n)
+		if len(b) != n || cap(b) != n {
+			t.Fatalf("newBlock(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		if n == 0 {
+			continue
+		}
+		addr := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		if addr%8 != 0 || (n >= hugePage && addr%hugePage != 0) {
+			t.Fatalf("newBlock(%d) at %#x", n, addr)
+		}
+		if s := slotsIn(b); len(s) != n/slotSize {
+			t.Fatalf("newBlock(%d): %d slots", n, len(s))
+		}
+	}
+}
