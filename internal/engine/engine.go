@@ -87,6 +87,16 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 		}
 		built[i] = ix
 	}
+	block := e.publish(built)
+	// Readers use the block already; collapsing it into large pages moves
+	// no data they see, and may take a while, so no writer waits for it.
+	collapseHugePages(block)
+	return nil
+}
+
+// publish makes the built indexes current and packs every tenant when the
+// loose tables call for it, returning the new block then.
+func (e *Engine) publish(built []*index) (block []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	next := maps.Clone(*e.tenants.Load())
@@ -98,11 +108,11 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 		e.loose += ix.hotBytes()
 	}
 	if e.loose > e.packed/4 {
-		next, e.packed = pack(next)
-		e.loose = 0
+		next, block = pack(next)
+		e.packed, e.loose = len(block), 0
 	}
 	e.tenants.Store(&next)
-	return nil
+	return block
 }
 
 func (e *Engine) index(tenant string) (*index, error) {

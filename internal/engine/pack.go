@@ -31,14 +31,15 @@ func (ix *index) hotBytes() int {
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
 
 // pack returns copies of the indexes whose slots and masks lie in one new
-// block, and the block's size. The copies share everything else with the
+// block, and the block. The copies share everything else with the
 // originals, which stay valid for the readers holding them.
-func pack(indexes map[string]*index) (map[string]*index, int) {
+func pack(indexes map[string]*index) (map[string]*index, []byte) {
 	size := 0
 	for _, ix := range indexes {
 		size += ix.hotBytes()
 	}
-	block := newBlock(size)
+	whole := newBlock(size)
+	block := whole
 	out := make(map[string]*index, len(indexes))
 	for id, ix := range indexes {
 		c := *ix
@@ -52,24 +53,24 @@ func pack(indexes map[string]*index) (map[string]*index, int) {
 		block = block[roundUp(n, slotSize):]
 		out[id] = &c
 	}
-	return out, size
+	return out, whole
 }
 
-// newBlock returns n zero bytes; from 2 MiB on, aligned to and advised to
-// use large pages. n is a multiple of slotSize.
+// newBlock returns n zero bytes; from 2 MiB on, starting at a large-page
+// boundary and advised to use large pages, for at most 2 MiB more memory.
+// n is a multiple of slotSize.
 func newBlock(n int) []byte {
 	if n < hugePage {
 		return make([]byte, n)
 	}
-	size := roundUp(n, hugePage)
-	b := make([]byte, size+hugePage)
+	b := make([]byte, n+hugePage)
 	// Only the block's address is read, to find the first large-page
 	// boundary in it.
 	addr := uintptr(unsafe.Pointer(unsafe.SliceData(b))) //nolint:gosec // audited: address arithmetic only
 	skip := (hugePage - int(addr%hugePage)) % hugePage
-	b = b[skip : skip+size]
+	b = b[skip : skip+n : skip+n]
 	adviseHugePages(b)
-	return b[:n:n]
+	return b
 }
 
 // slotsIn views b, a part of a block whose length is a multiple of
