@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,7 +65,6 @@ func TestCloseWithoutRun(t *testing.T) {
 // closed.
 type failingListener struct {
 	*bufconn.Listener
-	once sync.Once
 	fail chan struct{}
 }
 
