@@ -270,14 +270,7 @@ func TestRoleMaskWidthBoundaries(t *testing.T) {
 // TestHighRoleNumbers grants roles numbered 253 to 256, around the largest
 // number a user slot holds inline (254), alone and in pairs.
 func TestHighRoleNumbers(t *testing.T) {
-	b, err := bundle.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(b.Catalog, b.ModelText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, b := newTestEngine(t)
 	fns := b.Catalog.Functions
 	st := model.NewTenantState("t", "t")
 	st.Revision = 1
@@ -333,14 +326,7 @@ func TestHighRoleNumbers(t *testing.T) {
 // of members (departments, managers) but no roles: everything is denied or
 // hidden, nothing panics.
 func TestEmptyTenants(t *testing.T) {
-	b, err := bundle.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(b.Catalog, b.ModelText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, b := newTestEngine(t)
 	empty := model.NewTenantState("empty", "empty")
 	empty.Revision = 1
 	members := model.NewTenantState("members", "members")
@@ -405,14 +391,7 @@ func TestEmptyTenants(t *testing.T) {
 // used to wrap: a 256-byte id lost its grants and a 257-byte id's grants
 // could be read as those of a 1-byte id.
 func TestUserIDLengths(t *testing.T) {
-	b, err := bundle.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(b.Catalog, b.ModelText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, b := newTestEngine(t)
 	fn := b.Catalog.Functions[0].ID
 	state := func(rev int64, ids ...string) *model.TenantState {
 		st := model.NewTenantState("t", "t")
@@ -451,4 +430,19 @@ func TestUserIDLengths(t *testing.T) {
 	if d, _ := eng.Check("t", ok[0], model.FunctionPerm(fn), false); !d.Allowed || d.Revision != 1 {
 		t.Fatalf("after refused loads: %+v", d)
 	}
+}
+
+// newTestEngine returns an engine with no tenants over the shipped bundle,
+// and the bundle.
+func newTestEngine(t testing.TB, opts ...Option) (*Engine, *bundle.Bundle) {
+	t.Helper()
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(b.Catalog, b.ModelText, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, b
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/model"
 )
 
@@ -13,14 +12,7 @@ import (
 // so the block is aligned to and advised to use 2 MiB pages, and decides
 // every user's grant from it.
 func TestPackLargeBlock(t *testing.T) {
-	b, err := bundle.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(b.Catalog, b.ModelText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, b := newTestEngine(t)
 	fns := b.Catalog.Functions
 	st := model.NewTenantState("big", "big")
 	st.Revision = 1

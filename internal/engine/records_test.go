@@ -17,14 +17,7 @@ import (
 // not panic (unknown module) or plan the filter of another verb (an unknown
 // verb would be numbered as the catalog's first, list).
 func TestPlanFilterRejectsUnknownModuleAndVerb(t *testing.T) {
-	b, err := bundle.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := New(b.Catalog, b.ModelText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, _ := newTestEngine(t)
 	st := model.NewTenantState("t", "t")
 	st.Revision = 1
 	st.Roles["rep"] = model.Role{ID: "rep", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "lead", Verbs: []string{"list"}}}}}
