@@ -22,13 +22,7 @@ func TestPostgresListsInBoundedSteps(t *testing.T) {
 	defer func(q, c int) { rowsPerQuery, rowsPerCall = q, c }(rowsPerQuery, rowsPerCall)
 	rowsPerQuery, rowsPerCall = 8, 16
 	ctx := context.Background()
-	l, err := NewPostgres(pgtest.NewPool(t), Options{Mode: ModeSync, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := startPostgres(t, pgtest.NewPool(t), Options{Mode: ModeSync})
 	defer func() {
 		if err := l.Close(ctx); err != nil {
 			t.Error(err)
@@ -92,13 +86,7 @@ func TestPostgresListsInBoundedSteps(t *testing.T) {
 func TestPostgresListsAcrossTransactionIDDigits(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
-	l, err := NewPostgres(pool, Options{Mode: ModeSync, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := startPostgres(t, pool, Options{Mode: ModeSync})
 	defer func() {
 		if err := l.Close(ctx); err != nil {
 			t.Error(err)
