@@ -29,11 +29,13 @@ const (
 	ReasonUserNotFound        = "USER_NOT_FOUND" // a user the tenant knows neither by membership nor by grant
 	ReasonSharingRuleNotFound = "SHARING_RULE_NOT_FOUND"
 	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
+	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND"
 
 	ReasonTenantExists      = "TENANT_EXISTS"
 	ReasonRoleExists        = "ROLE_EXISTS"
 	ReasonDepartmentExists  = "DEPARTMENT_EXISTS"
 	ReasonSharingRuleExists = "SHARING_RULE_EXISTS"
+	ReasonCredentialExists  = "CREDENTIAL_EXISTS"
 
 	ReasonRoleInUse        = "ROLE_IN_USE"
 	ReasonRoleCycle        = "ROLE_INHERITANCE_CYCLE"
@@ -42,6 +44,7 @@ const (
 	ReasonDepartmentInUse  = "DEPARTMENT_IN_USE"
 	ReasonDepartmentCycle  = "DEPARTMENT_CYCLE"
 	ReasonManagerCycle     = "MANAGER_CYCLE"
+	ReasonLastSuperAdmin   = "LAST_SUPER_ADMIN"
 )
 
 // InvalidError reports a request field that is malformed or names something
@@ -95,4 +98,9 @@ func TenantNotFound(id string) error {
 // RoleNotFound returns the not-found error for a role of a tenant.
 func RoleNotFound(tenant, role string) error {
 	return &NotFoundError{Reason: ReasonRoleNotFound, What: fmt.Sprintf("role %q in tenant %q", role, tenant)}
+}
+
+// CredentialNotFound returns the not-found error for a credential id.
+func CredentialNotFound(id string) error {
+	return &NotFoundError{Reason: ReasonCredentialNotFound, What: fmt.Sprintf("credential %q", id)}
 }

@@ -38,6 +38,25 @@ type Store interface {
 	// Changes lists a tenant's change log entries after revision `after`, oldest
 	// first, at most limit of them.
 	Changes(ctx context.Context, tenant string, after int64, limit int) ([]ChangeEntry, error)
+
+	// CreateCredential stores a new credential. An id that is taken, or a
+	// certificate identity an unrevoked credential already has, is a
+	// *model.ConflictError (CREDENTIAL_EXISTS).
+	CreateCredential(ctx context.Context, c Credential) error
+	// Credential returns a credential by id, revoked or not, or a
+	// *model.NotFoundError (CREDENTIAL_NOT_FOUND).
+	Credential(ctx context.Context, id string) (Credential, error)
+	// CredentialByCertificate returns the unrevoked credential of a
+	// certificate identity, or a *model.NotFoundError.
+	CredentialByCertificate(ctx context.Context, identity string) (Credential, error)
+	// Credentials lists credentials with ids after `after`, ordered by id,
+	// at most limit of them; revoked ones only with includeRevoked.
+	Credentials(ctx context.Context, after string, limit int, includeRevoked bool) ([]Credential, error)
+	// RevokeCredential marks a credential revoked by `by` at `at` and
+	// returns it as stored; a credential revoked before keeps its first
+	// revocation. An unknown id is a *model.NotFoundError.
+	RevokeCredential(ctx context.Context, id, by string, at time.Time) (Credential, error)
+
 	// Close releases the store's resources.
 	Close()
 }
@@ -50,19 +69,44 @@ type Write struct {
 	Tenant string
 	Actor  string
 	Reason string
+	// Credential names what the caller authenticated with ("key:<id>",
+	// "cert:<identity>"); empty when authentication is off.
+	Credential string
 }
+
+// Credential is what a caller authenticates with: an API key (a secret
+// whose SHA-256 is kept) or a client certificate identity, with the scopes
+// and tenants it may act in, an optional expiry and an optional bound user.
+type Credential struct {
+	ID          string   // public id, 16 lowercase hex digits
+	Name        string   // for people; a platform credential acts as platform:<name>
+	SecretHash  []byte   // SHA-256 of an API key's secret; nil for a certificate identity
+	Certificate string   // a certificate identity (URI SAN or CN); empty for an API key
+	Scopes      []string // check, admin, audit, platform
+	Tenants     []string // the tenants it may act in; empty: every tenant (platform credentials only)
+	User        string   // the bound user (of the one tenant), or empty
+	ExpiresAt   time.Time
+	CreatedAt   time.Time
+	CreatedBy   string
+	RevokedAt   time.Time // zero while in force
+	RevokedBy   string
+}
+
+// Revoked reports whether the credential was revoked.
+func (c Credential) Revoked() bool { return !c.RevokedAt.IsZero() }
 
 // ChangeEntry is one entry of the change log: one admin write.
 type ChangeEntry struct {
-	Tenant   string
-	Revision int64
-	Time     time.Time
-	Actor    string
-	Reason   string
-	Action   string
-	Target   string
-	Before   []byte // JSON, nil when the target did not exist before
-	After    []byte // JSON, nil when the target no longer exists
+	Tenant     string
+	Revision   int64
+	Time       time.Time
+	Actor      string
+	Credential string
+	Reason     string
+	Action     string
+	Target     string
+	Before     []byte // JSON, nil when the target did not exist before
+	After      []byte // JSON, nil when the target no longer exists
 }
 
 // ErrClosed is returned by a store used after Close.
@@ -89,7 +133,7 @@ func NewChangeEntry(w Write, rev int64, t time.Time, c model.Change) (ChangeEntr
 		return ChangeEntry{}, err
 	}
 	return ChangeEntry{
-		Tenant: w.Tenant, Revision: rev, Time: t.UTC(), Actor: w.Actor, Reason: w.Reason,
+		Tenant: w.Tenant, Revision: rev, Time: t.UTC(), Actor: w.Actor, Credential: w.Credential, Reason: w.Reason,
 		Action: c.Action, Target: c.Target, Before: before, After: after,
 	}, nil
 }

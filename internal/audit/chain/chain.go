@@ -117,8 +117,10 @@ func (e *Encoder) JSON(doc []byte) error {
 	return nil
 }
 
-// Change returns the canonical content of a change-log entry.
-func Change(tenant string, revision int64, at time.Time, actor, reason, action, target string, before, after []byte) ([]byte, error) {
+// Change returns the canonical content of a change-log entry. The
+// credential is appended only when set, so entries written before
+// credentials were recorded keep their encoding.
+func Change(tenant string, revision int64, at time.Time, actor, credential, reason, action, target string, before, after []byte) ([]byte, error) {
 	var e Encoder
 	e.Reset(ChangeTag)
 	e.String(tenant)
@@ -133,6 +135,9 @@ func Change(tenant string, revision int64, at time.Time, actor, reason, action, 
 	}
 	if err := e.JSON(after); err != nil {
 		return nil, fmt.Errorf("canonical after of revision %d: %w", revision, err)
+	}
+	if credential != "" {
+		e.String(credential)
 	}
 	return e.Bytes(), nil
 }

@@ -50,7 +50,7 @@ func TestCanonicalJSON(t *testing.T) {
 // changes its canonical content; NULL and empty documents differ.
 func TestChangeHashCoversEveryField(t *testing.T) {
 	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
-	base, err := Change("demo", 2, at, "oscar", "why", "grant.create", "grant/peggy/x", nil, []byte(`{"a":1}`))
+	base, err := Change("demo", 2, at, "oscar", "", "why", "grant.create", "grant/peggy/x", nil, []byte(`{"a":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,21 +60,24 @@ func TestChangeHashCoversEveryField(t *testing.T) {
 		rev                                   int64
 		at                                    time.Time
 		before, after                         []byte
+		credential                            string
 	}{
-		{"demo2", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar2", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why2", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.revoke", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/y", 2, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 3, at, nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at.Add(time.Microsecond), nil, []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, []byte(`{}`), []byte(`{"a":1}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":2}`)},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, nil},
+		{"demo2", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar2", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why2", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.revoke", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/y", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 3, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at.Add(time.Microsecond), nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, []byte(`{}`), []byte(`{"a":1}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":2}`), ""},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, nil, ""},
 		// Field boundaries are unambiguous: moving a byte between fields changes the content.
-		{"demo", "oscarw", "hy", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`)},
+		{"demo", "oscarw", "hy", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		// A credential, when recorded, is covered too.
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "key:0123456789abcdef"},
 	} {
-		v, err := Change(c.tenant, c.rev, c.at, c.actor, c.reason, c.action, c.target, c.before, c.after)
+		v, err := Change(c.tenant, c.rev, c.at, c.actor, c.credential, c.reason, c.action, c.target, c.before, c.after)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ type Store struct {
 	closed  bool
 	tenants map[string]*model.TenantState
 	changes map[string][]store.ChangeEntry
+	creds   map[string]store.Credential
 }
 
 // New returns an empty store. now supplies change-log times (time.Now when nil).
@@ -33,7 +34,7 @@ func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}}
+	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}, creds: map[string]store.Credential{}}
 }
 
 // TenantIDs implements store.Store.
@@ -142,4 +143,111 @@ func (s *Store) Close() {
 
 func (s *Store) entry(w store.Write, rev int64, c model.Change) (store.ChangeEntry, error) {
 	return store.NewChangeEntry(w, rev, s.now(), c)
+}
+
+// CreateCredential implements store.Store.
+func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	if _, ok := s.creds[c.ID]; ok {
+		return &model.ConflictError{Reason: model.ReasonCredentialExists, Message: fmt.Sprintf("credential %q already exists", c.ID), Exists: true}
+	}
+	if c.Certificate != "" {
+		if _, ok := s.byCertificate(c.Certificate); ok {
+			return &model.ConflictError{Reason: model.ReasonCredentialExists, Message: fmt.Sprintf("certificate identity %q already has a credential", c.Certificate), Exists: true}
+		}
+	}
+	// Times as PostgreSQL keeps them, so both stores return the same.
+	c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC().Truncate(time.Microsecond), c.ExpiresAt.UTC().Truncate(time.Microsecond)
+	s.creds[c.ID] = cloneCredential(c)
+	return nil
+}
+
+func (s *Store) byCertificate(identity string) (store.Credential, bool) {
+	for _, c := range s.creds {
+		if c.Certificate == identity && !c.Revoked() {
+			return c, true
+		}
+	}
+	return store.Credential{}, false
+}
+
+// Credential implements store.Store.
+func (s *Store) Credential(_ context.Context, id string) (store.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Credential{}, store.ErrClosed
+	}
+	c, ok := s.creds[id]
+	if !ok {
+		return store.Credential{}, model.CredentialNotFound(id)
+	}
+	return cloneCredential(c), nil
+}
+
+// CredentialByCertificate implements store.Store.
+func (s *Store) CredentialByCertificate(_ context.Context, identity string) (store.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Credential{}, store.ErrClosed
+	}
+	c, ok := s.byCertificate(identity)
+	if !ok {
+		return store.Credential{}, &model.NotFoundError{Reason: model.ReasonCredentialNotFound, What: fmt.Sprintf("credential of certificate identity %q", identity)}
+	}
+	return cloneCredential(c), nil
+}
+
+// Credentials implements store.Store.
+func (s *Store) Credentials(_ context.Context, after string, limit int, includeRevoked bool) ([]store.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.Credential
+	for _, id := range slices.Sorted(maps.Keys(s.creds)) {
+		c := s.creds[id]
+		if id <= after || (c.Revoked() && !includeRevoked) {
+			continue
+		}
+		if len(out) == limit {
+			break
+		}
+		out = append(out, cloneCredential(c))
+	}
+	return out, nil
+}
+
+// RevokeCredential implements store.Store.
+func (s *Store) RevokeCredential(_ context.Context, id, by string, at time.Time) (store.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Credential{}, store.ErrClosed
+	}
+	c, ok := s.creds[id]
+	if !ok {
+		return store.Credential{}, model.CredentialNotFound(id)
+	}
+	if !c.Revoked() {
+		c.RevokedAt, c.RevokedBy = at.UTC().Truncate(time.Microsecond), by
+		s.creds[id] = c
+	}
+	return cloneCredential(c), nil
+}
+
+func cloneCredential(c store.Credential) store.Credential {
+	c.SecretHash = slices.Clone(c.SecretHash)
+	c.Scopes = slices.Clone(c.Scopes)
+	c.Tenants = slices.Clone(c.Tenants)
+	return c
 }

@@ -204,12 +204,12 @@ func (s *Store) Changes(ctx context.Context, tenant string, after int64, limit i
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT revision, at, actor, reason, action, target, before, after
+	rows, _ := s.pool.Query(ctx, `SELECT revision, at, actor, credential, reason, action, target, before, after
 		FROM change_log WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3`,
 		tenant, after, limit)
 	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ChangeEntry, error) {
 		e := store.ChangeEntry{Tenant: tenant}
-		err := row.Scan(&e.Revision, &e.Time, &e.Actor, &e.Reason, &e.Action, &e.Target, &e.Before, &e.After)
+		err := row.Scan(&e.Revision, &e.Time, &e.Actor, &e.Credential, &e.Reason, &e.Action, &e.Target, &e.Before, &e.After)
 		e.Time = e.Time.UTC()
 		return e, err
 	})
@@ -377,14 +377,14 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 // SHA-256 of the previous revision's hash and the entry's canonical content,
 // computed in the write's transaction, which holds the tenant's lock.
 func queueChange(b *pgx.Batch, e store.ChangeEntry) error {
-	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, e.Before, e.After)
+	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Credential, e.Reason, e.Action, e.Target, e.Before, e.After)
 	if err != nil {
 		return err
 	}
-	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash)
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, sha256(coalesce(
-			(SELECT hash FROM change_log WHERE tenant_id = $1::text AND revision = $2::bigint - 1), ''::bytea) || $10::bytea))`,
-		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), canon)
+			(SELECT hash FROM change_log WHERE tenant_id = $1::text AND revision = $2::bigint - 1), ''::bytea) || $10::bytea), $11)`,
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), canon, e.Credential)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)

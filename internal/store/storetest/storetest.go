@@ -41,6 +41,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantIsolation", testTenantIsolation},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Closed", testClosed},
+		{"Credentials", testCredentials},
+		{"CredentialsPaging", testCredentialsPaging},
+		{"ChangeRecordsCredential", testChangeRecordsCredential},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -676,11 +679,155 @@ func testClosed(t *testing.T, s store.Store) {
 			return err
 		}},
 		{"Changes", func() error { _, err := s.Changes(ctx, "acme", 0, 10); return err }},
+		{"CreateCredential", func() error { return s.CreateCredential(ctx, sampleKey("00000000000000aa")) }},
+		{"Credential", func() error { _, err := s.Credential(ctx, "00000000000000aa"); return err }},
+		{"CredentialByCertificate", func() error { _, err := s.CredentialByCertificate(ctx, "spiffe://x"); return err }},
+		{"Credentials", func() error { _, err := s.Credentials(ctx, "", 10, true); return err }},
+		{"RevokeCredential", func() error {
+			_, err := s.RevokeCredential(ctx, "00000000000000aa", "x", time.Now())
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		if err := tt.call(); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: err = %v, want store.ErrClosed", tt.name, err)
 		}
+	}
+}
+
+// sampleKey returns an API key credential with every attribute set, its
+// times at microsecond precision in UTC as stores keep them.
+func sampleKey(id string) store.Credential {
+	return store.Credential{
+		ID: id, Name: "crm console", SecretHash: []byte("0123456789abcdef0123456789abcdef"),
+		Scopes: []string{"admin", "check"}, Tenants: []string{"acme", "globex"}, User: "",
+		ExpiresAt: time.Date(2099, 1, 2, 3, 4, 5, 6000, time.UTC), CreatedAt: grantedAt.Truncate(time.Microsecond),
+		CreatedBy: "platform:ops",
+	}
+}
+
+func testCredentials(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	key := sampleKey("0123456789abcdef")
+	cert := store.Credential{
+		ID: "fedcba9876543210", Name: "orders service", Certificate: "spiffe://crm.example/orders",
+		Scopes: []string{"check"}, Tenants: []string{"acme"}, User: "alice", CreatedAt: grantedAt.Truncate(time.Microsecond), CreatedBy: "platform:ops",
+	}
+	platform := store.Credential{
+		ID: "00000000000000ff", Name: "ops", SecretHash: []byte("fedcba9876543210fedcba9876543210"),
+		Scopes: []string{"platform"}, CreatedAt: grantedAt.Truncate(time.Microsecond), CreatedBy: "authzd keys create",
+	}
+	for _, c := range []store.Credential{key, cert, platform} {
+		if err := s.CreateCredential(ctx, c); err != nil {
+			t.Fatalf("create %s: %v", c.ID, err)
+		}
+		got, err := s.Credential(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Errorf("credential %s:\n got %+v\nwant %+v", c.ID, got, c)
+		}
+	}
+	var conflict *model.ConflictError
+	if err := s.CreateCredential(ctx, key); !errors.As(err, &conflict) || !conflict.Exists {
+		t.Errorf("same id again: %v, want ALREADY_EXISTS", err)
+	}
+	twin := cert
+	twin.ID = "1111111111111111"
+	if err := s.CreateCredential(ctx, twin); !errors.As(err, &conflict) {
+		t.Errorf("a second credential for one certificate identity: %v, want a conflict", err)
+	}
+	got, err := s.CredentialByCertificate(ctx, cert.Certificate)
+	if err != nil || got.ID != cert.ID {
+		t.Fatalf("by certificate: %+v, %v", got, err)
+	}
+	var notFound *model.NotFoundError
+	if _, err := s.Credential(ctx, "aaaaaaaaaaaaaaaa"); !errors.As(err, &notFound) || notFound.Reason != model.ReasonCredentialNotFound {
+		t.Errorf("unknown id: %v", err)
+	}
+	if _, err := s.RevokeCredential(ctx, "aaaaaaaaaaaaaaaa", "x", time.Now()); !errors.As(err, &notFound) {
+		t.Errorf("revoke unknown id: %v", err)
+	}
+
+	at := time.Date(2026, 12, 5, 9, 0, 0, 123456789, time.UTC)
+	revoked, err := s.RevokeCredential(ctx, cert.ID, "platform:ops", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !revoked.Revoked() || !revoked.RevokedAt.Equal(at.Truncate(time.Microsecond)) || revoked.RevokedBy != "platform:ops" {
+		t.Errorf("revoked: %+v", revoked)
+	}
+	again, err := s.RevokeCredential(ctx, cert.ID, "someone else", at.Add(time.Hour))
+	if err != nil || !again.RevokedAt.Equal(revoked.RevokedAt) || again.RevokedBy != "platform:ops" {
+		t.Errorf("a second revocation changed the first: %+v, %v", again, err)
+	}
+	if _, err := s.CredentialByCertificate(ctx, cert.Certificate); !errors.As(err, &notFound) {
+		t.Errorf("a revoked certificate identity is still found: %v", err)
+	}
+	// The identity may then get a new credential.
+	if err := s.CreateCredential(ctx, twin); err != nil {
+		t.Errorf("new credential for a revoked certificate identity: %v", err)
+	}
+	if got, err := s.CredentialByCertificate(ctx, cert.Certificate); err != nil || got.ID != twin.ID {
+		t.Errorf("by certificate after renewal: %+v, %v", got, err)
+	}
+}
+
+func testCredentialsPaging(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var ids []string
+	for i := range 7 {
+		c := sampleKey(fmt.Sprintf("%016x", 0xa0+i))
+		if err := s.CreateCredential(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	if _, err := s.RevokeCredential(ctx, ids[2], "x", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	list := func(includeRevoked bool) []string {
+		var out []string
+		after := ""
+		for {
+			page, err := s.Credentials(ctx, after, 3, includeRevoked)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				return out
+			}
+			for _, c := range page {
+				out = append(out, c.ID)
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+	if got := list(true); !slices.Equal(got, ids) {
+		t.Errorf("with revoked: %v, want %v", got, ids)
+	}
+	want := slices.Delete(slices.Clone(ids), 2, 3)
+	if got := list(false); !slices.Equal(got, want) {
+		t.Errorf("in force: %v, want %v", got, want)
+	}
+}
+
+func testChangeRecordsCredential(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	createSample(t, s, "acme")
+	w := store.Write{Tenant: "acme", Actor: "oscar", Reason: "why", Credential: "key:0123456789abcdef"}
+	if _, err := s.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
+		return st.GrantRole(model.Grant{UserID: "zoe", RoleID: "viewer"}, time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.Changes(ctx, "acme", 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Credential != w.Credential || cs[0].Actor != "oscar" {
+		t.Errorf("changes: %+v", cs)
 	}
 }
 
