@@ -522,23 +522,12 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 		start = end
 	}
 	h := head{pos: l.pos, hash: l.prev, loggedAt: loggedAt}
-	backoff := 50 * time.Millisecond
-	var err error
-	for attempt := 0; ; attempt++ {
-		if err = l.be.write(ctx, l.chain, batch, h, attempt > 0); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	err := retryWrite(ctx, func(attempt int) error {
+		return l.be.write(ctx, l.chain, batch, h, attempt > 0)
+	}, func(err error, retryIn time.Duration) {
 		l.writeErrors.Add(1)
-		l.log.Warn("decision log write failed; retrying", zap.Error(err), zap.Int("entries", len(batch)), zap.Duration("retry_in", backoff))
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		l.log.Warn("decision log write failed; retrying", zap.Error(err), zap.Int("entries", len(batch)), zap.Duration("retry_in", retryIn))
+	})
 	if err != nil {
 		l.lost.Add(int64(len(batch)))
 		l.log.Error("decision log entries lost: the log was closed before they could be written", zap.Error(err),
@@ -553,6 +542,27 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 		if it.done != nil {
 			it.done <- err
 		}
+	}
+}
+
+// retryWrite calls write until it succeeds or ctx ends, waiting between
+// attempts with a backoff that doubles from 50ms to 5s, and tells failed of
+// each failure it retries. The attempt number starts at 0; a later attempt
+// must find out whether an earlier one committed after all, so that nothing
+// is written twice. It returns the last error when ctx ended first.
+func retryWrite(ctx context.Context, write func(attempt int) error, failed func(err error, retryIn time.Duration)) error {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := write(attempt)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		failed(err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
