@@ -217,9 +217,10 @@ type securityBackend interface {
 	scan(ctx context.Context, tenants []string, after int64, desc bool, limit int) ([]SecurityEvent, error)
 }
 
-// writeAttempt is what a write attempt leaves for its retry: nothing, for
-// memory.
-type writeAttempt struct{}
+// writeAttempt is what a write attempt leaves for its retry.
+type writeAttempt struct {
+	xid string // PostgreSQL: the attempt's transaction, whose outcome may be unknown
+}
 
 // SecurityOptions configures a SecurityLog. Zero values take the defaults.
 type SecurityOptions struct {

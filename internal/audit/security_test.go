@@ -11,29 +11,62 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/pgtest"
 )
 
-// securityStorage builds security logs over one storage.
+// securityStorage builds security logs over one storage. The PostgreSQL
+// logs one storage opens share its database, as replicas do.
 type securityStorage struct {
-	name string
-	open func(SecurityOptions) *SecurityLog
+	name     string
+	postgres bool
+	open     func(SecurityOptions) *SecurityLog
 }
 
-// forSecurityStorages runs fn over each storage: they behave the same.
+// forSecurityStorages runs fn over memory and PostgreSQL (a database of
+// its own, also in the simple protocol that PgBouncer's transaction mode
+// needs): the two storages behave the same.
 func forSecurityStorages(t *testing.T, fn func(t *testing.T, st securityStorage)) {
-	for _, name := range []string{"memory"} {
+	for _, name := range []string{"memory", "postgres", "postgres_simple_protocol"} {
 		t.Run(name, func(t *testing.T) {
-			st := securityStorage{name: name}
+			st := securityStorage{name: name, postgres: name != "memory"}
+			var pool *pgxpool.Pool
 			st.open = func(opts SecurityOptions) *SecurityLog {
 				opts.Logger = zaptest.NewLogger(t)
-				return NewMemorySecurityLog(opts)
+				if !st.postgres {
+					return NewMemorySecurityLog(opts)
+				}
+				if pool == nil {
+					pool = openSecurityPool(t, name == "postgres_simple_protocol")
+				}
+				return NewPostgresSecurityLog(pool, opts)
 			}
 			fn(t, st)
 		})
 	}
+}
+
+func openSecurityPool(t *testing.T, simple bool) *pgxpool.Pool {
+	t.Helper()
+	if !simple {
+		return pgtest.NewPool(t)
+	}
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 4
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 func startSecurity(t *testing.T, s *SecurityLog) {
@@ -160,15 +193,18 @@ func TestSecurityLogStoresAndFilters(t *testing.T) {
 	})
 }
 
-// TestSecurityLogPagesWhileWriting: auditors page while writers store
-// events. A pass never repeats an event, and never skips one: it holds
-// every event up to the last (oldest first) or the first (newest first) it
-// listed.
+// TestSecurityLogPagesWhileWriting: auditors page while writers (several
+// replicas on PostgreSQL) store events. A pass never repeats an event, and
+// never skips one: it holds every event up to the last (oldest first) or
+// the first (newest first) it listed.
 func TestSecurityLogPagesWhileWriting(t *testing.T) {
 	forSecurityStorages(t, func(t *testing.T, st securityStorage) {
 		ctx := context.Background()
 		opts := SecurityOptions{BatchSize: 8, FlushInterval: time.Millisecond, QueueSize: 10000}
 		logs := []*SecurityLog{st.open(opts)}
+		if st.postgres {
+			logs = append(logs, st.open(opts), st.open(opts))
+		}
 		for _, s := range logs {
 			startSecurity(t, s)
 		}
