@@ -241,14 +241,21 @@ func (p *pgBackend) ensurePartitions(ctx context.Context, t time.Time) error {
 	})
 }
 
-// maintain creates the partitions from yesterday to daysAhead days ahead
-// and drops every partition whose whole day is older than the retention,
-// first recording each chain's last link in it as an anchor. Replicas run it
-// one at a time under an advisory lock. Dropping a partition locks the
-// whole table, and writers queue behind the lock while it waits for readers
-// (a long VerifyLog): it waits at most a second, and otherwise fails and is
-// retried at the next run.
+// maintain keeps the decision partitions (maintainPartitions) and deletes
+// the security events past the same retention. Each part runs whether the
+// other failed or not.
 func (p *pgBackend) maintain(ctx context.Context, now time.Time) error {
+	return errors.Join(p.maintainPartitions(ctx, now), p.retainSecurityEvents(ctx, now))
+}
+
+// maintainPartitions creates the partitions from yesterday to daysAhead
+// days ahead and drops every partition whose whole day is older than the
+// retention, first recording each chain's last link in it as an anchor.
+// Replicas run it one at a time under an advisory lock. Dropping a
+// partition locks the whole table, and writers queue behind the lock while
+// it waits for readers (a long VerifyLog): it waits at most a second, and
+// otherwise fails and is retried at the next run.
+func (p *pgBackend) maintainPartitions(ctx context.Context, now time.Time) error {
 	return pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLockKey); err != nil {
 			return fmt.Errorf("lock decision log partitions: %w", err)

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // NewPostgresSecurityLog returns a security event log kept in PostgreSQL
-// (the table of migration 0005_security_events). The pool stays the
-// caller's; close it after the log.
+// (the table of migration 0005_security_events). The decision log's
+// housekeeping deletes the events older than its retention. The pool stays
+// the caller's; close it after the log.
 func NewPostgresSecurityLog(pool *pgxpool.Pool, opts SecurityOptions) *SecurityLog {
 	opts.defaults()
 	return newSecurityLog(&securityPostgres{pool: pool}, opts)
@@ -110,4 +112,17 @@ func (p *securityPostgres) scan(ctx context.Context, tenants []string, after int
 		return nil, fmt.Errorf("read security events: %w", err)
 	}
 	return evs, nil
+}
+
+// retainSecurityEvents deletes the security events from before the
+// decision log's retention (the days before today less the retention, as
+// for decision partitions). It is part of the decision log's housekeeping.
+func (p *pgBackend) retainSecurityEvents(ctx context.Context, now time.Time) error {
+	if p.retention <= 0 {
+		return nil
+	}
+	if _, err := p.pool.Exec(ctx, "DELETE FROM security_events WHERE at < $1", day(now).AddDate(0, 0, -p.retention)); err != nil {
+		return fmt.Errorf("delete security events past retention: %w", err)
+	}
+	return nil
 }

@@ -224,3 +224,37 @@ func TestPostgresSecurityRetryAsksTheOutcome(t *testing.T) {
 		t.Fatalf("retry while the attempt runs: %v, %d rows", err, count())
 	}
 }
+
+// TestPostgresSecurityRetention: the decision log's housekeeping deletes
+// the security events older than its retention.
+func TestPostgresSecurityRetention(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	s := NewPostgresSecurityLog(pool, SecurityOptions{Logger: zaptest.NewLogger(t)})
+	now := time.Date(2024, 5, 10, 15, 0, 0, 0, time.UTC)
+	for _, at := range []time.Time{
+		now.AddDate(0, 0, -5),                          // past retention
+		time.Date(2024, 5, 7, 23, 59, 59, 0, time.UTC), // the last moment past retention
+		time.Date(2024, 5, 8, 0, 0, 0, 0, time.UTC),    // kept
+		now,
+	} {
+		s.Record(SecurityEvent{Time: at, Kind: EventAuthnRefused})
+	}
+	startSecurity(t, s)
+	closeSecurity(t, s)
+	keep := &pgBackend{pool: pool}
+	if err := keep.maintain(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(listSecurity(t, s, SecurityQuery{}, 10)); n != 4 {
+		t.Fatalf("without retention, %d events are left, want 4", n)
+	}
+	two := &pgBackend{pool: pool, retention: 2}
+	if err := two.maintain(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	got := listSecurity(t, s, SecurityQuery{}, 10)
+	if len(got) != 2 || !got[0].Time.Equal(time.Date(2024, 5, 8, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("after retention of 2 days: %+v", got)
+	}
+}

@@ -61,7 +61,8 @@ type Config struct {
 	// log).
 	DecisionLogOverflow string `yaml:"decision_log_overflow"`
 	// DecisionLogRetentionDays is how many days PostgreSQL keeps decisions
-	// (whole daily partitions are dropped); 0 keeps them forever.
+	// (whole daily partitions are dropped) and security events; 0 keeps
+	// them forever.
 	DecisionLogRetentionDays int `yaml:"decision_log_retention_days"`
 	// DecisionLogMemoryEntries bounds the decisions kept when serving from
 	// memory; the oldest are evicted.
@@ -162,7 +163,7 @@ func (c *Config) fields() []field {
 	s, g = str(&c.DecisionLogOverflow)
 	add("decision-log-overflow", "when the queue is full: block or drop_denies_last", s, g)
 	s, g = num(&c.DecisionLogRetentionDays)
-	add("decision-log-retention-days", "days PostgreSQL keeps decisions, 0-3650; 0 forever", s, g)
+	add("decision-log-retention-days", "days PostgreSQL keeps decisions and security events, 0-3650; 0 forever", s, g)
 	s, g = num(&c.DecisionLogMemoryEntries)
 	add("decision-log-memory-entries", "most decisions kept when serving from memory, 1-10000000", s, g)
 	add("decision-log-mask", "comma-separated attributes stored hashed: subject, caller, record_id, record_owner, record_department", func(v string) error {
