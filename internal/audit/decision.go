@@ -42,6 +42,23 @@
 // reported too. Retention drops whole daily partitions; before it
 // does, it records the last link of each chain in the partition (an anchor)
 // so the chain still verifies from there.
+//
+// # Security events
+//
+// SecurityLog keeps what auditors need beyond decisions: refused
+// authentications, refused admin calls and credential changes
+// (SecurityEvent). Record never waits: the event goes on a bounded queue,
+// or, when the queue is full, is dropped and counted, and the drops of each
+// tenant are stored later as an events.dropped event saying how many. One
+// writer goroutine per process stores batches (PostgreSQL: the table
+// security_events, written under an advisory lock so that ids commit in
+// order; memory: a bounded ring) and retries failed writes without storing
+// a batch twice; Close flushes the queue. List pages by id, so a page
+// never skips nor repeats an event while new ones arrive; a query names the
+// tenants whose events it may see, or none for every event, the tenantless
+// ones (an unknown key) included. Text is bounded before it is stored, and
+// no event holds a secret. The decision log's housekeeping deletes the
+// events past its retention.
 package audit
 
 import (
