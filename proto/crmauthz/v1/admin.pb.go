@@ -543,7 +543,10 @@ type GetRoleRequest struct {
 	// Tenant id.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// Role id.
-	RoleId        string `protobuf:"bytes,2,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	RoleId string `protobuf:"bytes,2,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -588,6 +591,13 @@ func (x *GetRoleRequest) GetTenantId() string {
 func (x *GetRoleRequest) GetRoleId() string {
 	if x != nil {
 		return x.RoleId
+	}
+	return ""
+}
+
+func (x *GetRoleRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -655,7 +665,10 @@ type ListRolesRequest struct {
 	// At most this many roles per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -707,6 +720,13 @@ func (x *ListRolesRequest) GetPageSize() int32 {
 func (x *ListRolesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRolesRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -1416,7 +1436,10 @@ type ListGrantsRequest struct {
 	// At most this many grants per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,7,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1500,6 +1523,13 @@ func (x *ListGrantsRequest) GetPageSize() int32 {
 func (x *ListGrantsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListGrantsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -2030,7 +2060,10 @@ func (x *DeleteDepartmentResponse) GetRevision() int64 {
 type ListDepartmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id.
-	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2068,6 +2101,13 @@ func (*ListDepartmentsRequest) Descriptor() ([]byte, []int) {
 func (x *ListDepartmentsRequest) GetTenantId() string {
 	if x != nil {
 		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListDepartmentsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -2461,7 +2501,10 @@ type ListMembershipsRequest struct {
 	//
 	//	*ListMembershipsRequest_UserId
 	//	*ListMembershipsRequest_DepartmentId
-	Filter        isListMembershipsRequest_Filter `protobuf_oneof:"filter"`
+	Filter isListMembershipsRequest_Filter `protobuf_oneof:"filter"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2524,6 +2567,13 @@ func (x *ListMembershipsRequest) GetDepartmentId() string {
 		if x, ok := x.Filter.(*ListMembershipsRequest_DepartmentId); ok {
 			return x.DepartmentId
 		}
+	}
+	return ""
+}
+
+func (x *ListMembershipsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -3064,7 +3114,10 @@ func (x *DeleteSharingRuleResponse) GetRevision() int64 {
 type ListSharingRulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id.
-	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3102,6 +3155,13 @@ func (*ListSharingRulesRequest) Descriptor() ([]byte, []int) {
 func (x *ListSharingRulesRequest) GetTenantId() string {
 	if x != nil {
 		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListSharingRulesRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
 	}
 	return ""
 }
@@ -3274,9 +3334,14 @@ type ShareRecordRequest struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The share; shared_by and active are ignored. A share of the same record with the same
 	// principal is replaced.
-	Share         *RecordShare `protobuf:"bytes,4,opt,name=share,proto3" json:"share,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Share *RecordShare `protobuf:"bytes,4,opt,name=share,proto3" json:"share,omitempty"`
+	// The record's owner (user id rules): the actor's right to share the record is decided on
+	// it, as a record Check would. Required unless the actor holds admin.super.
+	RecordOwnerId string `protobuf:"bytes,5,opt,name=record_owner_id,json=recordOwnerId,proto3" json:"record_owner_id,omitempty"`
+	// The record's owning department, when it has one.
+	RecordDepartmentId string `protobuf:"bytes,6,opt,name=record_department_id,json=recordDepartmentId,proto3" json:"record_department_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ShareRecordRequest) Reset() {
@@ -3335,6 +3400,20 @@ func (x *ShareRecordRequest) GetShare() *RecordShare {
 		return x.Share
 	}
 	return nil
+}
+
+func (x *ShareRecordRequest) GetRecordOwnerId() string {
+	if x != nil {
+		return x.RecordOwnerId
+	}
+	return ""
+}
+
+func (x *ShareRecordRequest) GetRecordDepartmentId() string {
+	if x != nil {
+		return x.RecordDepartmentId
+	}
+	return ""
 }
 
 // ShareRecordResponse returns the stored share.
@@ -3406,9 +3485,14 @@ type UnshareRecordRequest struct {
 	// Record id.
 	RecordId string `protobuf:"bytes,5,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
 	// The principal the record is shared with.
-	Principal     *Principal `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Principal *Principal `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The record's owner (user id rules): the actor's right to share the record is decided on
+	// it, as a record Check would. Required unless the actor holds admin.super.
+	RecordOwnerId string `protobuf:"bytes,7,opt,name=record_owner_id,json=recordOwnerId,proto3" json:"record_owner_id,omitempty"`
+	// The record's owning department, when it has one.
+	RecordDepartmentId string `protobuf:"bytes,8,opt,name=record_department_id,json=recordDepartmentId,proto3" json:"record_department_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *UnshareRecordRequest) Reset() {
@@ -3483,6 +3567,20 @@ func (x *UnshareRecordRequest) GetPrincipal() *Principal {
 	return nil
 }
 
+func (x *UnshareRecordRequest) GetRecordOwnerId() string {
+	if x != nil {
+		return x.RecordOwnerId
+	}
+	return ""
+}
+
+func (x *UnshareRecordRequest) GetRecordDepartmentId() string {
+	if x != nil {
+		return x.RecordDepartmentId
+	}
+	return ""
+}
+
 // UnshareRecordResponse confirms the removal.
 type UnshareRecordResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3540,8 +3638,11 @@ type ListRecordSharesRequest struct {
 	RecordId string `protobuf:"bytes,3,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
 	// When false (the default) expired shares are left out.
 	IncludeExpired bool `protobuf:"varint,4,opt,name=include_expired,json=includeExpired,proto3" json:"include_expired,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId       string `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRecordSharesRequest) Reset() {
@@ -3600,6 +3701,13 @@ func (x *ListRecordSharesRequest) GetIncludeExpired() bool {
 		return x.IncludeExpired
 	}
 	return false
+}
+
+func (x *ListRecordSharesRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
 }
 
 // ListRecordSharesResponse lists one record's shares.
@@ -3703,18 +3811,20 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\binherits\x18\t \x03(\tR\binherits\"W\n" +
 	"\x12CreateRoleResponse\x12%\n" +
 	"\x04role\x18\x01 \x01(\v2\x11.crmauthz.v1.RoleR\x04role\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"F\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"a\n" +
 	"\x0eGetRoleRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
-	"\arole_id\x18\x02 \x01(\tR\x06roleId\"T\n" +
+	"\arole_id\x18\x02 \x01(\tR\x06roleId\x12\x19\n" +
+	"\bactor_id\x18\x03 \x01(\tR\aactorId\"T\n" +
 	"\x0fGetRoleResponse\x12%\n" +
 	"\x04role\x18\x01 \x01(\v2\x11.crmauthz.v1.RoleR\x04role\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"k\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x86\x01\n" +
 	"\x10ListRolesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x19\n" +
+	"\bactor_id\x18\x04 \x01(\tR\aactorId\"\x80\x01\n" +
 	"\x11ListRolesResponse\x12'\n" +
 	"\x05roles\x18\x01 \x03(\v2\x11.crmauthz.v1.RoleR\x05roles\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
@@ -3757,7 +3867,7 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x17\n" +
 	"\arole_id\x18\x05 \x01(\tR\x06roleId\"0\n" +
 	"\x12RevokeRoleResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\xd5\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xf0\x01\n" +
 	"\x11ListGrantsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12\x19\n" +
@@ -3765,7 +3875,8 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageTokenB\b\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x19\n" +
+	"\bactor_id\x18\a \x01(\tR\aactorIdB\b\n" +
 	"\x06filter\"\x84\x01\n" +
 	"\x12ListGrantsResponse\x12*\n" +
 	"\x06grants\x18\x01 \x03(\v2\x12.crmauthz.v1.GrantR\x06grants\x12&\n" +
@@ -3806,9 +3917,10 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
 	"\rdepartment_id\x18\x04 \x01(\tR\fdepartmentId\"6\n" +
 	"\x18DeleteDepartmentResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"5\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"P\n" +
 	"\x16ListDepartmentsRequest\x12\x1b\n" +
-	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"p\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\"p\n" +
 	"\x17ListDepartmentsResponse\x129\n" +
 	"\vdepartments\x18\x01 \x03(\v2\x17.crmauthz.v1.DepartmentR\vdepartments\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\xaa\x01\n" +
@@ -3837,11 +3949,12 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\"6\n" +
 	"\x18DeleteMembershipResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x81\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x9c\x01\n" +
 	"\x16ListMembershipsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12%\n" +
-	"\rdepartment_id\x18\x03 \x01(\tH\x00R\fdepartmentIdB\b\n" +
+	"\rdepartment_id\x18\x03 \x01(\tH\x00R\fdepartmentId\x12\x19\n" +
+	"\bactor_id\x18\x04 \x01(\tR\aactorIdB\b\n" +
 	"\x06filter\"p\n" +
 	"\x17ListMembershipsResponse\x129\n" +
 	"\vmemberships\x18\x01 \x03(\v2\x17.crmauthz.v1.MembershipR\vmemberships\x12\x1a\n" +
@@ -3875,9 +3988,10 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
 	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"7\n" +
 	"\x19DeleteSharingRuleResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"6\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"Q\n" +
 	"\x17ListSharingRulesRequest\x12\x1b\n" +
-	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"f\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\"f\n" +
 	"\x18ListSharingRulesResponse\x12.\n" +
 	"\x05rules\x18\x01 \x03(\v2\x18.crmauthz.v1.SharingRuleR\x05rules\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9b\x02\n" +
@@ -3889,29 +4003,34 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1b\n" +
 	"\tshared_by\x18\x06 \x01(\tR\bsharedBy\x12\x16\n" +
-	"\x06active\x18\a \x01(\bR\x06active\"\x94\x01\n" +
+	"\x06active\x18\a \x01(\bR\x06active\"\xee\x01\n" +
 	"\x12ShareRecordRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
-	"\x05share\x18\x04 \x01(\v2\x18.crmauthz.v1.RecordShareR\x05share\"a\n" +
+	"\x05share\x18\x04 \x01(\v2\x18.crmauthz.v1.RecordShareR\x05share\x12&\n" +
+	"\x0frecord_owner_id\x18\x05 \x01(\tR\rrecordOwnerId\x120\n" +
+	"\x14record_department_id\x18\x06 \x01(\tR\x12recordDepartmentId\"a\n" +
 	"\x13ShareRecordResponse\x12.\n" +
 	"\x05share\x18\x01 \x01(\v2\x18.crmauthz.v1.RecordShareR\x05share\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\xd1\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xab\x02\n" +
 	"\x14UnshareRecordRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06module\x18\x04 \x01(\tR\x06module\x12\x1b\n" +
 	"\trecord_id\x18\x05 \x01(\tR\brecordId\x124\n" +
-	"\tprincipal\x18\x06 \x01(\v2\x16.crmauthz.v1.PrincipalR\tprincipal\"3\n" +
+	"\tprincipal\x18\x06 \x01(\v2\x16.crmauthz.v1.PrincipalR\tprincipal\x12&\n" +
+	"\x0frecord_owner_id\x18\a \x01(\tR\rrecordOwnerId\x120\n" +
+	"\x14record_department_id\x18\b \x01(\tR\x12recordDepartmentId\"3\n" +
 	"\x15UnshareRecordResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x94\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xaf\x01\n" +
 	"\x17ListRecordSharesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1b\n" +
 	"\trecord_id\x18\x03 \x01(\tR\brecordId\x12'\n" +
-	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\"h\n" +
+	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\x12\x19\n" +
+	"\bactor_id\x18\x05 \x01(\tR\aactorId\"h\n" +
 	"\x18ListRecordSharesResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.crmauthz.v1.RecordShareR\x06shares\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision2\xb5\x10\n" +

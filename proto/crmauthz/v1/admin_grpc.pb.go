@@ -49,12 +49,49 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService is how tenant administrators manage roles, grants, the organisation
-// (departments, memberships, managers) and sharing. Every write names the acting admin user
-// (actor_id, user id rules) and a reason (1-1024 bytes of text without control
-// characters), is recorded in the change log, and returns the tenant's new policy revision;
-// the next check on this replica decides at that revision. Bad input is INVALID_ARGUMENT;
-// an unknown tenant or target is NOT_FOUND; creating what exists is ALREADY_EXISTS; a write
-// the tenant's state forbids (a role in use, a cycle) is FAILED_PRECONDITION.
+// (departments, memberships, managers) and sharing. Every write names a reason (1-1024 bytes
+// of text without control characters), is recorded in the change log with the actor and the
+// credential, and returns the tenant's new policy revision; the next check on this replica
+// decides at that revision. Bad input is INVALID_ARGUMENT; an unknown tenant or target is
+// NOT_FOUND; creating what exists is ALREADY_EXISTS; a write the tenant's state forbids (a
+// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION.
+//
+// Who acts: a credential bound to a user acts as that user (a different actor_id is
+// PERMISSION_DENIED, ACTOR_MISMATCH); a service credential (admin scope, no bound user) must
+// name actor_id, and that user's rights apply; a platform credential acts as the platform
+// operator, platform:<credential name>, with every right in its tenants, unless it names an
+// actor_id. Without authentication (the demo, or --insecure-no-auth) actor_id is taken as
+// given. Every call needs the `admin` scope and a credential for the tenant.
+//
+// What the actor needs, in the tenant's own policy (PERMISSION_DENIED, MISSING_PERMISSION
+// otherwise):
+//
+//	roles (CreateRole, GetRole, ListRoles, UpdateRolePermissions, DeleteRole)
+//	                                     function admin.roles.manage
+//	grants (GrantRole, RevokeRole, ListGrants)
+//	                                     function admin.users.manage; ListGrants of the
+//	                                     actor's own grants needs nothing
+//	departments, memberships, settings (CreateDepartment, UpdateDepartment,
+//	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
+//	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
+//	                                     the actor's own membership needs nothing
+//	sharing rules (CreateSharingRule, DeleteSharingRule, ListSharingRules)
+//	                                     function admin.sharing.manage
+//	record shares (ShareRecord, UnshareRecord)
+//	                                     module verb share on that record (decided on
+//	                                     record_owner_id and record_department_id)
+//	ListRecordShares                     module verb share on the module, or
+//	                                     admin.sharing.manage
+//	ListRoleTemplates                    nothing (global)
+//
+// No escalation (PERMISSION_DENIED, ESCALATION, naming the first permission the actor
+// lacks): an actor without the function admin.super may create, edit, delete, grant or
+// revoke only roles whose permissions, inherited roles included, lie within the actor's own
+// (each module verb at an equal or narrower scope, each field no wider, each function held);
+// may create sharing rules and record shares only over records the actor may read (access
+// read) or also update (read_write); may not change their own membership, make themselves
+// anyone's manager, or move a department into their own reach. Nobody may remove the
+// tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceClient interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
 	CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*CreateRoleResponse, error)
@@ -351,12 +388,49 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // for forward compatibility.
 //
 // AdminService is how tenant administrators manage roles, grants, the organisation
-// (departments, memberships, managers) and sharing. Every write names the acting admin user
-// (actor_id, user id rules) and a reason (1-1024 bytes of text without control
-// characters), is recorded in the change log, and returns the tenant's new policy revision;
-// the next check on this replica decides at that revision. Bad input is INVALID_ARGUMENT;
-// an unknown tenant or target is NOT_FOUND; creating what exists is ALREADY_EXISTS; a write
-// the tenant's state forbids (a role in use, a cycle) is FAILED_PRECONDITION.
+// (departments, memberships, managers) and sharing. Every write names a reason (1-1024 bytes
+// of text without control characters), is recorded in the change log with the actor and the
+// credential, and returns the tenant's new policy revision; the next check on this replica
+// decides at that revision. Bad input is INVALID_ARGUMENT; an unknown tenant or target is
+// NOT_FOUND; creating what exists is ALREADY_EXISTS; a write the tenant's state forbids (a
+// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION.
+//
+// Who acts: a credential bound to a user acts as that user (a different actor_id is
+// PERMISSION_DENIED, ACTOR_MISMATCH); a service credential (admin scope, no bound user) must
+// name actor_id, and that user's rights apply; a platform credential acts as the platform
+// operator, platform:<credential name>, with every right in its tenants, unless it names an
+// actor_id. Without authentication (the demo, or --insecure-no-auth) actor_id is taken as
+// given. Every call needs the `admin` scope and a credential for the tenant.
+//
+// What the actor needs, in the tenant's own policy (PERMISSION_DENIED, MISSING_PERMISSION
+// otherwise):
+//
+//	roles (CreateRole, GetRole, ListRoles, UpdateRolePermissions, DeleteRole)
+//	                                     function admin.roles.manage
+//	grants (GrantRole, RevokeRole, ListGrants)
+//	                                     function admin.users.manage; ListGrants of the
+//	                                     actor's own grants needs nothing
+//	departments, memberships, settings (CreateDepartment, UpdateDepartment,
+//	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
+//	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
+//	                                     the actor's own membership needs nothing
+//	sharing rules (CreateSharingRule, DeleteSharingRule, ListSharingRules)
+//	                                     function admin.sharing.manage
+//	record shares (ShareRecord, UnshareRecord)
+//	                                     module verb share on that record (decided on
+//	                                     record_owner_id and record_department_id)
+//	ListRecordShares                     module verb share on the module, or
+//	                                     admin.sharing.manage
+//	ListRoleTemplates                    nothing (global)
+//
+// No escalation (PERMISSION_DENIED, ESCALATION, naming the first permission the actor
+// lacks): an actor without the function admin.super may create, edit, delete, grant or
+// revoke only roles whose permissions, inherited roles included, lie within the actor's own
+// (each module verb at an equal or narrower scope, each field no wider, each function held);
+// may create sharing rules and record shares only over records the actor may read (access
+// read) or also update (read_write); may not change their own membership, make themselves
+// anyone's manager, or move a department into their own reach. Nobody may remove the
+// tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceServer interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
 	CreateRole(context.Context, *CreateRoleRequest) (*CreateRoleResponse, error)

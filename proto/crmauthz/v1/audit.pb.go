@@ -1012,7 +1012,10 @@ type Change struct {
 	// SHA-256 of the previous revision's hash and this entry's canonical content, in hex;
 	// empty where the store keeps no hashes (the memory store, entries written before the
 	// hash chain existed).
-	Hash          string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The credential the write was made with: "key:<key id>" or "cert:<identity>"; empty
+	// when authentication was off.
+	Credential    string `protobuf:"bytes,11,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1113,6 +1116,13 @@ func (x *Change) GetAfterJson() string {
 func (x *Change) GetHash() string {
 	if x != nil {
 		return x.Hash
+	}
+	return ""
+}
+
+func (x *Change) GetCredential() string {
+	if x != nil {
+		return x.Credential
 	}
 	return ""
 }
@@ -1911,9 +1921,12 @@ type GetLogStatusResponse struct {
 	// Memory storage: entries evicted to stay within memory_capacity.
 	MemoryEvicted int64 `protobuf:"varint,15,opt,name=memory_evicted,json=memoryEvicted,proto3" json:"memory_evicted,omitempty"`
 	// Calls that had to wait for room in a full queue (policy block): the log's back-pressure.
-	Waited        int64 `protobuf:"varint,16,opt,name=waited,proto3" json:"waited,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Waited int64 `protobuf:"varint,16,opt,name=waited,proto3" json:"waited,omitempty"`
+	// How this replica authenticates callers: "api_keys_and_certificates", or, with
+	// authentication off, "off (demo: memory store on loopback)" or "off (--insecure-no-auth)".
+	Authentication string `protobuf:"bytes,17,opt,name=authentication,proto3" json:"authentication,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetLogStatusResponse) Reset() {
@@ -2058,6 +2071,320 @@ func (x *GetLogStatusResponse) GetWaited() int64 {
 	return 0
 }
 
+func (x *GetLogStatusResponse) GetAuthentication() string {
+	if x != nil {
+		return x.Authentication
+	}
+	return ""
+}
+
+// ListSecurityEventsRequest filters and pages the security log.
+type ListSecurityEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only events of this tenant (tenant id rules). Empty: every tenant the caller may see, and
+	// for a caller with every tenant (a platform or audit credential without tenants) also the
+	// events of no tenant, such as authentications refused before a credential was known.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Only events of this kind: "authn.refused", "call.refused", "credential.created",
+	// "credential.revoked", "events.dropped". Empty: every kind.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Only events at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only events before this time; must be after start_time.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// At most this many per page: 1-1000, default 100.
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page, with the same filters.
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// When true, newest first.
+	NewestFirst   bool `protobuf:"varint,7,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecurityEventsRequest) Reset() {
+	*x = ListSecurityEventsRequest{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecurityEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecurityEventsRequest) ProtoMessage() {}
+
+func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListSecurityEventsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListSecurityEventsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListSecurityEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListSecurityEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListSecurityEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecurityEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSecurityEventsRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+// ListSecurityEventsResponse is one page of security events.
+type ListSecurityEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events in id order (reversed with newest_first).
+	Events []*SecurityEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecurityEventsResponse) Reset() {
+	*x = ListSecurityEventsResponse{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecurityEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecurityEventsResponse) ProtoMessage() {}
+
+func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListSecurityEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SecurityEvent is one refused authentication, refused call, or credential change. Secrets
+// are never recorded.
+type SecurityEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Increasing id.
+	EventId int64 `protobuf:"varint,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// When it happened.
+	EventTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	// "authn.refused", "call.refused", "credential.created", "credential.revoked",
+	// "events.dropped".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The tenant the call named; empty when none.
+	TenantId string `protobuf:"bytes,4,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The credential presented ("key:<key id>", "cert:<identity>"); empty when none.
+	Credential string `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The actor, when the call got that far.
+	ActorId string `protobuf:"bytes,6,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The gRPC method, e.g. /crmauthz.v1.AdminService/GrantRole.
+	Method string `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	// Why, e.g. UNKNOWN_CREDENTIAL, WRONG_SECRET, CREDENTIAL_REVOKED, MISSING_SCOPE,
+	// TENANT_NOT_ALLOWED, MISSING_PERMISSION, ESCALATION, RATE_LIMITED.
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// For people.
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// The request id of the call.
+	RequestId string `protobuf:"bytes,10,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The caller's address.
+	Peer string `protobuf:"bytes,11,opt,name=peer,proto3" json:"peer,omitempty"`
+	// How many occurrences this event stands for: refused authentications beyond 10 a second
+	// are counted into one event per second.
+	Count         int64 `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityEvent) Reset() {
+	*x = SecurityEvent{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityEvent) ProtoMessage() {}
+
+func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
+func (*SecurityEvent) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SecurityEvent) GetEventId() int64 {
+	if x != nil {
+		return x.EventId
+	}
+	return 0
+}
+
+func (x *SecurityEvent) GetEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_crmauthz_v1_audit_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_audit_proto_rawDesc = "" +
@@ -2140,7 +2467,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"N\n" +
 	"\x17ExportDecisionsResponse\x123\n" +
-	"\tdecisions\x18\x01 \x03(\v2\x15.crmauthz.v1.DecisionR\tdecisions\"\xb5\x02\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x15.crmauthz.v1.DecisionR\tdecisions\"\xd5\x02\n" +
 	"\x06Change\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12;\n" +
@@ -2155,7 +2482,10 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"after_json\x18\t \x01(\tR\tafterJson\x12\x12\n" +
 	"\x04hash\x18\n" +
-	" \x01(\tR\x04hash\"\xb7\x02\n" +
+	" \x01(\tR\x04hash\x12\x1e\n" +
+	"\n" +
+	"credential\x18\v \x01(\tR\n" +
+	"credential\"\xb7\x02\n" +
 	"\x12ListChangesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
@@ -2217,7 +2547,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"decisionId\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.crmauthz.v1.BreakKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x15\n" +
-	"\x13GetLogStatusRequest\"\xac\x04\n" +
+	"\x13GetLogStatusRequest\"\xd4\x04\n" +
 	"\x14GetLogStatusResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x18\n" +
 	"\astorage\x18\x02 \x01(\tR\astorage\x12\x19\n" +
@@ -2235,7 +2565,39 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x11masked_attributes\x18\r \x03(\tR\x10maskedAttributes\x12'\n" +
 	"\x0fmemory_capacity\x18\x0e \x01(\x03R\x0ememoryCapacity\x12%\n" +
 	"\x0ememory_evicted\x18\x0f \x01(\x03R\rmemoryEvicted\x12\x16\n" +
-	"\x06waited\x18\x10 \x01(\x03R\x06waited*\xdf\x01\n" +
+	"\x06waited\x18\x10 \x01(\x03R\x06waited\x12&\n" +
+	"\x0eauthentication\x18\x11 \x01(\tR\x0eauthentication\"\x9d\x02\n" +
+	"\x19ListSecurityEventsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12!\n" +
+	"\fnewest_first\x18\a \x01(\bR\vnewestFirst\"x\n" +
+	"\x1aListSecurityEventsResponse\x122\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.crmauthz.v1.SecurityEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\x02\n" +
+	"\rSecurityEvent\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\x03R\aeventId\x129\n" +
+	"\n" +
+	"event_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1b\n" +
+	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x05 \x01(\tR\n" +
+	"credential\x12\x19\n" +
+	"\bactor_id\x18\x06 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06method\x18\a \x01(\tR\x06method\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\t \x01(\tR\amessage\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\n" +
+	" \x01(\tR\trequestId\x12\x12\n" +
+	"\x04peer\x18\v \x01(\tR\x04peer\x12\x14\n" +
+	"\x05count\x18\f \x01(\x03R\x05count*\xdf\x01\n" +
 	"\x0eDecisionMethod\x12\x1f\n" +
 	"\x1bDECISION_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DECISION_METHOD_CHECK\x10\x01\x12\x1f\n" +
@@ -2257,7 +2619,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x12BREAK_KIND_MISSING\x10\x02\x12\x1c\n" +
 	"\x18BREAK_KIND_HEAD_MISMATCH\x10\x03\x12\x17\n" +
 	"\x13BREAK_KIND_UNHASHED\x10\x04\x12\x1d\n" +
-	"\x19BREAK_KIND_INDEX_MISMATCH\x10\x052\xec\x04\n" +
+	"\x19BREAK_KIND_INDEX_MISMATCH\x10\x052\xd3\x05\n" +
 	"\fAuditService\x12V\n" +
 	"\rListDecisions\x12!.crmauthz.v1.ListDecisionsRequest\x1a\".crmauthz.v1.ListDecisionsResponse\x12P\n" +
 	"\vGetDecision\x12\x1f.crmauthz.v1.GetDecisionRequest\x1a .crmauthz.v1.GetDecisionResponse\x12^\n" +
@@ -2265,7 +2627,8 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\vListChanges\x12\x1f.crmauthz.v1.ListChangesRequest\x1a .crmauthz.v1.ListChangesResponse\x12_\n" +
 	"\x10ListUnusedGrants\x12$.crmauthz.v1.ListUnusedGrantsRequest\x1a%.crmauthz.v1.ListUnusedGrantsResponse\x12J\n" +
 	"\tVerifyLog\x12\x1d.crmauthz.v1.VerifyLogRequest\x1a\x1e.crmauthz.v1.VerifyLogResponse\x12S\n" +
-	"\fGetLogStatus\x12 .crmauthz.v1.GetLogStatusRequest\x1a!.crmauthz.v1.GetLogStatusResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
+	"\fGetLogStatus\x12 .crmauthz.v1.GetLogStatusRequest\x1a!.crmauthz.v1.GetLogStatusResponse\x12e\n" +
+	"\x12ListSecurityEvents\x12&.crmauthz.v1.ListSecurityEventsRequest\x1a'.crmauthz.v1.ListSecurityEventsResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
 
 var (
 	file_crmauthz_v1_audit_proto_rawDescOnce sync.Once
@@ -2280,87 +2643,96 @@ func file_crmauthz_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_crmauthz_v1_audit_proto_goTypes = []any{
-	(DecisionMethod)(0),              // 0: crmauthz.v1.DecisionMethod
-	(DecisionResult)(0),              // 1: crmauthz.v1.DecisionResult
-	(LogKind)(0),                     // 2: crmauthz.v1.LogKind
-	(BreakKind)(0),                   // 3: crmauthz.v1.BreakKind
-	(*Decision)(nil),                 // 4: crmauthz.v1.Decision
-	(*ListDecisionsRequest)(nil),     // 5: crmauthz.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),    // 6: crmauthz.v1.ListDecisionsResponse
-	(*GetDecisionRequest)(nil),       // 7: crmauthz.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),      // 8: crmauthz.v1.GetDecisionResponse
-	(*ExportDecisionsRequest)(nil),   // 9: crmauthz.v1.ExportDecisionsRequest
-	(*ExportDecisionsResponse)(nil),  // 10: crmauthz.v1.ExportDecisionsResponse
-	(*Change)(nil),                   // 11: crmauthz.v1.Change
-	(*ListChangesRequest)(nil),       // 12: crmauthz.v1.ListChangesRequest
-	(*ListChangesResponse)(nil),      // 13: crmauthz.v1.ListChangesResponse
-	(*ListUnusedGrantsRequest)(nil),  // 14: crmauthz.v1.ListUnusedGrantsRequest
-	(*ListUnusedGrantsResponse)(nil), // 15: crmauthz.v1.ListUnusedGrantsResponse
-	(*UnusedGrant)(nil),              // 16: crmauthz.v1.UnusedGrant
-	(*VerifyLogRequest)(nil),         // 17: crmauthz.v1.VerifyLogRequest
-	(*VerifyLogResponse)(nil),        // 18: crmauthz.v1.VerifyLogResponse
-	(*ChainReport)(nil),              // 19: crmauthz.v1.ChainReport
-	(*BrokenLink)(nil),               // 20: crmauthz.v1.BrokenLink
-	(*GetLogStatusRequest)(nil),      // 21: crmauthz.v1.GetLogStatusRequest
-	(*GetLogStatusResponse)(nil),     // 22: crmauthz.v1.GetLogStatusResponse
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(*Record)(nil),                   // 24: crmauthz.v1.Record
-	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
-	(*Permission)(nil),               // 26: crmauthz.v1.Permission
+	(DecisionMethod)(0),                // 0: crmauthz.v1.DecisionMethod
+	(DecisionResult)(0),                // 1: crmauthz.v1.DecisionResult
+	(LogKind)(0),                       // 2: crmauthz.v1.LogKind
+	(BreakKind)(0),                     // 3: crmauthz.v1.BreakKind
+	(*Decision)(nil),                   // 4: crmauthz.v1.Decision
+	(*ListDecisionsRequest)(nil),       // 5: crmauthz.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),      // 6: crmauthz.v1.ListDecisionsResponse
+	(*GetDecisionRequest)(nil),         // 7: crmauthz.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),        // 8: crmauthz.v1.GetDecisionResponse
+	(*ExportDecisionsRequest)(nil),     // 9: crmauthz.v1.ExportDecisionsRequest
+	(*ExportDecisionsResponse)(nil),    // 10: crmauthz.v1.ExportDecisionsResponse
+	(*Change)(nil),                     // 11: crmauthz.v1.Change
+	(*ListChangesRequest)(nil),         // 12: crmauthz.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),        // 13: crmauthz.v1.ListChangesResponse
+	(*ListUnusedGrantsRequest)(nil),    // 14: crmauthz.v1.ListUnusedGrantsRequest
+	(*ListUnusedGrantsResponse)(nil),   // 15: crmauthz.v1.ListUnusedGrantsResponse
+	(*UnusedGrant)(nil),                // 16: crmauthz.v1.UnusedGrant
+	(*VerifyLogRequest)(nil),           // 17: crmauthz.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),          // 18: crmauthz.v1.VerifyLogResponse
+	(*ChainReport)(nil),                // 19: crmauthz.v1.ChainReport
+	(*BrokenLink)(nil),                 // 20: crmauthz.v1.BrokenLink
+	(*GetLogStatusRequest)(nil),        // 21: crmauthz.v1.GetLogStatusRequest
+	(*GetLogStatusResponse)(nil),       // 22: crmauthz.v1.GetLogStatusResponse
+	(*ListSecurityEventsRequest)(nil),  // 23: crmauthz.v1.ListSecurityEventsRequest
+	(*ListSecurityEventsResponse)(nil), // 24: crmauthz.v1.ListSecurityEventsResponse
+	(*SecurityEvent)(nil),              // 25: crmauthz.v1.SecurityEvent
+	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(*Record)(nil),                     // 27: crmauthz.v1.Record
+	(*durationpb.Duration)(nil),        // 28: google.protobuf.Duration
+	(*Permission)(nil),                 // 29: crmauthz.v1.Permission
 }
 var file_crmauthz_v1_audit_proto_depIdxs = []int32{
-	23, // 0: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
+	26, // 0: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: crmauthz.v1.Decision.method:type_name -> crmauthz.v1.DecisionMethod
-	24, // 2: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
-	25, // 3: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
-	23, // 4: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
-	26, // 5: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	27, // 2: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
+	28, // 3: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
+	26, // 4: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
+	29, // 5: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
 	1,  // 6: crmauthz.v1.ListDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
 	0,  // 7: crmauthz.v1.ListDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	23, // 8: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 9: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 8: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 9: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	4,  // 10: crmauthz.v1.ListDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
 	4,  // 11: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
-	26, // 12: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	29, // 12: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
 	1,  // 13: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
 	0,  // 14: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	23, // 15: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 16: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 15: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 16: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	4,  // 17: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	23, // 18: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
-	23, // 19: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 20: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 18: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
+	26, // 19: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 20: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
 	11, // 21: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
 	16, // 22: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
-	23, // 23: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
-	23, // 24: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
-	23, // 25: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
-	23, // 26: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 23: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
+	26, // 24: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
+	26, // 25: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
+	26, // 26: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 27: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
 	19, // 28: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
 	20, // 29: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
 	3,  // 30: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
-	5,  // 31: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
-	7,  // 32: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
-	9,  // 33: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
-	12, // 34: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
-	14, // 35: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
-	17, // 36: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
-	21, // 37: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
-	6,  // 38: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
-	8,  // 39: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
-	10, // 40: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
-	13, // 41: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
-	15, // 42: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
-	18, // 43: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
-	22, // 44: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	26, // 31: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	26, // 32: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	25, // 33: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
+	26, // 34: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
+	5,  // 35: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
+	7,  // 36: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
+	9,  // 37: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
+	12, // 38: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
+	14, // 39: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
+	17, // 40: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
+	21, // 41: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
+	23, // 42: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
+	6,  // 43: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
+	8,  // 44: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
+	10, // 45: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
+	13, // 46: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
+	15, // 47: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
+	18, // 48: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
+	22, // 49: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
+	24, // 50: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
+	43, // [43:51] is the sub-list for method output_type
+	35, // [35:43] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_audit_proto_init() }
@@ -2375,7 +2747,7 @@ func file_crmauthz_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_audit_proto_rawDesc), len(file_crmauthz_v1_audit_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditService_ListDecisions_FullMethodName    = "/crmauthz.v1.AuditService/ListDecisions"
-	AuditService_GetDecision_FullMethodName      = "/crmauthz.v1.AuditService/GetDecision"
-	AuditService_ExportDecisions_FullMethodName  = "/crmauthz.v1.AuditService/ExportDecisions"
-	AuditService_ListChanges_FullMethodName      = "/crmauthz.v1.AuditService/ListChanges"
-	AuditService_ListUnusedGrants_FullMethodName = "/crmauthz.v1.AuditService/ListUnusedGrants"
-	AuditService_VerifyLog_FullMethodName        = "/crmauthz.v1.AuditService/VerifyLog"
-	AuditService_GetLogStatus_FullMethodName     = "/crmauthz.v1.AuditService/GetLogStatus"
+	AuditService_ListDecisions_FullMethodName      = "/crmauthz.v1.AuditService/ListDecisions"
+	AuditService_GetDecision_FullMethodName        = "/crmauthz.v1.AuditService/GetDecision"
+	AuditService_ExportDecisions_FullMethodName    = "/crmauthz.v1.AuditService/ExportDecisions"
+	AuditService_ListChanges_FullMethodName        = "/crmauthz.v1.AuditService/ListChanges"
+	AuditService_ListUnusedGrants_FullMethodName   = "/crmauthz.v1.AuditService/ListUnusedGrants"
+	AuditService_VerifyLog_FullMethodName          = "/crmauthz.v1.AuditService/VerifyLog"
+	AuditService_GetLogStatus_FullMethodName       = "/crmauthz.v1.AuditService/GetLogStatus"
+	AuditService_ListSecurityEvents_FullMethodName = "/crmauthz.v1.AuditService/ListSecurityEvents"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -41,6 +42,12 @@ const (
 // every entry's hash covers its content and the previous entry's hash (per writer process
 // for decisions, per tenant for changes), so VerifyLog detects an edited, deleted or
 // reordered entry and names the first broken link.
+//
+// Every call needs the `audit` scope and a credential for the tenant it names. A credential
+// bound to a user answers only when that user holds the function audit.view in the tenant;
+// an audit credential without a bound user (an auditors' tool) needs nothing more. A caller
+// limited to some tenants sees only their decisions and changes: VerifyLog of the decision
+// log then names a broken link's decision only when it belongs to one of those tenants.
 //
 // On a server without PostgreSQL whose decision log is off, the decision queries
 // (ListDecisions, GetDecision, ExportDecisions, ListUnusedGrants) answer
@@ -70,6 +77,10 @@ type AuditServiceClient interface {
 	// GetLogStatus reports how the decision log runs on this replica: its mode, storage,
 	// queue and counters, including every entry it had to drop.
 	GetLogStatus(ctx context.Context, in *GetLogStatusRequest, opts ...grpc.CallOption) (*GetLogStatusResponse, error)
+	// ListSecurityEvents pages the security log: refused authentications (rate-limited to 10
+	// events a second, the rest counted), refused calls (a missing scope, tenant or permission,
+	// an escalation), and credentials created and revoked.
+	ListSecurityEvents(ctx context.Context, in *ListSecurityEventsRequest, opts ...grpc.CallOption) (*ListSecurityEventsResponse, error)
 }
 
 type auditServiceClient struct {
@@ -159,6 +170,16 @@ func (c *auditServiceClient) GetLogStatus(ctx context.Context, in *GetLogStatusR
 	return out, nil
 }
 
+func (c *auditServiceClient) ListSecurityEvents(ctx context.Context, in *ListSecurityEventsRequest, opts ...grpc.CallOption) (*ListSecurityEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecurityEventsResponse)
+	err := c.cc.Invoke(ctx, AuditService_ListSecurityEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -172,6 +193,12 @@ func (c *auditServiceClient) GetLogStatus(ctx context.Context, in *GetLogStatusR
 // every entry's hash covers its content and the previous entry's hash (per writer process
 // for decisions, per tenant for changes), so VerifyLog detects an edited, deleted or
 // reordered entry and names the first broken link.
+//
+// Every call needs the `audit` scope and a credential for the tenant it names. A credential
+// bound to a user answers only when that user holds the function audit.view in the tenant;
+// an audit credential without a bound user (an auditors' tool) needs nothing more. A caller
+// limited to some tenants sees only their decisions and changes: VerifyLog of the decision
+// log then names a broken link's decision only when it belongs to one of those tenants.
 //
 // On a server without PostgreSQL whose decision log is off, the decision queries
 // (ListDecisions, GetDecision, ExportDecisions, ListUnusedGrants) answer
@@ -201,6 +228,10 @@ type AuditServiceServer interface {
 	// GetLogStatus reports how the decision log runs on this replica: its mode, storage,
 	// queue and counters, including every entry it had to drop.
 	GetLogStatus(context.Context, *GetLogStatusRequest) (*GetLogStatusResponse, error)
+	// ListSecurityEvents pages the security log: refused authentications (rate-limited to 10
+	// events a second, the rest counted), refused calls (a missing scope, tenant or permission,
+	// an escalation), and credentials created and revoked.
+	ListSecurityEvents(context.Context, *ListSecurityEventsRequest) (*ListSecurityEventsResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -231,6 +262,9 @@ func (UnimplementedAuditServiceServer) VerifyLog(context.Context, *VerifyLogRequ
 }
 func (UnimplementedAuditServiceServer) GetLogStatus(context.Context, *GetLogStatusRequest) (*GetLogStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLogStatus not implemented")
+}
+func (UnimplementedAuditServiceServer) ListSecurityEvents(context.Context, *ListSecurityEventsRequest) (*ListSecurityEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSecurityEvents not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -372,6 +406,24 @@ func _AuditService_GetLogStatus_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_ListSecurityEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecurityEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ListSecurityEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ListSecurityEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ListSecurityEvents(ctx, req.(*ListSecurityEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -402,6 +454,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLogStatus",
 			Handler:    _AuditService_GetLogStatus_Handler,
+		},
+		{
+			MethodName: "ListSecurityEvents",
+			Handler:    _AuditService_ListSecurityEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
