@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/crmauthz/crmauthz/internal/auth"
 
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -23,14 +29,19 @@ import (
 type cli struct {
 	addr, tenant, actor, reason, output string
 	timeout                             time.Duration
+	// How authzctl authenticates: an API key, TLS with a CA and
+	// optionally a client certificate.
+	apiKey, tlsCA, tlsCert, tlsKey string
+	tls                            bool
 
 	stdin io.Reader
 	out   strings.Builder // the command's output, written to stdout at the end
 
-	conn  *grpc.ClientConn
-	authz pb.AuthorizationServiceClient
-	admin pb.AdminServiceClient
-	audit pb.AuditServiceClient
+	conn     *grpc.ClientConn
+	authz    pb.AuthorizationServiceClient
+	admin    pb.AdminServiceClient
+	audit    pb.AuditServiceClient
+	platform pb.PlatformServiceClient
 }
 
 // init reads the global settings from the environment and from the flags
@@ -38,6 +49,8 @@ type cli struct {
 // arguments.
 func (c *cli) init(args []string) ([]string, error) {
 	c.addr, c.tenant, c.actor = os.Getenv("AUTHZ_ADDR"), os.Getenv("AUTHZ_TENANT"), os.Getenv("AUTHZ_ACTOR")
+	c.apiKey, c.tlsCA = os.Getenv("AUTHZ_API_KEY"), os.Getenv("AUTHZ_TLS_CA")
+	c.tlsCert, c.tlsKey = os.Getenv("AUTHZ_TLS_CERT"), os.Getenv("AUTHZ_TLS_KEY")
 	if c.addr == "" {
 		c.addr = "localhost:50051"
 	}
@@ -65,10 +78,15 @@ func (c *cli) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.reason, "reason", c.reason, "why, recorded with every write; required for writes")
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "deadline of the whole command")
 	fs.StringVar(&c.output, "output", c.output, "output `format`: text or json")
+	fs.StringVar(&c.apiKey, "api-key", c.apiKey, "the API `key` to call with (env AUTHZ_API_KEY; prefer the variable: flags show in process lists)")
+	fs.BoolVar(&c.tls, "tls", c.tls, "connect with TLS, verifying the server with the system's CAs")
+	fs.StringVar(&c.tlsCA, "tls-ca", c.tlsCA, "connect with TLS, verifying the server with the CAs of this PEM `file` (env AUTHZ_TLS_CA)")
+	fs.StringVar(&c.tlsCert, "tls-cert", c.tlsCert, "client certificate PEM `file` for mutual TLS (env AUTHZ_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", c.tlsKey, "client key PEM `file` for mutual TLS (env AUTHZ_TLS_KEY)")
 }
 
 // globalNames are the flags every command accepts besides its own.
-var globalNames = []string{"addr", "tenant", "actor", "reason", "timeout", "output"}
+var globalNames = []string{"addr", "tenant", "actor", "reason", "timeout", "output", "api-key", "tls", "tls-ca", "tls-cert", "tls-key"}
 
 // command is the parsing state of one (sub)command.
 type command struct {
@@ -200,7 +218,11 @@ func (cmd *command) needWriter() error {
 // connect opens the connection to authzd and returns ctx bounded by
 // --timeout. The connection is closed when run returns.
 func (c *cli) connect(ctx context.Context) (context.Context, context.CancelFunc, error) {
-	conn, err := grpc.NewClient(c.addr, c.dialOptions()...)
+	opts, err := c.dialOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
 	}
@@ -208,21 +230,64 @@ func (c *cli) connect(ctx context.Context) (context.Context, context.CancelFunc,
 	c.authz = pb.NewAuthorizationServiceClient(conn)
 	c.admin = pb.NewAdminServiceClient(conn)
 	c.audit = pb.NewAuditServiceClient(conn)
+	c.platform = pb.NewPlatformServiceClient(conn)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	return ctx, cancel, nil
 }
 
-// dialOptions says how authzctl reaches authzd. The connection is plaintext
-// for now. When authzd authenticates its callers (mTLS client certificates
-// and API keys with check, admin and audit scopes), this is the one place
-// that changes: transport credentials from --tls-ca / --tls-cert / --tls-key
-// replace insecure.NewCredentials, and an API key from AUTHZ_API_KEY is sent
-// with grpc.WithPerRPCCredentials.
-func (c *cli) dialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent("authzctl"),
+// dialOptions says how authzctl reaches authzd: TLS when --tls, --tls-ca or
+// a client certificate is given, else plaintext; an API key with every
+// call when one is given. A key is never sent in plaintext beyond
+// loopback.
+func (c *cli) dialOptions() ([]grpc.DialOption, error) {
+	opts := []grpc.DialOption{grpc.WithUserAgent("authzctl")}
+	useTLS := c.tls || c.tlsCA != "" || c.tlsCert != ""
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, usagef("", "--tls-cert and --tls-key go together")
 	}
+	if useTLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.tlsCA != "" {
+			pem, err := os.ReadFile(c.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-ca: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca: %s holds no PEM certificate", c.tlsCA)
+			}
+		}
+		if c.tlsCert != "" {
+			pair, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if c.apiKey != "" {
+		if !useTLS && !loopback(c.addr) {
+			return nil, usagef("", "refusing to send an API key without TLS to %s: use --tls or --tls-ca", c.addr)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(strings.TrimSpace(c.apiKey), !useTLS)))
+	}
+	return opts, nil
+}
+
+// loopback reports whether addr names this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // close closes the connection, if one was opened.

@@ -121,7 +121,7 @@ func runGrants(ctx context.Context, c *cli, args []string) error {
 	if err := cmd.needTenant(); err != nil {
 		return err
 	}
-	req := &pb.ListGrantsRequest{TenantId: c.tenant, IncludeExpired: all, PageSize: 1000}
+	req := &pb.ListGrantsRequest{TenantId: c.tenant, ActorId: c.actor, IncludeExpired: all, PageSize: 1000}
 	switch {
 	case (user == "") == (role == ""):
 		return usagef(cmd.name, "grants: give exactly one of --user and --role")

@@ -35,7 +35,7 @@ func runDepartments(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer cancel()
-	resp, err := c.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: c.tenant})
+	resp, err := c.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: c.tenant, ActorId: c.actor})
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func runMemberships(ctx context.Context, c *cli, args []string) error {
 	if err := cmd.needTenant(); err != nil {
 		return err
 	}
-	req := &pb.ListMembershipsRequest{TenantId: c.tenant}
+	req := &pb.ListMembershipsRequest{TenantId: c.tenant, ActorId: c.actor}
 	switch {
 	case (user == "") == (department == ""):
 		return usagef(cmd.name, "memberships: give exactly one of --user and --department")
@@ -132,7 +132,7 @@ func runRules(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer cancel()
-	resp, err := c.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{TenantId: c.tenant})
+	resp, err := c.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{TenantId: c.tenant, ActorId: c.actor})
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func rolesList(ctx context.Context, c *cli, args []string) error {
 	// Every page, gathered into one response.
 	all := &pb.ListRolesResponse{}
 	for {
-		resp, err := c.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: c.tenant, PageSize: 1000, PageToken: all.GetNextPageToken()})
+		resp, err := c.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: c.tenant, ActorId: c.actor, PageSize: 1000, PageToken: all.GetNextPageToken()})
 		if err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func rolesGet(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer cancel()
-	resp, err := c.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: c.tenant, RoleId: pos[0]})
+	resp, err := c.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: c.tenant, ActorId: c.actor, RoleId: pos[0]})
 	if err != nil {
 		return err
 	}

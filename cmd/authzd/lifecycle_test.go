@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -78,7 +79,7 @@ func TestStopWhileLoadingTenants(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--database-url", url, "--listen-addr", "127.0.0.1:0", "--log-level", "error"}, noEnv, io.Discard)
+		done <- run(ctx, []string{"--database-url", url, "--listen-addr", "127.0.0.1:0", "--log-level", "error"}, noEnv, io.Discard, io.Discard)
 	}()
 	waitLocked(t, pool, "SELECT id FROM tenants")
 	cancel()
@@ -95,7 +96,7 @@ func TestStopWhileConnecting(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := run(ctx, []string{"--database-url", url, "--listen-addr", "127.0.0.1:0", "--log-level", "error"}, noEnv, io.Discard); err != nil {
+	if err := run(ctx, []string{"--database-url", url, "--listen-addr", "127.0.0.1:0", "--log-level", "error"}, noEnv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("stopped while connecting: %v, want a clean stop", err)
 	}
 	goleak.VerifyNone(t, ignore)
@@ -111,7 +112,7 @@ func TestListenFailureClosesStore(t *testing.T) {
 	}
 	defer func() { _ = taken.Close() }()
 	ignore := goleak.IgnoreCurrent()
-	err = run(context.Background(), []string{"--database-url", url, "--listen-addr", taken.Addr().String(), "--log-level", "error"}, noEnv, io.Discard)
+	err = run(context.Background(), []string{"--database-url", url, "--listen-addr", taken.Addr().String(), "--log-level", "error"}, noEnv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("serve on a taken port: %v", err)
 	}
@@ -140,7 +141,8 @@ func TestSecondSignalForcesExit(t *testing.T) {
 		<-waited
 	}()
 
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.Bearer(firstKey(t, url), true)))
 	if err != nil {
 		t.Fatal(err)
 	}

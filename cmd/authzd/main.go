@@ -2,6 +2,9 @@
 //
 //	authzd [serve] [flags]   serve gRPC (the default subcommand)
 //	authzd migrate [flags]   apply the PostgreSQL schema migrations
+//	authzd keys create|list|revoke [flags]
+//	                         manage the credentials callers authenticate
+//	                         with, straight in PostgreSQL (the first key)
 //
 // With no flags it serves from memory on :50051, seeded from the embedded
 // policy bundle. Run `authzd serve -h` for the flags; each has an AUTHZ_*
@@ -31,7 +34,7 @@ func main() {
 	// The first signal starts the graceful stop; stop then restores the
 	// default handling, so a second signal ends the process at once.
 	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "authzd:", err)
@@ -39,10 +42,15 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "migrate") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve", "migrate":
+			cmd, args = args[0], args[1:]
+		case "keys":
+			return runKeys(ctx, args[1:], getenv, stdout, stderr)
+		}
 	}
 	cfg, err := config.Load("authzd "+cmd, args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -71,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 		defer a.Close() // Run closes it too; this covers not getting there
-		lis, err := net.Listen("tcp", cfg.ListenAddr)
+		lis, err := net.Listen("tcp", cfg.Listen())
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}

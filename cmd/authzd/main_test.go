@@ -24,12 +24,12 @@ func noEnv(string) string { return "" }
 // (twice) makes it servable.
 func TestMigrateThenServe(t *testing.T) {
 	url := pgtest.NewEmptyDatabase(t)
-	err := run(context.Background(), []string{"serve", "--database-url", url, "--listen-addr", "127.0.0.1:0"}, noEnv, io.Discard)
+	err := run(context.Background(), []string{"serve", "--database-url", url, "--listen-addr", "127.0.0.1:0"}, noEnv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "authzd migrate") {
 		t.Fatalf("serve on an unmigrated database: %v", err)
 	}
 	for range 2 {
-		if err := run(context.Background(), []string{"migrate", "--database-url", url, "--log-level", "warn"}, noEnv, io.Discard); err != nil {
+		if err := run(context.Background(), []string{"migrate", "--database-url", url, "--log-level", "warn"}, noEnv, io.Discard, io.Discard); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
 	}
@@ -37,7 +37,7 @@ func TestMigrateThenServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--database-url", url, "--listen-addr", addr, "--log-level", "warn", "--seed-demo", "true"}, noEnv, io.Discard)
+		done <- run(ctx, []string{"--database-url", url, "--listen-addr", addr, "--log-level", "warn", "--seed-demo", "true"}, noEnv, io.Discard, io.Discard)
 	}()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -68,14 +68,14 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestMigrateNeedsDatabase(t *testing.T) {
-	err := run(context.Background(), []string{"migrate"}, noEnv, io.Discard)
+	err := run(context.Background(), []string{"migrate"}, noEnv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Fatalf("migrate without a database: %v", err)
 	}
 }
 
 func TestBadFlag(t *testing.T) {
-	if err := run(context.Background(), []string{"serve", "--log-level", "loud"}, noEnv, io.Discard); err == nil {
+	if err := run(context.Background(), []string{"serve", "--log-level", "loud"}, noEnv, io.Discard, io.Discard); err == nil {
 		t.Fatal("bad log level accepted")
 	}
 }
@@ -84,11 +84,29 @@ func TestBadFlag(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"serve", "--help"}, {"migrate", "-h"}} {
 		var out strings.Builder
-		if err := run(context.Background(), args, noEnv, &out); err != nil {
+		if err := run(context.Background(), args, noEnv, io.Discard, &out); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
 		if !strings.Contains(out.String(), "-listen-addr") {
 			t.Errorf("%v printed %q", args, out.String())
 		}
 	}
+}
+
+// firstKey creates a platform key in the database at url as an operator
+// does before the first start, `authzd keys create`, and returns the key:
+// the last line of what it prints.
+func firstKey(t *testing.T, url string) string {
+	t.Helper()
+	var out strings.Builder
+	args := []string{"keys", "create", "--database-url", url, "--name", "ops", "--scopes", "platform"}
+	if err := run(context.Background(), args, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("keys create: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "crmz_") || strings.ContainsAny(key, " \t") {
+		t.Fatalf("keys create printed %q; want the key alone on the last line", out.String())
+	}
+	return key
 }

@@ -61,7 +61,7 @@ func TestGrantCheckRevoke(t *testing.T) {
 		t.Fatalf("effective permissions %v", eff)
 	}
 
-	list, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
+	list, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
 	if err != nil || len(list.GetGrants()) != 1 {
 		t.Fatalf("list grants: %v %v", list, err)
 	}
@@ -103,11 +103,11 @@ func TestGrantExpiry(t *testing.T) {
 	if !slices.Contains(reasonKinds(resp), pb.ReasonKind_REASON_KIND_GRANT_EXPIRED) {
 		t.Fatalf("reasons %v do not name the expired grant", resp.GetReasons())
 	}
-	active, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
+	active, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
 	if err != nil || len(active.GetGrants()) != 0 {
 		t.Fatalf("active grants after expiry: %v %v", active, err)
 	}
-	all, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
+	all, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
 	if err != nil || len(all.GetGrants()) != 1 || all.GetGrants()[0].GetActive() {
 		t.Fatalf("all grants after expiry: %v %v", all, err)
 	}
@@ -188,7 +188,7 @@ func TestRoleLifecycle(t *testing.T) {
 		}
 	}
 
-	got, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: "demo", RoleId: "marketer"})
+	got, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{ActorId: "oscar", TenantId: "demo", RoleId: "marketer"})
 	if err != nil || got.GetRole().GetDisplayName() != "Marketer" || !slices.Equal(got.GetRole().GetInherits(), []string{"field_sales"}) {
 		t.Fatalf("get role: %v %v", got, err)
 	}
@@ -197,7 +197,7 @@ func TestRoleLifecycle(t *testing.T) {
 	var ids []string
 	token := ""
 	for {
-		page, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 2, PageToken: token})
+		page, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo", PageSize: 2, PageToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestRoleLifecycle(t *testing.T) {
 	if _, err := e.admin.DeleteRole(ctx, &pb.DeleteRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "cleanup", RoleId: "marketer"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: "demo", RoleId: "marketer"})
+	_, err = e.admin.GetRole(ctx, &pb.GetRoleRequest{ActorId: "oscar", TenantId: "demo", RoleId: "marketer"})
 	if code, reason, _ := errorInfo(t, err); code != codes.NotFound || reason != "ROLE_NOT_FOUND" {
 		t.Fatalf("get deleted role: %v", err)
 	}

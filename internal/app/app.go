@@ -14,8 +14,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
@@ -38,6 +40,8 @@ type App struct {
 	closed sync.Once
 	engine *engine.Engine
 	audit  *audit.Log
+	events *audit.SecurityLog
+	authn  *auth.Authenticator
 	server *server.Server
 }
 
@@ -80,12 +84,49 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	if a.audit.Mode() != audit.ModeOff {
 		decisions = a.audit
 	}
-	a.server = server.New(server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes},
-		service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions),
-		service.NewAdmin(a.engine, a.store, a.bundle, a.now),
-		service.NewAudit(a.audit, a.store, a.engine, a.now))
+	eopts := audit.SecurityOptions{Now: a.now, Logger: log}
+	if pool != nil {
+		a.events = audit.NewPostgresSecurityLog(pool, eopts)
+	} else {
+		a.events = audit.NewMemorySecurityLog(eopts)
+	}
+	a.authn = auth.NewAuthenticator(auth.Options{Enabled: cfg.AuthEnabled(), Store: a.store, Refresh: cfg.AuthRefresh,
+		Now: a.now, Logger: log, Events: a.events})
+	sopts := server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes, Auth: a.authn}
+	if cfg.TLSCert != "" {
+		tc, err := server.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, func(err error) {
+			log.Error("reload TLS files; serving the last good ones", zap.Error(err))
+		})
+		if err != nil {
+			a.closer()
+			return nil, err
+		}
+		sopts.Creds = credentials.NewTLS(tc)
+	}
+	a.server = server.New(sopts, server.Services{
+		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions),
+		Admin:         service.NewAdmin(a.engine, a.store, a.bundle, a.now),
+		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, a.now, Authentication(cfg)),
+		Platform:      service.NewPlatform(a.store, a.authn, a.events, a.now),
+	})
 	return a, nil
 }
+
+// Authentication says how a server with cfg authenticates callers, as
+// GetLogStatus reports it.
+func Authentication(cfg config.Config) string {
+	switch {
+	case cfg.AuthEnabled():
+		return "api_keys_and_certificates"
+	case cfg.InsecureNoAuth:
+		return "off (--insecure-no-auth)"
+	}
+	return "off (demo: memory store on loopback)"
+}
+
+// Store returns the App's store, for what is set up before Run: the first
+// credential of a server serving from memory with authentication, say.
+func (a *App) Store() store.Store { return a.store }
 
 // Close closes the store (and its pool). Run does it when it returns;
 // Close releases an App that is never run, e.g. when its listener cannot
@@ -171,6 +212,22 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		return fmt.Errorf("start the decision log: %w", err)
 	}
 	defer a.closeDecisionLog()
+	if err := a.events.Start(ctx); err != nil {
+		_ = lis.Close()
+		if ctx.Err() != nil {
+			return a.stoppedStarting(err)
+		}
+		return fmt.Errorf("start the security log: %w", err)
+	}
+	defer a.closeSecurityLog()
+	if err := a.authn.Start(ctx); err != nil {
+		_ = lis.Close()
+		if ctx.Err() != nil {
+			return a.stoppedStarting(err)
+		}
+		return err
+	}
+	a.warnInsecure(lis.Addr())
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(lis) }()
 	a.log.Info("listening", zap.Stringer("addr", lis.Addr()))
@@ -203,6 +260,18 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	return <-served
 }
 
+// warnInsecure says loudly, at start, when callers are not authenticated.
+func (a *App) warnInsecure(addr net.Addr) {
+	if a.cfg.AuthEnabled() {
+		a.log.Info("callers authenticate with API keys or client certificates", zap.Bool("tls", a.cfg.TLSCert != ""),
+			zap.Bool("client_certificates", a.cfg.TLSClientCA != ""))
+		return
+	}
+	a.log.Warn("AUTHENTICATION IS OFF: every caller that reaches this port may check, administer and audit every tenant "+
+		"as any actor it names; serve with a database (or --require-auth) and API keys in production",
+		zap.String("mode", Authentication(a.cfg)), zap.Stringer("addr", addr))
+}
+
 // stoppedStarting reports a start cut short by the end of Run's context: a
 // stop asked for during start-up is a clean stop, not a failure.
 func (a *App) stoppedStarting(err error) error {
@@ -217,6 +286,17 @@ func (a *App) closeDecisionLog() {
 	defer cancel()
 	if err := a.audit.Close(ctx); err != nil {
 		a.log.Error("decision log", zap.Error(err))
+	}
+}
+
+// closeSecurityLog writes the security events still queued, after the
+// server stopped and before the pool closes.
+func (a *App) closeSecurityLog() {
+	a.authn.Close() // its last summary of refusals goes to the log
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.events.Close(ctx); err != nil {
+		a.log.Error("security log", zap.Error(err))
 	}
 }
 

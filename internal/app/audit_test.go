@@ -444,7 +444,7 @@ func TestChangeLogQueries(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := e.admin.RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: "demo", ActorId: "alice", Reason: "left", UserId: "mallory", RoleId: "read_only"}); err != nil {
+		if _, err := e.admin.RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "left", UserId: "mallory", RoleId: "read_only"}); err != nil {
 			t.Fatal(err)
 		}
 		list := func(req *pb.ListChangesRequest) []*pb.Change {
@@ -473,8 +473,11 @@ func TestChangeLogQueries(t *testing.T) {
 				t.Errorf("change %d hash %q", i, c.GetHash())
 			}
 		}
-		if got := list(&pb.ListChangesRequest{TenantId: "demo", ActorId: "oscar"}); len(got) != 3 {
+		if got := list(&pb.ListChangesRequest{TenantId: "demo", ActorId: "oscar"}); len(got) != 4 {
 			t.Errorf("by actor: %v", got)
+		}
+		if got := list(&pb.ListChangesRequest{TenantId: "demo", ActorId: "system"}); len(got) != 1 || got[0].GetAction() != "tenant.create" {
+			t.Errorf("by the seeding actor: %v", got)
 		}
 		if got := list(&pb.ListChangesRequest{TenantId: "demo", TargetPrefix: "grant/mallory/"}); len(got) != 2 || got[1].GetBeforeJson() == "" || got[1].GetAfterJson() != "" {
 			t.Errorf("by target: %v", got)

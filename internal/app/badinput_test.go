@@ -112,15 +112,15 @@ func TestBadInput(t *testing.T) {
 		{"grant expiry in the past", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = timestamppb.New(e.clock.Now().Add(-1)) }), "expires_at"},
 		{"grant expiry at the zero time", grant(func(r *pb.GrantRoleRequest) { r.ExpiresAt = &timestamppb.Timestamp{Seconds: -62135596800} }), "expires_at"},
 		{"list roles page too big", func() error {
-			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 5000})
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo", PageSize: 5000})
 			return err
 		}(), "page_size"},
 		{"list roles bad token", func() error {
-			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageToken: "!!not-a-token"})
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo", PageToken: "!!not-a-token"})
 			return err
 		}(), "page_token"},
 		{"list grants without filter", func() error {
-			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo"})
+			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo"})
 			return err
 		}(), "filter"},
 	}
@@ -138,14 +138,14 @@ func TestBadInput(t *testing.T) {
 
 	// Nothing changed: the seeded tenant is still at revision 1, with its
 	// roles and peggy without grants.
-	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo"})
+	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if roles.GetRevision() != 1 || len(roles.GetRoles()) != 8 {
 		t.Fatalf("after bad writes: revision %d, %d roles", roles.GetRevision(), len(roles.GetRoles()))
 	}
-	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
+	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
 	if err != nil || len(grants.GetGrants()) != 0 {
 		t.Fatalf("peggy's grants after bad writes: %v %v", grants, err)
 	}

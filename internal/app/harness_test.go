@@ -17,7 +17,9 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/config"
+	"github.com/crmauthz/crmauthz/internal/store"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
 
@@ -46,6 +48,9 @@ type env struct {
 	authz pb.AuthorizationServiceClient
 	admin pb.AdminServiceClient
 	clock *clock
+	lis   *bufconn.Listener
+	app   *app.App
+	key   string // the platform key conn calls with, when callers authenticate
 }
 
 // start runs authzd with cfg (the embedded default when zero) over an
@@ -53,7 +58,7 @@ type env struct {
 // stopped gracefully at the end of the test.
 func start(t *testing.T, cfg config.Config) *env {
 	t.Helper()
-	if cfg.ListenAddr == "" {
+	if cfg.LogLevel == "" { // the zero Config: the embedded default
 		cfg = config.Default()
 	}
 	return startWith(t, cfg, &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)})
@@ -67,12 +72,19 @@ func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	var key string
+	if cfg.AuthEnabled() {
+		// The client calls as the platform operator; tests of the trust
+		// boundary make narrower credentials of their own.
+		key = createKey(t, a.Store(), "tests", []string{"platform"}, nil, "")
+		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(key, true)))
+	}
 	lis := bufconn.Listen(1 << 20)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, lis) }()
 	conn, err := grpc.NewClient("passthrough:///authzd",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +100,41 @@ func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
 	}
 	t.Cleanup(stop)
 	waitServing(t, conn)
-	return &env{stop: stop, conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk}
+	return &env{stop: stop, conn: conn, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn), clock: clk,
+		lis: lis, app: a, key: key}
+}
+
+// createKey stores an API key straight in st, as `authzd keys create`
+// does, and returns it.
+func createKey(t testing.TB, st store.Store, name string, scopes, tenants []string, user string) string {
+	t.Helper()
+	id, key, hash, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := store.Credential{ID: id, Name: name, SecretHash: hash, Scopes: scopes, Tenants: tenants, User: user,
+		CreatedAt: time.Now(), CreatedBy: "tests"}
+	if err := st.CreateCredential(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// dial returns a connection to the running server calling with key (none
+// when empty).
+func (e *env) dial(t testing.TB, key string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) })}
+	if key != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(key, true)))
+	}
+	conn, err := grpc.NewClient("passthrough:///authzd", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 func waitServing(t testing.TB, conn *grpc.ClientConn) {

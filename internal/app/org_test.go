@@ -102,7 +102,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string) string 
 
 func (e *env) revision(t *testing.T) int64 {
 	t.Helper()
-	resp, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: orgTenantID})
+	resp, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{ActorId: "oscar", TenantId: orgTenantID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func (e *env) revision(t *testing.T) int64 {
 
 func (e *env) departments(t *testing.T) []string {
 	t.Helper()
-	resp, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: orgTenantID})
+	resp, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{ActorId: "oscar", TenantId: orgTenantID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestMemberships(t *testing.T) {
 
 	list := func(req *pb.ListMembershipsRequest) []*pb.Membership {
 		t.Helper()
-		req.TenantId = orgTenantID
+		req.TenantId, req.ActorId = orgTenantID, "oscar"
 		resp, err := e.admin.ListMemberships(ctx, req)
 		if err != nil {
 			t.Fatal(err)
@@ -275,7 +275,7 @@ func TestMemberships(t *testing.T) {
 	if got := list(&pb.ListMembershipsRequest{Filter: &pb.ListMembershipsRequest_UserId{UserId: "nobody"}}); len(got) != 0 {
 		t.Errorf("nobody's membership: %v", got)
 	}
-	_, err = e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "nowhere"}})
+	_, err = e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{ActorId: "oscar", TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "nowhere"}})
 	wantStatus(t, err, codes.NotFound, "DEPARTMENT_NOT_FOUND")
 
 	delMember := func(user string) error {
@@ -340,7 +340,7 @@ func TestSharingRules(t *testing.T) {
 		})
 	}
 
-	list, err := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{TenantId: orgTenantID})
+	list, err := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{ActorId: "oscar", TenantId: orgTenantID})
 	seeded := &pb.SharingRule{RuleId: "hq_accounts", Module: "account", OwnedBy: deptP("hq", true), SharedWith: roleP("read_only"), Access: pb.RecordAccess_RECORD_ACCESS_READ}
 	if err != nil || !protosEqual(list.GetRules(), rule, seeded) || list.GetRevision() != 2 {
 		t.Fatalf("rules: %v %v", list, err)
@@ -404,7 +404,7 @@ func TestRecordShares(t *testing.T) {
 
 	list := func(includeExpired bool) *pb.ListRecordSharesResponse {
 		t.Helper()
-		resp, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: includeExpired})
+		resp, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{ActorId: "oscar", TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: includeExpired})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,10 +456,10 @@ func TestOrgBadInput(t *testing.T) {
 	e := start(t, orgConfig(t))
 	snapshot := func() []proto.Message {
 		t.Helper()
-		d, err1 := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: orgTenantID})
-		m, err2 := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "hq"}})
-		r, err3 := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{TenantId: orgTenantID})
-		s, err4 := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: true})
+		d, err1 := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{ActorId: "oscar", TenantId: orgTenantID})
+		m, err2 := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{ActorId: "oscar", TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "hq"}})
+		r, err3 := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{ActorId: "oscar", TenantId: orgTenantID})
+		s, err4 := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{ActorId: "oscar", TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: true})
 		for _, err := range []error{err1, err2, err3, err4} {
 			if err != nil {
 				t.Fatal(err)
@@ -555,11 +555,11 @@ func TestOrgBadInput(t *testing.T) {
 			return err
 		}(), "user_id"},
 		{"list memberships without filter", func() error {
-			_, err := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{TenantId: orgTenantID})
+			_, err := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{ActorId: "oscar", TenantId: orgTenantID})
 			return err
 		}(), "filter"},
 		{"list memberships bad department", func() error {
-			_, err := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "A"}})
+			_, err := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{ActorId: "oscar", TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "A"}})
 			return err
 		}(), "department_id"},
 
@@ -611,15 +611,15 @@ func TestOrgBadInput(t *testing.T) {
 		{"unshare without principal", unshare(func(r *pb.UnshareRecordRequest) { r.Principal = nil }), "principal"},
 		{"unshare department pattern", unshare(func(r *pb.UnshareRecordRequest) { r.Principal = deptP("*", false) }), "principal.department_id"},
 		{"list shares bad record", func() error {
-			_, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{TenantId: orgTenantID, Module: "lead", RecordId: "L\n1"})
+			_, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{ActorId: "oscar", TenantId: orgTenantID, Module: "lead", RecordId: "L\n1"})
 			return err
 		}(), "record_id"},
 		{"list shares unknown module", func() error {
-			_, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{TenantId: orgTenantID, Module: "spaceship", RecordId: "L-1"})
+			_, err := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{ActorId: "oscar", TenantId: orgTenantID, Module: "spaceship", RecordId: "L-1"})
 			return err
 		}(), "module"},
 		{"list departments bad tenant", func() error {
-			_, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: "*"})
+			_, err := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{ActorId: "oscar", TenantId: "*"})
 			return err
 		}(), "tenant_id"},
 	}
@@ -678,10 +678,10 @@ func TestOrgPostgresSurvivesRestart(t *testing.T) {
 	}
 	read := func(e *env) []proto.Message {
 		t.Helper()
-		d, err1 := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{TenantId: orgTenantID})
-		m, err2 := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "hq"}})
-		r, err3 := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{TenantId: orgTenantID})
-		s, err4 := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: true})
+		d, err1 := e.admin.ListDepartments(ctx, &pb.ListDepartmentsRequest{ActorId: "oscar", TenantId: orgTenantID})
+		m, err2 := e.admin.ListMemberships(ctx, &pb.ListMembershipsRequest{ActorId: "oscar", TenantId: orgTenantID, Filter: &pb.ListMembershipsRequest_DepartmentId{DepartmentId: "hq"}})
+		r, err3 := e.admin.ListSharingRules(ctx, &pb.ListSharingRulesRequest{ActorId: "oscar", TenantId: orgTenantID})
+		s, err4 := e.admin.ListRecordShares(ctx, &pb.ListRecordSharesRequest{ActorId: "oscar", TenantId: orgTenantID, Module: "lead", RecordId: "L-1", IncludeExpired: true})
 		for _, err := range []error{err1, err2, err3, err4} {
 			if err != nil {
 				t.Fatal(err)

@@ -59,7 +59,7 @@ func TestPostgresSurvivesRestart(t *testing.T) {
 	for i, pr := range probes {
 		before[i] = first.check(t, "demo", pr.user, pr.p)
 	}
-	rolesBefore, err := first.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo"})
+	rolesBefore, err := first.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +82,14 @@ func TestPostgresSurvivesRestart(t *testing.T) {
 			t.Errorf("%s %v: allowed=%v, want %v", probes[i].user, probes[i].p, before[i].GetAllowed(), wantAllowed[i])
 		}
 	}
-	rolesAfter, err := second.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo"})
+	rolesAfter, err := second.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(rolesAfter, rolesBefore) {
 		t.Errorf("roles after restart differ:\n%v\nbefore:\n%v", rolesAfter, rolesBefore)
 	}
-	grants, err := second.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
+	grants, err := second.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}})
 	if err != nil || len(grants.GetGrants()) != 1 || !grants.GetGrants()[0].GetExpiresAt().AsTime().Equal(until) || grants.GetGrants()[0].GetGrantedBy() != "oscar" {
 		t.Fatalf("peggy's grant after restart: %v %v", grants, err)
 	}

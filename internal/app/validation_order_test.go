@@ -24,31 +24,31 @@ func TestReadsValidateBeforeLookup(t *testing.T) {
 		field  string
 	}{
 		{"get role: bad role id", call(func() error {
-			_, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: "nowhere", RoleId: "Sales Rep"})
+			_, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{ActorId: "oscar", TenantId: "nowhere", RoleId: "Sales Rep"})
 			return err
 		}), codes.InvalidArgument, "INVALID_IDENTIFIER", "role_id"},
 		{"list roles: bad page size", call(func() error {
-			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "nowhere", PageSize: -1})
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "nowhere", PageSize: -1})
 			return err
 		}), codes.InvalidArgument, "INVALID_VALUE", "page_size"},
 		{"list roles: bad page token", call(func() error {
-			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "nowhere", PageToken: "!!"})
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "nowhere", PageToken: "!!"})
 			return err
 		}), codes.InvalidArgument, "INVALID_VALUE", "page_token"},
 		{"list grants: bad page size", call(func() error {
-			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "nowhere", Filter: &pb.ListGrantsRequest_RoleId{RoleId: "sales_rep"}, PageSize: 5000})
+			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "nowhere", Filter: &pb.ListGrantsRequest_RoleId{RoleId: "sales_rep"}, PageSize: 5000})
 			return err
 		}), codes.InvalidArgument, "INVALID_VALUE", "page_size"},
 		{"list grants: bad page token", call(func() error {
-			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "nowhere", Filter: &pb.ListGrantsRequest_UserId{UserId: "bob"}, PageToken: "!!"})
+			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "nowhere", Filter: &pb.ListGrantsRequest_UserId{UserId: "bob"}, PageToken: "!!"})
 			return err
 		}), codes.InvalidArgument, "INVALID_VALUE", "page_token"},
 		{"get role: unknown tenant", call(func() error {
-			_, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: "nowhere", RoleId: "sales_rep"})
+			_, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{ActorId: "oscar", TenantId: "nowhere", RoleId: "sales_rep"})
 			return err
 		}), codes.NotFound, "TENANT_NOT_FOUND", ""},
 		{"list grants: unknown role", call(func() error {
-			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: &pb.ListGrantsRequest_RoleId{RoleId: "nope"}, PageSize: 10})
+			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_RoleId{RoleId: "nope"}, PageSize: 10})
 			return err
 		}), codes.NotFound, "ROLE_NOT_FOUND", ""},
 	}

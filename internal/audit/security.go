@@ -22,7 +22,7 @@ import (
 // Kinds of security events.
 const (
 	EventAuthnRefused      = "authn.refused"      // a call whose credential was missing, unknown, expired or out of scope
-	EventAdminRefused      = "admin.refused"      // an admin call the actor's rights did not allow
+	EventCallRefused       = "call.refused"       // a call refused for want of a scope, a tenant or a permission, or as an escalation
 	EventCredentialCreated = "credential.created" //nolint:gosec // an event name: an API key or certificate identity was created
 	EventCredentialRevoked = "credential.revoked" //nolint:gosec // an event name: an API key or certificate identity was revoked
 	// EventDropped is written by the log itself: Count events of its tenant
@@ -49,7 +49,7 @@ const reasonQueueFull = "QUEUE_FULL"
 type SecurityEvent struct {
 	ID         int64     // assigned when stored; increasing
 	Time       time.Time // the time of the event; zero means when Record was called
-	Kind       string    // "authn.refused", "admin.refused", "credential.created", "credential.revoked"
+	Kind       string    // "authn.refused", "call.refused", "credential.created", "credential.revoked", "events.dropped"
 	Tenant     string    // "" when the event concerns no tenant (e.g. an unknown key)
 	Credential string    // "key:<id>", "cert:<identity>", or "" when none was presented
 	Actor      string

@@ -126,7 +126,7 @@ func TestSecurityLogStoresAndFilters(t *testing.T) {
 		recorded := []SecurityEvent{
 			ev(1, EventAuthnRefused, "t1", "key:k1", ""),
 			ev(2, EventAuthnRefused, "", "key:nope", ""),
-			ev(3, EventAdminRefused, "t2", "key:k2", "alice"),
+			ev(3, EventCallRefused, "t2", "key:k2", "alice"),
 			ev(4, EventCredentialCreated, "t1", "key:k3", "bob"),
 			ev(5, EventCredentialRevoked, "t2", "key:k2", "alice"),
 			ev(6, EventAuthnRefused, "", "", ""),
@@ -295,7 +295,7 @@ func TestSecurityLogRecordsDrops(t *testing.T) {
 		s.Record(SecurityEvent{Time: at(1), Kind: EventAuthnRefused, Tenant: "t1", Message: "kept 1"})
 		s.Record(SecurityEvent{Time: at(2), Kind: EventAuthnRefused, Tenant: "t1", Message: "kept 2"})
 		s.Record(SecurityEvent{Time: at(3), Kind: EventAuthnRefused, Tenant: "t2", Count: 5}) // the queue is full: dropped
-		s.Record(SecurityEvent{Time: at(4), Kind: EventAdminRefused, Tenant: "t2"})
+		s.Record(SecurityEvent{Time: at(4), Kind: EventCallRefused, Tenant: "t2"})
 		s.Record(SecurityEvent{Time: at(5), Kind: EventAuthnRefused})
 		if st := s.Status(); st.Recorded != 5 || st.Dropped != 3 || st.Queued != 2 {
 			t.Fatalf("status %+v", st)
@@ -426,7 +426,7 @@ func TestSecurityListRefusesBadInput(t *testing.T) {
 		{"truncated token", q, 10, p.Next[:20], "page_token", model.ReasonInvalidValue},
 		{"other tenants", SecurityQuery{Tenants: []string{"t"}}, 10, p.Next, "page_token", ReasonCursorMismatch},
 		{"every tenant", SecurityQuery{}, 10, p.Next, "page_token", ReasonCursorMismatch},
-		{"other kind", SecurityQuery{Tenants: q.Tenants, Kind: EventAdminRefused}, 10, p.Next, "page_token", ReasonCursorMismatch},
+		{"other kind", SecurityQuery{Tenants: q.Tenants, Kind: EventCallRefused}, 10, p.Next, "page_token", ReasonCursorMismatch},
 		{"other order", SecurityQuery{Tenants: q.Tenants, NewestFirst: true}, 10, p.Next, "page_token", ReasonCursorMismatch},
 		{"a decision listing's token", SecurityQuery{}, 10, dp.token(), "page_token", ReasonCursorMismatch},
 		{"an id out of range", SecurityQuery{}, 10, cursor{fp: newFilterFP(SecurityQuery{}), key: [2]uint64{1 << 63, 0}}.token(), "page_token", model.ReasonInvalidValue},
@@ -572,7 +572,7 @@ func TestSecurityListReadsBoundedAmounts(t *testing.T) {
 			if i%20 == 7 {
 				actor = "mallory"
 			}
-			s.Record(SecurityEvent{Kind: EventAdminRefused, Tenant: "t", Actor: actor})
+			s.Record(SecurityEvent{Kind: EventCallRefused, Tenant: "t", Actor: actor})
 		}
 		startSecurity(t, s)
 		closeSecurity(t, s)

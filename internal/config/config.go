@@ -21,7 +21,9 @@ import (
 
 // Config is the configuration of `authzd serve` and `authzd migrate`.
 type Config struct {
-	// ListenAddr is the gRPC listen address.
+	// ListenAddr is the gRPC listen address. Empty listens on port 50051:
+	// on every interface when callers authenticate, on loopback only
+	// (127.0.0.1) when they do not.
 	ListenAddr string `yaml:"listen_addr"`
 	// DatabaseURL selects PostgreSQL (a libpq URL or key=value string);
 	// empty serves from memory, seeded from the policy bundle.
@@ -42,6 +44,28 @@ type Config struct {
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// ShutdownTimeout bounds the graceful stop before calls are cut.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// InsecureNoAuth turns caller authentication off although a database
+	// is configured: every caller may do anything any actor it names may.
+	// It also allows a listen address beyond loopback without
+	// authentication.
+	InsecureNoAuth bool `yaml:"insecure_no_auth"`
+	// RequireAuth turns caller authentication on when serving from memory
+	// (with a database it is on unless InsecureNoAuth).
+	RequireAuth bool `yaml:"require_auth"`
+	// AuthRefresh is how often a replica reads the credentials again: a
+	// credential revoked on another replica is refused within it.
+	AuthRefresh time.Duration `yaml:"auth_refresh"`
+	// TLSCert and TLSKey are PEM files of the server's certificate and
+	// key: set both to serve TLS. Re-read when they change on disk.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSClientCA is a PEM file of the CAs client certificates must chain
+	// to: set, every connection needs a verified client certificate, and
+	// a certificate's identity (first URI SAN, else common name)
+	// authenticates a caller registered with CreateKey
+	// certificate_identity.
+	TLSClientCA string `yaml:"tls_client_ca"`
 
 	// DecisionLog is the decision log's mode: "async" (the call does not
 	// wait for the write), "sync" (the call waits until its entry is
@@ -84,13 +108,13 @@ var maskAttributes = []string{"subject", "caller", "record_id", "record_owner", 
 // Default returns the defaults: the embedded in-memory server on :50051.
 func Default() Config {
 	return Config{
-		ListenAddr:      ":50051",
 		SeedDemo:        "auto",
 		LogLevel:        "info",
 		LogFormat:       "json",
 		MaxBatchChecks:  1000,
 		MaxRecvBytes:    4 << 20,
 		ShutdownTimeout: 15 * time.Second,
+		AuthRefresh:     2 * time.Second,
 
 		DecisionLog:              "async",
 		DecisionLogQueueSize:     16384,
@@ -108,6 +132,7 @@ type field struct {
 	set              func(string) error
 	get              func() string
 	secret           bool
+	boolean          bool // a flag given without a value means true
 }
 
 func (c *Config) fields() []field {
@@ -127,8 +152,17 @@ func (c *Config) fields() []field {
 	add := func(name, usage string, set func(string) error, get func() string) {
 		out = append(out, field{flag: name, env: "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), usage: usage, set: set, get: get})
 	}
+	boolean := func(p *bool) (func(string) error, func() string) {
+		return func(s string) error {
+				b, err := strconv.ParseBool(s)
+				*p = b
+				return err
+			}, func() string {
+				return strconv.FormatBool(*p)
+			}
+	}
 	s, g := str(&c.ListenAddr)
-	add("listen-addr", "gRPC listen address, host:port", s, g)
+	add("listen-addr", "gRPC listen address, host:port; default :50051 with authentication, 127.0.0.1:50051 without", s, g)
 	s, g = str(&c.DatabaseURL)
 	add("database-url", "PostgreSQL URL or key=value string; empty serves from memory", s, g)
 	out[len(out)-1].secret = true
@@ -149,6 +183,23 @@ func (c *Config) fields() []field {
 		c.ShutdownTimeout = d
 		return err
 	}, func() string { return c.ShutdownTimeout.String() })
+	s, g = boolean(&c.InsecureNoAuth)
+	add("insecure-no-auth", "serve without authenticating callers even with a database, on any listen address (unsafe: anyone reaching the port may do anything)", s, g)
+	out[len(out)-1].boolean = true
+	s, g = boolean(&c.RequireAuth)
+	add("require-auth", "authenticate callers when serving from memory too", s, g)
+	out[len(out)-1].boolean = true
+	add("auth-refresh", "how often the credentials are read again (a revocation elsewhere takes effect within it), 100ms-1m", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.AuthRefresh = d
+		return err
+	}, func() string { return c.AuthRefresh.String() })
+	s, g = str(&c.TLSCert)
+	add("tls-cert", "PEM file of the server certificate; with --tls-key serves TLS", s, g)
+	s, g = str(&c.TLSKey)
+	add("tls-key", "PEM file of the server key", s, g)
+	s, g = str(&c.TLSClientCA)
+	add("tls-client-ca", "PEM file of the CAs client certificates must chain to; requires client certificates", s, g)
 	s, g = str(&c.DecisionLog)
 	add("decision-log", "decision log mode: async, sync or off", s, g)
 	s, g = num(&c.DecisionLogQueueSize)
@@ -192,7 +243,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	fields := c.fields()
 	values := map[string]*string{}
 	for _, f := range fields {
-		values[f.flag] = fs.String(f.flag, f.get(), fmt.Sprintf("%s (env %s)", f.usage, f.env))
+		v := &flagValue{s: f.get(), boolean: f.boolean}
+		fs.Var(v, f.flag, fmt.Sprintf("%s (env %s)", f.usage, f.env))
+		values[f.flag] = &v.s
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -238,12 +291,27 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 	return c, c.Validate()
 }
 
+// flagValue is a flag's text; a boolean one may be given without a value.
+type flagValue struct {
+	s       string
+	boolean bool
+}
+
+func (v *flagValue) String() string { return v.s }
+
+func (v *flagValue) Set(s string) error { v.s = s; return nil }
+
+func (v *flagValue) IsBoolFlag() bool { return v.boolean }
+
 // Validate checks the configuration's values.
 func (c Config) Validate() error {
 	var errs []error
-	if err := validateListenAddr(c.ListenAddr); err != nil {
-		errs = append(errs, err)
+	if c.ListenAddr != "" {
+		if err := validateListenAddr(c.ListenAddr); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	errs = append(errs, c.validateAuth()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -324,6 +392,62 @@ func (c Config) validateDecisionLog() []error {
 		errs = append(errs, errors.New("decision_log_mask_key must be set, at least 16 bytes, when decision_log_mask is"))
 	}
 	return errs
+}
+
+func (c Config) validateAuth() []error {
+	var errs []error
+	if c.InsecureNoAuth && c.RequireAuth {
+		errs = append(errs, errors.New("insecure_no_auth and require_auth contradict each other"))
+	}
+	if c.AuthRefresh < 100*time.Millisecond || c.AuthRefresh > time.Minute {
+		errs = append(errs, fmt.Errorf("auth_refresh must be 100ms-1m, got %s", c.AuthRefresh))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key must be set together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("tls_client_ca needs tls_cert and tls_key: client certificates are asked for in a TLS handshake"))
+	}
+	if !c.AuthEnabled() && !c.InsecureNoAuth && c.ListenAddr != "" && !loopback(c.ListenAddr) {
+		errs = append(errs, fmt.Errorf("listen_addr %q is beyond loopback but callers are not authenticated: configure a database (authentication is then on), --require-auth, or say --insecure-no-auth to serve unauthenticated anyway", c.ListenAddr))
+	}
+	return errs
+}
+
+// AuthEnabled reports whether callers must authenticate: with a database
+// unless InsecureNoAuth, from memory only with RequireAuth.
+func (c Config) AuthEnabled() bool {
+	if c.InsecureNoAuth {
+		return false
+	}
+	return c.DatabaseURL != "" || c.RequireAuth
+}
+
+// Listen returns the address to listen on: ListenAddr, else port 50051 on
+// every interface with authentication and on loopback without.
+func (c Config) Listen() string {
+	switch {
+	case c.ListenAddr != "":
+		return c.ListenAddr
+	case c.AuthEnabled() || c.InsecureNoAuth:
+		return ":50051"
+	}
+	return "127.0.0.1:50051"
+}
+
+// loopback reports whether a listen address binds loopback only: a
+// loopback IP or the name localhost. An empty host (every interface) or
+// any other name is not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ShouldSeedDemo reports whether the demo tenant is to be created at start.

@@ -16,7 +16,7 @@ func TestLoadPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"AUTHZ_CONFIG": file, "AUTHZ_LISTEN_ADDR": "env:2", "AUTHZ_MAX_BATCH_CHECKS": "20"}
-	c, err := Load("serve", []string{"--listen-addr", "flag:3"}, func(k string) string { return env[k] }, io.Discard)
+	c, err := Load("serve", []string{"--listen-addr", "flag:3", "--require-auth"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,9 +53,55 @@ func TestLoadRejectsBadValues(t *testing.T) {
 
 func TestListenAddrAccepted(t *testing.T) {
 	for _, addr := range []string{":50051", "127.0.0.1:0", "[::1]:50051", "localhost:65535"} {
-		if _, err := Load("serve", []string{"--listen-addr", addr}, func(string) string { return "" }, io.Discard); err != nil {
+		if _, err := Load("serve", []string{"--listen-addr", addr, "--require-auth"}, func(string) string { return "" }, io.Discard); err != nil {
 			t.Errorf("--listen-addr %s: %v", addr, err)
 		}
+	}
+}
+
+// TestNoAuthListensOnLoopbackOnly: without authentication the server
+// listens beyond loopback only when told --insecure-no-auth; with a
+// database authentication is on by default.
+func TestNoAuthListensOnLoopbackOnly(t *testing.T) {
+	none := func(string) string { return "" }
+	tests := []struct {
+		name   string
+		args   []string
+		auth   bool
+		listen string
+		err    string
+	}{
+		{"the demo", nil, false, "127.0.0.1:50051", ""},
+		{"demo on loopback", []string{"--listen-addr", "localhost:7000"}, false, "localhost:7000", ""},
+		{"demo on ipv6 loopback", []string{"--listen-addr", "[::1]:7000"}, false, "[::1]:7000", ""},
+		{"demo on every interface", []string{"--listen-addr", ":50051"}, false, "", "beyond loopback"},
+		{"demo on an address", []string{"--listen-addr", "10.1.2.3:50051"}, false, "", "beyond loopback"},
+		{"demo on a host name", []string{"--listen-addr", "authz.internal:50051"}, false, "", "beyond loopback"},
+		{"told insecure", []string{"--listen-addr", ":50051", "--insecure-no-auth"}, false, ":50051", ""},
+		{"database", []string{"--database-url", "postgres://db/authz"}, true, ":50051", ""},
+		{"database told insecure", []string{"--database-url", "postgres://db/authz", "--insecure-no-auth"}, false, ":50051", ""},
+		{"database insecure bool value", []string{"--database-url", "postgres://db/authz", "--insecure-no-auth=false"}, true, ":50051", ""},
+		{"memory with keys", []string{"--require-auth"}, true, ":50051", ""},
+		{"both", []string{"--require-auth", "--insecure-no-auth"}, false, "", "contradict"},
+		{"tls half", []string{"--tls-cert", "a.pem"}, false, "", "together"},
+		{"client ca without tls", []string{"--tls-client-ca", "ca.pem", "--require-auth"}, false, "", "client certificates"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load("serve", tt.args, none, io.Discard)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want mention of %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.AuthEnabled() != tt.auth || c.Listen() != tt.listen {
+				t.Errorf("auth %v listen %q, want %v %q", c.AuthEnabled(), c.Listen(), tt.auth, tt.listen)
+			}
+		})
 	}
 }
 

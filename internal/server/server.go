@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/service"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -48,6 +50,18 @@ type Server struct {
 type Options struct {
 	Logger       *zap.Logger
 	MaxRecvBytes int
+	// Auth authenticates callers; nil serves without authentication.
+	Auth *auth.Authenticator
+	// Creds secures connections (TLS, mTLS); nil serves plaintext.
+	Creds credentials.TransportCredentials
+}
+
+// Services are the crm-authz services the server registers.
+type Services struct {
+	Authorization pb.AuthorizationServiceServer
+	Admin         pb.AdminServiceServer
+	Audit         pb.AuditServiceServer
+	Platform      pb.PlatformServiceServer
 }
 
 // New builds the gRPC server with the services registered. Health reports
@@ -61,25 +75,42 @@ type Options struct {
 //  3. readiness: until the policy is loaded, answer UNAVAILABLE rather than
 //     a wrong NOT_FOUND (health and reflection pass);
 //  4. errors: domain errors become canonical status codes in one place, and
-//     internal causes are logged, never sent.
+//     internal causes are logged, never sent;
+//  5. authentication: the caller's credential, its scope, tenants and bound
+//     subject are checked before any handler runs; it sits inside the
+//     errors interceptor so its refusals map like every other error, and
+//     it records refused calls, including those the handlers refuse (an
+//     actor's missing permission, an escalation). Health and reflection
+//     pass without a credential.
 //
 // Streams (AuditService.ExportDecisions, health watches) pass the same
 // interceptors; health watches end when Shutdown starts (endWatch), since
 // they would otherwise hold the graceful stop until its timeout.
 //
-// Metrics and authentication take places 3 and 4 when they exist; request
-// validation happens in the handlers, which know the field paths.
-func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServiceServer, auditor pb.AuditServiceServer) *Server {
+// Metrics take place 3 when they exist; request validation happens in the
+// handlers, which know the field paths.
+func New(opts Options, svc Services) *Server {
 	s := &Server{health: health.NewServer(), log: opts.Logger}
 	s.stopping, s.stop = context.WithCancel(context.Background())
-	s.grpc = grpc.NewServer(
+	authn := opts.Auth
+	if authn == nil {
+		authn = auth.NewAuthenticator(auth.Options{Logger: opts.Logger})
+	}
+	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, s.endWatch),
-	)
-	pb.RegisterAuthorizationServiceServer(s.grpc, authz)
-	pb.RegisterAdminServiceServer(s.grpc, admin)
-	pb.RegisterAuditServiceServer(s.grpc, auditor)
+		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary, authn.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, authn.StreamInterceptor, s.endWatch),
+	}
+	if opts.Creds != nil {
+		sopts = append(sopts, grpc.Creds(opts.Creds))
+	}
+	s.grpc = grpc.NewServer(sopts...)
+	pb.RegisterAuthorizationServiceServer(s.grpc, svc.Authorization)
+	pb.RegisterAdminServiceServer(s.grpc, svc.Admin)
+	pb.RegisterAuditServiceServer(s.grpc, svc.Audit)
+	if svc.Platform != nil {
+		pb.RegisterPlatformServiceServer(s.grpc, svc.Platform)
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
@@ -87,7 +118,8 @@ func New(opts Options, authz pb.AuthorizationServiceServer, admin pb.AdminServic
 }
 
 func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
-	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName} {
+	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName,
+		pb.AuditService_ServiceDesc.ServiceName, pb.PlatformService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, st)
 	}
 }
@@ -246,9 +278,8 @@ func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return h(srv, ss)
 }
 
-func alwaysAvailable(method string) bool {
-	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
-}
+// alwaysAvailable: health and reflection answer during start-up too.
+func alwaysAvailable(method string) bool { return auth.Open(method) }
 
 func (s *Server) errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	resp, err := h(ctx, req)

@@ -60,7 +60,8 @@ func newHarness(t *testing.T, a *authz, au *auditor) *harness {
 	if au == nil {
 		au = &auditor{}
 	}
-	srv := server.New(server.Options{Logger: zap.New(core), MaxRecvBytes: 1 << 20}, a, pb.UnimplementedAdminServiceServer{}, au)
+	srv := server.New(server.Options{Logger: zap.New(core), MaxRecvBytes: 1 << 20},
+		server.Services{Authorization: a, Admin: pb.UnimplementedAdminServiceServer{}, Audit: au})
 	lis := bufconn.Listen(1 << 20)
 	h := &harness{srv: srv, logs: logs, served: make(chan error, 1)}
 	go func() { h.served <- srv.Serve(lis) }()

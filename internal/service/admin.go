@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
@@ -30,18 +31,43 @@ func NewAdmin(eng *engine.Engine, st store.Store, b *bundle.Bundle, now func() t
 	return &Admin{eng: eng, store: st, bundle: b, now: now}
 }
 
-// write validates the common fields of a write and applies fn.
-func (s *Admin) write(ctx context.Context, tenant, actor, reason string, fn store.Mutation) (*model.TenantState, error) {
+// writeRequest is what every write request carries.
+type writeRequest interface {
+	GetTenantId() string
+	GetActorId() string
+	GetReason() string
+}
+
+// mutation is one admin write: it checks what the actor may do with the
+// guard, then changes the tenant's state and describes the change.
+type mutation func(g *auth.Guard, st *model.TenantState) (model.Change, error)
+
+// write validates the common fields of a write, resolves its actor and
+// applies fn inside the store's transaction, where the guard judges the
+// actor on the tenant's state as it is then; a write that would leave the
+// tenant without a super-administrator is refused.
+func (s *Admin) write(ctx context.Context, req writeRequest, fn mutation) (*model.TenantState, error) {
+	tenant := req.GetTenantId()
 	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
 		return nil, err
 	}
-	if err := model.ValidateSubjectID("actor_id", actor); err != nil {
+	actor, err := auth.ActorOf(ctx, req.GetActorId())
+	if err != nil {
 		return nil, err
 	}
-	if err := model.ValidateText("reason", reason, model.MaxReasonLength, true); err != nil {
+	if err := model.ValidateText("reason", req.GetReason(), model.MaxReasonLength, true); err != nil {
 		return nil, err
 	}
-	st, err := s.store.Update(ctx, store.Write{Tenant: tenant, Actor: actor, Reason: reason}, fn)
+	now := s.now()
+	w := store.Write{Tenant: tenant, Actor: actor.ID, Reason: req.GetReason(), Credential: actor.Credential}
+	st, err := s.store.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
+		g := auth.NewWriteGuard(s.eng.Catalog(), st, actor, now)
+		c, err := fn(g, st)
+		if err != nil {
+			return c, err
+		}
+		return c, g.KeepSuperAdmin(st)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +77,37 @@ func (s *Admin) write(ctx context.Context, tenant, actor, reason string, fn stor
 	}
 	return st, nil
 }
+
+// read loads a tenant for a read and checks that the actor holds fn,
+// unless self says the read concerns only the actor.
+func (s *Admin) read(ctx context.Context, tenant, actorID, fn string, self func(actor string) bool) (*model.TenantState, *auth.Guard, error) {
+	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
+		return nil, nil, err
+	}
+	actor, err := auth.ActorOf(ctx, actorID)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := s.store.Tenant(ctx, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	g := auth.NewGuard(s.eng.Catalog(), st, actor, s.now())
+	if self == nil || !self(actor.ID) {
+		if err := g.Require(fn); err != nil {
+			return nil, nil, err
+		}
+	}
+	return st, g, nil
+}
+
+// Functions the admin calls need (the permission table of admin.proto).
+const (
+	fnRoles    = "admin.roles.manage"
+	fnUsers    = "admin.users.manage"
+	fnSettings = "admin.settings.manage"
+	fnSharing  = "admin.sharing.manage"
+)
 
 // CreateRole implements pb.AdminServiceServer.
 func (s *Admin) CreateRole(ctx context.Context, req *pb.CreateRoleRequest) (*pb.CreateRoleResponse, error) {
@@ -79,7 +136,13 @@ func (s *Admin) CreateRole(ctx context.Context, req *pb.CreateRoleRequest) (*pb.
 	if err := model.ValidateRoleFields(s.eng.Catalog(), r); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnRoles); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.Within(fmt.Sprintf("role %q", r.ID), r); err != nil {
+			return model.Change{}, err
+		}
 		return st.CreateRole(r)
 	})
 	if err != nil {
@@ -93,7 +156,7 @@ func (s *Admin) GetRole(ctx context.Context, req *pb.GetRoleRequest) (*pb.GetRol
 	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
 		return nil, err
 	}
-	st, err := s.tenant(ctx, req.GetTenantId())
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnRoles, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +177,7 @@ func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.Li
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.tenant(ctx, req.GetTenantId())
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnRoles, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +204,23 @@ func (s *Admin) UpdateRolePermissions(ctx context.Context, req *pb.UpdateRolePer
 	if err := model.ValidateRoleFields(s.eng.Catalog(), update); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnRoles); err != nil {
+			return model.Change{}, err
+		}
 		r, ok := st.Roles[update.ID]
 		if !ok {
 			return model.Change{}, model.RoleNotFound(st.ID, update.ID)
 		}
+		// Both what the role carried and what it is to carry must be the
+		// actor's: nobody edits a role wider than themselves.
+		if err := g.Within(fmt.Sprintf("editing role %q", r.ID), r); err != nil {
+			return model.Change{}, err
+		}
 		r.Inherits, r.Permissions = update.Inherits, update.Permissions
+		if err := g.Within(fmt.Sprintf("role %q as edited", r.ID), r); err != nil {
+			return model.Change{}, err
+		}
 		return st.ReplaceRole(r)
 	})
 	if err != nil {
@@ -160,7 +234,13 @@ func (s *Admin) DeleteRole(ctx context.Context, req *pb.DeleteRoleRequest) (*pb.
 	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnRoles); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.WithinRole(fmt.Sprintf("deleting role %q", req.GetRoleId()), req.GetRoleId()); err != nil {
+			return model.Change{}, err
+		}
 		return st.DeleteRole(req.GetRoleId())
 	})
 	if err != nil {
@@ -180,11 +260,11 @@ func (s *Admin) ListRoleTemplates(context.Context, *pb.ListRoleTemplatesRequest)
 
 // GrantRole implements pb.AdminServiceServer.
 func (s *Admin) GrantRole(ctx context.Context, req *pb.GrantRoleRequest) (*pb.GrantRoleResponse, error) {
-	g := model.Grant{UserID: req.GetUserId(), RoleID: req.GetRoleId(), GrantedBy: req.GetActorId()}
-	if err := model.ValidateSubjectID("user_id", g.UserID); err != nil {
+	gr := model.Grant{UserID: req.GetUserId(), RoleID: req.GetRoleId()}
+	if err := model.ValidateSubjectID("user_id", gr.UserID); err != nil {
 		return nil, err
 	}
-	if err := model.ValidateName("role_id", g.RoleID); err != nil {
+	if err := model.ValidateName("role_id", gr.RoleID); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -192,14 +272,21 @@ func (s *Admin) GrantRole(ctx context.Context, req *pb.GrantRoleRequest) (*pb.Gr
 	if err != nil {
 		return nil, err
 	}
-	g.ExpiresAt, g.GrantedAt = exp, now.UTC()
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
-		return st.GrantRole(g, now)
+	gr.ExpiresAt, gr.GrantedAt = exp, now.UTC()
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnUsers); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.WithinRole(fmt.Sprintf("granting role %q", gr.RoleID), gr.RoleID); err != nil {
+			return model.Change{}, err
+		}
+		gr.GrantedBy = g.Actor().ID
+		return st.GrantRole(gr, now)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GrantRoleResponse{Grant: grantToProto(st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}], now), Revision: st.Revision}, nil
+	return &pb.GrantRoleResponse{Grant: grantToProto(st.Grants[model.GrantKey{UserID: gr.UserID, RoleID: gr.RoleID}], now), Revision: st.Revision}, nil
 }
 
 // RevokeRole implements pb.AdminServiceServer.
@@ -210,7 +297,13 @@ func (s *Admin) RevokeRole(ctx context.Context, req *pb.RevokeRoleRequest) (*pb.
 	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnUsers); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.WithinRole(fmt.Sprintf("revoking role %q", req.GetRoleId()), req.GetRoleId()); err != nil {
+			return model.Change{}, err
+		}
 		return st.RevokeRole(req.GetUserId(), req.GetRoleId())
 	})
 	if err != nil {
@@ -233,7 +326,8 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.tenant(ctx, req.GetTenantId())
+	own := func(actor string) bool { return req.GetUserId() != "" && req.GetUserId() == actor }
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnUsers, own)
 	if err != nil {
 		return nil, err
 	}
@@ -273,11 +367,4 @@ func grantFilter(req *pb.ListGrantsRequest) (func(model.Grant) bool, error) {
 		return func(g model.Grant) bool { return g.RoleID == f.RoleId }, nil
 	}
 	return nil, model.Invalid("filter", model.ReasonMissingField, "set user_id or role_id")
-}
-
-func (s *Admin) tenant(ctx context.Context, id string) (*model.TenantState, error) {
-	if err := model.ValidateTenantID("tenant_id", id); err != nil {
-		return nil, err
-	}
-	return s.store.Tenant(ctx, id)
 }

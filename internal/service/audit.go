@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
@@ -21,10 +22,13 @@ import (
 // store's change log.
 type Audit struct {
 	pb.UnimplementedAuditServiceServer
-	log   *audit.Log
-	store store.Store
+	log    *audit.Log
+	events *audit.SecurityLog
+	store  store.Store
 	eng   *engine.Engine
 	now   func() time.Time
+	// authentication says how callers authenticate, for GetLogStatus.
+	authentication string
 }
 
 var (
@@ -33,9 +37,82 @@ var (
 )
 
 // NewAudit returns the handlers of AuditService. now is the clock of the
-// access review's window.
-func NewAudit(log *audit.Log, st store.Store, eng *engine.Engine, now func() time.Time) *Audit {
-	return &Audit{log: log, store: st, eng: eng, now: now}
+// access review's window; authentication says how callers authenticate.
+func NewAudit(log *audit.Log, events *audit.SecurityLog, st store.Store, eng *engine.Engine, now func() time.Time, authentication string) *Audit {
+	return &Audit{log: log, events: events, store: st, eng: eng, now: now, authentication: authentication}
+}
+
+// maxEventKindLength bounds the kind filter of ListSecurityEvents.
+const maxEventKindLength = 64
+
+// ListSecurityEvents implements pb.AuditServiceServer. A caller sees the
+// events of the tenants its credential may act in; only a caller with
+// every tenant also sees the events of no tenant (refused
+// authentications before any credential was known).
+func (s *Audit) ListSecurityEvents(ctx context.Context, req *pb.ListSecurityEventsRequest) (*pb.ListSecurityEventsResponse, error) {
+	q := audit.SecurityQuery{Kind: req.GetKind(), NewestFirst: req.GetNewestFirst()}
+	if t := req.GetTenantId(); t != "" {
+		if err := model.ValidateTenantID("tenant_id", t); err != nil {
+			return nil, err
+		}
+		q.Tenants = []string{t}
+	}
+	if err := model.ValidateText("kind", q.Kind, maxEventKindLength, false); err != nil {
+		return nil, err
+	}
+	var err error
+	if q.From, q.To, err = timeRange(req.GetStartTime(), req.GetEndTime()); err != nil {
+		return nil, err
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if p := auth.FromContext(ctx); q.Tenants == nil && p.Tenants != nil {
+		q.Tenants = p.Tenants
+	}
+	page, err := s.events.List(ctx, q, size, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListSecurityEventsResponse{NextPageToken: page.Next}
+	for _, ev := range page.Events {
+		out.Events = append(out.Events, &pb.SecurityEvent{
+			EventId: ev.ID, EventTime: timestamp(ev.Time), Kind: ev.Kind, TenantId: ev.Tenant, Credential: ev.Credential,
+			ActorId: ev.Actor, Method: ev.Method, Reason: ev.Reason, Message: ev.Message, RequestId: ev.RequestID,
+			Peer: ev.Peer, Count: ev.Count,
+		})
+	}
+	return out, nil
+}
+
+// fnAuditView is the function a user needs to read the audit logs.
+const fnAuditView = "audit.view"
+
+// mayAudit refuses a credential bound to a user unless the user holds
+// audit.view in the tenant (the credential's one tenant when the call names
+// none). An audit credential without a bound user is an auditors' tool and
+// needs nothing more; the interceptor checked its scope and tenants.
+func (s *Audit) mayAudit(ctx context.Context, tenant string) error {
+	p := auth.FromContext(ctx)
+	if p.User == "" {
+		return nil
+	}
+	if tenant == "" && len(p.Tenants) == 1 {
+		tenant = p.Tenants[0]
+	}
+	d, err := s.eng.Check(tenant, p.User, model.FunctionPerm(fnAuditView), false)
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return &auth.DeniedError{Reason: auth.ReasonMissingPermission, Missing: fnAuditView, Tenant: tenant, Actor: p.User,
+			Message: fmt.Sprintf("user %q lacks the function %s in tenant %q", p.User, fnAuditView, tenant)}
+	}
+	return nil
 }
 
 // Limits of the audit filters.
@@ -161,6 +238,9 @@ func (s *Audit) ListDecisions(ctx context.Context, req *pb.ListDecisionsRequest)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.mayAudit(ctx, q.Tenant); err != nil {
+		return nil, err
+	}
 	q.NewestFirst = req.GetNewestFirst()
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
@@ -178,6 +258,9 @@ func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*p
 	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
 		return nil, err
 	}
+	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
 	d, err := s.log.Decision(ctx, req.GetTenantId(), req.GetDecisionId())
 	if err != nil {
 		return nil, err
@@ -189,6 +272,9 @@ func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*p
 func (s *Audit) ExportDecisions(req *pb.ExportDecisionsRequest, stream pb.AuditService_ExportDecisionsServer) error {
 	q, err := s.decisionQuery(req)
 	if err != nil {
+		return err
+	}
+	if err := s.mayAudit(stream.Context(), q.Tenant); err != nil {
 		return err
 	}
 	return s.log.ExportDecisions(stream.Context(), q, func(ds []audit.Decision) error {
@@ -217,6 +303,9 @@ func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*p
 	if q.From, q.To, err = timeRange(req.GetStartTime(), req.GetEndTime()); err != nil {
 		return nil, err
 	}
+	if err := s.mayAudit(ctx, q.Tenant); err != nil {
+		return nil, err
+	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
@@ -230,6 +319,7 @@ func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*p
 		out.Changes[i] = &pb.Change{
 			TenantId: c.Tenant, Revision: c.Revision, ChangeTime: timestamp(c.Time), ActorId: c.Actor, Reason: c.Reason,
 			Action: c.Action, Target: c.Target, BeforeJson: string(c.Before), AfterJson: string(c.After), Hash: hex.EncodeToString(c.Hash),
+			Credential: c.Credential,
 		}
 	}
 	return out, nil
@@ -253,6 +343,9 @@ func (s *Audit) ListUnusedGrants(ctx context.Context, req *pb.ListUnusedGrantsRe
 	}
 	after, err := decodeToken(req.GetPageToken())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
 		return nil, err
 	}
 	st, err := s.store.Tenant(ctx, req.GetTenantId())
@@ -291,6 +384,9 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 	if to < 0 || (to > 0 && to < from) {
 		return nil, model.Invalid("to_position", model.ReasonInvalidValue, "must be 0 (the end) or at least from_position")
 	}
+	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
 	var reports []audit.ChainReport
 	switch req.GetLog() {
 	case pb.LogKind_LOG_KIND_DECISIONS:
@@ -320,6 +416,10 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 		if b := r.Broken; b != nil {
 			out.Intact = false
 			cr.Broken = &pb.BrokenLink{Position: b.Position, DecisionId: b.DecisionID, Kind: breakKinds[b.Kind], Message: b.Message}
+			if req.GetLog() == pb.LogKind_LOG_KIND_DECISIONS && !s.ownsDecision(ctx, b.DecisionID) {
+				cr.Broken.DecisionId = ""
+				cr.Broken.Message = "the link at this position is broken; its entry belongs to a tenant this credential may not see"
+			}
 		}
 		out.Chains = append(out.Chains, cr)
 	}
@@ -334,15 +434,35 @@ var breakKinds = map[audit.BreakKind]pb.BreakKind{
 	audit.BreakIndexMismatch: pb.BreakKind_BREAK_KIND_INDEX_MISMATCH,
 }
 
-// GetLogStatus implements pb.AuditServiceServer.
-func (s *Audit) GetLogStatus(context.Context, *pb.GetLogStatusRequest) (*pb.GetLogStatusResponse, error) {
+// ownsDecision reports whether the caller may see the decision a broken
+// link names: every caller with every tenant may; a caller limited to
+// some tenants only when the decision belongs to one of them.
+func (s *Audit) ownsDecision(ctx context.Context, id string) bool {
+	p := auth.FromContext(ctx)
+	if p.Tenants == nil || id == "" {
+		return p.Tenants == nil
+	}
+	for _, t := range p.Tenants {
+		if _, err := s.log.Decision(ctx, t, id); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// GetLogStatus implements pb.AuditServiceServer. It reports the replica's
+// decision log as a whole: its counters hold no tenant's data.
+func (s *Audit) GetLogStatus(ctx context.Context, _ *pb.GetLogStatusRequest) (*pb.GetLogStatusResponse, error) {
+	if err := s.mayAudit(ctx, ""); err != nil {
+		return nil, err
+	}
 	st := s.log.Status()
 	return &pb.GetLogStatusResponse{
 		Mode: string(st.Mode), Storage: st.Storage, ChainId: st.ChainID, QueueCapacity: int64(st.QueueCapacity),
 		Queued: int64(st.Queued), Recorded: st.Recorded, Written: st.Written, DroppedAllowed: st.DroppedAllowed,
 		DroppedDenied: st.DroppedDenied, WriteErrors: st.WriteErrors, OverflowPolicy: string(st.Overflow),
 		RetentionDays: int32(st.RetentionDays), MaskedAttributes: st.Masked, MemoryCapacity: int64(st.MemoryCapacity),
-		MemoryEvicted: st.MemoryEvicted, Waited: st.Waited,
+		MemoryEvicted: st.MemoryEvicted, Waited: st.Waited, Authentication: s.authentication,
 	}, nil
 }
 

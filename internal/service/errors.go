@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
 )
@@ -30,8 +31,18 @@ func ToStatus(err error) (st *status.Status, internal bool) {
 		inv      *model.InvalidError
 		notFound *model.NotFoundError
 		conflict *model.ConflictError
+		denied   *auth.DeniedError
+		unauth   *auth.UnauthenticatedError
 	)
 	switch {
+	case errors.As(err, &unauth):
+		return withDetails(codes.Unauthenticated, unauth.Message, unauth.Reason, nil), false
+	case errors.As(err, &denied):
+		var meta map[string]string
+		if denied.Missing != "" {
+			meta = map[string]string{"missing": denied.Missing}
+		}
+		return withDetails(codes.PermissionDenied, denied.Message, denied.Reason, meta), false
 	case errors.As(err, &inv):
 		return withDetails(codes.InvalidArgument, inv.Error(), inv.Reason, map[string]string{"field": inv.Field},
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: inv.Field, Description: inv.Message, Reason: inv.Reason}}}), false

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
 )
@@ -35,6 +36,9 @@ func TestToStatus(t *testing.T) {
 		{"status passes", status.Error(codes.Unavailable, "policy is still loading"), codes.Unavailable, "", "", false},
 		{"store closed", fmt.Errorf("write tenant %q: %w", "acme", store.ErrClosed), codes.Unavailable, "", "", false},
 		{"decision log closed", fmt.Errorf("record: %w", audit.ErrClosed), codes.Unavailable, "", "", false},
+		{"denied", fmt.Errorf("write: %w", &auth.DeniedError{Reason: auth.ReasonEscalation, Missing: "function admin.super", Message: "no"}),
+			codes.PermissionDenied, auth.ReasonEscalation, "", false},
+		{"unauthenticated", &auth.UnauthenticatedError{Reason: "INVALID_CREDENTIAL", Message: "invalid credential"}, codes.Unauthenticated, "INVALID_CREDENTIAL", "", false},
 		{"internal", errors.New("dial tcp 10.0.0.7:5432: connection refused"), codes.Internal, "", "", true},
 	}
 	for _, tt := range tests {

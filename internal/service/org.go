@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/model"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -26,7 +27,10 @@ func (s *Admin) CreateDepartment(ctx context.Context, req *pb.CreateDepartmentRe
 	if err := model.ValidateDepartment(d); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
 		return st.CreateDepartment(d)
 	})
 	if err != nil {
@@ -44,7 +48,13 @@ func (s *Admin) UpdateDepartment(ctx context.Context, req *pb.UpdateDepartmentRe
 	if err := model.ValidateDepartment(d); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.DepartmentMove(d.ID, d.Parent); err != nil {
+			return model.Change{}, err
+		}
 		return st.UpdateDepartment(d)
 	})
 	if err != nil {
@@ -58,7 +68,10 @@ func (s *Admin) DeleteDepartment(ctx context.Context, req *pb.DeleteDepartmentRe
 	if err := model.ValidateName("department_id", req.GetDepartmentId()); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
 		return st.DeleteDepartment(req.GetDepartmentId())
 	})
 	if err != nil {
@@ -69,7 +82,7 @@ func (s *Admin) DeleteDepartment(ctx context.Context, req *pb.DeleteDepartmentRe
 
 // ListDepartments implements pb.AdminServiceServer.
 func (s *Admin) ListDepartments(ctx context.Context, req *pb.ListDepartmentsRequest) (*pb.ListDepartmentsResponse, error) {
-	st, err := s.tenant(ctx, req.GetTenantId())
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSettings, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +102,13 @@ func (s *Admin) SetMembership(ctx context.Context, req *pb.SetMembershipRequest)
 	if err := model.ValidateMembership(m); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.Membership(m.UserID, m.Manager); err != nil {
+			return model.Change{}, err
+		}
 		return st.SetMembership(m)
 	})
 	if err != nil {
@@ -103,7 +122,13 @@ func (s *Admin) DeleteMembership(ctx context.Context, req *pb.DeleteMembershipRe
 	if err := model.ValidateSubjectID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.Membership(req.GetUserId(), ""); err != nil {
+			return model.Change{}, err
+		}
 		return st.DeleteMembership(req.GetUserId())
 	})
 	if err != nil {
@@ -131,7 +156,8 @@ func (s *Admin) ListMemberships(ctx context.Context, req *pb.ListMembershipsRequ
 	default:
 		return nil, model.Invalid("filter", model.ReasonMissingField, "set user_id or department_id")
 	}
-	st, err := s.tenant(ctx, req.GetTenantId())
+	own := func(actor string) bool { return req.GetUserId() != "" && req.GetUserId() == actor }
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSettings, own)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +179,10 @@ func (s *Admin) UpdateTenantSettings(ctx context.Context, req *pb.UpdateTenantSe
 	if err := model.ValidateManagerDepth(depth); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
 		return st.SetManagerDepth(depth)
 	})
 	if err != nil {
@@ -179,7 +208,13 @@ func (s *Admin) CreateSharingRule(ctx context.Context, req *pb.CreateSharingRule
 	if err := model.ValidateSharingRule(s.eng.Catalog(), r); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSharing); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.SharingRule(r); err != nil {
+			return model.Change{}, err
+		}
 		return st.CreateSharingRule(r)
 	})
 	if err != nil {
@@ -193,7 +228,15 @@ func (s *Admin) DeleteSharingRule(ctx context.Context, req *pb.DeleteSharingRule
 	if err := model.ValidateName("rule_id", req.GetRuleId()); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSharing); err != nil {
+			return model.Change{}, err
+		}
+		if r, ok := st.SharingRules[req.GetRuleId()]; ok {
+			if err := g.SharingRule(r); err != nil {
+				return model.Change{}, err
+			}
+		}
 		return st.DeleteSharingRule(req.GetRuleId())
 	})
 	if err != nil {
@@ -204,7 +247,7 @@ func (s *Admin) DeleteSharingRule(ctx context.Context, req *pb.DeleteSharingRule
 
 // ListSharingRules implements pb.AdminServiceServer.
 func (s *Admin) ListSharingRules(ctx context.Context, req *pb.ListSharingRulesRequest) (*pb.ListSharingRulesResponse, error) {
-	st, err := s.tenant(ctx, req.GetTenantId())
+	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSharing, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +271,7 @@ func (s *Admin) ShareRecord(ctx context.Context, req *pb.ShareRecordRequest) (*p
 	now := s.now()
 	sh := model.RecordShare{
 		Module: ps.GetModule(), RecordID: ps.GetRecordId(), Principal: principalFromProto(ps.GetPrincipal()), Access: access,
-		SharedBy: req.GetActorId(), SharedAt: now.UTC(),
+		SharedAt: now.UTC(),
 	}
 	if err := model.ValidateRecordShare(s.eng.Catalog(), sh); err != nil {
 		return nil, err
@@ -238,7 +281,15 @@ func (s *Admin) ShareRecord(ctx context.Context, req *pb.ShareRecordRequest) (*p
 		return nil, err
 	}
 	sh.ExpiresAt = exp
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	rec, err := sharedRecord(sh.RecordID, req.GetRecordOwnerId(), req.GetRecordDepartmentId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := s.mayShare(g, st, sh.Module, rec, sh.Access); err != nil {
+			return model.Change{}, err
+		}
+		sh.SharedBy = g.Actor().ID
 		return st.ShareRecord(sh, now)
 	})
 	if err != nil {
@@ -256,7 +307,14 @@ func (s *Admin) UnshareRecord(ctx context.Context, req *pb.UnshareRecordRequest)
 	if err := model.ValidatePrincipal("principal", k.Principal); err != nil {
 		return nil, err
 	}
-	st, err := s.write(ctx, req.GetTenantId(), req.GetActorId(), req.GetReason(), func(st *model.TenantState) (model.Change, error) {
+	rec, err := sharedRecord(k.RecordID, req.GetRecordOwnerId(), req.GetRecordDepartmentId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := s.mayShare(g, st, k.Module, rec, ""); err != nil {
+			return model.Change{}, err
+		}
 		return st.UnshareRecord(k)
 	})
 	if err != nil {
@@ -267,12 +325,19 @@ func (s *Admin) UnshareRecord(ctx context.Context, req *pb.UnshareRecordRequest)
 
 // ListRecordShares implements pb.AdminServiceServer.
 func (s *Admin) ListRecordShares(ctx context.Context, req *pb.ListRecordSharesRequest) (*pb.ListRecordSharesResponse, error) {
-	st, err := s.tenant(ctx, req.GetTenantId())
+	if err := recordRef(s.eng.Catalog(), req.GetModule(), req.GetRecordId()); err != nil {
+		return nil, err
+	}
+	// Whoever may share the module's records, or manages sharing, may see
+	// a record's shares.
+	st, g, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), "", func(string) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	if err := recordRef(s.eng.Catalog(), req.GetModule(), req.GetRecordId()); err != nil {
-		return nil, err
+	if _, ok := g.Rights().Module(req.GetModule(), verbShare); !ok {
+		if err := g.Require(fnSharing); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
 	out := &pb.ListRecordSharesResponse{Revision: st.Revision}
@@ -283,6 +348,66 @@ func (s *Admin) ListRecordShares(ctx context.Context, req *pb.ListRecordSharesRe
 		out.Shares = append(out.Shares, recordShareToProto(sh, now))
 	}
 	return out, nil
+}
+
+// verbShare is the module verb a record share needs.
+const verbShare = "share"
+
+// sharedRecord is the record a share names, with the owner and department
+// the actor's right to share it is decided on; nil when no owner is given.
+func sharedRecord(id, owner, dept string) (*model.Record, error) {
+	if owner == "" {
+		if dept != "" {
+			return nil, model.Invalid("record_owner_id", model.ReasonMissingField, "is required with record_department_id")
+		}
+		return nil, nil
+	}
+	rec := &model.Record{ID: id, Owner: owner, Department: dept}
+	if err := model.ValidateSubjectID("record_owner_id", owner); err != nil {
+		return nil, err
+	}
+	if dept != "" {
+		if err := model.ValidateName("record_department_id", dept); err != nil {
+			return nil, err
+		}
+	}
+	return rec, nil
+}
+
+// mayShare refuses, unless the actor is super, a record share or unshare
+// by an actor who may not use the verb share on the record, and a share
+// at an access the actor does not have on it (read, or read and update).
+// The record decisions are the engine's, as a record Check would answer.
+func (s *Admin) mayShare(g *auth.Guard, st *model.TenantState, module string, rec *model.Record, access model.Access) error {
+	if g.Super() {
+		return nil
+	}
+	if rec == nil {
+		return model.Invalid("record_owner_id", model.ReasonMissingField, "is required: the right to share a record is decided on its owner")
+	}
+	verbs := []string{verbShare}
+	switch access {
+	case model.AccessRead:
+		verbs = append(verbs, model.VerbRead)
+	case model.AccessReadWrite:
+		verbs = append(verbs, model.VerbRead, model.VerbUpdate)
+	}
+	for _, v := range verbs {
+		p := model.Permission{Kind: model.KindModule, Module: module, Verb: v, Record: rec}
+		d, err := s.eng.Check(st.ID, g.Actor().ID, p, false)
+		if err != nil {
+			return err
+		}
+		if !d.Allowed {
+			reason := auth.ReasonEscalation
+			if v == verbShare {
+				reason = auth.ReasonMissingPermission
+			}
+			return &auth.DeniedError{Reason: reason, Missing: p.String(), Tenant: st.ID, Actor: g.Actor().ID,
+				Message: fmt.Sprintf("user %q may not %s record %s of module %s", g.Actor().ID, v, rec.ID, module)}
+		}
+	}
+	return nil
 }
 
 // recordRef validates the module and record id fields of a request naming
