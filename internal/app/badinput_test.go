@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -148,5 +149,42 @@ func TestBadInput(t *testing.T) {
 	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
 	if err != nil || len(grants.GetGrants()) != 0 {
 		t.Fatalf("peggy's grants after bad writes: %v %v", grants, err)
+	}
+}
+
+// TestBadInputMessages: a refusal quotes the offending character whole,
+// with its code point and byte offset, never a broken byte of it.
+func TestBadInputMessages(t *testing.T) {
+	e := start(t, cfgDefault())
+	grant := func(mut func(*pb.GrantRoleRequest)) error {
+		req := &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "test", UserId: "peggy", RoleId: "sales_rep"}
+		mut(req)
+		_, err := e.admin.GrantRole(ctx, req)
+		return err
+	}
+	tests := []struct {
+		name   string
+		err    error
+		field  string
+		reason string
+		want   string // in the message
+	}{
+		{"user id with two-byte character", grant(func(r *pb.GrantRoleRequest) { r.UserId = "jos\u00e9" }),
+			"user_id", "INVALID_IDENTIFIER", "has 'é' (U+00E9) at byte 3"},
+		{"role id with euro sign", grant(func(r *pb.GrantRoleRequest) { r.RoleId = "\u20acrep" }),
+			"role_id", "INVALID_IDENTIFIER", "must not start with '€' (U+20AC) (at byte 0)"},
+		{"actor id with override", grant(func(r *pb.GrantRoleRequest) { r.ActorId = "oscar\u202e" }),
+			"actor_id", "INVALID_IDENTIFIER", `has '\u202e' (U+202E) at byte 5`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, reason, field := errorInfo(t, tt.err)
+			if code != codes.InvalidArgument || field != tt.field || reason != tt.reason {
+				t.Fatalf("got %v reason=%q field=%q (%v), want INVALID_ARGUMENT %s naming %q", code, reason, field, tt.err, tt.reason, tt.field)
+			}
+			if msg := status.Convert(tt.err).Message(); !strings.Contains(msg, tt.field) || !strings.Contains(msg, tt.want) {
+				t.Fatalf("message %q does not name %q and say %q", msg, tt.field, tt.want)
+			}
+		})
 	}
 }

@@ -73,9 +73,9 @@ func (c idClass) check(s string) error {
 		}
 		if !ok {
 			if segStart {
-				return fmt.Errorf("must not start with %q (at byte %d); allowed in %s", ch, i, c.name)
+				return fmt.Errorf("must not start with %s (at byte %d); allowed in %s", describeChar(s[i:]), i, c.name)
 			}
-			return fmt.Errorf("has %q at byte %d, which is not allowed in %s", ch, i, c.name)
+			return fmt.Errorf("has %s at byte %d, which is not allowed in %s", describeChar(s[i:]), i, c.name)
 		}
 		segStart = false
 	}
@@ -127,6 +127,18 @@ func ValidateText(field, s string, maxLen int, required bool) error {
 		}
 	}
 	return nil
+}
+
+// describeChar names the character s starts with for an error message: the
+// whole character quoted with its code point, e.g. 'é' (U+00E9), rather
+// than its first byte; a byte that starts no valid UTF-8 sequence is named
+// as such.
+func describeChar(s string) string {
+	r, size := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && size == 1 {
+		return fmt.Sprintf("invalid UTF-8 (byte 0x%02X)", s[0])
+	}
+	return fmt.Sprintf("%q (%U)", r, r)
 }
 
 func invalidIf(field, reason string, err error) error {

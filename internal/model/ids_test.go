@@ -87,3 +87,33 @@ func TestValidateTextControls(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateIdentifierMessages: a refused character is quoted whole, with
+// its code point, never as the first byte of its UTF-8 encoding.
+func TestValidateIdentifierMessages(t *testing.T) {
+	tests := []struct {
+		name  string
+		check func(string, string) error
+		in    string
+		want  string
+	}{
+		{"two-byte character", ValidateSubjectID, "jos\u00e9", `has 'é' (U+00E9) at byte 3`},
+		{"three-byte character", ValidateName, "price_\u20ac", `has '€' (U+20AC) at byte 6`},
+		{"four-byte character first", ValidateTenantID, "\U0001F600acme", `must not start with '😀' (U+1F600) (at byte 0)`},
+		{"invisible character", ValidateSubjectID, "bob\u202e", `has '\u202e' (U+202E) at byte 3`},
+		{"ascii", ValidateName, "sales rep", `has ' ' (U+0020) at byte 5`},
+		{"invalid utf-8", ValidateSubjectID, "bob\xc3", `has invalid UTF-8 (byte 0xC3) at byte 3`},
+		{"function segment", ValidateFunctionID, "report.\u00e9", `must not start with 'é' (U+00E9) (at byte 7)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.check("f", tt.in)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("%q: err = %v, want it to say %s", tt.in, err, tt.want)
+			}
+			if strings.Contains(err.Error(), `\x`) {
+				t.Errorf("%q: message quotes a broken byte: %v", tt.in, err)
+			}
+		})
+	}
+}
