@@ -152,10 +152,17 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestBadInputMessages: a refusal quotes the offending character whole,
-// with its code point and byte offset, never a broken byte of it.
+// TestBadInputMessages: free text refuses bidirectional controls and
+// zero-width characters, and every refusal quotes the offending character
+// whole, with its code point and byte offset, never a broken byte of it.
 func TestBadInputMessages(t *testing.T) {
 	e := start(t, cfgDefault())
+	createRole := func(mut func(*pb.CreateRoleRequest)) error {
+		req := &pb.CreateRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "test", RoleId: "new_role", Permissions: &pb.RolePermissions{Functions: []string{"report.view"}}}
+		mut(req)
+		_, err := e.admin.CreateRole(ctx, req)
+		return err
+	}
 	grant := func(mut func(*pb.GrantRoleRequest)) error {
 		req := &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "test", UserId: "peggy", RoleId: "sales_rep"}
 		mut(req)
@@ -169,6 +176,21 @@ func TestBadInputMessages(t *testing.T) {
 		reason string
 		want   string // in the message
 	}{
+		{"reason with right-to-left override", grant(func(r *pb.GrantRoleRequest) { r.Reason = "covers north \u202etsae" }),
+			"reason", "INVALID_TEXT", "U+202E), a bidirectional control character, at byte 13"},
+		{"reason with isolate", grant(func(r *pb.GrantRoleRequest) { r.Reason = "\u2067x\u2069" }),
+			"reason", "INVALID_TEXT", "U+2067), a bidirectional control character, at byte 0"},
+		{"reason with zero width space", grant(func(r *pb.GrantRoleRequest) { r.Reason = "ok\u200b" }),
+			"reason", "INVALID_TEXT", "U+200B), a zero-width character, at byte 2"},
+		{"display name with byte order mark", createRole(func(r *pb.CreateRoleRequest) { r.DisplayName = "Sales\ufeff" }),
+			"display_name", "INVALID_TEXT", "U+FEFF), a zero-width character, at byte 5"},
+		{"description with left-to-right mark", createRole(func(r *pb.CreateRoleRequest) { r.Description = "Café\u200e" }),
+			"description", "INVALID_TEXT", "U+200E), a bidirectional control character, at byte 5"},
+		{"department name with joiner", func() error {
+			_, err := e.admin.CreateDepartment(ctx, &pb.CreateDepartmentRequest{TenantId: "demo", ActorId: "oscar", Reason: "test",
+				Department: &pb.Department{DepartmentId: "north", Name: "No\u200drth"}})
+			return err
+		}(), "department.name", "INVALID_TEXT", "U+200D), a zero-width character, at byte 2"},
 		{"user id with two-byte character", grant(func(r *pb.GrantRoleRequest) { r.UserId = "jos\u00e9" }),
 			"user_id", "INVALID_IDENTIFIER", "has 'é' (U+00E9) at byte 3"},
 		{"role id with euro sign", grant(func(r *pb.GrantRoleRequest) { r.RoleId = "\u20acrep" }),

@@ -110,7 +110,11 @@ func ValidateFunctionID(field, s string) error {
 }
 
 // ValidateText checks free text (reasons, display names): at most maxLen
-// bytes of valid UTF-8 without control characters.
+// bytes of valid UTF-8 without control characters, bidirectional controls
+// or zero-width characters. Free text is shown to people in consoles,
+// audit reports and terminals, where bidirectional controls reorder what
+// follows them (a reason can read other than it is stored) and zero-width
+// characters make two different texts look the same.
 func ValidateText(field, s string, maxLen int, required bool) error {
 	if s == "" {
 		if required {
@@ -122,11 +126,31 @@ func ValidateText(field, s string, maxLen int, required bool) error {
 		return Invalid(field, ReasonInvalidText, fmt.Sprintf("must be at most %d bytes, got %d", maxLen, len(s)))
 	}
 	for i, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return Invalid(field, ReasonInvalidText, fmt.Sprintf("has a control or invalid character at byte %d", i))
+		var what string
+		switch {
+		case r == utf8.RuneError:
+			// Bytes that are not UTF-8, or U+FFFD, which stands for them.
+			return Invalid(field, ReasonInvalidText, fmt.Sprintf("has %s at byte %d; text must be valid UTF-8", describeChar(s[i:]), i))
+		case unicode.IsControl(r):
+			what = "a control character"
+		case unicode.Is(unicode.Bidi_Control, r):
+			what = "a bidirectional control character"
+		case zeroWidth(r):
+			what = "a zero-width character"
+		default:
+			continue
 		}
+		return Invalid(field, ReasonInvalidText, fmt.Sprintf("has %s, %s, at byte %d", describeChar(s[i:]), what, i))
 	}
 	return nil
+}
+
+// zeroWidth reports the invisible characters free text refuses besides
+// the bidirectional controls: zero width space, non-joiner and joiner
+// (U+200B to U+200D) and the zero width no-break space or byte order mark
+// (U+FEFF).
+func zeroWidth(r rune) bool {
+	return r >= '\u200b' && r <= '\u200d' || r == '\ufeff'
 }
 
 // describeChar names the character s starts with for an error message: the

@@ -81,9 +81,48 @@ func TestValidateTextControls(t *testing.T) {
 			t.Errorf("%q passed validation", s)
 		}
 	}
-	for _, s := range []string{"Sales manager (销售经理)", "Café – ok", "a\u00a0b"} {
+	for _, s := range []string{"Sales manager (销售经理)", "Café – ok", "a\u00a0b", "مدير المبيعات", "עברית"} {
 		if err := ValidateText("reason", s, MaxReasonLength, true); err != nil {
 			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
+
+// TestValidateTextInvisible: free text refuses the bidirectional controls
+// (which reorder what a console or report shows, "Trojan Source") and the
+// zero-width characters (which make different texts look alike), naming
+// the field, the character and its byte offset.
+func TestValidateTextInvisible(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+	}{
+		{"ok\u200bthen", "has '\\u200b' (U+200B), a zero-width character, at byte 2"},
+		{"a\u200cb", "(U+200C), a zero-width character, at byte 1"},
+		{"a\u200db", "(U+200D), a zero-width character, at byte 1"},
+		{"a\u200eb", "(U+200E), a bidirectional control character, at byte 1"},
+		{"a\u200fb", "(U+200F), a bidirectional control character, at byte 1"},
+		{"a\u202ab", "(U+202A), a bidirectional control character, at byte 1"},
+		{"a\u202bb", "(U+202B), a bidirectional control character, at byte 1"},
+		{"a\u202cb", "(U+202C), a bidirectional control character, at byte 1"},
+		{"a\u202db", "(U+202D), a bidirectional control character, at byte 1"},
+		{"revoke \u202egnissim", "has '\\u202e' (U+202E), a bidirectional control character, at byte 7"},
+		{"é\u2066b", "(U+2066), a bidirectional control character, at byte 2"},
+		{"a\u2067b", "(U+2067), a bidirectional control character, at byte 1"},
+		{"a\u2068b", "(U+2068), a bidirectional control character, at byte 1"},
+		{"a\u2069b", "(U+2069), a bidirectional control character, at byte 1"},
+		{"a\u061cb", "(U+061C), a bidirectional control character, at byte 1"},
+		{"\ufeffreason", "has '\\ufeff' (U+FEFF), a zero-width character, at byte 0"},
+		{"a\nb", "has '\\n' (U+000A), a control character, at byte 1"},
+		{"a\u0085b", "(U+0085), a control character, at byte 1"},
+		{"bad \xff utf-8", "has invalid UTF-8 (byte 0xFF) at byte 4"},
+		{"a\ufffdb", "has '�' (U+FFFD) at byte 1"},
+	}
+	for _, tt := range tests {
+		err := ValidateText("reason", tt.in, MaxReasonLength, true)
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Field != "reason" || inv.Reason != ReasonInvalidText || !strings.Contains(inv.Message, tt.want) {
+			t.Errorf("%q: err = %v, want INVALID_TEXT on reason saying %s", tt.in, err, tt.want)
 		}
 	}
 }

@@ -27,9 +27,11 @@ type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Role id, unique in the tenant: 1-64 bytes of a-z, 0-9, '_', starting with a letter.
 	RoleId string `protobuf:"bytes,1,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
-	// Name shown to people, at most 256 bytes of text without control characters.
+	// Name shown to people, at most 256 bytes of text without control, bidirectional-control
+	// or zero-width characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Description, at most 256 bytes of text without control characters.
+	// Description, at most 256 bytes of text without control, bidirectional-control or
+	// zero-width characters.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// The template the role was created from, if any.
 	TemplateId string `protobuf:"bytes,4,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
@@ -366,7 +368,8 @@ type CreateRoleRequest struct {
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The acting admin user's id (1-128 bytes); recorded in the change log.
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	// Why, for the change log: 1-1024 bytes of text without control characters.
+	// Why, for the change log: 1-1024 bytes of text without control, bidirectional-control or
+	// zero-width characters (U+061C, U+200B-U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF).
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The new role's id (role id rules); ALREADY_EXISTS (ROLE_EXISTS) when the tenant has it.
 	// A tenant holds at most 65535 roles.
@@ -1621,7 +1624,8 @@ type Department struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Department id (department id rules).
 	DepartmentId string `protobuf:"bytes,1,opt,name=department_id,json=departmentId,proto3" json:"department_id,omitempty"`
-	// Name shown to people, 1-256 bytes of text without control characters.
+	// Name shown to people, 1-256 bytes of text without control, bidirectional-control or
+	// zero-width characters.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The parent department, which must exist in the tenant (else INVALID_ARGUMENT,
 	// DEPARTMENT_NOT_FOUND); empty for a top-level department.

@@ -485,7 +485,8 @@ type ListDecisionsRequest struct {
 	// Only decisions answering this call.
 	Method DecisionMethod `protobuf:"varint,6,opt,name=method,proto3,enum=crmauthz.v1.DecisionMethod" json:"method,omitempty"`
 	// Only decisions made by this caller (its peer address until callers authenticate); at
-	// most 256 bytes of text without control characters.
+	// most 256 bytes of text without control, bidirectional-control or zero-width
+	// characters.
 	Caller string `protobuf:"bytes,7,opt,name=caller,proto3" json:"caller,omitempty"`
 	// Only decisions of this request id; at most 64 bytes.
 	RequestId string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
