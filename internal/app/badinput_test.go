@@ -1,8 +1,11 @@
 package app_test
 
 import (
+	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -208,5 +211,98 @@ func TestBadInputMessages(t *testing.T) {
 				t.Fatalf("message %q does not name %q and say %q", msg, tt.field, tt.want)
 			}
 		})
+	}
+}
+
+// TestPageTokensAreChecked: each listing takes only its own page tokens and
+// checks what a token holds; a token of another listing, of the untyped
+// form of before, or holding what no listing returns is INVALID_ARGUMENT on
+// page_token, while tokens from the listing itself page to the end.
+func TestPageTokensAreChecked(t *testing.T) {
+	// The demo grants are made two days before the calls, so the access
+	// review of the last day lists them.
+	clk := &clock{t: time.Now().Add(-48 * time.Hour)}
+	e := startClock(t, cfgDefault(), clk)
+	clk.Advance(48 * time.Hour)
+	raw := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	byRole := &pb.ListGrantsRequest_RoleId{RoleId: "sales_rep"}
+
+	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 1})
+	if err != nil || roles.GetNextPageToken() == "" {
+		t.Fatalf("roles: %v %v", roles, err)
+	}
+	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageSize: 1})
+	if err != nil || grants.GetNextPageToken() == "" {
+		t.Fatalf("grants: %v %v", grants, err)
+	}
+	unused, err := e.audit.ListUnusedGrants(ctx, &pb.ListUnusedGrantsRequest{TenantId: "demo", UnusedDays: 1, PageSize: 1})
+	if err != nil || unused.GetNextPageToken() == "" {
+		t.Fatalf("unused grants: %v %v", unused, err)
+	}
+	decisions, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "demo"})
+	if err != nil || decisions.GetResumeToken() == "" {
+		t.Fatalf("decisions: %v %v", decisions, err)
+	}
+
+	listRoles := func(tok string) error {
+		_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageToken: tok})
+		return err
+	}
+	listGrants := func(tok string) error {
+		_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageToken: tok})
+		return err
+	}
+	listUnused := func(tok string) error {
+		_, err := e.audit.ListUnusedGrants(ctx, &pb.ListUnusedGrantsRequest{TenantId: "demo", UnusedDays: 1, PageToken: tok})
+		return err
+	}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"roles: a grants token", listRoles(grants.GetNextPageToken())},
+		{"roles: an unused grants token", listRoles(unused.GetNextPageToken())},
+		{"roles: a decisions token", listRoles(decisions.GetResumeToken())},
+		{"roles: the untyped token of before", listRoles(raw("sales_rep"))},
+		{"roles: not base64", listRoles("!!")},
+		{"roles: not a role id", listRoles(raw("RSales Rep"))},
+		{"roles: a pattern", listRoles(raw("R*"))},
+		{"grants: a roles token", listGrants(roles.GetNextPageToken())},
+		{"grants: an unused grants token", listGrants(unused.GetNextPageToken())},
+		{"grants: the untyped token of before", listGrants(raw("bob\x00sales_rep"))},
+		{"grants: no role id", listGrants(raw("Gbob"))},
+		{"grants: not a user id", listGrants(raw("Gbob smith\x00sales_rep"))},
+		{"unused grants: a grants token", listUnused(grants.GetNextPageToken())},
+		{"unused grants: a roles token", listUnused(roles.GetNextPageToken())},
+		{"unused grants: the untyped token of before", listUnused(raw("bob\x00sales_rep"))},
+		{"unused grants: not a role id", listUnused(raw("Ubob\x00r:admin"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, reason, field := errorInfo(t, tt.err)
+			if code != codes.InvalidArgument || field != "page_token" || reason != "INVALID_VALUE" {
+				t.Fatalf("got %v reason=%q field=%q (%v), want INVALID_ARGUMENT INVALID_VALUE naming page_token", code, reason, field, tt.err)
+			}
+		})
+	}
+
+	// A listing's own tokens page through it: every sales_rep grant once.
+	var users []string
+	req := &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageSize: 1}
+	for {
+		page, err := e.admin.ListGrants(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range page.GetGrants() {
+			users = append(users, g.GetUserId())
+		}
+		if req.PageToken = page.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	all, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole})
+	if err != nil || len(users) < 2 || len(users) != len(all.GetGrants()) || !slices.IsSorted(users) {
+		t.Fatalf("paged %v, all %v (%v)", users, all.GetGrants(), err)
 	}
 }

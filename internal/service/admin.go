@@ -173,7 +173,7 @@ func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.Li
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.GetPageToken())
+	after, err := decodeRoleToken(req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.Li
 			continue
 		}
 		if len(out.Roles) == size {
-			out.NextPageToken = encodeToken(out.Roles[size-1].RoleId)
+			out.NextPageToken = roleToken(out.Roles[size-1].RoleId)
 			break
 		}
 		out.Roles = append(out.Roles, roleToProto(r))
@@ -322,7 +322,7 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.GetPageToken())
+	after, err := decodeGrantToken(grantsToken, req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -339,13 +339,12 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 	now := s.now()
 	out := &pb.ListGrantsResponse{Revision: st.Revision}
 	for _, g := range st.SortedGrants() {
-		k := g.UserID + "\x00" + g.RoleID
-		if !match(g) || (!req.GetIncludeExpired() && !g.ActiveAt(now)) || (after != "" && k <= after) {
+		if !match(g) || (!req.GetIncludeExpired() && !g.ActiveAt(now)) || (after != "" && grantKey(g.UserID, g.RoleID) <= after) {
 			continue
 		}
 		if len(out.Grants) == size {
 			last := out.Grants[size-1]
-			out.NextPageToken = encodeToken(last.UserId + "\x00" + last.RoleId)
+			out.NextPageToken = grantToken(grantsToken, last.UserId, last.RoleId)
 			break
 		}
 		out.Grants = append(out.Grants, grantToProto(g, now))

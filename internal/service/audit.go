@@ -341,7 +341,7 @@ func (s *Audit) ListUnusedGrants(ctx context.Context, req *pb.ListUnusedGrantsRe
 	if err != nil {
 		return nil, err
 	}
-	after, err := decodeToken(req.GetPageToken())
+	after, err := decodeGrantToken(unusedGrantsToken, req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -359,12 +359,12 @@ func (s *Audit) ListUnusedGrants(ctx context.Context, req *pb.ListUnusedGrantsRe
 	}
 	out := &pb.ListUnusedGrantsResponse{Revision: st.Revision, WindowStart: timestamppb.New(r.WindowStart), EvidenceSince: timestamppb.New(r.EvidenceSince)}
 	for _, g := range r.Grants {
-		if after != "" && g.UserID+"\x00"+g.RoleID <= after {
+		if after != "" && grantKey(g.UserID, g.RoleID) <= after {
 			continue
 		}
 		if len(out.Grants) == size {
 			last := out.Grants[size-1]
-			out.NextPageToken = encodeToken(last.UserId + "\x00" + last.RoleId)
+			out.NextPageToken = grantToken(unusedGrantsToken, last.UserId, last.RoleId)
 			break
 		}
 		out.Grants = append(out.Grants, &pb.UnusedGrant{UserId: g.UserID, RoleId: g.RoleID, GrantedBy: g.GrantedBy,

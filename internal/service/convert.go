@@ -1,7 +1,6 @@
 package service
 
 import (
-	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -177,20 +176,6 @@ func grantToProto(g model.Grant, now time.Time) *pb.Grant {
 		UserId: g.UserID, RoleId: g.RoleID, ExpiresAt: timestamp(g.ExpiresAt),
 		GrantedBy: g.GrantedBy, GrantedAt: timestamp(g.GrantedAt), Active: g.ActiveAt(now),
 	}
-}
-
-// Page tokens are the opaque, URL-safe encoding of the last key returned.
-func encodeToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
-
-func decodeToken(tok string) (string, error) {
-	if tok == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) == 0 || len(b) > 2*model.MaxSubjectLength+1 {
-		return "", model.Invalid("page_token", model.ReasonInvalidValue, "is not a token this service issued")
-	}
-	return string(b), nil
 }
 
 // pageSize validates a page size: 0 means the default.
