@@ -192,7 +192,6 @@ func TestDecisionLogRecordsEveryDecision(t *testing.T) {
 			{"caller", &pb.ListDecisionsRequest{Caller: all[0].GetCaller()}, 6},
 			{"time range", &pb.ListDecisionsRequest{StartTime: all[1].GetDecisionTime(), EndTime: timestamppb.New(all[3].GetDecisionTime().AsTime())}, 2},
 			{"nothing before", &pb.ListDecisionsRequest{EndTime: timestamppb.New(before.Add(-time.Hour))}, 0},
-			{"other tenant", &pb.ListDecisionsRequest{TenantId: "acme"}, 0},
 		}
 		for _, f := range filters {
 			if f.req.TenantId == "" {
@@ -694,4 +693,100 @@ func TestDecisionLogOff(t *testing.T) {
 	if _, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "demo"}); err != nil {
 		t.Fatalf("the change log stays readable: %v", err)
 	}
+}
+
+// TestAuditUnknownTenant: every audit call naming a tenant the server does
+// not know is NOT_FOUND (TENANT_NOT_FOUND), as the admin and check calls
+// are, rather than an empty listing or a missing decision; a malformed
+// request is still INVALID_ARGUMENT naming its field first.
+func TestAuditUnknownTenant(t *testing.T) {
+	backends(t, func(t *testing.T, cfg config.Config) {
+		e := startAudit(t, cfg)
+		id := e.check(t, "demo", "bob", modulePerm("account", "read")).GetDecisionId()
+		e.waitDecision(t, "demo", id)
+		export := func(req *pb.ExportDecisionsRequest) error {
+			s, err := e.audit.ExportDecisions(ctx, req)
+			if err != nil {
+				return err
+			}
+			for {
+				if _, err := s.Recv(); err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					return err
+				}
+			}
+		}
+		tests := []struct {
+			name   string
+			call   func() error
+			code   codes.Code
+			reason string
+			field  string
+		}{
+			{"list decisions", func() error {
+				_, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "nope"})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"list decisions newest first", func() error {
+				_, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "nope", NewestFirst: true, SubjectId: "bob"})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"export decisions", func() error {
+				return export(&pb.ExportDecisionsRequest{TenantId: "nope"})
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"get decision", func() error {
+				_, err := e.audit.GetDecision(ctx, &pb.GetDecisionRequest{TenantId: "nope", DecisionId: id})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"list changes", func() error {
+				_, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "nope"})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"list unused grants", func() error {
+				_, err := e.audit.ListUnusedGrants(ctx, &pb.ListUnusedGrantsRequest{TenantId: "nope"})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+			{"verify changes", func() error {
+				_, err := e.audit.VerifyLog(ctx, &pb.VerifyLogRequest{Log: pb.LogKind_LOG_KIND_CHANGES, TenantId: "nope"})
+				return err
+			}, codes.NotFound, "TENANT_NOT_FOUND", ""},
+
+			{"list decisions, bad token", func() error {
+				_, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "nope", PageToken: "not-a-token!"})
+				return err
+			}, codes.InvalidArgument, "INVALID_VALUE", "page_token"},
+			{"export decisions, bad subject", func() error {
+				return export(&pb.ExportDecisionsRequest{TenantId: "nope", SubjectId: "*"})
+			}, codes.InvalidArgument, "INVALID_IDENTIFIER", "subject_id"},
+			{"get decision, bad id", func() error {
+				_, err := e.audit.GetDecision(ctx, &pb.GetDecisionRequest{TenantId: "nope", DecisionId: "12-x"})
+				return err
+			}, codes.InvalidArgument, "INVALID_VALUE", "decision_id"},
+			{"list changes, bad token", func() error {
+				_, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "nope", PageToken: "AAAA"})
+				return err
+			}, codes.InvalidArgument, "INVALID_VALUE", "page_token"},
+			{"list unused grants, bad token", func() error {
+				_, err := e.audit.ListUnusedGrants(ctx, &pb.ListUnusedGrantsRequest{TenantId: "nope", PageToken: "AAAA"})
+				return err
+			}, codes.InvalidArgument, "INVALID_VALUE", "page_token"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				code, reason, field := errorInfo(t, tt.call())
+				if code != tt.code || reason != tt.reason || field != tt.field {
+					t.Fatalf("got %v reason=%q field=%q, want %v %s naming %q", code, reason, field, tt.code, tt.reason, tt.field)
+				}
+			})
+		}
+		// The known tenant still answers.
+		if _, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "demo"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := export(&pb.ExportDecisionsRequest{TenantId: "demo"}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

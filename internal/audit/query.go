@@ -123,6 +123,15 @@ func parseToken(tok string, fp uint64, desc bool) (cursor, error) {
 	return c, nil
 }
 
+// CheckToken reports whether token is empty or a page token ListDecisions
+// issued for q's filters and order, with the error ListDecisions would
+// return, so that callers can check a request whole before looking
+// anything up.
+func (q Query) CheckToken(token string) error {
+	_, err := parseToken(token, q.fingerprint(), q.NewestFirst)
+	return err
+}
+
 // DecisionPage is one page of decisions.
 type DecisionPage struct {
 	Decisions []Decision
@@ -226,17 +235,33 @@ func (l *Log) ExportDecisions(ctx context.Context, q Query, fn func([]Decision) 
 
 var decisionID = regexp.MustCompile(`^([0-9a-f]{16})-([1-9][0-9]{0,18})$`)
 
-// Decision returns the entry with the given id in tenant.
-func (l *Log) Decision(ctx context.Context, tenant, id string) (Decision, error) {
+// parseDecisionID splits a decision id into its chain and sequence number.
+func parseDecisionID(id string) (chainID string, seq uint64, err error) {
 	m := decisionID.FindStringSubmatch(id)
 	if m == nil {
-		return Decision{}, model.Invalid("decision_id", model.ReasonInvalidValue, "must be a decision id as responses return it: 16 hex digits, '-', a number")
+		return "", 0, model.Invalid("decision_id", model.ReasonInvalidValue, "must be a decision id as responses return it: 16 hex digits, '-', a number")
 	}
-	seq, err := strconv.ParseUint(m[2], 10, 63)
+	seq, err = strconv.ParseUint(m[2], 10, 63)
 	if err != nil {
-		return Decision{}, model.Invalid("decision_id", model.ReasonInvalidValue, "sequence number out of range")
+		return "", 0, model.Invalid("decision_id", model.ReasonInvalidValue, "sequence number out of range")
 	}
-	d, ok, err := l.be.get(ctx, tenant, m[1], seq)
+	return m[1], seq, nil
+}
+
+// CheckDecisionID reports whether id has the form of a decision id, with
+// the error Decision would return.
+func CheckDecisionID(id string) error {
+	_, _, err := parseDecisionID(id)
+	return err
+}
+
+// Decision returns the entry with the given id in tenant.
+func (l *Log) Decision(ctx context.Context, tenant, id string) (Decision, error) {
+	chainID, seq, err := parseDecisionID(id)
+	if err != nil {
+		return Decision{}, err
+	}
+	d, ok, err := l.be.get(ctx, tenant, chainID, seq)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -281,6 +306,13 @@ func (q *ChangeQuery) matches(e *store.ChangeEntry) bool {
 type Change struct {
 	store.ChangeEntry
 	Hash []byte
+}
+
+// CheckToken reports whether token is empty or a page token ListChanges
+// issued for q's filters, with the error ListChanges would return.
+func (q ChangeQuery) CheckToken(token string) error {
+	_, err := parseToken(token, q.fingerprint(), false)
+	return err
 }
 
 // ChangePage is one page of changes.

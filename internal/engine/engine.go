@@ -115,6 +115,18 @@ func (e *Engine) publish(built []*index) (block []byte) {
 	return block
 }
 
+// Revision returns the revision of the tenant's loaded state, or a
+// *model.NotFoundError matching model.ErrTenantNotFound when the engine has
+// not loaded the tenant. It tells callers whether a tenant exists without
+// reading the store.
+func (e *Engine) Revision(tenant string) (int64, error) {
+	ix, err := e.index(tenant)
+	if err != nil {
+		return 0, err
+	}
+	return ix.revision, nil
+}
+
 func (e *Engine) index(tenant string) (*index, error) {
 	ix, ok := (*e.tenants.Load())[tenant]
 	if !ok {

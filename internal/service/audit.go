@@ -115,6 +115,15 @@ func (s *Audit) mayAudit(ctx context.Context, tenant string) error {
 	return nil
 }
 
+// knownTenant answers NOT_FOUND (TENANT_NOT_FOUND) for a tenant this
+// server has not loaded, as every other call naming a tenant does, rather
+// than an empty listing or a missing decision. The engine knows the loaded
+// tenants; the store is not read. Callers check their request first.
+func (s *Audit) knownTenant(id string) error {
+	_, err := s.eng.Revision(id)
+	return err
+}
+
 // Limits of the audit filters.
 const (
 	maxCallerLength    = 256
@@ -238,12 +247,18 @@ func (s *Audit) ListDecisions(ctx context.Context, req *pb.ListDecisionsRequest)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.mayAudit(ctx, q.Tenant); err != nil {
-		return nil, err
-	}
 	q.NewestFirst = req.GetNewestFirst()
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
+		return nil, err
+	}
+	if err := q.CheckToken(req.GetPageToken()); err != nil {
+		return nil, err
+	}
+	if err := s.knownTenant(q.Tenant); err != nil {
+		return nil, err
+	}
+	if err := s.mayAudit(ctx, q.Tenant); err != nil {
 		return nil, err
 	}
 	page, err := s.log.ListDecisions(ctx, q, size, req.GetPageToken())
@@ -256,6 +271,12 @@ func (s *Audit) ListDecisions(ctx context.Context, req *pb.ListDecisionsRequest)
 // GetDecision implements pb.AuditServiceServer.
 func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*pb.GetDecisionResponse, error) {
 	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := audit.CheckDecisionID(req.GetDecisionId()); err != nil {
+		return nil, err
+	}
+	if err := s.knownTenant(req.GetTenantId()); err != nil {
 		return nil, err
 	}
 	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
@@ -272,6 +293,9 @@ func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*p
 func (s *Audit) ExportDecisions(req *pb.ExportDecisionsRequest, stream pb.AuditService_ExportDecisionsServer) error {
 	q, err := s.decisionQuery(req)
 	if err != nil {
+		return err
+	}
+	if err := s.knownTenant(q.Tenant); err != nil {
 		return err
 	}
 	if err := s.mayAudit(stream.Context(), q.Tenant); err != nil {
@@ -303,11 +327,17 @@ func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*p
 	if q.From, q.To, err = timeRange(req.GetStartTime(), req.GetEndTime()); err != nil {
 		return nil, err
 	}
-	if err := s.mayAudit(ctx, q.Tenant); err != nil {
-		return nil, err
-	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
+		return nil, err
+	}
+	if err := q.CheckToken(req.GetPageToken()); err != nil {
+		return nil, err
+	}
+	if err := s.knownTenant(q.Tenant); err != nil {
+		return nil, err
+	}
+	if err := s.mayAudit(ctx, q.Tenant); err != nil {
 		return nil, err
 	}
 	page, err := s.log.ListChanges(ctx, q, size, req.GetPageToken())
@@ -399,6 +429,9 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 		}
 	case pb.LogKind_LOG_KIND_CHANGES:
 		if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+			return nil, err
+		}
+		if err := s.knownTenant(req.GetTenantId()); err != nil {
 			return nil, err
 		}
 		r, err := s.log.VerifyChanges(ctx, req.GetTenantId(), from, to)
