@@ -18,6 +18,11 @@ import (
 // ErrorDomain is the domain of every google.rpc.ErrorInfo the service sends.
 const ErrorDomain = "crmauthz.dev"
 
+// ReasonDatabaseUnavailable is the google.rpc.ErrorInfo reason of an
+// UNAVAILABLE answer to a call that could not reach the database or lost
+// its connection to it.
+const ReasonDatabaseUnavailable = "DATABASE_UNAVAILABLE"
+
 // ToStatus maps an error from a handler to the gRPC status sent to the
 // caller. Domain errors become canonical codes with a google.rpc.ErrorInfo
 // reason (and for bad input a google.rpc.BadRequest naming the field);
@@ -58,6 +63,12 @@ func ToStatus(err error) (st *status.Status, internal bool) {
 		return status.New(codes.Canceled, "request cancelled"), false
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, "deadline exceeded"), false
+	case errors.Is(err, store.ErrUnavailable):
+		// The database could not be reached or the connection to it was
+		// lost (a restart, a failover, a terminated backend): the same call
+		// may succeed when retried, here or on another replica. pgx logs
+		// the failed query with its cause.
+		return withDetails(codes.Unavailable, "the database is unavailable; retry", ReasonDatabaseUnavailable, nil), false
 	case errors.Is(err, store.ErrClosed), errors.Is(err, audit.ErrClosed):
 		// Only calls cut off by a shutdown meet a closed store or log; the
 		// caller should retry on another replica.

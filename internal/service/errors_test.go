@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,6 +16,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 )
 
 func TestToStatus(t *testing.T) {
@@ -39,6 +42,15 @@ func TestToStatus(t *testing.T) {
 		{"denied", fmt.Errorf("write: %w", &auth.DeniedError{Reason: auth.ReasonEscalation, Missing: "function admin.super", Message: "no"}),
 			codes.PermissionDenied, auth.ReasonEscalation, "", false},
 		{"unauthenticated", &auth.UnauthenticatedError{Reason: "INVALID_CREDENTIAL", Message: "invalid credential"}, codes.Unauthenticated, "INVALID_CREDENTIAL", "", false},
+		{"database unavailable", fmt.Errorf("load tenant %q: %w", "acme", pgerr.Wrap(&pgconn.PgError{Severity: "FATAL", Code: "57P01"})),
+			codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"database connection lost", pgerr.Wrap(fmt.Errorf("read decisions: %w", io.ErrUnexpectedEOF)), codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"database connection closed", pgerr.Wrap(fmt.Errorf("list tenants: %w", pgconn.ErrConnClosed)), codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"database refuses connections", pgerr.Wrap(&pgconn.PgError{Severity: "FATAL", Code: "57P03"}), codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"database connection exception", pgerr.Wrap(&pgconn.PgError{Severity: "FATAL", Code: "08006"}), codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"sentinel", store.ErrUnavailable, codes.Unavailable, ReasonDatabaseUnavailable, "", false},
+		{"cancelled while the database went away", pgerr.Wrap(errors.Join(context.Canceled, io.ErrUnexpectedEOF)), codes.Canceled, "", "", false},
+		{"other database error", pgerr.Wrap(fmt.Errorf("write tenant %q: %w", "acme", &pgconn.PgError{Code: "23505"})), codes.Internal, "", "", true},
 		{"internal", errors.New("dial tcp 10.0.0.7:5432: connection refused"), codes.Internal, "", "", true},
 	}
 	for _, tt := range tests {
@@ -61,6 +73,9 @@ func TestToStatus(t *testing.T) {
 			}
 			if internal && st.Message() != "internal error" {
 				t.Errorf("internal cause sent: %q", st.Message())
+			}
+			if tt.reason == ReasonDatabaseUnavailable && st.Message() != "the database is unavailable; retry" {
+				t.Errorf("database cause sent: %q", st.Message())
 			}
 		})
 	}

@@ -112,6 +112,12 @@ type ChangeEntry struct {
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("store closed")
 
+// ErrUnavailable is matched (errors.Is) by the errors of a store or
+// decision log that could not reach its database or lost its connection to
+// it: the same call may succeed when retried. The cause stays wrapped too.
+// store/pgerr marks the PostgreSQL errors that mean this.
+var ErrUnavailable = errors.New("database unavailable")
+
 // TenantSummary is what the change log records of a created tenant.
 func TenantSummary(st *model.TenantState) map[string]any {
 	return map[string]any{
