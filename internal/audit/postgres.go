@@ -18,13 +18,15 @@ import (
 
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 )
 
 // NewPostgres returns a decision log kept in PostgreSQL (the tables of
 // migration 0003_audit): batches written with COPY, daily partitions
 // created ahead and dropped after opts.RetentionDays. The change log is
 // read from the same database. The pool stays the caller's; close it after
-// the log.
+// the log. An error that means the database could not be reached or the
+// connection to it was lost also matches store.ErrUnavailable.
 func NewPostgres(pool *pgxpool.Pool, opts Options) (*Log, error) {
 	opts.defaults()
 	return newLog(&pgBackend{pool: pool, retention: opts.RetentionDays}, opts)
@@ -62,7 +64,7 @@ func (p *pgBackend) kind() string { return storagePostgres }
 
 func (p *pgBackend) startChain(ctx context.Context, chainID string, at time.Time) error {
 	if _, err := p.pool.Exec(ctx, "INSERT INTO audit_chains (chain_id, started_at) VALUES ($1, $2)", chainID, at); err != nil {
-		return fmt.Errorf("register decision log chain %s: %w", chainID, err)
+		return pgerr.Wrap(fmt.Errorf("register decision log chain %s: %w", chainID, err))
 	}
 	return nil
 }
@@ -162,7 +164,7 @@ func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h h
 	if retry {
 		var last int64
 		if err := p.pool.QueryRow(ctx, "SELECT last_pos FROM audit_chains WHERE chain_id = $1", chainID).Scan(&last); err != nil {
-			return fmt.Errorf("read decision log chain head: %w", err)
+			return pgerr.Wrap(fmt.Errorf("read decision log chain head: %w", err))
 		}
 		if last >= h.pos {
 			return nil // the failed attempt committed after all
@@ -174,11 +176,11 @@ func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h h
 	err := p.copy(ctx, chainID, batch[0].d.Position, rows, h)
 	if missingPartition(err) {
 		if err := p.ensurePartitions(ctx, h.loggedAt); err != nil {
-			return err
+			return pgerr.Wrap(err)
 		}
 		err = p.copy(ctx, chainID, batch[0].d.Position, rows, h)
 	}
-	return err
+	return pgerr.Wrap(err)
 }
 
 // missingPartition reports the error of a row no partition holds: a check
@@ -256,7 +258,7 @@ func (p *pgBackend) maintain(ctx context.Context, now time.Time) error {
 // it waits for readers (a long VerifyLog): it waits at most a second, and
 // otherwise fails and is retried at the next run.
 func (p *pgBackend) maintainPartitions(ctx context.Context, now time.Time) error {
-	return pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLockKey); err != nil {
 			return fmt.Errorf("lock decision log partitions: %w", err)
 		}
@@ -305,6 +307,7 @@ func (p *pgBackend) maintainPartitions(ctx context.Context, now time.Time) error
 		}
 		return nil
 	})
+	return pgerr.Wrap(err)
 }
 
 // partitions lists the days of the existing partitions, oldest first.
@@ -339,7 +342,7 @@ func (l *Log) Partitions(ctx context.Context) ([]time.Time, error) {
 		days, err = partitions(ctx, tx)
 		return err
 	})
-	return days, err
+	return days, pgerr.Wrap(err)
 }
 
 // horizonSQL computes the listing horizon: the oldest transaction that may
@@ -364,7 +367,7 @@ const horizonSQL = `WITH q AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
 func (p *pgBackend) horizon(ctx context.Context) (uint64, error) {
 	var s string
 	if err := p.pool.QueryRow(ctx, horizonSQL).Scan(&s); err != nil {
-		return 0, fmt.Errorf("read transaction horizon: %w", err)
+		return 0, pgerr.Wrap(fmt.Errorf("read transaction horizon: %w", err))
 	}
 	return strconv.ParseUint(s, 10, 64)
 }
@@ -518,7 +521,7 @@ func (p *pgBackend) rows(ctx context.Context, db querier, sql string, args ...an
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read decisions: %w", err)
+		return nil, pgerr.Wrap(fmt.Errorf("read decisions: %w", err))
 	}
 	return out, nil
 }
@@ -562,7 +565,7 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 	rows, err := p.pool.Query(ctx, `SELECT chain_id, logged_at, data FROM decision_batches
 		WHERE tenant_id = $1 AND logged_at >= $2 AND max_at >= $2`, tenant, since)
 	if err != nil {
-		return nil, fmt.Errorf("read used permissions of tenant %q: %w", tenant, err)
+		return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 	}
 	defer rows.Close()
 	seen := map[[2]string]bool{}
@@ -574,7 +577,7 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 			data     []byte
 		)
 		if err := rows.Scan(&chainID, &loggedAt, &data); err != nil {
-			return nil, fmt.Errorf("read used permissions of tenant %q: %w", tenant, err)
+			return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 		}
 		err := decodeBatch(chainID, loggedAt, data, 0, func(d *Decision) bool {
 			if k := [2]string{d.Subject, d.Permission}; d.Allowed && !d.Time.Before(since) && !seen[k] {
@@ -588,7 +591,7 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read used permissions of tenant %q: %w", tenant, err)
+		return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 	}
 	return out, nil
 }
@@ -596,7 +599,7 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 func (p *pgBackend) evidenceSince(ctx context.Context) (time.Time, error) {
 	var started, kept *time.Time
 	if err := p.pool.QueryRow(ctx, `SELECT (SELECT min(started_at) FROM audit_chains), (SELECT max(kept_from) FROM audit_anchors)`).Scan(&started, &kept); err != nil {
-		return time.Time{}, fmt.Errorf("read decision log coverage: %w", err)
+		return time.Time{}, pgerr.Wrap(fmt.Errorf("read decision log coverage: %w", err))
 	}
 	var t time.Time
 	if started != nil {
@@ -637,7 +640,7 @@ func (p *pgBackend) changes(ctx context.Context, q *ChangeQuery, after int64, li
 	if len(cs) == 0 && after == 0 {
 		var exists bool
 		if err := p.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", q.Tenant).Scan(&exists); err != nil {
-			return nil, fmt.Errorf("list changes of tenant %q: %w", q.Tenant, err)
+			return nil, pgerr.Wrap(fmt.Errorf("list changes of tenant %q: %w", q.Tenant, err))
 		}
 		if !exists {
 			return nil, model.TenantNotFound(q.Tenant)
@@ -656,7 +659,7 @@ func readChanges(ctx context.Context, db querier, tenant, sql string, args ...an
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list changes of tenant %q: %w", tenant, err)
+		return nil, pgerr.Wrap(fmt.Errorf("list changes of tenant %q: %w", tenant, err))
 	}
 	return cs, nil
 }
@@ -693,7 +696,7 @@ func (p *pgBackend) verifyDecisions(ctx context.Context, chainID string, from, t
 		}
 		return nil
 	})
-	return out, err
+	return out, pgerr.Wrap(err)
 }
 
 // pgSource reads a chain's entries inside the verification's snapshot. It
@@ -755,7 +758,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read decisions: %w", err)
+		return nil, pgerr.Wrap(fmt.Errorf("read decisions: %w", err))
 	}
 	var out []Decision
 	for i := range rs {
@@ -934,7 +937,7 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 		}
 		return nil
 	})
-	return r, err
+	return r, pgerr.Wrap(err)
 }
 
 // changeChunk is how many change-log entries one verification query reads.

@@ -11,6 +11,9 @@
 // that did not happen. The schema comes from the numbered migrations
 // embedded in the binary (Migrate, CheckSchema).
 //
+// An error that means the database could not be reached or the connection
+// to it was lost also matches store.ErrUnavailable (store/pgerr).
+//
 // Times are stored at microsecond precision in UTC, as PostgreSQL keeps
 // them; the store rounds grant and record share times down to the
 // microsecond before writing, so the state a write returns equals the state
@@ -35,6 +38,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -79,7 +83,7 @@ func (s *Store) TenantIDs(ctx context.Context) ([]string, error) {
 	rows, _ := s.pool.Query(ctx, "SELECT id FROM tenants ORDER BY id")
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("list tenants: %w", err)
+		return nil, pgerr.Wrap(fmt.Errorf("list tenants: %w", err))
 	}
 	return ids, nil
 }
@@ -98,7 +102,7 @@ func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, erro
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, pgerr.Wrap(err)
 	}
 	return st, nil
 }
@@ -140,7 +144,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		return sendBatch(ctx, tx, b, next.ID)
 	})
 	if err != nil {
-		return nil, err
+		return nil, pgerr.Wrap(err)
 	}
 	return next, nil
 }
@@ -184,7 +188,7 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*
 		return sendBatch(ctx, tx, b, next.ID)
 	})
 	if err != nil {
-		return nil, err
+		return nil, pgerr.Wrap(err)
 	}
 	return next, nil
 }
@@ -196,7 +200,7 @@ func (s *Store) Changes(ctx context.Context, tenant string, after int64, limit i
 	}
 	var exists bool
 	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("list changes of tenant %q: %w", tenant, err)
+		return nil, pgerr.Wrap(fmt.Errorf("list changes of tenant %q: %w", tenant, err))
 	}
 	if !exists {
 		return nil, model.TenantNotFound(tenant)
@@ -214,7 +218,7 @@ func (s *Store) Changes(ctx context.Context, tenant string, after int64, limit i
 		return e, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list changes of tenant %q: %w", tenant, err)
+		return nil, pgerr.Wrap(fmt.Errorf("list changes of tenant %q: %w", tenant, err))
 	}
 	return entries, nil
 }
