@@ -227,11 +227,11 @@ func TestPageTokensAreChecked(t *testing.T) {
 	raw := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	byRole := &pb.ListGrantsRequest_RoleId{RoleId: "sales_rep"}
 
-	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageSize: 1})
+	roles, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo", PageSize: 1})
 	if err != nil || roles.GetNextPageToken() == "" {
 		t.Fatalf("roles: %v %v", roles, err)
 	}
-	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageSize: 1})
+	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: byRole, PageSize: 1})
 	if err != nil || grants.GetNextPageToken() == "" {
 		t.Fatalf("grants: %v %v", grants, err)
 	}
@@ -245,11 +245,11 @@ func TestPageTokensAreChecked(t *testing.T) {
 	}
 
 	listRoles := func(tok string) error {
-		_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo", PageToken: tok})
+		_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo", PageToken: tok})
 		return err
 	}
 	listGrants := func(tok string) error {
-		_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageToken: tok})
+		_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: byRole, PageToken: tok})
 		return err
 	}
 	listUnused := func(tok string) error {
@@ -288,7 +288,7 @@ func TestPageTokensAreChecked(t *testing.T) {
 
 	// A listing's own tokens page through it: every sales_rep grant once.
 	var users []string
-	req := &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole, PageSize: 1}
+	req := &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: byRole, PageSize: 1}
 	for {
 		page, err := e.admin.ListGrants(ctx, req)
 		if err != nil {
@@ -301,7 +301,7 @@ func TestPageTokensAreChecked(t *testing.T) {
 			break
 		}
 	}
-	all, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{TenantId: "demo", Filter: byRole})
+	all, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: byRole})
 	if err != nil || len(users) < 2 || len(users) != len(all.GetGrants()) || !slices.IsSorted(users) {
 		t.Fatalf("paged %v, all %v (%v)", users, all.GetGrants(), err)
 	}

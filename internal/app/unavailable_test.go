@@ -37,7 +37,7 @@ func TestLostDatabaseConnection(t *testing.T) {
 		call  func() error
 	}{
 		{"ListRoles reads the store", "tenants", func() error {
-			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{TenantId: "demo"})
+			_, err := e.admin.ListRoles(ctx, &pb.ListRolesRequest{ActorId: "oscar", TenantId: "demo"})
 			return err
 		}},
 		{"GrantRole writes the store", "tenants", func() error {
