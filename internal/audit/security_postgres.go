@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 )
 
 // NewPostgresSecurityLog returns a security event log kept in PostgreSQL
@@ -52,7 +54,7 @@ func (p *securityPostgres) write(ctx context.Context, batch []SecurityEvent, a *
 	if a.xid != "" {
 		var status *string
 		if err := p.pool.QueryRow(ctx, "SELECT pg_xact_status($1::text::xid8)", a.xid).Scan(&status); err != nil {
-			return fmt.Errorf("read the outcome of the last security event write: %w", err)
+			return pgerr.Wrap(fmt.Errorf("read the outcome of the last security event write: %w", err))
 		}
 		switch {
 		case status != nil && *status == "committed":
@@ -64,7 +66,7 @@ func (p *securityPostgres) write(ctx context.Context, batch []SecurityEvent, a *
 		// never is.
 		a.xid = ""
 	}
-	return pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text FROM pg_advisory_xact_lock($1)", securityLockKey).Scan(&a.xid); err != nil {
 			return fmt.Errorf("lock security events: %w", err)
 		}
@@ -77,6 +79,7 @@ func (p *securityPostgres) write(ctx context.Context, batch []SecurityEvent, a *
 		}
 		return nil
 	})
+	return pgerr.Wrap(err)
 }
 
 func (p *securityPostgres) scan(ctx context.Context, tenants []string, after int64, desc bool, limit int) ([]SecurityEvent, error) {
@@ -109,7 +112,7 @@ func (p *securityPostgres) scan(ctx context.Context, tenants []string, after int
 		return ev, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read security events: %w", err)
+		return nil, pgerr.Wrap(fmt.Errorf("read security events: %w", err))
 	}
 	return evs, nil
 }

@@ -146,7 +146,7 @@ func (a *Authenticator) Start(ctx context.Context) error {
 		return fmt.Errorf("load credentials: %w", err)
 	}
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
-	go a.loop()
+	go a.loop(context.WithoutCancel(ctx))
 	return nil
 }
 
@@ -161,7 +161,7 @@ func (a *Authenticator) Close() {
 	a.refused.flush()
 }
 
-func (a *Authenticator) loop() {
+func (a *Authenticator) loop(base context.Context) {
 	defer close(a.done)
 	t := time.NewTicker(a.refresh)
 	defer t.Stop()
@@ -170,7 +170,7 @@ func (a *Authenticator) loop() {
 		case <-a.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), a.refresh)
+			ctx, cancel := context.WithTimeout(base, a.refresh)
 			if err := a.reload(ctx); err != nil {
 				a.log.Warn("refresh credentials; serving the cached ones", zap.Error(err))
 			}
@@ -246,8 +246,9 @@ type UnauthenticatedError struct {
 	Reason  string
 	Message string
 	// cause is what the security log records: why the credential was
-	// refused, which the caller is not told.
-	cause string
+	// refused, which the caller is not told; credential names what was
+	// presented ("key:<id>", "cert:<identity>").
+	cause, credential string
 }
 
 func (e *UnauthenticatedError) Error() string { return e.Message }
@@ -301,28 +302,17 @@ func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, e
 			cause = "UNKNOWN_CREDENTIAL"
 		}
 		e := refusal(errBadCredential, cause)
-		return nil, withKeyID(e, id)
+		e.credential = "key:" + id
+		return nil, e
 	}
 	return a.inForce(c)
 }
 
-// withKeyID keeps the presented key id for the security log.
-func withKeyID(e *UnauthenticatedError, id string) error {
-	return &keyRefusal{UnauthenticatedError: e, credential: "key:" + id}
-}
-
-type keyRefusal struct {
-	*UnauthenticatedError
-	credential string
-}
-
-func (e *keyRefusal) Unwrap() error { return e.UnauthenticatedError }
-
 func (a *Authenticator) byCertificate(identity string) (*Principal, error) {
 	c, ok := a.snap.Load().byCert[identity]
 	if !ok {
-		return nil, &keyRefusal{UnauthenticatedError: &UnauthenticatedError{Reason: "UNKNOWN_CERTIFICATE",
-			Message: fmt.Sprintf("certificate identity %q has no credential", identity), cause: "UNKNOWN_CERTIFICATE"}, credential: "cert:" + identity}
+		return nil, &UnauthenticatedError{Reason: "UNKNOWN_CERTIFICATE", Message: fmt.Sprintf("certificate identity %q has no credential", identity),
+			cause: "UNKNOWN_CERTIFICATE", credential: "cert:" + identity}
 	}
 	return a.inForce(c)
 }
@@ -333,9 +323,10 @@ func (a *Authenticator) inForce(c store.Credential) (*Principal, error) {
 	p := principalOf(c)
 	switch {
 	case c.Revoked():
-		return nil, &keyRefusal{UnauthenticatedError: &UnauthenticatedError{Reason: "CREDENTIAL_REVOKED", Message: "the credential was revoked", cause: "CREDENTIAL_REVOKED"}, credential: p.Credential}
+		return nil, &UnauthenticatedError{Reason: "CREDENTIAL_REVOKED", Message: "the credential was revoked", cause: "CREDENTIAL_REVOKED", credential: p.Credential}
 	case !c.ExpiresAt.IsZero() && !a.now().Before(c.ExpiresAt):
-		return nil, &keyRefusal{UnauthenticatedError: &UnauthenticatedError{Reason: "CREDENTIAL_EXPIRED", Message: "the credential expired at " + c.ExpiresAt.Format(time.RFC3339), cause: "CREDENTIAL_EXPIRED"}, credential: p.Credential}
+		return nil, &UnauthenticatedError{Reason: "CREDENTIAL_EXPIRED", Message: "the credential expired at " + c.ExpiresAt.Format(time.RFC3339),
+			cause: "CREDENTIAL_EXPIRED", credential: p.Credential}
 	}
 	return p, nil
 }

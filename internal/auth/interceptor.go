@@ -110,13 +110,9 @@ func (a *Authenticator) admit(ctx context.Context, method string, req any) (cont
 		var un *UnauthenticatedError
 		if errors.As(err, &un) {
 			ev := a.event(ctx, audit.EventAuthnRefused, method)
-			ev.Reason, ev.Message = un.cause, un.Message
+			ev.Reason, ev.Message, ev.Credential = un.cause, un.Message, un.credential
 			if ev.Reason == "" {
 				ev.Reason = un.Reason
-			}
-			var kr *keyRefusal
-			if errors.As(err, &kr) {
-				ev.Credential = kr.credential
 			}
 			a.refused.add(ev)
 		}

@@ -29,13 +29,13 @@ const (
 	ReasonUserNotFound        = "USER_NOT_FOUND" // a user the tenant knows neither by membership nor by grant
 	ReasonSharingRuleNotFound = "SHARING_RULE_NOT_FOUND"
 	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
-	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND"
+	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND" //nolint:gosec // a name, not a secret
 
 	ReasonTenantExists      = "TENANT_EXISTS"
 	ReasonRoleExists        = "ROLE_EXISTS"
 	ReasonDepartmentExists  = "DEPARTMENT_EXISTS"
 	ReasonSharingRuleExists = "SHARING_RULE_EXISTS"
-	ReasonCredentialExists  = "CREDENTIAL_EXISTS"
+	ReasonCredentialExists  = "CREDENTIAL_EXISTS" //nolint:gosec // a name, not a secret
 
 	ReasonRoleInUse        = "ROLE_IN_USE"
 	ReasonRoleCycle        = "ROLE_INHERITANCE_CYCLE"

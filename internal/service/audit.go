@@ -25,8 +25,8 @@ type Audit struct {
 	log    *audit.Log
 	events *audit.SecurityLog
 	store  store.Store
-	eng   *engine.Engine
-	now   func() time.Time
+	eng    *engine.Engine
+	now    func() time.Time
 	// authentication says how callers authenticate, for GetLogStatus.
 	authentication string
 }

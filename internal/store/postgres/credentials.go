@@ -11,11 +11,12 @@ import (
 
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 )
 
 // CredentialsChannel is notified with a credential's id when it is
 // revoked, so that replicas caching it can drop it.
-const CredentialsChannel = "crmauthz_credentials"
+const CredentialsChannel = "crmauthz_credentials" //nolint:gosec // a name, not a secret
 
 const credentialColumns = `id, name, secret_hash, certificate, scopes, tenants, user_id, expires_at,
 	created_at, created_by, revoked_at, revoked_by`
@@ -41,7 +42,7 @@ func (s *Store) CreateCredential(ctx context.Context, c store.Credential) error 
 		return &model.ConflictError{Reason: model.ReasonCredentialExists, Message: fmt.Sprintf("credential %q or its certificate identity already exists", c.ID), Exists: true}
 	}
 	if err != nil {
-		return fmt.Errorf("create credential %q: %w", c.ID, err)
+		return pgerr.Wrap(fmt.Errorf("create credential %q: %w", c.ID, err))
 	}
 	return nil
 }
@@ -67,7 +68,7 @@ func (s *Store) oneCredential(ctx context.Context, where, arg string, notFound e
 		return store.Credential{}, notFound
 	}
 	if err != nil {
-		return store.Credential{}, fmt.Errorf("read credential: %w", err)
+		return store.Credential{}, pgerr.Wrap(fmt.Errorf("read credential: %w", err))
 	}
 	return c, nil
 }
@@ -81,7 +82,7 @@ func (s *Store) Credentials(ctx context.Context, after string, limit int, includ
 		WHERE id > $1 AND ($2 OR revoked_at IS NULL) ORDER BY id LIMIT $3`, after, includeRevoked, limit)
 	cs, err := pgx.CollectRows(rows, scanCredential)
 	if err != nil {
-		return nil, fmt.Errorf("list credentials: %w", err)
+		return nil, pgerr.Wrap(fmt.Errorf("list credentials: %w", err))
 	}
 	return cs, nil
 }
@@ -111,7 +112,7 @@ func (s *Store) RevokeCredential(ctx context.Context, id, by string, at time.Tim
 		return err
 	})
 	if err != nil {
-		return store.Credential{}, err
+		return store.Credential{}, pgerr.Wrap(err)
 	}
 	return c, nil
 }
