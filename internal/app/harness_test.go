@@ -67,10 +67,20 @@ func start(t *testing.T, cfg config.Config) *env {
 // startWith is start with a given clock; benchmarks use it too.
 func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
 	t.Helper()
+	return startSetup(t, cfg, clk, nil)
+}
+
+// startSetup is startWith that runs setup on the store before the server
+// starts (and loads what setup stored).
+func startSetup(t testing.TB, cfg config.Config, clk *clock, setup func(st store.Store)) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(a.Store())
 	}
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	var key string
