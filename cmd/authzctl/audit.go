@@ -18,6 +18,7 @@ const auditHelp = `Usage: authzctl audit decisions [filters]     the tenant's de
        authzctl audit changes [filters]        the tenant's change log: who changed what and why
        authzctl audit verify decisions|changes recompute the hash chains; exit 3 when broken
        authzctl audit unused [--days n]        the access review: grants unused for n days
+       authzctl audit security [filters]       refused authentications and calls, credential changes
 
 Reads the AuditService. Run 'authzctl audit <subcommand> -h' for the filters.
 
@@ -42,6 +43,8 @@ func runAudit(ctx context.Context, c *cli, args []string) error {
 		return auditVerify(ctx, c, args)
 	case "unused":
 		return auditUnused(ctx, c, args)
+	case "security":
+		return auditSecurity(ctx, c, args)
 	case "":
 		return usagef("audit", "audit: name a subcommand")
 	}
@@ -461,5 +464,72 @@ func auditUnused(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(&c.out, "note: the decision log holds evidence only since %s; a grant may have been used unseen\n", timeText(out.GetEvidenceSince()))
 	}
 	c.printRevision(out.GetRevision())
+	return nil
+}
+
+const auditSecurityHelp = `Usage: authzctl audit security [--kind k] [--since t] [--until t] [--newest] [--limit n]
+
+Lists the security log: refused authentications (authn.refused), refused
+calls (call.refused: a missing scope, tenant or permission, an escalation),
+credentials created and revoked (credential.created, credential.revoked).
+With --tenant, that tenant's events; without, every tenant the credential
+may see (and, for a credential of every tenant, events of no tenant).
+
+Example:
+  authzctl audit security --kind call.refused --since 24h
+`
+
+func auditSecurity(ctx context.Context, c *cli, args []string) error {
+	cmd := c.command("audit security", auditSecurityHelp)
+	req := &pb.ListSecurityEventsRequest{}
+	var (
+		when  window
+		limit int
+	)
+	cmd.fs.StringVar(&req.Kind, "kind", "", "only events of this `kind`")
+	cmd.fs.BoolVar(&req.NewestFirst, "newest", false, "newest first")
+	cmd.fs.IntVar(&limit, "limit", 100, "list at most `n` events")
+	when.add(cmd)
+	if _, err := cmd.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if limit < 1 {
+		return usagef(cmd.name, "--limit must be positive")
+	}
+	var err error
+	if req.StartTime, req.EndTime, err = when.timestamps(cmd); err != nil {
+		return err
+	}
+	req.TenantId = c.tenant
+	ctx, cancel, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	out := &pb.ListSecurityEventsResponse{}
+	for len(out.Events) < limit {
+		req.PageSize = int32(min(limit-len(out.Events), 1000))
+		resp, err := c.audit.ListSecurityEvents(ctx, req)
+		if err != nil {
+			return err
+		}
+		out.Events = append(out.Events, resp.GetEvents()...)
+		out.NextPageToken = resp.GetNextPageToken()
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if c.json() {
+		return c.printJSON(out)
+	}
+	t := newTable(&c.out, "TIME", "KIND", "REASON", "TENANT", "CREDENTIAL", "ACTOR", "METHOD", "COUNT", "PEER")
+	for _, ev := range out.GetEvents() {
+		t.row(preciseTime(ev.GetEventTime()), ev.GetKind(), ev.GetReason(), ev.GetTenantId(), ev.GetCredential(), ev.GetActorId(),
+			strings.TrimPrefix(ev.GetMethod(), "/crmauthz.v1."), strconv.FormatInt(ev.GetCount(), 10), ev.GetPeer())
+	}
+	t.flush()
+	if out.GetNextPageToken() != "" {
+		fmt.Fprintf(&c.out, "more events: raise --limit (listed %d)\n", len(out.GetEvents()))
+	}
 	return nil
 }

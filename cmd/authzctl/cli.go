@@ -74,7 +74,7 @@ func (c *cli) init(args []string) ([]string, error) {
 func (c *cli) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", c.addr, "the authzd address `host:port` (env AUTHZ_ADDR)")
 	fs.StringVar(&c.tenant, "tenant", c.tenant, "the tenant `id` (env AUTHZ_TENANT)")
-	fs.StringVar(&c.actor, "actor", c.actor, "the acting admin `user`, recorded with every write (env AUTHZ_ACTOR)")
+	fs.StringVar(&c.actor, "actor", c.actor, "the acting `user`, whose rights the server checks and records (env AUTHZ_ACTOR)")
 	fs.StringVar(&c.reason, "reason", c.reason, "why, recorded with every write; required for writes")
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "deadline of the whole command")
 	fs.StringVar(&c.output, "output", c.output, "output `format`: text or json")
@@ -206,7 +206,9 @@ func (cmd *command) needWriter() error {
 	if err := cmd.needTenant(); err != nil {
 		return err
 	}
-	if cmd.c.actor == "" {
+	// With a credential the server knows who acts: a bound key's user, or
+	// the platform operator; a service key's missing actor it refuses.
+	if cmd.c.actor == "" && cmd.c.apiKey == "" && cmd.c.tlsCert == "" {
 		return usagef(cmd.name, "%s: --actor (or AUTHZ_ACTOR) is required for writes", cmd.name)
 	}
 	if strings.TrimSpace(cmd.c.reason) == "" {

@@ -76,15 +76,29 @@ Audit (AuditService):
   audit verify decisions|changes   recompute the hash chains: intact (exit 0) or broken (exit 3);
                                    the change log on PostgreSQL only
   audit unused [--days n]          the access review: grants no decision used for n days
+  audit security [--kind k]        refused authentications and calls, credential changes
+
+Platform (PlatformService; needs a platform credential):
+  keys create --name n --scopes s [--tenants t] [--user u] [--expires t]
+                                   a new API key, printed once on the last line
+  keys list [--all]                the credentials, without secrets
+  keys revoke <key id> --reason r  refuse a credential from now on
 
 Global flags (before or after the command):
   --addr host:port     the authzd address (env AUTHZ_ADDR, default localhost:50051)
   --tenant id          the tenant (env AUTHZ_TENANT); every command but 'roles templates'
                        and 'audit verify decisions' needs one
-  --actor user         the acting admin user, recorded with every write (env AUTHZ_ACTOR)
+  --actor user         the acting user, whose rights the server checks and records (env
+                       AUTHZ_ACTOR); a key bound to a user acts as that user
   --reason text        why, recorded with every write; required for writes
   --timeout duration   deadline of the whole command (default 10s)
   --output text|json   text: a concise table or line; json: the response as protojson
+  --api-key key        the API key to call with (env AUTHZ_API_KEY, preferred: flags show
+                       in process lists); never sent without TLS beyond loopback
+  --tls                connect with TLS, verifying the server with the system's CAs
+  --tls-ca file        connect with TLS, verifying the server with these CAs (env AUTHZ_TLS_CA)
+  --tls-cert file, --tls-key file
+                       a client certificate for mutual TLS (env AUTHZ_TLS_CERT, AUTHZ_TLS_KEY)
 
 Exit status: 0 success or ALLOW, 1 error, 2 usage error, 3 DENY or a broken audit chain.
 Run 'authzctl <command> -h' for a command's flags and an example.
@@ -145,6 +159,7 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"memberships": runMemberships,
 	"rules":       runRules,
 	"audit":       runAudit,
+	"keys":        runKeys,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

@@ -16,7 +16,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/config"
+	"github.com/crmauthz/crmauthz/internal/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,12 +29,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // soon as its decision is answered. The server stops at the end of the test.
 func serve(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := config.Default()
 	cfg.DecisionLog = "sync"
+	return serveWith(t, cfg, nil)
+}
+
+// serveWith is serve with cfg, running setup on the store before the
+// server starts.
+func serveWith(t *testing.T, cfg config.Config, setup func(store.Store)) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(a.Store())
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -369,4 +381,56 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("parseTime(%q, ahead %v) = %v, %v; want %v (ok %v)", tt.in, tt.ahead, got, err, tt.want, tt.ok)
 		}
 	}
+}
+
+// TestKeys: with authentication on, authzctl calls with AUTHZ_API_KEY or
+// --api-key, manages keys with a platform key, and a revoked key stops
+// working at once; a key is never sent in plaintext beyond loopback.
+func TestKeys(t *testing.T) {
+	cfg := config.Default()
+	cfg.DecisionLog, cfg.RequireAuth = "sync", true
+	var platform string
+	addr := serveWith(t, cfg, func(st store.Store) {
+		id, key, hash, err := auth.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		platform = key
+		if err := st.CreateCredential(context.Background(), store.Credential{ID: id, Name: "ops", SecretHash: hash,
+			Scopes: []string{"platform"}, CreatedAt: time.Now(), CreatedBy: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitError, nil, []string{"UNAUTHENTICATED"})
+
+	created := authzctl(t, addr, "--api-key", platform, "keys", "create", "--name", "console", "--scopes", "check,admin", "--tenants", "demo", "--expires", "720h")
+	created.expect(t, exitOK, []string{"name:      console", "scopes:    check,admin", "tenants:   demo", "active:    true"}, nil)
+	lines := strings.Split(strings.TrimSpace(created.stdout), "\n")
+	console := lines[len(lines)-1]
+	if !strings.HasPrefix(console, "crmz_") {
+		t.Fatalf("the key is not alone on the last line:\n%s", created.stdout)
+	}
+	id := console[len("crmz_") : len("crmz_")+16]
+
+	t.Setenv("AUTHZ_API_KEY", console)
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitOK, []string{"ALLOW bob account read"}, nil)
+	authzctl(t, addr, "grant", "peggy", "sales_rep", "--reason", "covers the north").expect(t, exitOK, []string{"peggy"}, nil)
+	authzctl(t, addr, "--actor", "bob", "grant", "bob", "admin", "--reason", "why not").
+		expect(t, exitError, nil, []string{"PERMISSION_DENIED", "MISSING_PERMISSION", "admin.users.manage"})
+	authzctl(t, addr, "keys", "list").expect(t, exitError, nil, []string{"PERMISSION_DENIED", "MISSING_SCOPE"})
+
+	authzctl(t, addr, "--api-key", platform, "keys", "list").expect(t, exitOK, []string{id, "console", "check,admin"}, nil)
+	// The security log writes within its flush interval.
+	var events result
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if events = authzctl(t, addr, "--api-key", platform, "audit", "security", "--kind", "call.refused"); strings.Contains(events.stdout, "bob") {
+			break
+		}
+	}
+	events.expect(t, exitOK, []string{"call.refused", "MISSING_PERMISSION", "bob", "AdminService/GrantRole"}, nil)
+	authzctl(t, addr, "--api-key", platform, "keys", "revoke", id, "--reason", "console retired").
+		expect(t, exitOK, []string{"active:    false", "revoked:"}, nil)
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitError, nil, []string{"UNAUTHENTICATED", "revoked"})
+
+	authzctl(t, "crm.example:50051", "check", "bob", "account", "read").expect(t, exitUsage, nil, []string{"without TLS"})
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/crmauthz/crmauthz/internal/auth"
+	"github.com/crmauthz/crmauthz/internal/pgtest"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// replica is one authzd process of a test.
+type replica struct {
+	addr  string
+	authz pb.AuthorizationServiceClient
+	plat  pb.PlatformServiceClient
+}
+
+// startReplica starts an authzd process on the database at url and waits
+// until it serves; it is killed when the test ends.
+func startReplica(t *testing.T, url string, key string, args ...string) *replica {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--database-url", url, "--listen-addr", addr, "--log-level", "error"}, args...)...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	conn := dialKey(t, addr, key)
+	for range 800 {
+		resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return &replica{addr: addr, authz: pb.NewAuthorizationServiceClient(conn), plat: pb.NewPlatformServiceClient(conn)}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("authzd never reported SERVING")
+	return nil
+}
+
+func dialKey(t *testing.T, addr, key string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(auth.Bearer(key, true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func checkWith(t *testing.T, addr, key string) error {
+	t.Helper()
+	_, err := pb.NewAuthorizationServiceClient(dialKey(t, addr, key)).Check(context.Background(), &pb.CheckRequest{TenantId: "demo", SubjectId: "bob",
+		Permission: &pb.Permission{Kind: &pb.Permission_Module{Module: &pb.ModulePermission{Module: "account", Verb: "read"}}}})
+	return err
+}
+
+// TestKeysAcrossReplicas runs two authzd processes on one database: a key
+// created on one, or by `authzd keys create` beside both, works on both at
+// once; a key revoked on one is refused there at once and on the other
+// within its --auth-refresh.
+func TestKeysAcrossReplicas(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ops := firstKey(t, url)
+	a := startReplica(t, url, ops, "--seed-demo", "true", "--auth-refresh", "200ms")
+	b := startReplica(t, url, ops, "--auth-refresh", "200ms")
+
+	resp, err := a.plat.CreateKey(context.Background(), &pb.CreateKeyRequest{Name: "orders", Scopes: []string{"check"}, TenantIds: []string{"demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := resp.GetSecret()
+	for _, r := range []*replica{a, b} {
+		if err := checkWith(t, r.addr, key); err != nil {
+			t.Errorf("a key created on replica a, at once on %s: %v", r.addr, err)
+		}
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"keys", "create", "--database-url", url, "--name", "billing", "--scopes", "check", "--tenants", "demo"},
+		noEnv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	offline := lines[len(lines)-1]
+	for _, r := range []*replica{a, b} {
+		if err := checkWith(t, r.addr, offline); err != nil {
+			t.Errorf("a key from authzd keys create, at once on %s: %v", r.addr, err)
+		}
+	}
+
+	if _, err := a.plat.RevokeKey(context.Background(), &pb.RevokeKeyRequest{KeyId: resp.GetKey().GetKeyId(), Reason: "retired"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWith(t, a.addr, key); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("revoked on a, a answers %v", err)
+	}
+	start := time.Now()
+	for status.Code(checkWith(t, b.addr, key)) != codes.Unauthenticated {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("replica b still accepts the revoked key")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("replica b refused the revoked key after %s", time.Since(start).Round(time.Millisecond))
+}
