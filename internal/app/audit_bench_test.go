@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/crmauthz/crmauthz/internal/app"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -26,7 +27,8 @@ import (
 const benchCallers = 50
 
 // startLoopback runs authzd on a loopback TCP port, logging only errors,
-// and returns a client connection; both stop when tb ends.
+// and returns a client connection; both stop when tb ends. When callers
+// authenticate, the client calls with a platform key.
 func startLoopback(tb testing.TB, cfg config.Config) *grpc.ClientConn {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,9 +40,14 @@ func startLoopback(tb testing.TB, cfg config.Config) *grpc.ClientConn {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if cfg.AuthEnabled() {
+		key := createKey(tb, a.Store(), "bench", []string{"platform"}, nil, "")
+		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(key, true)))
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), dial...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,6 +108,9 @@ func BenchmarkCheckDecisionLog(b *testing.B) {
 				if storage == "postgres" {
 					cfg.DatabaseURL = pgtest.NewDatabase(b)
 					cfg.SeedDemo = "true"
+					// What the log costs, apart from authentication's cost
+					// (BenchmarkCheckAuthentication).
+					cfg.InsecureNoAuth = true
 				}
 				clients[mode] = pb.NewAuthorizationServiceClient(startLoopback(b, cfg))
 				drive(b, clients[mode], reqs, 2000) // warm up connections and caches
@@ -133,6 +143,46 @@ func BenchmarkCheckDecisionLog(b *testing.B) {
 			b.ReportMetric(100*(1-med["sync"]/med["off"]), "sync-cost-%")
 		})
 	}
+}
+
+// BenchmarkCheckAuthentication measures what authenticating callers costs
+// Check through the real gRPC stack over loopback TCP with 50 concurrent
+// callers: two servers (memory store, decision log async) side by side,
+// one without authentication and one whose callers send an API key, take
+// turns in short rounds; it reports each one's median checks/s and the
+// cost of authentication:
+//
+//	go test -run '^$' -bench CheckAuthentication -benchtime 220000x ./internal/app/
+func BenchmarkCheckAuthentication(b *testing.B) {
+	reqs := benchRequests()
+	modes := []string{"off", "api_key"}
+	clients := map[string]pb.AuthorizationServiceClient{}
+	for _, mode := range modes {
+		cfg := config.Default()
+		cfg.LogLevel = "error"
+		cfg.RequireAuth = mode == "api_key"
+		clients[mode] = pb.NewAuthorizationServiceClient(startLoopback(b, cfg))
+		drive(b, clients[mode], reqs, 2000)
+	}
+	const rounds = 11
+	per := max(b.N/(rounds*len(modes)), 1)
+	rates := map[string][]float64{}
+	b.ResetTimer()
+	for r := range rounds {
+		for i := range modes {
+			mode := modes[(r+i)%len(modes)]
+			d := drive(b, clients[mode], reqs, per)
+			rates[mode] = append(rates[mode], float64(per)/d.Seconds())
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for _, mode := range modes {
+		slices.Sort(rates[mode])
+		med[mode] = rates[mode][rounds/2]
+		b.ReportMetric(med[mode], mode+"-checks/s")
+	}
+	b.ReportMetric(100*(1-med["api_key"]/med["off"]), "auth-cost-%")
 }
 
 // drive makes n checks with benchCallers concurrent callers and returns

@@ -138,6 +138,18 @@ func TestAuthenticationRefusesBadCredentials(t *testing.T) {
 			t.Fatalf("a new key works at once: %v", err)
 		}
 		id := good.key[len("crmz_") : len("crmz_")+16]
+		// The decision log names the credential as the caller.
+		found := false
+		for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			resp, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "demo", Caller: "key:" + id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = len(resp.GetDecisions()) == 1
+		}
+		if !found {
+			t.Error("the decision is not logged with its credential as the caller")
+		}
 		wrongSecret := good.key[:len(good.key)-4] + "AAAA"
 		unknownID := "crmz_0123456789abcdef" + good.key[len("crmz_")+16:]
 		var messages []string

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"errors"
@@ -72,14 +73,20 @@ type Authenticator struct {
 	done chan struct{}
 }
 
-// snapshot is an immutable copy of the credential table.
+// snapshot is an immutable copy of the credential table, each credential
+// with the principal it grants, built once.
 type snapshot struct {
-	byID   map[string]store.Credential
-	byCert map[string]store.Credential // unrevoked credentials by certificate identity
+	byID   map[string]cached
+	byCert map[string]cached // unrevoked credentials by certificate identity
+}
+
+type cached struct {
+	c store.Credential
+	p *Principal
 }
 
 func newSnapshot(cs []store.Credential) *snapshot {
-	s := &snapshot{byID: make(map[string]store.Credential, len(cs)), byCert: map[string]store.Credential{}}
+	s := &snapshot{byID: make(map[string]cached, len(cs)), byCert: map[string]cached{}}
 	// Revoked ones first, so that a certificate identity maps to the
 	// credential in force.
 	slices.SortFunc(cs, func(a, b store.Credential) int {
@@ -98,17 +105,18 @@ func newSnapshot(cs []store.Credential) *snapshot {
 }
 
 func (s *snapshot) put(c store.Credential) {
-	s.byID[c.ID] = c
+	e := cached{c: c, p: principalOf(c)}
+	s.byID[c.ID] = e
 	if c.Certificate == "" {
 		return
 	}
 	if c.Revoked() {
-		if cur, ok := s.byCert[c.Certificate]; ok && cur.ID == c.ID {
+		if cur, ok := s.byCert[c.Certificate]; ok && cur.c.ID == c.ID {
 			delete(s.byCert, c.Certificate)
 		}
 		return
 	}
-	s.byCert[c.Certificate] = c
+	s.byCert[c.Certificate] = e
 }
 
 // maxMissing bounds the unknown ids remembered between refreshes.
@@ -200,7 +208,9 @@ func (a *Authenticator) reload(ctx context.Context) error {
 	for {
 		cur := a.snap.Load()
 		merged := make(map[string]store.Credential, len(all)+len(cur.byID))
-		maps.Copy(merged, cur.byID)
+		for id, e := range cur.byID {
+			merged[id] = e.c
+		}
 		for _, c := range all {
 			if old, ok := merged[c.ID]; !ok || !old.Revoked() {
 				merged[c.ID] = c
@@ -264,10 +274,8 @@ func (a *Authenticator) Authenticate(ctx context.Context) (*Principal, error) {
 	if !a.enabled {
 		return insecure, nil
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if vals := md.Get("authorization"); len(vals) > 0 {
-			return a.byKey(ctx, vals[0])
-		}
+	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
+		return a.byKey(ctx, vals[0])
 	}
 	if identity, ok := certificateIdentity(ctx); ok {
 		return a.byCertificate(identity)
@@ -277,7 +285,7 @@ func (a *Authenticator) Authenticate(ctx context.Context) (*Principal, error) {
 
 // dummyHash is compared against when a key id is unknown, so that an
 // unknown id and a wrong secret take the same time.
-var dummyHash = make([]byte, 32)
+var dummyHash = make([]byte, sha256.Size)
 
 func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, error) {
 	scheme, key, ok := strings.Cut(header, " ")
@@ -288,39 +296,39 @@ func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, e
 	if !ok {
 		return nil, refusal(errBadCredential, "MALFORMED_CREDENTIAL")
 	}
-	c, found, err := a.lookup(ctx, id)
+	e, found, err := a.lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	want := dummyHash
-	if found && c.SecretHash != nil {
-		want = c.SecretHash
+	if found && e.c.SecretHash != nil {
+		want = e.c.SecretHash
 	}
-	if subtle.ConstantTimeCompare(hash, want) != 1 || !found || c.SecretHash == nil {
+	if subtle.ConstantTimeCompare(hash[:], want) != 1 || !found || e.c.SecretHash == nil {
 		cause := "WRONG_SECRET"
 		if !found {
 			cause = "UNKNOWN_CREDENTIAL"
 		}
-		e := refusal(errBadCredential, cause)
-		e.credential = "key:" + id
-		return nil, e
+		r := refusal(errBadCredential, cause)
+		r.credential = "key:" + id
+		return nil, r
 	}
-	return a.inForce(c)
+	return a.inForce(e)
 }
 
 func (a *Authenticator) byCertificate(identity string) (*Principal, error) {
-	c, ok := a.snap.Load().byCert[identity]
+	e, ok := a.snap.Load().byCert[identity]
 	if !ok {
 		return nil, &UnauthenticatedError{Reason: "UNKNOWN_CERTIFICATE", Message: fmt.Sprintf("certificate identity %q has no credential", identity),
 			cause: "UNKNOWN_CERTIFICATE", credential: "cert:" + identity}
 	}
-	return a.inForce(c)
+	return a.inForce(e)
 }
 
 // inForce refuses a revoked or expired credential whose holder proved
 // possession, saying which.
-func (a *Authenticator) inForce(c store.Credential) (*Principal, error) {
-	p := principalOf(c)
+func (a *Authenticator) inForce(e cached) (*Principal, error) {
+	c, p := e.c, e.p
 	switch {
 	case c.Revoked():
 		return nil, &UnauthenticatedError{Reason: "CREDENTIAL_REVOKED", Message: "the credential was revoked", cause: "CREDENTIAL_REVOKED", credential: p.Credential}
@@ -332,15 +340,15 @@ func (a *Authenticator) inForce(c store.Credential) (*Principal, error) {
 }
 
 // lookup finds a credential in the cache, else in the store.
-func (a *Authenticator) lookup(ctx context.Context, id string) (store.Credential, bool, error) {
-	if c, ok := a.snap.Load().byID[id]; ok {
-		return c, true, nil
+func (a *Authenticator) lookup(ctx context.Context, id string) (cached, bool, error) {
+	if e, ok := a.snap.Load().byID[id]; ok {
+		return e, true, nil
 	}
 	a.missMu.Lock()
 	known := a.missing[id]
 	a.missMu.Unlock()
 	if known {
-		return store.Credential{}, false, nil
+		return cached{}, false, nil
 	}
 	c, err := a.st.Credential(ctx, id)
 	var nf *model.NotFoundError
@@ -352,12 +360,12 @@ func (a *Authenticator) lookup(ctx context.Context, id string) (store.Credential
 		}
 		a.missing[id] = true
 		a.missMu.Unlock()
-		return store.Credential{}, false, nil
+		return cached{}, false, nil
 	case err != nil:
-		return store.Credential{}, false, fmt.Errorf("read credential %s: %w", id, err)
+		return cached{}, false, fmt.Errorf("read credential %s: %w", id, err)
 	}
 	a.Remember(c)
-	return c, true, nil
+	return cached{c: c, p: principalOf(c)}, true, nil
 }
 
 // certificateIdentity returns the identity of the call's verified client

@@ -119,12 +119,6 @@ func (a *Authenticator) admit(ctx context.Context, method string, req any) (cont
 		return ctx, err
 	}
 	ctx = WithPrincipal(ctx, p)
-	if p.Credential != "" {
-		// The decision log names the credential as the caller.
-		ri := audit.Request(ctx)
-		ri.Caller = p.Credential
-		ctx = audit.WithRequest(ctx, ri)
-	}
 	if req != nil {
 		if err := authorizeCall(p, method, req); err != nil {
 			a.recordDenied(ctx, method, err)
@@ -147,21 +141,17 @@ func authorizeCall(p *Principal, method string, req any) error {
 		return &DeniedError{Reason: ReasonMissingScope, Missing: string(need),
 			Message: fmt.Sprintf("%s lacks the %q scope that %s needs", p.describe(), need, svc)}
 	}
-	for _, t := range tenantsOf(req) {
-		if t != "" && !p.InTenant(t) {
-			return &DeniedError{Reason: ReasonTenantNotAllowed, Missing: t, Tenant: t,
-				Message: fmt.Sprintf("%s may not act in tenant %q", p.describe(), t)}
+	return eachTarget(req, func(tenant, subject string) error {
+		if tenant != "" && !p.InTenant(tenant) {
+			return &DeniedError{Reason: ReasonTenantNotAllowed, Missing: tenant, Tenant: tenant,
+				Message: fmt.Sprintf("%s may not act in tenant %q", p.describe(), tenant)}
 		}
-	}
-	if p.User != "" && need == ScopeCheck {
-		for _, s := range subjectsOf(req) {
-			if s != p.User {
-				return &DeniedError{Reason: ReasonSubjectNotAllowed, Missing: s,
-					Message: fmt.Sprintf("%s is bound to user %q and may ask only about that user, not %q", p.describe(), p.User, s)}
-			}
+		if p.User != "" && need == ScopeCheck && subject != p.User {
+			return &DeniedError{Reason: ReasonSubjectNotAllowed, Missing: subject, Tenant: tenant,
+				Message: fmt.Sprintf("%s is bound to user %q and may ask only about that user, not %q", p.describe(), p.User, subject)}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func serviceOf(method string) string {
@@ -170,34 +160,26 @@ func serviceOf(method string) string {
 	return svc
 }
 
-// tenantsOf returns the tenants a request names.
-func tenantsOf(req any) []string {
-	switch r := req.(type) {
-	case *pb.BatchCheckRequest:
-		out := make([]string, len(r.GetItems()))
-		for i, it := range r.GetItems() {
-			out[i] = it.GetTenantId()
+// eachTarget calls fn with the tenant and subject of each question a
+// request asks (one, or a batch's items); either is empty where the
+// request names none.
+func eachTarget(req any, fn func(tenant, subject string) error) error {
+	if b, ok := req.(*pb.BatchCheckRequest); ok {
+		for _, it := range b.GetItems() {
+			if err := fn(it.GetTenantId(), it.GetSubjectId()); err != nil {
+				return err
+			}
 		}
-		return out
-	case interface{ GetTenantId() string }:
-		return []string{r.GetTenantId()}
+		return nil
 	}
-	return nil
-}
-
-// subjectsOf returns the users a decision request asks about.
-func subjectsOf(req any) []string {
-	switch r := req.(type) {
-	case *pb.BatchCheckRequest:
-		out := make([]string, len(r.GetItems()))
-		for i, it := range r.GetItems() {
-			out[i] = it.GetSubjectId()
-		}
-		return out
-	case interface{ GetSubjectId() string }:
-		return []string{r.GetSubjectId()}
+	var tenant, subject string
+	if r, ok := req.(interface{ GetTenantId() string }); ok {
+		tenant = r.GetTenantId()
 	}
-	return nil
+	if r, ok := req.(interface{ GetSubjectId() string }); ok {
+		subject = r.GetSubjectId()
+	}
+	return fn(tenant, subject)
 }
 
 // recordDenied records a refused call as a security event.

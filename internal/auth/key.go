@@ -37,7 +37,8 @@ func NewKey() (id, key string, hash []byte, err error) {
 	}
 	id = hex.EncodeToString(b[:idBytes])
 	secret := base64.RawURLEncoding.EncodeToString(b[idBytes:])
-	return id, keyPrefix + id + "_" + secret, hashSecret(secret), nil
+	h := hashSecret(secret)
+	return id, keyPrefix + id + "_" + secret, h[:], nil
 }
 
 // NewCredentialID returns a random credential id, for certificate
@@ -52,21 +53,20 @@ func NewCredentialID() (string, error) {
 
 // parseKey splits a presented key into its id and the hash of its secret;
 // ok is false when it is not shaped like a key.
-func parseKey(key string) (id string, hash []byte, ok bool) {
+func parseKey(key string) (id string, hash [sha256.Size]byte, ok bool) {
 	rest, found := strings.CutPrefix(key, keyPrefix)
 	if !found || len(rest) != 2*idBytes+1+secretLength || rest[2*idBytes] != '_' {
-		return "", nil, false
+		return "", hash, false
 	}
 	id, secret := rest[:2*idBytes], rest[2*idBytes+1:]
 	if !ValidCredentialID(id) {
-		return "", nil, false
+		return "", hash, false
 	}
 	return id, hashSecret(secret), true
 }
 
-func hashSecret(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
+func hashSecret(secret string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(secret))
 }
 
 // ValidCredentialID reports whether id is 16 lowercase hex digits.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -50,8 +51,12 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 	// The hot path formats nothing: the log derives the stored permission
 	// text, module and record from p in its batcher.
 	req := audit.Request(ctx)
+	caller := req.Caller // the peer address
+	if p := auth.FromContext(ctx); p.Credential != "" {
+		caller = p.Credential
+	}
 	e := audit.Decision{
-		Time: start, Method: method, Caller: req.Caller, RequestID: req.ID, Tenant: tenant, Subject: subject,
+		Time: start, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject,
 		Perm: p, Allowed: d.Allowed, Revision: d.Revision, Latency: time.Since(start),
 	}
 	if len(d.Reasons) > 0 {
