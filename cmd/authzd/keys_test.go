@@ -42,6 +42,12 @@ func startReplica(t *testing.T, url string, key string, args ...string) *replica
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+	return startWait(t, addr, key)
+}
+
+// startWait waits until the authzd at addr serves and returns its clients.
+func startWait(t *testing.T, addr, key string) *replica {
+	t.Helper()
 	conn := dialKey(t, addr, key)
 	for range 800 {
 		resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
@@ -118,4 +124,61 @@ func TestKeysAcrossReplicas(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("replica b refused the revoked key after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestRequireAuthFromMemory: serving from memory with --require-auth, the
+// first start logs a platform key, the one way in; without it nothing
+// answers but health.
+func TestRequireAuthFromMemory(t *testing.T) {
+	addr := freeAddr(t)
+	cmd := exec.Command(os.Args[0], "serve", "--require-auth", "--listen-addr", addr, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	keys := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var seen strings.Builder
+		for {
+			n, err := stderr.Read(buf)
+			seen.Write(buf[:n])
+			if i := strings.Index(seen.String(), `"key":"crmz_`); i >= 0 {
+				rest := seen.String()[i+len(`"key":"`):]
+				if j := strings.IndexByte(rest, '"'); j > 0 {
+					keys <- rest[:j]
+					_, _ = io.Copy(io.Discard, stderr)
+					return
+				}
+			}
+			if err != nil {
+				close(keys)
+				return
+			}
+		}
+	}()
+	var key string
+	select {
+	case key = <-keys:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no platform key logged")
+	}
+	if key == "" {
+		t.Fatal("authzd ended without logging a key")
+	}
+	r := startWait(t, addr, key)
+	if _, err := r.plat.ListKeys(context.Background(), &pb.ListKeysRequest{}); err != nil {
+		t.Errorf("the logged key: %v", err)
+	}
+	if err := checkWith(t, addr, key[:len(key)-2]+"AA"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("another key: %v", err)
+	}
 }

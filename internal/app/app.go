@@ -220,6 +220,10 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		return fmt.Errorf("start the security log: %w", err)
 	}
 	defer a.closeSecurityLog()
+	if err := a.bootstrapKey(ctx); err != nil {
+		_ = lis.Close()
+		return err
+	}
 	if err := a.authn.Start(ctx); err != nil {
 		_ = lis.Close()
 		if ctx.Err() != nil {
@@ -258,6 +262,30 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	}
 	a.server.Shutdown(a.cfg.ShutdownTimeout)
 	return <-served
+}
+
+// bootstrapKey gives a server that authenticates callers from memory
+// (--require-auth) its first platform key when it has none, printed once in
+// the log: memory holds nothing from before the start, and no other way in
+// exists. With a database the first key comes from authzd keys create.
+func (a *App) bootstrapKey(ctx context.Context) error {
+	if !a.cfg.AuthEnabled() || a.cfg.DatabaseURL != "" {
+		return nil
+	}
+	if cs, err := a.store.Credentials(ctx, "", 1, true); err != nil || len(cs) > 0 {
+		return err
+	}
+	id, key, hash, err := auth.NewKey()
+	if err != nil {
+		return err
+	}
+	c := store.Credential{ID: id, Name: "bootstrap", SecretHash: hash, Scopes: []string{string(auth.ScopePlatform)},
+		CreatedAt: a.now(), CreatedBy: "authzd (memory store)"}
+	if err := a.store.CreateCredential(ctx, c); err != nil {
+		return err
+	}
+	a.log.Warn("serving from memory with authentication: a platform key for this process only, shown once", zap.String("key", key))
+	return nil
 }
 
 // warnInsecure says loudly, at start, when callers are not authenticated.
