@@ -139,6 +139,19 @@ func TestDecisionLogTamperEvidence(t *testing.T) {
 		if b := e.wantBroken(t, decisions, pb.BreakKind_BREAK_KIND_HASH_MISMATCH, 3); b.GetDecisionId() != issued[2] {
 			t.Errorf("broken link names %q, want %q", b.GetDecisionId(), issued[2])
 		}
+		// An auditor of another tenant learns that a link is broken, not
+		// whose decision it was; demo's auditor sees it.
+		for tenant, want := range map[string]string{"acme": "", "demo": issued[2]} {
+			key := createKey(t, e.app.Store(), "auditors of "+tenant, []string{"audit"}, []string{tenant}, "")
+			resp, err := pb.NewAuditServiceClient(e.dial(t, key)).VerifyLog(ctx, decisions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := resp.GetChains()[0].GetBroken()
+			if resp.GetIntact() || b.GetPosition() != 3 || b.GetDecisionId() != want || (want == "" && strings.Contains(b.GetMessage(), "carol")) {
+				t.Errorf("%s's auditor sees %v", tenant, b)
+			}
+		}
 		// A range before the edit still verifies; one across it does not.
 		e.wantIntact(t, &pb.VerifyLogRequest{Log: pb.LogKind_LOG_KIND_DECISIONS, ChainId: chain, ToPosition: 2})
 		e.wantBroken(t, &pb.VerifyLogRequest{Log: pb.LogKind_LOG_KIND_DECISIONS, ChainId: chain, FromPosition: 2, ToPosition: 4},
