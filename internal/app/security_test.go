@@ -448,6 +448,15 @@ func TestNoEscalation(t *testing.T) {
 					Membership: &pb.Membership{UserId: "erin", PrimaryDepartmentId: "sales_west", ManagerId: "dana"}})
 				return err
 			}, "ESCALATION", "manager of erin"},
+			{"place someone in a department out of one's reach", func() error {
+				_, err := dana.SetMembership(ctx, &pb.SetMembershipRequest{TenantId: "demo", ActorId: "dana", Reason: "r",
+					Membership: &pb.Membership{UserId: "peggy", PrimaryDepartmentId: "sales_east", OtherDepartmentIds: []string{"finance"}}})
+				return err
+			}, "ESCALATION", "department finance"},
+			{"raise the manager depth", func() error {
+				_, err := dana.UpdateTenantSettings(ctx, &pb.UpdateTenantSettingsRequest{TenantId: "demo", ActorId: "dana", Reason: "r", ManagerDepth: 5})
+				return err
+			}, "ESCALATION", "manager depth 5"},
 			{"move a department into one's reach", func() error {
 				_, err := dana.UpdateDepartment(ctx, &pb.UpdateDepartmentRequest{TenantId: "demo", ActorId: "dana", Reason: "r",
 					Department: &pb.Department{DepartmentId: "finance", Name: "Finance", ParentId: "sales_east"}})
@@ -499,6 +508,13 @@ func TestNoEscalation(t *testing.T) {
 		changes, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "demo", ActorId: "dana"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if _, err := dana.SetMembership(ctx, &pb.SetMembershipRequest{TenantId: "demo", ActorId: "dana", Reason: "joins the team",
+			Membership: &pb.Membership{UserId: "peggy", PrimaryDepartmentId: "sales_east"}}); err != nil {
+			t.Errorf("place someone in one's own department: %v", err)
+		}
+		if _, err := dana.UpdateTenantSettings(ctx, &pb.UpdateTenantSettingsRequest{TenantId: "demo", ActorId: "dana", Reason: "less reach", ManagerDepth: 1}); err != nil {
+			t.Errorf("lower the manager depth: %v", err)
 		}
 		if len(changes.GetChanges()) != 5 {
 			t.Fatalf("dana's changes: %v", changes.GetChanges())

@@ -153,9 +153,11 @@ func (g *Guard) KeepSuperAdmin(after *model.TenantState) error {
 }
 
 // Membership refuses, unless the actor is super, a change of the actor's
-// own membership and naming the actor as someone's manager: both would
-// widen the actor's own reach into records.
-func (g *Guard) Membership(user, manager string) error {
+// own membership and naming the actor as someone's manager (both would
+// widen the actor's own reach into records), and placing a user in a
+// department outside the actor's own departments and those below them
+// (that would give the user a reach the actor does not have).
+func (g *Guard) Membership(user, manager string, departments ...string) error {
 	switch {
 	case g.super:
 		return nil
@@ -164,7 +166,23 @@ func (g *Guard) Membership(user, manager string) error {
 	case manager != "" && manager == g.actor.ID:
 		return g.denied(ReasonEscalation, "manager of "+user, fmt.Sprintf("user %q may not make themselves the manager of %q", manager, user))
 	}
+	mine := g.actorDepartments()
+	for _, d := range departments {
+		if !g.inTree(d, mine) {
+			return g.denied(ReasonEscalation, "department "+d, fmt.Sprintf("user %q may not place users in department %q, outside their own department tree", g.actor.ID, d))
+		}
+	}
 	return nil
+}
+
+// ManagerDepth refuses, unless the actor is super, raising the tenant's
+// manager depth: every manager, the actor included, would reach further.
+func (g *Guard) ManagerDepth(depth int) error {
+	if g.super || depth <= g.st.Settings.ManagerDepth {
+		return nil
+	}
+	return g.denied(ReasonEscalation, "manager depth "+fmt.Sprint(depth),
+		fmt.Sprintf("user %q may lower the manager depth but not raise it from %d to %d", g.actor.ID, g.st.Settings.ManagerDepth, depth))
 }
 
 // DepartmentMove refuses, unless the actor is super, moving a department

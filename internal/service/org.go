@@ -106,7 +106,7 @@ func (s *Admin) SetMembership(ctx context.Context, req *pb.SetMembershipRequest)
 		if err := g.Require(fnSettings); err != nil {
 			return model.Change{}, err
 		}
-		if err := g.Membership(m.UserID, m.Manager); err != nil {
+		if err := g.Membership(m.UserID, m.Manager, append([]string{m.Primary}, m.Others...)...); err != nil {
 			return model.Change{}, err
 		}
 		return st.SetMembership(m)
@@ -181,6 +181,9 @@ func (s *Admin) UpdateTenantSettings(ctx context.Context, req *pb.UpdateTenantSe
 	}
 	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
 		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.ManagerDepth(depth); err != nil {
 			return model.Change{}, err
 		}
 		return st.SetManagerDepth(depth)

@@ -90,7 +90,8 @@ const (
 // (each module verb at an equal or narrower scope, each field no wider, each function held);
 // may create sharing rules and record shares only over records the actor may read (access
 // read) or also update (read_write); may not change their own membership, make themselves
-// anyone's manager, or move a department into their own reach. Nobody may remove the
+// anyone's manager, place a user in a department outside their own department tree, raise
+// the manager depth, or move a department into their own reach. Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceClient interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
@@ -429,7 +430,8 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // (each module verb at an equal or narrower scope, each field no wider, each function held);
 // may create sharing rules and record shares only over records the actor may read (access
 // read) or also update (read_write); may not change their own membership, make themselves
-// anyone's manager, or move a department into their own reach. Nobody may remove the
+// anyone's manager, place a user in a department outside their own department tree, raise
+// the manager depth, or move a department into their own reach. Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceServer interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
