@@ -290,6 +290,18 @@ func TestScopesTenantsAndBoundUsers(t *testing.T) {
 		}
 		_, err = auditor.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "acme"})
 		denied(t, "an auditors' key in another tenant", err, "TENANT_NOT_ALLOWED")
+		// Streams too.
+		for name, c := range map[string]struct {
+			caller *caller
+			tenant string
+			reason string
+		}{"export with a check key": {check, "demo", "MISSING_SCOPE"}, "export another tenant": {auditor, "acme", "TENANT_NOT_ALLOWED"}} {
+			stream, err := c.caller.audit.ExportDecisions(ctx, &pb.ExportDecisionsRequest{TenantId: c.tenant})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			denied(t, name, err, c.reason)
+		}
 
 		// A platform key limited to demo manages only demo's credentials.
 		ops := e.newKey(t, "demo ops", []string{"platform"}, []string{"demo"}, "")

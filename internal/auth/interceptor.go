@@ -103,7 +103,8 @@ func (s *checkedStream) RecvMsg(m any) error {
 	return authorizeCall(FromContext(s.ctx), s.method, m)
 }
 
-// admit authenticates the call and, for a unary call, checks its request.
+// admit authenticates the call and checks its scope and, for a unary call,
+// its request.
 func (a *Authenticator) admit(ctx context.Context, method string, req any) (context.Context, error) {
 	p, err := a.Authenticate(ctx)
 	if err != nil {
@@ -119,11 +120,9 @@ func (a *Authenticator) admit(ctx context.Context, method string, req any) (cont
 		return ctx, err
 	}
 	ctx = WithPrincipal(ctx, p)
-	if req != nil {
-		if err := authorizeCall(p, method, req); err != nil {
-			a.recordDenied(ctx, method, err)
-			return ctx, err
-		}
+	if err := authorizeCall(p, method, req); err != nil {
+		a.recordDenied(ctx, method, err)
+		return ctx, err
 	}
 	return ctx, nil
 }
@@ -131,6 +130,7 @@ func (a *Authenticator) admit(ctx context.Context, method string, req any) (cont
 // authorizeCall checks what can be checked of a request before its
 // handler runs: the service's scope, the tenants it names, and for a
 // credential bound to a user, that decisions are asked about that user.
+// With no request (a stream not yet read) it checks the scope alone.
 func authorizeCall(p *Principal, method string, req any) error {
 	svc := serviceOf(method)
 	need, ok := scopes[svc]
@@ -140,6 +140,9 @@ func authorizeCall(p *Principal, method string, req any) error {
 	if !p.Has(need) {
 		return &DeniedError{Reason: ReasonMissingScope, Missing: string(need),
 			Message: fmt.Sprintf("%s lacks the %q scope that %s needs", p.describe(), need, svc)}
+	}
+	if req == nil {
+		return nil
 	}
 	return eachTarget(req, func(tenant, subject string) error {
 		if tenant != "" && !p.InTenant(tenant) {
