@@ -37,6 +37,7 @@ func secureBackends(t *testing.T, f func(t *testing.T, e *secEnv)) {
 			e := startSetup(t, cfg(t), clk, func(st store.Store) {
 				acme := model.NewTenantState("acme", "Acme")
 				mustChange(t)(acme.CreateRole(model.Role{ID: "viewer", Permissions: model.Permissions{Functions: []string{"report.view"}}}))
+				mustChange(t)(acme.UpsertUser(model.User{ID: "ann"}))
 				mustChange(t)(acme.GrantRole(model.Grant{UserID: "ann", RoleID: "viewer"}, clk.Now()))
 				if _, err := st.CreateTenant(context.Background(), store.Write{Tenant: "acme", Actor: "system", Reason: "test"}, acme); err != nil {
 					t.Fatal(err)
@@ -347,10 +348,11 @@ func TestNoEscalation(t *testing.T) {
 				Modules:   []*pb.ModuleVerbs{{Module: "account", Verbs: []string{"share"}, Scope: pb.DataScope_DATA_SCOPE_DEPT}},
 				Functions: []string{"admin.users.manage", "admin.roles.manage", "admin.sharing.manage", "admin.settings.manage"}}})
 		setup("create team_admin", err)
+		_, err = e.admin.UpsertUser(ctx, &pb.UpsertUserRequest{TenantId: "demo", ActorId: "oscar", Reason: "joins",
+			User: &pb.User{UserId: "dana", DisplayName: "Dana", PrimaryDepartmentId: "sales_east"}})
+		setup("dana joins", err)
 		_, err = e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "dana runs Sales East's access", UserId: "dana", RoleId: "team_admin"})
 		setup("grant team_admin", err)
-		_, err = e.admin.SetMembership(ctx, &pb.SetMembershipRequest{TenantId: "demo", ActorId: "oscar", Reason: "joins", Membership: &pb.Membership{UserId: "dana", PrimaryDepartmentId: "sales_east"}})
-		setup("dana's membership", err)
 
 		console := e.newKey(t, "admin console", []string{"admin"}, []string{"demo"}, "")
 		dana := console.admin
@@ -448,6 +450,15 @@ func TestNoEscalation(t *testing.T) {
 			}, "ESCALATION", "module account update on the records owned by department:sales_east"},
 			{"revoke the super-administrator", func() error {
 				_, err := dana.RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: "demo", ActorId: "dana", Reason: "r", UserId: "oscar", RoleId: "admin"})
+				return err
+			}, "ESCALATION", "module "},
+			{"offboard the super-administrator", func() error {
+				_, err := dana.DeactivateUser(ctx, &pb.DeactivateUserRequest{TenantId: "demo", ActorId: "dana", Reason: "r", UserId: "oscar"})
+				return err
+			}, "ESCALATION", "module "},
+			{"bring someone back wider than oneself", func() error {
+				_, err := dana.UpsertUser(ctx, &pb.UpsertUserRequest{TenantId: "demo", ActorId: "dana", Reason: "r",
+					User: &pb.User{UserId: "alice", Status: pb.UserStatus_USER_STATUS_INACTIVE, PrimaryDepartmentId: "sales_east"}})
 				return err
 			}, "ESCALATION", "module "},
 			{"change one's own membership", func() error {

@@ -132,6 +132,22 @@ func (g *Guard) Within(what string, roles ...model.Role) error {
 	return nil
 }
 
+// WithinUser is Within for the roles a user holds (their grants active at
+// the guard's time, whether the user is active or not): offboarding or
+// bringing back a user is for an actor who holds what the user holds.
+func (g *Guard) WithinUser(what, user string) error {
+	if g.super {
+		return nil
+	}
+	var roles []model.Role
+	for k, gr := range g.st.Grants {
+		if k.UserID == user && gr.ActiveAt(g.now) {
+			roles = append(roles, g.st.Roles[k.RoleID])
+		}
+	}
+	return g.Within(what, roles...)
+}
+
 // WithinRole is Within for a role of the tenant, by id (unknown ids pass:
 // the write itself reports them).
 func (g *Guard) WithinRole(what, id string) error {

@@ -32,6 +32,9 @@ func orgTenant(t *testing.T) (*model.Catalog, *model.TenantState) {
 	role("rep", model.ScopeDept)
 	role("solo", model.ScopeSelf)
 	now := time.Now()
+	for _, u := range []string{"lee", "ray", "sam"} {
+		must(t)(st.UpsertUser(model.User{ID: u}))
+	}
 	for _, g := range []model.Grant{{UserID: "lee", RoleID: "head"}, {UserID: "ray", RoleID: "rep"}, {UserID: "sam", RoleID: "solo"}} {
 		must(t)(st.GrantRole(g, now))
 	}

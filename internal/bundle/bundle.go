@@ -105,12 +105,12 @@ func (p Principal) model() model.Principal {
 	return model.Principal{Kind: model.PrincipalKind(p.Kind), ID: p.ID, IncludeSubs: p.IncludeSubs}
 }
 
-// User is a demo user. The CRM owns its users; the bundle lists them for
-// people reading the demo data.
+// User is a user of a bundle tenant: grants, memberships and shares may
+// name only listed users. Status is active (the default) or inactive.
 type User struct {
-	ID         string `yaml:"id"`
-	Name       string `yaml:"name"`
-	Department string `yaml:"department"`
+	ID     string `yaml:"id"`
+	Name   string `yaml:"name"`
+	Status string `yaml:"status"`
 }
 
 // Default reads the bundle embedded in the binary.
@@ -174,8 +174,8 @@ func (b *Bundle) FromTemplate(id string) (model.Role, bool) {
 }
 
 // TenantState builds a tenant's initial state from its description, checking
-// every role, grant, department, membership, sharing rule and record share
-// as an admin write would. Grants and record shares are stamped as made by
+// every role, user, grant, department, membership, sharing rule and record
+// share as an admin write would. Grants and record shares are stamped as made by
 // "system" at grantedAt. Unlike admin writes, grants and record shares may
 // have expired already (the demo shows what an expired one decides).
 func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState, error) {
@@ -198,6 +198,14 @@ func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState,
 		}
 		if _, err := st.CreateRole(r); err != nil {
 			return nil, fmt.Errorf("role %q: %w", r.ID, err)
+		}
+	}
+	for i, u := range t.Users {
+		if _, dup := st.Users[u.ID]; dup {
+			return nil, fmt.Errorf("users[%d]: user %q is listed twice", i, u.ID)
+		}
+		if _, err := st.UpsertUser(model.User{ID: u.ID, Name: u.Name, Status: model.UserStatus(u.Status)}); err != nil {
+			return nil, fmt.Errorf("users[%d]: %w", i, err)
 		}
 	}
 	for i, g := range t.Grants {

@@ -17,12 +17,15 @@ func TestGrantsRefused(t *testing.T) {
 		yaml string
 		want string // in the error
 	}{
-		{"grant twice", "id: demo\ntemplates: [read_only]\ngrants:\n  - {user: ivan, role: read_only}\n  - {user: ivan, role: read_only, expires_at: \"2025-06-30T00:00:00Z\"}\n",
+		{"grant twice", "id: demo\ntemplates: [read_only]\nusers: [{id: ivan}]\ngrants:\n  - {user: ivan, role: read_only}\n  - {user: ivan, role: read_only, expires_at: \"2025-06-30T00:00:00Z\"}\n",
 			"grants[1]"},
-		{"grant beyond the engine's clock", "id: demo\ntemplates: [read_only]\ngrants: [{user: ivan, role: read_only, expires_at: \"9999-12-31T00:00:00Z\"}]\n",
+		{"grant beyond the engine's clock", "id: demo\ntemplates: [read_only]\nusers: [{id: ivan}]\ngrants: [{user: ivan, role: read_only, expires_at: \"9999-12-31T00:00:00Z\"}]\n",
 			"grants[0]: expires_at"},
-		{"grant of unknown role", "id: demo\ngrants: [{user: ivan, role: nope}]\n", "grants[0]"},
-		{"grant to bad user", "id: demo\ntemplates: [read_only]\ngrants: [{user: 'a,b', role: read_only}]\n", "grants[0]"},
+		{"grant of unknown role", "id: demo\nusers: [{id: ivan}]\ngrants: [{user: ivan, role: nope}]\n", "grants[0]"},
+		{"grant to an unlisted user", "id: demo\ntemplates: [read_only]\ngrants: [{user: ivan, role: read_only}]\n", "grants[0]: user \"ivan\""},
+		{"user listed twice", "id: demo\nusers: [{id: ivan}, {id: ivan}]\n", "users[1]"},
+		{"user of unknown status", "id: demo\nusers: [{id: ivan, status: gone}]\n", "users[0]"},
+		{"grant to bad user", "id: demo\ntemplates: [read_only]\nusers: [{id: ivan}]\ngrants: [{user: 'a,b', role: read_only}]\n", "grants[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +41,7 @@ func TestGrantsRefused(t *testing.T) {
 // expired (the demo shows what one decides); it is stamped as made by
 // "system".
 func TestGrantsKeepExpiredOnes(t *testing.T) {
-	b, err := Load(bundleWithDemo(t, "id: demo\ntemplates: [read_only]\ngrants: [{user: ivan, role: read_only, expires_at: \"2025-06-30T00:00:00Z\"}]\n"))
+	b, err := Load(bundleWithDemo(t, "id: demo\ntemplates: [read_only]\nusers: [{id: ivan}]\ngrants: [{user: ivan, role: read_only, expires_at: \"2025-06-30T00:00:00Z\"}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ const orgTenantYAML = `
 id: demo
 name: Org demo
 templates: [sales_rep, read_only]
+users: [{id: oscar}, {id: alice}, {id: bob}]
 grants:
   - {user: oscar, role: read_only}
 settings: {manager_depth: 3}
@@ -104,14 +105,14 @@ func TestOrgDataRefused(t *testing.T) {
 		{"manager depth too big", "id: demo\nsettings: {manager_depth: 17}\n", "manager_depth"},
 		{"department without name", "id: demo\ndepartments: [{id: hq}]\n", "department.name"},
 		{"child before parent", "id: demo\ndepartments: [{id: east, name: East, parent: hq}, {id: hq, name: HQ}]\n", "departments[0]: department.parent_id"},
-		{"member of unknown department", "id: demo\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: sales}]\n", "members[0]: membership.primary_department_id"},
-		{"member twice", "id: demo\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq}, {user: a, primary: hq}]\n", "listed twice"},
-		{"manager cycle", "id: demo\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq, manager: b}, {user: b, primary: hq, manager: a}]\n", "cycle"},
-		{"unknown manager", "id: demo\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq, manager: zed}]\n", "membership.manager_id"},
+		{"member of unknown department", "id: demo\nusers: [{id: a}, {id: b}]\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: sales}]\n", "members[0]: membership.primary_department_id"},
+		{"member twice", "id: demo\nusers: [{id: a}, {id: b}]\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq}, {user: a, primary: hq}]\n", "listed twice"},
+		{"manager cycle", "id: demo\nusers: [{id: a}, {id: b}]\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq, manager: b}, {user: b, primary: hq, manager: a}]\n", "cycle"},
+		{"unknown manager", "id: demo\nusers: [{id: a}, {id: b}]\ndepartments: [{id: hq, name: HQ}]\nmembers: [{user: a, primary: hq, manager: zed}]\n", `members[0]: user "zed"`},
 		{"rule of unknown module", "id: demo\ntemplates: [read_only]\nsharing_rules: [{id: r, module: spaceship, owned_by: {kind: role, id: read_only}, shared_with: {kind: role, id: read_only}, access: read}]\n",
 			"sharing_rules[0]: rule.module"},
 		{"rule of unknown user", "id: demo\ntemplates: [read_only]\nsharing_rules: [{id: r, module: lead, owned_by: {kind: user, id: zed}, shared_with: {kind: role, id: read_only}, access: read}]\n",
-			"rule.owned_by.user_id"},
+			`sharing_rules[0]: user "zed"`},
 		{"rule with bad access", "id: demo\ntemplates: [read_only]\nsharing_rules: [{id: r, module: lead, owned_by: {kind: role, id: read_only}, shared_with: {kind: role, id: read_only}, access: all}]\n",
 			"rule.access"},
 		{"share of unknown principal kind", "id: demo\nrecord_shares: [{module: lead, record_id: L-1, principal: {kind: team, id: t}, access: read}]\n", "share.principal"},

@@ -106,6 +106,9 @@ func (g *gen) tenant(id string, roles, users int) *model.TenantState {
 		}
 	}
 	for u := range users {
+		mustChange(st.UpsertUser(model.User{ID: userID(u)}))
+	}
+	for u := range users {
 		for _, r := range st.SortedRoles() {
 			if g.r.Float64() < 0.25 {
 				mustChange(st.GrantRole(model.Grant{UserID: userID(u), RoleID: r.ID, ExpiresAt: g.expiry()}, g.now))
@@ -120,7 +123,7 @@ func (g *gen) tenant(id string, roles, users int) *model.TenantState {
 func (g *gen) write(st *model.TenantState, users int) {
 	roles := st.SortedRoles()
 	user := userID(g.pick(users))
-	switch g.pick(5) {
+	switch g.pick(6) {
 	case 0:
 		r := model.Role{ID: fmt.Sprintf("new%d", g.r.Uint32()), Permissions: g.permissions()}
 		if len(roles) > 0 && g.r.Float64() < 0.3 {
@@ -147,6 +150,13 @@ func (g *gen) write(st *model.TenantState, users int) {
 			gr := grants[g.pick(len(grants))]
 			mustChange(st.RevokeRole(gr.UserID, gr.RoleID))
 		}
+	case 5:
+		// Offboard a user, or bring one back.
+		status := model.UserInactive
+		if st.Inactive(user) {
+			status = model.UserActive
+		}
+		mustChange(st.SetUserStatus(user, status))
 	}
 	st.Revision++
 }

@@ -152,11 +152,12 @@ const (
 	NotGranted
 	ModuleAccessMissing
 	GrantExpired
-	InScope     // the record is inside a role's data scope
-	Manager     // the user manages the record's owner
-	SharingRule // a sharing rule reaches the record (Rule names it)
-	RecordShare // the record is shared with the user
-	OutOfScope  // the module verb is held but nothing reaches the record
+	InScope      // the record is inside a role's data scope
+	Manager      // the user manages the record's owner
+	SharingRule  // a sharing rule reaches the record (Rule names it)
+	RecordShare  // the record is shared with the user
+	OutOfScope   // the module verb is held but nothing reaches the record
+	UserInactive // the user is offboarded: everything is denied
 )
 
 // Reason explains part of a decision.

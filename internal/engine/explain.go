@@ -47,7 +47,10 @@ func (ix *index) explain(space *permSpace, user string, p model.Permission, ids 
 				Message: fmt.Sprintf("role %s grants %s%s", role, p, via(role, holder))})
 		}
 	}
-	if !granted {
+	switch {
+	case ix.inactive[user]:
+		out = append(out, Reason{Kind: UserInactive, Message: fmt.Sprintf("user %s is inactive (offboarded): every decision for them is DENY until reactivated", user)})
+	case !granted:
 		out = append(out, Reason{Kind: NotGranted, Message: notGranted(user, p, active)})
 	}
 	for _, id := range ids[1:] {

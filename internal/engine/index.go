@@ -143,6 +143,10 @@ type index struct {
 	tenant string
 	roles  []roleInfo
 	org    *orgIndex
+	// inactive holds the offboarded users: their grants are left out of
+	// the user table, so every decision for them denies; explanations
+	// say why.
+	inactive map[string]bool
 }
 
 // The bitsets of a role.
@@ -391,7 +395,16 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 	}
 	byUser := map[string][]userGrant{}
 	var users []string
+	ix.inactive = map[string]bool{}
+	for id, u := range st.Users {
+		if !u.Active() {
+			ix.inactive[id] = true
+		}
+	}
 	for _, g := range st.SortedGrants() {
+		if ix.inactive[g.UserID] {
+			continue
+		}
 		role, ok := number[g.RoleID]
 		if !ok {
 			return nil, fmt.Errorf("grant of unknown role %q to %q", g.RoleID, g.UserID)

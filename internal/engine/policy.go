@@ -33,8 +33,8 @@ type Policy struct {
 	G [][]string // member, role, dom
 }
 
-// CompilePolicy turns a tenant's roles and the grants active at `at` into
-// Casbin policy lines for policies/model.conf. Field defaults are made
+// CompilePolicy turns a tenant's roles and the grants active at `at` of its
+// active users into Casbin policy lines for policies/model.conf. Field defaults are made
 // explicit here: a field without a rule in a role gets a read line when the
 // role grants module read and a write line when it grants module update.
 func CompilePolicy(cat *model.Catalog, st *model.TenantState, at time.Time) Policy {
@@ -46,7 +46,7 @@ func CompilePolicy(cat *model.Catalog, st *model.TenantState, at time.Time) Poli
 		}
 	}
 	for _, g := range st.SortedGrants() {
-		if g.ActiveAt(at) {
+		if g.ActiveAt(at) && !st.Inactive(g.UserID) {
 			pol.G = append(pol.G, []string{userPrefix + g.UserID, rolePrefix + g.RoleID, st.ID})
 		}
 	}

@@ -21,6 +21,7 @@ func TestLatestExpiryAgreesWithCasbin(t *testing.T) {
 	if _, err := st.CreateRole(model.Role{ID: "viewer", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}}}}}); err != nil {
 		t.Fatal(err)
 	}
+	mustChange(st.UpsertUser(model.User{ID: "alice"}))
 	if _, err := st.GrantRole(model.Grant{UserID: "alice", RoleID: "viewer", ExpiresAt: model.MaxExpiry}, now); err != nil {
 		t.Fatal(err)
 	}

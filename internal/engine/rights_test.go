@@ -88,6 +88,7 @@ func TestMissingNamesWhatIsNotHeld(t *testing.T) {
 		Fields:    []model.FieldRule{{Module: "account", Field: "credit_limit", State: model.FieldReadOnly}},
 		Functions: []string{"report.view"},
 	}}))
+	mustChange(st.UpsertUser(model.User{ID: "u"}))
 	mustChange(st.GrantRole(model.Grant{UserID: "u", RoleID: "holder"}, now))
 	have := st.UserRights(cat, "u", now)
 	for _, tt := range []struct {

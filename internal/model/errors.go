@@ -26,7 +26,7 @@ const (
 	ReasonGrantNotFound       = "GRANT_NOT_FOUND"
 	ReasonDepartmentNotFound  = "DEPARTMENT_NOT_FOUND"
 	ReasonMembershipNotFound  = "MEMBERSHIP_NOT_FOUND"
-	ReasonUserNotFound        = "USER_NOT_FOUND" // a user the tenant knows neither by membership nor by grant
+	ReasonUserNotFound        = "USER_NOT_FOUND" // a user the tenant does not know (UpsertUser makes one known)
 	ReasonSharingRuleNotFound = "SHARING_RULE_NOT_FOUND"
 	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
 	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND" //nolint:gosec // a name, not a secret

@@ -237,20 +237,6 @@ func compareBool(a, b bool) int {
 	return 1
 }
 
-// KnowsUser reports whether the tenant knows a user: by a membership or by
-// a grant (current or expired).
-func (s *TenantState) KnowsUser(id string) bool {
-	if _, ok := s.Members[id]; ok {
-		return true
-	}
-	for k := range s.Grants {
-		if k.UserID == id {
-			return true
-		}
-	}
-	return false
-}
-
 // DepartmentNotFound returns the not-found error for a department of a
 // tenant.
 func DepartmentNotFound(tenant, id string) error {
@@ -266,13 +252,13 @@ func (s *TenantState) checkDepartment(field, id string) error {
 }
 
 // checkPrincipal verifies that the tenant knows what a principal names: an
-// existing department or role, or a user with a membership or a grant.
+// existing department or role, or a known user (else NOT_FOUND).
 func (s *TenantState) checkPrincipal(prefix string, p Principal) error {
 	field := principalField(prefix, p.Kind)
 	switch p.Kind {
 	case PrincipalUser:
 		if !s.KnowsUser(p.ID) {
-			return Invalid(field, ReasonUserNotFound, fmt.Sprintf("user %q has neither a membership nor a grant in tenant %q", p.ID, s.ID))
+			return UserNotFound(s.ID, p.ID)
 		}
 	case PrincipalDepartment:
 		return s.checkDepartment(field, p.ID)
@@ -382,12 +368,15 @@ func (s *TenantState) DeleteDepartment(id string) (Change, error) {
 }
 
 // SetMembership sets a user's primary and other departments and manager,
-// replacing their current membership. The departments must exist; the
-// manager, when set, must be known to the tenant (a membership or a grant),
-// and manager chains must stay free of cycles (ReasonManagerCycle).
+// replacing their current membership. The user must be known, the
+// departments must exist, the manager, when set, must be a known user, and
+// manager chains must stay free of cycles (ReasonManagerCycle).
 func (s *TenantState) SetMembership(m Membership) (Change, error) {
 	if err := ValidateMembership(m); err != nil {
 		return Change{}, err
+	}
+	if !s.KnowsUser(m.UserID) {
+		return Change{}, UserNotFound(s.ID, m.UserID)
 	}
 	if err := s.checkDepartment("membership.primary_department_id", m.Primary); err != nil {
 		return Change{}, err
@@ -399,7 +388,7 @@ func (s *TenantState) SetMembership(m Membership) (Change, error) {
 	}
 	if m.Manager != "" {
 		if !s.KnowsUser(m.Manager) {
-			return Change{}, Invalid("membership.manager_id", ReasonUserNotFound, fmt.Sprintf("user %q has neither a membership nor a grant in tenant %q", m.Manager, s.ID))
+			return Change{}, UserNotFound(s.ID, m.Manager)
 		}
 		// Walking up the manager chain from the new manager must not meet
 		// the user. The chains are acyclic, so the walk ends within

@@ -32,6 +32,9 @@ func orgTenant(t *testing.T) *TenantState {
 	}
 	must(st.CreateRole(Role{ID: "viewer"}))
 	must(st.CreateRole(Role{ID: "rep"}))
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		must(st.UpsertUser(User{ID: u}))
+	}
 	must(st.GrantRole(Grant{UserID: "carol", RoleID: "viewer"}, orgNow))
 	for _, d := range []Department{
 		{ID: "hq", Name: "Head office"},
@@ -189,7 +192,9 @@ func TestOrgMutationErrors(t *testing.T) {
 		{"own manager", member(Membership{UserID: "erin", Primary: "east", Manager: "erin"}),
 			wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "membership.manager_id"}},
 		{"unknown manager", member(Membership{UserID: "erin", Primary: "east", Manager: "zed"}),
-			wantErr{kind: "invalid", reason: ReasonUserNotFound, field: "membership.manager_id", msg: `"zed"`}},
+			wantErr{kind: "not found", reason: ReasonUserNotFound, msg: `"zed"`}},
+		{"membership of an unknown user", member(Membership{UserID: "zed", Primary: "east"}),
+			wantErr{kind: "not found", reason: ReasonUserNotFound, msg: `"zed"`}},
 		{"manager cycle of two", member(Membership{UserID: "alice", Primary: "east", Manager: "bob"}),
 			wantErr{kind: "conflict", reason: ReasonManagerCycle, msg: `"alice" -> "bob" -> "alice"`}},
 		{"manager cycle of three", member(Membership{UserID: "alice", Primary: "east", Manager: "dave"}),
@@ -211,7 +216,7 @@ func TestOrgMutationErrors(t *testing.T) {
 			wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "rule.shared_with.include_subdepartments"}},
 		{"rule without access", rule(func(r *SharingRule) { r.Access = "" }), wantErr{kind: "invalid", reason: ReasonMissingField, field: "rule.access"}},
 		{"rule bad access", rule(func(r *SharingRule) { r.Access = "write" }), wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "rule.access"}},
-		{"rule unknown user", rule(func(r *SharingRule) { r.OwnedBy = user("zed") }), wantErr{kind: "invalid", reason: ReasonUserNotFound, field: "rule.owned_by.user_id"}},
+		{"rule unknown user", rule(func(r *SharingRule) { r.OwnedBy = user("zed") }), wantErr{kind: "not found", reason: ReasonUserNotFound}},
 		{"rule unknown department", rule(func(r *SharingRule) { r.SharedWith = deptP("north") }),
 			wantErr{kind: "invalid", reason: ReasonDepartmentNotFound, field: "rule.shared_with.department_id"}},
 		{"rule unknown role", rule(func(r *SharingRule) { r.SharedWith = role("boss") }), wantErr{kind: "invalid", reason: ReasonRoleNotFound, field: "rule.shared_with.role_id"}},
@@ -228,7 +233,7 @@ func TestOrgMutationErrors(t *testing.T) {
 		{"share expired", share(func(sh *RecordShare) { sh.ExpiresAt = orgNow.Add(-time.Second) }), wantErr{kind: "invalid", reason: ReasonExpiryInPast, field: "share.expires_at"}},
 		{"share expiry past the engine's range", share(func(sh *RecordShare) { sh.ExpiresAt = MaxExpiry.Add(time.Microsecond) }), wantErr{kind: "invalid", reason: ReasonInvalidValue, field: "share.expires_at"}},
 		{"share expiring now", share(func(sh *RecordShare) { sh.ExpiresAt = orgNow }), wantErr{kind: "invalid", reason: ReasonExpiryInPast, field: "share.expires_at"}},
-		{"share unknown user", share(func(sh *RecordShare) { sh.Principal = user("zed") }), wantErr{kind: "invalid", reason: ReasonUserNotFound, field: "share.principal.user_id"}},
+		{"share unknown user", share(func(sh *RecordShare) { sh.Principal = user("zed") }), wantErr{kind: "not found", reason: ReasonUserNotFound}},
 		{"share unknown department", share(func(sh *RecordShare) {
 			sh.Principal = Principal{Kind: PrincipalDepartment, ID: "north", IncludeSubs: true}
 		}),
@@ -381,8 +386,8 @@ func TestOrgMutations(t *testing.T) {
 				if st.Members["bob"].Manager != "alice" {
 					t.Error("deleting alice's membership changed bob's manager link")
 				}
-				if st.KnowsUser("alice") {
-					t.Error("the tenant still knows alice")
+				if !st.KnowsUser("alice") {
+					t.Error("the tenant forgot alice with her membership")
 				}
 			},
 		},

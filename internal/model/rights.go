@@ -129,8 +129,11 @@ func normalScope(s Scope) Scope {
 }
 
 // ActiveRoles returns the ids of the roles the user holds by a grant
-// active at now, sorted.
+// active at now, sorted; none for an inactive user.
 func (s *TenantState) ActiveRoles(user string, now time.Time) []string {
+	if s.Inactive(user) {
+		return nil
+	}
 	var out []string
 	for k, g := range s.Grants {
 		if k.UserID == user && g.ActiveAt(now) {
@@ -236,7 +239,7 @@ func (s *TenantState) HoldersOf(cat *Catalog, fn string, now time.Time) []string
 	}
 	users := map[string]bool{}
 	for k, g := range s.Grants {
-		if carries[k.RoleID] && g.ActiveAt(now) {
+		if carries[k.RoleID] && g.ActiveAt(now) && !s.Inactive(k.UserID) {
 			users[k.UserID] = true
 		}
 	}

@@ -19,6 +19,7 @@ type TenantState struct {
 	Roles    map[string]Role
 	Grants   map[GrantKey]Grant
 
+	Users        map[string]User
 	Departments  map[string]Department
 	Members      map[string]Membership // by user id
 	SharingRules map[string]SharingRule
@@ -32,7 +33,7 @@ type GrantKey struct{ UserID, RoleID string }
 func NewTenantState(id, name string) *TenantState {
 	return &TenantState{
 		ID: id, Name: name, Settings: Settings{ManagerDepth: DefaultManagerDepth},
-		Roles: map[string]Role{}, Grants: map[GrantKey]Grant{},
+		Roles: map[string]Role{}, Grants: map[GrantKey]Grant{}, Users: map[string]User{},
 		Departments: map[string]Department{}, Members: map[string]Membership{},
 		SharingRules: map[string]SharingRule{}, RecordShares: map[ShareKey]RecordShare{},
 	}
@@ -45,6 +46,7 @@ func (s *TenantState) Clone() *TenantState {
 	c := *s
 	c.Roles = cloneMap(s.Roles)
 	c.Grants = cloneMap(s.Grants)
+	c.Users = cloneMap(s.Users)
 	c.Departments = cloneMap(s.Departments)
 	c.Members = cloneMap(s.Members)
 	c.SharingRules = cloneMap(s.SharingRules)
@@ -139,6 +141,9 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
 	if _, ok := s.Roles[g.RoleID]; !ok {
 		return Change{}, RoleNotFound(s.ID, g.RoleID)
+	}
+	if !s.KnowsUser(g.UserID) {
+		return Change{}, UserNotFound(s.ID, g.UserID)
 	}
 	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(now) {
 		return Change{}, Invalid("expires_at", ReasonExpiryInPast, fmt.Sprintf("must lie in the future, got %s", g.ExpiresAt.UTC().Format(time.RFC3339)))

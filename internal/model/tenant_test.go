@@ -18,6 +18,9 @@ func TestGrantExpiryBeyondEngineRange(t *testing.T) {
 	if _, err := st.CreateRole(Role{ID: "viewer"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.UpsertUser(User{ID: "alice"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, exp := range []time.Time{
 		time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
 		time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),

@@ -286,7 +286,7 @@ func (s *Admin) GrantRole(ctx context.Context, req *pb.GrantRoleRequest) (*pb.Gr
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GrantRoleResponse{Grant: grantToProto(st.Grants[model.GrantKey{UserID: gr.UserID, RoleID: gr.RoleID}], now), Revision: st.Revision}, nil
+	return &pb.GrantRoleResponse{Grant: grantToProto(st, st.Grants[model.GrantKey{UserID: gr.UserID, RoleID: gr.RoleID}], now), Revision: st.Revision}, nil
 }
 
 // RevokeRole implements pb.AdminServiceServer.
@@ -347,7 +347,7 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 			out.NextPageToken = grantToken(grantsToken, last.UserId, last.RoleId)
 			break
 		}
-		out.Grants = append(out.Grants, grantToProto(g, now))
+		out.Grants = append(out.Grants, grantToProto(st, g, now))
 	}
 	return out, nil
 }

@@ -90,6 +90,7 @@ var reasonKinds = map[engine.ReasonKind]pb.ReasonKind{
 	engine.SharingRule:         pb.ReasonKind_REASON_KIND_SHARING_RULE,
 	engine.RecordShare:         pb.ReasonKind_REASON_KIND_RECORD_SHARE,
 	engine.OutOfScope:          pb.ReasonKind_REASON_KIND_OUT_OF_SCOPE,
+	engine.UserInactive:        pb.ReasonKind_REASON_KIND_USER_INACTIVE,
 }
 
 func reasonsToProto(rs []engine.Reason) []*pb.Reason {
@@ -171,10 +172,17 @@ func moduleGrants(ms []*pb.ModuleVerbs) []model.ModuleGrant {
 	return out
 }
 
-func grantToProto(g model.Grant, now time.Time) *pb.Grant {
+// grantToProto converts a grant of st: in force when not expired and its
+// user active.
+func grantToProto(st *model.TenantState, g model.Grant, now time.Time) *pb.Grant {
+	inactive := st.Inactive(g.UserID)
+	status := pb.UserStatus_USER_STATUS_ACTIVE
+	if inactive {
+		status = pb.UserStatus_USER_STATUS_INACTIVE
+	}
 	return &pb.Grant{
 		UserId: g.UserID, RoleId: g.RoleID, ExpiresAt: timestamp(g.ExpiresAt),
-		GrantedBy: g.GrantedBy, GrantedAt: timestamp(g.GrantedAt), Active: g.ActiveAt(now),
+		GrantedBy: g.GrantedBy, GrantedAt: timestamp(g.GrantedAt), Active: g.ActiveAt(now) && !inactive, UserStatus: status,
 	}
 }
 

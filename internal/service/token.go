@@ -22,12 +22,14 @@ const (
 	rolesToken        tokenKind = 'R'
 	grantsToken       tokenKind = 'G'
 	unusedGrantsToken tokenKind = 'U'
+	usersToken        tokenKind = 'S'
 )
 
 var tokenListings = map[tokenKind]string{
 	rolesToken:        "ListRoles",
 	grantsToken:       "ListGrants",
 	unusedGrantsToken: "ListUnusedGrants",
+	usersToken:        "ListUsers",
 }
 
 // maxTokenLength bounds a token before it is decoded: the longest key, a
@@ -57,6 +59,19 @@ func decodeRoleToken(tok string) (string, error) {
 		return "", err
 	}
 	if model.ValidateName("page_token", key) != nil {
+		return "", errForeignToken()
+	}
+	return key, nil
+}
+
+// decodeUserToken returns the user id a ListUsers token ends at; "" for no
+// token, the first page.
+func decodeUserToken(tok string) (string, error) {
+	key, err := decodeToken(usersToken, tok)
+	if err != nil || key == "" {
+		return "", err
+	}
+	if model.ValidateSubjectID("page_token", key) != nil {
 		return "", errForeignToken()
 	}
 	return key, nil

@@ -11,15 +11,30 @@ import (
 	"github.com/crmauthz/crmauthz/internal/model"
 )
 
-// This file reads and writes a tenant's organisation and sharing: the
-// departments, memberships, sharing rules and record shares tables
-// (migration 0002). The manager depth lives in the tenants row.
+// This file reads and writes a tenant's users (migration 0006) and its
+// organisation and sharing: the departments, memberships, sharing rules
+// and record shares tables (migration 0002). The manager depth lives in the tenants row.
 
 // loadOrg reads a tenant's departments, memberships, sharing rules and
 // record shares into st.
 func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 	id := st.ID
-	rows, _ := tx.Query(ctx, "SELECT department_id, name, parent_id FROM departments WHERE tenant_id = $1", id)
+	rows, _ := tx.Query(ctx, "SELECT user_id, name, status FROM users WHERE tenant_id = $1", id)
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.User, error) {
+		var u model.User
+		var status string
+		err := row.Scan(&u.ID, &u.Name, &status)
+		u.Status = model.UserStatus(status)
+		return u, err
+	})
+	if err != nil {
+		return fmt.Errorf("load users of tenant %q: %w", id, err)
+	}
+	for _, u := range users {
+		st.Users[u.ID] = u
+	}
+
+	rows, _ = tx.Query(ctx, "SELECT department_id, name, parent_id FROM departments WHERE tenant_id = $1", id)
 	depts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Department, error) {
 		var d model.Department
 		var parent *string
@@ -102,6 +117,11 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 // departments they named can go later in the same write.
 func queueOrgDeletes(b *pgx.Batch, cur, next *model.TenantState) {
 	tenant := next.ID
+	for _, u := range cur.SortedUsers() {
+		if _, ok := next.Users[u.ID]; !ok {
+			b.Queue("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2", tenant, u.ID)
+		}
+	}
 	for _, m := range cur.SortedMembers() {
 		if _, ok := next.Members[m.UserID]; !ok {
 			b.Queue("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant, m.UserID)
@@ -128,6 +148,14 @@ func queueOrgDeletes(b *pgx.Batch, cur, next *model.TenantState) {
 // departments next no longer holds.
 func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
 	tenant := next.ID
+	for _, u := range next.SortedUsers() {
+		if old, ok := cur.Users[u.ID]; ok && old == u {
+			continue
+		}
+		b.Queue(`INSERT INTO users (tenant_id, user_id, name, status) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant_id, user_id) DO UPDATE SET name = excluded.name, status = excluded.status`,
+			tenant, u.ID, u.Name, string(u.Status))
+	}
 	for _, d := range next.SortedDepartments() {
 		if old, ok := cur.Departments[d.ID]; ok && old == d {
 			continue
@@ -197,6 +225,11 @@ func normalizeOrg(st *model.TenantState) {
 // checkOrgKeys verifies that every department, membership, sharing rule
 // and record share is filed under its own key.
 func checkOrgKeys(st *model.TenantState) error {
+	for id, u := range st.Users {
+		if id != u.ID {
+			return fmt.Errorf("tenant %q: user %q is filed under %q", st.ID, u.ID, id)
+		}
+	}
 	for id, d := range st.Departments {
 		if id != d.ID {
 			return fmt.Errorf("tenant %q: department %q is filed under %q", st.ID, d.ID, id)

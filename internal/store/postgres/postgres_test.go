@@ -450,6 +450,11 @@ func createTenant(t *testing.T, s store.Store, id string) {
 	if _, err := st.CreateRole(viewer); err != nil {
 		t.Fatal(err)
 	}
+	for _, u := range []string{"alice", "carol", "dave"} {
+		if _, err := st.UpsertUser(model.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := st.GrantRole(model.Grant{UserID: "alice", RoleID: "viewer", ExpiresAt: time.Now().Add(time.Hour)}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -521,5 +526,52 @@ func TestMigrateConcurrentStricterIsolation(t *testing.T) {
 				t.Errorf("CheckSchema after Migrate: %v", err)
 			}
 		})
+	}
+}
+
+// TestMigrationMakesNamedUsersKnown: migration 0006 makes every user the
+// existing rows name (grants, memberships, managers, sharing rules, record
+// shares) a known, active user, so a database written before users were
+// records loads and serves as before.
+func TestMigrationMakesNamedUsersKnown(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewEmptyDatabase(t)
+	pool := pgtest.Open(t, url)
+	if err := postgres.MigrateTo(ctx, pool, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO tenants (id, name, revision, created_at) VALUES ('acme', 'Acme', 1, now())`,
+		`INSERT INTO roles (tenant_id, role_id, display_name, description, template, inherits, permissions)
+			VALUES ('acme', 'viewer', '', '', '', '{}', '{}')`,
+		`INSERT INTO grants (tenant_id, user_id, role_id, granted_by) VALUES ('acme', 'granted', 'viewer', 'x')`,
+		`INSERT INTO departments (tenant_id, department_id, name) VALUES ('acme', 'hq', 'HQ')`,
+		`INSERT INTO memberships (tenant_id, user_id, primary_department_id, other_department_ids, manager_id)
+			VALUES ('acme', 'member', 'hq', '{}', 'boss')`,
+		`INSERT INTO sharing_rules (tenant_id, rule_id, module, owner_kind, owner_id, owner_subs, shared_kind, shared_id, shared_subs, access)
+			VALUES ('acme', 'r', 'lead', 'user', 'owner', false, 'user', 'sharee', false, 'read')`,
+		`INSERT INTO record_shares (tenant_id, module, record_id, principal_kind, principal_id, principal_subs, access, shared_by)
+			VALUES ('acme', 'lead', 'L-1', 'user', 'shared', false, 'read', 'x')`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	st, err := postgres.New(pool, nil).Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range st.SortedUsers() {
+		if u.Status != model.UserActive {
+			t.Errorf("user %s is %s", u.ID, u.Status)
+		}
+		got = append(got, u.ID)
+	}
+	if want := []string{"boss", "granted", "member", "owner", "shared", "sharee"}; !slices.Equal(got, want) {
+		t.Errorf("known users %v, want %v", got, want)
 	}
 }

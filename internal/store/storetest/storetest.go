@@ -98,6 +98,11 @@ func sampleTenant(t *testing.T, id string) *model.TenantState {
 	}
 	mustChange(t)(st.CreateRole(viewer))
 	mustChange(t)(st.CreateRole(salesRep))
+	// Every user the tests name; one is offboarded.
+	for _, u := range []model.User{{ID: "alice", Name: "Alice 王"}, {ID: "bob@example.com", Name: "Bob"}, {ID: "carol"}, {ID: "dave"},
+		{ID: "zoe"}, {ID: "ex_employee", Name: "Left in 2025", Status: model.UserInactive}} {
+		mustChange(t)(st.UpsertUser(u))
+	}
 	now := time.Now()
 	mustChange(t)(st.GrantRole(model.Grant{UserID: "alice", RoleID: "sales_rep", GrantedBy: "admin", GrantedAt: grantedAt}, now))
 	mustChange(t)(st.GrantRole(model.Grant{UserID: "bob@example.com", RoleID: "viewer", ExpiresAt: expiresAt, GrantedBy: "admin", GrantedAt: grantedAt}, now))
@@ -297,6 +302,16 @@ func testUpdate(t *testing.T, s store.Store) {
 		action string
 		target string
 	}{
+		{"create user", func(st *model.TenantState) (model.Change, error) {
+			return st.UpsertUser(model.User{ID: "erin", Name: "Erin 刘"})
+		}, "user.create", "user/erin"},
+		{"rename user", func(st *model.TenantState) (model.Change, error) {
+			return st.UpsertUser(model.User{ID: "erin", Name: "Erin Liu"})
+		}, "user.update", "user/erin"},
+		{"deactivate user", func(st *model.TenantState) (model.Change, error) { return st.SetUserStatus("erin", model.UserInactive) },
+			"user.deactivate", "user/erin"},
+		{"reactivate user", func(st *model.TenantState) (model.Change, error) { return st.SetUserStatus("erin", model.UserActive) },
+			"user.reactivate", "user/erin"},
 		{"create role", func(st *model.TenantState) (model.Change, error) { return st.CreateRole(auditor) },
 			"role.create", "role/auditor"},
 		{"replace role", func(st *model.TenantState) (model.Change, error) {
@@ -459,9 +474,9 @@ func testFailingMutation(t *testing.T, s store.Store) {
 		{"unknown principal", func(st *model.TenantState) (model.Change, error) {
 			return st.ShareRecord(model.RecordShare{Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "nobody"}, Access: model.AccessRead}, time.Now())
 		}, func(t *testing.T, err error) {
-			var inv *model.InvalidError
-			if !errors.As(err, &inv) || inv.Reason != model.ReasonUserNotFound || inv.Field != "share.principal.user_id" {
-				t.Errorf("err = %v, want a *model.InvalidError %s on share.principal.user_id", err, model.ReasonUserNotFound)
+			var nf *model.NotFoundError
+			if !errors.As(err, &nf) || nf.Reason != model.ReasonUserNotFound {
+				t.Errorf("err = %v, want a *model.NotFoundError %s", err, model.ReasonUserNotFound)
 			}
 		}},
 		{"model error", func(st *model.TenantState) (model.Change, error) {
@@ -624,6 +639,9 @@ func testConcurrentWriters(t *testing.T, s store.Store) {
 			for j := range grantsEach {
 				user := fmt.Sprintf("user-%d-%d", i, j)
 				_, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+					if _, err := st.UpsertUser(model.User{ID: user}); err != nil {
+						return model.Change{}, err
+					}
 					return st.GrantRole(model.Grant{UserID: user, RoleID: "viewer"}, time.Now())
 				})
 				if err != nil {
@@ -1021,6 +1039,11 @@ func createSample(t *testing.T, s store.Store, id string) {
 func grant(t *testing.T, s store.Store, tenant, user, role string) {
 	t.Helper()
 	_, err := s.Update(t.Context(), store.Write{Tenant: tenant, Actor: "admin"}, func(st *model.TenantState) (model.Change, error) {
+		if !st.KnowsUser(user) {
+			if _, err := st.UpsertUser(model.User{ID: user}); err != nil {
+				return model.Change{}, err
+			}
+		}
 		return st.GrantRole(model.Grant{UserID: user, RoleID: role, GrantedBy: "admin"}, time.Now())
 	})
 	if err != nil {

@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// UserStatus says whether a user's grants decide anything.
+type UserStatus int32
+
+const (
+	// Not set: in UpsertUser, a new user is active and a known user keeps their status.
+	UserStatus_USER_STATUS_UNSPECIFIED UserStatus = 0
+	// The user's grants decide.
+	UserStatus_USER_STATUS_ACTIVE UserStatus = 1
+	// Offboarded: every decision for the user is DENY; their grants stay.
+	UserStatus_USER_STATUS_INACTIVE UserStatus = 2
+)
+
+// Enum value maps for UserStatus.
+var (
+	UserStatus_name = map[int32]string{
+		0: "USER_STATUS_UNSPECIFIED",
+		1: "USER_STATUS_ACTIVE",
+		2: "USER_STATUS_INACTIVE",
+	}
+	UserStatus_value = map[string]int32{
+		"USER_STATUS_UNSPECIFIED": 0,
+		"USER_STATUS_ACTIVE":      1,
+		"USER_STATUS_INACTIVE":    2,
+	}
+)
+
+func (x UserStatus) Enum() *UserStatus {
+	p := new(UserStatus)
+	*p = x
+	return p
+}
+
+func (x UserStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UserStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (UserStatus) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_admin_proto_enumTypes[0]
+}
+
+func (x UserStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UserStatus.Descriptor instead.
+func (UserStatus) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // Role is a named set of permissions inside one tenant.
 type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -283,8 +336,10 @@ type Grant struct {
 	GrantedBy string `protobuf:"bytes,4,opt,name=granted_by,json=grantedBy,proto3" json:"granted_by,omitempty"`
 	// When it was granted (last granted, when a grant replaced an earlier one).
 	GrantedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=granted_at,json=grantedAt,proto3" json:"granted_at,omitempty"`
-	// Whether the grant is in force now (not expired).
-	Active        bool `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
+	// Whether the grant is in force now: not expired, and its user active.
+	Active bool `protobuf:"varint,6,opt,name=active,proto3" json:"active,omitempty"`
+	// The status of the grant's user: an inactive user's grants decide nothing.
+	UserStatus    UserStatus `protobuf:"varint,7,opt,name=user_status,json=userStatus,proto3,enum=crmauthz.v1.UserStatus" json:"user_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +416,755 @@ func (x *Grant) GetActive() bool {
 	return false
 }
 
+func (x *Grant) GetUserStatus() UserStatus {
+	if x != nil {
+		return x.UserStatus
+	}
+	return UserStatus_USER_STATUS_UNSPECIFIED
+}
+
+// User is a user of a tenant, with where they sit.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User id (user id rules, 1-128 bytes).
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Name shown to people, at most 256 bytes of text.
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Active or inactive.
+	Status UserStatus `protobuf:"varint,3,opt,name=status,proto3,enum=crmauthz.v1.UserStatus" json:"status,omitempty"`
+	// The user's primary department, which must exist; empty for a user in no department
+	// (then other_department_ids and manager_id must be empty too).
+	PrimaryDepartmentId string `protobuf:"bytes,4,opt,name=primary_department_id,json=primaryDepartmentId,proto3" json:"primary_department_id,omitempty"`
+	// Further departments (at most 16, no duplicates, not the primary, each existing).
+	OtherDepartmentIds []string `protobuf:"bytes,5,rep,name=other_department_ids,json=otherDepartmentIds,proto3" json:"other_department_ids,omitempty"`
+	// The user's manager, a known user other than the user; empty for none. Manager chains
+	// may not form a cycle (FAILED_PRECONDITION, MANAGER_CYCLE).
+	ManagerId     string `protobuf:"bytes,6,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *User) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *User) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *User) GetStatus() UserStatus {
+	if x != nil {
+		return x.Status
+	}
+	return UserStatus_USER_STATUS_UNSPECIFIED
+}
+
+func (x *User) GetPrimaryDepartmentId() string {
+	if x != nil {
+		return x.PrimaryDepartmentId
+	}
+	return ""
+}
+
+func (x *User) GetOtherDepartmentIds() []string {
+	if x != nil {
+		return x.OtherDepartmentIds
+	}
+	return nil
+}
+
+func (x *User) GetManagerId() string {
+	if x != nil {
+		return x.ManagerId
+	}
+	return ""
+}
+
+// UpsertUserRequest creates or updates a user.
+type UpsertUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The user: name, status, departments and manager replace the stored ones.
+	User          *User `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertUserRequest) Reset() {
+	*x = UpsertUserRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertUserRequest) ProtoMessage() {}
+
+func (x *UpsertUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertUserRequest.ProtoReflect.Descriptor instead.
+func (*UpsertUserRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpsertUserRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *UpsertUserRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *UpsertUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpsertUserRequest) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// UpsertUserResponse returns the stored user.
+type UpsertUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as stored.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertUserResponse) Reset() {
+	*x = UpsertUserResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertUserResponse) ProtoMessage() {}
+
+func (x *UpsertUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertUserResponse.ProtoReflect.Descriptor instead.
+func (*UpsertUserResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UpsertUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UpsertUserResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// GetUserRequest names a user.
+type GetUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id (see ListRolesRequest.actor_id).
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// User id; NOT_FOUND (USER_NOT_FOUND) when the tenant does not know the user.
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUserRequest) Reset() {
+	*x = GetUserRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserRequest) ProtoMessage() {}
+
+func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
+func (*GetUserRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetUserRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetUserRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *GetUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// GetUserResponse returns a user.
+type GetUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUserResponse) Reset() {
+	*x = GetUserResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserResponse) ProtoMessage() {}
+
+func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
+func (*GetUserResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *GetUserResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListUsersRequest pages through a tenant's users.
+type ListUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id (see ListRolesRequest.actor_id).
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Only users of this status; unset lists every user.
+	Status UserStatus `protobuf:"varint,3,opt,name=status,proto3,enum=crmauthz.v1.UserStatus" json:"status,omitempty"`
+	// At most this many users per page: 1-1000, default 100.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListUsersRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetStatus() UserStatus {
+	if x != nil {
+		return x.Status
+	}
+	return UserStatus_USER_STATUS_UNSPECIFIED
+}
+
+func (x *ListUsersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUsersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListUsersResponse is one page of users.
+type ListUsersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Users ordered by id.
+	Users []*User `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The tenant's policy revision the page was read at.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ListUsersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListUsersResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeactivateUserRequest offboards a user.
+type DeactivateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// User id; NOT_FOUND (USER_NOT_FOUND) when unknown.
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeactivateUserRequest) Reset() {
+	*x = DeactivateUserRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeactivateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeactivateUserRequest) ProtoMessage() {}
+
+func (x *DeactivateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeactivateUserRequest.ProtoReflect.Descriptor instead.
+func (*DeactivateUserRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeactivateUserRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeactivateUserRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DeactivateUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeactivateUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// DeactivateUserResponse returns the user.
+type DeactivateUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as stored.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeactivateUserResponse) Reset() {
+	*x = DeactivateUserResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeactivateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeactivateUserResponse) ProtoMessage() {}
+
+func (x *DeactivateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeactivateUserResponse.ProtoReflect.Descriptor instead.
+func (*DeactivateUserResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeactivateUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *DeactivateUserResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ReactivateUserRequest brings an offboarded user back.
+type ReactivateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// User id; NOT_FOUND (USER_NOT_FOUND) when unknown.
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReactivateUserRequest) Reset() {
+	*x = ReactivateUserRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactivateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactivateUserRequest) ProtoMessage() {}
+
+func (x *ReactivateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactivateUserRequest.ProtoReflect.Descriptor instead.
+func (*ReactivateUserRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReactivateUserRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ReactivateUserRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ReactivateUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReactivateUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ReactivateUserResponse returns the user.
+type ReactivateUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as stored.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReactivateUserResponse) Reset() {
+	*x = ReactivateUserResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactivateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactivateUserResponse) ProtoMessage() {}
+
+func (x *ReactivateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactivateUserResponse.ProtoReflect.Descriptor instead.
+func (*ReactivateUserResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReactivateUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ReactivateUserResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // CreateRoleRequest adds a role.
 type CreateRoleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -394,7 +1198,7 @@ type CreateRoleRequest struct {
 
 func (x *CreateRoleRequest) Reset() {
 	*x = CreateRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +1210,7 @@ func (x *CreateRoleRequest) String() string {
 func (*CreateRoleRequest) ProtoMessage() {}
 
 func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +1223,7 @@ func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateRoleRequest) GetTenantId() string {
@@ -498,7 +1302,7 @@ type CreateRoleResponse struct {
 
 func (x *CreateRoleResponse) Reset() {
 	*x = CreateRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +1314,7 @@ func (x *CreateRoleResponse) String() string {
 func (*CreateRoleResponse) ProtoMessage() {}
 
 func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +1327,7 @@ func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoleResponse.ProtoReflect.Descriptor instead.
 func (*CreateRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateRoleResponse) GetRole() *Role {
@@ -556,7 +1360,7 @@ type GetRoleRequest struct {
 
 func (x *GetRoleRequest) Reset() {
 	*x = GetRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +1372,7 @@ func (x *GetRoleRequest) String() string {
 func (*GetRoleRequest) ProtoMessage() {}
 
 func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +1385,7 @@ func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
 func (*GetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRoleRequest) GetTenantId() string {
@@ -618,7 +1422,7 @@ type GetRoleResponse struct {
 
 func (x *GetRoleResponse) Reset() {
 	*x = GetRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +1434,7 @@ func (x *GetRoleResponse) String() string {
 func (*GetRoleResponse) ProtoMessage() {}
 
 func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +1447,7 @@ func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoleResponse.ProtoReflect.Descriptor instead.
 func (*GetRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRoleResponse) GetRole() *Role {
@@ -678,7 +1482,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +1494,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +1507,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRolesRequest) GetTenantId() string {
@@ -749,7 +1553,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1565,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1578,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRolesResponse) GetRoles() []*Role {
@@ -820,7 +1624,7 @@ type UpdateRolePermissionsRequest struct {
 
 func (x *UpdateRolePermissionsRequest) Reset() {
 	*x = UpdateRolePermissionsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1636,7 @@ func (x *UpdateRolePermissionsRequest) String() string {
 func (*UpdateRolePermissionsRequest) ProtoMessage() {}
 
 func (x *UpdateRolePermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1649,7 @@ func (x *UpdateRolePermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolePermissionsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRolePermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateRolePermissionsRequest) GetTenantId() string {
@@ -903,7 +1707,7 @@ type UpdateRolePermissionsResponse struct {
 
 func (x *UpdateRolePermissionsResponse) Reset() {
 	*x = UpdateRolePermissionsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1719,7 @@ func (x *UpdateRolePermissionsResponse) String() string {
 func (*UpdateRolePermissionsResponse) ProtoMessage() {}
 
 func (x *UpdateRolePermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1732,7 @@ func (x *UpdateRolePermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolePermissionsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRolePermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateRolePermissionsResponse) GetRole() *Role {
@@ -962,7 +1766,7 @@ type DeleteRoleRequest struct {
 
 func (x *DeleteRoleRequest) Reset() {
 	*x = DeleteRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1778,7 @@ func (x *DeleteRoleRequest) String() string {
 func (*DeleteRoleRequest) ProtoMessage() {}
 
 func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1791,7 @@ func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteRoleRequest) GetTenantId() string {
@@ -1029,7 +1833,7 @@ type DeleteRoleResponse struct {
 
 func (x *DeleteRoleResponse) Reset() {
 	*x = DeleteRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1845,7 @@ func (x *DeleteRoleResponse) String() string {
 func (*DeleteRoleResponse) ProtoMessage() {}
 
 func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1858,7 @@ func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteRoleResponse) GetRevision() int64 {
@@ -1073,7 +1877,7 @@ type ListRoleTemplatesRequest struct {
 
 func (x *ListRoleTemplatesRequest) Reset() {
 	*x = ListRoleTemplatesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1889,7 @@ func (x *ListRoleTemplatesRequest) String() string {
 func (*ListRoleTemplatesRequest) ProtoMessage() {}
 
 func (x *ListRoleTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1902,7 @@ func (x *ListRoleTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListRoleTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 // ListRoleTemplatesResponse lists the templates.
@@ -1112,7 +1916,7 @@ type ListRoleTemplatesResponse struct {
 
 func (x *ListRoleTemplatesResponse) Reset() {
 	*x = ListRoleTemplatesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1928,7 @@ func (x *ListRoleTemplatesResponse) String() string {
 func (*ListRoleTemplatesResponse) ProtoMessage() {}
 
 func (x *ListRoleTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1941,7 @@ func (x *ListRoleTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListRoleTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRoleTemplatesResponse) GetTemplates() []*Role {
@@ -1169,7 +1973,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1985,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1998,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GrantRoleRequest) GetTenantId() string {
@@ -1252,7 +2056,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +2068,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +2081,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -1313,7 +2117,7 @@ type RevokeRoleRequest struct {
 
 func (x *RevokeRoleRequest) Reset() {
 	*x = RevokeRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +2129,7 @@ func (x *RevokeRoleRequest) String() string {
 func (*RevokeRoleRequest) ProtoMessage() {}
 
 func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +2142,7 @@ func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeRoleRequest) GetTenantId() string {
@@ -1387,7 +2191,7 @@ type RevokeRoleResponse struct {
 
 func (x *RevokeRoleResponse) Reset() {
 	*x = RevokeRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +2203,7 @@ func (x *RevokeRoleResponse) String() string {
 func (*RevokeRoleResponse) ProtoMessage() {}
 
 func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +2216,7 @@ func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeRoleResponse) GetRevision() int64 {
@@ -1449,7 +2253,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +2265,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +2278,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListGrantsRequest) GetTenantId() string {
@@ -1570,7 +2374,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +2386,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +2399,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -1636,7 +2440,7 @@ type Department struct {
 
 func (x *Department) Reset() {
 	*x = Department{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +2452,7 @@ func (x *Department) String() string {
 func (*Department) ProtoMessage() {}
 
 func (x *Department) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +2465,7 @@ func (x *Department) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Department.ProtoReflect.Descriptor instead.
 func (*Department) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Department) GetDepartmentId() string {
@@ -1702,7 +2506,7 @@ type CreateDepartmentRequest struct {
 
 func (x *CreateDepartmentRequest) Reset() {
 	*x = CreateDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +2518,7 @@ func (x *CreateDepartmentRequest) String() string {
 func (*CreateDepartmentRequest) ProtoMessage() {}
 
 func (x *CreateDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +2531,7 @@ func (x *CreateDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateDepartmentRequest) GetTenantId() string {
@@ -1771,7 +2575,7 @@ type CreateDepartmentResponse struct {
 
 func (x *CreateDepartmentResponse) Reset() {
 	*x = CreateDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +2587,7 @@ func (x *CreateDepartmentResponse) String() string {
 func (*CreateDepartmentResponse) ProtoMessage() {}
 
 func (x *CreateDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +2600,7 @@ func (x *CreateDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateDepartmentResponse) GetDepartment() *Department {
@@ -1830,7 +2634,7 @@ type UpdateDepartmentRequest struct {
 
 func (x *UpdateDepartmentRequest) Reset() {
 	*x = UpdateDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2646,7 @@ func (x *UpdateDepartmentRequest) String() string {
 func (*UpdateDepartmentRequest) ProtoMessage() {}
 
 func (x *UpdateDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2659,7 @@ func (x *UpdateDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateDepartmentRequest) GetTenantId() string {
@@ -1899,7 +2703,7 @@ type UpdateDepartmentResponse struct {
 
 func (x *UpdateDepartmentResponse) Reset() {
 	*x = UpdateDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2715,7 @@ func (x *UpdateDepartmentResponse) String() string {
 func (*UpdateDepartmentResponse) ProtoMessage() {}
 
 func (x *UpdateDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2728,7 @@ func (x *UpdateDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateDepartmentResponse) GetDepartment() *Department {
@@ -1958,7 +2762,7 @@ type DeleteDepartmentRequest struct {
 
 func (x *DeleteDepartmentRequest) Reset() {
 	*x = DeleteDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2774,7 @@ func (x *DeleteDepartmentRequest) String() string {
 func (*DeleteDepartmentRequest) ProtoMessage() {}
 
 func (x *DeleteDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2787,7 @@ func (x *DeleteDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteDepartmentRequest) GetTenantId() string {
@@ -2025,7 +2829,7 @@ type DeleteDepartmentResponse struct {
 
 func (x *DeleteDepartmentResponse) Reset() {
 	*x = DeleteDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2841,7 @@ func (x *DeleteDepartmentResponse) String() string {
 func (*DeleteDepartmentResponse) ProtoMessage() {}
 
 func (x *DeleteDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2854,7 @@ func (x *DeleteDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteDepartmentResponse) GetRevision() int64 {
@@ -2074,7 +2878,7 @@ type ListDepartmentsRequest struct {
 
 func (x *ListDepartmentsRequest) Reset() {
 	*x = ListDepartmentsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2890,7 @@ func (x *ListDepartmentsRequest) String() string {
 func (*ListDepartmentsRequest) ProtoMessage() {}
 
 func (x *ListDepartmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2903,7 @@ func (x *ListDepartmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDepartmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDepartmentsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListDepartmentsRequest) GetTenantId() string {
@@ -2129,7 +2933,7 @@ type ListDepartmentsResponse struct {
 
 func (x *ListDepartmentsResponse) Reset() {
 	*x = ListDepartmentsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2945,7 @@ func (x *ListDepartmentsResponse) String() string {
 func (*ListDepartmentsResponse) ProtoMessage() {}
 
 func (x *ListDepartmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2958,7 @@ func (x *ListDepartmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDepartmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDepartmentsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDepartmentsResponse) GetDepartments() []*Department {
@@ -2181,9 +2985,9 @@ type Membership struct {
 	// Further departments the user belongs to (at most 16, no duplicates, not the primary,
 	// each existing in the tenant).
 	OtherDepartmentIds []string `protobuf:"bytes,3,rep,name=other_department_ids,json=otherDepartmentIds,proto3" json:"other_department_ids,omitempty"`
-	// The user's manager (a user id the tenant knows by a membership or a grant, not the
-	// user); empty when none. Manager chains may not form a cycle (FAILED_PRECONDITION,
-	// MANAGER_CYCLE).
+	// The user's manager (a user the tenant knows, not the user; else NOT_FOUND,
+	// USER_NOT_FOUND); empty when none. Manager chains may not form a cycle
+	// (FAILED_PRECONDITION, MANAGER_CYCLE).
 	ManagerId     string `protobuf:"bytes,4,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2191,7 +2995,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +3007,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +3020,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Membership) GetUserId() string {
@@ -2247,7 +3051,7 @@ func (x *Membership) GetManagerId() string {
 	return ""
 }
 
-// SetMembershipRequest sets a user's membership.
+// SetMembershipRequest sets a known user's membership (UpsertUser sets it too).
 type SetMembershipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant id.
@@ -2264,7 +3068,7 @@ type SetMembershipRequest struct {
 
 func (x *SetMembershipRequest) Reset() {
 	*x = SetMembershipRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +3080,7 @@ func (x *SetMembershipRequest) String() string {
 func (*SetMembershipRequest) ProtoMessage() {}
 
 func (x *SetMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +3093,7 @@ func (x *SetMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembershipRequest.ProtoReflect.Descriptor instead.
 func (*SetMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetMembershipRequest) GetTenantId() string {
@@ -2333,7 +3137,7 @@ type SetMembershipResponse struct {
 
 func (x *SetMembershipResponse) Reset() {
 	*x = SetMembershipResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +3149,7 @@ func (x *SetMembershipResponse) String() string {
 func (*SetMembershipResponse) ProtoMessage() {}
 
 func (x *SetMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +3162,7 @@ func (x *SetMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembershipResponse.ProtoReflect.Descriptor instead.
 func (*SetMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetMembershipResponse) GetMembership() *Membership {
@@ -2392,7 +3196,7 @@ type DeleteMembershipRequest struct {
 
 func (x *DeleteMembershipRequest) Reset() {
 	*x = DeleteMembershipRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +3208,7 @@ func (x *DeleteMembershipRequest) String() string {
 func (*DeleteMembershipRequest) ProtoMessage() {}
 
 func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +3221,7 @@ func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMembershipRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeleteMembershipRequest) GetTenantId() string {
@@ -2459,7 +3263,7 @@ type DeleteMembershipResponse struct {
 
 func (x *DeleteMembershipResponse) Reset() {
 	*x = DeleteMembershipResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +3275,7 @@ func (x *DeleteMembershipResponse) String() string {
 func (*DeleteMembershipResponse) ProtoMessage() {}
 
 func (x *DeleteMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +3288,7 @@ func (x *DeleteMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMembershipResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteMembershipResponse) GetRevision() int64 {
@@ -2515,7 +3319,7 @@ type ListMembershipsRequest struct {
 
 func (x *ListMembershipsRequest) Reset() {
 	*x = ListMembershipsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +3331,7 @@ func (x *ListMembershipsRequest) String() string {
 func (*ListMembershipsRequest) ProtoMessage() {}
 
 func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +3344,7 @@ func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembershipsRequest.ProtoReflect.Descriptor instead.
 func (*ListMembershipsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListMembershipsRequest) GetTenantId() string {
@@ -2613,7 +3417,7 @@ type ListMembershipsResponse struct {
 
 func (x *ListMembershipsResponse) Reset() {
 	*x = ListMembershipsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +3429,7 @@ func (x *ListMembershipsResponse) String() string {
 func (*ListMembershipsResponse) ProtoMessage() {}
 
 func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +3442,7 @@ func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembershipsResponse.ProtoReflect.Descriptor instead.
 func (*ListMembershipsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListMembershipsResponse) GetMemberships() []*Membership {
@@ -2673,7 +3477,7 @@ type UpdateTenantSettingsRequest struct {
 
 func (x *UpdateTenantSettingsRequest) Reset() {
 	*x = UpdateTenantSettingsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +3489,7 @@ func (x *UpdateTenantSettingsRequest) String() string {
 func (*UpdateTenantSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateTenantSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +3502,7 @@ func (x *UpdateTenantSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpdateTenantSettingsRequest) GetTenantId() string {
@@ -2742,7 +3546,7 @@ type UpdateTenantSettingsResponse struct {
 
 func (x *UpdateTenantSettingsResponse) Reset() {
 	*x = UpdateTenantSettingsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +3558,7 @@ func (x *UpdateTenantSettingsResponse) String() string {
 func (*UpdateTenantSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateTenantSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +3571,7 @@ func (x *UpdateTenantSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTenantSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateTenantSettingsResponse) GetManagerDepth() int32 {
@@ -2804,7 +3608,7 @@ type SharingRule struct {
 
 func (x *SharingRule) Reset() {
 	*x = SharingRule{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +3620,7 @@ func (x *SharingRule) String() string {
 func (*SharingRule) ProtoMessage() {}
 
 func (x *SharingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +3633,7 @@ func (x *SharingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharingRule.ProtoReflect.Descriptor instead.
 func (*SharingRule) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SharingRule) GetRuleId() string {
@@ -2884,7 +3688,7 @@ type CreateSharingRuleRequest struct {
 
 func (x *CreateSharingRuleRequest) Reset() {
 	*x = CreateSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +3700,7 @@ func (x *CreateSharingRuleRequest) String() string {
 func (*CreateSharingRuleRequest) ProtoMessage() {}
 
 func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +3713,7 @@ func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateSharingRuleRequest) GetTenantId() string {
@@ -2953,7 +3757,7 @@ type CreateSharingRuleResponse struct {
 
 func (x *CreateSharingRuleResponse) Reset() {
 	*x = CreateSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3769,7 @@ func (x *CreateSharingRuleResponse) String() string {
 func (*CreateSharingRuleResponse) ProtoMessage() {}
 
 func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3782,7 @@ func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateSharingRuleResponse) GetRule() *SharingRule {
@@ -3012,7 +3816,7 @@ type DeleteSharingRuleRequest struct {
 
 func (x *DeleteSharingRuleRequest) Reset() {
 	*x = DeleteSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3828,7 @@ func (x *DeleteSharingRuleRequest) String() string {
 func (*DeleteSharingRuleRequest) ProtoMessage() {}
 
 func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3841,7 @@ func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteSharingRuleRequest) GetTenantId() string {
@@ -3079,7 +3883,7 @@ type DeleteSharingRuleResponse struct {
 
 func (x *DeleteSharingRuleResponse) Reset() {
 	*x = DeleteSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3895,7 @@ func (x *DeleteSharingRuleResponse) String() string {
 func (*DeleteSharingRuleResponse) ProtoMessage() {}
 
 func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3908,7 @@ func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DeleteSharingRuleResponse) GetRevision() int64 {
@@ -3128,7 +3932,7 @@ type ListSharingRulesRequest struct {
 
 func (x *ListSharingRulesRequest) Reset() {
 	*x = ListSharingRulesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3944,7 @@ func (x *ListSharingRulesRequest) String() string {
 func (*ListSharingRulesRequest) ProtoMessage() {}
 
 func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3957,7 @@ func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListSharingRulesRequest) GetTenantId() string {
@@ -3183,7 +3987,7 @@ type ListSharingRulesResponse struct {
 
 func (x *ListSharingRulesResponse) Reset() {
 	*x = ListSharingRulesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3999,7 @@ func (x *ListSharingRulesResponse) String() string {
 func (*ListSharingRulesResponse) ProtoMessage() {}
 
 func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +4012,7 @@ func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListSharingRulesResponse) GetRules() []*SharingRule {
@@ -3250,7 +4054,7 @@ type RecordShare struct {
 
 func (x *RecordShare) Reset() {
 	*x = RecordShare{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +4066,7 @@ func (x *RecordShare) String() string {
 func (*RecordShare) ProtoMessage() {}
 
 func (x *RecordShare) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +4079,7 @@ func (x *RecordShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShare.ProtoReflect.Descriptor instead.
 func (*RecordShare) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RecordShare) GetModule() string {
@@ -3350,7 +4154,7 @@ type ShareRecordRequest struct {
 
 func (x *ShareRecordRequest) Reset() {
 	*x = ShareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +4166,7 @@ func (x *ShareRecordRequest) String() string {
 func (*ShareRecordRequest) ProtoMessage() {}
 
 func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +4179,7 @@ func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordRequest.ProtoReflect.Descriptor instead.
 func (*ShareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ShareRecordRequest) GetTenantId() string {
@@ -3433,7 +4237,7 @@ type ShareRecordResponse struct {
 
 func (x *ShareRecordResponse) Reset() {
 	*x = ShareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +4249,7 @@ func (x *ShareRecordResponse) String() string {
 func (*ShareRecordResponse) ProtoMessage() {}
 
 func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +4262,7 @@ func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordResponse.ProtoReflect.Descriptor instead.
 func (*ShareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ShareRecordResponse) GetShare() *RecordShare {
@@ -3501,7 +4305,7 @@ type UnshareRecordRequest struct {
 
 func (x *UnshareRecordRequest) Reset() {
 	*x = UnshareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +4317,7 @@ func (x *UnshareRecordRequest) String() string {
 func (*UnshareRecordRequest) ProtoMessage() {}
 
 func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +4330,7 @@ func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnshareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UnshareRecordRequest) GetTenantId() string {
@@ -3596,7 +4400,7 @@ type UnshareRecordResponse struct {
 
 func (x *UnshareRecordResponse) Reset() {
 	*x = UnshareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +4412,7 @@ func (x *UnshareRecordResponse) String() string {
 func (*UnshareRecordResponse) ProtoMessage() {}
 
 func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +4425,7 @@ func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordResponse.ProtoReflect.Descriptor instead.
 func (*UnshareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *UnshareRecordResponse) GetRevision() int64 {
@@ -3651,7 +4455,7 @@ type ListRecordSharesRequest struct {
 
 func (x *ListRecordSharesRequest) Reset() {
 	*x = ListRecordSharesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +4467,7 @@ func (x *ListRecordSharesRequest) String() string {
 func (*ListRecordSharesRequest) ProtoMessage() {}
 
 func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +4480,7 @@ func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListRecordSharesRequest) GetTenantId() string {
@@ -3727,7 +4531,7 @@ type ListRecordSharesResponse struct {
 
 func (x *ListRecordSharesResponse) Reset() {
 	*x = ListRecordSharesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3739,7 +4543,7 @@ func (x *ListRecordSharesResponse) String() string {
 func (*ListRecordSharesResponse) ProtoMessage() {}
 
 func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3752,7 +4556,7 @@ func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListRecordSharesResponse) GetShares() []*RecordShare {
@@ -3791,7 +4595,7 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\tFieldRule\x12\x16\n" +
 	"\x06module\x18\x01 \x01(\tR\x06module\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12-\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x17.crmauthz.v1.FieldStateR\x05state\"\xe6\x01\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x17.crmauthz.v1.FieldStateR\x05state\"\xa0\x02\n" +
 	"\x05Grant\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x17\n" +
 	"\arole_id\x18\x02 \x01(\tR\x06roleId\x129\n" +
@@ -3801,7 +4605,59 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"granted_by\x18\x04 \x01(\tR\tgrantedBy\x129\n" +
 	"\n" +
 	"granted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x12\x16\n" +
-	"\x06active\x18\x06 \x01(\bR\x06active\"\xbe\x02\n" +
+	"\x06active\x18\x06 \x01(\bR\x06active\x128\n" +
+	"\vuser_status\x18\a \x01(\x0e2\x17.crmauthz.v1.UserStatusR\n" +
+	"userStatus\"\xf8\x01\n" +
+	"\x04User\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x17.crmauthz.v1.UserStatusR\x06status\x122\n" +
+	"\x15primary_department_id\x18\x04 \x01(\tR\x13primaryDepartmentId\x120\n" +
+	"\x14other_department_ids\x18\x05 \x03(\tR\x12otherDepartmentIds\x12\x1d\n" +
+	"\n" +
+	"manager_id\x18\x06 \x01(\tR\tmanagerId\"\x8a\x01\n" +
+	"\x11UpsertUserRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12%\n" +
+	"\x04user\x18\x04 \x01(\v2\x11.crmauthz.v1.UserR\x04user\"W\n" +
+	"\x12UpsertUserResponse\x12%\n" +
+	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"a\n" +
+	"\x0eGetUserRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"T\n" +
+	"\x0fGetUserResponse\x12%\n" +
+	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb7\x01\n" +
+	"\x10ListUsersRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12/\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x17.crmauthz.v1.UserStatusR\x06status\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"\x11ListUsersResponse\x12'\n" +
+	"\x05users\x18\x01 \x03(\v2\x11.crmauthz.v1.UserR\x05users\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\x80\x01\n" +
+	"\x15DeactivateUserRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"[\n" +
+	"\x16DeactivateUserResponse\x12%\n" +
+	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x80\x01\n" +
+	"\x15ReactivateUserRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"[\n" +
+	"\x16ReactivateUserResponse\x12%\n" +
+	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xbe\x02\n" +
 	"\x11CreateRoleRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
@@ -4037,7 +4893,12 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\bactor_id\x18\x05 \x01(\tR\aactorId\"h\n" +
 	"\x18ListRecordSharesResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.crmauthz.v1.RecordShareR\x06shares\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision2\xb5\x10\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision*[\n" +
+	"\n" +
+	"UserStatus\x12\x1b\n" +
+	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n" +
+	"\x14USER_STATUS_INACTIVE\x10\x022\xcc\x13\n" +
 	"\fAdminService\x12M\n" +
 	"\n" +
 	"CreateRole\x12\x1e.crmauthz.v1.CreateRoleRequest\x1a\x1f.crmauthz.v1.CreateRoleResponse\x12D\n" +
@@ -4051,7 +4912,13 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RevokeRole\x12\x1e.crmauthz.v1.RevokeRoleRequest\x1a\x1f.crmauthz.v1.RevokeRoleResponse\x12M\n" +
 	"\n" +
-	"ListGrants\x12\x1e.crmauthz.v1.ListGrantsRequest\x1a\x1f.crmauthz.v1.ListGrantsResponse\x12_\n" +
+	"ListGrants\x12\x1e.crmauthz.v1.ListGrantsRequest\x1a\x1f.crmauthz.v1.ListGrantsResponse\x12M\n" +
+	"\n" +
+	"UpsertUser\x12\x1e.crmauthz.v1.UpsertUserRequest\x1a\x1f.crmauthz.v1.UpsertUserResponse\x12D\n" +
+	"\aGetUser\x12\x1b.crmauthz.v1.GetUserRequest\x1a\x1c.crmauthz.v1.GetUserResponse\x12J\n" +
+	"\tListUsers\x12\x1d.crmauthz.v1.ListUsersRequest\x1a\x1e.crmauthz.v1.ListUsersResponse\x12Y\n" +
+	"\x0eDeactivateUser\x12\".crmauthz.v1.DeactivateUserRequest\x1a#.crmauthz.v1.DeactivateUserResponse\x12Y\n" +
+	"\x0eReactivateUser\x12\".crmauthz.v1.ReactivateUserRequest\x1a#.crmauthz.v1.ReactivateUserResponse\x12_\n" +
 	"\x10CreateDepartment\x12$.crmauthz.v1.CreateDepartmentRequest\x1a%.crmauthz.v1.CreateDepartmentResponse\x12_\n" +
 	"\x10UpdateDepartment\x12$.crmauthz.v1.UpdateDepartmentRequest\x1a%.crmauthz.v1.UpdateDepartmentResponse\x12_\n" +
 	"\x10DeleteDepartment\x12$.crmauthz.v1.DeleteDepartmentRequest\x1a%.crmauthz.v1.DeleteDepartmentResponse\x12\\\n" +
@@ -4079,158 +4946,190 @@ func file_crmauthz_v1_admin_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_admin_proto_rawDescData
 }
 
-var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_crmauthz_v1_admin_proto_goTypes = []any{
-	(*Role)(nil),                          // 0: crmauthz.v1.Role
-	(*RolePermissions)(nil),               // 1: crmauthz.v1.RolePermissions
-	(*FieldRule)(nil),                     // 2: crmauthz.v1.FieldRule
-	(*Grant)(nil),                         // 3: crmauthz.v1.Grant
-	(*CreateRoleRequest)(nil),             // 4: crmauthz.v1.CreateRoleRequest
-	(*CreateRoleResponse)(nil),            // 5: crmauthz.v1.CreateRoleResponse
-	(*GetRoleRequest)(nil),                // 6: crmauthz.v1.GetRoleRequest
-	(*GetRoleResponse)(nil),               // 7: crmauthz.v1.GetRoleResponse
-	(*ListRolesRequest)(nil),              // 8: crmauthz.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 9: crmauthz.v1.ListRolesResponse
-	(*UpdateRolePermissionsRequest)(nil),  // 10: crmauthz.v1.UpdateRolePermissionsRequest
-	(*UpdateRolePermissionsResponse)(nil), // 11: crmauthz.v1.UpdateRolePermissionsResponse
-	(*DeleteRoleRequest)(nil),             // 12: crmauthz.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),            // 13: crmauthz.v1.DeleteRoleResponse
-	(*ListRoleTemplatesRequest)(nil),      // 14: crmauthz.v1.ListRoleTemplatesRequest
-	(*ListRoleTemplatesResponse)(nil),     // 15: crmauthz.v1.ListRoleTemplatesResponse
-	(*GrantRoleRequest)(nil),              // 16: crmauthz.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 17: crmauthz.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),             // 18: crmauthz.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),            // 19: crmauthz.v1.RevokeRoleResponse
-	(*ListGrantsRequest)(nil),             // 20: crmauthz.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),            // 21: crmauthz.v1.ListGrantsResponse
-	(*Department)(nil),                    // 22: crmauthz.v1.Department
-	(*CreateDepartmentRequest)(nil),       // 23: crmauthz.v1.CreateDepartmentRequest
-	(*CreateDepartmentResponse)(nil),      // 24: crmauthz.v1.CreateDepartmentResponse
-	(*UpdateDepartmentRequest)(nil),       // 25: crmauthz.v1.UpdateDepartmentRequest
-	(*UpdateDepartmentResponse)(nil),      // 26: crmauthz.v1.UpdateDepartmentResponse
-	(*DeleteDepartmentRequest)(nil),       // 27: crmauthz.v1.DeleteDepartmentRequest
-	(*DeleteDepartmentResponse)(nil),      // 28: crmauthz.v1.DeleteDepartmentResponse
-	(*ListDepartmentsRequest)(nil),        // 29: crmauthz.v1.ListDepartmentsRequest
-	(*ListDepartmentsResponse)(nil),       // 30: crmauthz.v1.ListDepartmentsResponse
-	(*Membership)(nil),                    // 31: crmauthz.v1.Membership
-	(*SetMembershipRequest)(nil),          // 32: crmauthz.v1.SetMembershipRequest
-	(*SetMembershipResponse)(nil),         // 33: crmauthz.v1.SetMembershipResponse
-	(*DeleteMembershipRequest)(nil),       // 34: crmauthz.v1.DeleteMembershipRequest
-	(*DeleteMembershipResponse)(nil),      // 35: crmauthz.v1.DeleteMembershipResponse
-	(*ListMembershipsRequest)(nil),        // 36: crmauthz.v1.ListMembershipsRequest
-	(*ListMembershipsResponse)(nil),       // 37: crmauthz.v1.ListMembershipsResponse
-	(*UpdateTenantSettingsRequest)(nil),   // 38: crmauthz.v1.UpdateTenantSettingsRequest
-	(*UpdateTenantSettingsResponse)(nil),  // 39: crmauthz.v1.UpdateTenantSettingsResponse
-	(*SharingRule)(nil),                   // 40: crmauthz.v1.SharingRule
-	(*CreateSharingRuleRequest)(nil),      // 41: crmauthz.v1.CreateSharingRuleRequest
-	(*CreateSharingRuleResponse)(nil),     // 42: crmauthz.v1.CreateSharingRuleResponse
-	(*DeleteSharingRuleRequest)(nil),      // 43: crmauthz.v1.DeleteSharingRuleRequest
-	(*DeleteSharingRuleResponse)(nil),     // 44: crmauthz.v1.DeleteSharingRuleResponse
-	(*ListSharingRulesRequest)(nil),       // 45: crmauthz.v1.ListSharingRulesRequest
-	(*ListSharingRulesResponse)(nil),      // 46: crmauthz.v1.ListSharingRulesResponse
-	(*RecordShare)(nil),                   // 47: crmauthz.v1.RecordShare
-	(*ShareRecordRequest)(nil),            // 48: crmauthz.v1.ShareRecordRequest
-	(*ShareRecordResponse)(nil),           // 49: crmauthz.v1.ShareRecordResponse
-	(*UnshareRecordRequest)(nil),          // 50: crmauthz.v1.UnshareRecordRequest
-	(*UnshareRecordResponse)(nil),         // 51: crmauthz.v1.UnshareRecordResponse
-	(*ListRecordSharesRequest)(nil),       // 52: crmauthz.v1.ListRecordSharesRequest
-	(*ListRecordSharesResponse)(nil),      // 53: crmauthz.v1.ListRecordSharesResponse
-	(*ModuleVerbs)(nil),                   // 54: crmauthz.v1.ModuleVerbs
-	(FieldState)(0),                       // 55: crmauthz.v1.FieldState
-	(*timestamppb.Timestamp)(nil),         // 56: google.protobuf.Timestamp
-	(*Principal)(nil),                     // 57: crmauthz.v1.Principal
-	(RecordAccess)(0),                     // 58: crmauthz.v1.RecordAccess
+	(UserStatus)(0),                       // 0: crmauthz.v1.UserStatus
+	(*Role)(nil),                          // 1: crmauthz.v1.Role
+	(*RolePermissions)(nil),               // 2: crmauthz.v1.RolePermissions
+	(*FieldRule)(nil),                     // 3: crmauthz.v1.FieldRule
+	(*Grant)(nil),                         // 4: crmauthz.v1.Grant
+	(*User)(nil),                          // 5: crmauthz.v1.User
+	(*UpsertUserRequest)(nil),             // 6: crmauthz.v1.UpsertUserRequest
+	(*UpsertUserResponse)(nil),            // 7: crmauthz.v1.UpsertUserResponse
+	(*GetUserRequest)(nil),                // 8: crmauthz.v1.GetUserRequest
+	(*GetUserResponse)(nil),               // 9: crmauthz.v1.GetUserResponse
+	(*ListUsersRequest)(nil),              // 10: crmauthz.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),             // 11: crmauthz.v1.ListUsersResponse
+	(*DeactivateUserRequest)(nil),         // 12: crmauthz.v1.DeactivateUserRequest
+	(*DeactivateUserResponse)(nil),        // 13: crmauthz.v1.DeactivateUserResponse
+	(*ReactivateUserRequest)(nil),         // 14: crmauthz.v1.ReactivateUserRequest
+	(*ReactivateUserResponse)(nil),        // 15: crmauthz.v1.ReactivateUserResponse
+	(*CreateRoleRequest)(nil),             // 16: crmauthz.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),            // 17: crmauthz.v1.CreateRoleResponse
+	(*GetRoleRequest)(nil),                // 18: crmauthz.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),               // 19: crmauthz.v1.GetRoleResponse
+	(*ListRolesRequest)(nil),              // 20: crmauthz.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 21: crmauthz.v1.ListRolesResponse
+	(*UpdateRolePermissionsRequest)(nil),  // 22: crmauthz.v1.UpdateRolePermissionsRequest
+	(*UpdateRolePermissionsResponse)(nil), // 23: crmauthz.v1.UpdateRolePermissionsResponse
+	(*DeleteRoleRequest)(nil),             // 24: crmauthz.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),            // 25: crmauthz.v1.DeleteRoleResponse
+	(*ListRoleTemplatesRequest)(nil),      // 26: crmauthz.v1.ListRoleTemplatesRequest
+	(*ListRoleTemplatesResponse)(nil),     // 27: crmauthz.v1.ListRoleTemplatesResponse
+	(*GrantRoleRequest)(nil),              // 28: crmauthz.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 29: crmauthz.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),             // 30: crmauthz.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),            // 31: crmauthz.v1.RevokeRoleResponse
+	(*ListGrantsRequest)(nil),             // 32: crmauthz.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),            // 33: crmauthz.v1.ListGrantsResponse
+	(*Department)(nil),                    // 34: crmauthz.v1.Department
+	(*CreateDepartmentRequest)(nil),       // 35: crmauthz.v1.CreateDepartmentRequest
+	(*CreateDepartmentResponse)(nil),      // 36: crmauthz.v1.CreateDepartmentResponse
+	(*UpdateDepartmentRequest)(nil),       // 37: crmauthz.v1.UpdateDepartmentRequest
+	(*UpdateDepartmentResponse)(nil),      // 38: crmauthz.v1.UpdateDepartmentResponse
+	(*DeleteDepartmentRequest)(nil),       // 39: crmauthz.v1.DeleteDepartmentRequest
+	(*DeleteDepartmentResponse)(nil),      // 40: crmauthz.v1.DeleteDepartmentResponse
+	(*ListDepartmentsRequest)(nil),        // 41: crmauthz.v1.ListDepartmentsRequest
+	(*ListDepartmentsResponse)(nil),       // 42: crmauthz.v1.ListDepartmentsResponse
+	(*Membership)(nil),                    // 43: crmauthz.v1.Membership
+	(*SetMembershipRequest)(nil),          // 44: crmauthz.v1.SetMembershipRequest
+	(*SetMembershipResponse)(nil),         // 45: crmauthz.v1.SetMembershipResponse
+	(*DeleteMembershipRequest)(nil),       // 46: crmauthz.v1.DeleteMembershipRequest
+	(*DeleteMembershipResponse)(nil),      // 47: crmauthz.v1.DeleteMembershipResponse
+	(*ListMembershipsRequest)(nil),        // 48: crmauthz.v1.ListMembershipsRequest
+	(*ListMembershipsResponse)(nil),       // 49: crmauthz.v1.ListMembershipsResponse
+	(*UpdateTenantSettingsRequest)(nil),   // 50: crmauthz.v1.UpdateTenantSettingsRequest
+	(*UpdateTenantSettingsResponse)(nil),  // 51: crmauthz.v1.UpdateTenantSettingsResponse
+	(*SharingRule)(nil),                   // 52: crmauthz.v1.SharingRule
+	(*CreateSharingRuleRequest)(nil),      // 53: crmauthz.v1.CreateSharingRuleRequest
+	(*CreateSharingRuleResponse)(nil),     // 54: crmauthz.v1.CreateSharingRuleResponse
+	(*DeleteSharingRuleRequest)(nil),      // 55: crmauthz.v1.DeleteSharingRuleRequest
+	(*DeleteSharingRuleResponse)(nil),     // 56: crmauthz.v1.DeleteSharingRuleResponse
+	(*ListSharingRulesRequest)(nil),       // 57: crmauthz.v1.ListSharingRulesRequest
+	(*ListSharingRulesResponse)(nil),      // 58: crmauthz.v1.ListSharingRulesResponse
+	(*RecordShare)(nil),                   // 59: crmauthz.v1.RecordShare
+	(*ShareRecordRequest)(nil),            // 60: crmauthz.v1.ShareRecordRequest
+	(*ShareRecordResponse)(nil),           // 61: crmauthz.v1.ShareRecordResponse
+	(*UnshareRecordRequest)(nil),          // 62: crmauthz.v1.UnshareRecordRequest
+	(*UnshareRecordResponse)(nil),         // 63: crmauthz.v1.UnshareRecordResponse
+	(*ListRecordSharesRequest)(nil),       // 64: crmauthz.v1.ListRecordSharesRequest
+	(*ListRecordSharesResponse)(nil),      // 65: crmauthz.v1.ListRecordSharesResponse
+	(*ModuleVerbs)(nil),                   // 66: crmauthz.v1.ModuleVerbs
+	(FieldState)(0),                       // 67: crmauthz.v1.FieldState
+	(*timestamppb.Timestamp)(nil),         // 68: google.protobuf.Timestamp
+	(*Principal)(nil),                     // 69: crmauthz.v1.Principal
+	(RecordAccess)(0),                     // 70: crmauthz.v1.RecordAccess
 }
 var file_crmauthz_v1_admin_proto_depIdxs = []int32{
-	1,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
-	54, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
-	2,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
-	54, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
-	55, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
-	56, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	0,  // 8: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
-	0,  // 9: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
-	0,  // 10: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
-	1,  // 11: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	0,  // 12: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
-	0,  // 13: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
-	56, // 14: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 15: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
-	3,  // 16: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
-	22, // 17: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	22, // 18: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	22, // 19: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	22, // 20: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	22, // 21: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
-	31, // 22: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
-	31, // 23: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
-	31, // 24: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
-	57, // 25: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
-	57, // 26: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
-	58, // 27: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
-	40, // 28: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
-	40, // 29: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
-	40, // 30: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
-	57, // 31: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
-	58, // 32: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
-	56, // 33: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
-	47, // 34: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
-	47, // 35: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
-	57, // 36: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
-	47, // 37: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
-	4,  // 38: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
-	6,  // 39: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
-	8,  // 40: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
-	10, // 41: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
-	12, // 42: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
-	14, // 43: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
-	16, // 44: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
-	18, // 45: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
-	20, // 46: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
-	23, // 47: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
-	25, // 48: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
-	27, // 49: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
-	29, // 50: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
-	32, // 51: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
-	34, // 52: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
-	36, // 53: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
-	38, // 54: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
-	41, // 55: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
-	43, // 56: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
-	45, // 57: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
-	48, // 58: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
-	50, // 59: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
-	52, // 60: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
-	5,  // 61: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
-	7,  // 62: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
-	9,  // 63: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
-	11, // 64: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
-	13, // 65: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
-	15, // 66: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
-	17, // 67: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
-	19, // 68: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
-	21, // 69: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
-	24, // 70: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
-	26, // 71: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
-	28, // 72: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
-	30, // 73: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
-	33, // 74: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
-	35, // 75: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
-	37, // 76: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
-	39, // 77: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
-	42, // 78: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
-	44, // 79: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
-	46, // 80: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
-	49, // 81: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
-	51, // 82: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
-	53, // 83: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
-	61, // [61:84] is the sub-list for method output_type
-	38, // [38:61] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	2,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
+	66, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
+	3,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
+	66, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
+	67, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
+	68, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: crmauthz.v1.Grant.user_status:type_name -> crmauthz.v1.UserStatus
+	0,  // 8: crmauthz.v1.User.status:type_name -> crmauthz.v1.UserStatus
+	5,  // 9: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
+	5,  // 10: crmauthz.v1.UpsertUserResponse.user:type_name -> crmauthz.v1.User
+	5,  // 11: crmauthz.v1.GetUserResponse.user:type_name -> crmauthz.v1.User
+	0,  // 12: crmauthz.v1.ListUsersRequest.status:type_name -> crmauthz.v1.UserStatus
+	5,  // 13: crmauthz.v1.ListUsersResponse.users:type_name -> crmauthz.v1.User
+	5,  // 14: crmauthz.v1.DeactivateUserResponse.user:type_name -> crmauthz.v1.User
+	5,  // 15: crmauthz.v1.ReactivateUserResponse.user:type_name -> crmauthz.v1.User
+	2,  // 16: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	1,  // 17: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
+	1,  // 18: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
+	1,  // 19: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
+	2,  // 20: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	1,  // 21: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
+	1,  // 22: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
+	68, // 23: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 24: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
+	4,  // 25: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
+	34, // 26: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	34, // 27: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	34, // 28: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	34, // 29: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	34, // 30: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
+	43, // 31: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
+	43, // 32: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
+	43, // 33: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
+	69, // 34: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
+	69, // 35: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
+	70, // 36: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
+	52, // 37: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
+	52, // 38: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
+	52, // 39: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
+	69, // 40: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
+	70, // 41: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
+	68, // 42: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 43: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
+	59, // 44: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
+	69, // 45: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
+	59, // 46: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
+	16, // 47: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
+	18, // 48: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
+	20, // 49: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
+	22, // 50: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
+	24, // 51: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
+	26, // 52: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
+	28, // 53: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
+	30, // 54: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
+	32, // 55: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
+	6,  // 56: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
+	8,  // 57: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
+	10, // 58: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
+	12, // 59: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
+	14, // 60: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
+	35, // 61: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
+	37, // 62: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
+	39, // 63: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
+	41, // 64: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
+	44, // 65: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
+	46, // 66: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
+	48, // 67: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
+	50, // 68: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
+	53, // 69: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
+	55, // 70: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
+	57, // 71: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
+	60, // 72: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
+	62, // 73: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
+	64, // 74: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
+	17, // 75: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
+	19, // 76: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
+	21, // 77: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
+	23, // 78: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
+	25, // 79: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
+	27, // 80: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
+	29, // 81: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
+	31, // 82: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
+	33, // 83: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
+	7,  // 84: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
+	9,  // 85: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
+	11, // 86: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
+	13, // 87: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
+	15, // 88: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
+	36, // 89: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
+	38, // 90: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
+	40, // 91: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
+	42, // 92: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
+	45, // 93: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
+	47, // 94: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
+	49, // 95: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
+	51, // 96: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
+	54, // 97: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
+	56, // 98: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
+	58, // 99: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
+	61, // 100: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
+	63, // 101: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
+	65, // 102: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
+	75, // [75:103] is the sub-list for method output_type
+	47, // [47:75] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_admin_proto_init() }
@@ -4239,11 +5138,11 @@ func file_crmauthz_v1_admin_proto_init() {
 		return
 	}
 	file_crmauthz_v1_permission_proto_init()
-	file_crmauthz_v1_admin_proto_msgTypes[20].OneofWrappers = []any{
+	file_crmauthz_v1_admin_proto_msgTypes[31].OneofWrappers = []any{
 		(*ListGrantsRequest_UserId)(nil),
 		(*ListGrantsRequest_RoleId)(nil),
 	}
-	file_crmauthz_v1_admin_proto_msgTypes[36].OneofWrappers = []any{
+	file_crmauthz_v1_admin_proto_msgTypes[47].OneofWrappers = []any{
 		(*ListMembershipsRequest_UserId)(nil),
 		(*ListMembershipsRequest_DepartmentId)(nil),
 	}
@@ -4252,13 +5151,14 @@ func file_crmauthz_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_admin_proto_rawDesc), len(file_crmauthz_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   54,
+			NumEnums:      1,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_crmauthz_v1_admin_proto_goTypes,
 		DependencyIndexes: file_crmauthz_v1_admin_proto_depIdxs,
+		EnumInfos:         file_crmauthz_v1_admin_proto_enumTypes,
 		MessageInfos:      file_crmauthz_v1_admin_proto_msgTypes,
 	}.Build()
 	File_crmauthz_v1_admin_proto = out.File

@@ -28,6 +28,11 @@ const (
 	AdminService_GrantRole_FullMethodName             = "/crmauthz.v1.AdminService/GrantRole"
 	AdminService_RevokeRole_FullMethodName            = "/crmauthz.v1.AdminService/RevokeRole"
 	AdminService_ListGrants_FullMethodName            = "/crmauthz.v1.AdminService/ListGrants"
+	AdminService_UpsertUser_FullMethodName            = "/crmauthz.v1.AdminService/UpsertUser"
+	AdminService_GetUser_FullMethodName               = "/crmauthz.v1.AdminService/GetUser"
+	AdminService_ListUsers_FullMethodName             = "/crmauthz.v1.AdminService/ListUsers"
+	AdminService_DeactivateUser_FullMethodName        = "/crmauthz.v1.AdminService/DeactivateUser"
+	AdminService_ReactivateUser_FullMethodName        = "/crmauthz.v1.AdminService/ReactivateUser"
 	AdminService_CreateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/CreateDepartment"
 	AdminService_UpdateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/UpdateDepartment"
 	AdminService_DeleteDepartment_FullMethodName      = "/crmauthz.v1.AdminService/DeleteDepartment"
@@ -71,6 +76,9 @@ const (
 //	grants (GrantRole, RevokeRole, ListGrants)
 //	                                     function admin.users.manage; ListGrants of the
 //	                                     actor's own grants needs nothing
+//	users (UpsertUser, GetUser, ListUsers, DeactivateUser, ReactivateUser)
+//	                                     function admin.users.manage; GetUser of oneself
+//	                                     needs nothing
 //	departments, memberships, settings (CreateDepartment, UpdateDepartment,
 //	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
 //	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
@@ -91,7 +99,8 @@ const (
 // may create sharing rules and record shares only over records the actor may read (access
 // read) or also update (read_write); may not change their own membership, make themselves
 // anyone's manager, place a user in a department outside their own department tree, raise
-// the manager depth, or move a department into their own reach. Nobody may remove the
+// the manager depth, or move a department into their own reach; may deactivate or
+// reactivate only users whose rights lie within their own. Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceClient interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
@@ -114,6 +123,20 @@ type AdminServiceClient interface {
 	RevokeRole(ctx context.Context, in *RevokeRoleRequest, opts ...grpc.CallOption) (*RevokeRoleResponse, error)
 	// ListGrants returns the grants of one user or of one role.
 	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
+	// UpsertUser creates a user, or updates a known user's name, status, departments and
+	// manager, in one write. Grants, memberships, managers, sharing rules and record shares
+	// may name only known users (else NOT_FOUND, USER_NOT_FOUND).
+	UpsertUser(ctx context.Context, in *UpsertUserRequest, opts ...grpc.CallOption) (*UpsertUserResponse, error)
+	// GetUser returns one user with their departments and manager.
+	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
+	// ListUsers pages through the tenant's users, ordered by id.
+	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// DeactivateUser offboards a user in one write: every decision for them is DENY at once
+	// (an explanation says the user is inactive); their grants, memberships and shares stay,
+	// for the record, and ReactivateUser restores them.
+	DeactivateUser(ctx context.Context, in *DeactivateUserRequest, opts ...grpc.CallOption) (*DeactivateUserResponse, error)
+	// ReactivateUser brings an offboarded user back with the grants they held.
+	ReactivateUser(ctx context.Context, in *ReactivateUserRequest, opts ...grpc.CallOption) (*ReactivateUserResponse, error)
 	// CreateDepartment adds a department, at the top or below a parent.
 	CreateDepartment(ctx context.Context, in *CreateDepartmentRequest, opts ...grpc.CallOption) (*CreateDepartmentResponse, error)
 	// UpdateDepartment renames a department or moves it under another parent; a move under
@@ -238,6 +261,56 @@ func (c *adminServiceClient) ListGrants(ctx context.Context, in *ListGrantsReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListGrantsResponse)
 	err := c.cc.Invoke(ctx, AdminService_ListGrants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpsertUser(ctx context.Context, in *UpsertUserRequest, opts ...grpc.CallOption) (*UpsertUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpsertUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpsertUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeactivateUser(ctx context.Context, in *DeactivateUserRequest, opts ...grpc.CallOption) (*DeactivateUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeactivateUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeactivateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReactivateUser(ctx context.Context, in *ReactivateUserRequest, opts ...grpc.CallOption) (*ReactivateUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReactivateUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReactivateUser_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -411,6 +484,9 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 //	grants (GrantRole, RevokeRole, ListGrants)
 //	                                     function admin.users.manage; ListGrants of the
 //	                                     actor's own grants needs nothing
+//	users (UpsertUser, GetUser, ListUsers, DeactivateUser, ReactivateUser)
+//	                                     function admin.users.manage; GetUser of oneself
+//	                                     needs nothing
 //	departments, memberships, settings (CreateDepartment, UpdateDepartment,
 //	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
 //	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
@@ -431,7 +507,8 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // may create sharing rules and record shares only over records the actor may read (access
 // read) or also update (read_write); may not change their own membership, make themselves
 // anyone's manager, place a user in a department outside their own department tree, raise
-// the manager depth, or move a department into their own reach. Nobody may remove the
+// the manager depth, or move a department into their own reach; may deactivate or
+// reactivate only users whose rights lie within their own. Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceServer interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
@@ -454,6 +531,20 @@ type AdminServiceServer interface {
 	RevokeRole(context.Context, *RevokeRoleRequest) (*RevokeRoleResponse, error)
 	// ListGrants returns the grants of one user or of one role.
 	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
+	// UpsertUser creates a user, or updates a known user's name, status, departments and
+	// manager, in one write. Grants, memberships, managers, sharing rules and record shares
+	// may name only known users (else NOT_FOUND, USER_NOT_FOUND).
+	UpsertUser(context.Context, *UpsertUserRequest) (*UpsertUserResponse, error)
+	// GetUser returns one user with their departments and manager.
+	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
+	// ListUsers pages through the tenant's users, ordered by id.
+	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
+	// DeactivateUser offboards a user in one write: every decision for them is DENY at once
+	// (an explanation says the user is inactive); their grants, memberships and shares stay,
+	// for the record, and ReactivateUser restores them.
+	DeactivateUser(context.Context, *DeactivateUserRequest) (*DeactivateUserResponse, error)
+	// ReactivateUser brings an offboarded user back with the grants they held.
+	ReactivateUser(context.Context, *ReactivateUserRequest) (*ReactivateUserResponse, error)
 	// CreateDepartment adds a department, at the top or below a parent.
 	CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error)
 	// UpdateDepartment renames a department or moves it under another parent; a move under
@@ -520,6 +611,21 @@ func (UnimplementedAdminServiceServer) RevokeRole(context.Context, *RevokeRoleRe
 }
 func (UnimplementedAdminServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
+}
+func (UnimplementedAdminServiceServer) UpsertUser(context.Context, *UpsertUserRequest) (*UpsertUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpsertUser not implemented")
+}
+func (UnimplementedAdminServiceServer) GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedAdminServiceServer) DeactivateUser(context.Context, *DeactivateUserRequest) (*DeactivateUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeactivateUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ReactivateUser(context.Context, *ReactivateUserRequest) (*ReactivateUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReactivateUser not implemented")
 }
 func (UnimplementedAdminServiceServer) CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateDepartment not implemented")
@@ -742,6 +848,96 @@ func _AdminService_ListGrants_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).ListGrants(ctx, req.(*ListGrantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpsertUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpsertUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpsertUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpsertUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpsertUser(ctx, req.(*UpsertUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetUser(ctx, req.(*GetUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListUsers(ctx, req.(*ListUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeactivateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeactivateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeactivateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeactivateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeactivateUser(ctx, req.(*DeactivateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReactivateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReactivateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReactivateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReactivateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReactivateUser(ctx, req.(*ReactivateUserRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1040,6 +1236,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListGrants",
 			Handler:    _AdminService_ListGrants_Handler,
+		},
+		{
+			MethodName: "UpsertUser",
+			Handler:    _AdminService_UpsertUser_Handler,
+		},
+		{
+			MethodName: "GetUser",
+			Handler:    _AdminService_GetUser_Handler,
+		},
+		{
+			MethodName: "ListUsers",
+			Handler:    _AdminService_ListUsers_Handler,
+		},
+		{
+			MethodName: "DeactivateUser",
+			Handler:    _AdminService_DeactivateUser_Handler,
+		},
+		{
+			MethodName: "ReactivateUser",
+			Handler:    _AdminService_ReactivateUser_Handler,
 		},
 		{
 			MethodName: "CreateDepartment",

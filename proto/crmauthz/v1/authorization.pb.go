@@ -48,6 +48,9 @@ const (
 	ReasonKind_REASON_KIND_RECORD_SHARE ReasonKind = 9
 	// The user holds the module verb but no scope, manager link, rule or share reaches the record.
 	ReasonKind_REASON_KIND_OUT_OF_SCOPE ReasonKind = 10
+	// The user is inactive (offboarded): every decision for them is DENY until they are
+	// reactivated; their grants are kept.
+	ReasonKind_REASON_KIND_USER_INACTIVE ReasonKind = 11
 )
 
 // Enum value maps for ReasonKind.
@@ -64,6 +67,7 @@ var (
 		8:  "REASON_KIND_SHARING_RULE",
 		9:  "REASON_KIND_RECORD_SHARE",
 		10: "REASON_KIND_OUT_OF_SCOPE",
+		11: "REASON_KIND_USER_INACTIVE",
 	}
 	ReasonKind_value = map[string]int32{
 		"REASON_KIND_UNSPECIFIED":           0,
@@ -77,6 +81,7 @@ var (
 		"REASON_KIND_SHARING_RULE":          8,
 		"REASON_KIND_RECORD_SHARE":          9,
 		"REASON_KIND_OUT_OF_SCOPE":          10,
+		"REASON_KIND_USER_INACTIVE":         11,
 	}
 )
 
@@ -1475,7 +1480,7 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\n" +
 	"record_ids\x18\x03 \x03(\tR\trecordIds\"%\n" +
 	"\vSqlArgument\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values*\xda\x02\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values*\xf9\x02\n" +
 	"\n" +
 	"ReasonKind\x12\x1b\n" +
 	"\x17REASON_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -1489,7 +1494,8 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\x18REASON_KIND_SHARING_RULE\x10\b\x12\x1c\n" +
 	"\x18REASON_KIND_RECORD_SHARE\x10\t\x12\x1c\n" +
 	"\x18REASON_KIND_OUT_OF_SCOPE\x10\n" +
-	"*q\n" +
+	"\x12\x1d\n" +
+	"\x19REASON_KIND_USER_INACTIVE\x10\v*q\n" +
 	"\n" +
 	"FilterKind\x12\x1b\n" +
 	"\x17FILTER_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +

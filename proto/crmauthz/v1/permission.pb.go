@@ -581,7 +581,8 @@ type isPrincipal_Kind interface {
 }
 
 type Principal_UserId struct {
-	// A user id (user id rules), known to the tenant by a membership or a grant.
+	// A user id (user id rules) the tenant knows (see UpsertUser); else NOT_FOUND,
+	// USER_NOT_FOUND.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3,oneof"`
 }
 

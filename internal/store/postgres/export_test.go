@@ -1,0 +1,22 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MigrateTo applies the migrations up to version, for tests of a migration
+// on data written by the schema before it.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	for {
+		done, err := migrateStep(ctx, pool, ms[:version])
+		if err != nil || done {
+			return err
+		}
+	}
+}
