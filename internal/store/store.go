@@ -36,8 +36,22 @@ type Store interface {
 	// its error is returned as is.
 	Update(ctx context.Context, w Write, fn Mutation) (*model.TenantState, error)
 	// Changes lists a tenant's change log entries after revision `after`, oldest
-	// first, at most limit of them.
+	// first, at most limit of them. A deleted tenant's change log stays
+	// readable.
 	Changes(ctx context.Context, tenant string, after int64, limit int) ([]ChangeEntry, error)
+	// Tenants lists tenants with ids after `after`, ordered by id, at most
+	// limit of them, with their sizes; deleted ones only with
+	// includeDeleted.
+	Tenants(ctx context.Context, after string, limit int, includeDeleted bool) ([]TenantInfo, error)
+	// TenantInfo returns one tenant's summary, deleted or not, or a
+	// *model.NotFoundError matching model.ErrTenantNotFound.
+	TenantInfo(ctx context.Context, id string) (TenantInfo, error)
+	// DeleteTenant removes a tenant's roles, grants, users, organisation
+	// and sharing. Its change log stays, with the deletion as its last
+	// entry (at the returned revision); the tenant is gone for every other
+	// method, and its id is never given out again (CreateTenant answers
+	// ALREADY_EXISTS).
+	DeleteTenant(ctx context.Context, w Write) (revision int64, err error)
 
 	// CreateCredential stores a new credential. An id that is taken, or a
 	// certificate identity an unrevoked credential already has, is a
@@ -109,6 +123,21 @@ type ChangeEntry struct {
 	After      []byte // JSON, nil when the target no longer exists
 }
 
+// TenantInfo summarises a tenant.
+type TenantInfo struct {
+	ID        string
+	Name      string
+	Revision  int64
+	Roles     int
+	Users     int
+	Grants    int
+	CreatedAt time.Time
+	DeletedAt time.Time // zero unless deleted
+}
+
+// Deleted reports whether the tenant was deleted.
+func (t TenantInfo) Deleted() bool { return !t.DeletedAt.IsZero() }
+
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("store closed")
 
@@ -121,7 +150,7 @@ var ErrUnavailable = errors.New("database unavailable")
 // TenantSummary is what the change log records of a created tenant.
 func TenantSummary(st *model.TenantState) map[string]any {
 	return map[string]any{
-		"id": st.ID, "name": st.Name, "roles": len(st.Roles), "grants": len(st.Grants),
+		"id": st.ID, "name": st.Name, "roles": len(st.Roles), "grants": len(st.Grants), "users": len(st.Users),
 		"departments": len(st.Departments), "members": len(st.Members),
 		"sharing_rules": len(st.SharingRules), "record_shares": len(st.RecordShares),
 		"manager_depth": st.Settings.ManagerDepth,

@@ -27,6 +27,8 @@ type Store struct {
 	tenants map[string]*model.TenantState
 	changes map[string][]store.ChangeEntry
 	creds   map[string]store.Credential
+	created map[string]time.Time
+	deleted map[string]store.TenantInfo // what a deleted tenant was
 }
 
 // New returns an empty store. now supplies change-log times (time.Now when nil).
@@ -34,7 +36,8 @@ func New(now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}, creds: map[string]store.Credential{}}
+	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}, creds: map[string]store.Credential{},
+		created: map[string]time.Time{}, deleted: map[string]store.TenantInfo{}}
 }
 
 // TenantIDs implements store.Store.
@@ -74,6 +77,9 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 	if _, ok := s.tenants[st.ID]; ok {
 		return nil, &model.ConflictError{Reason: model.ReasonTenantExists, Message: fmt.Sprintf("tenant %q already exists", st.ID), Exists: true}
 	}
+	if _, ok := s.deleted[st.ID]; ok {
+		return nil, tenantDeleted(st.ID)
+	}
 	next := st.Clone()
 	next.Revision = 1
 	w.Tenant = st.ID
@@ -83,6 +89,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 	}
 	s.tenants[st.ID] = next
 	s.changes[st.ID] = []store.ChangeEntry{entry}
+	s.created[st.ID] = entry.Time
 	return next.Clone(), nil
 }
 
@@ -123,7 +130,9 @@ func (s *Store) Changes(_ context.Context, tenant string, after int64, limit int
 		return nil, store.ErrClosed
 	}
 	if _, ok := s.tenants[tenant]; !ok {
-		return nil, model.TenantNotFound(tenant)
+		if _, ok := s.deleted[tenant]; !ok {
+			return nil, model.TenantNotFound(tenant)
+		}
 	}
 	var out []store.ChangeEntry
 	for _, e := range s.changes[tenant] {
@@ -250,4 +259,86 @@ func cloneCredential(c store.Credential) store.Credential {
 	c.Scopes = slices.Clone(c.Scopes)
 	c.Tenants = slices.Clone(c.Tenants)
 	return c
+}
+
+// tenantDeleted is the conflict of creating a tenant whose id a deleted
+// tenant had.
+func tenantDeleted(id string) error {
+	return &model.ConflictError{Reason: model.ReasonTenantExists, Exists: true,
+		Message: fmt.Sprintf("tenant %q was deleted; its change log keeps the id, which is not given out again", id)}
+}
+
+func (s *Store) info(st *model.TenantState) store.TenantInfo {
+	return store.TenantInfo{ID: st.ID, Name: st.Name, Revision: st.Revision, Roles: len(st.Roles), Users: len(st.Users),
+		Grants: len(st.Grants), CreatedAt: s.created[st.ID]}
+}
+
+// Tenants implements store.Store.
+func (s *Store) Tenants(_ context.Context, after string, limit int, includeDeleted bool) ([]store.TenantInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	all := map[string]store.TenantInfo{}
+	for id, st := range s.tenants {
+		all[id] = s.info(st)
+	}
+	if includeDeleted {
+		maps.Copy(all, s.deleted)
+	}
+	var out []store.TenantInfo
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		if id <= after {
+			continue
+		}
+		if len(out) == limit {
+			break
+		}
+		out = append(out, all[id])
+	}
+	return out, nil
+}
+
+// TenantInfo implements store.Store.
+func (s *Store) TenantInfo(_ context.Context, id string) (store.TenantInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.TenantInfo{}, store.ErrClosed
+	}
+	if st, ok := s.tenants[id]; ok {
+		return s.info(st), nil
+	}
+	if info, ok := s.deleted[id]; ok {
+		return info, nil
+	}
+	return store.TenantInfo{}, model.TenantNotFound(id)
+}
+
+// DeleteTenant implements store.Store.
+func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	cur, ok := s.tenants[w.Tenant]
+	if !ok {
+		return 0, model.TenantNotFound(w.Tenant)
+	}
+	rev := cur.Revision + 1
+	entry, err := s.entry(w, rev, model.Change{Action: "tenant.delete", Target: "tenant/" + cur.ID, Before: store.TenantSummary(cur)})
+	if err != nil {
+		return 0, err
+	}
+	info := s.info(cur)
+	info.Revision, info.Roles, info.Users, info.Grants, info.DeletedAt = rev, 0, 0, 0, entry.Time
+	s.deleted[cur.ID] = info
+	delete(s.tenants, cur.ID)
+	s.changes[cur.ID] = append(s.changes[cur.ID], entry)
+	return rev, nil
 }

@@ -80,7 +80,7 @@ func (s *Store) TenantIDs(ctx context.Context) ([]string, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	rows, _ := s.pool.Query(ctx, "SELECT id FROM tenants ORDER BY id")
+	rows, _ := s.pool.Query(ctx, "SELECT id FROM tenants WHERE deleted_at IS NULL ORDER BY id")
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, pgerr.Wrap(fmt.Errorf("list tenants: %w", err))
@@ -129,7 +129,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, entry.Time)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation {
-			return &model.ConflictError{Reason: model.ReasonTenantExists, Message: fmt.Sprintf("tenant %q already exists", next.ID), Exists: true}
+			return errTenantTaken
 		}
 		if err != nil {
 			return fmt.Errorf("create tenant %q: %w", next.ID, err)
@@ -143,11 +143,22 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		}
 		return sendBatch(ctx, tx, b, next.ID)
 	})
+	if errors.Is(err, errTenantTaken) {
+		// Asked after the transaction, which the violation aborted.
+		msg := fmt.Sprintf("tenant %q already exists", next.ID)
+		if info, ierr := s.TenantInfo(ctx, next.ID); ierr == nil && info.Deleted() {
+			msg = fmt.Sprintf("tenant %q was deleted; its change log keeps the id, which is not given out again", next.ID)
+		}
+		return nil, &model.ConflictError{Reason: model.ReasonTenantExists, Message: msg, Exists: true}
+	}
 	if err != nil {
 		return nil, pgerr.Wrap(err)
 	}
 	return next, nil
 }
+
+// errTenantTaken is a tenant id already in the tenants table.
+var errTenantTaken = errors.New("tenant id taken")
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*model.TenantState, error) {
@@ -259,7 +270,7 @@ func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(p
 // loadTenant reads a tenant's whole state. With forUpdate it also locks the
 // tenant's row until the transaction ends.
 func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*model.TenantState, error) {
-	q := "SELECT name, revision, manager_depth FROM tenants WHERE id = $1"
+	q := "SELECT name, revision, manager_depth FROM tenants WHERE id = $1 AND deleted_at IS NULL"
 	if forUpdate {
 		q += " FOR UPDATE"
 	}

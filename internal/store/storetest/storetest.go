@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Credentials", testCredentials},
 		{"CredentialsPaging", testCredentialsPaging},
 		{"ChangeRecordsCredential", testChangeRecordsCredential},
+		{"TenantsAndDelete", testTenantsAndDelete},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -846,6 +847,72 @@ func testChangeRecordsCredential(t *testing.T, s store.Store) {
 	}
 	if len(cs) != 1 || cs[0].Credential != w.Credential || cs[0].Actor != "oscar" {
 		t.Errorf("changes: %+v", cs)
+	}
+}
+
+func testTenantsAndDelete(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"acme", "globex", "initech"} {
+		createSample(t, s, id)
+	}
+	infos, err := s.Tenants(ctx, "", 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleTenant(t, "acme")
+	if len(infos) != 2 || infos[0].ID != "acme" || infos[1].ID != "globex" || infos[0].Roles != len(want.Roles) ||
+		infos[0].Users != len(want.Users) || infos[0].Grants != len(want.Grants) || infos[0].Revision != 1 ||
+		infos[0].Name != "Tenant acme" || infos[0].CreatedAt.IsZero() || infos[0].Deleted() {
+		t.Fatalf("first page %+v", infos)
+	}
+	if rest, err := s.Tenants(ctx, "globex", 2, false); err != nil || len(rest) != 1 || rest[0].ID != "initech" {
+		t.Fatalf("second page %+v %v", rest, err)
+	}
+
+	w := store.Write{Tenant: "globex", Actor: "platform:ops", Reason: "contract ended", Credential: "key:0123456789abcdef"}
+	rev, err := s.DeleteTenant(ctx, w)
+	if err != nil || rev != 2 {
+		t.Fatalf("delete: %d %v", rev, err)
+	}
+	if _, err := s.DeleteTenant(ctx, w); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Errorf("delete again: %v", err)
+	}
+	if _, err := s.Tenant(ctx, "globex"); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Errorf("load a deleted tenant: %v", err)
+	}
+	if _, err := s.Update(ctx, store.Write{Tenant: "globex"}, func(st *model.TenantState) (model.Change, error) {
+		return st.SetManagerDepth(1)
+	}); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Errorf("write a deleted tenant: %v", err)
+	}
+	if ids, err := s.TenantIDs(ctx); err != nil || !slices.Equal(ids, []string{"acme", "initech"}) {
+		t.Errorf("tenant ids %v %v", ids, err)
+	}
+	var conflict *model.ConflictError
+	if _, err := s.CreateTenant(ctx, store.Write{Tenant: "globex"}, model.NewTenantState("globex", "")); !errors.As(err, &conflict) || !conflict.Exists {
+		t.Errorf("reuse a deleted tenant's id: %v", err)
+	}
+	info, err := s.TenantInfo(ctx, "globex")
+	if err != nil || !info.Deleted() || info.Revision != 2 || info.Roles != 0 {
+		t.Errorf("info of the deleted tenant: %+v %v", info, err)
+	}
+	if all, err := s.Tenants(ctx, "", 10, true); err != nil || len(all) != 3 || !all[1].Deleted() {
+		t.Errorf("with deleted: %+v %v", all, err)
+	}
+	changes, err := s.Changes(ctx, "globex", 0, 10)
+	if err != nil || len(changes) != 2 {
+		t.Fatalf("the deleted tenant's change log: %+v %v", changes, err)
+	}
+	if last := changes[1]; last.Action != "tenant.delete" || last.Revision != 2 || last.Actor != w.Actor || last.Credential != w.Credential ||
+		last.Before == nil || last.After != nil {
+		t.Errorf("deletion entry %+v", last)
+	}
+	if _, err := s.TenantInfo(ctx, "nowhere"); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Errorf("info of an unknown tenant: %v", err)
+	}
+	// The other tenants are untouched.
+	if got := mustTenant(t, s, "initech"); len(got.Grants) != len(want.Grants) || len(got.Users) != len(want.Users) {
+		t.Errorf("another tenant changed: %+v", got)
 	}
 }
 
