@@ -119,9 +119,10 @@ feed:
 	case err != nil:
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%d tenants: %d created, %d skipped (they existed), in %s (generating %s, storing %s)\n",
+	_, err = fmt.Fprintf(stdout, "%d tenants: %d created, %d skipped (they existed), in %s (generating %s, storing %s, summed over %d workers)\n",
 		c.tenants, n.created.Load(), n.skipped.Load(), time.Since(start).Round(time.Millisecond),
-		time.Duration(n.genNanos.Load()).Round(time.Millisecond), time.Duration(n.storeNanos.Load()).Round(time.Millisecond))
+		time.Duration(n.genNanos.Load()).Round(time.Millisecond), time.Duration(n.storeNanos.Load()).Round(time.Millisecond),
+		min(c.workers, c.tenants))
 	return err
 }
 
