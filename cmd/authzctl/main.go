@@ -68,6 +68,12 @@ Administration (AdminService; writes need --actor and --reason):
   memberships --user u | --department d
                                    where users sit: departments and manager
   rules list                       the tenant's sharing rules
+  users [list] [--inactive]        the tenant's users, where they sit, whether active
+  users get <user>                 one user
+  users upsert <user> [--name n] [--department d] [--also d2] [--manager m]
+                                   add a user, or change a user's name, departments, manager
+  users deactivate|reactivate <user>
+                                   offboard a user (every decision DENY, grants kept), or undo it
 
 Audit (AuditService):
   audit decisions [filters]        the decision log: who was allowed or denied what, when
@@ -79,6 +85,12 @@ Audit (AuditService):
   audit security [--kind k]        refused authentications and calls, credential changes
 
 Platform (PlatformService; needs a platform credential):
+  tenants [list] [--deleted]       the tenants with their sizes
+  tenants get <id>                 one tenant
+  tenants create <id> [--name n] [--templates t1,t2] [--admin user]
+                                   onboard a customer: roles from templates, a first administrator
+  tenants delete <id> --confirm <id>
+                                   offboard a customer; its change log stays
   keys create --name n --scopes s [--tenants t] [--user u] [--expires t]
                                    a new API key, printed once on the last line
   keys list [--all]                the credentials, without secrets
@@ -160,6 +172,8 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"rules":       runRules,
 	"audit":       runAudit,
 	"keys":        runKeys,
+	"tenants":     runTenants,
+	"users":       runUsers,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

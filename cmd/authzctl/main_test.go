@@ -434,3 +434,45 @@ func TestKeys(t *testing.T) {
 
 	authzctl(t, "crm.example:50051", "check", "bob", "account", "read").expect(t, exitUsage, nil, []string{"without TLS"})
 }
+
+// TestTenantsAndUsers onboards a tenant with a first administrator,
+// offboards one of its users and then the tenant, with authzctl.
+func TestTenantsAndUsers(t *testing.T) {
+	cfg := config.Default()
+	cfg.DecisionLog, cfg.RequireAuth = "sync", true
+	var platform string
+	addr := serveWith(t, cfg, func(st store.Store) {
+		id, key, hash, err := auth.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		platform = key
+		if err := st.CreateCredential(context.Background(), store.Credential{ID: id, Name: "ops", SecretHash: hash,
+			Scopes: []string{"platform"}, CreatedAt: time.Now(), CreatedBy: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Setenv("AUTHZ_API_KEY", platform)
+	in := func(args ...string) result {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		code := exitCode(run(context.Background(), append([]string{"--addr", addr}, args...), strings.NewReader(""), &stdout, &stderr))
+		return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	}
+	in("tenants", "create", "globex", "--name", "Globex Corp.", "--admin", "gina", "--reason", "signed up").
+		expect(t, exitOK, []string{"tenant:    globex", "roles:     6", "users:     1", "grants:    1"}, nil)
+	in("tenants", "list").expect(t, exitOK, []string{"demo", "globex", "Globex Corp."}, nil)
+	in("--tenant", "globex", "--actor", "gina", "users", "upsert", "hank", "--name", "Hank Hill", "--reason", "hired").
+		expect(t, exitOK, []string{"user:        hank", "status:      active"}, nil)
+	in("--tenant", "globex", "--actor", "gina", "grant", "hank", "sales_rep", "--reason", "rep").expect(t, exitOK, nil, nil)
+	in("--tenant", "globex", "check", "hank", "account", "read").expect(t, exitOK, []string{"ALLOW"}, nil)
+	in("--tenant", "globex", "--actor", "gina", "users", "deactivate", "hank", "--reason", "left").
+		expect(t, exitOK, []string{"hank is inactive"}, nil)
+	in("--tenant", "globex", "explain", "hank", "account", "read").expect(t, exitDeny, []string{"DENY", "inactive"}, nil)
+	in("--tenant", "globex", "--actor", "gina", "users", "list", "--inactive").expect(t, exitOK, []string{"hank", "inactive"}, nil)
+	in("--tenant", "globex", "--actor", "gina", "grant", "nobody_here", "sales_rep", "--reason", "typo").
+		expect(t, exitError, nil, []string{"NOT_FOUND", "USER_NOT_FOUND"})
+	in("tenants", "delete", "globex", "--confirm", "globe", "--reason", "ended").expect(t, exitError, nil, []string{"confirm_tenant_id"})
+	in("tenants", "delete", "globex", "--confirm", "globex", "--reason", "ended").expect(t, exitOK, []string{"deleted tenant globex"}, nil)
+	in("--tenant", "globex", "check", "hank", "account", "read").expect(t, exitError, nil, []string{"NOT_FOUND"})
+}

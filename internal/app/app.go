@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions),
 		Admin:         service.NewAdmin(a.engine, a.store, a.bundle, a.now),
 		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, a.now, Authentication(cfg)),
-		Platform:      service.NewPlatform(a.store, a.authn, a.events, a.now),
+		Platform:      service.NewPlatform(a.store, a.engine, a.bundle, a.authn, a.events, a.now),
 	})
 	return a, nil
 }

@@ -39,6 +39,8 @@ type Engine struct {
 	now       func() time.Time
 
 	mu sync.Mutex // serialises writers of tenants
+	// gone holds the revision at which each unloaded tenant was deleted.
+	gone map[string]int64
 	// packed is the size of the block the tenants' hot tables were last
 	// packed into, loose the size of those built since (see pack).
 	packed, loose int
@@ -56,7 +58,7 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 // New returns an engine with no tenants. modelText is the Casbin model
 // (policies/model.conf).
 func New(cat *model.Catalog, modelText string, opts ...Option) (*Engine, error) {
-	e := &Engine{cat: cat, space: newPermSpace(cat), modelText: modelText, now: time.Now}
+	e := &Engine{cat: cat, space: newPermSpace(cat), modelText: modelText, now: time.Now, gone: map[string]int64{}}
 	for _, o := range opts {
 		o(e)
 	}
@@ -75,6 +77,22 @@ func (e *Engine) Catalog() *model.Catalog { return e.cat }
 // Load makes st the tenant's current state. A state older than the one
 // loaded is ignored, so concurrent writers may load in any order.
 func (e *Engine) Load(st *model.TenantState) error { return e.LoadAll([]*model.TenantState{st}) }
+
+// Unload drops a tenant deleted at revision: decisions about it are
+// NOT_FOUND from now on, and a state of it from before the deletion that
+// arrives late (a write that raced the deletion) is not loaded again.
+func (e *Engine) Unload(tenant string, revision int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gone[tenant] = max(e.gone[tenant], revision)
+	cur := *e.tenants.Load()
+	if _, ok := cur[tenant]; !ok {
+		return
+	}
+	next := maps.Clone(cur)
+	delete(next, tenant)
+	e.tenants.Store(&next)
+}
 
 // LoadAll loads many tenants with one swap of the tenant map, as a start-up
 // does.
@@ -102,6 +120,9 @@ func (e *Engine) publish(built []*index) (block []byte) {
 	next := maps.Clone(*e.tenants.Load())
 	for _, ix := range built {
 		if cur, ok := next[ix.tenant]; ok && cur.revision >= ix.revision {
+			continue
+		}
+		if gone, ok := e.gone[ix.tenant]; ok && gone >= ix.revision {
 			continue
 		}
 		next[ix.tenant] = ix

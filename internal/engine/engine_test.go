@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -26,5 +27,31 @@ func TestRevision(t *testing.T) {
 	}
 	if _, err := eng.Revision("other"); !errors.Is(err, model.ErrTenantNotFound) {
 		t.Fatalf("unknown tenant: %v", err)
+	}
+}
+
+// TestUnload: an unloaded tenant is NOT_FOUND, and a state of it from
+// before its deletion that arrives late is not loaded again.
+func TestUnload(t *testing.T) {
+	eng, b := newTestEngine(t)
+	st, err := b.TenantState(b.Demo, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Revision = 3
+	if err := eng.Load(st); err != nil {
+		t.Fatal(err)
+	}
+	eng.Unload("demo", 4)
+	if _, err := eng.Revision("demo"); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Fatalf("after Unload: %v", err)
+	}
+	late := st.Clone()
+	late.Revision = 4
+	if err := eng.Load(late); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Check("demo", "bob", model.ModulePerm("account", "read"), false); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Fatalf("a late state came back: %v", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/auth"
+	"github.com/crmauthz/crmauthz/internal/bundle"
+	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -22,6 +24,8 @@ import (
 type Platform struct {
 	pb.UnimplementedPlatformServiceServer
 	store  store.Store
+	eng    *engine.Engine
+	bundle *bundle.Bundle
 	authn  *auth.Authenticator
 	events auth.Recorder
 	now    func() time.Time
@@ -29,11 +33,158 @@ type Platform struct {
 
 var _ pb.PlatformServiceServer = (*Platform)(nil)
 
-// NewPlatform returns the handlers of PlatformService. Credentials created
-// and revoked go to authn's cache at once, and to events (may be nil) for
-// auditors.
-func NewPlatform(st store.Store, authn *auth.Authenticator, events auth.Recorder, now func() time.Time) *Platform {
-	return &Platform{store: st, authn: authn, events: events, now: now}
+// NewPlatform returns the handlers of PlatformService. Tenants created and
+// deleted go to eng at once; credentials created and revoked go to authn's
+// cache at once, and to events (may be nil) for auditors.
+func NewPlatform(st store.Store, eng *engine.Engine, b *bundle.Bundle, authn *auth.Authenticator, events auth.Recorder, now func() time.Time) *Platform {
+	return &Platform{store: st, eng: eng, bundle: b, authn: authn, events: events, now: now}
+}
+
+// CreateTenant implements pb.PlatformServiceServer.
+func (s *Platform) CreateTenant(ctx context.Context, req *pb.CreateTenantRequest) (*pb.CreateTenantResponse, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateText("name", req.GetName(), model.MaxDisplayLength, false); err != nil {
+		return nil, err
+	}
+	if err := model.ValidateText("reason", req.GetReason(), model.MaxReasonLength, true); err != nil {
+		return nil, err
+	}
+	templates := req.GetTemplates()
+	if len(templates) == 0 {
+		for _, t := range s.bundle.SortedTemplates() {
+			templates = append(templates, t.ID)
+		}
+	}
+	st := model.NewTenantState(req.GetTenantId(), req.GetName())
+	for i, id := range templates {
+		field := fmt.Sprintf("templates[%d]", i)
+		if err := model.ValidateName(field, id); err != nil {
+			return nil, err
+		}
+		r, ok := s.bundle.FromTemplate(id)
+		if !ok {
+			return nil, model.Invalid(field, model.ReasonUnknownTemplate, fmt.Sprintf("unknown role template %q", id))
+		}
+		if _, dup := st.Roles[id]; dup {
+			return nil, model.Invalid(field, model.ReasonDuplicate, fmt.Sprintf("template %q is listed twice", id))
+		}
+		if _, err := st.CreateRole(r); err != nil {
+			return nil, err
+		}
+	}
+	now := s.now()
+	op := auth.Operator(ctx)
+	if admin := req.GetAdminUserId(); admin != "" {
+		if err := model.ValidateSubjectID("admin_user_id", admin); err != nil {
+			return nil, err
+		}
+		if err := model.ValidateText("admin_display_name", req.GetAdminDisplayName(), model.MaxDisplayLength, false); err != nil {
+			return nil, err
+		}
+		if _, ok := st.Roles[adminRole]; !ok {
+			return nil, model.Invalid("admin_user_id", model.ReasonMissingField, "a first administrator needs the admin template among the templates")
+		}
+		if _, err := st.UpsertUser(model.User{ID: admin, Name: req.GetAdminDisplayName()}); err != nil {
+			return nil, err
+		}
+		if _, err := st.GrantRole(model.Grant{UserID: admin, RoleID: adminRole, GrantedBy: op.ID, GrantedAt: now.UTC()}, now); err != nil {
+			return nil, err
+		}
+	}
+	created, err := s.store.CreateTenant(ctx, store.Write{Tenant: st.ID, Actor: op.ID, Reason: req.GetReason(), Credential: op.Credential}, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eng.Load(created); err != nil {
+		return nil, fmt.Errorf("load tenant %q: %w", created.ID, err)
+	}
+	info, err := s.store.TenantInfo(ctx, created.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateTenantResponse{Tenant: tenantToProto(info), Revision: created.Revision}, nil
+}
+
+// adminRole is the template (and role) a tenant's first administrator gets.
+const adminRole = "admin"
+
+// GetTenant implements pb.PlatformServiceServer.
+func (s *Platform) GetTenant(ctx context.Context, req *pb.GetTenantRequest) (*pb.GetTenantResponse, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	info, err := s.store.TenantInfo(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetTenantResponse{Tenant: tenantToProto(info)}, nil
+}
+
+// ListTenants implements pb.PlatformServiceServer.
+func (s *Platform) ListTenants(ctx context.Context, req *pb.ListTenantsRequest) (*pb.ListTenantsResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || model.ValidateTenantID("page_token", string(b)) != nil {
+			return nil, model.Invalid("page_token", model.ReasonInvalidValue, "is not a token ListTenants returned")
+		}
+		after = string(b)
+	}
+	p := auth.FromContext(ctx)
+	out := &pb.ListTenantsResponse{}
+	for {
+		page, err := s.store.Tenants(ctx, after, size+1, req.GetIncludeDeleted())
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range page {
+			after = t.ID
+			if !p.InTenant(t.ID) {
+				continue
+			}
+			if len(out.Tenants) == size {
+				out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(out.Tenants[size-1].GetTenantId()))
+				return out, nil
+			}
+			out.Tenants = append(out.Tenants, tenantToProto(t))
+		}
+		if len(page) < size+1 {
+			return out, nil
+		}
+	}
+}
+
+// DeleteTenant implements pb.PlatformServiceServer.
+func (s *Platform) DeleteTenant(ctx context.Context, req *pb.DeleteTenantRequest) (*pb.DeleteTenantResponse, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if req.GetConfirmTenantId() != req.GetTenantId() {
+		return nil, model.Invalid("confirm_tenant_id", model.ReasonConfirmationMismatch, "must repeat tenant_id, to confirm the deletion")
+	}
+	if err := model.ValidateText("reason", req.GetReason(), model.MaxReasonLength, true); err != nil {
+		return nil, err
+	}
+	op := auth.Operator(ctx)
+	rev, err := s.store.DeleteTenant(ctx, store.Write{Tenant: req.GetTenantId(), Actor: op.ID, Reason: req.GetReason(), Credential: op.Credential})
+	if err != nil {
+		return nil, err
+	}
+	s.eng.Unload(req.GetTenantId(), rev)
+	return &pb.DeleteTenantResponse{Revision: rev}, nil
+}
+
+func tenantToProto(t store.TenantInfo) *pb.Tenant {
+	return &pb.Tenant{
+		TenantId: t.ID, Name: t.Name, Revision: t.Revision, RoleCount: int64(t.Roles), UserCount: int64(t.Users),
+		GrantCount: int64(t.Grants), CreateTime: timestamp(t.CreatedAt), DeleteTime: timestamp(t.DeletedAt),
+	}
 }
 
 // CreateKey implements pb.PlatformServiceServer.

@@ -553,6 +553,585 @@ func (x *RevokeKeyResponse) GetKey() *Key {
 	return nil
 }
 
+// Tenant is a tenant's summary.
+type Tenant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Name shown to people.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The tenant's policy revision.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// How many roles it holds.
+	RoleCount int64 `protobuf:"varint,4,opt,name=role_count,json=roleCount,proto3" json:"role_count,omitempty"`
+	// How many users it knows.
+	UserCount int64 `protobuf:"varint,5,opt,name=user_count,json=userCount,proto3" json:"user_count,omitempty"`
+	// How many grants it holds (expired ones included).
+	GrantCount int64 `protobuf:"varint,6,opt,name=grant_count,json=grantCount,proto3" json:"grant_count,omitempty"`
+	// When it was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When it was deleted; unset while it exists.
+	DeleteTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=delete_time,json=deleteTime,proto3" json:"delete_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tenant) Reset() {
+	*x = Tenant{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tenant) ProtoMessage() {}
+
+func (x *Tenant) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
+func (*Tenant) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Tenant) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Tenant) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tenant) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Tenant) GetRoleCount() int64 {
+	if x != nil {
+		return x.RoleCount
+	}
+	return 0
+}
+
+func (x *Tenant) GetUserCount() int64 {
+	if x != nil {
+		return x.UserCount
+	}
+	return 0
+}
+
+func (x *Tenant) GetGrantCount() int64 {
+	if x != nil {
+		return x.GrantCount
+	}
+	return 0
+}
+
+func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Tenant) GetDeleteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeleteTime
+	}
+	return nil
+}
+
+// CreateTenantRequest describes a new tenant.
+type CreateTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id: 1-64 bytes of a-z, 0-9, '_' and '-', starting with a letter or digit.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Name shown to people, at most 256 bytes of text.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The role templates to instantiate as roles of the same ids (see
+	// AdminService.ListRoleTemplates); empty: every template.
+	Templates []string `protobuf:"bytes,3,rep,name=templates,proto3" json:"templates,omitempty"`
+	// The first administrator (user id rules): made a known user holding the admin role, which
+	// needs the admin template among the templates. Empty: none (the platform operator
+	// administers the tenant until it grants the role).
+	AdminUserId string `protobuf:"bytes,4,opt,name=admin_user_id,json=adminUserId,proto3" json:"admin_user_id,omitempty"`
+	// The first administrator's name, at most 256 bytes.
+	AdminDisplayName string `protobuf:"bytes,5,opt,name=admin_display_name,json=adminDisplayName,proto3" json:"admin_display_name,omitempty"`
+	// Why, for the change log: 1-1024 bytes of text.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenantRequest) Reset() {
+	*x = CreateTenantRequest{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenantRequest) ProtoMessage() {}
+
+func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
+func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateTenantRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CreateTenantRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTenantRequest) GetTemplates() []string {
+	if x != nil {
+		return x.Templates
+	}
+	return nil
+}
+
+func (x *CreateTenantRequest) GetAdminUserId() string {
+	if x != nil {
+		return x.AdminUserId
+	}
+	return ""
+}
+
+func (x *CreateTenantRequest) GetAdminDisplayName() string {
+	if x != nil {
+		return x.AdminDisplayName
+	}
+	return ""
+}
+
+func (x *CreateTenantRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CreateTenantResponse returns the new tenant.
+type CreateTenantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant as stored.
+	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenantResponse) Reset() {
+	*x = CreateTenantResponse{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenantResponse) ProtoMessage() {}
+
+func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
+func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CreateTenantResponse) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+func (x *CreateTenantResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// GetTenantRequest names a tenant.
+type GetTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTenantRequest) Reset() {
+	*x = GetTenantRequest{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTenantRequest) ProtoMessage() {}
+
+func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
+func (*GetTenantRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetTenantRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+// GetTenantResponse returns a tenant.
+type GetTenantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Tenant        *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTenantResponse) Reset() {
+	*x = GetTenantResponse{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTenantResponse) ProtoMessage() {}
+
+func (x *GetTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTenantResponse.ProtoReflect.Descriptor instead.
+func (*GetTenantResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetTenantResponse) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+// ListTenantsRequest pages through tenants.
+type ListTenantsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many per page: 1-1000, default 100.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// When true, deleted tenants are listed too.
+	IncludeDeleted bool `protobuf:"varint,3,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListTenantsRequest) Reset() {
+	*x = ListTenantsRequest{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsRequest) ProtoMessage() {}
+
+func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
+func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListTenantsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTenantsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListTenantsRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
+}
+
+// ListTenantsResponse is one page of tenants.
+type ListTenantsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenants ordered by id; a caller limited to some tenants sees only those.
+	Tenants []*Tenant `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantsResponse) Reset() {
+	*x = ListTenantsResponse{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsResponse) ProtoMessage() {}
+
+func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
+func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListTenantsResponse) GetTenants() []*Tenant {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *ListTenantsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteTenantRequest offboards a tenant.
+type DeleteTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id; NOT_FOUND when unknown or already deleted.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The same id again, as confirmation; else INVALID_ARGUMENT (CONFIRMATION_MISMATCH).
+	ConfirmTenantId string `protobuf:"bytes,2,opt,name=confirm_tenant_id,json=confirmTenantId,proto3" json:"confirm_tenant_id,omitempty"`
+	// Why, for the change log: 1-1024 bytes of text.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantRequest) Reset() {
+	*x = DeleteTenantRequest{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantRequest) ProtoMessage() {}
+
+func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteTenantRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteTenantRequest) GetConfirmTenantId() string {
+	if x != nil {
+		return x.ConfirmTenantId
+	}
+	return ""
+}
+
+func (x *DeleteTenantRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DeleteTenantResponse confirms the deletion.
+type DeleteTenantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision of the deletion, the last of the tenant's change log.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTenantResponse) Reset() {
+	*x = DeleteTenantResponse{}
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTenantResponse) ProtoMessage() {}
+
+func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_platform_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_platform_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteTenantResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_crmauthz_v1_platform_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_platform_proto_rawDesc = "" +
@@ -603,8 +1182,54 @@ const file_crmauthz_v1_platform_proto_rawDesc = "" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
 	"\x11RevokeKeyResponse\x12\"\n" +
-	"\x03key\x18\x01 \x01(\v2\x10.crmauthz.v1.KeyR\x03key2\xf2\x01\n" +
-	"\x0fPlatformService\x12J\n" +
+	"\x03key\x18\x01 \x01(\v2\x10.crmauthz.v1.KeyR\x03key\"\xae\x02\n" +
+	"\x06Tenant\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1d\n" +
+	"\n" +
+	"role_count\x18\x04 \x01(\x03R\troleCount\x12\x1d\n" +
+	"\n" +
+	"user_count\x18\x05 \x01(\x03R\tuserCount\x12\x1f\n" +
+	"\vgrant_count\x18\x06 \x01(\x03R\n" +
+	"grantCount\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vdelete_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"deleteTime\"\xce\x01\n" +
+	"\x13CreateTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\ttemplates\x18\x03 \x03(\tR\ttemplates\x12\"\n" +
+	"\radmin_user_id\x18\x04 \x01(\tR\vadminUserId\x12,\n" +
+	"\x12admin_display_name\x18\x05 \x01(\tR\x10adminDisplayName\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"_\n" +
+	"\x14CreateTenantResponse\x12+\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x13.crmauthz.v1.TenantR\x06tenant\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"/\n" +
+	"\x10GetTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"@\n" +
+	"\x11GetTenantResponse\x12+\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x13.crmauthz.v1.TenantR\x06tenant\"y\n" +
+	"\x12ListTenantsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12'\n" +
+	"\x0finclude_deleted\x18\x03 \x01(\bR\x0eincludeDeleted\"l\n" +
+	"\x13ListTenantsResponse\x12-\n" +
+	"\atenants\x18\x01 \x03(\v2\x13.crmauthz.v1.TenantR\atenants\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"v\n" +
+	"\x13DeleteTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12*\n" +
+	"\x11confirm_tenant_id\x18\x02 \x01(\tR\x0fconfirmTenantId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"2\n" +
+	"\x14DeleteTenantResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision2\xba\x04\n" +
+	"\x0fPlatformService\x12S\n" +
+	"\fCreateTenant\x12 .crmauthz.v1.CreateTenantRequest\x1a!.crmauthz.v1.CreateTenantResponse\x12J\n" +
+	"\tGetTenant\x12\x1d.crmauthz.v1.GetTenantRequest\x1a\x1e.crmauthz.v1.GetTenantResponse\x12P\n" +
+	"\vListTenants\x12\x1f.crmauthz.v1.ListTenantsRequest\x1a .crmauthz.v1.ListTenantsResponse\x12S\n" +
+	"\fDeleteTenant\x12 .crmauthz.v1.DeleteTenantRequest\x1a!.crmauthz.v1.DeleteTenantResponse\x12J\n" +
 	"\tCreateKey\x12\x1d.crmauthz.v1.CreateKeyRequest\x1a\x1e.crmauthz.v1.CreateKeyResponse\x12G\n" +
 	"\bListKeys\x12\x1c.crmauthz.v1.ListKeysRequest\x1a\x1d.crmauthz.v1.ListKeysResponse\x12J\n" +
 	"\tRevokeKey\x12\x1d.crmauthz.v1.RevokeKeyRequest\x1a\x1e.crmauthz.v1.RevokeKeyResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
@@ -621,7 +1246,7 @@ func file_crmauthz_v1_platform_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_platform_proto_rawDescData
 }
 
-var file_crmauthz_v1_platform_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_crmauthz_v1_platform_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_crmauthz_v1_platform_proto_goTypes = []any{
 	(*Key)(nil),                   // 0: crmauthz.v1.Key
 	(*CreateKeyRequest)(nil),      // 1: crmauthz.v1.CreateKeyRequest
@@ -630,27 +1255,49 @@ var file_crmauthz_v1_platform_proto_goTypes = []any{
 	(*ListKeysResponse)(nil),      // 4: crmauthz.v1.ListKeysResponse
 	(*RevokeKeyRequest)(nil),      // 5: crmauthz.v1.RevokeKeyRequest
 	(*RevokeKeyResponse)(nil),     // 6: crmauthz.v1.RevokeKeyResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*Tenant)(nil),                // 7: crmauthz.v1.Tenant
+	(*CreateTenantRequest)(nil),   // 8: crmauthz.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),  // 9: crmauthz.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),      // 10: crmauthz.v1.GetTenantRequest
+	(*GetTenantResponse)(nil),     // 11: crmauthz.v1.GetTenantResponse
+	(*ListTenantsRequest)(nil),    // 12: crmauthz.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),   // 13: crmauthz.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),   // 14: crmauthz.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),  // 15: crmauthz.v1.DeleteTenantResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_crmauthz_v1_platform_proto_depIdxs = []int32{
-	7,  // 0: crmauthz.v1.Key.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 1: crmauthz.v1.Key.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 2: crmauthz.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
-	7,  // 3: crmauthz.v1.CreateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 0: crmauthz.v1.Key.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 1: crmauthz.v1.Key.create_time:type_name -> google.protobuf.Timestamp
+	16, // 2: crmauthz.v1.Key.revoke_time:type_name -> google.protobuf.Timestamp
+	16, // 3: crmauthz.v1.CreateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: crmauthz.v1.CreateKeyResponse.key:type_name -> crmauthz.v1.Key
 	0,  // 5: crmauthz.v1.ListKeysResponse.keys:type_name -> crmauthz.v1.Key
 	0,  // 6: crmauthz.v1.RevokeKeyResponse.key:type_name -> crmauthz.v1.Key
-	1,  // 7: crmauthz.v1.PlatformService.CreateKey:input_type -> crmauthz.v1.CreateKeyRequest
-	3,  // 8: crmauthz.v1.PlatformService.ListKeys:input_type -> crmauthz.v1.ListKeysRequest
-	5,  // 9: crmauthz.v1.PlatformService.RevokeKey:input_type -> crmauthz.v1.RevokeKeyRequest
-	2,  // 10: crmauthz.v1.PlatformService.CreateKey:output_type -> crmauthz.v1.CreateKeyResponse
-	4,  // 11: crmauthz.v1.PlatformService.ListKeys:output_type -> crmauthz.v1.ListKeysResponse
-	6,  // 12: crmauthz.v1.PlatformService.RevokeKey:output_type -> crmauthz.v1.RevokeKeyResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 7: crmauthz.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	16, // 8: crmauthz.v1.Tenant.delete_time:type_name -> google.protobuf.Timestamp
+	7,  // 9: crmauthz.v1.CreateTenantResponse.tenant:type_name -> crmauthz.v1.Tenant
+	7,  // 10: crmauthz.v1.GetTenantResponse.tenant:type_name -> crmauthz.v1.Tenant
+	7,  // 11: crmauthz.v1.ListTenantsResponse.tenants:type_name -> crmauthz.v1.Tenant
+	8,  // 12: crmauthz.v1.PlatformService.CreateTenant:input_type -> crmauthz.v1.CreateTenantRequest
+	10, // 13: crmauthz.v1.PlatformService.GetTenant:input_type -> crmauthz.v1.GetTenantRequest
+	12, // 14: crmauthz.v1.PlatformService.ListTenants:input_type -> crmauthz.v1.ListTenantsRequest
+	14, // 15: crmauthz.v1.PlatformService.DeleteTenant:input_type -> crmauthz.v1.DeleteTenantRequest
+	1,  // 16: crmauthz.v1.PlatformService.CreateKey:input_type -> crmauthz.v1.CreateKeyRequest
+	3,  // 17: crmauthz.v1.PlatformService.ListKeys:input_type -> crmauthz.v1.ListKeysRequest
+	5,  // 18: crmauthz.v1.PlatformService.RevokeKey:input_type -> crmauthz.v1.RevokeKeyRequest
+	9,  // 19: crmauthz.v1.PlatformService.CreateTenant:output_type -> crmauthz.v1.CreateTenantResponse
+	11, // 20: crmauthz.v1.PlatformService.GetTenant:output_type -> crmauthz.v1.GetTenantResponse
+	13, // 21: crmauthz.v1.PlatformService.ListTenants:output_type -> crmauthz.v1.ListTenantsResponse
+	15, // 22: crmauthz.v1.PlatformService.DeleteTenant:output_type -> crmauthz.v1.DeleteTenantResponse
+	2,  // 23: crmauthz.v1.PlatformService.CreateKey:output_type -> crmauthz.v1.CreateKeyResponse
+	4,  // 24: crmauthz.v1.PlatformService.ListKeys:output_type -> crmauthz.v1.ListKeysResponse
+	6,  // 25: crmauthz.v1.PlatformService.RevokeKey:output_type -> crmauthz.v1.RevokeKeyResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_platform_proto_init() }
@@ -664,7 +1311,7 @@ func file_crmauthz_v1_platform_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_platform_proto_rawDesc), len(file_crmauthz_v1_platform_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,17 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PlatformService_CreateKey_FullMethodName = "/crmauthz.v1.PlatformService/CreateKey"
-	PlatformService_ListKeys_FullMethodName  = "/crmauthz.v1.PlatformService/ListKeys"
-	PlatformService_RevokeKey_FullMethodName = "/crmauthz.v1.PlatformService/RevokeKey"
+	PlatformService_CreateTenant_FullMethodName = "/crmauthz.v1.PlatformService/CreateTenant"
+	PlatformService_GetTenant_FullMethodName    = "/crmauthz.v1.PlatformService/GetTenant"
+	PlatformService_ListTenants_FullMethodName  = "/crmauthz.v1.PlatformService/ListTenants"
+	PlatformService_DeleteTenant_FullMethodName = "/crmauthz.v1.PlatformService/DeleteTenant"
+	PlatformService_CreateKey_FullMethodName    = "/crmauthz.v1.PlatformService/CreateKey"
+	PlatformService_ListKeys_FullMethodName     = "/crmauthz.v1.PlatformService/ListKeys"
+	PlatformService_RevokeKey_FullMethodName    = "/crmauthz.v1.PlatformService/RevokeKey"
 )
 
 // PlatformServiceClient is the client API for PlatformService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PlatformService is how the platform operator manages the credentials callers authenticate
-// with. It needs a credential with the `platform` scope. A platform credential limited to some
+// PlatformService is how the platform operator manages tenants (one per CRM customer) and the
+// credentials callers authenticate with. It needs a credential with the `platform` scope; a
+// credential limited to some tenants manages only those. A platform credential limited to some
 // tenants manages only credentials within those tenants and cannot create a platform
 // credential for every tenant; one without tenants manages every credential.
 //
@@ -39,6 +44,19 @@ const (
 // scopes: `check` (AuthorizationService), `admin` (AdminService), `audit` (AuditService),
 // `platform` (this service, and every right of the others in its tenants).
 type PlatformServiceClient interface {
+	// CreateTenant onboards a CRM customer: a tenant with roles from the role templates and,
+	// optionally, a first administrator holding the admin role (and with it admin.super).
+	// ALREADY_EXISTS (TENANT_EXISTS) when the id is taken, also by a deleted tenant.
+	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error)
+	// GetTenant returns one tenant with its revision and sizes, deleted or not.
+	GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*GetTenantResponse, error)
+	// ListTenants pages through the tenants, ordered by id.
+	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
+	// DeleteTenant offboards a tenant: its roles, grants, users and organisation are removed
+	// and this replica stops answering for it at once (NOT_FOUND). Its change log, which
+	// records the deletion, and its decision log stay under their retention; the id is not
+	// given out again.
+	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error)
 	// CreateKey creates an API key, or registers a certificate identity, and returns it. The
 	// key's secret is in the response only: it is stored as a SHA-256 hash and cannot be shown
 	// again. The new credential works at once on every replica.
@@ -57,6 +75,46 @@ type platformServiceClient struct {
 
 func NewPlatformServiceClient(cc grpc.ClientConnInterface) PlatformServiceClient {
 	return &platformServiceClient{cc}
+}
+
+func (c *platformServiceClient) CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTenantResponse)
+	err := c.cc.Invoke(ctx, PlatformService_CreateTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *platformServiceClient) GetTenant(ctx context.Context, in *GetTenantRequest, opts ...grpc.CallOption) (*GetTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTenantResponse)
+	err := c.cc.Invoke(ctx, PlatformService_GetTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *platformServiceClient) ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTenantsResponse)
+	err := c.cc.Invoke(ctx, PlatformService_ListTenants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *platformServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTenantResponse)
+	err := c.cc.Invoke(ctx, PlatformService_DeleteTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *platformServiceClient) CreateKey(ctx context.Context, in *CreateKeyRequest, opts ...grpc.CallOption) (*CreateKeyResponse, error) {
@@ -93,8 +151,9 @@ func (c *platformServiceClient) RevokeKey(ctx context.Context, in *RevokeKeyRequ
 // All implementations must embed UnimplementedPlatformServiceServer
 // for forward compatibility.
 //
-// PlatformService is how the platform operator manages the credentials callers authenticate
-// with. It needs a credential with the `platform` scope. A platform credential limited to some
+// PlatformService is how the platform operator manages tenants (one per CRM customer) and the
+// credentials callers authenticate with. It needs a credential with the `platform` scope; a
+// credential limited to some tenants manages only those. A platform credential limited to some
 // tenants manages only credentials within those tenants and cannot create a platform
 // credential for every tenant; one without tenants manages every credential.
 //
@@ -104,6 +163,19 @@ func (c *platformServiceClient) RevokeKey(ctx context.Context, in *RevokeKeyRequ
 // scopes: `check` (AuthorizationService), `admin` (AdminService), `audit` (AuditService),
 // `platform` (this service, and every right of the others in its tenants).
 type PlatformServiceServer interface {
+	// CreateTenant onboards a CRM customer: a tenant with roles from the role templates and,
+	// optionally, a first administrator holding the admin role (and with it admin.super).
+	// ALREADY_EXISTS (TENANT_EXISTS) when the id is taken, also by a deleted tenant.
+	CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error)
+	// GetTenant returns one tenant with its revision and sizes, deleted or not.
+	GetTenant(context.Context, *GetTenantRequest) (*GetTenantResponse, error)
+	// ListTenants pages through the tenants, ordered by id.
+	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
+	// DeleteTenant offboards a tenant: its roles, grants, users and organisation are removed
+	// and this replica stops answering for it at once (NOT_FOUND). Its change log, which
+	// records the deletion, and its decision log stay under their retention; the id is not
+	// given out again.
+	DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error)
 	// CreateKey creates an API key, or registers a certificate identity, and returns it. The
 	// key's secret is in the response only: it is stored as a SHA-256 hash and cannot be shown
 	// again. The new credential works at once on every replica.
@@ -124,6 +196,18 @@ type PlatformServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPlatformServiceServer struct{}
 
+func (UnimplementedPlatformServiceServer) CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTenant not implemented")
+}
+func (UnimplementedPlatformServiceServer) GetTenant(context.Context, *GetTenantRequest) (*GetTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTenant not implemented")
+}
+func (UnimplementedPlatformServiceServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTenants not implemented")
+}
+func (UnimplementedPlatformServiceServer) DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTenant not implemented")
+}
 func (UnimplementedPlatformServiceServer) CreateKey(context.Context, *CreateKeyRequest) (*CreateKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateKey not implemented")
 }
@@ -152,6 +236,78 @@ func RegisterPlatformServiceServer(s grpc.ServiceRegistrar, srv PlatformServiceS
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&PlatformService_ServiceDesc, srv)
+}
+
+func _PlatformService_CreateTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlatformServiceServer).CreateTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlatformService_CreateTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlatformServiceServer).CreateTenant(ctx, req.(*CreateTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PlatformService_GetTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlatformServiceServer).GetTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlatformService_GetTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlatformServiceServer).GetTenant(ctx, req.(*GetTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PlatformService_ListTenants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTenantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlatformServiceServer).ListTenants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlatformService_ListTenants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlatformServiceServer).ListTenants(ctx, req.(*ListTenantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PlatformService_DeleteTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlatformServiceServer).DeleteTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PlatformService_DeleteTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlatformServiceServer).DeleteTenant(ctx, req.(*DeleteTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _PlatformService_CreateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -215,6 +371,22 @@ var PlatformService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "crmauthz.v1.PlatformService",
 	HandlerType: (*PlatformServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateTenant",
+			Handler:    _PlatformService_CreateTenant_Handler,
+		},
+		{
+			MethodName: "GetTenant",
+			Handler:    _PlatformService_GetTenant_Handler,
+		},
+		{
+			MethodName: "ListTenants",
+			Handler:    _PlatformService_ListTenants_Handler,
+		},
+		{
+			MethodName: "DeleteTenant",
+			Handler:    _PlatformService_DeleteTenant_Handler,
+		},
 		{
 			MethodName: "CreateKey",
 			Handler:    _PlatformService_CreateKey_Handler,
