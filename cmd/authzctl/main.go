@@ -68,6 +68,11 @@ Administration (AdminService; writes need --actor and --reason):
   memberships --user u | --department d
                                    where users sit: departments and manager
   rules list                       the tenant's sharing rules
+  export [-f FILE] [--format yaml|json]
+                                   back up the tenant's settings as one document
+  import FILE [--dry-run]          restore a document into the tenant (a diff table per kind)
+  casbin --model FILE --policy FILE
+                                   the tenant's policy for the plain casbin library
   users [list] [--inactive]        the tenant's users, where they sit, whether active
   users get <user>                 one user
   users upsert <user> [--name n] [--department d] [--also d2] [--manager m]
@@ -174,6 +179,9 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"keys":        runKeys,
 	"tenants":     runTenants,
 	"users":       runUsers,
+	"export":      runExport,
+	"import":      runImport,
+	"casbin":      runCasbin,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

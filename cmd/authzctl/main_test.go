@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -475,4 +476,31 @@ func TestTenantsAndUsers(t *testing.T) {
 	in("tenants", "delete", "globex", "--confirm", "globe", "--reason", "ended").expect(t, exitError, nil, []string{"confirm_tenant_id"})
 	in("tenants", "delete", "globex", "--confirm", "globex", "--reason", "ended").expect(t, exitOK, []string{"deleted tenant globex"}, nil)
 	in("--tenant", "globex", "check", "hank", "account", "read").expect(t, exitError, nil, []string{"NOT_FOUND"})
+}
+
+// TestBackupAndRestore exports the demo tenant, restores it into a new
+// tenant and back after a mistake, and writes its casbin policy.
+func TestBackupAndRestore(t *testing.T) {
+	addr := serve(t)
+	dir := t.TempDir()
+	file := dir + "/demo.yaml"
+	authzctl(t, addr, "export", "-f", file).expect(t, exitOK, []string{"exported tenant demo at revision 1 to " + file}, nil)
+	authzctl(t, addr, "import", file, "--dry-run").expect(t, exitOK, []string{"KIND", "roles", "dry run: nothing written"}, nil)
+	authzctl(t, addr, "import", file, "--reason", "restore").expect(t, exitOK, []string{"nothing to change: tenant demo stays at revision 1"}, nil)
+
+	// A mistake, then the restore.
+	authzctl(t, addr, "revoke", "bob", "sales_rep", "--reason", "oops").expect(t, exitOK, nil, nil)
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitDeny, nil, nil)
+	authzctl(t, addr, "import", file, "--dry-run").expect(t, exitOK, []string{"grants         1      0        0"}, nil)
+	authzctl(t, addr, "import", file, "--reason", "undo the revocation").expect(t, exitOK, []string{"imported into tenant demo: revision 3"}, nil)
+	authzctl(t, addr, "check", "bob", "account", "read").expect(t, exitOK, []string{"ALLOW"}, nil)
+
+	json := authzctl(t, addr, "export", "--format", "json")
+	json.expect(t, exitOK, []string{`"version": "crmauthz.dev/tenant/v1"`, `"tenant": "demo"`}, nil)
+	authzctl(t, addr, "casbin", "--model", dir+"/model.conf", "--policy", dir+"/policy.csv").
+		expect(t, exitOK, []string{"wrote " + dir + "/model.conf and " + dir + "/policy.csv"}, nil)
+	csv, err := os.ReadFile(dir + "/policy.csv")
+	if err != nil || !strings.Contains(string(csv), "g, u:bob, r:sales_rep, demo") {
+		t.Errorf("policy.csv: %v\n%s", err, csv)
+	}
 }

@@ -75,6 +75,59 @@ func (UserStatus) EnumDescriptor() ([]byte, []int) {
 	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// DocumentFormat is how a tenant's document is encoded.
+type DocumentFormat int32
+
+const (
+	// Not set: YAML.
+	DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED DocumentFormat = 0
+	// YAML.
+	DocumentFormat_DOCUMENT_FORMAT_YAML DocumentFormat = 1
+	// JSON.
+	DocumentFormat_DOCUMENT_FORMAT_JSON DocumentFormat = 2
+)
+
+// Enum value maps for DocumentFormat.
+var (
+	DocumentFormat_name = map[int32]string{
+		0: "DOCUMENT_FORMAT_UNSPECIFIED",
+		1: "DOCUMENT_FORMAT_YAML",
+		2: "DOCUMENT_FORMAT_JSON",
+	}
+	DocumentFormat_value = map[string]int32{
+		"DOCUMENT_FORMAT_UNSPECIFIED": 0,
+		"DOCUMENT_FORMAT_YAML":        1,
+		"DOCUMENT_FORMAT_JSON":        2,
+	}
+)
+
+func (x DocumentFormat) Enum() *DocumentFormat {
+	p := new(DocumentFormat)
+	*p = x
+	return p
+}
+
+func (x DocumentFormat) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DocumentFormat) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (DocumentFormat) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_admin_proto_enumTypes[1]
+}
+
+func (x DocumentFormat) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DocumentFormat.Descriptor instead.
+func (DocumentFormat) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
 // Role is a named set of permissions inside one tenant.
 type Role struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4573,6 +4626,496 @@ func (x *ListRecordSharesResponse) GetRevision() int64 {
 	return 0
 }
 
+// ExportTenantRequest asks for a tenant's document.
+type ExportTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id (see ListRolesRequest.actor_id).
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// YAML (the default) or JSON.
+	Format        DocumentFormat `protobuf:"varint,3,opt,name=format,proto3,enum=crmauthz.v1.DocumentFormat" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportTenantRequest) Reset() {
+	*x = ExportTenantRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportTenantRequest) ProtoMessage() {}
+
+func (x *ExportTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportTenantRequest.ProtoReflect.Descriptor instead.
+func (*ExportTenantRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ExportTenantRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ExportTenantRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ExportTenantRequest) GetFormat() DocumentFormat {
+	if x != nil {
+		return x.Format
+	}
+	return DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+}
+
+// ExportTenantResponse is one chunk of the document.
+type ExportTenantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the document.
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// The tenant's policy revision the document was read at (every message).
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// SHA-256 of the document's canonical JSON encoding, in hex (every message): the hash
+	// ImportTenant records.
+	DocumentSha256 string `protobuf:"bytes,3,opt,name=document_sha256,json=documentSha256,proto3" json:"document_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ExportTenantResponse) Reset() {
+	*x = ExportTenantResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportTenantResponse) ProtoMessage() {}
+
+func (x *ExportTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportTenantResponse.ProtoReflect.Descriptor instead.
+func (*ExportTenantResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ExportTenantResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *ExportTenantResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ExportTenantResponse) GetDocumentSha256() string {
+	if x != nil {
+		return x.DocumentSha256
+	}
+	return ""
+}
+
+// ImportTenantRequest is one message of an import: the first names the tenant and the
+// options; every message may carry the next chunk of the document.
+type ImportTenantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id to import into (first message); may differ from the document's.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id (first message).
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (first message; 1-1024 bytes; not needed for a dry run).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Only say what would change (first message).
+	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The next bytes of the document. The whole document is at most 256 MiB.
+	Chunk         []byte `protobuf:"bytes,5,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportTenantRequest) Reset() {
+	*x = ImportTenantRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportTenantRequest) ProtoMessage() {}
+
+func (x *ImportTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportTenantRequest.ProtoReflect.Descriptor instead.
+func (*ImportTenantRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ImportTenantRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ImportTenantRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ImportTenantRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ImportTenantRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ImportTenantRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// ImportTenantResponse says what the import changed, or would change.
+type ImportTenantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the import (before it, for a dry run or when
+	// nothing changed).
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Whether the tenant changed (false for a dry run).
+	Changed bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Whether the import created the tenant.
+	Created bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	// SHA-256 of the document's canonical JSON encoding, in hex.
+	DocumentSha256 string `protobuf:"bytes,4,opt,name=document_sha256,json=documentSha256,proto3" json:"document_sha256,omitempty"`
+	// What the document adds, changes and removes, per kind: settings, roles, users, grants,
+	// departments, members, sharing_rules, record_shares.
+	Diff          []*KindDiff `protobuf:"bytes,5,rep,name=diff,proto3" json:"diff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportTenantResponse) Reset() {
+	*x = ImportTenantResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportTenantResponse) ProtoMessage() {}
+
+func (x *ImportTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportTenantResponse.ProtoReflect.Descriptor instead.
+func (*ImportTenantResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ImportTenantResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ImportTenantResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *ImportTenantResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *ImportTenantResponse) GetDocumentSha256() string {
+	if x != nil {
+		return x.DocumentSha256
+	}
+	return ""
+}
+
+func (x *ImportTenantResponse) GetDiff() []*KindDiff {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+// KindDiff is what an import changes of one kind of entry.
+type KindDiff struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// settings, roles, users, grants, departments, members, sharing_rules or record_shares.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Keys of the entries added (e.g. role ids; user/role for grants).
+	Added []string `protobuf:"bytes,2,rep,name=added,proto3" json:"added,omitempty"`
+	// Keys of the entries changed.
+	Changed []string `protobuf:"bytes,3,rep,name=changed,proto3" json:"changed,omitempty"`
+	// Keys of the entries removed.
+	Removed       []string `protobuf:"bytes,4,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KindDiff) Reset() {
+	*x = KindDiff{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KindDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KindDiff) ProtoMessage() {}
+
+func (x *KindDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KindDiff.ProtoReflect.Descriptor instead.
+func (*KindDiff) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *KindDiff) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *KindDiff) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *KindDiff) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *KindDiff) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// ExportCasbinPolicyRequest asks for a tenant's casbin policy.
+type ExportCasbinPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user's id (see ListRolesRequest.actor_id).
+	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCasbinPolicyRequest) Reset() {
+	*x = ExportCasbinPolicyRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCasbinPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCasbinPolicyRequest) ProtoMessage() {}
+
+func (x *ExportCasbinPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCasbinPolicyRequest.ProtoReflect.Descriptor instead.
+func (*ExportCasbinPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ExportCasbinPolicyRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ExportCasbinPolicyRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+// ExportCasbinPolicyResponse is the tenant's casbin model and policy.
+type ExportCasbinPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The casbin model (policies/model.conf).
+	ModelConf string `protobuf:"bytes,1,opt,name=model_conf,json=modelConf,proto3" json:"model_conf,omitempty"`
+	// The policy lines as casbin's CSV adapter reads them: p lines of every role (field
+	// defaults made explicit), g lines of role inheritance and of the grants active now
+	// (users as u:<id>, roles as r:<id>).
+	PolicyCsv string `protobuf:"bytes,2,opt,name=policy_csv,json=policyCsv,proto3" json:"policy_csv,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCasbinPolicyResponse) Reset() {
+	*x = ExportCasbinPolicyResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCasbinPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCasbinPolicyResponse) ProtoMessage() {}
+
+func (x *ExportCasbinPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCasbinPolicyResponse.ProtoReflect.Descriptor instead.
+func (*ExportCasbinPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ExportCasbinPolicyResponse) GetModelConf() string {
+	if x != nil {
+		return x.ModelConf
+	}
+	return ""
+}
+
+func (x *ExportCasbinPolicyResponse) GetPolicyCsv() string {
+	if x != nil {
+		return x.PolicyCsv
+	}
+	return ""
+}
+
+func (x *ExportCasbinPolicyResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_crmauthz_v1_admin_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_admin_proto_rawDesc = "" +
@@ -4893,12 +5436,50 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\bactor_id\x18\x05 \x01(\tR\aactorId\"h\n" +
 	"\x18ListRecordSharesResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.crmauthz.v1.RecordShareR\x06shares\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision*[\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x82\x01\n" +
+	"\x13ExportTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x123\n" +
+	"\x06format\x18\x03 \x01(\x0e2\x1b.crmauthz.v1.DocumentFormatR\x06format\"q\n" +
+	"\x14ExportTenantResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12'\n" +
+	"\x0fdocument_sha256\x18\x03 \x01(\tR\x0edocumentSha256\"\x94\x01\n" +
+	"\x13ImportTenantRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05chunk\x18\x05 \x01(\fR\x05chunk\"\xba\x01\n" +
+	"\x14ImportTenantResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\x12'\n" +
+	"\x0fdocument_sha256\x18\x04 \x01(\tR\x0edocumentSha256\x12)\n" +
+	"\x04diff\x18\x05 \x03(\v2\x15.crmauthz.v1.KindDiffR\x04diff\"h\n" +
+	"\bKindDiff\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05added\x18\x02 \x03(\tR\x05added\x12\x18\n" +
+	"\achanged\x18\x03 \x03(\tR\achanged\x12\x18\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"S\n" +
+	"\x19ExportCasbinPolicyRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\"v\n" +
+	"\x1aExportCasbinPolicyResponse\x12\x1d\n" +
+	"\n" +
+	"model_conf\x18\x01 \x01(\tR\tmodelConf\x12\x1d\n" +
+	"\n" +
+	"policy_csv\x18\x02 \x01(\tR\tpolicyCsv\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision*[\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14USER_STATUS_INACTIVE\x10\x022\xcc\x13\n" +
+	"\x14USER_STATUS_INACTIVE\x10\x02*e\n" +
+	"\x0eDocumentFormat\x12\x1f\n" +
+	"\x1bDOCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DOCUMENT_FORMAT_YAML\x10\x01\x12\x18\n" +
+	"\x14DOCUMENT_FORMAT_JSON\x10\x022\xe1\x15\n" +
 	"\fAdminService\x12M\n" +
 	"\n" +
 	"CreateRole\x12\x1e.crmauthz.v1.CreateRoleRequest\x1a\x1f.crmauthz.v1.CreateRoleResponse\x12D\n" +
@@ -4918,7 +5499,10 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\aGetUser\x12\x1b.crmauthz.v1.GetUserRequest\x1a\x1c.crmauthz.v1.GetUserResponse\x12J\n" +
 	"\tListUsers\x12\x1d.crmauthz.v1.ListUsersRequest\x1a\x1e.crmauthz.v1.ListUsersResponse\x12Y\n" +
 	"\x0eDeactivateUser\x12\".crmauthz.v1.DeactivateUserRequest\x1a#.crmauthz.v1.DeactivateUserResponse\x12Y\n" +
-	"\x0eReactivateUser\x12\".crmauthz.v1.ReactivateUserRequest\x1a#.crmauthz.v1.ReactivateUserResponse\x12_\n" +
+	"\x0eReactivateUser\x12\".crmauthz.v1.ReactivateUserRequest\x1a#.crmauthz.v1.ReactivateUserResponse\x12U\n" +
+	"\fExportTenant\x12 .crmauthz.v1.ExportTenantRequest\x1a!.crmauthz.v1.ExportTenantResponse0\x01\x12U\n" +
+	"\fImportTenant\x12 .crmauthz.v1.ImportTenantRequest\x1a!.crmauthz.v1.ImportTenantResponse(\x01\x12e\n" +
+	"\x12ExportCasbinPolicy\x12&.crmauthz.v1.ExportCasbinPolicyRequest\x1a'.crmauthz.v1.ExportCasbinPolicyResponse\x12_\n" +
 	"\x10CreateDepartment\x12$.crmauthz.v1.CreateDepartmentRequest\x1a%.crmauthz.v1.CreateDepartmentResponse\x12_\n" +
 	"\x10UpdateDepartment\x12$.crmauthz.v1.UpdateDepartmentRequest\x1a%.crmauthz.v1.UpdateDepartmentResponse\x12_\n" +
 	"\x10DeleteDepartment\x12$.crmauthz.v1.DeleteDepartmentRequest\x1a%.crmauthz.v1.DeleteDepartmentResponse\x12\\\n" +
@@ -4946,190 +5530,206 @@ func file_crmauthz_v1_admin_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_admin_proto_rawDescData
 }
 
-var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_crmauthz_v1_admin_proto_goTypes = []any{
 	(UserStatus)(0),                       // 0: crmauthz.v1.UserStatus
-	(*Role)(nil),                          // 1: crmauthz.v1.Role
-	(*RolePermissions)(nil),               // 2: crmauthz.v1.RolePermissions
-	(*FieldRule)(nil),                     // 3: crmauthz.v1.FieldRule
-	(*Grant)(nil),                         // 4: crmauthz.v1.Grant
-	(*User)(nil),                          // 5: crmauthz.v1.User
-	(*UpsertUserRequest)(nil),             // 6: crmauthz.v1.UpsertUserRequest
-	(*UpsertUserResponse)(nil),            // 7: crmauthz.v1.UpsertUserResponse
-	(*GetUserRequest)(nil),                // 8: crmauthz.v1.GetUserRequest
-	(*GetUserResponse)(nil),               // 9: crmauthz.v1.GetUserResponse
-	(*ListUsersRequest)(nil),              // 10: crmauthz.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),             // 11: crmauthz.v1.ListUsersResponse
-	(*DeactivateUserRequest)(nil),         // 12: crmauthz.v1.DeactivateUserRequest
-	(*DeactivateUserResponse)(nil),        // 13: crmauthz.v1.DeactivateUserResponse
-	(*ReactivateUserRequest)(nil),         // 14: crmauthz.v1.ReactivateUserRequest
-	(*ReactivateUserResponse)(nil),        // 15: crmauthz.v1.ReactivateUserResponse
-	(*CreateRoleRequest)(nil),             // 16: crmauthz.v1.CreateRoleRequest
-	(*CreateRoleResponse)(nil),            // 17: crmauthz.v1.CreateRoleResponse
-	(*GetRoleRequest)(nil),                // 18: crmauthz.v1.GetRoleRequest
-	(*GetRoleResponse)(nil),               // 19: crmauthz.v1.GetRoleResponse
-	(*ListRolesRequest)(nil),              // 20: crmauthz.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 21: crmauthz.v1.ListRolesResponse
-	(*UpdateRolePermissionsRequest)(nil),  // 22: crmauthz.v1.UpdateRolePermissionsRequest
-	(*UpdateRolePermissionsResponse)(nil), // 23: crmauthz.v1.UpdateRolePermissionsResponse
-	(*DeleteRoleRequest)(nil),             // 24: crmauthz.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),            // 25: crmauthz.v1.DeleteRoleResponse
-	(*ListRoleTemplatesRequest)(nil),      // 26: crmauthz.v1.ListRoleTemplatesRequest
-	(*ListRoleTemplatesResponse)(nil),     // 27: crmauthz.v1.ListRoleTemplatesResponse
-	(*GrantRoleRequest)(nil),              // 28: crmauthz.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 29: crmauthz.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),             // 30: crmauthz.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),            // 31: crmauthz.v1.RevokeRoleResponse
-	(*ListGrantsRequest)(nil),             // 32: crmauthz.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),            // 33: crmauthz.v1.ListGrantsResponse
-	(*Department)(nil),                    // 34: crmauthz.v1.Department
-	(*CreateDepartmentRequest)(nil),       // 35: crmauthz.v1.CreateDepartmentRequest
-	(*CreateDepartmentResponse)(nil),      // 36: crmauthz.v1.CreateDepartmentResponse
-	(*UpdateDepartmentRequest)(nil),       // 37: crmauthz.v1.UpdateDepartmentRequest
-	(*UpdateDepartmentResponse)(nil),      // 38: crmauthz.v1.UpdateDepartmentResponse
-	(*DeleteDepartmentRequest)(nil),       // 39: crmauthz.v1.DeleteDepartmentRequest
-	(*DeleteDepartmentResponse)(nil),      // 40: crmauthz.v1.DeleteDepartmentResponse
-	(*ListDepartmentsRequest)(nil),        // 41: crmauthz.v1.ListDepartmentsRequest
-	(*ListDepartmentsResponse)(nil),       // 42: crmauthz.v1.ListDepartmentsResponse
-	(*Membership)(nil),                    // 43: crmauthz.v1.Membership
-	(*SetMembershipRequest)(nil),          // 44: crmauthz.v1.SetMembershipRequest
-	(*SetMembershipResponse)(nil),         // 45: crmauthz.v1.SetMembershipResponse
-	(*DeleteMembershipRequest)(nil),       // 46: crmauthz.v1.DeleteMembershipRequest
-	(*DeleteMembershipResponse)(nil),      // 47: crmauthz.v1.DeleteMembershipResponse
-	(*ListMembershipsRequest)(nil),        // 48: crmauthz.v1.ListMembershipsRequest
-	(*ListMembershipsResponse)(nil),       // 49: crmauthz.v1.ListMembershipsResponse
-	(*UpdateTenantSettingsRequest)(nil),   // 50: crmauthz.v1.UpdateTenantSettingsRequest
-	(*UpdateTenantSettingsResponse)(nil),  // 51: crmauthz.v1.UpdateTenantSettingsResponse
-	(*SharingRule)(nil),                   // 52: crmauthz.v1.SharingRule
-	(*CreateSharingRuleRequest)(nil),      // 53: crmauthz.v1.CreateSharingRuleRequest
-	(*CreateSharingRuleResponse)(nil),     // 54: crmauthz.v1.CreateSharingRuleResponse
-	(*DeleteSharingRuleRequest)(nil),      // 55: crmauthz.v1.DeleteSharingRuleRequest
-	(*DeleteSharingRuleResponse)(nil),     // 56: crmauthz.v1.DeleteSharingRuleResponse
-	(*ListSharingRulesRequest)(nil),       // 57: crmauthz.v1.ListSharingRulesRequest
-	(*ListSharingRulesResponse)(nil),      // 58: crmauthz.v1.ListSharingRulesResponse
-	(*RecordShare)(nil),                   // 59: crmauthz.v1.RecordShare
-	(*ShareRecordRequest)(nil),            // 60: crmauthz.v1.ShareRecordRequest
-	(*ShareRecordResponse)(nil),           // 61: crmauthz.v1.ShareRecordResponse
-	(*UnshareRecordRequest)(nil),          // 62: crmauthz.v1.UnshareRecordRequest
-	(*UnshareRecordResponse)(nil),         // 63: crmauthz.v1.UnshareRecordResponse
-	(*ListRecordSharesRequest)(nil),       // 64: crmauthz.v1.ListRecordSharesRequest
-	(*ListRecordSharesResponse)(nil),      // 65: crmauthz.v1.ListRecordSharesResponse
-	(*ModuleVerbs)(nil),                   // 66: crmauthz.v1.ModuleVerbs
-	(FieldState)(0),                       // 67: crmauthz.v1.FieldState
-	(*timestamppb.Timestamp)(nil),         // 68: google.protobuf.Timestamp
-	(*Principal)(nil),                     // 69: crmauthz.v1.Principal
-	(RecordAccess)(0),                     // 70: crmauthz.v1.RecordAccess
+	(DocumentFormat)(0),                   // 1: crmauthz.v1.DocumentFormat
+	(*Role)(nil),                          // 2: crmauthz.v1.Role
+	(*RolePermissions)(nil),               // 3: crmauthz.v1.RolePermissions
+	(*FieldRule)(nil),                     // 4: crmauthz.v1.FieldRule
+	(*Grant)(nil),                         // 5: crmauthz.v1.Grant
+	(*User)(nil),                          // 6: crmauthz.v1.User
+	(*UpsertUserRequest)(nil),             // 7: crmauthz.v1.UpsertUserRequest
+	(*UpsertUserResponse)(nil),            // 8: crmauthz.v1.UpsertUserResponse
+	(*GetUserRequest)(nil),                // 9: crmauthz.v1.GetUserRequest
+	(*GetUserResponse)(nil),               // 10: crmauthz.v1.GetUserResponse
+	(*ListUsersRequest)(nil),              // 11: crmauthz.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),             // 12: crmauthz.v1.ListUsersResponse
+	(*DeactivateUserRequest)(nil),         // 13: crmauthz.v1.DeactivateUserRequest
+	(*DeactivateUserResponse)(nil),        // 14: crmauthz.v1.DeactivateUserResponse
+	(*ReactivateUserRequest)(nil),         // 15: crmauthz.v1.ReactivateUserRequest
+	(*ReactivateUserResponse)(nil),        // 16: crmauthz.v1.ReactivateUserResponse
+	(*CreateRoleRequest)(nil),             // 17: crmauthz.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),            // 18: crmauthz.v1.CreateRoleResponse
+	(*GetRoleRequest)(nil),                // 19: crmauthz.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),               // 20: crmauthz.v1.GetRoleResponse
+	(*ListRolesRequest)(nil),              // 21: crmauthz.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 22: crmauthz.v1.ListRolesResponse
+	(*UpdateRolePermissionsRequest)(nil),  // 23: crmauthz.v1.UpdateRolePermissionsRequest
+	(*UpdateRolePermissionsResponse)(nil), // 24: crmauthz.v1.UpdateRolePermissionsResponse
+	(*DeleteRoleRequest)(nil),             // 25: crmauthz.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),            // 26: crmauthz.v1.DeleteRoleResponse
+	(*ListRoleTemplatesRequest)(nil),      // 27: crmauthz.v1.ListRoleTemplatesRequest
+	(*ListRoleTemplatesResponse)(nil),     // 28: crmauthz.v1.ListRoleTemplatesResponse
+	(*GrantRoleRequest)(nil),              // 29: crmauthz.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 30: crmauthz.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),             // 31: crmauthz.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),            // 32: crmauthz.v1.RevokeRoleResponse
+	(*ListGrantsRequest)(nil),             // 33: crmauthz.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),            // 34: crmauthz.v1.ListGrantsResponse
+	(*Department)(nil),                    // 35: crmauthz.v1.Department
+	(*CreateDepartmentRequest)(nil),       // 36: crmauthz.v1.CreateDepartmentRequest
+	(*CreateDepartmentResponse)(nil),      // 37: crmauthz.v1.CreateDepartmentResponse
+	(*UpdateDepartmentRequest)(nil),       // 38: crmauthz.v1.UpdateDepartmentRequest
+	(*UpdateDepartmentResponse)(nil),      // 39: crmauthz.v1.UpdateDepartmentResponse
+	(*DeleteDepartmentRequest)(nil),       // 40: crmauthz.v1.DeleteDepartmentRequest
+	(*DeleteDepartmentResponse)(nil),      // 41: crmauthz.v1.DeleteDepartmentResponse
+	(*ListDepartmentsRequest)(nil),        // 42: crmauthz.v1.ListDepartmentsRequest
+	(*ListDepartmentsResponse)(nil),       // 43: crmauthz.v1.ListDepartmentsResponse
+	(*Membership)(nil),                    // 44: crmauthz.v1.Membership
+	(*SetMembershipRequest)(nil),          // 45: crmauthz.v1.SetMembershipRequest
+	(*SetMembershipResponse)(nil),         // 46: crmauthz.v1.SetMembershipResponse
+	(*DeleteMembershipRequest)(nil),       // 47: crmauthz.v1.DeleteMembershipRequest
+	(*DeleteMembershipResponse)(nil),      // 48: crmauthz.v1.DeleteMembershipResponse
+	(*ListMembershipsRequest)(nil),        // 49: crmauthz.v1.ListMembershipsRequest
+	(*ListMembershipsResponse)(nil),       // 50: crmauthz.v1.ListMembershipsResponse
+	(*UpdateTenantSettingsRequest)(nil),   // 51: crmauthz.v1.UpdateTenantSettingsRequest
+	(*UpdateTenantSettingsResponse)(nil),  // 52: crmauthz.v1.UpdateTenantSettingsResponse
+	(*SharingRule)(nil),                   // 53: crmauthz.v1.SharingRule
+	(*CreateSharingRuleRequest)(nil),      // 54: crmauthz.v1.CreateSharingRuleRequest
+	(*CreateSharingRuleResponse)(nil),     // 55: crmauthz.v1.CreateSharingRuleResponse
+	(*DeleteSharingRuleRequest)(nil),      // 56: crmauthz.v1.DeleteSharingRuleRequest
+	(*DeleteSharingRuleResponse)(nil),     // 57: crmauthz.v1.DeleteSharingRuleResponse
+	(*ListSharingRulesRequest)(nil),       // 58: crmauthz.v1.ListSharingRulesRequest
+	(*ListSharingRulesResponse)(nil),      // 59: crmauthz.v1.ListSharingRulesResponse
+	(*RecordShare)(nil),                   // 60: crmauthz.v1.RecordShare
+	(*ShareRecordRequest)(nil),            // 61: crmauthz.v1.ShareRecordRequest
+	(*ShareRecordResponse)(nil),           // 62: crmauthz.v1.ShareRecordResponse
+	(*UnshareRecordRequest)(nil),          // 63: crmauthz.v1.UnshareRecordRequest
+	(*UnshareRecordResponse)(nil),         // 64: crmauthz.v1.UnshareRecordResponse
+	(*ListRecordSharesRequest)(nil),       // 65: crmauthz.v1.ListRecordSharesRequest
+	(*ListRecordSharesResponse)(nil),      // 66: crmauthz.v1.ListRecordSharesResponse
+	(*ExportTenantRequest)(nil),           // 67: crmauthz.v1.ExportTenantRequest
+	(*ExportTenantResponse)(nil),          // 68: crmauthz.v1.ExportTenantResponse
+	(*ImportTenantRequest)(nil),           // 69: crmauthz.v1.ImportTenantRequest
+	(*ImportTenantResponse)(nil),          // 70: crmauthz.v1.ImportTenantResponse
+	(*KindDiff)(nil),                      // 71: crmauthz.v1.KindDiff
+	(*ExportCasbinPolicyRequest)(nil),     // 72: crmauthz.v1.ExportCasbinPolicyRequest
+	(*ExportCasbinPolicyResponse)(nil),    // 73: crmauthz.v1.ExportCasbinPolicyResponse
+	(*ModuleVerbs)(nil),                   // 74: crmauthz.v1.ModuleVerbs
+	(FieldState)(0),                       // 75: crmauthz.v1.FieldState
+	(*timestamppb.Timestamp)(nil),         // 76: google.protobuf.Timestamp
+	(*Principal)(nil),                     // 77: crmauthz.v1.Principal
+	(RecordAccess)(0),                     // 78: crmauthz.v1.RecordAccess
 }
 var file_crmauthz_v1_admin_proto_depIdxs = []int32{
-	2,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
-	66, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
-	3,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
-	66, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
-	67, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
-	68, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
-	68, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
+	3,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
+	74, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
+	4,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
+	74, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
+	75, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
+	76, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: crmauthz.v1.Grant.user_status:type_name -> crmauthz.v1.UserStatus
 	0,  // 8: crmauthz.v1.User.status:type_name -> crmauthz.v1.UserStatus
-	5,  // 9: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
-	5,  // 10: crmauthz.v1.UpsertUserResponse.user:type_name -> crmauthz.v1.User
-	5,  // 11: crmauthz.v1.GetUserResponse.user:type_name -> crmauthz.v1.User
+	6,  // 9: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
+	6,  // 10: crmauthz.v1.UpsertUserResponse.user:type_name -> crmauthz.v1.User
+	6,  // 11: crmauthz.v1.GetUserResponse.user:type_name -> crmauthz.v1.User
 	0,  // 12: crmauthz.v1.ListUsersRequest.status:type_name -> crmauthz.v1.UserStatus
-	5,  // 13: crmauthz.v1.ListUsersResponse.users:type_name -> crmauthz.v1.User
-	5,  // 14: crmauthz.v1.DeactivateUserResponse.user:type_name -> crmauthz.v1.User
-	5,  // 15: crmauthz.v1.ReactivateUserResponse.user:type_name -> crmauthz.v1.User
-	2,  // 16: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	1,  // 17: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
-	1,  // 18: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
-	1,  // 19: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
-	2,  // 20: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	1,  // 21: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
-	1,  // 22: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
-	68, // 23: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 24: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
-	4,  // 25: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
-	34, // 26: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	34, // 27: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	34, // 28: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	34, // 29: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	34, // 30: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
-	43, // 31: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
-	43, // 32: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
-	43, // 33: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
-	69, // 34: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
-	69, // 35: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
-	70, // 36: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
-	52, // 37: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
-	52, // 38: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
-	52, // 39: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
-	69, // 40: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
-	70, // 41: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
-	68, // 42: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 43: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
-	59, // 44: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
-	69, // 45: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
-	59, // 46: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
-	16, // 47: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
-	18, // 48: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
-	20, // 49: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
-	22, // 50: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
-	24, // 51: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
-	26, // 52: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
-	28, // 53: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
-	30, // 54: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
-	32, // 55: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
-	6,  // 56: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
-	8,  // 57: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
-	10, // 58: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
-	12, // 59: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
-	14, // 60: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
-	35, // 61: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
-	37, // 62: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
-	39, // 63: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
-	41, // 64: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
-	44, // 65: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
-	46, // 66: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
-	48, // 67: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
-	50, // 68: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
-	53, // 69: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
-	55, // 70: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
-	57, // 71: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
-	60, // 72: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
-	62, // 73: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
-	64, // 74: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
-	17, // 75: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
-	19, // 76: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
-	21, // 77: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
-	23, // 78: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
-	25, // 79: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
-	27, // 80: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
-	29, // 81: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
-	31, // 82: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
-	33, // 83: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
-	7,  // 84: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
-	9,  // 85: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
-	11, // 86: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
-	13, // 87: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
-	15, // 88: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
-	36, // 89: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
-	38, // 90: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
-	40, // 91: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
-	42, // 92: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
-	45, // 93: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
-	47, // 94: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
-	49, // 95: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
-	51, // 96: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
-	54, // 97: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
-	56, // 98: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
-	58, // 99: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
-	61, // 100: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
-	63, // 101: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
-	65, // 102: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
-	75, // [75:103] is the sub-list for method output_type
-	47, // [47:75] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	6,  // 13: crmauthz.v1.ListUsersResponse.users:type_name -> crmauthz.v1.User
+	6,  // 14: crmauthz.v1.DeactivateUserResponse.user:type_name -> crmauthz.v1.User
+	6,  // 15: crmauthz.v1.ReactivateUserResponse.user:type_name -> crmauthz.v1.User
+	3,  // 16: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	2,  // 17: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
+	2,  // 18: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
+	2,  // 19: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
+	3,  // 20: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	2,  // 21: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
+	2,  // 22: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
+	76, // 23: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
+	5,  // 24: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
+	5,  // 25: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
+	35, // 26: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	35, // 27: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	35, // 28: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	35, // 29: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	35, // 30: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
+	44, // 31: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
+	44, // 32: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
+	44, // 33: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
+	77, // 34: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
+	77, // 35: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
+	78, // 36: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
+	53, // 37: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
+	53, // 38: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
+	53, // 39: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
+	77, // 40: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
+	78, // 41: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
+	76, // 42: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
+	60, // 43: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
+	60, // 44: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
+	77, // 45: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
+	60, // 46: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
+	1,  // 47: crmauthz.v1.ExportTenantRequest.format:type_name -> crmauthz.v1.DocumentFormat
+	71, // 48: crmauthz.v1.ImportTenantResponse.diff:type_name -> crmauthz.v1.KindDiff
+	17, // 49: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
+	19, // 50: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
+	21, // 51: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
+	23, // 52: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
+	25, // 53: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
+	27, // 54: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
+	29, // 55: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
+	31, // 56: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
+	33, // 57: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
+	7,  // 58: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
+	9,  // 59: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
+	11, // 60: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
+	13, // 61: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
+	15, // 62: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
+	67, // 63: crmauthz.v1.AdminService.ExportTenant:input_type -> crmauthz.v1.ExportTenantRequest
+	69, // 64: crmauthz.v1.AdminService.ImportTenant:input_type -> crmauthz.v1.ImportTenantRequest
+	72, // 65: crmauthz.v1.AdminService.ExportCasbinPolicy:input_type -> crmauthz.v1.ExportCasbinPolicyRequest
+	36, // 66: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
+	38, // 67: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
+	40, // 68: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
+	42, // 69: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
+	45, // 70: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
+	47, // 71: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
+	49, // 72: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
+	51, // 73: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
+	54, // 74: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
+	56, // 75: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
+	58, // 76: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
+	61, // 77: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
+	63, // 78: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
+	65, // 79: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
+	18, // 80: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
+	20, // 81: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
+	22, // 82: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
+	24, // 83: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
+	26, // 84: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
+	28, // 85: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
+	30, // 86: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
+	32, // 87: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
+	34, // 88: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
+	8,  // 89: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
+	10, // 90: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
+	12, // 91: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
+	14, // 92: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
+	16, // 93: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
+	68, // 94: crmauthz.v1.AdminService.ExportTenant:output_type -> crmauthz.v1.ExportTenantResponse
+	70, // 95: crmauthz.v1.AdminService.ImportTenant:output_type -> crmauthz.v1.ImportTenantResponse
+	73, // 96: crmauthz.v1.AdminService.ExportCasbinPolicy:output_type -> crmauthz.v1.ExportCasbinPolicyResponse
+	37, // 97: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
+	39, // 98: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
+	41, // 99: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
+	43, // 100: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
+	46, // 101: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
+	48, // 102: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
+	50, // 103: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
+	52, // 104: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
+	55, // 105: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
+	57, // 106: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
+	59, // 107: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
+	62, // 108: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
+	64, // 109: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
+	66, // 110: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
+	80, // [80:111] is the sub-list for method output_type
+	49, // [49:80] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_admin_proto_init() }
@@ -5151,8 +5751,8 @@ func file_crmauthz_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_admin_proto_rawDesc), len(file_crmauthz_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   65,
+			NumEnums:      2,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

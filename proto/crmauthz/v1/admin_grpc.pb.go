@@ -33,6 +33,9 @@ const (
 	AdminService_ListUsers_FullMethodName             = "/crmauthz.v1.AdminService/ListUsers"
 	AdminService_DeactivateUser_FullMethodName        = "/crmauthz.v1.AdminService/DeactivateUser"
 	AdminService_ReactivateUser_FullMethodName        = "/crmauthz.v1.AdminService/ReactivateUser"
+	AdminService_ExportTenant_FullMethodName          = "/crmauthz.v1.AdminService/ExportTenant"
+	AdminService_ImportTenant_FullMethodName          = "/crmauthz.v1.AdminService/ImportTenant"
+	AdminService_ExportCasbinPolicy_FullMethodName    = "/crmauthz.v1.AdminService/ExportCasbinPolicy"
 	AdminService_CreateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/CreateDepartment"
 	AdminService_UpdateDepartment_FullMethodName      = "/crmauthz.v1.AdminService/UpdateDepartment"
 	AdminService_DeleteDepartment_FullMethodName      = "/crmauthz.v1.AdminService/DeleteDepartment"
@@ -91,6 +94,9 @@ const (
 //	ListRecordShares                     module verb share on the module, or
 //	                                     admin.sharing.manage
 //	ListRoleTemplates                    nothing (global)
+//	ExportTenant, ImportTenant           function admin.super (a platform credential to
+//	                                     import into a new tenant)
+//	ExportCasbinPolicy                   function admin.roles.manage
 //
 // No escalation (PERMISSION_DENIED, ESCALATION, naming the first permission the actor
 // lacks): an actor without the function admin.super may create, edit, delete, grant or
@@ -137,6 +143,23 @@ type AdminServiceClient interface {
 	DeactivateUser(ctx context.Context, in *DeactivateUserRequest, opts ...grpc.CallOption) (*DeactivateUserResponse, error)
 	// ReactivateUser brings an offboarded user back with the grants they held.
 	ReactivateUser(ctx context.Context, in *ReactivateUserRequest, opts ...grpc.CallOption) (*ReactivateUserResponse, error)
+	// ExportTenant streams the tenant's settings as one versioned document (YAML or JSON):
+	// settings, users, roles, grants with expiry, departments, memberships, sharing rules and
+	// record shares, canonically ordered, so that two exports of the same state are
+	// byte-identical. The document comes in chunks of at most 1 MiB; concatenate them.
+	ExportTenant(ctx context.Context, in *ExportTenantRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportTenantResponse], error)
+	// ImportTenant reads such a document, in chunks, into the same or another tenant: with
+	// dry_run it only says what would change; otherwise it applies the document in one write
+	// (one revision, a change-log entry naming the document's SHA-256) and importing the same
+	// document again changes nothing (no new revision). Importing into a tenant that does not
+	// exist creates it (revision 1) and imports (revision 2); that needs a platform
+	// credential. A document of an unknown version, or that fails validation, is
+	// INVALID_ARGUMENT naming the path inside the document, and changes nothing.
+	ImportTenant(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportTenantRequest, ImportTenantResponse], error)
+	// ExportCasbinPolicy returns the tenant's policy for the plain casbin library:
+	// policies/model.conf and the policy lines (p and g, grants active now) as CSV, which
+	// give the same module, function and field decisions as Check.
+	ExportCasbinPolicy(ctx context.Context, in *ExportCasbinPolicyRequest, opts ...grpc.CallOption) (*ExportCasbinPolicyResponse, error)
 	// CreateDepartment adds a department, at the top or below a parent.
 	CreateDepartment(ctx context.Context, in *CreateDepartmentRequest, opts ...grpc.CallOption) (*CreateDepartmentResponse, error)
 	// UpdateDepartment renames a department or moves it under another parent; a move under
@@ -311,6 +334,48 @@ func (c *adminServiceClient) ReactivateUser(ctx context.Context, in *ReactivateU
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReactivateUserResponse)
 	err := c.cc.Invoke(ctx, AdminService_ReactivateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ExportTenant(ctx context.Context, in *ExportTenantRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportTenantResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ExportTenant_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportTenantRequest, ExportTenantResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportTenantClient = grpc.ServerStreamingClient[ExportTenantResponse]
+
+func (c *adminServiceClient) ImportTenant(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportTenantRequest, ImportTenantResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_ImportTenant_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportTenantRequest, ImportTenantResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportTenantClient = grpc.ClientStreamingClient[ImportTenantRequest, ImportTenantResponse]
+
+func (c *adminServiceClient) ExportCasbinPolicy(ctx context.Context, in *ExportCasbinPolicyRequest, opts ...grpc.CallOption) (*ExportCasbinPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportCasbinPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_ExportCasbinPolicy_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -499,6 +564,9 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 //	ListRecordShares                     module verb share on the module, or
 //	                                     admin.sharing.manage
 //	ListRoleTemplates                    nothing (global)
+//	ExportTenant, ImportTenant           function admin.super (a platform credential to
+//	                                     import into a new tenant)
+//	ExportCasbinPolicy                   function admin.roles.manage
 //
 // No escalation (PERMISSION_DENIED, ESCALATION, naming the first permission the actor
 // lacks): an actor without the function admin.super may create, edit, delete, grant or
@@ -545,6 +613,23 @@ type AdminServiceServer interface {
 	DeactivateUser(context.Context, *DeactivateUserRequest) (*DeactivateUserResponse, error)
 	// ReactivateUser brings an offboarded user back with the grants they held.
 	ReactivateUser(context.Context, *ReactivateUserRequest) (*ReactivateUserResponse, error)
+	// ExportTenant streams the tenant's settings as one versioned document (YAML or JSON):
+	// settings, users, roles, grants with expiry, departments, memberships, sharing rules and
+	// record shares, canonically ordered, so that two exports of the same state are
+	// byte-identical. The document comes in chunks of at most 1 MiB; concatenate them.
+	ExportTenant(*ExportTenantRequest, grpc.ServerStreamingServer[ExportTenantResponse]) error
+	// ImportTenant reads such a document, in chunks, into the same or another tenant: with
+	// dry_run it only says what would change; otherwise it applies the document in one write
+	// (one revision, a change-log entry naming the document's SHA-256) and importing the same
+	// document again changes nothing (no new revision). Importing into a tenant that does not
+	// exist creates it (revision 1) and imports (revision 2); that needs a platform
+	// credential. A document of an unknown version, or that fails validation, is
+	// INVALID_ARGUMENT naming the path inside the document, and changes nothing.
+	ImportTenant(grpc.ClientStreamingServer[ImportTenantRequest, ImportTenantResponse]) error
+	// ExportCasbinPolicy returns the tenant's policy for the plain casbin library:
+	// policies/model.conf and the policy lines (p and g, grants active now) as CSV, which
+	// give the same module, function and field decisions as Check.
+	ExportCasbinPolicy(context.Context, *ExportCasbinPolicyRequest) (*ExportCasbinPolicyResponse, error)
 	// CreateDepartment adds a department, at the top or below a parent.
 	CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error)
 	// UpdateDepartment renames a department or moves it under another parent; a move under
@@ -626,6 +711,15 @@ func (UnimplementedAdminServiceServer) DeactivateUser(context.Context, *Deactiva
 }
 func (UnimplementedAdminServiceServer) ReactivateUser(context.Context, *ReactivateUserRequest) (*ReactivateUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReactivateUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ExportTenant(*ExportTenantRequest, grpc.ServerStreamingServer[ExportTenantResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportTenant not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportTenant(grpc.ClientStreamingServer[ImportTenantRequest, ImportTenantResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportTenant not implemented")
+}
+func (UnimplementedAdminServiceServer) ExportCasbinPolicy(context.Context, *ExportCasbinPolicyRequest) (*ExportCasbinPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportCasbinPolicy not implemented")
 }
 func (UnimplementedAdminServiceServer) CreateDepartment(context.Context, *CreateDepartmentRequest) (*CreateDepartmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateDepartment not implemented")
@@ -938,6 +1032,42 @@ func _AdminService_ReactivateUser_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).ReactivateUser(ctx, req.(*ReactivateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ExportTenant_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportTenantRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).ExportTenant(m, &grpc.GenericServerStream[ExportTenantRequest, ExportTenantResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportTenantServer = grpc.ServerStreamingServer[ExportTenantResponse]
+
+func _AdminService_ImportTenant_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).ImportTenant(&grpc.GenericServerStream[ImportTenantRequest, ImportTenantResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportTenantServer = grpc.ClientStreamingServer[ImportTenantRequest, ImportTenantResponse]
+
+func _AdminService_ExportCasbinPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportCasbinPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ExportCasbinPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ExportCasbinPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ExportCasbinPolicy(ctx, req.(*ExportCasbinPolicyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1258,6 +1388,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_ReactivateUser_Handler,
 		},
 		{
+			MethodName: "ExportCasbinPolicy",
+			Handler:    _AdminService_ExportCasbinPolicy_Handler,
+		},
+		{
 			MethodName: "CreateDepartment",
 			Handler:    _AdminService_CreateDepartment_Handler,
 		},
@@ -1314,6 +1448,17 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_ListRecordShares_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportTenant",
+			Handler:       _AdminService_ExportTenant_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportTenant",
+			Handler:       _AdminService_ImportTenant_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "crmauthz/v1/admin.proto",
 }
