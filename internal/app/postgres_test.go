@@ -19,7 +19,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func pgConfig(t *testing.T) config.Config {
+func pgConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.DatabaseURL = pgtest.NewDatabase(t)
 	cfg.SeedDemo = "true"

@@ -30,7 +30,7 @@ func secureBackends(t *testing.T, f func(t *testing.T, e *secEnv)) {
 	mem.RequireAuth = true
 	for name, cfg := range map[string]func(t *testing.T) config.Config{
 		"memory":   func(*testing.T) config.Config { return mem },
-		"postgres": pgConfig,
+		"postgres": func(t *testing.T) config.Config { return pgConfig(t) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			clk := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/crmauthz/crmauthz/internal/backup"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/datagen"
@@ -182,5 +184,30 @@ func TestCompare(t *testing.T) {
 	}
 	if !got["departments"].Empty() || !got["settings"].Empty() {
 		t.Errorf("unchanged kinds differ: %+v %+v", got["departments"], got["settings"])
+	}
+}
+
+// TestYAMLInBatchesIsOneDocument: the document encoded in batches reads
+// as the encoder would write it whole.
+func TestYAMLInBatchesIsOneDocument(t *testing.T) {
+	_, sts := states(t)
+	for _, st := range sts {
+		d := backup.FromState(st)
+		got, err := d.Encode(backup.YAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var whole bytes.Buffer
+		enc := yaml.NewEncoder(&whole)
+		enc.SetIndent(2)
+		if err := enc.Encode(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, whole.Bytes()) {
+			t.Fatalf("tenant %s: the batched encoding differs from the whole one", st.ID)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -255,18 +256,62 @@ func (d Document) Encode(f Format) ([]byte, error) {
 		}
 		return append(b, '\n'), nil
 	case YAML, "":
-		var buf bytes.Buffer
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		if err := enc.Encode(d); err != nil {
-			return nil, fmt.Errorf("encode document: %w", err)
-		}
-		if err := enc.Close(); err != nil {
-			return nil, fmt.Errorf("encode document: %w", err)
-		}
-		return buf.Bytes(), nil
+		return d.encodeYAML()
 	}
 	return nil, fmt.Errorf("unknown document format %q", f)
+}
+
+// encodeYAML writes the document as one YAML encoder would, but encodes
+// each list in batches and indents them itself: the YAML encoder's time
+// grows with the square of a document's size (a tenant of 50,000 users took
+// 13 s), the batches' with its size.
+func (d Document) encodeYAML() ([]byte, error) {
+	var buf bytes.Buffer
+	head := Document{Version: d.Version, Tenant: d.Tenant, Name: d.Name, Settings: d.Settings}
+	if err := encodeYAMLTo(&buf, head, ""); err != nil {
+		return nil, err
+	}
+	sections := []struct {
+		key   string
+		items any
+		n     int
+	}{
+		{"roles", d.Roles, len(d.Roles)}, {"users", d.Users, len(d.Users)}, {"grants", d.Grants, len(d.Grants)},
+		{"departments", d.Departments, len(d.Departments)}, {"members", d.Members, len(d.Members)},
+		{"sharing_rules", d.SharingRules, len(d.SharingRules)}, {"record_shares", d.RecordShares, len(d.RecordShares)},
+	}
+	const batch = 64
+	for _, sec := range sections {
+		if sec.n == 0 {
+			continue
+		}
+		buf.WriteString(sec.key + ":\n")
+		v := reflect.ValueOf(sec.items)
+		for off := 0; off < sec.n; off += batch {
+			if err := encodeYAMLTo(&buf, v.Slice(off, min(off+batch, sec.n)).Interface(), "  "); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeYAMLTo appends v as YAML to buf, every line indented by indent.
+func encodeYAMLTo(buf *bytes.Buffer, v any, indent string) error {
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode document: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("encode document: %w", err)
+	}
+	for line := range bytes.Lines(out.Bytes()) {
+		buf.WriteString(indent)
+		buf.Write(line)
+	}
+	return nil
 }
 
 // Hash is the SHA-256 of the document's canonical JSON encoding, in hex: the
