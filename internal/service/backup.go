@@ -132,13 +132,19 @@ func (s *Admin) ImportTenant(stream pb.AdminService_ImportTenantServer) error {
 	if first.GetDryRun() || (cur != nil && noChange(diff)) {
 		return stream.SendAndClose(out)
 	}
-	w := store.Write{Tenant: tenant, Actor: actor.ID, Reason: first.GetReason(), Credential: actor.Credential}
 	if cur == nil {
-		empty := model.NewTenantState(tenant, next.Name)
-		if _, err := s.store.CreateTenant(ctx, w, empty); err != nil {
+		// A new tenant: created whole, in one write, by the operator.
+		op := auth.Operator(ctx)
+		w := store.Write{Tenant: tenant, Actor: op.ID, Reason: first.GetReason(), Credential: op.Credential, Source: "document sha256:" + hash}
+		created, err := s.store.CreateTenant(ctx, w, next)
+		if err != nil {
 			return err
 		}
-		out.Created = true
+		if err := s.eng.Load(created); err != nil {
+			return fmt.Errorf("load tenant %q: %w", tenant, err)
+		}
+		out.Revision, out.Changed, out.Created = created.Revision, true, true
+		return stream.SendAndClose(out)
 	}
 	st, err := s.write(ctx, first, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
 		if err := g.Require(auth.FunctionSuper); err != nil {

@@ -86,6 +86,9 @@ type Write struct {
 	// Credential names what the caller authenticated with ("key:<id>",
 	// "cert:<identity>"); empty when authentication is off.
 	Credential string
+	// Source, when set, says what a created tenant was made from (the
+	// document of an import); CreateTenant records it in the change log.
+	Source string
 }
 
 // Credential is what a caller authenticates with: an API key (a secret
@@ -155,6 +158,16 @@ func TenantSummary(st *model.TenantState) map[string]any {
 		"sharing_rules": len(st.SharingRules), "record_shares": len(st.RecordShares),
 		"manager_depth": st.Settings.ManagerDepth,
 	}
+}
+
+// CreatedSummary is what the change log records of a tenant created by w:
+// its summary, and w's source when set.
+func CreatedSummary(w Write, st *model.TenantState) map[string]any {
+	sum := TenantSummary(st)
+	if w.Source != "" {
+		sum["source"] = w.Source
+	}
+	return sum
 }
 
 // NewChangeEntry encodes a change made by w at revision rev and time t.

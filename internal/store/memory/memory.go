@@ -83,7 +83,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 	next := st.Clone()
 	next.Revision = 1
 	w.Tenant = st.ID
-	entry, err := s.entry(w, 1, model.Change{Action: "tenant.create", Target: "tenant/" + st.ID, After: store.TenantSummary(next)})
+	entry, err := s.entry(w, 1, model.Change{Action: "tenant.create", Target: "tenant/" + st.ID, After: store.CreatedSummary(w, next)})
 	if err != nil {
 		return nil, err
 	}

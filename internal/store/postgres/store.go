@@ -119,7 +119,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		return nil, err
 	}
 	w.Tenant = next.ID
-	change := model.Change{Action: "tenant.create", Target: "tenant/" + next.ID, After: store.TenantSummary(next)}
+	change := model.Change{Action: "tenant.create", Target: "tenant/" + next.ID, After: store.CreatedSummary(w, next)}
 	entry, err := store.NewChangeEntry(w, next.Revision, s.clock(), change)
 	if err != nil {
 		return nil, err

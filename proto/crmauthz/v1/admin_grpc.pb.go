@@ -152,8 +152,8 @@ type AdminServiceClient interface {
 	// dry_run it only says what would change; otherwise it applies the document in one write
 	// (one revision, a change-log entry naming the document's SHA-256) and importing the same
 	// document again changes nothing (no new revision). Importing into a tenant that does not
-	// exist creates it (revision 1) and imports (revision 2); that needs a platform
-	// credential. A document of an unknown version, or that fails validation, is
+	// exist creates it with the document's contents (revision 1; the change log names the
+	// document's SHA-256 as its source); that needs a platform credential. A document of an unknown version, or that fails validation, is
 	// INVALID_ARGUMENT naming the path inside the document, and changes nothing.
 	ImportTenant(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportTenantRequest, ImportTenantResponse], error)
 	// ExportCasbinPolicy returns the tenant's policy for the plain casbin library:
@@ -622,8 +622,8 @@ type AdminServiceServer interface {
 	// dry_run it only says what would change; otherwise it applies the document in one write
 	// (one revision, a change-log entry naming the document's SHA-256) and importing the same
 	// document again changes nothing (no new revision). Importing into a tenant that does not
-	// exist creates it (revision 1) and imports (revision 2); that needs a platform
-	// credential. A document of an unknown version, or that fails validation, is
+	// exist creates it with the document's contents (revision 1; the change log names the
+	// document's SHA-256 as its source); that needs a platform credential. A document of an unknown version, or that fails validation, is
 	// INVALID_ARGUMENT naming the path inside the document, and changes nothing.
 	ImportTenant(grpc.ClientStreamingServer[ImportTenantRequest, ImportTenantResponse]) error
 	// ExportCasbinPolicy returns the tenant's policy for the plain casbin library:
