@@ -187,6 +187,29 @@ func (a *Authenticator) loop(base context.Context) {
 	}
 }
 
+// Reload reads every credential again, at once: after a replica
+// reconnects to the database, say.
+func (a *Authenticator) Reload(ctx context.Context) error {
+	if !a.enabled {
+		return nil
+	}
+	return a.reload(ctx)
+}
+
+// Refresh reads one credential again, at once: when another replica
+// revoked it.
+func (a *Authenticator) Refresh(ctx context.Context, id string) error {
+	if !a.enabled {
+		return nil
+	}
+	c, err := a.st.Credential(ctx, id)
+	if err != nil {
+		return err
+	}
+	a.Remember(c)
+	return nil
+}
+
 // reload reads the whole credential table into a new snapshot.
 func (a *Authenticator) reload(ctx context.Context) error {
 	var all []store.Credential

@@ -21,6 +21,7 @@ package engine
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,6 +48,9 @@ type Engine struct {
 	// tenants maps tenant ids to their current index. Writers replace the
 	// whole map (copy on write), so readers need no lock.
 	tenants atomic.Pointer[map[string]*index]
+	// changed is closed, and replaced, whenever the tenant map changes:
+	// WaitRevision's waiters wake on it.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // Option configures an Engine.
@@ -68,6 +72,8 @@ func New(cat *model.Catalog, modelText string, opts ...Option) (*Engine, error) 
 	}
 	empty := map[string]*index{}
 	e.tenants.Store(&empty)
+	ch := make(chan struct{})
+	e.changed.Store(&ch)
 	return e, nil
 }
 
@@ -85,13 +91,11 @@ func (e *Engine) Unload(tenant string, revision int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.gone[tenant] = max(e.gone[tenant], revision)
-	cur := *e.tenants.Load()
-	if _, ok := cur[tenant]; !ok {
-		return
-	}
-	next := maps.Clone(cur)
+	// Stored even when the tenant was not loaded: it wakes the reads
+	// waiting for a revision of it, which are not found now.
+	next := maps.Clone(*e.tenants.Load())
 	delete(next, tenant)
-	e.tenants.Store(&next)
+	e.store(next)
 }
 
 // LoadAll loads many tenants with one swap of the tenant map, as a start-up
@@ -132,8 +136,53 @@ func (e *Engine) publish(built []*index) (block []byte) {
 		next, block = pack(next)
 		e.packed, e.loose = len(block), 0
 	}
-	e.tenants.Store(&next)
+	e.store(next)
 	return block
+}
+
+// store makes next the tenant map and wakes the waiters. e.mu is held.
+func (e *Engine) store(next map[string]*index) {
+	e.tenants.Store(&next)
+	ch := make(chan struct{})
+	close(*e.changed.Swap(&ch))
+}
+
+// Revisions returns the revision loaded of every tenant.
+func (e *Engine) Revisions() map[string]int64 {
+	cur := *e.tenants.Load()
+	out := make(map[string]int64, len(cur))
+	for id, ix := range cur {
+		out[id] = ix.revision
+	}
+	return out
+}
+
+// WaitRevision waits until the tenant is loaded at revision rev or later,
+// and returns the revision loaded; it gives up when ctx ends, returning
+// the revision loaded then (0 when the tenant is not loaded) and ctx's
+// error. A tenant deleted at rev or later is not found.
+func (e *Engine) WaitRevision(ctx context.Context, tenant string, rev int64) (int64, error) {
+	for {
+		ch := *e.changed.Load()
+		cur := int64(0)
+		if ix, ok := (*e.tenants.Load())[tenant]; ok {
+			cur = ix.revision
+		}
+		if cur >= rev {
+			return cur, nil
+		}
+		e.mu.Lock()
+		gone, deleted := e.gone[tenant]
+		e.mu.Unlock()
+		if deleted && gone >= rev {
+			return 0, model.TenantNotFound(tenant)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cur, ctx.Err()
+		}
+	}
 }
 
 // Revision returns the revision of the tenant's loaded state, or a

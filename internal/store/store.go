@@ -43,6 +43,9 @@ type Store interface {
 	// limit of them, with their sizes; deleted ones only with
 	// includeDeleted.
 	Tenants(ctx context.Context, after string, limit int, includeDeleted bool) ([]TenantInfo, error)
+	// Revisions returns the revision of every tenant (deleted ones left
+	// out): what a replica compares its engine with.
+	Revisions(ctx context.Context) (map[string]int64, error)
 	// TenantInfo returns one tenant's summary, deleted or not, or a
 	// *model.NotFoundError matching model.ErrTenantNotFound.
 	TenantInfo(ctx context.Context, id string) (TenantInfo, error)

@@ -342,3 +342,17 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 	s.changes[cur.ID] = append(s.changes[cur.ID], entry)
 	return rev, nil
 }
+
+// Revisions implements store.Store.
+func (s *Store) Revisions(context.Context) (map[string]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	out := make(map[string]int64, len(s.tenants))
+	for id, st := range s.tenants {
+		out[id] = st.Revision
+	}
+	return out, nil
+}

@@ -98,3 +98,24 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 	}
 	return rev, nil
 }
+
+// Revisions implements store.Store.
+func (s *Store) Revisions(ctx context.Context) (map[string]int64, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	rows, _ := s.pool.Query(ctx, "SELECT id, revision FROM tenants WHERE deleted_at IS NULL")
+	out := map[string]int64{}
+	var (
+		id  string
+		rev int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&id, &rev}, func() error {
+		out[id] = rev
+		return nil
+	})
+	if err != nil {
+		return nil, pgerr.Wrap(fmt.Errorf("read tenant revisions: %w", err))
+	}
+	return out, nil
+}

@@ -888,6 +888,10 @@ func testTenantsAndDelete(t *testing.T, s store.Store) {
 	if ids, err := s.TenantIDs(ctx); err != nil || !slices.Equal(ids, []string{"acme", "initech"}) {
 		t.Errorf("tenant ids %v %v", ids, err)
 	}
+	grant(t, s, "acme", "newbie", "viewer")
+	if revs, err := s.Revisions(ctx); err != nil || !reflect.DeepEqual(revs, map[string]int64{"acme": 2, "initech": 1}) {
+		t.Errorf("revisions %v %v", revs, err)
+	}
 	var conflict *model.ConflictError
 	if _, err := s.CreateTenant(ctx, store.Write{Tenant: "globex"}, model.NewTenantState("globex", "")); !errors.As(err, &conflict) || !conflict.Exists {
 		t.Errorf("reuse a deleted tenant's id: %v", err)
