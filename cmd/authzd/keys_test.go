@@ -22,9 +22,13 @@ import (
 
 // replica is one authzd process of a test.
 type replica struct {
-	addr  string
-	authz pb.AuthorizationServiceClient
-	plat  pb.PlatformServiceClient
+	addr   string
+	cmd    *exec.Cmd // nil when the test did not start the process
+	authz  pb.AuthorizationServiceClient
+	admin  pb.AdminServiceClient
+	audit  pb.AuditServiceClient
+	plat   pb.PlatformServiceClient
+	health healthpb.HealthClient
 }
 
 // startReplica starts an authzd process on the database at url and waits
@@ -42,17 +46,21 @@ func startReplica(t *testing.T, url string, key string, args ...string) *replica
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	return startWait(t, addr, key)
+	r := startWait(t, addr, key)
+	r.cmd = cmd
+	return r
 }
 
 // startWait waits until the authzd at addr serves and returns its clients.
 func startWait(t *testing.T, addr, key string) *replica {
 	t.Helper()
 	conn := dialKey(t, addr, key)
+	health := healthpb.NewHealthClient(conn)
 	for range 800 {
-		resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return &replica{addr: addr, authz: pb.NewAuthorizationServiceClient(conn), plat: pb.NewPlatformServiceClient(conn)}
+			return &replica{addr: addr, authz: pb.NewAuthorizationServiceClient(conn), admin: pb.NewAdminServiceClient(conn),
+				audit: pb.NewAuditServiceClient(conn), plat: pb.NewPlatformServiceClient(conn), health: health}
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

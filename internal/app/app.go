@@ -22,6 +22,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/replica"
 	"github.com/crmauthz/crmauthz/internal/server"
 	"github.com/crmauthz/crmauthz/internal/service"
 	"github.com/crmauthz/crmauthz/internal/store"
@@ -43,6 +44,9 @@ type App struct {
 	events *audit.SecurityLog
 	authn  *auth.Authenticator
 	server *server.Server
+	// follower keeps the engine current with the other replicas' writes;
+	// nil for the memory store, which no other process writes.
+	follower *replica.Follower
 }
 
 // Option adjusts an App; tests use them.
@@ -103,10 +107,24 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		}
 		sopts.Creds = credentials.NewTLS(tc)
 	}
+	// A nil Follower means none runs; a typed nil would not.
+	var follower service.Follower
+	if pool != nil {
+		listen := cfg.ListenDatabaseURL
+		if listen == "" {
+			listen = cfg.DatabaseURL
+		}
+		a.follower = replica.New(a.store, a.engine, a.authn, replica.Options{
+			URL: listen, Reconcile: cfg.ReplicaReconcile, StaleAfter: cfg.ReplicaStaleAfter,
+			OnFollowing: func(ok bool) { a.server.SetFollowing(ok) }, Logger: log, Now: a.now,
+		})
+		follower = a.follower
+	}
+	fresh := service.NewFreshness(a.engine, follower, cfg.MaxRevisionWait)
 	a.server = server.New(sopts, server.Services{
-		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions),
+		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh),
 		Admin:         service.NewAdmin(a.engine, a.store, a.bundle, a.now),
-		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, a.now, Authentication(cfg)),
+		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, follower, a.now, Authentication(cfg)),
 		Platform:      service.NewPlatform(a.store, a.engine, a.bundle, a.authn, a.events, a.now),
 	})
 	return a, nil
@@ -231,6 +249,18 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		}
 		return err
 	}
+	if a.follower != nil {
+		// Listening starts before the load, so that no write committed
+		// meanwhile goes unnoticed.
+		if err := a.follower.Listen(ctx); err != nil {
+			_ = lis.Close()
+			if ctx.Err() != nil {
+				return a.stoppedStarting(err)
+			}
+			return err
+		}
+		defer a.follower.Close()
+	}
 	a.warnInsecure(lis.Addr())
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(lis) }()
@@ -249,6 +279,9 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		return err
 	}
 	a.server.SetReady()
+	if a.follower != nil {
+		a.follower.Follow(ctx)
+	}
 	a.log.Info("serving", zap.Int("tenants", n), zap.Duration("load_time", time.Since(start)))
 
 	select {

@@ -28,6 +28,11 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL (a libpq URL or key=value string);
 	// empty serves from memory, seeded from the policy bundle.
 	DatabaseURL string `yaml:"database_url"`
+	// ListenDatabaseURL is where a replica's listening connection goes,
+	// when it differs from DatabaseURL: LISTEN needs a session of its own,
+	// which a transaction-mode pooler (PgBouncer) in front of the pool does
+	// not give. Empty: DatabaseURL.
+	ListenDatabaseURL string `yaml:"listen_database_url"`
 	// PoliciesDir reads the policy bundle (model, catalog, templates, demo
 	// tenant) from a directory instead of the one embedded in the binary.
 	PoliciesDir string `yaml:"policies_dir"`
@@ -56,6 +61,15 @@ type Config struct {
 	// AuthRefresh is how often a replica reads the credentials again: a
 	// credential revoked on another replica is refused within it.
 	AuthRefresh time.Duration `yaml:"auth_refresh"`
+	// ReplicaReconcile is how often a replica compares every tenant's
+	// revision with the database, healing a lost notification.
+	ReplicaReconcile time.Duration `yaml:"replica_reconcile"`
+	// ReplicaStaleAfter is how long a replica may go without following
+	// the database before its health turns NOT_SERVING.
+	ReplicaStaleAfter time.Duration `yaml:"replica_stale_after"`
+	// MaxRevisionWait bounds how long a read with at_least_revision waits
+	// for this replica to catch up (the request's deadline bounds it too).
+	MaxRevisionWait time.Duration `yaml:"max_revision_wait"`
 	// TLSCert and TLSKey are PEM files of the server's certificate and
 	// key: set both to serve TLS. Re-read when they change on disk.
 	TLSCert string `yaml:"tls_cert"`
@@ -116,6 +130,10 @@ func Default() Config {
 		ShutdownTimeout: 15 * time.Second,
 		AuthRefresh:     2 * time.Second,
 
+		ReplicaReconcile:  10 * time.Second,
+		ReplicaStaleAfter: 10 * time.Second,
+		MaxRevisionWait:   2 * time.Second,
+
 		DecisionLog:              "async",
 		DecisionLogQueueSize:     16384,
 		DecisionLogBatchSize:     1000,
@@ -166,6 +184,9 @@ func (c *Config) fields() []field {
 	s, g = str(&c.DatabaseURL)
 	add("database-url", "PostgreSQL URL or key=value string; empty serves from memory", s, g)
 	out[len(out)-1].secret = true
+	s, g = str(&c.ListenDatabaseURL)
+	add("listen-database-url", "PostgreSQL of the replica's listening connection when not --database-url (a pooler in front of it that gives no sessions)", s, g)
+	out[len(out)-1].secret = true
 	s, g = str(&c.PoliciesDir)
 	add("policies-dir", "read the policy bundle from this directory instead of the embedded one", s, g)
 	s, g = str(&c.SeedDemo)
@@ -194,6 +215,21 @@ func (c *Config) fields() []field {
 		c.AuthRefresh = d
 		return err
 	}, func() string { return c.AuthRefresh.String() })
+	add("replica-reconcile", "how often a replica compares every tenant's revision with the database, 100ms-10m", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.ReplicaReconcile = d
+		return err
+	}, func() string { return c.ReplicaReconcile.String() })
+	add("replica-stale-after", "how long a replica may go without following the database before health reports NOT_SERVING, 1s-10m", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.ReplicaStaleAfter = d
+		return err
+	}, func() string { return c.ReplicaStaleAfter.String() })
+	add("max-revision-wait", "longest a read with at_least_revision waits for this replica to catch up, 0-1m", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.MaxRevisionWait = d
+		return err
+	}, func() string { return c.MaxRevisionWait.String() })
 	s, g = str(&c.TLSCert)
 	add("tls-cert", "PEM file of the server certificate; with --tls-key serves TLS", s, g)
 	s, g = str(&c.TLSKey)
@@ -312,6 +348,9 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAuth()...)
+	if c.ListenDatabaseURL != "" && c.DatabaseURL == "" {
+		errs = append(errs, errors.New("listen_database_url needs database_url: a replica listens only when it serves from PostgreSQL"))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -399,6 +438,15 @@ func (c Config) validateAuth() []error {
 	if c.InsecureNoAuth && c.RequireAuth {
 		errs = append(errs, errors.New("insecure_no_auth and require_auth contradict each other"))
 	}
+	if c.ReplicaReconcile < 100*time.Millisecond || c.ReplicaReconcile > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("replica_reconcile must be 100ms-10m, got %s", c.ReplicaReconcile))
+	}
+	if c.ReplicaStaleAfter < time.Second || c.ReplicaStaleAfter > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("replica_stale_after must be 1s-10m, got %s", c.ReplicaStaleAfter))
+	}
+	if c.MaxRevisionWait < 0 || c.MaxRevisionWait > time.Minute {
+		errs = append(errs, fmt.Errorf("max_revision_wait must be 0-1m, got %s", c.MaxRevisionWait))
+	}
 	if c.AuthRefresh < 100*time.Millisecond || c.AuthRefresh > time.Minute {
 		errs = append(errs, fmt.Errorf("auth_refresh must be 100ms-1m, got %s", c.AuthRefresh))
 	}
@@ -462,7 +510,7 @@ func (c Config) Redacted() map[string]string {
 	for _, f := range c.fields() {
 		v := f.get()
 		switch {
-		case f.secret && v != "" && f.flag == "database-url":
+		case f.secret && v != "" && (f.flag == "database-url" || f.flag == "listen-database-url"):
 			v = redactURL(v)
 		case f.secret && v != "":
 			v = "(set, hidden)"

@@ -130,6 +130,24 @@ func (s *Server) SetReady() {
 	s.setHealth(healthpb.HealthCheckResponse_SERVING)
 }
 
+// SetFollowing reports whether the replica follows the other replicas'
+// writes: a replica that does not answers NOT_SERVING for the server as a
+// whole and for the authorization service, whose decisions may be stale,
+// so that load balancers route around it; writes, which go to the
+// database, stay served.
+func (s *Server) SetFollowing(following bool) {
+	if !s.ready.Load() || s.stopping.Err() != nil {
+		return
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if !following {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
 // Serve serves on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

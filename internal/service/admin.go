@@ -78,18 +78,31 @@ func (s *Admin) write(ctx context.Context, req writeRequest, fn mutation) (*mode
 	return st, nil
 }
 
+// readRequest is what every admin read names: the tenant, the acting
+// user, and the revision the caller has seen (at_least_revision).
+type readRequest interface {
+	GetTenantId() string
+	GetActorId() string
+	GetAtLeastRevision() int64
+}
+
 // read loads a tenant for a read and checks that the actor holds fn,
-// unless self says the read concerns only the actor.
-func (s *Admin) read(ctx context.Context, tenant, actorID, fn string, self func(actor string) bool) (*model.TenantState, *auth.Guard, error) {
-	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
+// unless self says the read concerns only the actor. Reads come from the
+// store, which every write reaches before it returns its revision, so any
+// replica answers at_least_revision at once.
+func (s *Admin) read(ctx context.Context, req readRequest, fn string, self func(actor string) bool) (*model.TenantState, *auth.Guard, error) {
+	if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
 		return nil, nil, err
 	}
-	actor, err := auth.ActorOf(ctx, actorID)
+	actor, err := auth.ActorOf(ctx, req.GetActorId())
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := s.store.Tenant(ctx, tenant)
+	st, err := s.store.Tenant(ctx, req.GetTenantId())
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := stored("at_least_revision", st, req.GetAtLeastRevision()); err != nil {
 		return nil, nil, err
 	}
 	g := auth.NewGuard(s.eng.Catalog(), st, actor, s.now())
@@ -156,7 +169,7 @@ func (s *Admin) GetRole(ctx context.Context, req *pb.GetRoleRequest) (*pb.GetRol
 	if err := model.ValidateName("role_id", req.GetRoleId()); err != nil {
 		return nil, err
 	}
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnRoles, nil)
+	st, _, err := s.read(ctx, req, fnRoles, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +190,7 @@ func (s *Admin) ListRoles(ctx context.Context, req *pb.ListRolesRequest) (*pb.Li
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnRoles, nil)
+	st, _, err := s.read(ctx, req, fnRoles, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +340,7 @@ func (s *Admin) ListGrants(ctx context.Context, req *pb.ListGrantsRequest) (*pb.
 		return nil, err
 	}
 	own := func(actor string) bool { return req.GetUserId() != "" && req.GetUserId() == actor }
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnUsers, own)
+	st, _, err := s.read(ctx, req, fnUsers, own)
 	if err != nil {
 		return nil, err
 	}

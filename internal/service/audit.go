@@ -27,7 +27,9 @@ type Audit struct {
 	events *audit.SecurityLog
 	store  store.Store
 	eng    *engine.Engine
-	now    func() time.Time
+	// follower reports the replica's following (nil: none runs).
+	follower Follower
+	now      func() time.Time
 	// authentication says how callers authenticate, for GetLogStatus.
 	authentication string
 }
@@ -37,10 +39,11 @@ var (
 	_ DecisionLog           = (*audit.Log)(nil)
 )
 
-// NewAudit returns the handlers of AuditService. now is the clock of the
-// access review's window; authentication says how callers authenticate.
-func NewAudit(log *audit.Log, events *audit.SecurityLog, st store.Store, eng *engine.Engine, now func() time.Time, authentication string) *Audit {
-	return &Audit{log: log, events: events, store: st, eng: eng, now: now, authentication: authentication}
+// NewAudit returns the handlers of AuditService. follower reports the
+// replica's following (nil when none runs); now is the clock of the access
+// review's window; authentication says how callers authenticate.
+func NewAudit(log *audit.Log, events *audit.SecurityLog, st store.Store, eng *engine.Engine, follower Follower, now func() time.Time, authentication string) *Audit {
+	return &Audit{log: log, events: events, store: st, eng: eng, follower: follower, now: now, authentication: authentication}
 }
 
 // maxEventKindLength bounds the kind filter of ListSecurityEvents.
@@ -390,6 +393,9 @@ func (s *Audit) ListUnusedGrants(ctx context.Context, req *pb.ListUnusedGrantsRe
 	if err != nil {
 		return nil, err
 	}
+	if err := stored("at_least_revision", st, req.GetAtLeastRevision()); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	r, err := s.log.UnusedGrants(ctx, st, now.Add(-time.Duration(days)*24*time.Hour), now)
 	if err != nil {
@@ -504,7 +510,25 @@ func (s *Audit) GetLogStatus(ctx context.Context, _ *pb.GetLogStatusRequest) (*p
 		DroppedDenied: st.DroppedDenied, WriteErrors: st.WriteErrors, OverflowPolicy: string(st.Overflow),
 		RetentionDays: int32(st.RetentionDays), MaskedAttributes: st.Masked, MemoryCapacity: int64(st.MemoryCapacity),
 		MemoryEvicted: st.MemoryEvicted, Waited: st.Waited, Authentication: s.authentication,
+		Replica: s.replicaStatus(),
 	}, nil
+}
+
+// replicaStatus reports the replica's following, nil when none runs.
+func (s *Audit) replicaStatus() *pb.ReplicaStatus {
+	if s.follower == nil {
+		return nil
+	}
+	st := s.follower.Status()
+	var lag time.Duration
+	if !st.Following || st.TenantsBehind > 0 {
+		lag = max(s.now().Sub(st.LastSync), 0)
+	}
+	return &pb.ReplicaStatus{
+		Following: st.Following, ConnectedTime: timestamp(st.ConnectedSince), DisconnectedTime: timestamp(st.DisconnectedSince),
+		Reconnects: st.Reconnects, LastSyncTime: timestamp(st.LastSync), TenantsBehind: int32(st.TenantsBehind),
+		Applied: st.Applied, Lag: durationpb.New(lag),
+	}
 }
 
 func decisionsToProto(ds []audit.Decision) []*pb.Decision {

@@ -22,6 +22,7 @@ type Authorization struct {
 	eng      *engine.Engine
 	maxBatch int
 	log      DecisionLog
+	fresh    *Freshness
 }
 
 var _ pb.AuthorizationServiceServer = (*Authorization)(nil)
@@ -38,9 +39,9 @@ type DecisionLog interface {
 
 // NewAuthorization returns the handlers of AuthorizationService. maxBatch
 // bounds the items of one BatchCheck; log records every decision (nil: the
-// decision log is off).
-func NewAuthorization(eng *engine.Engine, maxBatch int, log DecisionLog) *Authorization {
-	return &Authorization{eng: eng, maxBatch: maxBatch, log: log}
+// decision log is off); fresh waits for the revisions reads ask for.
+func NewAuthorization(eng *engine.Engine, maxBatch int, log DecisionLog, fresh *Freshness) *Authorization {
+	return &Authorization{eng: eng, maxBatch: maxBatch, log: log, fresh: fresh}
 }
 
 // record writes one decision to the decision log.
@@ -78,6 +79,11 @@ func (s *Authorization) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Ch
 	if err != nil {
 		return nil, err
 	}
+	if rev := req.GetAtLeastRevision(); rev != 0 {
+		if err := s.fresh.atLeast(ctx, "at_least_revision", req.GetTenantId(), rev); err != nil {
+			return nil, err
+		}
+	}
 	d, err := s.eng.Check(req.GetTenantId(), req.GetSubjectId(), p, req.GetExplain())
 	if err != nil {
 		return nil, err
@@ -111,6 +117,13 @@ func (s *Authorization) BatchCheck(ctx context.Context, req *pb.BatchCheckReques
 			return nil, err
 		}
 		perms[i] = p
+	}
+	for i, it := range items {
+		if rev := it.GetAtLeastRevision(); rev != 0 {
+			if err := s.fresh.atLeast(ctx, fmt.Sprintf("items[%d].at_least_revision", i), it.GetTenantId(), rev); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Every item is decided before any is recorded: a batch that fails (an
 	// unknown tenant) answers nothing, so it logs no decision either.
@@ -159,6 +172,9 @@ func (s *Authorization) GetFieldAccess(ctx context.Context, req *pb.GetFieldAcce
 			return nil, err
 		}
 	}
+	if err := s.fresh.atLeast(ctx, "at_least_revision", req.GetTenantId(), req.GetAtLeastRevision()); err != nil {
+		return nil, err
+	}
 	states, rev, err := s.eng.FieldAccess(req.GetTenantId(), req.GetSubjectId(), req.GetModule(), rec)
 	if err != nil {
 		return nil, err
@@ -195,6 +211,9 @@ func (s *Authorization) PlanRecordFilter(ctx context.Context, req *pb.PlanRecord
 	if err != nil {
 		return nil, err
 	}
+	if err := s.fresh.atLeast(ctx, "at_least_revision", req.GetTenantId(), req.GetAtLeastRevision()); err != nil {
+		return nil, err
+	}
 	f, err := s.eng.PlanFilter(req.GetTenantId(), req.GetSubjectId(), req.GetModule(), req.GetVerb())
 	if err != nil {
 		return nil, err
@@ -209,8 +228,11 @@ func (s *Authorization) PlanRecordFilter(ctx context.Context, req *pb.PlanRecord
 }
 
 // ListEffectivePermissions implements pb.AuthorizationServiceServer.
-func (s *Authorization) ListEffectivePermissions(_ context.Context, req *pb.ListEffectivePermissionsRequest) (*pb.ListEffectivePermissionsResponse, error) {
+func (s *Authorization) ListEffectivePermissions(ctx context.Context, req *pb.ListEffectivePermissionsRequest) (*pb.ListEffectivePermissionsResponse, error) {
 	if err := subject("tenant_id", req.GetTenantId(), "subject_id", req.GetSubjectId()); err != nil {
+		return nil, err
+	}
+	if err := s.fresh.atLeast(ctx, "at_least_revision", req.GetTenantId(), req.GetAtLeastRevision()); err != nil {
 		return nil, err
 	}
 	eff, err := s.eng.EffectivePermissions(req.GetTenantId(), req.GetSubjectId())

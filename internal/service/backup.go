@@ -34,7 +34,7 @@ func (s *Admin) ExportTenant(req *pb.ExportTenantRequest, stream pb.AdminService
 	default:
 		return model.Invalid("format", model.ReasonInvalidValue, fmt.Sprintf("unknown document format %d", req.GetFormat()))
 	}
-	st, _, err := s.read(stream.Context(), req.GetTenantId(), req.GetActorId(), auth.FunctionSuper, nil)
+	st, _, err := s.read(stream.Context(), req, auth.FunctionSuper, nil)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func diffToProto(diff []backup.KindDiff) []*pb.KindDiff {
 
 // ExportCasbinPolicy implements pb.AdminServiceServer.
 func (s *Admin) ExportCasbinPolicy(ctx context.Context, req *pb.ExportCasbinPolicyRequest) (*pb.ExportCasbinPolicyResponse, error) {
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnRoles, nil)
+	st, _, err := s.read(ctx, req, fnRoles, nil)
 	if err != nil {
 		return nil, err
 	}

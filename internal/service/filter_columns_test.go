@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -53,7 +54,7 @@ func TestFilterKeywordColumns(t *testing.T) {
 	if err := eng.Load(st); err != nil {
 		t.Fatal(err)
 	}
-	authz := NewAuthorization(eng, 100, nil)
+	authz := NewAuthorization(eng, 100, nil, NewFreshness(eng, nil, time.Second))
 	records := []model.Record{
 		{ID: "l1", Owner: login, Department: "sales"},
 		{ID: "l2", Owner: "someone", Department: "sales"},

@@ -82,7 +82,7 @@ func (s *Admin) DeleteDepartment(ctx context.Context, req *pb.DeleteDepartmentRe
 
 // ListDepartments implements pb.AdminServiceServer.
 func (s *Admin) ListDepartments(ctx context.Context, req *pb.ListDepartmentsRequest) (*pb.ListDepartmentsResponse, error) {
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSettings, nil)
+	st, _, err := s.read(ctx, req, fnSettings, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (s *Admin) ListMemberships(ctx context.Context, req *pb.ListMembershipsRequ
 		return nil, model.Invalid("filter", model.ReasonMissingField, "set user_id or department_id")
 	}
 	own := func(actor string) bool { return req.GetUserId() != "" && req.GetUserId() == actor }
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSettings, own)
+	st, _, err := s.read(ctx, req, fnSettings, own)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func (s *Admin) DeleteSharingRule(ctx context.Context, req *pb.DeleteSharingRule
 
 // ListSharingRules implements pb.AdminServiceServer.
 func (s *Admin) ListSharingRules(ctx context.Context, req *pb.ListSharingRulesRequest) (*pb.ListSharingRulesResponse, error) {
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnSharing, nil)
+	st, _, err := s.read(ctx, req, fnSharing, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func (s *Admin) ListRecordShares(ctx context.Context, req *pb.ListRecordSharesRe
 	}
 	// Whoever may share the module's records, or manages sharing, may see
 	// a record's shares.
-	st, g, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), "", func(string) bool { return true })
+	st, g, err := s.read(ctx, req, "", func(string) bool { return true })
 	if err != nil {
 		return nil, err
 	}

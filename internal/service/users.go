@@ -92,7 +92,7 @@ func (s *Admin) GetUser(ctx context.Context, req *pb.GetUserRequest) (*pb.GetUse
 		return nil, err
 	}
 	self := func(actor string) bool { return actor == req.GetUserId() }
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnUsers, self)
+	st, _, err := s.read(ctx, req, fnUsers, self)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (s *Admin) ListUsers(ctx context.Context, req *pb.ListUsersRequest) (*pb.Li
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := s.read(ctx, req.GetTenantId(), req.GetActorId(), fnUsers, nil)
+	st, _, err := s.read(ctx, req, fnUsers, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -705,9 +705,13 @@ type GetUserRequest struct {
 	// The acting user's id (see ListRolesRequest.actor_id).
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// User id; NOT_FOUND (USER_NOT_FOUND) when the tenant does not know the user.
-	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,4,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetUserRequest) Reset() {
@@ -759,6 +763,13 @@ func (x *GetUserRequest) GetUserId() string {
 		return x.UserId
 	}
 	return ""
+}
+
+func (x *GetUserRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // GetUserResponse returns a user.
@@ -828,9 +839,13 @@ type ListUsersRequest struct {
 	// At most this many users per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; empty for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,6,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListUsersRequest) Reset() {
@@ -896,6 +911,13 @@ func (x *ListUsersRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListUsersRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListUsersResponse is one page of users.
@@ -1406,9 +1428,13 @@ type GetRoleRequest struct {
 	RoleId string `protobuf:"bytes,2,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,3,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,4,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetRoleRequest) Reset() {
@@ -1460,6 +1486,13 @@ func (x *GetRoleRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *GetRoleRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // GetRoleResponse returns a role.
@@ -1528,9 +1561,13 @@ type ListRolesRequest struct {
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,5,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListRolesRequest) Reset() {
@@ -1589,6 +1626,13 @@ func (x *ListRolesRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ListRolesRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListRolesResponse is one page of roles.
@@ -2299,9 +2343,13 @@ type ListGrantsRequest struct {
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,7,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,7,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,8,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListGrantsRequest) Reset() {
@@ -2392,6 +2440,13 @@ func (x *ListGrantsRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ListGrantsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 type isListGrantsRequest_Filter interface {
@@ -2924,9 +2979,13 @@ type ListDepartmentsRequest struct {
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListDepartmentsRequest) Reset() {
@@ -2971,6 +3030,13 @@ func (x *ListDepartmentsRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ListDepartmentsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListDepartmentsResponse is the department tree.
@@ -3365,9 +3431,13 @@ type ListMembershipsRequest struct {
 	Filter isListMembershipsRequest_Filter `protobuf_oneof:"filter"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,4,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,5,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListMembershipsRequest) Reset() {
@@ -3437,6 +3507,13 @@ func (x *ListMembershipsRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ListMembershipsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 type isListMembershipsRequest_Filter interface {
@@ -3978,9 +4055,13 @@ type ListSharingRulesRequest struct {
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListSharingRulesRequest) Reset() {
@@ -4025,6 +4106,13 @@ func (x *ListSharingRulesRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ListSharingRulesRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListSharingRulesResponse lists the rules.
@@ -4501,9 +4589,13 @@ type ListRecordSharesRequest struct {
 	IncludeExpired bool `protobuf:"varint,4,opt,name=include_expired,json=includeExpired,proto3" json:"include_expired,omitempty"`
 	// The acting user (user id rules): required with a service credential or without
 	// authentication; a credential bound to a user acts as that user and may leave it empty.
-	ActorId       string `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,6,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListRecordSharesRequest) Reset() {
@@ -4571,6 +4663,13 @@ func (x *ListRecordSharesRequest) GetActorId() string {
 	return ""
 }
 
+func (x *ListRecordSharesRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
 // ListRecordSharesResponse lists one record's shares.
 type ListRecordSharesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4634,9 +4733,13 @@ type ExportTenantRequest struct {
 	// The acting user's id (see ListRolesRequest.actor_id).
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// YAML (the default) or JSON.
-	Format        DocumentFormat `protobuf:"varint,3,opt,name=format,proto3,enum=crmauthz.v1.DocumentFormat" json:"format,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Format DocumentFormat `protobuf:"varint,3,opt,name=format,proto3,enum=crmauthz.v1.DocumentFormat" json:"format,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,4,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExportTenantRequest) Reset() {
@@ -4688,6 +4791,13 @@ func (x *ExportTenantRequest) GetFormat() DocumentFormat {
 		return x.Format
 	}
 	return DocumentFormat_DOCUMENT_FORMAT_UNSPECIFIED
+}
+
+func (x *ExportTenantRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ExportTenantResponse is one chunk of the document.
@@ -5001,9 +5111,13 @@ type ExportCasbinPolicyRequest struct {
 	// Tenant id.
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The acting user's id (see ListRolesRequest.actor_id).
-	ActorId       string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExportCasbinPolicyRequest) Reset() {
@@ -5048,6 +5162,13 @@ func (x *ExportCasbinPolicyRequest) GetActorId() string {
 		return x.ActorId
 	}
 	return ""
+}
+
+func (x *ExportCasbinPolicyRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ExportCasbinPolicyResponse is the tenant's casbin model and policy.
@@ -5166,21 +5287,23 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x04user\x18\x04 \x01(\v2\x11.crmauthz.v1.UserR\x04user\"W\n" +
 	"\x12UpsertUserResponse\x12%\n" +
 	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x8d\x01\n" +
 	"\x0eGetUserRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\"T\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12*\n" +
+	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"T\n" +
 	"\x0fGetUserResponse\x12%\n" +
 	"\x04user\x18\x01 \x01(\v2\x11.crmauthz.v1.UserR\x04user\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb7\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xe3\x01\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12/\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x17.crmauthz.v1.UserStatusR\x06status\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12*\n" +
+	"\x11at_least_revision\x18\x06 \x01(\x03R\x0fatLeastRevision\"\x80\x01\n" +
 	"\x11ListUsersResponse\x12'\n" +
 	"\x05users\x18\x01 \x03(\v2\x11.crmauthz.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
@@ -5214,20 +5337,22 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\binherits\x18\t \x03(\tR\binherits\"W\n" +
 	"\x12CreateRoleResponse\x12%\n" +
 	"\x04role\x18\x01 \x01(\v2\x11.crmauthz.v1.RoleR\x04role\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x8d\x01\n" +
 	"\x0eGetRoleRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\arole_id\x18\x02 \x01(\tR\x06roleId\x12\x19\n" +
-	"\bactor_id\x18\x03 \x01(\tR\aactorId\"T\n" +
+	"\bactor_id\x18\x03 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"T\n" +
 	"\x0fGetRoleResponse\x12%\n" +
 	"\x04role\x18\x01 \x01(\v2\x11.crmauthz.v1.RoleR\x04role\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x86\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb2\x01\n" +
 	"\x10ListRolesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x19\n" +
-	"\bactor_id\x18\x04 \x01(\tR\aactorId\"\x80\x01\n" +
+	"\bactor_id\x18\x04 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x05 \x01(\x03R\x0fatLeastRevision\"\x80\x01\n" +
 	"\x11ListRolesResponse\x12'\n" +
 	"\x05roles\x18\x01 \x03(\v2\x11.crmauthz.v1.RoleR\x05roles\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
@@ -5270,7 +5395,7 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x17\n" +
 	"\arole_id\x18\x05 \x01(\tR\x06roleId\"0\n" +
 	"\x12RevokeRoleResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\xf0\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x9c\x02\n" +
 	"\x11ListGrantsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12\x19\n" +
@@ -5279,7 +5404,8 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x19\n" +
-	"\bactor_id\x18\a \x01(\tR\aactorIdB\b\n" +
+	"\bactor_id\x18\a \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\b \x01(\x03R\x0fatLeastRevisionB\b\n" +
 	"\x06filter\"\x84\x01\n" +
 	"\x12ListGrantsResponse\x12*\n" +
 	"\x06grants\x18\x01 \x03(\v2\x12.crmauthz.v1.GrantR\x06grants\x12&\n" +
@@ -5320,10 +5446,11 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12#\n" +
 	"\rdepartment_id\x18\x04 \x01(\tR\fdepartmentId\"6\n" +
 	"\x18DeleteDepartmentResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"P\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"|\n" +
 	"\x16ListDepartmentsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
-	"\bactor_id\x18\x02 \x01(\tR\aactorId\"p\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"p\n" +
 	"\x17ListDepartmentsResponse\x129\n" +
 	"\vdepartments\x18\x01 \x03(\v2\x17.crmauthz.v1.DepartmentR\vdepartments\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\xaa\x01\n" +
@@ -5352,12 +5479,13 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\"6\n" +
 	"\x18DeleteMembershipResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x9c\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xc8\x01\n" +
 	"\x16ListMembershipsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\auser_id\x18\x02 \x01(\tH\x00R\x06userId\x12%\n" +
 	"\rdepartment_id\x18\x03 \x01(\tH\x00R\fdepartmentId\x12\x19\n" +
-	"\bactor_id\x18\x04 \x01(\tR\aactorIdB\b\n" +
+	"\bactor_id\x18\x04 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x05 \x01(\x03R\x0fatLeastRevisionB\b\n" +
 	"\x06filter\"p\n" +
 	"\x17ListMembershipsResponse\x129\n" +
 	"\vmemberships\x18\x01 \x03(\v2\x17.crmauthz.v1.MembershipR\vmemberships\x12\x1a\n" +
@@ -5391,10 +5519,11 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
 	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"7\n" +
 	"\x19DeleteSharingRuleResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"Q\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"}\n" +
 	"\x17ListSharingRulesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
-	"\bactor_id\x18\x02 \x01(\tR\aactorId\"f\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"f\n" +
 	"\x18ListSharingRulesResponse\x12.\n" +
 	"\x05rules\x18\x01 \x03(\v2\x18.crmauthz.v1.SharingRuleR\x05rules\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9b\x02\n" +
@@ -5427,20 +5556,22 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x0frecord_owner_id\x18\a \x01(\tR\rrecordOwnerId\x120\n" +
 	"\x14record_department_id\x18\b \x01(\tR\x12recordDepartmentId\"3\n" +
 	"\x15UnshareRecordResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\xaf\x01\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xdb\x01\n" +
 	"\x17ListRecordSharesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1b\n" +
 	"\trecord_id\x18\x03 \x01(\tR\brecordId\x12'\n" +
 	"\x0finclude_expired\x18\x04 \x01(\bR\x0eincludeExpired\x12\x19\n" +
-	"\bactor_id\x18\x05 \x01(\tR\aactorId\"h\n" +
+	"\bactor_id\x18\x05 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x06 \x01(\x03R\x0fatLeastRevision\"h\n" +
 	"\x18ListRecordSharesResponse\x120\n" +
 	"\x06shares\x18\x01 \x03(\v2\x18.crmauthz.v1.RecordShareR\x06shares\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x82\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xae\x01\n" +
 	"\x13ExportTenantRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x123\n" +
-	"\x06format\x18\x03 \x01(\x0e2\x1b.crmauthz.v1.DocumentFormatR\x06format\"q\n" +
+	"\x06format\x18\x03 \x01(\x0e2\x1b.crmauthz.v1.DocumentFormatR\x06format\x12*\n" +
+	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"q\n" +
 	"\x14ExportTenantResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12'\n" +
@@ -5461,10 +5592,11 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05added\x18\x02 \x03(\tR\x05added\x12\x18\n" +
 	"\achanged\x18\x03 \x03(\tR\achanged\x12\x18\n" +
-	"\aremoved\x18\x04 \x03(\tR\aremoved\"S\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"\x7f\n" +
 	"\x19ExportCasbinPolicyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
-	"\bactor_id\x18\x02 \x01(\tR\aactorId\"v\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"v\n" +
 	"\x1aExportCasbinPolicyResponse\x12\x1d\n" +
 	"\n" +
 	"model_conf\x18\x01 \x01(\tR\tmodelConf\x12\x1d\n" +

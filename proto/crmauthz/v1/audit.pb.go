@@ -1305,9 +1305,13 @@ type ListUnusedGrantsRequest struct {
 	// At most this many grants per page: 1-1000, default 100.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous call with the same tenant and window.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Read-your-writes: when set, the answer is read at this tenant revision or a later one;
+	// a tenant not yet at it is UNAVAILABLE (REPLICA_BEHIND). Admin reads come from the
+	// database, which every write reaches first.
+	AtLeastRevision int64 `protobuf:"varint,5,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListUnusedGrantsRequest) Reset() {
@@ -1366,6 +1370,13 @@ func (x *ListUnusedGrantsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListUnusedGrantsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListUnusedGrantsResponse is one page of unused grants, ordered by user then role.
@@ -1926,8 +1937,10 @@ type GetLogStatusResponse struct {
 	// How this replica authenticates callers: "api_keys_and_certificates", or, with
 	// authentication off, "off (demo: memory store on loopback)" or "off (--insecure-no-auth)".
 	Authentication string `protobuf:"bytes,17,opt,name=authentication,proto3" json:"authentication,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How this replica follows the writes of the others; unset when serving from memory.
+	Replica       *ReplicaStatus `protobuf:"bytes,18,opt,name=replica,proto3" json:"replica,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetLogStatusResponse) Reset() {
@@ -2079,6 +2092,124 @@ func (x *GetLogStatusResponse) GetAuthentication() string {
 	return ""
 }
 
+func (x *GetLogStatusResponse) GetReplica() *ReplicaStatus {
+	if x != nil {
+		return x.Replica
+	}
+	return nil
+}
+
+// ReplicaStatus is how a replica follows the writes every replica makes to the database.
+type ReplicaStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the replica's listening connection is up. A replica that has not been following
+	// for longer than --replica-stale-after reports NOT_SERVING in health.
+	Following bool `protobuf:"varint,1,opt,name=following,proto3" json:"following,omitempty"`
+	// When the listening connection was made.
+	ConnectedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=connected_time,json=connectedTime,proto3" json:"connected_time,omitempty"`
+	// When it was lost; unset while connected.
+	DisconnectedTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=disconnected_time,json=disconnectedTime,proto3" json:"disconnected_time,omitempty"`
+	// Connections made after the first.
+	Reconnects int64 `protobuf:"varint,4,opt,name=reconnects,proto3" json:"reconnects,omitempty"`
+	// When the replica last knew itself current: every tenant at the database's revision.
+	LastSyncTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_time,json=lastSyncTime,proto3" json:"last_sync_time,omitempty"`
+	// Tenants the last comparison with the database found behind.
+	TenantsBehind int32 `protobuf:"varint,6,opt,name=tenants_behind,json=tenantsBehind,proto3" json:"tenants_behind,omitempty"`
+	// Tenant states applied from notifications and comparisons since start.
+	Applied int64 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
+	// How far behind the replica may be: zero while following with nothing pending, else the
+	// time since last_sync_time.
+	Lag           *durationpb.Duration `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReplicaStatus) GetFollowing() bool {
+	if x != nil {
+		return x.Following
+	}
+	return false
+}
+
+func (x *ReplicaStatus) GetConnectedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedTime
+	}
+	return nil
+}
+
+func (x *ReplicaStatus) GetDisconnectedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DisconnectedTime
+	}
+	return nil
+}
+
+func (x *ReplicaStatus) GetReconnects() int64 {
+	if x != nil {
+		return x.Reconnects
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLastSyncTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSyncTime
+	}
+	return nil
+}
+
+func (x *ReplicaStatus) GetTenantsBehind() int32 {
+	if x != nil {
+		return x.TenantsBehind
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetApplied() int64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
 // ListSecurityEventsRequest filters and pages the security log.
 type ListSecurityEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2105,7 +2236,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2248,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2261,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSecurityEventsRequest) GetTenantId() string {
@@ -2195,7 +2326,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2338,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2351,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -2274,7 +2405,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2417,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2430,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecurityEvent) GetEventId() int64 {
@@ -2500,14 +2631,15 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"page_token\x18\b \x01(\tR\tpageToken\"l\n" +
 	"\x13ListChangesResponse\x12-\n" +
 	"\achanges\x18\x01 \x03(\v2\x13.crmauthz.v1.ChangeR\achanges\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x93\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbf\x01\n" +
 	"\x17ListUnusedGrantsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vunused_days\x18\x02 \x01(\x05R\n" +
 	"unusedDays\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\x92\x02\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12*\n" +
+	"\x11at_least_revision\x18\x05 \x01(\x03R\x0fatLeastRevision\"\x92\x02\n" +
 	"\x18ListUnusedGrantsResponse\x120\n" +
 	"\x06grants\x18\x01 \x03(\v2\x18.crmauthz.v1.UnusedGrantR\x06grants\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
@@ -2548,7 +2680,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"decisionId\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.crmauthz.v1.BreakKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x15\n" +
-	"\x13GetLogStatusRequest\"\xd4\x04\n" +
+	"\x13GetLogStatusRequest\"\x8a\x05\n" +
 	"\x14GetLogStatusResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x18\n" +
 	"\astorage\x18\x02 \x01(\tR\astorage\x12\x19\n" +
@@ -2567,7 +2699,19 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0fmemory_capacity\x18\x0e \x01(\x03R\x0ememoryCapacity\x12%\n" +
 	"\x0ememory_evicted\x18\x0f \x01(\x03R\rmemoryEvicted\x12\x16\n" +
 	"\x06waited\x18\x10 \x01(\x03R\x06waited\x12&\n" +
-	"\x0eauthentication\x18\x11 \x01(\tR\x0eauthentication\"\x9d\x02\n" +
+	"\x0eauthentication\x18\x11 \x01(\tR\x0eauthentication\x124\n" +
+	"\areplica\x18\x12 \x01(\v2\x1a.crmauthz.v1.ReplicaStatusR\areplica\"\x89\x03\n" +
+	"\rReplicaStatus\x12\x1c\n" +
+	"\tfollowing\x18\x01 \x01(\bR\tfollowing\x12A\n" +
+	"\x0econnected_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rconnectedTime\x12G\n" +
+	"\x11disconnected_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10disconnectedTime\x12\x1e\n" +
+	"\n" +
+	"reconnects\x18\x04 \x01(\x03R\n" +
+	"reconnects\x12@\n" +
+	"\x0elast_sync_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12%\n" +
+	"\x0etenants_behind\x18\x06 \x01(\x05R\rtenantsBehind\x12\x18\n" +
+	"\aapplied\x18\a \x01(\x03R\aapplied\x12+\n" +
+	"\x03lag\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03lag\"\x9d\x02\n" +
 	"\x19ListSecurityEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x129\n" +
@@ -2644,7 +2788,7 @@ func file_crmauthz_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_crmauthz_v1_audit_proto_goTypes = []any{
 	(DecisionMethod)(0),                // 0: crmauthz.v1.DecisionMethod
 	(DecisionResult)(0),                // 1: crmauthz.v1.DecisionResult
@@ -2669,71 +2813,77 @@ var file_crmauthz_v1_audit_proto_goTypes = []any{
 	(*BrokenLink)(nil),                 // 20: crmauthz.v1.BrokenLink
 	(*GetLogStatusRequest)(nil),        // 21: crmauthz.v1.GetLogStatusRequest
 	(*GetLogStatusResponse)(nil),       // 22: crmauthz.v1.GetLogStatusResponse
-	(*ListSecurityEventsRequest)(nil),  // 23: crmauthz.v1.ListSecurityEventsRequest
-	(*ListSecurityEventsResponse)(nil), // 24: crmauthz.v1.ListSecurityEventsResponse
-	(*SecurityEvent)(nil),              // 25: crmauthz.v1.SecurityEvent
-	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
-	(*Record)(nil),                     // 27: crmauthz.v1.Record
-	(*durationpb.Duration)(nil),        // 28: google.protobuf.Duration
-	(*Permission)(nil),                 // 29: crmauthz.v1.Permission
+	(*ReplicaStatus)(nil),              // 23: crmauthz.v1.ReplicaStatus
+	(*ListSecurityEventsRequest)(nil),  // 24: crmauthz.v1.ListSecurityEventsRequest
+	(*ListSecurityEventsResponse)(nil), // 25: crmauthz.v1.ListSecurityEventsResponse
+	(*SecurityEvent)(nil),              // 26: crmauthz.v1.SecurityEvent
+	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
+	(*Record)(nil),                     // 28: crmauthz.v1.Record
+	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
+	(*Permission)(nil),                 // 30: crmauthz.v1.Permission
 }
 var file_crmauthz_v1_audit_proto_depIdxs = []int32{
-	26, // 0: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
+	27, // 0: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: crmauthz.v1.Decision.method:type_name -> crmauthz.v1.DecisionMethod
-	27, // 2: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
-	28, // 3: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
-	26, // 4: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
-	29, // 5: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	28, // 2: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
+	29, // 3: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
+	27, // 4: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
+	30, // 5: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
 	1,  // 6: crmauthz.v1.ListDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
 	0,  // 7: crmauthz.v1.ListDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	26, // 8: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 9: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 8: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 9: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	4,  // 10: crmauthz.v1.ListDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
 	4,  // 11: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
-	29, // 12: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	30, // 12: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
 	1,  // 13: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
 	0,  // 14: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	26, // 15: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 16: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 15: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 16: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	4,  // 17: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	26, // 18: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
-	26, // 19: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 20: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
+	27, // 18: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
+	27, // 19: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 20: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
 	11, // 21: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
 	16, // 22: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
-	26, // 23: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
-	26, // 24: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
-	26, // 25: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
-	26, // 26: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 23: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
+	27, // 24: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
+	27, // 25: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
+	27, // 26: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 27: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
 	19, // 28: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
 	20, // 29: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
 	3,  // 30: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
-	26, // 31: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	26, // 32: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	25, // 33: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
-	26, // 34: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
-	5,  // 35: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
-	7,  // 36: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
-	9,  // 37: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
-	12, // 38: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
-	14, // 39: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
-	17, // 40: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
-	21, // 41: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
-	23, // 42: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
-	6,  // 43: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
-	8,  // 44: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
-	10, // 45: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
-	13, // 46: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
-	15, // 47: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
-	18, // 48: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
-	22, // 49: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
-	24, // 50: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
-	43, // [43:51] is the sub-list for method output_type
-	35, // [35:43] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	23, // 31: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
+	27, // 32: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
+	27, // 33: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
+	27, // 34: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	29, // 35: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
+	27, // 36: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 37: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 38: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
+	27, // 39: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
+	5,  // 40: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
+	7,  // 41: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
+	9,  // 42: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
+	12, // 43: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
+	14, // 44: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
+	17, // 45: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
+	21, // 46: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
+	24, // 47: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
+	6,  // 48: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
+	8,  // 49: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
+	10, // 50: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
+	13, // 51: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
+	15, // 52: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
+	18, // 53: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
+	22, // 54: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
+	25, // 55: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
+	48, // [48:56] is the sub-list for method output_type
+	40, // [40:48] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_audit_proto_init() }
@@ -2748,7 +2898,7 @@ func file_crmauthz_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_audit_proto_rawDesc), len(file_crmauthz_v1_audit_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

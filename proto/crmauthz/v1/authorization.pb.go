@@ -179,9 +179,13 @@ type CheckRequest struct {
 	// The permission asked for. Required.
 	Permission *Permission `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
 	// When true the response carries the reasons for the decision.
-	Explain       bool `protobuf:"varint,4,opt,name=explain,proto3" json:"explain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Explain bool `protobuf:"varint,4,opt,name=explain,proto3" json:"explain,omitempty"`
+	// Read-your-writes: when set, the answer is given at this tenant revision or a later one
+	// (a write's response gives its revision). A replica behind it waits, up to the request's
+	// deadline and the server's max_revision_wait, then answers UNAVAILABLE (REPLICA_BEHIND).
+	AtLeastRevision int64 `protobuf:"varint,5,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CheckRequest) Reset() {
@@ -240,6 +244,13 @@ func (x *CheckRequest) GetExplain() bool {
 		return x.Explain
 	}
 	return false
+}
+
+func (x *CheckRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // CheckResponse is the decision.
@@ -463,9 +474,13 @@ type BatchCheckItem struct {
 	// User id, as in CheckRequest.
 	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// The permission asked for. Required.
-	Permission    *Permission `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Permission *Permission `protobuf:"bytes,3,opt,name=permission,proto3" json:"permission,omitempty"`
+	// Read-your-writes: when set, the answer is given at this tenant revision or a later one
+	// (a write's response gives its revision). A replica behind it waits, up to the request's
+	// deadline and the server's max_revision_wait, then answers UNAVAILABLE (REPLICA_BEHIND).
+	AtLeastRevision int64 `protobuf:"varint,4,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *BatchCheckItem) Reset() {
@@ -517,6 +532,13 @@ func (x *BatchCheckItem) GetPermission() *Permission {
 		return x.Permission
 	}
 	return nil
+}
+
+func (x *BatchCheckItem) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // BatchCheckResponse answers a batch.
@@ -649,9 +671,13 @@ type GetFieldAccessRequest struct {
 	Module string `protobuf:"bytes,3,opt,name=module,proto3" json:"module,omitempty"`
 	// The record, when asking about one record: if the user may not read it every field is
 	// hidden; if the user may not update it no field is read-write.
-	Record        *Record `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Record *Record `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	// Read-your-writes: when set, the answer is given at this tenant revision or a later one
+	// (a write's response gives its revision). A replica behind it waits, up to the request's
+	// deadline and the server's max_revision_wait, then answers UNAVAILABLE (REPLICA_BEHIND).
+	AtLeastRevision int64 `protobuf:"varint,5,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetFieldAccessRequest) Reset() {
@@ -710,6 +736,13 @@ func (x *GetFieldAccessRequest) GetRecord() *Record {
 		return x.Record
 	}
 	return nil
+}
+
+func (x *GetFieldAccessRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // GetFieldAccessResponse lists every field of the module.
@@ -837,9 +870,13 @@ type ListEffectivePermissionsRequest struct {
 	// Tenant id (tenant id rules).
 	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// User id (user id rules, 1-128 bytes).
-	SubjectId     string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Read-your-writes: when set, the answer is given at this tenant revision or a later one
+	// (a write's response gives its revision). A replica behind it waits, up to the request's
+	// deadline and the server's max_revision_wait, then answers UNAVAILABLE (REPLICA_BEHIND).
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListEffectivePermissionsRequest) Reset() {
@@ -884,6 +921,13 @@ func (x *ListEffectivePermissionsRequest) GetSubjectId() string {
 		return x.SubjectId
 	}
 	return ""
+}
+
+func (x *ListEffectivePermissionsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
 }
 
 // ListEffectivePermissionsResponse lists the user's effective permissions: the union of
@@ -1036,8 +1080,12 @@ type PlanRecordFilterRequest struct {
 	// The number of the first SQL parameter ($n), for callers with parameters of their own;
 	// 1-60000, default 1.
 	FirstParameter int32 `protobuf:"varint,6,opt,name=first_parameter,json=firstParameter,proto3" json:"first_parameter,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Read-your-writes: when set, the answer is given at this tenant revision or a later one
+	// (a write's response gives its revision). A replica behind it waits, up to the request's
+	// deadline and the server's max_revision_wait, then answers UNAVAILABLE (REPLICA_BEHIND).
+	AtLeastRevision int64 `protobuf:"varint,7,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PlanRecordFilterRequest) Reset() {
@@ -1108,6 +1156,13 @@ func (x *PlanRecordFilterRequest) GetColumns() *RecordColumns {
 func (x *PlanRecordFilterRequest) GetFirstParameter() int32 {
 	if x != nil {
 		return x.FirstParameter
+	}
+	return 0
+}
+
+func (x *PlanRecordFilterRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
 	}
 	return 0
 }
@@ -1387,7 +1442,7 @@ var File_crmauthz_v1_authorization_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcrmauthz/v1/authorization.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\x1fcrmauthz/v1/authorization.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n" +
 	"\fCheckRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1395,7 +1450,8 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\n" +
 	"permission\x18\x03 \x01(\v2\x17.crmauthz.v1.PermissionR\n" +
 	"permission\x12\x18\n" +
-	"\aexplain\x18\x04 \x01(\bR\aexplain\"\x95\x01\n" +
+	"\aexplain\x18\x04 \x01(\bR\aexplain\x12*\n" +
+	"\x11at_least_revision\x18\x05 \x01(\x03R\x0fatLeastRevision\"\x95\x01\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
@@ -1410,14 +1466,15 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\x10grant_expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0egrantExpiresAt\"`\n" +
 	"\x11BatchCheckRequest\x121\n" +
 	"\x05items\x18\x01 \x03(\v2\x1b.crmauthz.v1.BatchCheckItemR\x05items\x12\x18\n" +
-	"\aexplain\x18\x02 \x01(\bR\aexplain\"\x85\x01\n" +
+	"\aexplain\x18\x02 \x01(\bR\aexplain\"\xb1\x01\n" +
 	"\x0eBatchCheckItem\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x02 \x01(\tR\tsubjectId\x127\n" +
 	"\n" +
 	"permission\x18\x03 \x01(\v2\x17.crmauthz.v1.PermissionR\n" +
-	"permission\"M\n" +
+	"permission\x12*\n" +
+	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"M\n" +
 	"\x12BatchCheckResponse\x127\n" +
 	"\aresults\x18\x01 \x03(\v2\x1d.crmauthz.v1.BatchCheckResultR\aresults\"\x98\x01\n" +
 	"\x10BatchCheckResult\x12\x18\n" +
@@ -1425,13 +1482,14 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
 	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x12\x1f\n" +
 	"\vdecision_id\x18\x04 \x01(\tR\n" +
-	"decisionId\"\x98\x01\n" +
+	"decisionId\"\xc4\x01\n" +
 	"\x15GetFieldAccessRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x16\n" +
 	"\x06module\x18\x03 \x01(\tR\x06module\x12+\n" +
-	"\x06record\x18\x04 \x01(\v2\x13.crmauthz.v1.RecordR\x06record\"\x87\x01\n" +
+	"\x06record\x18\x04 \x01(\v2\x13.crmauthz.v1.RecordR\x06record\x12*\n" +
+	"\x11at_least_revision\x18\x05 \x01(\x03R\x0fatLeastRevision\"\x87\x01\n" +
 	"\x16GetFieldAccessResponse\x120\n" +
 	"\x06fields\x18\x01 \x03(\v2\x18.crmauthz.v1.FieldAccessR\x06fields\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x1f\n" +
@@ -1439,11 +1497,12 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"decisionId\"R\n" +
 	"\vFieldAccess\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12-\n" +
-	"\x05state\x18\x02 \x01(\x0e2\x17.crmauthz.v1.FieldStateR\x05state\"]\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x17.crmauthz.v1.FieldStateR\x05state\"\x89\x01\n" +
 	"\x1fListEffectivePermissionsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\"\xbf\x01\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"\xbf\x01\n" +
 	" ListEffectivePermissionsResponse\x122\n" +
 	"\amodules\x18\x01 \x03(\v2\x18.crmauthz.v1.ModuleVerbsR\amodules\x12\x1c\n" +
 	"\tfunctions\x18\x02 \x03(\tR\tfunctions\x12-\n" +
@@ -1453,7 +1512,7 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"ActiveRole\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xe0\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8c\x02\n" +
 	"\x17PlanRecordFilterRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1461,7 +1520,8 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\x06module\x18\x03 \x01(\tR\x06module\x12\x12\n" +
 	"\x04verb\x18\x04 \x01(\tR\x04verb\x124\n" +
 	"\acolumns\x18\x05 \x01(\v2\x1a.crmauthz.v1.RecordColumnsR\acolumns\x12'\n" +
-	"\x0ffirst_parameter\x18\x06 \x01(\x05R\x0efirstParameter\"_\n" +
+	"\x0ffirst_parameter\x18\x06 \x01(\x05R\x0efirstParameter\x12*\n" +
+	"\x11at_least_revision\x18\a \x01(\x03R\x0fatLeastRevision\"_\n" +
 	"\rRecordColumns\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bowner_id\x18\x02 \x01(\tR\aownerId\x12#\n" +
