@@ -16,6 +16,9 @@ Decides one permission of a user in the tenant and prints ALLOW or DENY with
 the policy revision it was decided at; --explain adds the reasons (which
 role and rule allowed or denied it, or what was missing). With --record the
 record's data layer decides too: the role's scope, managers and sharing.
+With --at-least-revision (the revision a write printed) the decision waits
+until the replica reached holds that write: read your writes on any
+replica.
 
 Exit status: 0 ALLOW, 3 DENY, 1 error, 2 usage error.
 
@@ -76,11 +79,13 @@ func check(ctx context.Context, cmd *command, args []string, explain bool) error
 		function, field string
 		write           bool
 		rec             recordFlags
+		atLeast         int64
 	)
 	cmd.fs.StringVar(&function, "function", "", "check the function `id`, e.g. report.export")
 	cmd.fs.StringVar(&field, "field", "", "check the field `module.field`, e.g. account.credit_limit")
 	cmd.fs.BoolVar(&write, "write", false, "with --field: check writing the field instead of reading it")
 	rec.add(cmd)
+	cmd.fs.Int64Var(&atLeast, "at-least-revision", 0, "decide at this tenant `revision` or a later one (a write's), waiting for this replica to reach it")
 	if !explain {
 		cmd.fs.BoolVar(&explain, "explain", false, "print the reasons for the decision")
 	}
@@ -106,7 +111,7 @@ func check(ctx context.Context, cmd *command, args []string, explain bool) error
 	}
 	defer cancel()
 	resp, err := cmd.c.authz.Check(ctx, &pb.CheckRequest{
-		TenantId: cmd.c.tenant, SubjectId: pos[0], Permission: perm, Explain: explain,
+		TenantId: cmd.c.tenant, SubjectId: pos[0], Permission: perm, Explain: explain, AtLeastRevision: atLeast,
 	})
 	if err != nil {
 		return err

@@ -88,6 +88,8 @@ Audit (AuditService):
                                    the change log on PostgreSQL only
   audit unused [--days n]          the access review: grants no decision used for n days
   audit security [--kind k]        refused authentications and calls, credential changes
+  status                           the replica reached: authentication, the decision log, whether
+                                   it follows the other replicas' writes and its lag
 
 Platform (PlatformService; needs a platform credential):
   tenants [list] [--deleted]       the tenants with their sizes
@@ -182,6 +184,7 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"export":      runExport,
 	"import":      runImport,
 	"casbin":      runCasbin,
+	"status":      runStatus,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

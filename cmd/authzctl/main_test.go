@@ -227,10 +227,15 @@ func TestGrantCheckRevoke(t *testing.T) {
 		{[]string{"grant", "peggy", "sales_rep", "--until", "72h", "--reason", "shorter cover"}, exitOK, "(revision 3)"},
 		{[]string{"revoke", "peggy", "sales_rep", "--reason", "back to marketing"}, exitOK, "revoked sales_rep from peggy (revision 4)"},
 		{[]string{"check", "peggy", "lead", "read"}, exitDeny, "DENY peggy lead read (revision 4,"},
+		{[]string{"check", "peggy", "lead", "read", "--at-least-revision", "4"}, exitDeny, "DENY peggy lead read (revision 4,"},
+		{[]string{"status"}, exitOK, "replica:         none (serving from memory"},
 	}
 	for _, s := range steps {
 		authzctl(t, addr, s.args...).expect(t, s.code, []string{s.stdout}, nil)
 	}
+	// A revision no write has made yet: this replica cannot decide at it.
+	authzctl(t, addr, "check", "peggy", "lead", "read", "--at-least-revision", "9").expect(t, exitError, nil,
+		[]string{"UNAVAILABLE", "not yet at 9"})
 }
 
 // TestRoleLifecycle creates a role from a template and from permissions

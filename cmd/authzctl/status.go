@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+const statusHelp = `Usage: authzctl status
+
+Shows the state of the replica it reaches (AuditService.GetLogStatus): how
+callers authenticate, the decision log (mode, queue, written, dropped) and,
+on PostgreSQL, whether the replica follows the others' writes and how far
+behind it may be. Needs an audit credential. Ask each replica directly
+(--addr), not through a load balancer, to see each one.
+
+Example:
+  authzctl --addr 10.0.0.7:50051 status
+`
+
+func runStatus(ctx context.Context, c *cli, args []string) error {
+	cmd := c.command("status", statusHelp)
+	if _, err := cmd.parse(args, 0, 0); err != nil {
+		return err
+	}
+	ctx, cancel, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := c.audit.GetLogStatus(ctx, &pb.GetLogStatusRequest{})
+	if err != nil {
+		return err
+	}
+	if c.json() {
+		return c.printJSON(resp)
+	}
+	w := &c.out
+	fmt.Fprintf(w, "authentication:  %s\n", resp.GetAuthentication())
+	fmt.Fprintf(w, "decision log:    %s, %s; queued %d of %d, recorded %d, written %d, dropped %d allowed / %d denied, write errors %d\n",
+		resp.GetMode(), resp.GetStorage(), resp.GetQueued(), resp.GetQueueCapacity(), resp.GetRecorded(), resp.GetWritten(),
+		resp.GetDroppedAllowed(), resp.GetDroppedDenied(), resp.GetWriteErrors())
+	r := resp.GetReplica()
+	if r == nil {
+		fmt.Fprintln(w, "replica:         none (serving from memory: no other replica writes)")
+		return nil
+	}
+	state := "following"
+	if !r.GetFollowing() {
+		state = "NOT FOLLOWING since " + timeText(r.GetDisconnectedTime())
+	}
+	fmt.Fprintf(w, "replica:         %s; lag %s, %d tenants behind, last in sync %s\n", state, r.GetLag().AsDuration(),
+		r.GetTenantsBehind(), timeText(r.GetLastSyncTime()))
+	fmt.Fprintf(w, "listener:        connected %s, %d reconnects, %d tenant states applied\n", timeText(r.GetConnectedTime()),
+		r.GetReconnects(), r.GetApplied())
+	return nil
+}
