@@ -135,7 +135,7 @@ func TestReplicasFollowEachOther(t *testing.T) {
 
 	t.Run("a listening connection killed by the database heals", func(t *testing.T) {
 		before := replicaStatus(t, c).GetReconnects()
-		tag, err := db.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'replica_c listener'")
+		tag, err := db.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'replica_c listener' AND datname = current_database()")
 		if err != nil || tag.RowsAffected() != 1 {
 			t.Fatalf("terminate c's listening connection: %v, %v", tag, err)
 		}

@@ -37,6 +37,7 @@ import (
 // Engine is what the follower keeps current (engine.Engine).
 type Engine interface {
 	Load(st *model.TenantState) error
+	Revision(tenant string) (int64, error)
 	Unload(tenant string, revision int64)
 	Revisions() map[string]int64
 }
@@ -102,7 +103,8 @@ type Status struct {
 	// database's revision (after a comparison) or applied the last change
 	// it knew of.
 	LastSync time.Time
-	// TenantsBehind is how many tenants the last comparison found behind.
+	// TenantsBehind is how many tenants the last comparison found behind,
+	// until they are applied.
 	TenantsBehind int
 	// Applied counts tenants applied from notifications and comparisons.
 	Applied int64
@@ -186,7 +188,7 @@ func (f *Follower) Status() Status {
 // Poke asks the follower to read a tenant now, whatever it was notified:
 // a caller waits for a revision this replica does not have yet.
 func (f *Follower) Poke(tenant string) {
-	f.mark(tenant, 0)
+	f.mark(map[string]int64{tenant: 0})
 }
 
 // listen opens the listening connection.
@@ -294,18 +296,21 @@ func (f *Follower) handle(ctx context.Context, channel, payload string) {
 			f.log.Warn("unreadable notification", zap.String("payload", payload), zap.Error(err))
 			return
 		}
-		if cur, ok := f.eng.Revisions()[n.Tenant]; ok && cur >= n.Revision {
+		if cur, err := f.eng.Revision(n.Tenant); err == nil && cur >= n.Revision {
 			return // this replica's own write, applied already
 		}
-		f.mark(n.Tenant, n.Revision)
+		f.mark(map[string]int64{n.Tenant: n.Revision})
 	}
 }
 
-// mark queues a tenant for the apply loop.
-func (f *Follower) mark(tenant string, rev int64) {
+// mark queues tenants for the apply loop, each with the revision it was
+// notified at (0: unknown, the apply reads the revision first).
+func (f *Follower) mark(tenants map[string]int64) {
 	f.mu.Lock()
-	if cur, ok := f.dirty[tenant]; !ok || rev > cur {
-		f.dirty[tenant] = rev
+	for tenant, rev := range tenants {
+		if cur, ok := f.dirty[tenant]; !ok || rev > cur {
+			f.dirty[tenant] = rev
+		}
 	}
 	f.mu.Unlock()
 	select {
@@ -336,27 +341,44 @@ func (f *Follower) applyLoop(ctx context.Context) {
 				f.mu.Unlock()
 				break
 			}
+			rev := f.dirty[tenant]
 			delete(f.dirty, tenant)
 			f.mu.Unlock()
-			if err := f.apply(ctx, tenant); err != nil {
+			if err := f.apply(ctx, tenant, rev); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				f.log.Warn("apply a tenant; retrying", zap.String("tenant", tenant), zap.Error(err))
 				sleep(ctx, 200*time.Millisecond)
-				f.mark(tenant, 0)
+				f.mark(map[string]int64{tenant: rev})
 			}
 		}
 	}
 }
 
 // apply loads a tenant at its latest revision, or unloads it when it was
-// deleted.
-func (f *Follower) apply(ctx context.Context, tenant string) error {
+// deleted. rev is the revision a notification or the comparison named; 0
+// (a poke, a tenant gone from the comparison) reads the tenant's revision
+// first, so that reads asking for a revision nobody wrote cost the
+// database one row each, not a whole tenant.
+func (f *Follower) apply(ctx context.Context, tenant string, rev int64) error {
 	// A read under way finishes (within applyTimeout) when the follower
 	// stops: Close waits for it rather than cutting a query short.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
+	if rev == 0 {
+		info, err := f.store.TenantInfo(ctx, tenant)
+		switch {
+		case errors.Is(err, model.ErrTenantNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		rev = info.Revision
+	}
+	if cur, err := f.eng.Revision(tenant); err == nil && cur >= rev {
+		return nil // loaded already (this replica's own write, or an earlier apply)
+	}
 	st, err := f.store.Tenant(ctx, tenant)
 	if errors.Is(err, model.ErrTenantNotFound) {
 		info, ierr := f.store.TenantInfo(ctx, tenant)
@@ -394,30 +416,30 @@ func (f *Follower) reconcile(ctx context.Context) {
 		return
 	}
 	mine := f.eng.Revisions()
-	behind := 0
+	behind := map[string]int64{}
 	for id, rev := range revs {
 		if cur, ok := mine[id]; !ok || cur < rev {
-			behind++
-			f.mark(id, rev)
+			behind[id] = rev
 		}
 	}
 	for id := range mine {
 		if _, ok := revs[id]; !ok {
-			behind++
-			f.mark(id, 0) // gone: apply unloads it
+			behind[id] = 0 // gone: apply unloads it
 		}
 	}
-	if err := f.creds.Reload(ctx); err != nil {
-		f.log.Warn("read the credentials again", zap.Error(err))
-	}
+	// The count is set with the marks, before the apply loop can clear it.
 	f.mu.Lock()
-	f.status.TenantsBehind = behind
-	if behind == 0 && len(f.dirty) == 0 {
+	f.status.TenantsBehind = len(behind)
+	if len(behind) == 0 && len(f.dirty) == 0 {
 		f.status.LastSync = f.opts.Now()
 	}
 	f.mu.Unlock()
-	if behind > 0 {
-		f.log.Info("tenants behind the database", zap.Int("tenants", behind))
+	f.mark(behind)
+	if len(behind) > 0 {
+		f.log.Info("tenants behind the database", zap.Int("tenants", len(behind)))
+	}
+	if err := f.creds.Reload(ctx); err != nil {
+		f.log.Warn("read the credentials again", zap.Error(err))
 	}
 }
 

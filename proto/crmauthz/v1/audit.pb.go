@@ -2113,7 +2113,7 @@ type ReplicaStatus struct {
 	Reconnects int64 `protobuf:"varint,4,opt,name=reconnects,proto3" json:"reconnects,omitempty"`
 	// When the replica last knew itself current: every tenant at the database's revision.
 	LastSyncTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_time,json=lastSyncTime,proto3" json:"last_sync_time,omitempty"`
-	// Tenants the last comparison with the database found behind.
+	// Tenants the last comparison with the database found behind, until they are applied.
 	TenantsBehind int32 `protobuf:"varint,6,opt,name=tenants_behind,json=tenantsBehind,proto3" json:"tenants_behind,omitempty"`
 	// Tenant states applied from notifications and comparisons since start.
 	Applied int64 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
