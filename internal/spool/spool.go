@@ -1,0 +1,480 @@
+// Package spool is a bounded, append-only log of records on local disk: the
+// decision log writes every answered decision here before the answer
+// leaves, and ships it to PostgreSQL from here, so neither a process crash
+// nor a database outage loses or delays it.
+//
+// A spool is one directory, held by one process at a time (an exclusive
+// flock on its lock file). Records go into segment files named by the
+// offset of their first byte; each record is framed with its length and a
+// CRC-32C, so a write torn by a machine crash is found, and cut, when the
+// spool is opened again. A write returns once the record is in the
+// operating system's cache: a process crash (kill -9, a panic, an OOM kill)
+// loses nothing. The cache is synced to disk every SyncEvery, which bounds
+// what a machine crash can lose.
+//
+// Offsets count bytes from the spool's creation and never go back. A
+// reader reads from an offset to the end written so far; Release drops
+// whole segments that lie before an offset, once what they hold is shipped.
+package spool
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Errors.
+var (
+	// ErrFull is returned by Append when the record would take the spool
+	// past MaxBytes.
+	ErrFull = errors.New("spool: full")
+	// ErrLocked is returned by Open when another process holds the spool.
+	ErrLocked = errors.New("spool: held by another process")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("spool: closed")
+	// ErrTooLarge is returned by Append for a record over MaxRecordBytes.
+	ErrTooLarge = errors.New("spool: record too large")
+)
+
+// MaxRecordBytes bounds one record.
+const MaxRecordBytes = 1 << 20
+
+const (
+	frameHeader = 8 // length, CRC-32C
+	suffix      = ".spool"
+	lockName    = "lock"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Options configures a spool.
+type Options struct {
+	// SegmentBytes is the size past which a new segment file starts (64 MiB
+	// by default).
+	SegmentBytes int64
+	// MaxBytes bounds the bytes the spool holds (1 GiB by default). The
+	// shipped records of the segment being written count until it is full.
+	MaxBytes int64
+	// SyncEvery is how often written records are synced to disk (1s by
+	// default); negative never syncs but on Close.
+	SyncEvery time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.SyncEvery == 0 {
+		o.SyncEvery = time.Second
+	}
+}
+
+// Spool is an open spool. Append is safe for concurrent use; a spool has
+// any number of readers.
+type Spool struct {
+	dir  string
+	opts Options
+	lock *os.File
+
+	mu       sync.Mutex
+	segs     []int64 // start offsets of the segment files, ascending
+	cur      *os.File
+	curStart int64
+	curSize  int64
+	buf      []byte
+	dirty    bool
+	full     []*os.File // segments written full and not yet synced
+	closed   bool
+
+	start atomic.Int64 // offset of the first byte held
+	end   atomic.Int64 // offset after the last complete record
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open opens, or creates, the spool in dir. A torn record at the end of
+// the last segment (a machine crash in the middle of a write) is cut off.
+func Open(dir string, opts Options) (*Spool, error) {
+	opts.defaults()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // the directory is the operator's configuration
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("spool: lock %s: %w", dir, err)
+	}
+	s := &Spool{dir: dir, opts: opts, lock: lock, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := s.recover(); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	go s.syncLoop()
+	return s, nil
+}
+
+// recover finds the segments, checks the last one and opens it for writing.
+func (s *Spool) recover() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), suffix)
+		if !ok {
+			continue
+		}
+		off, err := strconv.ParseInt(name, 10, 64)
+		if err != nil || off < 0 {
+			continue
+		}
+		s.segs = append(s.segs, off)
+	}
+	slices.Sort(s.segs)
+	if len(s.segs) == 0 {
+		s.segs = []int64{0}
+	}
+	last := s.segs[len(s.segs)-1]
+	f, err := os.OpenFile(s.segPath(last), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	size, err := validLength(f)
+	if err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("spool: cut a torn record: %w", err)
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.cur, s.curStart, s.curSize = f, last, size
+	s.start.Store(s.segs[0])
+	s.end.Store(last + size)
+	return nil
+}
+
+// validLength returns the length of the segment's complete, intact records.
+func validLength(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	r := frameReader{r: bufio.NewReaderSize(io.NewSectionReader(f, 0, st.Size()), 256<<10)}
+	var n int64
+	for {
+		rec, err := r.next()
+		if err != nil {
+			return n, nil //nolint:nilerr // a torn or corrupt tail ends the valid part
+		}
+		n += int64(frameHeader + len(rec))
+	}
+}
+
+func (s *Spool) segPath(start int64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", start, suffix))
+}
+
+// Append writes one record and returns the offset after it. It returns
+// once the record is in the operating system's cache. The spool may go past
+// MaxBytes by up to headroom for this record (room kept for records that
+// matter more). stamp, when set, is called with the record under the
+// spool's lock just before it is written, once it is sure to be written:
+// records stamped in order are written in that order.
+func (s *Spool) Append(rec []byte, headroom int64, stamp func(rec []byte)) (int64, error) {
+	if len(rec) > MaxRecordBytes {
+		return 0, ErrTooLarge
+	}
+	n := int64(frameHeader + len(rec))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	end := s.end.Load()
+	if end-s.start.Load()+n > s.opts.MaxBytes+headroom {
+		return 0, ErrFull
+	}
+	if s.curSize > 0 && s.curSize+n > s.opts.SegmentBytes {
+		if err := s.rotate(end); err != nil {
+			return 0, err
+		}
+	}
+	if stamp != nil {
+		stamp(rec)
+	}
+	s.buf = binary.LittleEndian.AppendUint32(s.buf[:0], uint32(len(rec)))
+	s.buf = binary.LittleEndian.AppendUint32(s.buf, crc32.Checksum(rec, castagnoli))
+	s.buf = append(s.buf, rec...)
+	if _, err := s.cur.Write(s.buf); err != nil {
+		// A short write leaves a torn tail; cut it so the next record
+		// starts on a frame.
+		_ = s.cur.Truncate(s.curSize)
+		_, _ = s.cur.Seek(s.curSize, io.SeekStart)
+		return 0, fmt.Errorf("spool: write: %w", err)
+	}
+	s.curSize += n
+	s.dirty = true
+	s.end.Store(end + n)
+	return end + n, nil
+}
+
+// rotate starts a new segment at offset start.
+func (s *Spool) rotate(start int64) error {
+	f, err := os.OpenFile(s.segPath(start), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: new segment: %w", err)
+	}
+	// The full segment is synced and closed by the sync loop: an fsync
+	// of a whole segment would hold every Append up (and a Sync may be
+	// syncing it right now).
+	s.full = append(s.full, s.cur)
+	s.cur, s.curStart, s.curSize, s.dirty = f, start, 0, false
+	s.segs = append(s.segs, start)
+	return nil
+}
+
+// Start returns the offset of the first byte the spool holds.
+func (s *Spool) Start() int64 { return s.start.Load() }
+
+// End returns the offset after the last record written.
+func (s *Spool) End() int64 { return s.end.Load() }
+
+// Size returns the bytes the spool holds.
+func (s *Spool) Size() int64 { return s.end.Load() - s.start.Load() }
+
+// MaxBytes returns the spool's bound.
+func (s *Spool) MaxBytes() int64 { return s.opts.MaxBytes }
+
+// Release drops the segments that lie wholly before offset, once what they
+// hold is shipped. The segment being written stays.
+func (s *Spool) Release(offset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	var err error
+	for len(s.segs) > 1 && s.segs[1] <= offset {
+		if rerr := os.Remove(s.segPath(s.segs[0])); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = fmt.Errorf("spool: release: %w", rerr)
+			break
+		}
+		s.segs = s.segs[1:]
+	}
+	s.start.Store(s.segs[0])
+	return err
+}
+
+// Sync writes the records appended so far to disk.
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	full := s.full
+	s.full = nil
+	var cur *os.File
+	if !s.closed && s.dirty {
+		cur, s.dirty = s.cur, false
+	}
+	s.mu.Unlock()
+	// Synced outside the lock, so appends go on meanwhile; an append
+	// after this point is synced by the next call.
+	var errs []error
+	for _, f := range full {
+		errs = append(errs, f.Sync(), f.Close())
+	}
+	if cur != nil {
+		errs = append(errs, cur.Sync())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("spool: sync: %w", err)
+	}
+	return nil
+}
+
+func (s *Spool) syncLoop() {
+	defer close(s.done)
+	if s.opts.SyncEvery < 0 {
+		<-s.stop
+		return
+	}
+	t := time.NewTicker(s.opts.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			_ = s.Sync() // a failure shows on the next sync, or at Close
+		}
+	}
+}
+
+// Close syncs what was written and releases the spool to the next process.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	serr := s.Sync()
+	s.mu.Lock()
+	s.closed = true
+	cerr := s.cur.Close()
+	s.mu.Unlock()
+	lerr := s.lock.Close() // closing the file releases the flock
+	return errors.Join(serr, cerr, lerr)
+}
+
+// Reader reads records in order from an offset. It is not safe for
+// concurrent use; a spool may have several.
+type Reader struct {
+	s   *Spool
+	off int64 // offset of the next record
+	seg int64 // start of the segment open in f
+	f   *os.File
+	br  *bufio.Reader
+	fr  frameReader
+	lim int64 // offset up to which fr may read
+}
+
+// NewReader returns a reader from offset, which must be the start of a
+// record (an offset Append or Reader.Next returned, or Start).
+func (s *Spool) NewReader(offset int64) *Reader {
+	return &Reader{s: s, off: offset, seg: -1}
+}
+
+// Offset returns the offset of the next record.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Next returns the next record and the offset after it, or io.EOF when it
+// has read everything written so far. The record is valid until the next
+// call.
+func (r *Reader) Next() ([]byte, int64, error) {
+	end := r.s.end.Load()
+	if r.off >= end {
+		return nil, r.off, io.EOF
+	}
+	if r.f == nil || r.off >= r.lim {
+		if err := r.position(end); err != nil {
+			return nil, r.off, err
+		}
+	}
+	rec, err := r.fr.next()
+	if err != nil {
+		return nil, r.off, fmt.Errorf("spool: read at offset %d: %w", r.off, err)
+	}
+	r.off += int64(frameHeader + len(rec))
+	return rec, r.off, nil
+}
+
+// position opens the segment holding r.off and reads from r.off up to the
+// segment's end or end, whichever comes first.
+func (r *Reader) position(end int64) error {
+	r.s.mu.Lock()
+	i, found := slices.BinarySearch(r.s.segs, r.off)
+	if !found {
+		i--
+	}
+	var start, lim int64 = -1, end
+	if i >= 0 {
+		start = r.s.segs[i]
+		if i+1 < len(r.s.segs) {
+			lim = r.s.segs[i+1]
+		}
+	}
+	r.s.mu.Unlock()
+	if start < 0 {
+		return fmt.Errorf("spool: offset %d was released", r.off)
+	}
+	if r.f == nil || r.seg != start {
+		r.close()
+		f, err := os.Open(r.s.segPath(start))
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		r.f, r.seg = f, start
+	}
+	sec := io.NewSectionReader(r.f, r.off-start, lim-r.off)
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(sec, 256<<10)
+	} else {
+		r.br.Reset(sec)
+	}
+	r.fr.r, r.lim = r.br, lim
+	return nil
+}
+
+func (r *Reader) close() {
+	if r.f != nil {
+		_ = r.f.Close()
+		r.f, r.seg = nil, -1
+	}
+}
+
+// Close closes the reader's file.
+func (r *Reader) Close() { r.close() }
+
+// frameReader reads frames from a byte stream.
+type frameReader struct {
+	r   io.Reader
+	hdr [frameHeader]byte
+	buf []byte
+}
+
+// errCorrupt marks a frame whose length or checksum is wrong.
+var errCorrupt = errors.New("corrupt record")
+
+// next returns the next frame's record, io.EOF at a clean end, and
+// io.ErrUnexpectedEOF or errCorrupt at a torn or damaged one.
+func (fr *frameReader) next() ([]byte, error) {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint32(fr.hdr[:4])
+	if n > MaxRecordBytes {
+		return nil, errCorrupt
+	}
+	if cap(fr.buf) < int(n) {
+		fr.buf = make([]byte, n)
+	}
+	rec := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, rec); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if crc32.Checksum(rec, castagnoli) != binary.LittleEndian.Uint32(fr.hdr[4:]) {
+		return nil, errCorrupt
+	}
+	return rec, nil
+}
