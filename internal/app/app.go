@@ -79,7 +79,8 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		a.closer()
 		return nil, err
 	}
-	if a.audit, err = openDecisionLog(cfg, log, a.now, a.store, pool); err != nil {
+	onDegraded := func(degraded bool) { a.server.SetLogDegraded(degraded) }
+	if a.audit, err = openDecisionLog(cfg, log, a.now, a.store, pool, onDegraded); err != nil {
 		a.closer()
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func (a *App) Close() { a.closed.Do(a.closer) }
 
 // openDecisionLog builds the decision log: in PostgreSQL when the store is
 // there, else in memory (bounded, and it says so).
-func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, st store.Store, pool *pgxpool.Pool) (*audit.Log, error) {
+func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, st store.Store, pool *pgxpool.Pool, onDegraded func(bool)) (*audit.Log, error) {
 	opts := audit.Options{
 		Mode: audit.Mode(cfg.DecisionLog), QueueSize: cfg.DecisionLogQueueSize, BatchSize: cfg.DecisionLogBatchSize,
 		FlushInterval: cfg.DecisionLogFlushInterval, Overflow: audit.Overflow(cfg.DecisionLogOverflow),
@@ -165,6 +166,11 @@ func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, s
 		err error
 	)
 	if pool != nil {
+		if cfg.DecisionSpoolDir != "off" {
+			opts.SpoolDir = cfg.DecisionSpoolDir
+		}
+		opts.SpoolMaxBytes, opts.SpoolSyncEvery = int64(cfg.DecisionSpoolMaxMB)<<20, cfg.DecisionSpoolSyncInterval
+		opts.OnDegraded = onDegraded
 		l, err = audit.NewPostgres(pool, opts)
 	} else {
 		l, err = audit.NewMemory(st, opts)

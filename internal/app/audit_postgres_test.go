@@ -386,6 +386,9 @@ func (e *auditEnv) waitQueued(t *testing.T, n int64) {
 // and marked in the log.
 func TestDecisionLogOverflowDropsAllowsFirst(t *testing.T) {
 	cfg := pgConfig(t)
+	// The queue's policy: without the spool, which takes the queue's
+	// place on PostgreSQL (its policy is tested in internal/audit).
+	cfg.DecisionSpoolDir = "off"
 	cfg.DecisionLogOverflow = "drop_denies_last"
 	cfg.DecisionLogQueueSize = 4
 	cfg.DecisionLogBatchSize = 1
@@ -440,6 +443,9 @@ func TestDecisionLogOverflowDropsAllowsFirst(t *testing.T) {
 // the call wait, and nothing is dropped.
 func TestDecisionLogOverflowBlocks(t *testing.T) {
 	cfg := pgConfig(t)
+	// The queue's policy: without the spool, which takes the queue's
+	// place on PostgreSQL (its policy is tested in internal/audit).
+	cfg.DecisionSpoolDir = "off"
 	cfg.DecisionLogQueueSize = 2
 	cfg.DecisionLogBatchSize = 1
 	cfg.DecisionLogFlushInterval = time.Millisecond

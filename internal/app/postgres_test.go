@@ -23,6 +23,7 @@ func pgConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.DatabaseURL = pgtest.NewDatabase(t)
 	cfg.SeedDemo = "true"
+	cfg.DecisionSpoolDir = t.TempDir()
 	return cfg
 }
 

@@ -19,9 +19,10 @@ import (
 
 // replicaConfig is a replica on the database at url, logging only errors;
 // its callers send a platform key (startLoopback).
-func replicaConfig(url string, seed bool) config.Config {
+func replicaConfig(tb testing.TB, url string, seed bool) config.Config {
 	cfg := config.Default()
 	cfg.DatabaseURL = url
+	cfg.DecisionSpoolDir = tb.TempDir()
 	cfg.LogLevel = "error"
 	cfg.SeedDemo = fmt.Sprint(seed)
 	return cfg
@@ -37,8 +38,8 @@ func replicaConfig(url string, seed bool) config.Config {
 //	go test -run '^$' -bench ReplicaPropagation -benchtime 1000x ./internal/app/
 func BenchmarkReplicaPropagation(b *testing.B) {
 	url := pgtest.NewDatabase(b)
-	a := startLoopback(b, replicaConfig(url, true))
-	other := startLoopback(b, replicaConfig(url, false))
+	a := startLoopback(b, replicaConfig(b, url, true))
+	other := startLoopback(b, replicaConfig(b, url, false))
 	admin, authz := pb.NewAdminServiceClient(a), pb.NewAuthorizationServiceClient(other)
 	check := &pb.CheckRequest{TenantId: "demo", SubjectId: "peggy", Permission: modulePerm("account", "read")}
 	ctx := context.Background()
@@ -117,10 +118,10 @@ func BenchmarkCheckWhileFollowing(b *testing.B) {
 				}
 			}
 			writers := map[string]pb.AdminServiceClient{
-				"followed":  pb.NewAdminServiceClient(startLoopback(b, replicaConfig(url, true))),
-				"elsewhere": pb.NewAdminServiceClient(startLoopback(b, replicaConfig(own, true))),
+				"followed":  pb.NewAdminServiceClient(startLoopback(b, replicaConfig(b, url, true))),
+				"elsewhere": pb.NewAdminServiceClient(startLoopback(b, replicaConfig(b, own, true))),
 			}
-			bcfg := replicaConfig(url, false)
+			bcfg := replicaConfig(b, url, false)
 			// What following costs, apart from authentication's cost.
 			bcfg.InsecureNoAuth = true
 			client := pb.NewAuthorizationServiceClient(startLoopback(b, bcfg))

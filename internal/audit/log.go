@@ -55,8 +55,17 @@ type Options struct {
 	Mask          []string      // attributes hashed before storage (MaskAttributes)
 	MaskKey       string        // the HMAC key of masking
 	MemoryEntries int           // memory storage: entries kept; default 100000
-	Now           func() time.Time
-	Logger        *zap.Logger
+	// SpoolDir is the directory of the decision spool (PostgreSQL, async
+	// mode): each decision is written there before Record returns, and
+	// shipped from there. Empty: no spool (decisions wait in memory).
+	SpoolDir       string
+	SpoolMaxBytes  int64         // the spool's bound; default 1 GiB
+	SpoolSyncEvery time.Duration // how often the spool is synced to disk; default 1s
+	// OnDegraded is called with true when writes start failing (the
+	// database is away) and with false when they succeed again.
+	OnDegraded func(degraded bool)
+	Now        func() time.Time
+	Logger     *zap.Logger
 }
 
 func (o *Options) defaults() {
@@ -82,6 +91,15 @@ func (o *Options) defaults() {
 	if o.MemoryEntries <= 0 {
 		o.MemoryEntries = 100000
 	}
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 1 << 30
+	}
+	if o.SpoolSyncEvery == 0 {
+		o.SpoolSyncEvery = time.Second
+	}
+	if o.OnDegraded == nil {
+		o.OnDegraded = func(bool) {}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -103,6 +121,25 @@ type head struct {
 	pos      int64
 	hash     []byte
 	loggedAt time.Time
+	seq      uint64 // the highest sequence number written (entries go in seq order)
+}
+
+// chainState is where a writer chain stands, as the goroutine extending it
+// knows it.
+type chainState struct {
+	id         string
+	pos        int64
+	prev       []byte
+	lastLogged time.Time
+	lastSeq    uint64
+}
+
+// writer is one writing goroutine's reusable buffers.
+type writer struct {
+	enc     chain.Encoder
+	arena   []byte // the batch's canonical encodings
+	ends    []int
+	scratch [][]byte // the storage's row buffers
 }
 
 // dropCount tallies one tenant's dropped entries until the next marker.
@@ -145,13 +182,20 @@ type Log struct {
 	drops       map[string]*dropCount
 	dropPending atomic.Bool
 
-	// The batcher's own state.
-	pos        int64
-	prev       []byte
-	lastLogged time.Time
-	enc        chain.Encoder
-	arena      []byte // the batch's canonical encodings
-	ends       []int
+	// The batcher's own state: this process's chain and buffers.
+	own *chainState
+	w   writer
+
+	// The spool, when decisions go through one: this process's first, then
+	// those of earlier processes being shipped.
+	spools      []*spoolShipper
+	unread      atomic.Int64 // entries appended to this process's spool and not yet shipped
+	room        atomic.Pointer[chan struct{}]
+	spoolErrors atomic.Int64
+	workers     sync.WaitGroup
+
+	degradedSince atomic.Int64 // unix nanoseconds; 0 while writes succeed
+	lastError     atomic.Pointer[string]
 }
 
 // waiters holds the sync mode's answer channels for reuse. A pointer, so
@@ -175,6 +219,9 @@ func newLog(be backend, opts Options) (*Log, error) {
 		maintStop: make(chan struct{}), maintDone: make(chan struct{}),
 	}
 	l.prefix = l.chain + "-"
+	l.own = &chainState{id: l.chain}
+	room := make(chan struct{})
+	l.room.Store(&room)
 	if opts.Mode != ModeOff {
 		l.q = make(chan item, opts.QueueSize)
 		if opts.Mode == ModeAsync && opts.Overflow == OverflowDropDeniesLast {
@@ -205,17 +252,36 @@ func (l *Log) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if l.opts.Mode != ModeOff && l.opts.SpoolDir != "" {
+		db, err := l.be.identity(ctx)
+		if err != nil {
+			return err
+		}
+		if l.spools, err = l.openSpools(ctx, db); err != nil {
+			return err
+		}
+	}
 	l.started = true
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.abort = cancel
-	if l.opts.Mode != ModeOff {
-		go l.run(wctx)
-	} else {
-		close(l.done)
+	if l.opts.Mode == ModeSync || l.opts.Mode == ModeAsync && l.spools == nil {
+		l.workers.Go(func() { l.run(wctx) })
 	}
+	for _, s := range l.spools {
+		l.workers.Go(func() { l.ship(wctx, s) })
+	}
+	go func() {
+		l.workers.Wait()
+		close(l.done)
+	}()
 	go l.maintainLoop(wctx)
+	spoolDir := ""
+	if l.spools != nil {
+		spoolDir = l.spools[0].dir
+	}
 	l.log.Info("decision log started", zap.String("mode", string(l.opts.Mode)), zap.String("storage", l.be.kind()),
-		zap.String("chain_id", l.chain), zap.String("overflow", string(l.opts.Overflow)), zap.Strings("masked", l.masker.attrs))
+		zap.String("chain_id", l.chain), zap.String("overflow", string(l.opts.Overflow)), zap.Strings("masked", l.masker.attrs),
+		zap.String("spool", spoolDir), zap.Int("spools_to_ship", max(len(l.spools)-1, 0)))
 	return nil
 }
 
@@ -239,6 +305,14 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		l.abort()
 		<-l.done
+	}
+	for _, s := range l.spools {
+		if err := s.sp.Close(); err != nil {
+			l.log.Error("close the decision spool", zap.String("dir", s.dir), zap.Error(err))
+		}
+		if n := s.entries.Load(); n > 0 {
+			l.log.Warn("decisions left in the spool, for the next start to ship", zap.String("dir", s.dir), zap.Int64("entries", n))
+		}
 	}
 	if n := l.lost.Load(); n > 0 {
 		return fmt.Errorf("decision log: %d entries could not be written before shutdown", n)
@@ -266,6 +340,9 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 	}
 	if l.q == nil {
 		return "", nil
+	}
+	if l.spools != nil && l.opts.Mode == ModeAsync {
+		return l.recordSpooled(ctx, &d)
 	}
 	seq := l.seq.Add(1)
 	var buf [48]byte
@@ -401,7 +478,6 @@ func (l *Log) drop(d *Decision) {
 // run is the batcher: it takes entries off the queue in batches and writes
 // them until Close, then drains the queue.
 func (l *Log) run(ctx context.Context) {
-	defer close(l.done)
 	batch := make([]item, 0, l.opts.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -433,7 +509,7 @@ func (l *Log) run(ctx context.Context) {
 			timer.Stop()
 		}
 		batch = l.fillNow(batch)
-		l.flush(ctx, batch)
+		l.flushQueued(ctx, batch)
 		batch = resetBatch(batch)
 	}
 }
@@ -471,7 +547,7 @@ func (l *Log) drain(ctx context.Context, batch []item) {
 			time.Sleep(50 * time.Microsecond)
 			continue
 		}
-		l.flush(ctx, batch)
+		l.flushQueued(ctx, batch)
 		batch = resetBatch(batch)
 	}
 }
@@ -481,19 +557,25 @@ func resetBatch(b []item) []item {
 	return b[:0]
 }
 
-// flush chains and writes one batch, retrying until it is written or the
-// log is abandoned, then answers the batch's sync callers.
-func (l *Log) flush(ctx context.Context, batch []item) {
+// flushQueued writes a batch taken off the queues, with the markers of the
+// entries dropped meanwhile, on this process's chain.
+func (l *Log) flushQueued(ctx context.Context, batch []item) {
 	if l.denyQ != nil {
 		l.queued.Add(-int64(len(batch)))
 	}
-	batch = l.appendMarkers(batch)
+	l.flush(ctx, &l.w, l.own, l.appendMarkers(batch, true))
+}
+
+// flush chains a batch onto cs and writes it with w's buffers, retrying
+// until it is written or the log is abandoned, then answers the batch's
+// sync callers. It reports whether the batch was written.
+func (l *Log) flush(ctx context.Context, w *writer, cs *chainState, batch []item) bool {
 	if len(batch) == 0 {
-		return
+		return true
 	}
 	loggedAt := l.opts.Now().UTC().Truncate(time.Microsecond)
-	if loggedAt.Before(l.lastLogged) {
-		loggedAt = l.lastLogged
+	if loggedAt.Before(cs.lastLogged) {
+		loggedAt = cs.lastLogged
 	}
 	for i := range batch {
 		d := &batch[i].d
@@ -502,33 +584,46 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 			loggedAt = d.Time
 		}
 	}
-	l.lastLogged = loggedAt
-	l.arena, l.ends = l.arena[:0], l.ends[:0]
+	w.arena, w.ends = w.arena[:0], w.ends[:0]
+	pos, prev := cs.pos, cs.prev
 	for i := range batch {
 		d := &batch[i].d
 		d.complete()
 		l.masker.apply(d)
-		l.pos++
-		d.Position, d.LoggedAt = l.pos, loggedAt
-		d.encode(&l.enc)
-		d.Hash = chain.Link(l.prev, l.enc.Bytes())
-		l.prev = d.Hash
-		l.arena = append(l.arena, l.enc.Bytes()...)
-		l.ends = append(l.ends, len(l.arena))
+		pos++
+		d.Position, d.LoggedAt = pos, loggedAt
+		d.encode(&w.enc)
+		d.Hash = chain.Link(prev, w.enc.Bytes())
+		prev = d.Hash
+		w.arena = append(w.arena, w.enc.Bytes()...)
+		w.ends = append(w.ends, len(w.arena))
 	}
 	start := 0
-	for i, end := range l.ends {
-		batch[i].canon = l.arena[start:end:end]
+	for i, end := range w.ends {
+		batch[i].canon = w.arena[start:end:end]
 		start = end
 	}
-	h := head{pos: l.pos, hash: l.prev, loggedAt: loggedAt}
+	h := head{pos: pos, hash: prev, loggedAt: loggedAt, seq: cs.lastSeq}
+	for i := range batch {
+		h.seq = max(h.seq, batch[i].d.Seq)
+	}
 	err := retryWrite(ctx, func(attempt int) error {
-		return l.be.write(ctx, l.chain, batch, h, attempt > 0)
-	}, func(err error, retryIn time.Duration) {
+		return l.be.write(ctx, cs.id, batch, h, attempt > 0, &w.scratch)
+	}, func(err error, attempt int, retryIn time.Duration) {
 		l.writeErrors.Add(1)
-		l.log.Warn("decision log write failed; retrying", zap.Error(err), zap.Int("entries", len(batch)), zap.Duration("retry_in", retryIn))
+		l.writeFailing(err)
+		if attempt&(attempt-1) == 0 || attempt%100 == 0 { // 1, 2, 4, ... then every 100th: an outage is not a flood
+			l.log.Warn("decision log write failed; retrying", zap.Error(err), zap.Int("entries", len(batch)),
+				zap.Int("attempt", attempt), zap.Duration("retry_in", retryIn))
+		}
 	})
 	if err != nil {
+		if l.spools != nil && batch[0].done == nil {
+			// The entries stay in the spool for the next start.
+			l.log.Warn("decision log closed while the database was unreachable: entries left in the spool for the next start",
+				zap.Error(err), zap.Int("entries", len(batch)))
+			return false
+		}
 		l.lost.Add(int64(len(batch)))
 		l.log.Error("decision log entries lost: the log was closed before they could be written", zap.Error(err),
 			zap.Int("entries", len(batch)), zap.Int64("first_position", batch[0].d.Position), zap.Int64("last_position", h.pos))
@@ -536,39 +631,49 @@ func (l *Log) flush(ctx context.Context, batch []item) {
 		// rather than pass the cancellation on as the caller's own.
 		err = fmt.Errorf("%w before the entry was written: %v", ErrClosed, err) //nolint:errorlint // the cause is Close's; wrapped, it would read as the caller's own cancellation
 	} else {
+		cs.pos, cs.prev, cs.lastLogged, cs.lastSeq = pos, prev, loggedAt, h.seq
 		l.written.Add(int64(len(batch)))
+		l.writeRecovered()
 	}
 	for _, it := range batch {
 		if it.done != nil {
 			it.done <- err
 		}
 	}
+	return err == nil
 }
 
 // retryWrite calls write until it succeeds or ctx ends, waiting between
-// attempts with a backoff that doubles from 50ms to 5s, and tells failed of
-// each failure it retries. The attempt number starts at 0; a later attempt
-// must find out whether an earlier one committed after all, so that nothing
-// is written twice. It returns the last error when ctx ended first.
-func retryWrite(ctx context.Context, write func(attempt int) error, failed func(err error, retryIn time.Duration)) error {
+// attempts with a backoff that doubles from 50ms to maxRetryWait, and tells
+// failed of each failure it retries (attempts count from 1 there). The
+// attempt number starts at 0; a later attempt must find out whether an
+// earlier one committed after all, so that nothing is written twice. It
+// returns the last error when ctx ended first.
+func retryWrite(ctx context.Context, write func(attempt int) error, failed func(err error, attempt int, retryIn time.Duration)) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := write(attempt)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		failed(err, backoff)
+		failed(err, attempt+1, backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxRetryWait)
 	}
 }
 
+// maxRetryWait caps the wait between attempts at a failing write: shipping
+// resumes within it of the database's return.
+const maxRetryWait = 500 * time.Millisecond
+
 // appendMarkers turns the drops counted since the last batch into one
-// marker entry per tenant, logged and written with the batch.
-func (l *Log) appendMarkers(batch []item) []item {
+// marker entry per tenant, logged and written with the batch. With
+// numbered false the markers get no sequence number (the spool numbers
+// them as it writes them).
+func (l *Log) appendMarkers(batch []item, numbered bool) []item {
 	if !l.dropPending.Swap(false) {
 		return batch
 	}
@@ -585,8 +690,11 @@ func (l *Log) appendMarkers(batch []item) []item {
 		c := drops[t]
 		l.log.Warn("decision log queue full: entries dropped", zap.String("tenant", t), zap.Int64("allowed", c.allowed),
 			zap.Int64("denied", c.denied), zap.Time("first", c.first), zap.Time("last", c.last), zap.String("policy", string(l.opts.Overflow)))
-		seq := l.seq.Add(1)
-		l.markers.Add(1)
+		var seq uint64
+		if numbered {
+			seq = l.seq.Add(1)
+			l.markers.Add(1)
+		}
 		batch = append(batch, item{d: Decision{
 			Time: c.last, Method: MethodDropped, Tenant: t, Result: ResultDropped,
 			Reasons: []string{fmt.Sprintf("%d allowed and %d denied decisions of this tenant made between %s and %s were not recorded: the decision log's queue was full (overflow policy %s)",
@@ -702,6 +810,16 @@ type Status struct {
 	Masked         []string
 	MemoryCapacity int
 	MemoryEvicted  int64
+	// The spool: where, what waits in it (entries and bytes, earlier
+	// processes' included) and its bound; empty without a spool.
+	SpoolDir      string
+	SpoolEntries  int64
+	SpoolBytes    int64
+	SpoolCapacity int64
+	SpoolErrors   int64
+	// DegradedSince is when writes started failing; zero while they succeed.
+	DegradedSince time.Time
+	LastError     string
 }
 
 // Status reports the log's counters.
@@ -721,6 +839,19 @@ func (l *Log) Status() Status {
 	}
 	if m, ok := l.be.(*memoryBackend); ok {
 		s.MemoryCapacity, s.MemoryEvicted = m.capacity, m.evictedCount()
+	}
+	if len(l.spools) > 0 {
+		s.SpoolDir, s.SpoolCapacity, s.SpoolErrors = l.spools[0].dir, l.opts.SpoolMaxBytes, l.spoolErrors.Load()
+		for _, sp := range l.spools {
+			s.SpoolEntries += sp.entries.Load()
+			s.SpoolBytes += max(sp.sp.End()-sp.shipped.Load(), 0)
+		}
+	}
+	if since := l.degradedSince.Load(); since != 0 {
+		s.DegradedSince = time.Unix(0, since).UTC()
+		if e := l.lastError.Load(); e != nil {
+			s.LastError = *e
+		}
 	}
 	return s
 }

@@ -172,8 +172,8 @@ func TestDecisionEncodingRoundTrip(t *testing.T) {
 type encoderFor struct{ l Log }
 
 func (e *encoderFor) encode(d *Decision) []byte {
-	d.encode(&e.l.enc)
-	return slices.Clone(e.l.enc.Bytes())
+	d.encode(&e.l.w.enc)
+	return slices.Clone(e.l.w.enc.Bytes())
 }
 
 func TestMasker(t *testing.T) {
@@ -423,8 +423,8 @@ type wroteBackend struct {
 	wrote chan struct{}
 }
 
-func (b *wroteBackend) write(ctx context.Context, chain string, batch []item, h head, retry bool) error {
-	err := b.backend.write(ctx, chain, batch, h, retry)
+func (b *wroteBackend) write(ctx context.Context, chain string, batch []item, h head, retry bool, scratch *[][]byte) error {
+	err := b.backend.write(ctx, chain, batch, h, retry, scratch)
 	if err == nil {
 		b.wrote <- struct{}{}
 	}

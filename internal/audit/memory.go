@@ -90,7 +90,7 @@ func (m *memoryBackend) at(k uint64) *Decision { return m.slot(k) }
 
 func (m *memoryBackend) nextKey() uint64 { return m.firstKey + uint64(m.n) }
 
-func (m *memoryBackend) write(_ context.Context, chain string, batch []item, h head, _ bool) error {
+func (m *memoryBackend) write(_ context.Context, chain string, batch []item, h head, _ bool, _ *[][]byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range batch {
@@ -113,6 +113,19 @@ func (m *memoryBackend) write(_ context.Context, chain string, batch []item, h h
 	c := m.chains[chain]
 	c.lastPos, c.lastHash = h.pos, h.hash
 	return nil
+}
+
+// identity names the process's memory: a spool is never shipped to it.
+func (m *memoryBackend) identity(context.Context) (string, error) {
+	return fmt.Sprintf("memory/%p", m), nil
+}
+
+// gone judges no other database.
+func (m *memoryBackend) gone(context.Context, string) (bool, error) { return false, nil }
+
+// readChain reports no chain: memory holds nothing from an earlier process.
+func (m *memoryBackend) readChain(context.Context, string) (head, bool, error) {
+	return head{}, false, nil
 }
 
 func (m *memoryBackend) horizon(context.Context) (uint64, error) {

@@ -55,7 +55,6 @@ var batchColumns = []string{
 type pgBackend struct {
 	pool      *pgxpool.Pool
 	retention int
-	scratch   [][]byte // the batcher's row buffers, reused batch after batch
 }
 
 var _ backend = (*pgBackend)(nil)
@@ -67,6 +66,53 @@ func (p *pgBackend) startChain(ctx context.Context, chainID string, at time.Time
 		return pgerr.Wrap(fmt.Errorf("register decision log chain %s: %w", chainID, err))
 	}
 	return nil
+}
+
+func (p *pgBackend) identity(ctx context.Context) (string, error) {
+	var id string
+	err := p.pool.QueryRow(ctx, "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()").Scan(&id)
+	if err != nil {
+		return "", pgerr.Wrap(fmt.Errorf("identify the database: %w", err))
+	}
+	return id, nil
+}
+
+func (p *pgBackend) gone(ctx context.Context, identity string) (bool, error) {
+	ours, err := p.identity(ctx)
+	if err != nil {
+		return false, err
+	}
+	sys, _, _ := strings.Cut(ours, "/")
+	theirSys, name, ok := strings.Cut(identity, "/")
+	if !ok || theirSys != sys {
+		return false, nil // another server's: not for this one to judge
+	}
+	var exists bool
+	if err := p.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return false, pgerr.Wrap(fmt.Errorf("look the database up: %w", err))
+	}
+	return !exists, nil
+}
+
+func (p *pgBackend) readChain(ctx context.Context, chainID string) (head, bool, error) {
+	var (
+		h      head
+		seq    int64
+		logged *time.Time
+	)
+	err := p.pool.QueryRow(ctx, "SELECT last_pos, last_hash, last_logged_at, last_seq FROM audit_chains WHERE chain_id = $1", chainID).
+		Scan(&h.pos, &h.hash, &logged, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return head{}, false, nil
+	}
+	if err != nil {
+		return head{}, false, pgerr.Wrap(fmt.Errorf("read decision log chain %s: %w", chainID, err))
+	}
+	if logged != nil {
+		h.loggedAt = *logged
+	}
+	h.seq = uint64(seq)
+	return h, true, nil
 }
 
 // tenantRow is one row of decision_batches: a tenant's entries of a batch.
@@ -160,7 +206,7 @@ func decodeBatch(chainID string, loggedAt time.Time, data []byte, txid uint64, f
 	return nil
 }
 
-func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h head, retry bool) error {
+func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h head, retry bool, scratch *[][]byte) error {
 	if retry {
 		var last int64
 		if err := p.pool.QueryRow(ctx, "SELECT last_pos FROM audit_chains WHERE chain_id = $1", chainID).Scan(&last); err != nil {
@@ -172,7 +218,7 @@ func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h h
 	}
 	var e chain.Encoder
 	encodePrefix(&e, chainID, h.loggedAt)
-	rows := batchRows(batch, len(e.Bytes()), &p.scratch)
+	rows := batchRows(batch, len(e.Bytes()), scratch)
 	err := p.copy(ctx, chainID, batch[0].d.Position, rows, h)
 	if missingPartition(err) {
 		if err := p.ensurePartitions(ctx, h.loggedAt); err != nil {
@@ -203,8 +249,8 @@ func (p *pgBackend) copy(ctx context.Context, chainID string, batchFirst int64, 
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"decision_batches"}, batchColumns, src); err != nil {
 			return fmt.Errorf("copy decisions: %w", err)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE audit_chains SET last_pos = $2, last_hash = $3, last_logged_at = $4
-			WHERE chain_id = $1 AND last_pos = $5`, chainID, h.pos, h.hash, h.loggedAt, batchFirst-1)
+		tag, err := tx.Exec(ctx, `UPDATE audit_chains SET last_pos = $2, last_hash = $3, last_logged_at = $4, last_seq = $6
+			WHERE chain_id = $1 AND last_pos = $5`, chainID, h.pos, h.hash, h.loggedAt, batchFirst-1, int64(h.seq))
 		if err != nil {
 			return fmt.Errorf("update decision log chain head: %w", err)
 		}

@@ -519,7 +519,7 @@ func (s *SecurityLog) flush(ctx context.Context, batch []SecurityEvent) {
 	var a writeAttempt
 	err := retryWrite(ctx, func(int) error {
 		return s.be.write(ctx, batch, &a)
-	}, func(err error, retryIn time.Duration) {
+	}, func(err error, _ int, retryIn time.Duration) {
 		s.writeErrors.Add(1)
 		s.log.Warn("security event write failed; retrying", zap.Error(err), zap.Int("events", len(batch)), zap.Duration("retry_in", retryIn))
 	})

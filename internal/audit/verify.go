@@ -26,7 +26,16 @@ type backend interface {
 	startChain(ctx context.Context, chain string, at time.Time) error
 	// write stores a batch and the chain's new head atomically. retry says
 	// an earlier attempt failed: it may have committed all the same.
-	write(ctx context.Context, chain string, batch []item, h head, retry bool) error
+	write(ctx context.Context, chain string, batch []item, h head, retry bool, scratch *[][]byte) error
+	// identity names the database the log writes to, so that a spool is
+	// shipped only to the database it was written for.
+	identity(ctx context.Context) (string, error)
+	// gone reports whether a database identity names a database of this
+	// server that no longer exists: its spooled entries can never ship.
+	gone(ctx context.Context, identity string) (bool, error)
+	// readChain returns a chain's head as stored, and whether the chain is
+	// registered: the spool ships a chain of an earlier process from there.
+	readChain(ctx context.Context, chain string) (head, bool, error)
 	// horizon returns a listing key below which no entry can appear any
 	// more: entries committing later get keys at or above it.
 	horizon(ctx context.Context) (uint64, error)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,6 +106,18 @@ type Config struct {
 	// DecisionLogMemoryEntries bounds the decisions kept when serving from
 	// memory; the oldest are evicted.
 	DecisionLogMemoryEntries int `yaml:"decision_log_memory_entries"`
+	// DecisionSpoolDir is where the decision log spools decisions on local
+	// disk (PostgreSQL, async mode) before they reach the database: a
+	// process crash or a database outage loses none. "off" spools nothing
+	// (decisions wait in memory, bounded by the queue). In Kubernetes, an
+	// emptyDir volume: it outlives a container's restart.
+	DecisionSpoolDir string `yaml:"decision_spool_dir"`
+	// DecisionSpoolMaxMB bounds the spool, in MiB: the outage it rides
+	// out (about 170 bytes a decision). Past it the overflow policy applies.
+	DecisionSpoolMaxMB int `yaml:"decision_spool_max_mb"`
+	// DecisionSpoolSyncInterval is how often the spool is synced to disk:
+	// what a machine crash (not a process crash) can lose.
+	DecisionSpoolSyncInterval time.Duration `yaml:"decision_spool_sync_interval"`
 	// DecisionLogMask lists the request attributes stored as keyed hashes
 	// instead of their values: subject, caller, record_id, record_owner,
 	// record_department.
@@ -134,13 +147,16 @@ func Default() Config {
 		ReplicaStaleAfter: 10 * time.Second,
 		MaxRevisionWait:   2 * time.Second,
 
-		DecisionLog:              "async",
-		DecisionLogQueueSize:     16384,
-		DecisionLogBatchSize:     1000,
-		DecisionLogFlushInterval: 200 * time.Millisecond,
-		DecisionLogOverflow:      "block",
-		DecisionLogRetentionDays: 90,
-		DecisionLogMemoryEntries: 100000,
+		DecisionLog:               "async",
+		DecisionLogQueueSize:      16384,
+		DecisionLogBatchSize:      1000,
+		DecisionLogFlushInterval:  200 * time.Millisecond,
+		DecisionLogOverflow:       "block",
+		DecisionLogRetentionDays:  90,
+		DecisionLogMemoryEntries:  100000,
+		DecisionSpoolDir:          filepath.Join(os.TempDir(), "crmauthz-spool"),
+		DecisionSpoolMaxMB:        2048,
+		DecisionSpoolSyncInterval: time.Second,
 	}
 }
 
@@ -253,6 +269,15 @@ func (c *Config) fields() []field {
 	add("decision-log-retention-days", "days PostgreSQL keeps decisions and security events, 0-3650; 0 forever", s, g)
 	s, g = num(&c.DecisionLogMemoryEntries)
 	add("decision-log-memory-entries", "most decisions kept when serving from memory, 1-10000000", s, g)
+	s, g = str(&c.DecisionSpoolDir)
+	add("decision-spool-dir", "directory of the decision spool on local disk (PostgreSQL, async); off: none", s, g)
+	s, g = num(&c.DecisionSpoolMaxMB)
+	add("decision-spool-max-mb", "bound of the decision spool in MiB (about 170 bytes a decision), 1-1048576", s, g)
+	add("decision-spool-sync-interval", "how often the spool is synced to disk: what a machine crash can lose, 10ms-1m", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.DecisionSpoolSyncInterval = d
+		return err
+	}, func() string { return c.DecisionSpoolSyncInterval.String() })
 	add("decision-log-mask", "comma-separated attributes stored hashed: subject, caller, record_id, record_owner, record_department", func(v string) error {
 		c.DecisionLogMask = nil
 		for _, a := range strings.Split(v, ",") {
@@ -418,6 +443,15 @@ func (c Config) validateDecisionLog() []error {
 	}
 	if c.DecisionLogRetentionDays < 0 || c.DecisionLogRetentionDays > 3650 {
 		errs = append(errs, fmt.Errorf("decision_log_retention_days must be 0-3650, got %d", c.DecisionLogRetentionDays))
+	}
+	if c.DecisionSpoolDir == "" {
+		errs = append(errs, errors.New(`decision_spool_dir must name a directory, or be "off"`))
+	}
+	if c.DecisionSpoolMaxMB < 1 || c.DecisionSpoolMaxMB > 1<<20 {
+		errs = append(errs, fmt.Errorf("decision_spool_max_mb must be 1-1048576, got %d", c.DecisionSpoolMaxMB))
+	}
+	if c.DecisionSpoolSyncInterval < 10*time.Millisecond || c.DecisionSpoolSyncInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("decision_spool_sync_interval must be 10ms-1m, got %s", c.DecisionSpoolSyncInterval))
 	}
 	if c.DecisionLogMemoryEntries < 1 || c.DecisionLogMemoryEntries > 10_000_000 {
 		errs = append(errs, fmt.Errorf("decision_log_memory_entries must be 1-10000000, got %d", c.DecisionLogMemoryEntries))

@@ -148,6 +148,21 @@ func (s *Server) SetFollowing(following bool) {
 	}
 }
 
+// SetLogDegraded reports whether the decision log's writes fail (the
+// database is away): AuditService, whose answers come from the database,
+// is NOT_SERVING meanwhile. Decisions are still answered: they wait in the
+// decision spool.
+func (s *Server) SetLogDegraded(degraded bool) {
+	if !s.ready.Load() || s.stopping.Err() != nil {
+		return
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if degraded {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus(pb.AuditService_ServiceDesc.ServiceName, st)
+}
+
 // Serve serves on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -510,7 +510,9 @@ func (s *Audit) GetLogStatus(ctx context.Context, _ *pb.GetLogStatusRequest) (*p
 		DroppedDenied: st.DroppedDenied, WriteErrors: st.WriteErrors, OverflowPolicy: string(st.Overflow),
 		RetentionDays: int32(st.RetentionDays), MaskedAttributes: st.Masked, MemoryCapacity: int64(st.MemoryCapacity),
 		MemoryEvicted: st.MemoryEvicted, Waited: st.Waited, Authentication: s.authentication,
-		Replica: s.replicaStatus(),
+		Replica: s.replicaStatus(), SpoolDir: st.SpoolDir, SpoolEntries: st.SpoolEntries, SpoolBytes: st.SpoolBytes,
+		SpoolCapacityBytes: st.SpoolCapacity, SpoolErrors: st.SpoolErrors, Degraded: !st.DegradedSince.IsZero(),
+		DegradedTime: timestamp(st.DegradedSince),
 	}, nil
 }
 

@@ -61,8 +61,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Options configures a spool.
 type Options struct {
-	// SegmentBytes is the size past which a new segment file starts (64 MiB
-	// by default).
+	// SegmentBytes is the size past which a new segment file starts (by
+	// default a sixteenth of MaxBytes, at most 64 MiB).
 	SegmentBytes int64
 	// MaxBytes bounds the bytes the spool holds (1 GiB by default). The
 	// shipped records of the segment being written count until it is full.
@@ -73,11 +73,13 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = 64 << 20
-	}
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 1 << 30
+	}
+	if o.SegmentBytes <= 0 {
+		// Shipped records stay until their segment is released, so a
+		// segment is a small part of the bound.
+		o.SegmentBytes = min(64<<20, max(o.MaxBytes/16, 4<<10))
 	}
 	if o.SyncEvery == 0 {
 		o.SyncEvery = time.Second

@@ -1938,7 +1938,26 @@ type GetLogStatusResponse struct {
 	// authentication off, "off (demo: memory store on loopback)" or "off (--insecure-no-auth)".
 	Authentication string `protobuf:"bytes,17,opt,name=authentication,proto3" json:"authentication,omitempty"`
 	// How this replica follows the writes of the others; unset when serving from memory.
-	Replica       *ReplicaStatus `protobuf:"bytes,18,opt,name=replica,proto3" json:"replica,omitempty"`
+	Replica *ReplicaStatus `protobuf:"bytes,18,opt,name=replica,proto3" json:"replica,omitempty"`
+	// The decision spool on local disk (PostgreSQL, async mode): the slot directory this
+	// replica writes; empty without a spool.
+	SpoolDir string `protobuf:"bytes,19,opt,name=spool_dir,json=spoolDir,proto3" json:"spool_dir,omitempty"`
+	// Decisions in the spool not yet written to the database (earlier processes' included):
+	// the backlog.
+	SpoolEntries int64 `protobuf:"varint,20,opt,name=spool_entries,json=spoolEntries,proto3" json:"spool_entries,omitempty"`
+	// Bytes of the spool not yet written to the database.
+	SpoolBytes int64 `protobuf:"varint,21,opt,name=spool_bytes,json=spoolBytes,proto3" json:"spool_bytes,omitempty"`
+	// The spool's bound in bytes (--decision-spool-max-bytes); past it the overflow policy
+	// applies.
+	SpoolCapacityBytes int64 `protobuf:"varint,22,opt,name=spool_capacity_bytes,json=spoolCapacityBytes,proto3" json:"spool_capacity_bytes,omitempty"`
+	// Writes to the spool the disk refused since start.
+	SpoolErrors int64 `protobuf:"varint,23,opt,name=spool_errors,json=spoolErrors,proto3" json:"spool_errors,omitempty"`
+	// Whether the log is degraded: its writes fail (the database is unreachable), so
+	// decisions wait in the spool (or the queue). AuditService's health is NOT_SERVING
+	// meanwhile; the replica's log says why.
+	Degraded bool `protobuf:"varint,24,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	// When the writes started failing; unset while they succeed.
+	DegradedTime  *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=degraded_time,json=degradedTime,proto3" json:"degraded_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2095,6 +2114,55 @@ func (x *GetLogStatusResponse) GetAuthentication() string {
 func (x *GetLogStatusResponse) GetReplica() *ReplicaStatus {
 	if x != nil {
 		return x.Replica
+	}
+	return nil
+}
+
+func (x *GetLogStatusResponse) GetSpoolDir() string {
+	if x != nil {
+		return x.SpoolDir
+	}
+	return ""
+}
+
+func (x *GetLogStatusResponse) GetSpoolEntries() int64 {
+	if x != nil {
+		return x.SpoolEntries
+	}
+	return 0
+}
+
+func (x *GetLogStatusResponse) GetSpoolBytes() int64 {
+	if x != nil {
+		return x.SpoolBytes
+	}
+	return 0
+}
+
+func (x *GetLogStatusResponse) GetSpoolCapacityBytes() int64 {
+	if x != nil {
+		return x.SpoolCapacityBytes
+	}
+	return 0
+}
+
+func (x *GetLogStatusResponse) GetSpoolErrors() int64 {
+	if x != nil {
+		return x.SpoolErrors
+	}
+	return 0
+}
+
+func (x *GetLogStatusResponse) GetDegraded() bool {
+	if x != nil {
+		return x.Degraded
+	}
+	return false
+}
+
+func (x *GetLogStatusResponse) GetDegradedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DegradedTime
 	}
 	return nil
 }
@@ -2680,7 +2748,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"decisionId\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.crmauthz.v1.BreakKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x15\n" +
-	"\x13GetLogStatusRequest\"\x8a\x05\n" +
+	"\x13GetLogStatusRequest\"\x9f\a\n" +
 	"\x14GetLogStatusResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x18\n" +
 	"\astorage\x18\x02 \x01(\tR\astorage\x12\x19\n" +
@@ -2700,7 +2768,15 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0ememory_evicted\x18\x0f \x01(\x03R\rmemoryEvicted\x12\x16\n" +
 	"\x06waited\x18\x10 \x01(\x03R\x06waited\x12&\n" +
 	"\x0eauthentication\x18\x11 \x01(\tR\x0eauthentication\x124\n" +
-	"\areplica\x18\x12 \x01(\v2\x1a.crmauthz.v1.ReplicaStatusR\areplica\"\x89\x03\n" +
+	"\areplica\x18\x12 \x01(\v2\x1a.crmauthz.v1.ReplicaStatusR\areplica\x12\x1b\n" +
+	"\tspool_dir\x18\x13 \x01(\tR\bspoolDir\x12#\n" +
+	"\rspool_entries\x18\x14 \x01(\x03R\fspoolEntries\x12\x1f\n" +
+	"\vspool_bytes\x18\x15 \x01(\x03R\n" +
+	"spoolBytes\x120\n" +
+	"\x14spool_capacity_bytes\x18\x16 \x01(\x03R\x12spoolCapacityBytes\x12!\n" +
+	"\fspool_errors\x18\x17 \x01(\x03R\vspoolErrors\x12\x1a\n" +
+	"\bdegraded\x18\x18 \x01(\bR\bdegraded\x12?\n" +
+	"\rdegraded_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fdegradedTime\"\x89\x03\n" +
 	"\rReplicaStatus\x12\x1c\n" +
 	"\tfollowing\x18\x01 \x01(\bR\tfollowing\x12A\n" +
 	"\x0econnected_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rconnectedTime\x12G\n" +
@@ -2855,35 +2931,36 @@ var file_crmauthz_v1_audit_proto_depIdxs = []int32{
 	20, // 29: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
 	3,  // 30: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
 	23, // 31: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
-	27, // 32: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
-	27, // 33: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
-	27, // 34: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	29, // 35: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
-	27, // 36: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 37: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	26, // 38: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
-	27, // 39: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
-	5,  // 40: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
-	7,  // 41: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
-	9,  // 42: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
-	12, // 43: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
-	14, // 44: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
-	17, // 45: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
-	21, // 46: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
-	24, // 47: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
-	6,  // 48: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
-	8,  // 49: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
-	10, // 50: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
-	13, // 51: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
-	15, // 52: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
-	18, // 53: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
-	22, // 54: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
-	25, // 55: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
-	48, // [48:56] is the sub-list for method output_type
-	40, // [40:48] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	27, // 32: crmauthz.v1.GetLogStatusResponse.degraded_time:type_name -> google.protobuf.Timestamp
+	27, // 33: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
+	27, // 34: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
+	27, // 35: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	29, // 36: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
+	27, // 37: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 38: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 39: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
+	27, // 40: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
+	5,  // 41: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
+	7,  // 42: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
+	9,  // 43: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
+	12, // 44: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
+	14, // 45: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
+	17, // 46: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
+	21, // 47: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
+	24, // 48: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
+	6,  // 49: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
+	8,  // 50: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
+	10, // 51: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
+	13, // 52: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
+	15, // 53: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
+	18, // 54: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
+	22, // 55: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
+	25, // 56: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
+	49, // [49:57] is the sub-list for method output_type
+	41, // [41:49] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_audit_proto_init() }
