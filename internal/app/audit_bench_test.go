@@ -92,14 +92,19 @@ func benchRequests() []*pb.CheckRequest {
 // store, or PostgreSQL with a database each) and take turns in short
 // rounds, so machine noise hits every mode alike. It reports each mode's
 // median checks/s and allocations per check (client and server together)
-// and the cost of the async and sync modes against off:
+// and the cost of the async and sync modes against off; on PostgreSQL also
+// async through the decision spool ("spooled"), the default there:
 //
 //	go test -run '^$' -bench CheckDecisionLog -benchtime 200000x ./internal/app/
 func BenchmarkCheckDecisionLog(b *testing.B) {
 	reqs := benchRequests()
-	modes := []string{"off", "async", "sync"}
 	for _, storage := range []string{"memory", "postgres"} {
 		b.Run(storage, func(b *testing.B) {
+			modes := []string{"off", "async", "sync"}
+			if storage == "postgres" {
+				// async without the spool (the queue in memory), and with it.
+				modes = []string{"off", "async", "spooled", "sync"}
+			}
 			clients := map[string]pb.AuthorizationServiceClient{}
 			for _, mode := range modes {
 				cfg := config.Default()
@@ -111,6 +116,10 @@ func BenchmarkCheckDecisionLog(b *testing.B) {
 					// What the log costs, apart from authentication's cost
 					// (BenchmarkCheckAuthentication).
 					cfg.InsecureNoAuth = true
+					cfg.DecisionSpoolDir = "off"
+					if mode == "spooled" {
+						cfg.DecisionLog, cfg.DecisionSpoolDir = "async", b.TempDir()
+					}
 				}
 				clients[mode] = pb.NewAuthorizationServiceClient(startLoopback(b, cfg))
 				drive(b, clients[mode], reqs, 2000) // warm up connections and caches
@@ -141,6 +150,9 @@ func BenchmarkCheckDecisionLog(b *testing.B) {
 			}
 			b.ReportMetric(100*(1-med["async"]/med["off"]), "async-cost-%")
 			b.ReportMetric(100*(1-med["sync"]/med["off"]), "sync-cost-%")
+			if _, ok := med["spooled"]; ok {
+				b.ReportMetric(100*(1-med["spooled"]/med["off"]), "spooled-cost-%")
+			}
 		})
 	}
 }

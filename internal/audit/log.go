@@ -344,6 +344,15 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 	if l.spools != nil && l.opts.Mode == ModeAsync {
 		return l.recordSpooled(ctx, &d)
 	}
+	return l.recordQueued(ctx, &d)
+}
+
+// recordQueued puts d on the queue: the log without a spool. Its frame
+// stays out of Record's, whose callers' stacks the spooled path keeps
+// small.
+//
+//go:noinline
+func (l *Log) recordQueued(ctx context.Context, d *Decision) (string, error) {
 	seq := l.seq.Add(1)
 	var buf [48]byte
 	id := string(strconv.AppendUint(append(buf[:0], l.prefix...), seq, 10))
@@ -358,12 +367,13 @@ func (l *Log) Record(ctx context.Context, d Decision) (string, error) {
 		l.signalFull()
 		return id, nil
 	}
+	it := item{d: *d} // one copy, sent from either case
 	select {
-	case l.q <- item{d: d}:
+	case l.q <- it:
 	default:
 		l.waited.Add(1)
 		select {
-		case l.q <- item{d: d}:
+		case l.q <- it:
 		case <-ctx.Done():
 			l.abandoned.Add(1)
 			return "", ctx.Err()
@@ -390,14 +400,15 @@ func (l *Log) signalFull() {
 
 // recordSync queues d and waits until it is durable, or hands the wait to
 // the request's Deferred.
-func (l *Log) recordSync(ctx context.Context, d Decision) error {
+func (l *Log) recordSync(ctx context.Context, d *Decision) error {
 	done := waiters.Get().(chan error)
+	it := item{d: *d, done: done}
 	select {
-	case l.q <- item{d: d, done: done}:
+	case l.q <- it:
 	default:
 		l.waited.Add(1)
 		select {
-		case l.q <- item{d: d, done: done}:
+		case l.q <- it:
 		case <-ctx.Done():
 			waiters.Put(done)
 			l.abandoned.Add(1)
@@ -425,28 +436,28 @@ func (l *Log) recordSync(ctx context.Context, d Decision) error {
 // enqueueOrDrop applies drop_denies_last. It reports whether d was queued.
 // The two queues share one bound, held by queued; each has the whole bound
 // as capacity, so a send after a successful reservation never blocks.
-func (l *Log) enqueueOrDrop(d Decision) bool {
+func (l *Log) enqueueOrDrop(d *Decision) bool {
 	if l.queued.Add(1) <= int64(l.opts.QueueSize) {
 		if d.Allowed {
-			l.q <- item{d: d}
+			l.q <- item{d: *d}
 		} else {
-			l.denyQ <- item{d: d}
+			l.denyQ <- item{d: *d}
 		}
 		return true
 	}
 	l.queued.Add(-1)
 	if d.Allowed {
-		l.drop(&d)
+		l.drop(d)
 		return false
 	}
 	select {
 	case old := <-l.q:
 		// The evicted allow's reservation passes to the deny.
 		l.drop(&old.d)
-		l.denyQ <- item{d: d}
+		l.denyQ <- item{d: *d}
 		return true
 	default:
-		l.drop(&d)
+		l.drop(d)
 		return false
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,46 +57,80 @@ type spoolShipper struct {
 	entries atomic.Int64 // entries in the spool not yet written
 }
 
-var spoolEncoders = sync.Pool{New: func() any { return new(chain.Encoder) }}
-
-// encodeSpooled returns the spool record of d, with room at the end for
-// its sequence number, in e's buffer.
-func encodeSpooled(e *chain.Encoder, d *Decision) []byte {
-	e.Reset(spoolTag)
-	e.String(d.Chain)
-	e.Time(d.Time)
-	e.String(d.Method)
-	e.String(d.Caller)
-	e.String(d.RequestID)
-	e.String(d.Tenant)
-	e.String(d.Subject)
+// encodeSpooled appends d, numbered seq, to b as a spool record: the
+// canonical encoding of package chain (which decodes it), then the
+// number. It runs on the caller's goroutine, deep in a gRPC handler's
+// stack, so it keeps its own frame small: a stack that grows is copied.
+func encodeSpooled(b []byte, d *Decision, seq uint64) []byte {
+	b = appendString(b, spoolTag)
+	b = appendString(b, d.Chain)
+	b = appendTime(b, d.Time)
+	b = appendString(b, d.Method)
+	b = appendString(b, d.Caller)
+	b = appendString(b, d.RequestID)
+	b = appendString(b, d.Tenant)
+	b = appendString(b, d.Subject)
 	p := &d.Perm
-	e.Int(int64(p.Kind))
-	e.String(p.Module)
-	e.String(p.Verb)
-	e.String(p.Function)
-	e.String(p.Field)
-	e.Bool(p.Write)
-	e.Bool(p.Record != nil)
+	b = binary.AppendVarint(b, int64(p.Kind))
+	b = appendString(b, p.Module)
+	b = appendString(b, p.Verb)
+	b = appendString(b, p.Function)
+	b = appendString(b, p.Field)
+	b = appendBool(b, p.Write)
+	b = appendBool(b, p.Record != nil)
 	if r := p.Record; r != nil {
-		e.String(r.ID)
-		e.String(r.Owner)
-		e.String(r.Department)
+		b = appendString(b, r.ID)
+		b = appendString(b, r.Owner)
+		b = appendString(b, r.Department)
 	}
-	e.String(d.Permission)
-	e.String(d.Module)
-	e.String(d.Result)
-	e.Bool(d.Allowed)
-	e.Strings(d.Reasons)
-	e.Int(d.Revision)
-	e.Int(int64(d.Latency))
-	var seq [seqBytes]byte
-	e.Raw(nil) // keeps the decoder's field count fixed
-	return append(e.Bytes(), seq[:]...)
+	b = appendString(b, d.Permission)
+	b = appendString(b, d.Module)
+	b = appendString(b, d.Result)
+	b = appendBool(b, d.Allowed)
+	b = binary.AppendUvarint(b, uint64(len(d.Reasons)))
+	for _, r := range d.Reasons {
+		b = appendString(b, r)
+	}
+	b = binary.AppendVarint(b, d.Revision)
+	b = binary.AppendVarint(b, int64(d.Latency))
+	b = append(b, 0) // an empty Raw: keeps the decoder's field count fixed
+	return binary.BigEndian.AppendUint64(b, seq)
 }
 
-// stampSeq writes a spool record's sequence number.
-func stampSeq(rec []byte, seq uint64) { binary.BigEndian.PutUint64(rec[len(rec)-seqBytes:], seq) }
+// appendString, appendTime and appendBool write as chain.Encoder does.
+//
+//go:noinline
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.AppendVarint(b, 0)
+	}
+	return binary.AppendVarint(b, t.UnixMicro())
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// spoolSize bounds the size of d's spool record.
+func spoolSize(d *Decision) int {
+	n := 128 + len(d.Chain) + len(d.Method) + len(d.Caller) + len(d.RequestID) + len(d.Tenant) + len(d.Subject) +
+		len(d.Perm.Module) + len(d.Perm.Verb) + len(d.Perm.Function) + len(d.Perm.Field) + len(d.Permission) + len(d.Module) + len(d.Result)
+	if r := d.Perm.Record; r != nil {
+		n += 30 + len(r.ID) + len(r.Owner) + len(r.Department)
+	}
+	for _, r := range d.Reasons {
+		n += 10 + len(r)
+	}
+	return n
+}
 
 // decodeSpooled reads a spool record.
 func decodeSpooled(rec []byte) (Decision, error) {
@@ -277,22 +310,22 @@ func countRecords(sp *spool.Spool) (int64, error) {
 // and lets denied ones use the room kept for them.
 func (l *Log) recordSpooled(ctx context.Context, d *Decision) (string, error) {
 	d.Chain = l.chain
-	e := spoolEncoders.Get().(*chain.Encoder)
-	defer spoolEncoders.Put(e)
-	rec := encodeSpooled(e, d)
 	var headroom int64
 	if l.opts.Overflow == OverflowDropDeniesLast && !d.Allowed {
 		headroom = l.spoolReserve()
 	}
+	// The spool's writer numbers and encodes the entry, in spool order:
+	// the caller's goroutine does no encoding and no I/O.
 	var seq uint64
-	stamp := func(rec []byte) {
+	fill := func(dst []byte) []byte {
 		seq = l.seq.Add(1)
-		stampSeq(rec, seq)
+		return encodeSpooled(dst, d, seq)
 	}
 	s := l.spools[0]
+	est := spoolSize(d)
 	waited := false
 	for {
-		_, err := s.sp.Append(rec, headroom, stamp)
+		_, err := s.sp.Append(est, headroom, fill)
 		if err == nil {
 			break
 		}
@@ -504,13 +537,11 @@ func (l *Log) chainOf(ctx context.Context, s *spoolShipper, id string, at time.T
 // sequence order.
 func (l *Log) spoolMarkers(s *spoolShipper) {
 	for _, it := range l.appendMarkers(nil, false) {
-		e := spoolEncoders.Get().(*chain.Encoder)
-		rec := encodeSpooled(e, &it.d)
-		_, err := s.sp.Append(rec, 1<<40, func(rec []byte) {
+		d := it.d
+		_, err := s.sp.Append(spoolSize(&d), 1<<40, func(dst []byte) []byte {
 			l.markers.Add(1)
-			stampSeq(rec, l.seq.Add(1))
+			return encodeSpooled(dst, &d, l.seq.Add(1))
 		})
-		spoolEncoders.Put(e)
 		if err != nil {
 			l.spoolFailing(err)
 			continue

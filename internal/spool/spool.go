@@ -7,10 +7,12 @@
 // flock on its lock file). Records go into segment files named by the
 // offset of their first byte; each record is framed with its length and a
 // CRC-32C, so a write torn by a machine crash is found, and cut, when the
-// spool is opened again. A write returns once the record is in the
-// operating system's cache: a process crash (kill -9, a panic, an OOM kill)
-// loses nothing. The cache is synced to disk every SyncEvery, which bounds
-// what a machine crash can lose.
+// spool is opened again. The segment being written is mapped into memory
+// (a shared mapping of the file): an append is a copy into the operating
+// system's page cache, with no system call, and a process crash (kill -9,
+// a panic, an OOM kill) loses nothing that was appended. The page cache is
+// synced to disk every SyncEvery, which bounds what a machine crash can
+// lose.
 //
 // Offsets count bytes from the spool's creation and never go back. A
 // reader reads from an offset to the end written so far; Release drops
@@ -61,8 +63,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Options configures a spool.
 type Options struct {
-	// SegmentBytes is the size past which a new segment file starts (by
-	// default a sixteenth of MaxBytes, at most 64 MiB).
+	// SegmentBytes is the size of a segment file (by default a sixteenth
+	// of MaxBytes, at most 64 MiB); a larger record gets a segment of its
+	// own size.
 	SegmentBytes int64
 	// MaxBytes bounds the bytes the spool holds (1 GiB by default). The
 	// shipped records of the segment being written count until it is full.
@@ -93,21 +96,56 @@ type Spool struct {
 	opts Options
 	lock *os.File
 
-	mu       sync.Mutex
-	segs     []int64 // start offsets of the segment files, ascending
-	cur      *os.File
-	curStart int64
-	curSize  int64
-	buf      []byte
-	dirty    bool
-	full     []*os.File // segments written full and not yet synced
-	closed   bool
+	mu     sync.Mutex
+	segs   []int64 // start offsets of the segment files, ascending
+	cur    *segment
+	full   []*segment // segments written full and not yet synced and unmapped
+	buf    []byte     // the record being appended
+	dirty  bool
+	closed bool
 
 	start atomic.Int64 // offset of the first byte held
 	end   atomic.Int64 // offset after the last complete record
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// segment is a segment file mapped for writing.
+type segment struct {
+	f     *os.File
+	data  []byte // the whole file, mapped
+	start int64  // its offset
+	size  int64  // bytes written
+}
+
+// openSegment opens, or creates, the segment file at start, sized and
+// mapped for writing.
+func openSegment(path string, start, size int64) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // under the operator's spool directory
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: size a segment: %w", err)
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: map a segment: %w", err)
+	}
+	return &segment{f: f, data: data, start: start}, nil
+}
+
+// close syncs the segment, unmaps it and cuts the file to what was written.
+func (g *segment) close(sync bool) error {
+	var errs []error
+	if sync {
+		errs = append(errs, g.f.Sync())
+	}
+	errs = append(errs, syscall.Munmap(g.data), g.f.Truncate(g.size), g.f.Close())
+	return errors.Join(errs...)
 }
 
 // Open opens, or creates, the spool in dir. A torn record at the end of
@@ -137,7 +175,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-// recover finds the segments, checks the last one and opens it for writing.
+// recover finds the segments, checks the last one and maps it for writing.
 func (s *Spool) recover() error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -164,22 +202,36 @@ func (s *Spool) recover() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	size, err := validLength(f)
+	_ = f.Close()
 	if err != nil {
-		_ = f.Close()
 		return err
 	}
-	if err := f.Truncate(size); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("spool: cut a torn record: %w", err)
+	seg, err := openSegment(s.segPath(last), last, max(s.opts.SegmentBytes, size))
+	if err != nil {
+		return err
 	}
-	if _, err := f.Seek(size, io.SeekStart); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("spool: %w", err)
+	// Clear a torn record after the intact ones (appends are serialised,
+	// so only the last can be torn; zeros follow it), so that what is
+	// appended next is not followed by its remains.
+	torn := seg.data[size:min(int64(len(seg.data)), size+frameHeader+MaxRecordBytes)]
+	if n := lastNonZero(torn); n >= 0 {
+		clear(torn[:n+1]) // only what was written: clearing zeros would write them
 	}
-	s.cur, s.curStart, s.curSize = f, last, size
+	seg.size = size
+	s.cur = seg
 	s.start.Store(s.segs[0])
 	s.end.Store(last + size)
 	return nil
+}
+
+// lastNonZero returns the index of b's last byte that is not zero, or -1.
+func lastNonZero(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] != 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // validLength returns the length of the segment's complete, intact records.
@@ -193,7 +245,7 @@ func validLength(f *os.File) (int64, error) {
 	for {
 		rec, err := r.next()
 		if err != nil {
-			return n, nil //nolint:nilerr // a torn or corrupt tail ends the valid part
+			return n, nil //nolint:nilerr // a torn or corrupt tail, or unwritten zeros, ends the valid part
 		}
 		n += int64(frameHeader + len(rec))
 	}
@@ -203,61 +255,72 @@ func (s *Spool) segPath(start int64) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", start, suffix))
 }
 
-// Append writes one record and returns the offset after it. It returns
-// once the record is in the operating system's cache. The spool may go past
-// MaxBytes by up to headroom for this record (room kept for records that
-// matter more). stamp, when set, is called with the record under the
-// spool's lock just before it is written, once it is sure to be written:
-// records stamped in order are written in that order.
-func (s *Spool) Append(rec []byte, headroom int64, stamp func(rec []byte)) (int64, error) {
-	if len(rec) > MaxRecordBytes {
-		return 0, ErrTooLarge
-	}
-	n := int64(frameHeader + len(rec))
+// Append writes one record and returns the offset after it, once the
+// record is in the operating system's page cache: a copy into the mapped
+// segment, under the spool's lock, in the caller's goroutine. fill
+// appends the record to dst and returns it; it is called under the lock,
+// so records are written in the order fill is called, and numbers assigned
+// in fill follow the spool. est is what the record may take at most, for
+// the bound: the spool may go past MaxBytes by up to headroom for it (room
+// kept for records that matter more); fill is not called when it would not
+// fit.
+func (s *Spool) Append(est int, headroom int64, fill func(dst []byte) []byte) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return 0, ErrClosed
 	}
 	end := s.end.Load()
-	if end-s.start.Load()+n > s.opts.MaxBytes+headroom {
+	if end-s.start.Load()+int64(frameHeader+est) > s.opts.MaxBytes+headroom {
 		return 0, ErrFull
 	}
-	if s.curSize > 0 && s.curSize+n > s.opts.SegmentBytes {
-		if err := s.rotate(end); err != nil {
+	s.buf = fill(s.buf[:0])
+	rec := s.buf
+	if len(rec) > MaxRecordBytes {
+		return 0, ErrTooLarge
+	}
+	if len(rec) == 0 {
+		return 0, errors.New("spool: empty record")
+	}
+	n := int64(frameHeader + len(rec))
+	if s.cur.size+n > int64(len(s.cur.data)) {
+		if err := s.rotate(end, n); err != nil {
 			return 0, err
 		}
 	}
-	if stamp != nil {
-		stamp(rec)
-	}
-	s.buf = binary.LittleEndian.AppendUint32(s.buf[:0], uint32(len(rec)))
-	s.buf = binary.LittleEndian.AppendUint32(s.buf, crc32.Checksum(rec, castagnoli))
-	s.buf = append(s.buf, rec...)
-	if _, err := s.cur.Write(s.buf); err != nil {
-		// A short write leaves a torn tail; cut it so the next record
-		// starts on a frame.
-		_ = s.cur.Truncate(s.curSize)
-		_, _ = s.cur.Seek(s.curSize, io.SeekStart)
-		return 0, fmt.Errorf("spool: write: %w", err)
-	}
-	s.curSize += n
+	at := s.cur.data[s.cur.size:]
+	binary.LittleEndian.PutUint32(at, uint32(len(rec)))
+	binary.LittleEndian.PutUint32(at[4:], crc32.Checksum(rec, castagnoli))
+	copy(at[frameHeader:], rec)
+	s.cur.size += n
 	s.dirty = true
 	s.end.Store(end + n)
 	return end + n, nil
 }
 
-// rotate starts a new segment at offset start.
-func (s *Spool) rotate(start int64) error {
-	f, err := os.OpenFile(s.segPath(start), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: new segment: %w", err)
+// rotate starts a new segment at offset start. The full one is synced,
+// unmapped and closed by the sync loop: an fsync of a whole segment would
+// hold every Append up.
+func (s *Spool) rotate(start, need int64) error {
+	if s.cur.size == 0 {
+		// An empty segment too small for the record: map it larger.
+		if err := syscall.Munmap(s.cur.data); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		_ = s.cur.f.Close()
+		seg, err := openSegment(s.segPath(start), start, max(s.opts.SegmentBytes, need))
+		if err != nil {
+			return err
+		}
+		s.cur = seg
+		return nil
 	}
-	// The full segment is synced and closed by the sync loop: an fsync
-	// of a whole segment would hold every Append up (and a Sync may be
-	// syncing it right now).
+	seg, err := openSegment(s.segPath(start), start, max(s.opts.SegmentBytes, need))
+	if err != nil {
+		return err
+	}
 	s.full = append(s.full, s.cur)
-	s.cur, s.curStart, s.curSize, s.dirty = f, start, 0, false
+	s.cur, s.dirty = seg, false
 	s.segs = append(s.segs, start)
 	return nil
 }
@@ -300,15 +363,16 @@ func (s *Spool) Sync() error {
 	full := s.full
 	s.full = nil
 	var cur *os.File
-	if !s.closed && s.dirty {
-		cur, s.dirty = s.cur, false
+	if s.cur != nil && s.dirty {
+		cur, s.dirty = s.cur.f, false
 	}
 	s.mu.Unlock()
 	// Synced outside the lock, so appends go on meanwhile; an append
-	// after this point is synced by the next call.
+	// after this point is synced by the next call. A file's sync writes
+	// the pages written through its mapping.
 	var errs []error
-	for _, f := range full {
-		errs = append(errs, f.Sync(), f.Close())
+	for _, g := range full {
+		errs = append(errs, g.close(true))
 	}
 	if cur != nil {
 		errs = append(errs, cur.Sync())
@@ -344,13 +408,14 @@ func (s *Spool) Close() error {
 		s.mu.Unlock()
 		return nil
 	}
+	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
 	serr := s.Sync()
 	s.mu.Lock()
-	s.closed = true
-	cerr := s.cur.Close()
+	cerr := s.cur.close(true)
+	s.cur = nil
 	s.mu.Unlock()
 	lerr := s.lock.Close() // closing the file releases the flock
 	return errors.Join(serr, cerr, lerr)
@@ -462,8 +527,8 @@ func (fr *frameReader) next() ([]byte, error) {
 		return nil, err
 	}
 	n := binary.LittleEndian.Uint32(fr.hdr[:4])
-	if n > MaxRecordBytes {
-		return nil, errCorrupt
+	if n == 0 || n > MaxRecordBytes {
+		return nil, errCorrupt // zeros: where a segment was not written
 	}
 	if cap(fr.buf) < int(n) {
 		fr.buf = make([]byte, n)

@@ -27,8 +27,11 @@ func open(t *testing.T, dir string, opts Options) *Spool {
 	return s
 }
 
-// appendArgs are Append's arguments for record i, without headroom or stamp.
-func appendArgs(i int) ([]byte, int64, func([]byte)) { return record(i), 0, nil }
+// appendArgs are Append's arguments for record i, without headroom.
+func appendArgs(i int) (int, int64, func([]byte) []byte) {
+	rec := record(i)
+	return len(rec), 0, func(dst []byte) []byte { return append(dst, rec...) }
+}
 
 func record(i int) []byte {
 	return fmt.Appendf(nil, "record %04d %s", i, bytes.Repeat([]byte{'x'}, i%37))
@@ -204,7 +207,7 @@ func TestBoundAndRelease(t *testing.T) {
 	if !bytes.Equal(got[len(got)-1], record(i)) {
 		t.Fatalf("last record %q", got[len(got)-1])
 	}
-	if _, err := s.Append(make([]byte, MaxRecordBytes+1), 0, nil); !errors.Is(err, ErrTooLarge) {
+	if _, err := s.Append(10, 0, func(dst []byte) []byte { return append(dst, make([]byte, MaxRecordBytes+1)...) }); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("a record over the limit: %v", err)
 	}
 }
@@ -256,7 +259,7 @@ func TestConcurrentAppends(t *testing.T) {
 }
 
 // TestHeadroomAndStamp: a record given headroom goes past a full spool's
-// bound; records stamped under the lock are written in stamp order,
+// bound; records numbered as they are filled are written in that order,
 // whichever goroutine appends them.
 func TestHeadroomAndStamp(t *testing.T) {
 	s := open(t, t.TempDir(), Options{MaxBytes: 100})
@@ -265,7 +268,7 @@ func TestHeadroomAndStamp(t *testing.T) {
 			break
 		}
 	}
-	if _, err := s.Append(record(2), 100, nil); err != nil {
+	if _, err := s.Append(40, 100, func(dst []byte) []byte { return append(dst, record(2)...) }); err != nil {
 		t.Fatalf("with headroom: %v", err)
 	}
 
@@ -275,8 +278,7 @@ func TestHeadroomAndStamp(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 200 {
-				rec := make([]byte, 8)
-				if _, err := s.Append(rec, 0, func(rec []byte) { n++; binary.BigEndian.PutUint64(rec, n) }); err != nil {
+				if _, err := s.Append(8, 0, func(dst []byte) []byte { n++; return binary.BigEndian.AppendUint64(dst, n) }); err != nil {
 					t.Error(err)
 					return
 				}
@@ -288,5 +290,24 @@ func TestHeadroomAndStamp(t *testing.T) {
 		if got := binary.BigEndian.Uint64(rec); got != uint64(i+1) {
 			t.Fatalf("record %d stamped %d", i, got)
 		}
+	}
+}
+
+// TestLargeRecord: a record larger than a segment gets one of its own, the
+// first record of a spool too.
+func TestLargeRecord(t *testing.T) {
+	s := open(t, t.TempDir(), Options{SegmentBytes: 4096})
+	big := bytes.Repeat([]byte{'b'}, 10000)
+	for range 2 {
+		if _, err := s.Append(len(big), 0, func(dst []byte) []byte { return append(dst, big...) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(appendArgs(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readAll(t, s, 0)
+	if len(got) != 4 || !bytes.Equal(got[0], big) || !bytes.Equal(got[1], record(1)) || !bytes.Equal(got[2], big) {
+		t.Fatalf("read %d records", len(got))
 	}
 }
