@@ -37,7 +37,7 @@ func startReplica(t *testing.T, url string, key string, args ...string) *replica
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--database-url", url, "--listen-addr", addr, "--log-level", "error",
-		"--decision-spool-dir", t.TempDir()}, args...)...)
+		"--decision-spool-dir", t.TempDir(), "--audit-key-file", pgtest.AuditKeyFile(url)}, args...)...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

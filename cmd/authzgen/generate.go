@@ -25,6 +25,7 @@ type config struct {
 	seed        uint64
 	workers     int
 	policiesDir string
+	keyFile     string // the audit keys the change log is linked under
 	opts        datagen.Options
 }
 

@@ -22,7 +22,10 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
+	appconfig "github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/datagen"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store/postgres"
@@ -65,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&c.prefix, "prefix", "gen", "tenant ids are <prefix>-0001, <prefix>-0002, ...")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generator: the same seed gives the same tenants")
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "tenants generated and stored at once; one per CPU by default")
+	fs.StringVar(&c.keyFile, "audit-key-file", envOr(getenv("AUTHZ_AUDIT_KEY_FILE"), appconfig.DefaultAuditKeyFile()),
+		"the servers' audit key file, which links the change log (env AUTHZ_AUDIT_KEY_FILE; created if missing)")
 	fs.StringVar(&c.policiesDir, "policies-dir", "", "read templates and catalog from this directory (default: embedded, as authzd)")
 	// Size overrides; their defaults are the preset's.
 	users := fs.Int("users", 0, "users per tenant (default: the size's)")
@@ -118,7 +123,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := postgres.CheckSchema(ctx, pool); err != nil {
 		return err
 	}
-	st := postgres.New(pool, nil)
+	keys, _, err := chain.OpenKeyring(c.keyFile, time.Now())
+	if err != nil {
+		return err
+	}
+	st := postgres.New(pool, nil).WithKeys(keys)
 	defer st.Close()
 	return generate(ctx, st, c, stdout, stderr)
 }
@@ -135,4 +144,11 @@ func (c config) validate() error {
 		return err
 	}
 	return c.opts.Validate()
+}
+
+func envOr(v, fallback string) string {
+	if v != "" {
+		return v
+	}
+	return fallback
 }

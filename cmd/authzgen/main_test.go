@@ -24,7 +24,7 @@ func TestGenerateThenResume(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
 	var out, progress strings.Builder
-	args := []string{"--database-url", url, "--tenants", "3", "--size", "small", "--prefix", "t", "--seed", "5"}
+	args := []string{"--database-url", url, "--audit-key-file", pgtest.AuditKeyFile(url), "--tenants", "3", "--size", "small", "--prefix", "t", "--seed", "5"}
 	if err := run(ctx, args, noEnv, &out, &progress); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestGenerateThenResume(t *testing.T) {
 	}
 
 	out.Reset()
-	args = []string{"--database-url", url, "--tenants", "4", "--prefix", "t", "--seed", "5", "--users", "4", "--roles", "0", "--shares", "0"}
+	args = []string{"--database-url", url, "--audit-key-file", pgtest.AuditKeyFile(url), "--tenants", "4", "--prefix", "t", "--seed", "5", "--users", "4", "--roles", "0", "--shares", "0"}
 	if err := run(ctx, args, noEnv, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}

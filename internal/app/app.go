@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
@@ -70,8 +71,12 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	if err != nil {
 		return nil, fmt.Errorf("policy bundle: %w", err)
 	}
+	keys, err := auditKeys(cfg, log, a.now)
+	if err != nil {
+		return nil, err
+	}
 	var pool *pgxpool.Pool
-	if a.store, pool, a.closer, err = openStore(ctx, cfg, log, a.now); err != nil {
+	if a.store, pool, a.closer, err = openStore(ctx, cfg, log, a.now, keys); err != nil {
 		return nil, err
 	}
 	a.engine, err = engine.New(a.bundle.Catalog, a.bundle.ModelText, engine.WithClock(a.now))
@@ -80,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		return nil, err
 	}
 	onDegraded := func(degraded bool) { a.server.SetLogDegraded(degraded) }
-	if a.audit, err = openDecisionLog(cfg, log, a.now, a.store, pool, onDegraded); err != nil {
+	if a.audit, err = openDecisionLog(cfg, log, a.now, a.store, pool, keys, onDegraded); err != nil {
 		a.closer()
 		return nil, err
 	}
@@ -154,12 +159,14 @@ func (a *App) Close() { a.closed.Do(a.closer) }
 
 // openDecisionLog builds the decision log: in PostgreSQL when the store is
 // there, else in memory (bounded, and it says so).
-func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, st store.Store, pool *pgxpool.Pool, onDegraded func(bool)) (*audit.Log, error) {
+func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, st store.Store, pool *pgxpool.Pool,
+	keys *chain.Keyring, onDegraded func(bool)) (*audit.Log, error) {
 	opts := audit.Options{
 		Mode: audit.Mode(cfg.DecisionLog), QueueSize: cfg.DecisionLogQueueSize, BatchSize: cfg.DecisionLogBatchSize,
 		FlushInterval: cfg.DecisionLogFlushInterval, Overflow: audit.Overflow(cfg.DecisionLogOverflow),
 		RetentionDays: cfg.DecisionLogRetentionDays, MemoryEntries: cfg.DecisionLogMemoryEntries,
 		Mask: cfg.DecisionLogMask, MaskKey: cfg.DecisionLogMaskKey, Now: now, Logger: log,
+		Keys: keys, CheckpointEvery: cfg.AuditCheckpointInterval,
 	}
 	var (
 		l   *audit.Log
@@ -184,7 +191,7 @@ func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, s
 // openStore opens PostgreSQL when a database URL is configured, refusing a
 // schema this binary does not match, else the in-memory store. The pool is
 // nil for the memory store.
-func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time) (store.Store, *pgxpool.Pool, func(), error) {
+func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time, keys *chain.Keyring) (store.Store, *pgxpool.Pool, func(), error) {
 	if cfg.DatabaseURL == "" {
 		st := memory.New(now)
 		return st, nil, st.Close, nil
@@ -197,8 +204,32 @@ func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func
 		pool.Close()
 		return nil, nil, nil, err
 	}
-	st := postgres.New(pool, now)
+	st := postgres.New(pool, now).WithKeys(keys)
 	return st, pool, func() { st.Close(); pool.Close() }, nil
+}
+
+// auditKeys loads the audit keys. On PostgreSQL a missing file is created
+// with new keys, loudly: the logs can be verified only with them. From
+// memory without a file, the keys die with the process, as the logs do.
+func auditKeys(cfg config.Config, log *zap.Logger, now func() time.Time) (*chain.Keyring, error) {
+	path := cfg.AuditKeyFile
+	if path == "" {
+		if cfg.DatabaseURL == "" {
+			return chain.ProcessKeyring(), nil
+		}
+		path = config.DefaultAuditKeyFile()
+	}
+	keys, created, err := chain.OpenKeyring(path, now())
+	if err != nil {
+		return nil, fmt.Errorf("%w (set --audit-key-file to a file of keys, e.g. a mounted secret)", err)
+	}
+	if created {
+		log.Warn("created new audit keys: keep a copy of the file, and give every replica the same one; without it the logs cannot be verified",
+			zap.String("file", path))
+	}
+	log.Info("audit keys loaded", zap.String("file", path), zap.String("link_key", keys.Active().ID),
+		zap.String("signing_key", keys.Signer().ID), zap.Strings("keys", keys.KeyIDs()))
+	return keys, nil
 }
 
 // Migrate applies the PostgreSQL schema migrations; running it again, or

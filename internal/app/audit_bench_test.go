@@ -112,6 +112,7 @@ func BenchmarkCheckDecisionLog(b *testing.B) {
 				cfg.DecisionLog = mode
 				if storage == "postgres" {
 					cfg.DatabaseURL = pgtest.NewDatabase(b)
+					cfg.AuditKeyFile = pgtest.AuditKeyFile(cfg.DatabaseURL)
 					cfg.SeedDemo = "true"
 					// What the log costs, apart from authentication's cost
 					// (BenchmarkCheckAuthentication).

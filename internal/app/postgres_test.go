@@ -24,6 +24,7 @@ func pgConfig(t testing.TB) config.Config {
 	cfg.DatabaseURL = pgtest.NewDatabase(t)
 	cfg.SeedDemo = "true"
 	cfg.DecisionSpoolDir = t.TempDir()
+	cfg.AuditKeyFile = pgtest.AuditKeyFile(cfg.DatabaseURL)
 	return cfg
 }
 

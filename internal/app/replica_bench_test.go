@@ -23,6 +23,7 @@ func replicaConfig(tb testing.TB, url string, seed bool) config.Config {
 	cfg := config.Default()
 	cfg.DatabaseURL = url
 	cfg.DecisionSpoolDir = tb.TempDir()
+	cfg.AuditKeyFile = pgtest.AuditKeyFile(url)
 	cfg.LogLevel = "error"
 	cfg.SeedDemo = fmt.Sprint(seed)
 	return cfg

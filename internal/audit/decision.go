@@ -119,9 +119,10 @@ type Decision struct {
 	Seq      uint64    // the id's sequence number in the chain's process
 	Position int64     // the position in the chain, from 1, in write order
 	LoggedAt time.Time // when the batch was written
-	Hash     []byte    // SHA-256 of the previous hash and the canonical content
+	Hash     []byte    // HMAC-SHA-256 of the previous hash and the canonical content
 
-	key [2]uint64 // the storage's listing order, for page tokens
+	key     [2]uint64 // the storage's listing order, for page tokens
+	linkKey string    // the id of the key Hash is under; read back by verification only
 }
 
 // RequestInfo is what the server knows of the request a decision answers.

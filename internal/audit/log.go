@@ -64,8 +64,15 @@ type Options struct {
 	// OnDegraded is called with true when writes start failing (the
 	// database is away) and with false when they succeed again.
 	OnDegraded func(degraded bool)
-	Now        func() time.Time
-	Logger     *zap.Logger
+	// Keys link the entries and seal the heads; new entries are linked
+	// under the active key. Nil: fresh keys that die with the process,
+	// enough for a log kept in memory.
+	Keys *chain.Keyring
+	// CheckpointEvery is how often the log issues a signed checkpoint
+	// (PostgreSQL); 0 never.
+	CheckpointEvery time.Duration
+	Now             func() time.Time
+	Logger          *zap.Logger
 }
 
 func (o *Options) defaults() {
@@ -100,6 +107,9 @@ func (o *Options) defaults() {
 	if o.OnDegraded == nil {
 		o.OnDegraded = func(bool) {}
 	}
+	if o.Keys == nil {
+		o.Keys = chain.ProcessKeyring()
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -122,6 +132,7 @@ type head struct {
 	hash     []byte
 	loggedAt time.Time
 	seq      uint64 // the highest sequence number written (entries go in seq order)
+	key      *chain.Key
 }
 
 // chainState is where a writer chain stands, as the goroutine extending it
@@ -137,6 +148,7 @@ type chainState struct {
 // writer is one writing goroutine's reusable buffers.
 type writer struct {
 	enc     chain.Encoder
+	link    *chain.Linker
 	arena   []byte // the batch's canonical encodings
 	ends    []int
 	scratch [][]byte // the storage's row buffers
@@ -596,6 +608,9 @@ func (l *Log) flush(ctx context.Context, w *writer, cs *chainState, batch []item
 		}
 	}
 	w.arena, w.ends = w.arena[:0], w.ends[:0]
+	if key := l.opts.Keys.Active(); w.link == nil || w.link.KeyID() != key.ID {
+		w.link = chain.NewLinker(key)
+	}
 	pos, prev := cs.pos, cs.prev
 	for i := range batch {
 		d := &batch[i].d
@@ -604,7 +619,7 @@ func (l *Log) flush(ctx context.Context, w *writer, cs *chainState, batch []item
 		pos++
 		d.Position, d.LoggedAt = pos, loggedAt
 		d.encode(&w.enc)
-		d.Hash = chain.Link(prev, w.enc.Bytes())
+		d.Hash, d.linkKey = w.link.Link(prev, w.enc.Bytes()), w.link.KeyID()
 		prev = d.Hash
 		w.arena = append(w.arena, w.enc.Bytes()...)
 		w.ends = append(w.ends, len(w.arena))
@@ -614,7 +629,7 @@ func (l *Log) flush(ctx context.Context, w *writer, cs *chainState, batch []item
 		batch[i].canon = w.arena[start:end:end]
 		start = end
 	}
-	h := head{pos: pos, hash: prev, loggedAt: loggedAt, seq: cs.lastSeq}
+	h := head{pos: pos, hash: prev, loggedAt: loggedAt, seq: cs.lastSeq, key: l.opts.Keys.Active()}
 	for i := range batch {
 		h.seq = max(h.seq, batch[i].d.Seq)
 	}
@@ -721,6 +736,12 @@ func (l *Log) maintainLoop(ctx context.Context) {
 	defer close(l.maintDone)
 	t := time.NewTicker(l.opts.MaintainEvery)
 	defer t.Stop()
+	var checkpoints <-chan time.Time // nil: never
+	if _, ok := l.be.(*pgBackend); ok && l.opts.CheckpointEvery > 0 {
+		ct := time.NewTicker(l.opts.CheckpointEvery)
+		defer ct.Stop()
+		checkpoints = ct.C
+	}
 	for {
 		select {
 		case <-l.maintStop:
@@ -728,6 +749,13 @@ func (l *Log) maintainLoop(ctx context.Context) {
 		case <-t.C:
 			if err := l.Maintain(ctx); err != nil {
 				l.log.Error("decision log maintenance failed", zap.Error(err))
+			}
+		case <-checkpoints:
+			if cp, id, err := l.Checkpoint(ctx); err != nil {
+				l.log.Error("scheduled audit checkpoint failed", zap.Error(err))
+			} else {
+				l.log.Info("audit checkpoint issued", zap.Int64("id", id), zap.Int("decision_chains", len(cp.Decisions)),
+					zap.Int("tenants", len(cp.Changes)))
 			}
 		}
 	}

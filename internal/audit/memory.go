@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/store"
 )
@@ -19,7 +20,7 @@ import (
 // says so at start and in its status. The change log is read from st.
 func NewMemory(st store.Store, opts Options) (*Log, error) {
 	opts.defaults()
-	m := &memoryBackend{st: st, capacity: opts.MemoryEntries, firstKey: 1, chains: map[string]*chainHead{},
+	m := &memoryBackend{st: st, keys: opts.Keys, capacity: opts.MemoryEntries, firstKey: 1, chains: map[string]*chainHead{},
 		chunks: make([][]Decision, (opts.MemoryEntries+chunkSize-1)/chunkSize)}
 	l, err := newLog(m, opts)
 	if err != nil {
@@ -37,6 +38,7 @@ func NewMemory(st store.Store, opts Options) (*Log, error) {
 // nextKey()-1.
 type memoryBackend struct {
 	st       store.Store
+	keys     *chain.Keyring
 	capacity int
 
 	mu        sync.RWMutex
@@ -245,7 +247,7 @@ func (m *memoryBackend) verifyDecisions(ctx context.Context, chain string, from,
 	sort.Slice(heads, func(i, j int) bool { return heads[i].id < heads[j].id })
 	var out []ChainReport
 	for _, h := range heads {
-		r, err := verifyChain(ctx, memorySource{m}, h, from, to)
+		r, err := verifyChain(ctx, m.keys, memorySource{m}, h, from, to)
 		if err != nil {
 			return nil, err
 		}

@@ -29,7 +29,8 @@ import (
 // connection to it was lost also matches store.ErrUnavailable.
 func NewPostgres(pool *pgxpool.Pool, opts Options) (*Log, error) {
 	opts.defaults()
-	return newLog(&pgBackend{pool: pool, retention: opts.RetentionDays}, opts)
+	opts.defaults()
+	return newLog(&pgBackend{pool: pool, retention: opts.RetentionDays, keys: opts.Keys}, opts)
 }
 
 // SQLSTATEs the log classifies.
@@ -49,20 +50,48 @@ const daysAhead = 2
 
 var batchColumns = []string{
 	"logged_at", "chain_id", "batch_first", "tenant_id", "first_pos", "last_pos", "min_seq", "max_seq",
-	"min_at", "max_at", "entries", "last_hash", "data",
+	"min_at", "max_at", "entries", "last_hash", "data", "key_id",
 }
 
 type pgBackend struct {
 	pool      *pgxpool.Pool
 	retention int
+	keys      *chain.Keyring
 }
+
+// registryLockKey serialises the registration of decision chains
+// (pg_advisory_xact_lock; "crmchain" in ASCII).
+const registryLockKey int64 = 0x63726d636861696e
 
 var _ backend = (*pgBackend)(nil)
 
 func (p *pgBackend) kind() string { return storagePostgres }
 
+// startChain registers a chain after the last one registered: its
+// registration is sealed together with that one's seal, and its empty head
+// is sealed too.
 func (p *pgBackend) startChain(ctx context.Context, chainID string, at time.Time) error {
-	if _, err := p.pool.Exec(ctx, "INSERT INTO audit_chains (chain_id, started_at) VALUES ($1, $2)", chainID, at); err != nil {
+	at = at.UTC().Truncate(time.Microsecond)
+	key := p.keys.Active()
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", registryLockKey); err != nil {
+			return err
+		}
+		var (
+			seq  int64
+			prev []byte
+		)
+		err := tx.QueryRow(ctx, "SELECT reg_seq, reg_mac FROM audit_chains ORDER BY reg_seq DESC LIMIT 1").Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		seq++
+		_, err = tx.Exec(ctx, `INSERT INTO audit_chains (chain_id, started_at, reg_seq, reg_key, reg_mac, head_key, head_mac)
+			VALUES ($1, $2, $3, $4, $5, $4, $6)`, chainID, at, seq, key.ID,
+			key.MAC(chain.ChainRegistration(chainID, at, seq, prev)), key.MAC(chain.ChainHead(chainID, 0, nil, 0)))
+		return err
+	})
+	if err != nil {
 		return pgerr.Wrap(fmt.Errorf("register decision log chain %s: %w", chainID, err))
 	}
 	return nil
@@ -244,13 +273,15 @@ func (p *pgBackend) copy(ctx context.Context, chainID string, batchFirst int64, 
 		src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			r := rows[i]
 			return []any{h.loggedAt, chainID, batchFirst, r.tenant, r.first, r.last, int64(r.minSeq), int64(r.maxSeq),
-				r.minAt, r.maxAt, r.n, r.lastHash, r.data}, nil
+				r.minAt, r.maxAt, r.n, r.lastHash, r.data, h.key.ID}, nil
 		})
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"decision_batches"}, batchColumns, src); err != nil {
 			return fmt.Errorf("copy decisions: %w", err)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE audit_chains SET last_pos = $2, last_hash = $3, last_logged_at = $4, last_seq = $6
-			WHERE chain_id = $1 AND last_pos = $5`, chainID, h.pos, h.hash, h.loggedAt, batchFirst-1, int64(h.seq))
+		tag, err := tx.Exec(ctx, `UPDATE audit_chains SET last_pos = $2, last_hash = $3, last_logged_at = $4, last_seq = $6,
+				head_key = $7, head_mac = $8
+			WHERE chain_id = $1 AND last_pos = $5`, chainID, h.pos, h.hash, h.loggedAt, batchFirst-1, int64(h.seq),
+			h.key.ID, h.key.MAC(chain.ChainHead(chainID, h.pos, h.hash, h.seq)))
 		if err != nil {
 			return fmt.Errorf("update decision log chain head: %w", err)
 		}
@@ -342,9 +373,7 @@ func (p *pgBackend) maintainPartitions(ctx context.Context, now time.Time) error
 				locked = true
 			}
 			name := pgx.Identifier{partitionName(d)}.Sanitize()
-			if _, err := tx.Exec(ctx, `INSERT INTO audit_anchors (chain_id, pos, hash, kept_from, dropped_at)
-				SELECT DISTINCT ON (chain_id) chain_id, last_pos, last_hash, $1::timestamptz, $2::timestamptz FROM `+name+`
-				ORDER BY chain_id, last_pos DESC ON CONFLICT DO NOTHING`, end, now); err != nil {
+			if err := p.anchor(ctx, tx, name, end, now); err != nil {
 				return fmt.Errorf("anchor decision log partition %s: %w", partitionName(d), err)
 			}
 			if _, err := tx.Exec(ctx, "DROP TABLE "+name); err != nil {
@@ -354,6 +383,29 @@ func (p *pgBackend) maintainPartitions(ctx context.Context, now time.Time) error
 		return nil
 	})
 	return pgerr.Wrap(err)
+}
+
+// anchor records, sealed, each chain's last link in the partition table
+// about to be dropped.
+func (p *pgBackend) anchor(ctx context.Context, tx pgx.Tx, table string, keptFrom, now time.Time) error {
+	rows, _ := tx.Query(ctx, `SELECT DISTINCT ON (chain_id) chain_id, last_pos, last_hash FROM `+table+`
+		ORDER BY chain_id, last_pos DESC`)
+	links, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chain.Head, error) {
+		var h chain.Head
+		err := row.Scan(&h.Chain, &h.Position, &h.Hash)
+		return h, err
+	})
+	if err != nil {
+		return err
+	}
+	key := p.keys.Active()
+	b := &pgx.Batch{}
+	for _, h := range links {
+		b.Queue(`INSERT INTO audit_anchors (chain_id, pos, hash, kept_from, dropped_at, key_id, mac)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+			h.Chain, h.Position, h.Hash, keptFrom, now, key.ID, key.MAC(chain.Anchor(h.Chain, h.Position, h.Hash)))
+	}
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // partitions lists the days of the existing partitions, oldest first.
@@ -677,7 +729,7 @@ func (p *pgBackend) changes(ctx context.Context, q *ChangeQuery, after int64, li
 		w.add("at < ?", ceilMicro(q.To))
 	}
 	w.args = append(w.args, limit)
-	sql := "SELECT revision, at, actor, credential, reason, action, target, before, after, hash FROM change_log" + w.String() +
+	sql := "SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id FROM change_log" + w.String() +
 		" ORDER BY revision LIMIT $" + strconv.Itoa(len(w.args))
 	cs, err := readChanges(ctx, p.pool, q.Tenant, sql, w.args...)
 	if err != nil {
@@ -700,7 +752,7 @@ func readChanges(ctx context.Context, db querier, tenant, sql string, args ...an
 	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Change, error) {
 		c := Change{}
 		c.Tenant = tenant
-		err := row.Scan(&c.Revision, &c.Time, &c.Actor, &c.Credential, &c.Reason, &c.Action, &c.Target, &c.Before, &c.After, &c.Hash)
+		err := row.Scan(&c.Revision, &c.Time, &c.Actor, &c.Credential, &c.Reason, &c.Action, &c.Target, &c.Before, &c.After, &c.Hash, &c.linkKey)
 		c.Time = c.Time.UTC()
 		return c, err
 	})
@@ -717,32 +769,100 @@ func (p *pgBackend) verifyDecisions(ctx context.Context, chainID string, from, t
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	err := pgx.BeginTxFunc(ctx, p.pool, opts, func(tx pgx.Tx) error {
 		out = nil
-		sql := `SELECT c.chain_id, c.last_pos, c.last_hash, coalesce(a.pos, 0), coalesce(a.hash, ''::bytea)
-			FROM audit_chains c LEFT JOIN LATERAL (
-				SELECT pos, hash FROM audit_anchors WHERE chain_id = c.chain_id ORDER BY pos DESC LIMIT 1) a ON true
-			WHERE $1 = '' OR c.chain_id = $1 ORDER BY c.chain_id`
-		rows, _ := tx.Query(ctx, sql, chainID)
-		heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (chainHead, error) {
-			var h chainHead
-			err := row.Scan(&h.id, &h.lastPos, &h.lastHash, &h.anchorPos, &h.anchorHash)
-			return h, err
-		})
+		heads, err := readHeads(ctx, tx, chainID)
 		if err != nil {
-			return fmt.Errorf("read decision log chains: %w", err)
+			return err
 		}
 		if chainID != "" && len(heads) == 0 {
 			return errChainNotFound(chainID)
 		}
 		for _, h := range heads {
-			r, err := verifyChain(ctx, &pgSource{p: p, tx: tx}, h, from, to)
+			r, err := verifyChain(ctx, p.keys, &pgSource{p: p, tx: tx}, h.chainHead, from, to)
 			if err != nil {
 				return err
 			}
 			out = append(out, r)
 		}
+		if chainID == "" {
+			missing, err := p.verifyRegistry(ctx, tx, heads)
+			if err != nil {
+				return err
+			}
+			out = append(out, missing...)
+		}
 		return nil
 	})
 	return out, pgerr.Wrap(err)
+}
+
+// registeredHead is a chain's head with its registration.
+type registeredHead struct {
+	chainHead
+	started time.Time
+	regSeq  int64
+	regKey  string
+	regMAC  []byte
+}
+
+// readHeads reads the heads of every chain, or of one, ordered by chain id.
+func readHeads(ctx context.Context, tx pgx.Tx, chainID string) ([]registeredHead, error) {
+	rows, _ := tx.Query(ctx, `SELECT c.chain_id, c.last_pos, c.last_hash, c.last_seq, c.head_key, c.head_mac,
+			c.started_at, c.reg_seq, c.reg_key, c.reg_mac,
+			coalesce(a.pos, 0), coalesce(a.hash, ''::bytea), coalesce(a.key_id, ''), coalesce(a.mac, ''::bytea)
+		FROM audit_chains c LEFT JOIN LATERAL (
+			SELECT pos, hash, key_id, mac FROM audit_anchors WHERE chain_id = c.chain_id ORDER BY pos DESC LIMIT 1) a ON true
+		WHERE $1 = '' OR c.chain_id = $1 ORDER BY c.chain_id`, chainID)
+	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (registeredHead, error) {
+		h := registeredHead{chainHead: chainHead{sealed: true}}
+		var seq int64
+		err := row.Scan(&h.id, &h.lastPos, &h.lastHash, &seq, &h.headKey, &h.headMAC, &h.started, &h.regSeq, &h.regKey, &h.regMAC,
+			&h.anchorPos, &h.anchorHash, &h.anchorKey, &h.anchorMAC)
+		h.lastSeq = uint64(seq)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read decision log chains: %w", err)
+	}
+	return heads, nil
+}
+
+// verifyRegistry checks the order chains were registered in: each
+// registration sealed with the seal of the one before, numbered without
+// gaps from 1. A gap is a chain deleted whole, registration and entries; a
+// chain with entries and no registration had its registration deleted.
+// Deleting the last chain registered leaves no gap: a checkpoint names it.
+func (p *pgBackend) verifyRegistry(ctx context.Context, tx pgx.Tx, heads []registeredHead) ([]ChainReport, error) {
+	byReg := slices.Clone(heads)
+	slices.SortFunc(byReg, func(a, b registeredHead) int { return cmp.Compare(a.regSeq, b.regSeq) })
+	var (
+		out  []ChainReport
+		prev []byte
+		want int64 = 1
+	)
+	for _, h := range byReg {
+		if h.regSeq != want {
+			out = append(out, ChainReport{Broken: &BrokenLink{Position: want, Kind: BreakChainMissing,
+				Message: fmt.Sprintf("the chains registered %d to %d are missing: whole chains were deleted (the next registered is %s)", want, h.regSeq-1, h.id)}})
+			prev = nil // the gap's seal is gone; the next seal cannot be checked against it
+		}
+		if b := checkSeal(p.keys, h.regKey, h.regMAC, chain.ChainRegistration(h.id, h.started.UTC(), h.regSeq, prev)); b != nil && (prev != nil || h.regSeq == 1) {
+			b.Position = h.regSeq
+			b.Message = fmt.Sprintf("the registration of chain %s (number %d) %s", h.id, h.regSeq, b.Message)
+			out = append(out, ChainReport{Chain: h.id, Broken: b})
+		}
+		prev, want = h.regMAC, h.regSeq+1
+	}
+	rows, _ := tx.Query(ctx, `SELECT DISTINCT chain_id FROM decision_batches b
+		WHERE NOT EXISTS (SELECT 1 FROM audit_chains c WHERE c.chain_id = b.chain_id) ORDER BY chain_id`)
+	orphans, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read unregistered decision chains: %w", err)
+	}
+	for _, id := range orphans {
+		out = append(out, ChainReport{Chain: id, Broken: &BrokenLink{Kind: BreakChainMissing,
+			Message: fmt.Sprintf("chain %s has entries but no registration: its registration was deleted", id)}})
+	}
+	return out, nil
 }
 
 // pgSource reads a chain's entries inside the verification's snapshot. It
@@ -772,6 +892,7 @@ type verifiedRow struct {
 	minAt, maxAt   time.Time
 	entries        int
 	lastHash, data []byte
+	keyID          string
 	decoded        []Decision
 }
 
@@ -786,7 +907,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 				AND ($3::bigint = 0 OR batch_first <= $3::bigint)
 			ORDER BY batch_first LIMIT $4)
 		SELECT txid::text, logged_at, batch_first, tenant_id, first_pos, last_pos, min_seq, max_seq, min_at, max_at,
-			entries, last_hash, data
+			entries, last_hash, data, key_id
 		FROM decision_batches WHERE chain_id = $1 AND batch_first IN (SELECT batch_first FROM b)
 		ORDER BY batch_first, first_pos`,
 		chainID, after, to, verifyBatches)
@@ -796,7 +917,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 			tx string
 		)
 		err := row.Scan(&tx, &r.loggedAt, &r.batchFirst, &r.tenant, &r.first, &r.last, &r.minSeq, &r.maxSeq,
-			&r.minAt, &r.maxAt, &r.entries, &r.lastHash, &r.data)
+			&r.minAt, &r.maxAt, &r.entries, &r.lastHash, &r.data, &r.keyID)
 		if err != nil {
 			return r, err
 		}
@@ -810,6 +931,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 	for i := range rs {
 		r := &rs[i]
 		if err := decodeBatch(chainID, r.loggedAt, r.data, r.txid, func(d *Decision) bool {
+			d.linkKey = r.keyID
 			r.decoded = append(r.decoded, *d)
 			return true
 		}); err != nil {
@@ -905,12 +1027,16 @@ func (s *pgSource) hashAt(ctx context.Context, chainID string, pos int64) ([]byt
 // Entries written before the chain existed have no hash; the chain starts
 // at the first entry that has one, and from there every entry must.
 func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to int64) (ChainReport, error) {
-	r := ChainReport{Chain: tenant}
+	r := ChainReport{Chain: tenant, Changes: true}
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	err := pgx.BeginTxFunc(ctx, p.pool, opts, func(tx pgx.Tx) error {
-		r = ChainReport{Chain: tenant}
-		var headRev int64
-		err := tx.QueryRow(ctx, "SELECT revision FROM tenants WHERE id = $1", tenant).Scan(&headRev)
+		r = ChainReport{Chain: tenant, Changes: true}
+		var (
+			headRev int64
+			headKey string
+			headMAC []byte
+		)
+		err := tx.QueryRow(ctx, "SELECT revision, head_key, head_mac FROM tenants WHERE id = $1", tenant).Scan(&headRev, &headKey, &headMAC)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return model.TenantNotFound(tenant)
 		}
@@ -937,7 +1063,7 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 		}
 		expected := start
 		for {
-			cs, err := readChanges(ctx, tx, tenant, `SELECT revision, at, actor, credential, reason, action, target, before, after, hash
+			cs, err := readChanges(ctx, tx, tenant, `SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id
 				FROM change_log WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision LIMIT $4`,
 				tenant, expected-1, last, changeChunk)
 			if err != nil {
@@ -955,7 +1081,14 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 					if err != nil {
 						return err
 					}
-					if !bytes.Equal(chain.Link(prev, canon), c.Hash) {
+					key, b := linkKey(p.keys, c.linkKey)
+					if b != nil {
+						b.Position = expected
+						b.Message = fmt.Sprintf("revision %d %s", expected, b.Message)
+						r.Broken = b
+						break
+					}
+					if !bytes.Equal(key.Link(prev, canon), c.Hash) {
 						r.Broken = &BrokenLink{Position: expected, Kind: BreakHashMismatch,
 							Message: fmt.Sprintf("revision %d does not match its hash: it was edited, or revisions were reordered or replaced", expected)}
 					}
@@ -977,9 +1110,23 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 			}
 		}
 		r.HeadHash = prev
-		if end := expected - 1; end < min(last, headRev) {
+		end := expected - 1
+		switch {
+		case end < min(last, headRev):
 			r.Broken = &BrokenLink{Position: end + 1, Kind: BreakHeadMismatch,
 				Message: fmt.Sprintf("the change log ends at revision %d but the tenant is at revision %d: revisions %d-%d were deleted", end, headRev, end+1, headRev)}
+		case end >= headRev && end > 0:
+			// The walk reached the tenant's revision: its sealed head
+			// must name it, or the revision was lowered.
+			if b := checkSeal(p.keys, headKey, headMAC, chain.TenantHead(tenant, headRev, prev)); b != nil {
+				if b.Kind == BreakHashMismatch {
+					b.Kind = BreakHeadMismatch
+					b.Message = "does not match its seal: the revision was lowered (after deleting the latest changes) or edited"
+				}
+				b.Position = headRev
+				b.Message = fmt.Sprintf("the tenant's head (revision %d) %s", headRev, b.Message)
+				r.Broken = b
+			}
 		}
 		return nil
 	})

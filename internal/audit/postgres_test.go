@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"slices"
 	"testing"
 	"time"
@@ -317,7 +318,7 @@ func TestPostgresRetentionAnchorsBatchCommittingDuringDrop(t *testing.T) {
 	// Three days on, with a day of retention, the partitions up to day0
 	// are due. Create the coming days' partitions first, and drop the day
 	// before day0's, so that day0's is the first to drop.
-	m := &pgBackend{pool: pool}
+	m := &pgBackend{pool: pool, keys: chain.ProcessKeyring()}
 	now := day0.AddDate(0, 0, 3)
 	if err := m.maintain(ctx, now); err != nil {
 		t.Fatal(err)

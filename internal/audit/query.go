@@ -305,7 +305,8 @@ func (q *ChangeQuery) matches(e *store.ChangeEntry) bool {
 // Change is one change-log entry with its hash (nil where none is kept).
 type Change struct {
 	store.ChangeEntry
-	Hash []byte
+	Hash    []byte
+	linkKey string // the id of the key Hash is under
 }
 
 // CheckToken reports whether token is empty or a page token ListChanges

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"slices"
 	"strings"
 	"testing"
@@ -242,14 +243,14 @@ func TestPostgresSecurityRetention(t *testing.T) {
 	}
 	startSecurity(t, s)
 	closeSecurity(t, s)
-	keep := &pgBackend{pool: pool}
+	keep := &pgBackend{pool: pool, keys: chain.ProcessKeyring()}
 	if err := keep.maintain(ctx, now); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(listSecurity(t, s, SecurityQuery{}, 10)); n != 4 {
 		t.Fatalf("without retention, %d events are left, want 4", n)
 	}
-	two := &pgBackend{pool: pool, retention: 2}
+	two := &pgBackend{pool: pool, retention: 2, keys: chain.ProcessKeyring()}
 	if err := two.maintain(ctx, now); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,7 +50,7 @@ func spooledLog(t *testing.T, pool *pgxpool.Pool, dir string, opts Options) (*Lo
 		opts.FlushInterval = 5 * time.Millisecond
 	}
 	opts.defaults()
-	be := &flakyBackend{backend: &pgBackend{pool: pool}}
+	be := &flakyBackend{backend: &pgBackend{pool: pool, keys: chain.ProcessKeyring()}}
 	l, err := newLog(be, opts)
 	if err != nil {
 		t.Fatal(err)

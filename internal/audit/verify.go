@@ -3,8 +3,11 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
@@ -60,11 +63,16 @@ type BreakKind int
 
 // Break kinds.
 const (
-	BreakHashMismatch  BreakKind = iota + 1 // content or previous hash changed
-	BreakMissing                            // an entry was deleted
-	BreakHeadMismatch                       // the chain's end does not meet its head
-	BreakUnhashed                           // an entry lost its hash
-	BreakIndexMismatch                      // a stored row's columns disagree with its entries
+	BreakHashMismatch       BreakKind = iota + 1 // content or previous hash changed
+	BreakMissing                                 // an entry was deleted
+	BreakHeadMismatch                            // the chain's end does not meet its head
+	BreakUnhashed                                // an entry lost its hash
+	BreakIndexMismatch                           // a stored row's columns disagree with its entries
+	BreakUnkeyed                                 // an entry's hash or a seal is under no key
+	BreakKeyUnknown                              // under a key this service does not hold
+	BreakChainMissing                            // a registered or checkpointed chain is gone
+	BreakTruncated                               // the chain ends before a checkpoint's head
+	BreakCheckpointMismatch                      // the entry at a checkpoint's head differs
 )
 
 // BrokenLink is where a chain stops verifying.
@@ -78,6 +86,7 @@ type BrokenLink struct {
 // ChainReport is the verification of one chain.
 type ChainReport struct {
 	Chain         string
+	Changes       bool  // a tenant's change log (Chain is the tenant)
 	First, Last   int64 // the positions checked
 	Checked       int64
 	RetainedAfter int64
@@ -90,8 +99,14 @@ type chainHead struct {
 	id         string
 	lastPos    int64
 	lastHash   []byte
+	lastSeq    uint64
 	anchorPos  int64 // entries up to here were dropped by retention
 	anchorHash []byte
+	// sealed says storage keeps seals: the head's (headKey, headMAC) and
+	// the anchor's. Memory keeps none: nobody but the process can reach it.
+	sealed             bool
+	headKey, anchorKey string
+	headMAC, anchorMAC []byte
 }
 
 // decisionSource reads one chain's entries in position order.
@@ -107,8 +122,16 @@ type decisionSource interface {
 
 // verifyChain recomputes chain h from position from to position to (0:
 // the start and the end) and reports the first broken link.
-func verifyChain(ctx context.Context, src decisionSource, h chainHead, from, to int64) (ChainReport, error) {
+func verifyChain(ctx context.Context, keys *chain.Keyring, src decisionSource, h chainHead, from, to int64) (ChainReport, error) {
 	r := ChainReport{Chain: h.id, RetainedAfter: h.anchorPos}
+	if h.sealed && h.anchorPos > 0 {
+		if b := checkSeal(keys, h.anchorKey, h.anchorMAC, chain.Anchor(h.id, h.anchorPos, h.anchorHash)); b != nil {
+			b.Position = h.anchorPos
+			b.Message = "the retention anchor at entry " + strconv.FormatInt(h.anchorPos, 10) + ", from which the chain verifies, " + b.Message
+			r.Broken = b
+			return r, nil
+		}
+	}
 	start := max(from, 1)
 	var prev []byte
 	switch {
@@ -156,7 +179,15 @@ func verifyChain(ctx context.Context, src decisionSource, h chainHead, from, to 
 				return r, nil
 			}
 			d.encode(&enc)
-			if !bytes.Equal(chain.Link(prev, enc.Bytes()), d.Hash) {
+			key, b := linkKey(keys, d.linkKey)
+			if b != nil {
+				b.Position, b.DecisionID = expected, d.ID
+				b.Message = fmt.Sprintf("entry %d %s", expected, b.Message)
+				r.Broken = b
+				r.HeadHash = prev
+				return r, nil
+			}
+			if !bytes.Equal(key.Link(prev, enc.Bytes()), d.Hash) {
 				r.Broken = &BrokenLink{Position: expected, DecisionID: d.ID, Kind: BreakHashMismatch,
 					Message: fmt.Sprintf("entry %d does not match its hash: it was edited, or entries were reordered or replaced", expected)}
 				r.HeadHash = prev
@@ -182,10 +213,46 @@ func verifyChain(ctx context.Context, src decisionSource, h chainHead, from, to 
 			Message: fmt.Sprintf("the chain holds entries past the head its writer recorded (%d)", h.lastPos)}
 	case to == 0 && !bytes.Equal(prev, h.lastHash):
 		r.Broken = &BrokenLink{Position: last, Kind: BreakHeadMismatch, Message: "the last entry's hash differs from the head its writer recorded"}
+	case to == 0 && h.sealed:
+		if b := checkSeal(keys, h.headKey, h.headMAC, chain.ChainHead(h.id, h.lastPos, h.lastHash, h.lastSeq)); b != nil {
+			if b.Kind == BreakHashMismatch {
+				b.Kind = BreakHeadMismatch
+				b.Message = "does not match its seal: the head was moved back, and the entries after it deleted, or it was edited"
+			}
+			b.Position = h.lastPos
+			b.Message = fmt.Sprintf("the head its writer recorded (entry %d) %s", h.lastPos, b.Message)
+			r.Broken = b
+		}
 	case to > 0 && last < min(to, h.lastPos):
 		r.Broken = &BrokenLink{Position: last + 1, Kind: BreakMissing, Message: fmt.Sprintf("entry %d is missing", last+1)}
 	}
 	return r, nil
+}
+
+// linkKey returns the key named id, or the break of an entry linked under
+// no key or under one the keyring lacks. The break's message continues a
+// sentence naming what was linked.
+func linkKey(keys *chain.Keyring, id string) (*chain.Key, *BrokenLink) {
+	if id == "" {
+		return nil, &BrokenLink{Kind: BreakUnkeyed, Message: "is hashed without a key: whoever can write the database could have computed it"}
+	}
+	k, ok := keys.Key(id)
+	if !ok {
+		return nil, &BrokenLink{Kind: BreakKeyUnknown, Message: fmt.Sprintf("is under key %q, which this service does not hold (keys: %s)", id, strings.Join(keys.KeyIDs(), ", "))}
+	}
+	return k, nil
+}
+
+// checkSeal checks a seal over canon: nil when it verifies.
+func checkSeal(keys *chain.Keyring, keyID string, mac, canon []byte) *BrokenLink {
+	key, b := linkKey(keys, keyID)
+	if b != nil {
+		return b
+	}
+	if !hmac.Equal(key.MAC(canon), mac) {
+		return &BrokenLink{Kind: BreakHashMismatch, Message: "does not match its seal: it was edited"}
+	}
+	return nil
 }
 
 // Verify recomputes the decision log's chains (one chain when chain is set)

@@ -118,6 +118,17 @@ type Config struct {
 	// DecisionSpoolSyncInterval is how often the spool is synced to disk:
 	// what a machine crash (not a process crash) can lose.
 	DecisionSpoolSyncInterval time.Duration `yaml:"decision_spool_sync_interval"`
+	// AuditKeyFile holds the audit keys (JSON, readable by its owner
+	// only): the HMAC keys that link both logs' entries and seal their
+	// heads, and the Ed25519 keys that sign checkpoints. Every replica of a
+	// database needs the same file; `authzd audit-keys rotate` adds keys.
+	// On PostgreSQL a missing file is created with new keys (keep a copy:
+	// without it the logs cannot be verified). From memory, unset means
+	// keys that die with the process.
+	AuditKeyFile string `yaml:"audit_key_file"`
+	// AuditCheckpointInterval is how often the service issues a signed
+	// checkpoint of every chain's head (PostgreSQL); 0 never.
+	AuditCheckpointInterval time.Duration `yaml:"audit_checkpoint_interval"`
 	// DecisionLogMask lists the request attributes stored as keyed hashes
 	// instead of their values: subject, caller, record_id, record_owner,
 	// record_department.
@@ -157,7 +168,19 @@ func Default() Config {
 		DecisionSpoolDir:          filepath.Join(os.TempDir(), "crmauthz-spool"),
 		DecisionSpoolMaxMB:        2048,
 		DecisionSpoolSyncInterval: time.Second,
+		AuditCheckpointInterval:   15 * time.Minute,
 	}
+}
+
+// DefaultAuditKeyFile is where the audit keys are kept when no file is
+// configured and the store is PostgreSQL: in the user's configuration
+// directory.
+func DefaultAuditKeyFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "crmauthz", "audit-keys.json")
 }
 
 // field binds one setting to its flag, environment variable and target.
@@ -278,6 +301,13 @@ func (c *Config) fields() []field {
 		c.DecisionSpoolSyncInterval = d
 		return err
 	}, func() string { return c.DecisionSpoolSyncInterval.String() })
+	s, g = str(&c.AuditKeyFile)
+	add("audit-key-file", "file of the audit keys (link, seal, sign); PostgreSQL default: "+DefaultAuditKeyFile()+", created if missing", s, g)
+	add("audit-checkpoint-interval", "how often a signed checkpoint of every chain's head is issued (PostgreSQL), 0 or 1m-24h", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.AuditCheckpointInterval = d
+		return err
+	}, func() string { return c.AuditCheckpointInterval.String() })
 	add("decision-log-mask", "comma-separated attributes stored hashed: subject, caller, record_id, record_owner, record_department", func(v string) error {
 		c.DecisionLogMask = nil
 		for _, a := range strings.Split(v, ",") {
@@ -443,6 +473,9 @@ func (c Config) validateDecisionLog() []error {
 	}
 	if c.DecisionLogRetentionDays < 0 || c.DecisionLogRetentionDays > 3650 {
 		errs = append(errs, fmt.Errorf("decision_log_retention_days must be 0-3650, got %d", c.DecisionLogRetentionDays))
+	}
+	if d := c.AuditCheckpointInterval; d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		errs = append(errs, fmt.Errorf("audit_checkpoint_interval must be 0 or 1m-24h, got %s", d))
 	}
 	if c.DecisionSpoolDir == "" {
 		errs = append(errs, errors.New(`decision_spool_dir must name a directory, or be "off"`))

@@ -1,7 +1,9 @@
 // Package chain is the tamper evidence of the audit logs: the canonical
 // binary encoding of an entry and the hash link that chains entries.
 //
-// An entry's hash is SHA-256(previous hash || canonical content). The
+// An entry's hash is HMAC-SHA-256 under a key the service holds of
+// (previous hash || canonical content) (keys.go); heads are sealed and
+// checkpoints signed with keys of the same keyring (checkpoint.go). The
 // canonical content is an encoding this package controls: a tag naming the
 // entry type and version, then every field in a fixed order, strings
 // length-prefixed, integers as zig-zag varints, times in microseconds since
@@ -35,15 +37,6 @@ const (
 	DecisionTag = "crmauthz.decision.v1"
 	ChangeTag   = "crmauthz.change.v1"
 )
-
-// Link returns the hash of an entry whose canonical content is canon,
-// following the entry whose hash is prev (empty for a chain's first entry).
-func Link(prev, canon []byte) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(canon)
-	return h.Sum(make([]byte, 0, HashSize))
-}
 
 // Encoder builds a canonical encoding. The zero value is ready to use; Reset
 // reuses its buffer.

@@ -62,6 +62,7 @@ const sqlstateUniqueViolation = "23505"
 type Store struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
+	keys   *chain.Keyring
 	closed atomic.Bool
 }
 
@@ -72,7 +73,15 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{pool: pool, now: now}
+	return &Store{pool: pool, now: now, keys: chain.ProcessKeyring()}
+}
+
+// WithKeys makes the store link its change log under keys, which the
+// decision log's verification must hold too. A store made by New links
+// under keys made for the process alone.
+func (s *Store) WithKeys(keys *chain.Keyring) *Store {
+	s.keys = keys
+	return s
 }
 
 // TenantIDs implements store.Store.
@@ -125,8 +134,13 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		return nil, err
 	}
 	err = inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, revision, manager_depth, created_at) VALUES ($1, $2, $3, $4, $5)",
-			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, entry.Time)
+		link, err := s.link(entry, nil)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO tenants (id, name, revision, manager_depth, created_at, head_key, head_mac)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, entry.Time, link.key.ID, link.headMAC)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation {
 			return errTenantTaken
@@ -138,7 +152,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		if err := queueDiff(b, model.NewTenantState(next.ID, next.Name), next); err != nil {
 			return err
 		}
-		if err := queueChange(b, entry); err != nil {
+		if err := queueChange(b, entry, link); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, next.ID)
@@ -187,13 +201,17 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*
 		if err != nil {
 			return err
 		}
+		link, err := s.linkNext(ctx, tx, cur, entry)
+		if err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		if err := queueDiff(b, cur, next); err != nil {
 			return err
 		}
-		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4 WHERE id = $1",
-			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth)
-		if err := queueChange(b, entry); err != nil {
+		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4, head_key = $5, head_mac = $6 WHERE id = $1",
+			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, link.key.ID, link.headMAC)
+		if err := queueChange(b, entry, link); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, next.ID)
@@ -385,21 +403,46 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 	return nil
 }
 
-// queueChange queues the change log entry and the notification of its
-// revision.
-//
-// The entry's hash extends the tenant's change-log chain (internal/audit/chain):
-// SHA-256 of the previous revision's hash and the entry's canonical content,
-// computed in the write's transaction, which holds the tenant's lock.
-func queueChange(b *pgx.Batch, e store.ChangeEntry) error {
+// changeLink is a change-log entry's link: its hash, which extends the
+// tenant's chain, and the sealed head the tenant moves to with it.
+type changeLink struct {
+	key     *chain.Key
+	hash    []byte
+	headMAC []byte
+}
+
+// link links entry after the revision whose hash is prev (nil for a
+// tenant's first revision) under the active key: HMAC-SHA-256 of prev and
+// the entry's canonical content (internal/audit/chain). It is computed
+// here, in the write's transaction, which holds the tenant's lock; the key
+// never reaches the database.
+func (s *Store) link(e store.ChangeEntry, prev []byte) (changeLink, error) {
+	key := s.keys.Active()
 	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Credential, e.Reason, e.Action, e.Target, e.Before, e.After)
 	if err != nil {
-		return err
+		return changeLink{}, err
 	}
-	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, sha256(coalesce(
-			(SELECT hash FROM change_log WHERE tenant_id = $1::text AND revision = $2::bigint - 1), ''::bytea) || $10::bytea), $11)`,
-		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), canon, e.Credential)
+	hash := key.Link(prev, canon)
+	return changeLink{key: key, hash: hash, headMAC: key.MAC(chain.TenantHead(e.Tenant, e.Revision, hash))}, nil
+}
+
+// linkNext links entry after cur's revision, whose hash it reads: called
+// after the tenant's lock is taken, it reads the last committed revision's.
+func (s *Store) linkNext(ctx context.Context, tx pgx.Tx, cur *model.TenantState, entry store.ChangeEntry) (changeLink, error) {
+	var prev []byte
+	err := tx.QueryRow(ctx, "SELECT hash FROM change_log WHERE tenant_id = $1 AND revision = $2", cur.ID, cur.Revision).Scan(&prev)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return changeLink{}, fmt.Errorf("read the change-log head of tenant %q: %w", cur.ID, err)
+	}
+	return s.link(entry, prev)
+}
+
+// queueChange queues the change log entry and the notification of its
+// revision.
+func queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink) error {
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), link.hash, e.Credential, link.key.ID)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)

@@ -82,13 +82,18 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 		if err != nil {
 			return err
 		}
+		link, err := s.linkNext(ctx, tx, cur, entry)
+		if err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		// Rows that reference others go first.
 		for _, table := range []string{"grants", "record_shares", "sharing_rules", "memberships", "users", "roles", "departments"} {
 			b.Queue("DELETE FROM "+table+" WHERE tenant_id = $1", cur.ID)
 		}
-		b.Queue("UPDATE tenants SET revision = $2, deleted_at = $3 WHERE id = $1", cur.ID, rev, entry.Time)
-		if err := queueChange(b, entry); err != nil {
+		b.Queue("UPDATE tenants SET revision = $2, deleted_at = $3, head_key = $4, head_mac = $5 WHERE id = $1",
+			cur.ID, rev, entry.Time, link.key.ID, link.headMAC)
+		if err := queueChange(b, entry, link); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, cur.ID)
