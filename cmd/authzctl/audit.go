@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -16,7 +18,9 @@ import (
 const auditHelp = `Usage: authzctl audit decisions [filters]     the tenant's decision log
        authzctl audit decision <id>            one decision, by the id check printed
        authzctl audit changes [filters]        the tenant's change log: who changed what and why
-       authzctl audit verify decisions|changes recompute the hash chains; exit 3 when broken
+       authzctl audit verify decisions|changes|all
+                                               recompute the hash chains; exit 3 when broken
+       authzctl audit checkpoint [--out file]  sign every chain's head now; keep the file safe
        authzctl audit unused [--days n]        the access review: grants unused for n days
        authzctl audit security [filters]       refused authentications and calls, credential changes
 
@@ -41,6 +45,8 @@ func runAudit(ctx context.Context, c *cli, args []string) error {
 		return auditChanges(ctx, c, args)
 	case "verify":
 		return auditVerify(ctx, c, args)
+	case "checkpoint":
+		return auditCheckpoint(ctx, c, args)
 	case "unused":
 		return auditUnused(ctx, c, args)
 	case "security":
@@ -321,21 +327,24 @@ func auditChanges(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-const auditVerifyHelp = `Usage: authzctl audit verify decisions [--chain id] [--from n] [--to n]
-       authzctl audit verify changes [--from revision] [--to revision]
+const auditVerifyHelp = `Usage: authzctl audit verify decisions [--chain id] [--from n] [--to n] [--checkpoint file]
+       authzctl audit verify changes [--from revision] [--to revision] [--checkpoint file]
+       authzctl audit verify all [--checkpoint file]
 
-Recomputes the hash chains of the decision log (every writer's chain, or one)
-or of the tenant's change log, and names the first broken link of each. Keep
-the head hashes it prints outside the database: a later run that prints a
-different head for the same position means the chain was rewritten. The
-change log is verifiable on PostgreSQL only: the memory store keeps no
-change-log hashes (FAILED_PRECONDITION, CHANGE_LOG_NOT_HASHED).
+Recomputes the keyed hash chains of the decision log (every writer's chain, or
+one), of the tenant's change log, or of both logs whole (every chain, their
+registration, every tenant's change log), and names the first broken link of
+each. With --checkpoint, a file 'authzctl audit checkpoint' wrote, every chain
+the checkpoint names must also still exist, reach the head it saw and hold the
+same entry there: that detects a chain deleted, cut short or rewritten since,
+whoever did it. The change log is verifiable on PostgreSQL only.
 
 Exit status: 0 intact, 3 a chain is broken, 1 error, 2 usage error.
 
 Examples:
   authzctl audit verify decisions
   authzctl --tenant demo audit verify changes
+  authzctl audit verify all --checkpoint checkpoint.json
 `
 
 func auditVerify(ctx context.Context, c *cli, args []string) error {
@@ -344,11 +353,19 @@ func auditVerify(ctx context.Context, c *cli, args []string) error {
 	cmd.fs.StringVar(&req.ChainId, "chain", "", "decisions: verify only this chain `id` (16 lowercase hex digits)")
 	cmd.fs.Int64Var(&req.FromPosition, "from", 0, "the first `position` (decisions) or revision (changes) to verify")
 	cmd.fs.Int64Var(&req.ToPosition, "to", 0, "the last `position` or revision to verify; 0 runs to the end")
+	checkpoint := cmd.fs.String("checkpoint", "", "verify against the checkpoint in this `file`")
 	pos, err := cmd.parse(args, 1, 1)
 	if err != nil {
 		return err
 	}
+	if *checkpoint != "" {
+		if req.Checkpoint, err = readCheckpoint(*checkpoint); err != nil {
+			return err
+		}
+	}
 	switch pos[0] {
+	case "all":
+		req.Log = pb.LogKind_LOG_KIND_ALL
 	case "decisions":
 		req.Log = pb.LogKind_LOG_KIND_DECISIONS
 	case "changes":
@@ -357,7 +374,7 @@ func auditVerify(ctx context.Context, c *cli, args []string) error {
 		}
 		req.Log, req.TenantId = pb.LogKind_LOG_KIND_CHANGES, c.tenant
 	default:
-		return usagef(cmd.name, "audit verify: name the log: decisions or changes, not %q", pos[0])
+		return usagef(cmd.name, "audit verify: name the log: decisions, changes or all, not %q", pos[0])
 	}
 	ctx, cancel, err := c.connect(ctx)
 	if err != nil {
@@ -382,16 +399,19 @@ func auditVerify(ctx context.Context, c *cli, args []string) error {
 // printVerify prints a verification: one line per chain, then the broken
 // links, then the verdict.
 func printVerify(w *strings.Builder, resp *pb.VerifyLogResponse) {
-	t := newTable(w, "CHAIN", "POSITIONS", "CHECKED", "RETAINED_AFTER", "RESULT", "HEAD")
+	t := newTable(w, "LOG", "CHAIN", "POSITIONS", "CHECKED", "RETAINED_AFTER", "RESULT", "HEAD")
 	for _, ch := range resp.GetChains() {
 		result := "intact"
 		if ch.GetBroken() != nil {
 			result = "BROKEN"
 		}
-		t.row(ch.GetChainId(), fmt.Sprintf("%d-%d", ch.GetFirstPosition(), ch.GetLastPosition()),
+		t.row(enumName(ch.GetLog().String(), "LOG_KIND_"), ch.GetChainId(), fmt.Sprintf("%d-%d", ch.GetFirstPosition(), ch.GetLastPosition()),
 			strconv.FormatInt(ch.GetEntriesChecked(), 10), strconv.FormatInt(ch.GetRetainedAfter(), 10), result, ch.GetHeadHash())
 	}
 	t.flush()
+	if cp := resp.GetCheckpoint(); cp != nil {
+		fmt.Fprintf(w, "checkpoint of %s (key %s): %d heads compared\n", cp.GetIssuedTime().AsTime().Format(time.RFC3339), cp.GetKeyId(), cp.GetHeadsChecked())
+	}
 	for _, ch := range resp.GetChains() {
 		if b := ch.GetBroken(); b != nil {
 			fmt.Fprintf(w, "chain %s breaks at %d (%s): %s", ch.GetChainId(), b.GetPosition(), enumName(b.GetKind().String(), "BREAK_KIND_"), b.GetMessage())
@@ -406,6 +426,67 @@ func printVerify(w *strings.Builder, resp *pb.VerifyLogResponse) {
 	} else {
 		w.WriteString("BROKEN\n")
 	}
+}
+
+const auditCheckpointHelp = `Usage: authzctl audit checkpoint [--out file]
+
+Asks the service to sign the head of every decision chain and of every
+tenant's change log now, and writes the signed checkpoint (JSON) to the file,
+or prints it. Keep checkpoints outside the database, where its administrators
+cannot reach them; 'authzctl audit verify all --checkpoint file' later proves
+that nothing the checkpoint covers was deleted or rewritten. Needs an audit
+credential for every tenant, and PostgreSQL.
+
+Example:
+  authzctl audit checkpoint --out checkpoint-$(date +%F).json
+`
+
+// auditCheckpoint asks for a checkpoint and keeps it in a file.
+func auditCheckpoint(ctx context.Context, c *cli, args []string) error {
+	cmd := c.command("audit checkpoint", auditCheckpointHelp)
+	out := cmd.fs.String("out", "", "write the checkpoint to this `file` (0600) instead of printing it")
+	if _, err := cmd.parse(args, 0, 0); err != nil {
+		return err
+	}
+	ctx, cancel, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := c.audit.CreateCheckpoint(ctx, &pb.CreateCheckpointRequest{})
+	if err != nil {
+		return err
+	}
+	cp := resp.GetCheckpoint()
+	if *out == "" {
+		return c.printJSON(cp)
+	}
+	b, err := jsonOutput.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("encode checkpoint: %w", err)
+	}
+	if err := os.WriteFile(*out, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	if c.json() {
+		return c.printJSON(cp)
+	}
+	fmt.Fprintf(&c.out, "checkpoint %d of %s signed by %s: %d decision chains, %d tenants; written to %s\n", cp.GetId(),
+		cp.GetIssuedTime().AsTime().Format(time.RFC3339), cp.GetKeyId(), len(cp.GetDecisionChains()), len(cp.GetTenants()), *out)
+	return nil
+}
+
+// readCheckpoint reads a checkpoint file 'audit checkpoint' wrote.
+func readCheckpoint(path string) (*pb.Checkpoint, error) {
+	b, err := os.ReadFile(path) //nolint:gosec // the auditor names the file to read
+	if err != nil {
+		return nil, err
+	}
+	cp := &pb.Checkpoint{}
+	if err := protojson.Unmarshal(b, cp); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return cp, nil
 }
 
 const auditUnusedHelp = `Usage: authzctl audit unused [--days n]

@@ -5,6 +5,9 @@
 //	authzd keys create|list|revoke [flags]
 //	                         manage the credentials callers authenticate
 //	                         with, straight in PostgreSQL (the first key)
+//	authzd audit-keys create|rotate|show [--file path]
+//	                         manage the keys that link the audit logs and
+//	                         sign checkpoints
 //
 // With no flags it serves from memory on :50051, seeded from the embedded
 // policy bundle. Run `authzd serve -h` for the flags; each has an AUTHZ_*
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			cmd, args = args[0], args[1:]
 		case "keys":
 			return runKeys(ctx, args[1:], getenv, stdout, stderr)
+		case "audit-keys":
+			return runAuditKeys(args[1:], getenv, stdout, stderr)
 		}
 	}
 	cfg, err := config.Load("authzd "+cmd, args, getenv, stderr)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -428,21 +429,31 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 	if to < 0 || (to > 0 && to < from) {
 		return nil, model.Invalid("to_position", model.ReasonInvalidValue, "must be 0 (the end) or at least from_position")
 	}
-	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
+	cp, err := s.openCheckpoint(req)
+	if err != nil {
 		return nil, err
 	}
-	var reports []audit.ChainReport
+	var (
+		reports []audit.ChainReport
+		scope   audit.CheckpointScope
+	)
 	switch req.GetLog() {
 	case pb.LogKind_LOG_KIND_DECISIONS:
 		if c := req.GetChainId(); c != "" && !chainID.MatchString(c) {
 			return nil, model.Invalid("chain_id", model.ReasonInvalidValue, "must be 16 lowercase hex digits")
 		}
-		var err error
+		if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
+			return nil, err
+		}
 		if reports, err = s.log.Verify(ctx, req.GetChainId(), from, to); err != nil {
 			return nil, err
 		}
+		scope.Decisions = true
 	case pb.LogKind_LOG_KIND_CHANGES:
 		if err := model.ValidateTenantID("tenant_id", req.GetTenantId()); err != nil {
+			return nil, err
+		}
+		if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
 			return nil, err
 		}
 		if err := s.knownTenant(req.GetTenantId()); err != nil {
@@ -452,18 +463,45 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 		if err != nil {
 			return nil, err
 		}
-		reports = []audit.ChainReport{r}
+		reports, scope.Tenant = []audit.ChainReport{r}, req.GetTenantId()
+	case pb.LogKind_LOG_KIND_ALL:
+		if from != 0 || to != 0 {
+			return nil, model.Invalid("from_position", model.ReasonInvalidValue, "must be 0 with LOG_KIND_ALL, which verifies every chain whole")
+		}
+		if err := s.mayAuditAll(ctx, "verifying both logs whole"); err != nil {
+			return nil, err
+		}
+		if reports, err = s.verifyAll(ctx); err != nil {
+			return nil, err
+		}
+		scope = audit.CheckpointScope{Decisions: true, AllTenants: true}
 	default:
-		return nil, model.Invalid("log", model.ReasonMissingField, "must be LOG_KIND_DECISIONS or LOG_KIND_CHANGES")
+		return nil, model.Invalid("log", model.ReasonMissingField, "must be LOG_KIND_DECISIONS, LOG_KIND_CHANGES or LOG_KIND_ALL")
 	}
-	out := &pb.VerifyLogResponse{Intact: true}
+	var cpReport *pb.CheckpointReport
+	if cp != nil {
+		compared, n, err := s.log.VerifyCheckpoint(ctx, cp, scope)
+		if err != nil {
+			return nil, err
+		}
+		if c := req.GetChainId(); c != "" {
+			compared = slices.DeleteFunc(compared, func(r audit.ChainReport) bool { return r.Chain != c })
+			n = len(compared)
+		}
+		reports = mergeCheckpoint(reports, compared)
+		cpReport = &pb.CheckpointReport{KeyId: cp.KeyID, IssuedTime: timestamppb.New(cp.Issued), HeadsChecked: int64(n)}
+	}
+	out := &pb.VerifyLogResponse{Intact: true, Checkpoint: cpReport}
 	for _, r := range reports {
 		cr := &pb.ChainReport{ChainId: r.Chain, FirstPosition: r.First, LastPosition: r.Last, EntriesChecked: r.Checked,
-			RetainedAfter: r.RetainedAfter, HeadHash: hex.EncodeToString(r.HeadHash)}
+			RetainedAfter: r.RetainedAfter, HeadHash: hex.EncodeToString(r.HeadHash), Log: pb.LogKind_LOG_KIND_DECISIONS}
+		if r.Changes {
+			cr.Log = pb.LogKind_LOG_KIND_CHANGES
+		}
 		if b := r.Broken; b != nil {
 			out.Intact = false
 			cr.Broken = &pb.BrokenLink{Position: b.Position, DecisionId: b.DecisionID, Kind: breakKinds[b.Kind], Message: b.Message}
-			if req.GetLog() == pb.LogKind_LOG_KIND_DECISIONS && !s.ownsDecision(ctx, b.DecisionID) {
+			if !r.Changes && !s.ownsDecision(ctx, b.DecisionID) {
 				cr.Broken.DecisionId = ""
 				cr.Broken.Message = "the link at this position is broken; its entry belongs to a tenant this credential may not see"
 			}
@@ -474,11 +512,43 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 }
 
 var breakKinds = map[audit.BreakKind]pb.BreakKind{
-	audit.BreakHashMismatch:  pb.BreakKind_BREAK_KIND_HASH_MISMATCH,
-	audit.BreakMissing:       pb.BreakKind_BREAK_KIND_MISSING,
-	audit.BreakHeadMismatch:  pb.BreakKind_BREAK_KIND_HEAD_MISMATCH,
-	audit.BreakUnhashed:      pb.BreakKind_BREAK_KIND_UNHASHED,
-	audit.BreakIndexMismatch: pb.BreakKind_BREAK_KIND_INDEX_MISMATCH,
+	audit.BreakHashMismatch:       pb.BreakKind_BREAK_KIND_HASH_MISMATCH,
+	audit.BreakMissing:            pb.BreakKind_BREAK_KIND_MISSING,
+	audit.BreakHeadMismatch:       pb.BreakKind_BREAK_KIND_HEAD_MISMATCH,
+	audit.BreakUnhashed:           pb.BreakKind_BREAK_KIND_UNHASHED,
+	audit.BreakIndexMismatch:      pb.BreakKind_BREAK_KIND_INDEX_MISMATCH,
+	audit.BreakUnkeyed:            pb.BreakKind_BREAK_KIND_UNKEYED,
+	audit.BreakKeyUnknown:         pb.BreakKind_BREAK_KIND_KEY_UNKNOWN,
+	audit.BreakChainMissing:       pb.BreakKind_BREAK_KIND_CHAIN_MISSING,
+	audit.BreakTruncated:          pb.BreakKind_BREAK_KIND_TRUNCATED,
+	audit.BreakCheckpointMismatch: pb.BreakKind_BREAK_KIND_CHECKPOINT_MISMATCH,
+}
+
+// verifyAll verifies the decision log and the change log of every tenant,
+// deleted tenants included.
+func (s *Audit) verifyAll(ctx context.Context) ([]audit.ChainReport, error) {
+	reports, err := s.log.Verify(ctx, "", 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	after := ""
+	for {
+		ts, err := s.store.Tenants(ctx, after, 1000, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			r, err := s.log.VerifyChanges(ctx, t.ID, 0, 0)
+			if err != nil {
+				return nil, err
+			}
+			reports = append(reports, r)
+		}
+		if len(ts) < 1000 {
+			return reports, nil
+		}
+		after = ts[len(ts)-1].ID
+	}
 }
 
 // ownsDecision reports whether the caller may see the decision a broken

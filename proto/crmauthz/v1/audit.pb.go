@@ -153,6 +153,9 @@ const (
 	LogKind_LOG_KIND_DECISIONS LogKind = 1
 	// A tenant's change log, one hash chain per tenant.
 	LogKind_LOG_KIND_CHANGES LogKind = 2
+	// Both logs whole: every decision chain, the chains' registration, and every tenant's
+	// change log. Needs an audit credential for every tenant.
+	LogKind_LOG_KIND_ALL LogKind = 3
 )
 
 // Enum value maps for LogKind.
@@ -161,11 +164,13 @@ var (
 		0: "LOG_KIND_UNSPECIFIED",
 		1: "LOG_KIND_DECISIONS",
 		2: "LOG_KIND_CHANGES",
+		3: "LOG_KIND_ALL",
 	}
 	LogKind_value = map[string]int32{
 		"LOG_KIND_UNSPECIFIED": 0,
 		"LOG_KIND_DECISIONS":   1,
 		"LOG_KIND_CHANGES":     2,
+		"LOG_KIND_ALL":         3,
 	}
 )
 
@@ -215,25 +220,50 @@ const (
 	// A stored row's columns (tenant, positions, times, commit order), which listings select
 	// rows by, disagree with the entries it holds: the row was moved or reordered.
 	BreakKind_BREAK_KIND_INDEX_MISMATCH BreakKind = 5
+	// An entry, a head or a registration is hashed without a key: anyone who can write the
+	// database could have computed it.
+	BreakKind_BREAK_KIND_UNKEYED BreakKind = 6
+	// Under a key the service's audit key file does not hold (it was removed, or the id was
+	// edited).
+	BreakKind_BREAK_KIND_KEY_UNKNOWN BreakKind = 7
+	// A whole chain is gone: a gap in the order chains were registered in, entries without a
+	// registration, or a chain or tenant a checkpoint names.
+	BreakKind_BREAK_KIND_CHAIN_MISSING BreakKind = 8
+	// The chain ends before the head a checkpoint saw: its tail was cut off (for a tenant,
+	// its revision lowered).
+	BreakKind_BREAK_KIND_TRUNCATED BreakKind = 9
+	// The entry at a checkpoint's head differs from the one the checkpoint saw: the chain
+	// was rewritten.
+	BreakKind_BREAK_KIND_CHECKPOINT_MISMATCH BreakKind = 10
 )
 
 // Enum value maps for BreakKind.
 var (
 	BreakKind_name = map[int32]string{
-		0: "BREAK_KIND_UNSPECIFIED",
-		1: "BREAK_KIND_HASH_MISMATCH",
-		2: "BREAK_KIND_MISSING",
-		3: "BREAK_KIND_HEAD_MISMATCH",
-		4: "BREAK_KIND_UNHASHED",
-		5: "BREAK_KIND_INDEX_MISMATCH",
+		0:  "BREAK_KIND_UNSPECIFIED",
+		1:  "BREAK_KIND_HASH_MISMATCH",
+		2:  "BREAK_KIND_MISSING",
+		3:  "BREAK_KIND_HEAD_MISMATCH",
+		4:  "BREAK_KIND_UNHASHED",
+		5:  "BREAK_KIND_INDEX_MISMATCH",
+		6:  "BREAK_KIND_UNKEYED",
+		7:  "BREAK_KIND_KEY_UNKNOWN",
+		8:  "BREAK_KIND_CHAIN_MISSING",
+		9:  "BREAK_KIND_TRUNCATED",
+		10: "BREAK_KIND_CHECKPOINT_MISMATCH",
 	}
 	BreakKind_value = map[string]int32{
-		"BREAK_KIND_UNSPECIFIED":    0,
-		"BREAK_KIND_HASH_MISMATCH":  1,
-		"BREAK_KIND_MISSING":        2,
-		"BREAK_KIND_HEAD_MISMATCH":  3,
-		"BREAK_KIND_UNHASHED":       4,
-		"BREAK_KIND_INDEX_MISMATCH": 5,
+		"BREAK_KIND_UNSPECIFIED":         0,
+		"BREAK_KIND_HASH_MISMATCH":       1,
+		"BREAK_KIND_MISSING":             2,
+		"BREAK_KIND_HEAD_MISMATCH":       3,
+		"BREAK_KIND_UNHASHED":            4,
+		"BREAK_KIND_INDEX_MISMATCH":      5,
+		"BREAK_KIND_UNKEYED":             6,
+		"BREAK_KIND_KEY_UNKNOWN":         7,
+		"BREAK_KIND_CHAIN_MISSING":       8,
+		"BREAK_KIND_TRUNCATED":           9,
+		"BREAK_KIND_CHECKPOINT_MISMATCH": 10,
 	}
 )
 
@@ -262,6 +292,373 @@ func (x BreakKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use BreakKind.Descriptor instead.
 func (BreakKind) EnumDescriptor() ([]byte, []int) {
 	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{3}
+}
+
+// CreateCheckpointRequest asks for a checkpoint now.
+type CreateCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCheckpointRequest) Reset() {
+	*x = CreateCheckpointRequest{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCheckpointRequest) ProtoMessage() {}
+
+func (x *CreateCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CreateCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+// CreateCheckpointResponse carries the checkpoint issued.
+type CreateCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint; keep it outside the database.
+	Checkpoint    *Checkpoint `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCheckpointResponse) Reset() {
+	*x = CreateCheckpointResponse{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCheckpointResponse) ProtoMessage() {}
+
+func (x *CreateCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CreateCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateCheckpointResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// ListCheckpointsRequest pages through the checkpoints kept.
+type ListCheckpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-100; 0 means 20.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListCheckpointsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCheckpointsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListCheckpointsResponse is a page of checkpoints, newest first.
+type ListCheckpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoints.
+	Checkpoints []*Checkpoint `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*Checkpoint {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *ListCheckpointsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// Checkpoint is a signed statement of every chain's head at one time. content and
+// signature are what VerifyLog checks; the other fields repeat content for people.
+type Checkpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number the service kept it under.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it was issued.
+	IssuedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=issued_time,json=issuedTime,proto3" json:"issued_time,omitempty"`
+	// The Ed25519 key that signed it, as named in the service's audit key file.
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// That key's public key (32 bytes): pin it to check signatures without the service.
+	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The head of every decision chain.
+	DecisionChains []*ChainHead `protobuf:"bytes,5,rep,name=decision_chains,json=decisionChains,proto3" json:"decision_chains,omitempty"`
+	// The head of every tenant's change log (chain_id is the tenant, position its revision).
+	Tenants []*ChainHead `protobuf:"bytes,6,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// The canonical encoding signed.
+	Content []byte `protobuf:"bytes,7,opt,name=content,proto3" json:"content,omitempty"`
+	// The Ed25519 signature over content.
+	Signature     []byte `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Checkpoint) Reset() {
+	*x = Checkpoint{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Checkpoint) ProtoMessage() {}
+
+func (x *Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
+func (*Checkpoint) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Checkpoint) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetIssuedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedTime
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Checkpoint) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetDecisionChains() []*ChainHead {
+	if x != nil {
+		return x.DecisionChains
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetTenants() []*ChainHead {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// ChainHead is where a chain stood.
+type ChainHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain id, or the tenant id of a change log.
+	ChainId string `protobuf:"bytes,1,opt,name=chain_id,json=chainId,proto3" json:"chain_id,omitempty"`
+	// Its last position, or revision.
+	Position int64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// That entry's hash, in hex.
+	Hash          string `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainHead) Reset() {
+	*x = ChainHead{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainHead) ProtoMessage() {}
+
+func (x *ChainHead) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainHead.ProtoReflect.Descriptor instead.
+func (*ChainHead) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChainHead) GetChainId() string {
+	if x != nil {
+		return x.ChainId
+	}
+	return ""
+}
+
+func (x *ChainHead) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ChainHead) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
 }
 
 // Decision is one entry of the decision log.
@@ -311,7 +708,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[0]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +720,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[0]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +733,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{0}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Decision) GetDecisionId() string {
@@ -511,7 +908,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[1]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +920,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[1]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +933,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{1}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDecisionsRequest) GetTenantId() string {
@@ -654,7 +1051,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +1063,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +1076,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{2}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*Decision {
@@ -718,7 +1115,7 @@ type GetDecisionRequest struct {
 
 func (x *GetDecisionRequest) Reset() {
 	*x = GetDecisionRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1127,7 @@ func (x *GetDecisionRequest) String() string {
 func (*GetDecisionRequest) ProtoMessage() {}
 
 func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1140,7 @@ func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionRequest.ProtoReflect.Descriptor instead.
 func (*GetDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{3}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetDecisionRequest) GetTenantId() string {
@@ -771,7 +1168,7 @@ type GetDecisionResponse struct {
 
 func (x *GetDecisionResponse) Reset() {
 	*x = GetDecisionResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1180,7 @@ func (x *GetDecisionResponse) String() string {
 func (*GetDecisionResponse) ProtoMessage() {}
 
 func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1193,7 @@ func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetDecisionResponse) GetDecision() *Decision {
@@ -838,7 +1235,7 @@ type ExportDecisionsRequest struct {
 
 func (x *ExportDecisionsRequest) Reset() {
 	*x = ExportDecisionsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1247,7 @@ func (x *ExportDecisionsRequest) String() string {
 func (*ExportDecisionsRequest) ProtoMessage() {}
 
 func (x *ExportDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1260,7 @@ func (x *ExportDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ExportDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExportDecisionsRequest) GetTenantId() string {
@@ -954,7 +1351,7 @@ type ExportDecisionsResponse struct {
 
 func (x *ExportDecisionsResponse) Reset() {
 	*x = ExportDecisionsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1363,7 @@ func (x *ExportDecisionsResponse) String() string {
 func (*ExportDecisionsResponse) ProtoMessage() {}
 
 func (x *ExportDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1376,7 @@ func (x *ExportDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ExportDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{6}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExportDecisionsResponse) GetDecisions() []*Decision {
@@ -1023,7 +1420,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1432,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1445,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{7}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Change) GetTenantId() string {
@@ -1155,7 +1552,7 @@ type ListChangesRequest struct {
 
 func (x *ListChangesRequest) Reset() {
 	*x = ListChangesRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1564,7 @@ func (x *ListChangesRequest) String() string {
 func (*ListChangesRequest) ProtoMessage() {}
 
 func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1577,7 @@ func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListChangesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{8}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListChangesRequest) GetTenantId() string {
@@ -1252,7 +1649,7 @@ type ListChangesResponse struct {
 
 func (x *ListChangesResponse) Reset() {
 	*x = ListChangesResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1661,7 @@ func (x *ListChangesResponse) String() string {
 func (*ListChangesResponse) ProtoMessage() {}
 
 func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1674,7 @@ func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListChangesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{9}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListChangesResponse) GetChanges() []*Change {
@@ -1316,7 +1713,7 @@ type ListUnusedGrantsRequest struct {
 
 func (x *ListUnusedGrantsRequest) Reset() {
 	*x = ListUnusedGrantsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1725,7 @@ func (x *ListUnusedGrantsRequest) String() string {
 func (*ListUnusedGrantsRequest) ProtoMessage() {}
 
 func (x *ListUnusedGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1738,7 @@ func (x *ListUnusedGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnusedGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnusedGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{10}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListUnusedGrantsRequest) GetTenantId() string {
@@ -1400,7 +1797,7 @@ type ListUnusedGrantsResponse struct {
 
 func (x *ListUnusedGrantsResponse) Reset() {
 	*x = ListUnusedGrantsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1809,7 @@ func (x *ListUnusedGrantsResponse) String() string {
 func (*ListUnusedGrantsResponse) ProtoMessage() {}
 
 func (x *ListUnusedGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1822,7 @@ func (x *ListUnusedGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnusedGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnusedGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{11}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListUnusedGrantsResponse) GetGrants() []*UnusedGrant {
@@ -1482,7 +1879,7 @@ type UnusedGrant struct {
 
 func (x *UnusedGrant) Reset() {
 	*x = UnusedGrant{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1891,7 @@ func (x *UnusedGrant) String() string {
 func (*UnusedGrant) ProtoMessage() {}
 
 func (x *UnusedGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1904,7 @@ func (x *UnusedGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnusedGrant.ProtoReflect.Descriptor instead.
 func (*UnusedGrant) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{12}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UnusedGrant) GetUserId() string {
@@ -1560,14 +1957,20 @@ type VerifyLogRequest struct {
 	FromPosition int64 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
 	// The last position or revision to verify; 0 runs to the end of the chain, whose
 	// recorded head must then match. Must not be below from_position.
-	ToPosition    int64 `protobuf:"varint,5,opt,name=to_position,json=toPosition,proto3" json:"to_position,omitempty"`
+	ToPosition int64 `protobuf:"varint,5,opt,name=to_position,json=toPosition,proto3" json:"to_position,omitempty"`
+	// A checkpoint to verify against, as CreateCheckpoint or ListCheckpoints returned it
+	// (content and signature are read; the rest is ignored): every chain it names, within
+	// the log verified, must still exist, reach the head it saw, and hold the same entry
+	// there. A checkpoint whose signature does not verify under the service's keys is
+	// INVALID_ARGUMENT.
+	Checkpoint    *Checkpoint `protobuf:"bytes,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyLogRequest) Reset() {
 	*x = VerifyLogRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1982,7 @@ func (x *VerifyLogRequest) String() string {
 func (*VerifyLogRequest) ProtoMessage() {}
 
 func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1995,7 @@ func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyLogRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{13}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VerifyLogRequest) GetLog() LogKind {
@@ -1630,20 +2033,31 @@ func (x *VerifyLogRequest) GetToPosition() int64 {
 	return 0
 }
 
+func (x *VerifyLogRequest) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 // VerifyLogResponse reports each chain.
 type VerifyLogResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when every chain verified is intact.
 	Intact bool `protobuf:"varint,1,opt,name=intact,proto3" json:"intact,omitempty"`
 	// One report per chain, ordered by chain id (decisions) or the one tenant (changes).
-	Chains        []*ChainReport `protobuf:"bytes,2,rep,name=chains,proto3" json:"chains,omitempty"`
+	// LOG_KIND_ALL gives the decision chains, then problems of their registration (chain_id
+	// empty when the chain is unknown), then every tenant's change log.
+	Chains []*ChainReport `protobuf:"bytes,2,rep,name=chains,proto3" json:"chains,omitempty"`
+	// The comparison with the checkpoint given; unset without one.
+	Checkpoint    *CheckpointReport `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyLogResponse) Reset() {
 	*x = VerifyLogResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2069,7 @@ func (x *VerifyLogResponse) String() string {
 func (*VerifyLogResponse) ProtoMessage() {}
 
 func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2082,7 @@ func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogResponse.ProtoReflect.Descriptor instead.
 func (*VerifyLogResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{14}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VerifyLogResponse) GetIntact() bool {
@@ -1683,6 +2097,77 @@ func (x *VerifyLogResponse) GetChains() []*ChainReport {
 		return x.Chains
 	}
 	return nil
+}
+
+func (x *VerifyLogResponse) GetCheckpoint() *CheckpointReport {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// CheckpointReport says what a checkpoint was compared with.
+type CheckpointReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint's signing key and time.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// When it was issued.
+	IssuedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=issued_time,json=issuedTime,proto3" json:"issued_time,omitempty"`
+	// How many of its heads were compared.
+	HeadsChecked  int64 `protobuf:"varint,3,opt,name=heads_checked,json=headsChecked,proto3" json:"heads_checked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointReport) Reset() {
+	*x = CheckpointReport{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointReport) ProtoMessage() {}
+
+func (x *CheckpointReport) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointReport.ProtoReflect.Descriptor instead.
+func (*CheckpointReport) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckpointReport) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *CheckpointReport) GetIssuedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedTime
+	}
+	return nil
+}
+
+func (x *CheckpointReport) GetHeadsChecked() int64 {
+	if x != nil {
+		return x.HeadsChecked
+	}
+	return 0
 }
 
 // ChainReport is the verification of one hash chain.
@@ -1703,14 +2188,16 @@ type ChainReport struct {
 	// later rewrite of the whole chain.
 	HeadHash string `protobuf:"bytes,6,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
 	// The first broken link; unset when the chain is intact.
-	Broken        *BrokenLink `protobuf:"bytes,7,opt,name=broken,proto3" json:"broken,omitempty"`
+	Broken *BrokenLink `protobuf:"bytes,7,opt,name=broken,proto3" json:"broken,omitempty"`
+	// Which log the chain belongs to: LOG_KIND_DECISIONS or LOG_KIND_CHANGES.
+	Log           LogKind `protobuf:"varint,8,opt,name=log,proto3,enum=crmauthz.v1.LogKind" json:"log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChainReport) Reset() {
 	*x = ChainReport{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +2209,7 @@ func (x *ChainReport) String() string {
 func (*ChainReport) ProtoMessage() {}
 
 func (x *ChainReport) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +2222,7 @@ func (x *ChainReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainReport.ProtoReflect.Descriptor instead.
 func (*ChainReport) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{15}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChainReport) GetChainId() string {
@@ -1787,6 +2274,13 @@ func (x *ChainReport) GetBroken() *BrokenLink {
 	return nil
 }
 
+func (x *ChainReport) GetLog() LogKind {
+	if x != nil {
+		return x.Log
+	}
+	return LogKind_LOG_KIND_UNSPECIFIED
+}
+
 // BrokenLink names where a chain stops verifying.
 type BrokenLink struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1804,7 +2298,7 @@ type BrokenLink struct {
 
 func (x *BrokenLink) Reset() {
 	*x = BrokenLink{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2310,7 @@ func (x *BrokenLink) String() string {
 func (*BrokenLink) ProtoMessage() {}
 
 func (x *BrokenLink) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2323,7 @@ func (x *BrokenLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokenLink.ProtoReflect.Descriptor instead.
 func (*BrokenLink) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{16}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BrokenLink) GetPosition() int64 {
@@ -1869,7 +2363,7 @@ type GetLogStatusRequest struct {
 
 func (x *GetLogStatusRequest) Reset() {
 	*x = GetLogStatusRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2375,7 @@ func (x *GetLogStatusRequest) String() string {
 func (*GetLogStatusRequest) ProtoMessage() {}
 
 func (x *GetLogStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2388,7 @@ func (x *GetLogStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetLogStatusRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{17}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{24}
 }
 
 // GetLogStatusResponse is the decision log's status on this replica.
@@ -1964,7 +2458,7 @@ type GetLogStatusResponse struct {
 
 func (x *GetLogStatusResponse) Reset() {
 	*x = GetLogStatusResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2470,7 @@ func (x *GetLogStatusResponse) String() string {
 func (*GetLogStatusResponse) ProtoMessage() {}
 
 func (x *GetLogStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2483,7 @@ func (x *GetLogStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetLogStatusResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{18}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetLogStatusResponse) GetMode() string {
@@ -2194,7 +2688,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2700,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2713,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReplicaStatus) GetFollowing() bool {
@@ -2304,7 +2798,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2810,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2823,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListSecurityEventsRequest) GetTenantId() string {
@@ -2394,7 +2888,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2900,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2913,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -2473,7 +2967,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2979,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2992,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{22}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecurityEvent) GetEventId() int64 {
@@ -2589,7 +3083,35 @@ var File_crmauthz_v1_audit_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x17crmauthz/v1/audit.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n" +
+	"\x17crmauthz/v1/audit.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
+	"\x17CreateCheckpointRequest\"S\n" +
+	"\x18CreateCheckpointResponse\x127\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2\x17.crmauthz.v1.CheckpointR\n" +
+	"checkpoint\"T\n" +
+	"\x16ListCheckpointsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"|\n" +
+	"\x17ListCheckpointsResponse\x129\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x17.crmauthz.v1.CheckpointR\vcheckpoints\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xba\x02\n" +
+	"\n" +
+	"Checkpoint\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12;\n" +
+	"\vissued_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"issuedTime\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\x12?\n" +
+	"\x0fdecision_chains\x18\x05 \x03(\v2\x16.crmauthz.v1.ChainHeadR\x0edecisionChains\x120\n" +
+	"\atenants\x18\x06 \x03(\v2\x16.crmauthz.v1.ChainHeadR\atenants\x12\x18\n" +
+	"\acontent\x18\a \x01(\fR\acontent\x12\x1c\n" +
+	"\tsignature\x18\b \x01(\fR\tsignature\"V\n" +
+	"\tChainHead\x12\x19\n" +
+	"\bchain_id\x18\x01 \x01(\tR\achainId\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x03R\bposition\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\"\x91\x05\n" +
 	"\bDecision\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12?\n" +
@@ -2722,17 +3244,28 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"granted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb8\x01\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xf1\x01\n" +
 	"\x10VerifyLogRequest\x12&\n" +
 	"\x03log\x18\x01 \x01(\x0e2\x14.crmauthz.v1.LogKindR\x03log\x12\x19\n" +
 	"\bchain_id\x18\x02 \x01(\tR\achainId\x12\x1b\n" +
 	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12#\n" +
 	"\rfrom_position\x18\x04 \x01(\x03R\ffromPosition\x12\x1f\n" +
 	"\vto_position\x18\x05 \x01(\x03R\n" +
-	"toPosition\"]\n" +
+	"toPosition\x127\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\v2\x17.crmauthz.v1.CheckpointR\n" +
+	"checkpoint\"\x9c\x01\n" +
 	"\x11VerifyLogResponse\x12\x16\n" +
 	"\x06intact\x18\x01 \x01(\bR\x06intact\x120\n" +
-	"\x06chains\x18\x02 \x03(\v2\x18.crmauthz.v1.ChainReportR\x06chains\"\x92\x02\n" +
+	"\x06chains\x18\x02 \x03(\v2\x18.crmauthz.v1.ChainReportR\x06chains\x12=\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\v2\x1d.crmauthz.v1.CheckpointReportR\n" +
+	"checkpoint\"\x8b\x01\n" +
+	"\x10CheckpointReport\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12;\n" +
+	"\vissued_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"issuedTime\x12#\n" +
+	"\rheads_checked\x18\x03 \x01(\x03R\fheadsChecked\"\xba\x02\n" +
 	"\vChainReport\x12\x19\n" +
 	"\bchain_id\x18\x01 \x01(\tR\achainId\x12%\n" +
 	"\x0efirst_position\x18\x02 \x01(\x03R\rfirstPosition\x12#\n" +
@@ -2740,7 +3273,8 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0fentries_checked\x18\x04 \x01(\x03R\x0eentriesChecked\x12%\n" +
 	"\x0eretained_after\x18\x05 \x01(\x03R\rretainedAfter\x12\x1b\n" +
 	"\thead_hash\x18\x06 \x01(\tR\bheadHash\x12/\n" +
-	"\x06broken\x18\a \x01(\v2\x17.crmauthz.v1.BrokenLinkR\x06broken\"\x8f\x01\n" +
+	"\x06broken\x18\a \x01(\v2\x17.crmauthz.v1.BrokenLinkR\x06broken\x12&\n" +
+	"\x03log\x18\b \x01(\x0e2\x14.crmauthz.v1.LogKindR\x03log\"\x8f\x01\n" +
 	"\n" +
 	"BrokenLink\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x03R\bposition\x12\x1f\n" +
@@ -2829,18 +3363,25 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0eDecisionResult\x12\x1f\n" +
 	"\x1bDECISION_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DECISION_RESULT_ALLOWED\x10\x01\x12\x1a\n" +
-	"\x16DECISION_RESULT_DENIED\x10\x02*Q\n" +
+	"\x16DECISION_RESULT_DENIED\x10\x02*c\n" +
 	"\aLogKind\x12\x18\n" +
 	"\x14LOG_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12LOG_KIND_DECISIONS\x10\x01\x12\x14\n" +
-	"\x10LOG_KIND_CHANGES\x10\x02*\xb3\x01\n" +
+	"\x10LOG_KIND_CHANGES\x10\x02\x12\x10\n" +
+	"\fLOG_KIND_ALL\x10\x03*\xc3\x02\n" +
 	"\tBreakKind\x12\x1a\n" +
 	"\x16BREAK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BREAK_KIND_HASH_MISMATCH\x10\x01\x12\x16\n" +
 	"\x12BREAK_KIND_MISSING\x10\x02\x12\x1c\n" +
 	"\x18BREAK_KIND_HEAD_MISMATCH\x10\x03\x12\x17\n" +
 	"\x13BREAK_KIND_UNHASHED\x10\x04\x12\x1d\n" +
-	"\x19BREAK_KIND_INDEX_MISMATCH\x10\x052\xd3\x05\n" +
+	"\x19BREAK_KIND_INDEX_MISMATCH\x10\x05\x12\x16\n" +
+	"\x12BREAK_KIND_UNKEYED\x10\x06\x12\x1a\n" +
+	"\x16BREAK_KIND_KEY_UNKNOWN\x10\a\x12\x1c\n" +
+	"\x18BREAK_KIND_CHAIN_MISSING\x10\b\x12\x18\n" +
+	"\x14BREAK_KIND_TRUNCATED\x10\t\x12\"\n" +
+	"\x1eBREAK_KIND_CHECKPOINT_MISMATCH\x10\n" +
+	"2\x92\a\n" +
 	"\fAuditService\x12V\n" +
 	"\rListDecisions\x12!.crmauthz.v1.ListDecisionsRequest\x1a\".crmauthz.v1.ListDecisionsResponse\x12P\n" +
 	"\vGetDecision\x12\x1f.crmauthz.v1.GetDecisionRequest\x1a .crmauthz.v1.GetDecisionResponse\x12^\n" +
@@ -2849,7 +3390,9 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x10ListUnusedGrants\x12$.crmauthz.v1.ListUnusedGrantsRequest\x1a%.crmauthz.v1.ListUnusedGrantsResponse\x12J\n" +
 	"\tVerifyLog\x12\x1d.crmauthz.v1.VerifyLogRequest\x1a\x1e.crmauthz.v1.VerifyLogResponse\x12S\n" +
 	"\fGetLogStatus\x12 .crmauthz.v1.GetLogStatusRequest\x1a!.crmauthz.v1.GetLogStatusResponse\x12e\n" +
-	"\x12ListSecurityEvents\x12&.crmauthz.v1.ListSecurityEventsRequest\x1a'.crmauthz.v1.ListSecurityEventsResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
+	"\x12ListSecurityEvents\x12&.crmauthz.v1.ListSecurityEventsRequest\x1a'.crmauthz.v1.ListSecurityEventsResponse\x12_\n" +
+	"\x10CreateCheckpoint\x12$.crmauthz.v1.CreateCheckpointRequest\x1a%.crmauthz.v1.CreateCheckpointResponse\x12\\\n" +
+	"\x0fListCheckpoints\x12#.crmauthz.v1.ListCheckpointsRequest\x1a$.crmauthz.v1.ListCheckpointsResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
 
 var (
 	file_crmauthz_v1_audit_proto_rawDescOnce sync.Once
@@ -2864,103 +3407,123 @@ func file_crmauthz_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_crmauthz_v1_audit_proto_goTypes = []any{
 	(DecisionMethod)(0),                // 0: crmauthz.v1.DecisionMethod
 	(DecisionResult)(0),                // 1: crmauthz.v1.DecisionResult
 	(LogKind)(0),                       // 2: crmauthz.v1.LogKind
 	(BreakKind)(0),                     // 3: crmauthz.v1.BreakKind
-	(*Decision)(nil),                   // 4: crmauthz.v1.Decision
-	(*ListDecisionsRequest)(nil),       // 5: crmauthz.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),      // 6: crmauthz.v1.ListDecisionsResponse
-	(*GetDecisionRequest)(nil),         // 7: crmauthz.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),        // 8: crmauthz.v1.GetDecisionResponse
-	(*ExportDecisionsRequest)(nil),     // 9: crmauthz.v1.ExportDecisionsRequest
-	(*ExportDecisionsResponse)(nil),    // 10: crmauthz.v1.ExportDecisionsResponse
-	(*Change)(nil),                     // 11: crmauthz.v1.Change
-	(*ListChangesRequest)(nil),         // 12: crmauthz.v1.ListChangesRequest
-	(*ListChangesResponse)(nil),        // 13: crmauthz.v1.ListChangesResponse
-	(*ListUnusedGrantsRequest)(nil),    // 14: crmauthz.v1.ListUnusedGrantsRequest
-	(*ListUnusedGrantsResponse)(nil),   // 15: crmauthz.v1.ListUnusedGrantsResponse
-	(*UnusedGrant)(nil),                // 16: crmauthz.v1.UnusedGrant
-	(*VerifyLogRequest)(nil),           // 17: crmauthz.v1.VerifyLogRequest
-	(*VerifyLogResponse)(nil),          // 18: crmauthz.v1.VerifyLogResponse
-	(*ChainReport)(nil),                // 19: crmauthz.v1.ChainReport
-	(*BrokenLink)(nil),                 // 20: crmauthz.v1.BrokenLink
-	(*GetLogStatusRequest)(nil),        // 21: crmauthz.v1.GetLogStatusRequest
-	(*GetLogStatusResponse)(nil),       // 22: crmauthz.v1.GetLogStatusResponse
-	(*ReplicaStatus)(nil),              // 23: crmauthz.v1.ReplicaStatus
-	(*ListSecurityEventsRequest)(nil),  // 24: crmauthz.v1.ListSecurityEventsRequest
-	(*ListSecurityEventsResponse)(nil), // 25: crmauthz.v1.ListSecurityEventsResponse
-	(*SecurityEvent)(nil),              // 26: crmauthz.v1.SecurityEvent
-	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
-	(*Record)(nil),                     // 28: crmauthz.v1.Record
-	(*durationpb.Duration)(nil),        // 29: google.protobuf.Duration
-	(*Permission)(nil),                 // 30: crmauthz.v1.Permission
+	(*CreateCheckpointRequest)(nil),    // 4: crmauthz.v1.CreateCheckpointRequest
+	(*CreateCheckpointResponse)(nil),   // 5: crmauthz.v1.CreateCheckpointResponse
+	(*ListCheckpointsRequest)(nil),     // 6: crmauthz.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),    // 7: crmauthz.v1.ListCheckpointsResponse
+	(*Checkpoint)(nil),                 // 8: crmauthz.v1.Checkpoint
+	(*ChainHead)(nil),                  // 9: crmauthz.v1.ChainHead
+	(*Decision)(nil),                   // 10: crmauthz.v1.Decision
+	(*ListDecisionsRequest)(nil),       // 11: crmauthz.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),      // 12: crmauthz.v1.ListDecisionsResponse
+	(*GetDecisionRequest)(nil),         // 13: crmauthz.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),        // 14: crmauthz.v1.GetDecisionResponse
+	(*ExportDecisionsRequest)(nil),     // 15: crmauthz.v1.ExportDecisionsRequest
+	(*ExportDecisionsResponse)(nil),    // 16: crmauthz.v1.ExportDecisionsResponse
+	(*Change)(nil),                     // 17: crmauthz.v1.Change
+	(*ListChangesRequest)(nil),         // 18: crmauthz.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),        // 19: crmauthz.v1.ListChangesResponse
+	(*ListUnusedGrantsRequest)(nil),    // 20: crmauthz.v1.ListUnusedGrantsRequest
+	(*ListUnusedGrantsResponse)(nil),   // 21: crmauthz.v1.ListUnusedGrantsResponse
+	(*UnusedGrant)(nil),                // 22: crmauthz.v1.UnusedGrant
+	(*VerifyLogRequest)(nil),           // 23: crmauthz.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),          // 24: crmauthz.v1.VerifyLogResponse
+	(*CheckpointReport)(nil),           // 25: crmauthz.v1.CheckpointReport
+	(*ChainReport)(nil),                // 26: crmauthz.v1.ChainReport
+	(*BrokenLink)(nil),                 // 27: crmauthz.v1.BrokenLink
+	(*GetLogStatusRequest)(nil),        // 28: crmauthz.v1.GetLogStatusRequest
+	(*GetLogStatusResponse)(nil),       // 29: crmauthz.v1.GetLogStatusResponse
+	(*ReplicaStatus)(nil),              // 30: crmauthz.v1.ReplicaStatus
+	(*ListSecurityEventsRequest)(nil),  // 31: crmauthz.v1.ListSecurityEventsRequest
+	(*ListSecurityEventsResponse)(nil), // 32: crmauthz.v1.ListSecurityEventsResponse
+	(*SecurityEvent)(nil),              // 33: crmauthz.v1.SecurityEvent
+	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
+	(*Record)(nil),                     // 35: crmauthz.v1.Record
+	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
+	(*Permission)(nil),                 // 37: crmauthz.v1.Permission
 }
 var file_crmauthz_v1_audit_proto_depIdxs = []int32{
-	27, // 0: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: crmauthz.v1.Decision.method:type_name -> crmauthz.v1.DecisionMethod
-	28, // 2: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
-	29, // 3: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
-	27, // 4: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
-	30, // 5: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
-	1,  // 6: crmauthz.v1.ListDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
-	0,  // 7: crmauthz.v1.ListDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	27, // 8: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 9: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 10: crmauthz.v1.ListDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	4,  // 11: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
-	30, // 12: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
-	1,  // 13: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
-	0,  // 14: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	27, // 15: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 16: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 17: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	27, // 18: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
-	27, // 19: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 20: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
-	11, // 21: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
-	16, // 22: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
-	27, // 23: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
-	27, // 24: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
-	27, // 25: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
-	27, // 26: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 27: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
-	19, // 28: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
-	20, // 29: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
-	3,  // 30: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
-	23, // 31: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
-	27, // 32: crmauthz.v1.GetLogStatusResponse.degraded_time:type_name -> google.protobuf.Timestamp
-	27, // 33: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
-	27, // 34: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
-	27, // 35: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	29, // 36: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
-	27, // 37: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	27, // 38: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	26, // 39: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
-	27, // 40: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
-	5,  // 41: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
-	7,  // 42: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
-	9,  // 43: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
-	12, // 44: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
-	14, // 45: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
-	17, // 46: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
-	21, // 47: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
-	24, // 48: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
-	6,  // 49: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
-	8,  // 50: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
-	10, // 51: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
-	13, // 52: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
-	15, // 53: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
-	18, // 54: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
-	22, // 55: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
-	25, // 56: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
-	49, // [49:57] is the sub-list for method output_type
-	41, // [41:49] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	8,  // 0: crmauthz.v1.CreateCheckpointResponse.checkpoint:type_name -> crmauthz.v1.Checkpoint
+	8,  // 1: crmauthz.v1.ListCheckpointsResponse.checkpoints:type_name -> crmauthz.v1.Checkpoint
+	34, // 2: crmauthz.v1.Checkpoint.issued_time:type_name -> google.protobuf.Timestamp
+	9,  // 3: crmauthz.v1.Checkpoint.decision_chains:type_name -> crmauthz.v1.ChainHead
+	9,  // 4: crmauthz.v1.Checkpoint.tenants:type_name -> crmauthz.v1.ChainHead
+	34, // 5: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: crmauthz.v1.Decision.method:type_name -> crmauthz.v1.DecisionMethod
+	35, // 7: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
+	36, // 8: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
+	34, // 9: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
+	37, // 10: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	1,  // 11: crmauthz.v1.ListDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
+	0,  // 12: crmauthz.v1.ListDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
+	34, // 13: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	34, // 14: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	10, // 15: crmauthz.v1.ListDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
+	10, // 16: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
+	37, // 17: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	1,  // 18: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
+	0,  // 19: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
+	34, // 20: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	34, // 21: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	10, // 22: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
+	34, // 23: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
+	34, // 24: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
+	34, // 25: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
+	17, // 26: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
+	22, // 27: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
+	34, // 28: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
+	34, // 29: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
+	34, // 30: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
+	34, // 31: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 32: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
+	8,  // 33: crmauthz.v1.VerifyLogRequest.checkpoint:type_name -> crmauthz.v1.Checkpoint
+	26, // 34: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
+	25, // 35: crmauthz.v1.VerifyLogResponse.checkpoint:type_name -> crmauthz.v1.CheckpointReport
+	34, // 36: crmauthz.v1.CheckpointReport.issued_time:type_name -> google.protobuf.Timestamp
+	27, // 37: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
+	2,  // 38: crmauthz.v1.ChainReport.log:type_name -> crmauthz.v1.LogKind
+	3,  // 39: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
+	30, // 40: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
+	34, // 41: crmauthz.v1.GetLogStatusResponse.degraded_time:type_name -> google.protobuf.Timestamp
+	34, // 42: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
+	34, // 43: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
+	34, // 44: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	36, // 45: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
+	34, // 46: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	34, // 47: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	33, // 48: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
+	34, // 49: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
+	11, // 50: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
+	13, // 51: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
+	15, // 52: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
+	18, // 53: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
+	20, // 54: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
+	23, // 55: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
+	28, // 56: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
+	31, // 57: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
+	4,  // 58: crmauthz.v1.AuditService.CreateCheckpoint:input_type -> crmauthz.v1.CreateCheckpointRequest
+	6,  // 59: crmauthz.v1.AuditService.ListCheckpoints:input_type -> crmauthz.v1.ListCheckpointsRequest
+	12, // 60: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
+	14, // 61: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
+	16, // 62: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
+	19, // 63: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
+	21, // 64: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
+	24, // 65: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
+	29, // 66: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
+	32, // 67: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
+	5,  // 68: crmauthz.v1.AuditService.CreateCheckpoint:output_type -> crmauthz.v1.CreateCheckpointResponse
+	7,  // 69: crmauthz.v1.AuditService.ListCheckpoints:output_type -> crmauthz.v1.ListCheckpointsResponse
+	60, // [60:70] is the sub-list for method output_type
+	50, // [50:60] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_audit_proto_init() }
@@ -2975,7 +3538,7 @@ func file_crmauthz_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_audit_proto_rawDesc), len(file_crmauthz_v1_audit_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,8 @@ const (
 	AuditService_VerifyLog_FullMethodName          = "/crmauthz.v1.AuditService/VerifyLog"
 	AuditService_GetLogStatus_FullMethodName       = "/crmauthz.v1.AuditService/GetLogStatus"
 	AuditService_ListSecurityEvents_FullMethodName = "/crmauthz.v1.AuditService/ListSecurityEvents"
+	AuditService_CreateCheckpoint_FullMethodName   = "/crmauthz.v1.AuditService/CreateCheckpoint"
+	AuditService_ListCheckpoints_FullMethodName    = "/crmauthz.v1.AuditService/ListCheckpoints"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -81,6 +83,18 @@ type AuditServiceClient interface {
 	// events a second, the rest counted), refused calls (a missing scope, tenant or permission,
 	// an escalation), and credentials created and revoked.
 	ListSecurityEvents(ctx context.Context, in *ListSecurityEventsRequest, opts ...grpc.CallOption) (*ListSecurityEventsResponse, error)
+	// CreateCheckpoint issues a signed checkpoint now: an Ed25519 signature over the head of
+	// every decision chain and of every tenant's change log, as one snapshot of the database
+	// holds them. The service also issues one every --audit-checkpoint-interval. An auditor
+	// keeps checkpoints outside the database; VerifyLog against one detects a chain deleted,
+	// cut short or rewritten since, even by someone who can write the database. It needs an
+	// audit credential for every tenant, and PostgreSQL (else FAILED_PRECONDITION
+	// CHECKPOINTS_NEED_POSTGRES). A head whose seal does not verify is refused
+	// (FAILED_PRECONDITION CHECKPOINT_REFUSED): no checkpoint vouches for a moved head.
+	CreateCheckpoint(ctx context.Context, in *CreateCheckpointRequest, opts ...grpc.CallOption) (*CreateCheckpointResponse, error)
+	// ListCheckpoints pages through the checkpoints the service kept, newest first. They are
+	// a convenience: whoever can write the database can delete them, so keep copies.
+	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
 }
 
 type auditServiceClient struct {
@@ -180,6 +194,26 @@ func (c *auditServiceClient) ListSecurityEvents(ctx context.Context, in *ListSec
 	return out, nil
 }
 
+func (c *auditServiceClient) CreateCheckpoint(ctx context.Context, in *CreateCheckpointRequest, opts ...grpc.CallOption) (*CreateCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditService_CreateCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCheckpointsResponse)
+	err := c.cc.Invoke(ctx, AuditService_ListCheckpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -232,6 +266,18 @@ type AuditServiceServer interface {
 	// events a second, the rest counted), refused calls (a missing scope, tenant or permission,
 	// an escalation), and credentials created and revoked.
 	ListSecurityEvents(context.Context, *ListSecurityEventsRequest) (*ListSecurityEventsResponse, error)
+	// CreateCheckpoint issues a signed checkpoint now: an Ed25519 signature over the head of
+	// every decision chain and of every tenant's change log, as one snapshot of the database
+	// holds them. The service also issues one every --audit-checkpoint-interval. An auditor
+	// keeps checkpoints outside the database; VerifyLog against one detects a chain deleted,
+	// cut short or rewritten since, even by someone who can write the database. It needs an
+	// audit credential for every tenant, and PostgreSQL (else FAILED_PRECONDITION
+	// CHECKPOINTS_NEED_POSTGRES). A head whose seal does not verify is refused
+	// (FAILED_PRECONDITION CHECKPOINT_REFUSED): no checkpoint vouches for a moved head.
+	CreateCheckpoint(context.Context, *CreateCheckpointRequest) (*CreateCheckpointResponse, error)
+	// ListCheckpoints pages through the checkpoints the service kept, newest first. They are
+	// a convenience: whoever can write the database can delete them, so keep copies.
+	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -265,6 +311,12 @@ func (UnimplementedAuditServiceServer) GetLogStatus(context.Context, *GetLogStat
 }
 func (UnimplementedAuditServiceServer) ListSecurityEvents(context.Context, *ListSecurityEventsRequest) (*ListSecurityEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSecurityEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) CreateCheckpoint(context.Context, *CreateCheckpointRequest) (*CreateCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCheckpoint not implemented")
+}
+func (UnimplementedAuditServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -424,6 +476,42 @@ func _AuditService_ListSecurityEvents_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_CreateCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).CreateCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_CreateCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).CreateCheckpoint(ctx, req.(*CreateCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_ListCheckpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCheckpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ListCheckpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ListCheckpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ListCheckpoints(ctx, req.(*ListCheckpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -458,6 +546,14 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSecurityEvents",
 			Handler:    _AuditService_ListSecurityEvents_Handler,
+		},
+		{
+			MethodName: "CreateCheckpoint",
+			Handler:    _AuditService_CreateCheckpoint_Handler,
+		},
+		{
+			MethodName: "ListCheckpoints",
+			Handler:    _AuditService_ListCheckpoints_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
