@@ -84,6 +84,7 @@ func TestDatabaseOutage(t *testing.T) {
 	t.Logf("PostgreSQL stopped in %s", time.Since(stopped).Round(time.Millisecond))
 	st := waitLogStatus(t, r, "the log degraded", func(st *pb.GetLogStatusResponse) bool { return st.GetDegraded() })
 	t.Logf("degraded %s after the stop began: %q", time.Since(stopped).Round(time.Millisecond), st.GetDegradedTime().AsTime())
+	waitLogStatus(t, r, "the replica not following", func(st *pb.GetLogStatusResponse) bool { return !st.GetReplica().GetFollowing() })
 	eventually(t, r, "AuditService health NOT_SERVING", func() bool {
 		return health(r, pb.AuditService_ServiceDesc.ServiceName) == healthpb.HealthCheckResponse_NOT_SERVING
 	})
@@ -168,7 +169,7 @@ func TestDatabaseOutage(t *testing.T) {
 	eventually(t, r, "AuditService health SERVING again", func() bool {
 		return health(r, pb.AuditService_ServiceDesc.ServiceName) == healthpb.HealthCheckResponse_SERVING
 	})
-	st = waitLogStatus(t, r, "following the database again", func(st *pb.GetLogStatusResponse) bool { return st.GetReplica().GetFollowing() })
+	waitLogStatus(t, r, "following the database again", func(st *pb.GetLogStatusResponse) bool { return st.GetReplica().GetFollowing() })
 	t.Logf("following other replicas' writes again %s after PostgreSQL accepted connections", time.Since(up).Round(time.Millisecond))
 
 	logged := loggedDecisions(t, r, "demo")
