@@ -56,23 +56,10 @@ func TestKillLosesNoDecision(t *testing.T) {
 
 	// The next process on the spool ships what the dead one left.
 	r = startReplica(t, url, ops, "--decision-spool-dir", spoolDir)
-	logged := map[string]bool{}
+	var logged map[string]bool
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		clear(logged)
-		token := ""
-		for {
-			page, err := r.audit.ListDecisions(context.Background(), &pb.ListDecisionsRequest{TenantId: "demo", PageSize: 1000, PageToken: token})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, d := range page.GetDecisions() {
-				logged[d.GetDecisionId()] = true
-			}
-			if token = page.GetNextPageToken(); token == "" {
-				break
-			}
-		}
+		logged = loggedDecisions(t, r, "demo")
 		missing := 0
 		for _, id := range answered {
 			if !logged[id] {

@@ -19,9 +19,14 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func pgConfig(t testing.TB) config.Config {
+// pgConfig serves a fresh database of the shared test server, seeded with
+// the demo tenant, with a decision spool of the test's own.
+func pgConfig(t testing.TB) config.Config { return pgConfigOn(t, pgtest.NewDatabase(t)) }
+
+// pgConfigOn is pgConfig on the database at url.
+func pgConfigOn(t testing.TB, url string) config.Config {
 	cfg := config.Default()
-	cfg.DatabaseURL = pgtest.NewDatabase(t)
+	cfg.DatabaseURL = url
 	cfg.SeedDemo = "true"
 	cfg.DecisionSpoolDir = t.TempDir()
 	cfg.AuditKeyFile = pgtest.AuditKeyFile(cfg.DatabaseURL)

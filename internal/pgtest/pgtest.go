@@ -9,7 +9,7 @@
 //   - the local one at postgres://postgres@127.0.0.1:5432/postgres, when it
 //     answers;
 //   - a throwaway cluster that pgtest starts with initdb and pg_ctl (found
-//     on PATH) in a temporary directory, on a free port on 127.0.0.1 only,
+//     on PATH, or else in Debian's /usr/lib/postgresql/<version>/bin) in a temporary directory, on a free port on 127.0.0.1 only,
 //     with trust authentication and fsync off. When the tests run as root,
 //     initdb and pg_ctl run as the "postgres" OS user through runuser,
 //     because initdb refuses to run as root.
@@ -24,6 +24,11 @@
 // checks for leaked goroutines:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// A test that stops PostgreSQL, to see what the code does while its
+// database is away, uses a cluster of its own (NewCluster), never the
+// shared server: Cluster.Stop and Cluster.Start stop it and start it again
+// with its data, on the same port.
 //
 // A test binary killed before Main returns (a -timeout panic, a signal)
 // leaves its template database behind, and its throwaway cluster running
@@ -188,28 +193,38 @@ func setup() (*server, error) {
 	return s, nil
 }
 
-// buildTemplate creates the template database and migrates it. The pool
-// used to migrate is closed before any copy is made: PostgreSQL copies only
-// a database nobody is connected to.
+// buildTemplate creates the template database and migrates it.
 func (s *server) buildTemplate(ctx context.Context) error {
-	if err := s.exec(ctx, "CREATE DATABASE "+ident(s.template)+" TEMPLATE template0"); err != nil {
+	return s.createMigrated(ctx, s.template)
+}
+
+// createMigrated creates database name and migrates it. The pool used to
+// migrate is closed when it returns: PostgreSQL copies only a database
+// nobody is connected to.
+func (s *server) createMigrated(ctx context.Context, name string) error {
+	if err := s.exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE template0"); err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, withDatabase(s.url, s.template))
+	pool, err := pgxpool.New(ctx, withDatabase(s.url, name))
 	if err != nil {
-		return fmt.Errorf("open template database: %w", err)
+		return fmt.Errorf("open database %s: %w", name, err)
 	}
 	defer pool.Close()
 	if err := postgres.Migrate(ctx, pool); err != nil {
-		return fmt.Errorf("migrate template database: %w", err)
+		return fmt.Errorf("migrate database %s: %w", name, err)
 	}
 	return nil
+}
+
+// nextName names a new database of this process.
+func (s *server) nextName() string {
+	return fmt.Sprintf("%s_%d", s.prefix, s.count.Add(1))
 }
 
 // create makes a new database copied from template, dropped when t ends.
 func (s *server) create(t testing.TB, template string) string {
 	t.Helper()
-	name := fmt.Sprintf("%s_%d", s.prefix, s.count.Add(1))
+	name := s.nextName()
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
 	if err := s.exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(template)); err != nil {

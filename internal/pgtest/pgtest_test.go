@@ -4,7 +4,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/crmauthz/crmauthz/internal/pgtest"
+	"github.com/crmauthz/crmauthz/internal/store/pgerr"
 	"github.com/crmauthz/crmauthz/internal/store/postgres"
 )
 
@@ -56,5 +59,39 @@ func TestNewEmptyDatabase(t *testing.T) {
 	var tables int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil || tables != 0 {
 		t.Errorf("an empty database holds %d tables (%v), want none", tables, err)
+	}
+}
+
+// TestCluster stops a cluster of the test's own and starts it again: while
+// it is stopped connections are refused; started, it answers on the same
+// URL with the data written before.
+func TestCluster(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	url := c.NewDatabase(t)
+	pool := pgtest.Open(t, url)
+	if err := postgres.CheckSchema(t.Context(), pool); err != nil {
+		t.Fatalf("CheckSchema of a cluster's new database: %v", err)
+	}
+	if _, err := pool.Exec(t.Context(), "INSERT INTO tenants (id, name, revision, created_at) VALUES ('acme', '', 1, now())"); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+
+	c.Stop(t)
+	// The pool's connection was cut by the stop; a new one is refused.
+	if _, err := pool.Exec(t.Context(), "SELECT 1"); !pgerr.Unavailable(err) {
+		t.Errorf("a query on a connection cut by the stop: %v; want the database unavailable", err)
+	}
+	var connectErr *pgconn.ConnectError
+	if _, err := pool.Exec(t.Context(), "SELECT 1"); !errors.As(err, &connectErr) {
+		t.Errorf("a query to the stopped cluster: %v; want a refused connection", err)
+	}
+
+	c.Start(t)
+	var tenants int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM tenants").Scan(&tenants); err != nil || tenants != 1 {
+		t.Errorf("after the restart the database holds %d tenants (%v), want the one written before", tenants, err)
+	}
+	if other := c.NewDatabase(t); other == url {
+		t.Errorf("two databases of the cluster share the URL %s", url)
 	}
 }

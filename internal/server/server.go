@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,11 @@ type Server struct {
 	health *health.Server
 	log    *zap.Logger
 	ready  atomic.Bool
+	// healthMu orders the changes of health; the states it guards are
+	// kept from before SetReady, which applies them.
+	healthMu     sync.Mutex
+	notFollowing bool
+	logDegraded  bool
 	// stopping ends when Shutdown starts; it ends the health watches.
 	stopping context.Context
 	stop     context.CancelFunc
@@ -117,17 +123,24 @@ func New(opts Options, svc Services) *Server {
 	return s
 }
 
+// healthNames are the names health answers for: the server's own ("")
+// and each service's.
+var healthNames = []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName,
+	pb.AuditService_ServiceDesc.ServiceName, pb.PlatformService_ServiceDesc.ServiceName}
+
 func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
-	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName,
-		pb.AuditService_ServiceDesc.ServiceName, pb.PlatformService_ServiceDesc.ServiceName} {
+	for _, name := range healthNames {
 		s.health.SetServingStatus(name, st)
 	}
 }
 
-// SetReady marks the policy loaded: health turns SERVING.
+// SetReady marks the policy loaded: health turns SERVING, but for what
+// SetFollowing and SetLogDegraded reported meanwhile.
 func (s *Server) SetReady() {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
 	s.ready.Store(true)
-	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	s.applyHealth()
 }
 
 // SetFollowing reports whether the replica follows the other replicas'
@@ -136,16 +149,10 @@ func (s *Server) SetReady() {
 // so that load balancers route around it; writes, which go to the
 // database, stay served.
 func (s *Server) SetFollowing(following bool) {
-	if !s.ready.Load() || s.stopping.Err() != nil {
-		return
-	}
-	st := healthpb.HealthCheckResponse_SERVING
-	if !following {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, st)
-	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	s.notFollowing = !following
+	s.applyHealth()
 }
 
 // SetLogDegraded reports whether the decision log's writes fail (the
@@ -153,14 +160,34 @@ func (s *Server) SetFollowing(following bool) {
 // is NOT_SERVING meanwhile. Decisions are still answered: they wait in the
 // decision spool.
 func (s *Server) SetLogDegraded(degraded bool) {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	s.logDegraded = degraded
+	s.applyHealth()
+}
+
+// applyHealth sets the health of every service from the states reported,
+// once the server is ready and until it stops. The caller holds healthMu.
+func (s *Server) applyHealth() {
 	if !s.ready.Load() || s.stopping.Err() != nil {
 		return
 	}
-	st := healthpb.HealthCheckResponse_SERVING
-	if degraded {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
+	serving := func(ok bool) healthpb.HealthCheckResponse_ServingStatus {
+		if ok {
+			return healthpb.HealthCheckResponse_SERVING
+		}
+		return healthpb.HealthCheckResponse_NOT_SERVING
 	}
-	s.health.SetServingStatus(pb.AuditService_ServiceDesc.ServiceName, st)
+	for _, name := range healthNames {
+		ok := true
+		switch name {
+		case "", pb.AuthorizationService_ServiceDesc.ServiceName:
+			ok = !s.notFollowing
+		case pb.AuditService_ServiceDesc.ServiceName:
+			ok = !s.logDegraded
+		}
+		s.health.SetServingStatus(name, serving(ok))
+	}
 }
 
 // Serve serves on lis until Shutdown.

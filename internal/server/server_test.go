@@ -111,6 +111,40 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
+// TestHealthOfEachService: a decision log degraded, or a replica not
+// following, before the server is ready still shows once it is; each turns
+// its own services NOT_SERVING and back, whatever the other says.
+func TestHealthOfEachService(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	const (
+		whole = ""
+		authz = "crmauthz.v1.AuthorizationService"
+		admin = "crmauthz.v1.AdminService"
+		audit = "crmauthz.v1.AuditService"
+	)
+	want := func(when string, states map[string]healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		for name, st := range states {
+			resp, err := healthpb.NewHealthClient(h.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+			if err != nil || resp.GetStatus() != st {
+				t.Errorf("%s: health of %q: %v, %v; want %s", when, name, resp, err, st)
+			}
+		}
+	}
+	const up, down = healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING
+	h.srv.SetLogDegraded(true)
+	h.srv.SetFollowing(false)
+	want("before SetReady", map[string]healthpb.HealthCheckResponse_ServingStatus{whole: down, authz: down, admin: down, audit: down})
+	h.srv.SetReady()
+	want("ready, degraded and not following", map[string]healthpb.HealthCheckResponse_ServingStatus{whole: down, authz: down, admin: up, audit: down})
+	h.srv.SetFollowing(true)
+	want("following again", map[string]healthpb.HealthCheckResponse_ServingStatus{whole: up, authz: up, admin: up, audit: down})
+	h.srv.SetLogDegraded(false)
+	want("recovered", map[string]healthpb.HealthCheckResponse_ServingStatus{whole: up, authz: up, admin: up, audit: up})
+	h.srv.SetLogDegraded(true)
+	want("degraded again", map[string]healthpb.HealthCheckResponse_ServingStatus{whole: up, authz: up, admin: up, audit: down})
+}
+
 // TestShutdownEndsHealthWatches: a client watching health (as gRPC's
 // client-side health checking does) sees NOT_SERVING and its stream ends, so
 // that the graceful stop finishes at once instead of waiting out the

@@ -123,15 +123,21 @@ func (s *Audit) mayAudit(ctx context.Context, tenant string) error {
 // knownTenant answers NOT_FOUND (TENANT_NOT_FOUND) for a tenant this
 // server has not loaded, as every other call naming a tenant does, rather
 // than an empty listing or a missing decision. The engine knows the loaded
-// tenants; the store is not read. Callers check their request first.
-func (s *Audit) knownTenant(id string) error {
+// tenants; the store is read only for a tenant the engine does not know,
+// which may have been deleted: its logs stay readable for auditors. When
+// the store cannot say (the database is away), neither can this.
+// Callers check their request first.
+func (s *Audit) knownTenant(ctx context.Context, id string) error {
 	_, err := s.eng.Revision(id)
 	if !errors.Is(err, model.ErrTenantNotFound) {
 		return err
 	}
-	// A deleted tenant's logs stay readable for auditors.
-	if info, ierr := s.store.TenantInfo(context.Background(), id); ierr == nil && info.Deleted() {
+	info, ierr := s.store.TenantInfo(ctx, id)
+	switch {
+	case ierr == nil && info.Deleted():
 		return nil
+	case ierr != nil && !errors.Is(ierr, model.ErrTenantNotFound):
+		return ierr
 	}
 	return err
 }
@@ -267,7 +273,7 @@ func (s *Audit) ListDecisions(ctx context.Context, req *pb.ListDecisionsRequest)
 	if err := q.CheckToken(req.GetPageToken()); err != nil {
 		return nil, err
 	}
-	if err := s.knownTenant(q.Tenant); err != nil {
+	if err := s.knownTenant(ctx, q.Tenant); err != nil {
 		return nil, err
 	}
 	if err := s.mayAudit(ctx, q.Tenant); err != nil {
@@ -288,7 +294,7 @@ func (s *Audit) GetDecision(ctx context.Context, req *pb.GetDecisionRequest) (*p
 	if err := audit.CheckDecisionID(req.GetDecisionId()); err != nil {
 		return nil, err
 	}
-	if err := s.knownTenant(req.GetTenantId()); err != nil {
+	if err := s.knownTenant(ctx, req.GetTenantId()); err != nil {
 		return nil, err
 	}
 	if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
@@ -307,7 +313,7 @@ func (s *Audit) ExportDecisions(req *pb.ExportDecisionsRequest, stream pb.AuditS
 	if err != nil {
 		return err
 	}
-	if err := s.knownTenant(q.Tenant); err != nil {
+	if err := s.knownTenant(stream.Context(), q.Tenant); err != nil {
 		return err
 	}
 	if err := s.mayAudit(stream.Context(), q.Tenant); err != nil {
@@ -346,7 +352,7 @@ func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*p
 	if err := q.CheckToken(req.GetPageToken()); err != nil {
 		return nil, err
 	}
-	if err := s.knownTenant(q.Tenant); err != nil {
+	if err := s.knownTenant(ctx, q.Tenant); err != nil {
 		return nil, err
 	}
 	if err := s.mayAudit(ctx, q.Tenant); err != nil {
@@ -456,7 +462,7 @@ func (s *Audit) VerifyLog(ctx context.Context, req *pb.VerifyLogRequest) (*pb.Ve
 		if err := s.mayAudit(ctx, req.GetTenantId()); err != nil {
 			return nil, err
 		}
-		if err := s.knownTenant(req.GetTenantId()); err != nil {
+		if err := s.knownTenant(ctx, req.GetTenantId()); err != nil {
 			return nil, err
 		}
 		r, err := s.log.VerifyChanges(ctx, req.GetTenantId(), from, to)
