@@ -37,10 +37,11 @@ func TestDatabaseOutage(t *testing.T) {
 	pg := pgtest.NewCluster(t)
 	url := pg.NewDatabase(t)
 	ops := firstKey(t, url)
-	// Cut off from the database, a replica turns its health NOT_SERVING
-	// after --replica-stale-after, since it cannot hear of other replicas'
-	// writes; the outage here is shorter than that.
-	r := startReplica(t, url, ops, "--seed-demo", "true", "--replica-stale-after", "1m")
+	// A replica that cannot reach the database at all stays SERVING for
+	// --replica-outage-grace (10m by default), past --replica-stale-after;
+	// strict, a second replica turns NOT_SERVING after stale-after alone.
+	r := startReplica(t, url, ops, "--seed-demo", "true", "--replica-stale-after", "1s")
+	strict := startReplica(t, url, ops, "--replica-stale-after", "1s", "--replica-outage-grace", "0")
 	ctx := t.Context()
 
 	// Callers check until told to stop; each call is timed, and tagged
@@ -88,9 +89,14 @@ func TestDatabaseOutage(t *testing.T) {
 	eventually(t, r, "AuditService health NOT_SERVING", func() bool {
 		return health(r, pb.AuditService_ServiceDesc.ServiceName) == healthpb.HealthCheckResponse_NOT_SERVING
 	})
+	waitLogStatus(t, r, "the database unreachable", func(st *pb.GetLogStatusResponse) bool { return st.GetReplica().GetDatabaseUnreachable() })
+	eventually(t, strict, "the strict replica NOT_SERVING", func() bool {
+		return health(strict, pb.AuthorizationService_ServiceDesc.ServiceName) == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	time.Sleep(500 * time.Millisecond) // past stale-after for r too
 	for _, name := range []string{"", pb.AuthorizationService_ServiceDesc.ServiceName} {
 		if h := health(r, name); h != healthpb.HealthCheckResponse_SERVING {
-			t.Errorf("health of %q during the outage: %s; want SERVING", name, h)
+			t.Errorf("health of %q during the outage: %s; want SERVING within the outage grace", name, h)
 		}
 	}
 	// The spool holds what cannot ship, and grows with every decision.

@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 			listen = cfg.DatabaseURL
 		}
 		a.follower = replica.New(a.store, a.engine, a.authn, replica.Options{
-			URL: listen, Reconcile: cfg.ReplicaReconcile, StaleAfter: cfg.ReplicaStaleAfter,
+			URL: listen, Reconcile: cfg.ReplicaReconcile, StaleAfter: cfg.ReplicaStaleAfter, OutageGrace: cfg.ReplicaOutageGrace,
 			OnFollowing: func(ok bool) { a.server.SetFollowing(ok) }, Logger: log, Now: a.now,
 		})
 		follower = a.follower

@@ -68,6 +68,11 @@ type Config struct {
 	// ReplicaStaleAfter is how long a replica may go without following
 	// the database before its health turns NOT_SERVING.
 	ReplicaStaleAfter time.Duration `yaml:"replica_stale_after"`
+	// ReplicaOutageGrace is how long a replica that cannot reach the
+	// database at all keeps reporting SERVING (internal/replica,
+	// Options.OutageGrace): the database outage it rides out. 0 turns it
+	// off: NOT_SERVING after ReplicaStaleAfter whatever the cause.
+	ReplicaOutageGrace time.Duration `yaml:"replica_outage_grace"`
 	// MaxRevisionWait bounds how long a read with at_least_revision waits
 	// for this replica to catch up (the request's deadline bounds it too).
 	MaxRevisionWait time.Duration `yaml:"max_revision_wait"`
@@ -154,9 +159,10 @@ func Default() Config {
 		ShutdownTimeout: 15 * time.Second,
 		AuthRefresh:     2 * time.Second,
 
-		ReplicaReconcile:  10 * time.Second,
-		ReplicaStaleAfter: 10 * time.Second,
-		MaxRevisionWait:   2 * time.Second,
+		ReplicaReconcile:   10 * time.Second,
+		ReplicaStaleAfter:  10 * time.Second,
+		ReplicaOutageGrace: 10 * time.Minute,
+		MaxRevisionWait:    2 * time.Second,
 
 		DecisionLog:               "async",
 		DecisionLogQueueSize:      16384,
@@ -264,6 +270,11 @@ func (c *Config) fields() []field {
 		c.ReplicaStaleAfter = d
 		return err
 	}, func() string { return c.ReplicaStaleAfter.String() })
+	add("replica-outage-grace", "how long a replica that cannot reach the database at all keeps reporting SERVING, 0-24h; 0: --replica-stale-after alone", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.ReplicaOutageGrace = d
+		return err
+	}, func() string { return c.ReplicaOutageGrace.String() })
 	add("max-revision-wait", "longest a read with at_least_revision waits for this replica to catch up, 0-1m", func(v string) error {
 		d, err := time.ParseDuration(v)
 		c.MaxRevisionWait = d
@@ -507,6 +518,9 @@ func (c Config) validateAuth() []error {
 	}
 	if c.ReplicaReconcile < 100*time.Millisecond || c.ReplicaReconcile > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("replica_reconcile must be 100ms-10m, got %s", c.ReplicaReconcile))
+	}
+	if c.ReplicaOutageGrace < 0 || c.ReplicaOutageGrace > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("replica_outage_grace must be 0-24h, got %s", c.ReplicaOutageGrace))
 	}
 	if c.ReplicaStaleAfter < time.Second || c.ReplicaStaleAfter > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("replica_stale_after must be 1s-10m, got %s", c.ReplicaStaleAfter))

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/crmauthz/crmauthz/internal/model"
@@ -58,6 +59,15 @@ type Options struct {
 	// StaleAfter is how long the follower may go without following before
 	// the replica reports NOT_SERVING (10s by default).
 	StaleAfter time.Duration
+	// OutageGrace is how long a replica that cannot reach the database at
+	// all (every connection attempt fails) keeps reporting SERVING, as
+	// long as StaleAfter if shorter. While the database is down no replica
+	// can write, so none falls behind, and taking every replica out of
+	// rotation would turn a database outage into an authorization outage;
+	// but a replica cut off from a database the others still reach cannot
+	// tell, and may answer from a stale policy until the grace ends. 0:
+	// StaleAfter alone.
+	OutageGrace time.Duration
 	// OnFollowing is called with false when the replica stops following for
 	// longer than StaleAfter, and with true when it follows again.
 	OnFollowing func(bool)
@@ -97,6 +107,9 @@ type Status struct {
 	ConnectedSince time.Time
 	// DisconnectedSince is when it was lost (zero while connected).
 	DisconnectedSince time.Time
+	// Unreachable says the last attempt to connect again could not reach
+	// the database at all.
+	Unreachable bool
 	// Reconnects counts the connections made after the first.
 	Reconnects int64
 	// LastSync is when the follower last found every tenant at the
@@ -218,7 +231,7 @@ func (f *Follower) listen(ctx context.Context) (*pgx.Conn, error) {
 	if !f.status.ConnectedSince.IsZero() || !f.status.DisconnectedSince.IsZero() {
 		f.status.Reconnects++
 	}
-	f.status.Following, f.status.ConnectedSince, f.status.DisconnectedSince = true, now, time.Time{}
+	f.status.Following, f.status.ConnectedSince, f.status.DisconnectedSince, f.status.Unreachable = true, now, time.Time{}, false
 	f.mu.Unlock()
 	return conn, nil
 }
@@ -235,9 +248,16 @@ func (f *Follower) listenLoop(ctx context.Context, conn *pgx.Conn) {
 				if ctx.Err() != nil {
 					return
 				}
+				var unreachable *pgconn.ConnectError
+				f.mu.Lock()
+				f.status.Unreachable = errors.As(err, &unreachable)
+				f.mu.Unlock()
 				f.log.Warn("reconnect the listener", zap.Error(err), zap.Duration("retry_in", backoff))
 				sleep(ctx, backoff)
-				backoff = min(2*backoff, 5*time.Second)
+				// At most a second apart: one connection attempt a second
+				// is cheap, and the replica follows again soon after the
+				// database returns.
+				backoff = min(2*backoff, time.Second)
 				continue
 			}
 			f.log.Info("listening again; comparing every tenant with the database")
@@ -458,7 +478,11 @@ func (f *Follower) staleLoop(ctx context.Context) {
 		st := f.status
 		var stale bool
 		if f.healthy {
-			stale = !st.Following && f.opts.Now().Sub(st.DisconnectedSince) > f.opts.StaleAfter
+			limit := f.opts.StaleAfter
+			if st.Unreachable {
+				limit = max(limit, f.opts.OutageGrace)
+			}
+			stale = !st.Following && f.opts.Now().Sub(st.DisconnectedSince) > limit
 		} else {
 			// Back only once current: synced since the connection was made.
 			stale = !st.Following || st.LastSync.Before(st.ConnectedSince)
@@ -468,7 +492,8 @@ func (f *Follower) staleLoop(ctx context.Context) {
 		f.mu.Unlock()
 		if changed {
 			if stale {
-				f.log.Error("not following the database; reporting NOT_SERVING", zap.Time("since", st.DisconnectedSince))
+				f.log.Error("not following the database; reporting NOT_SERVING", zap.Time("since", st.DisconnectedSince),
+					zap.Bool("database_unreachable", st.Unreachable))
 			} else {
 				f.log.Info("following the database again; reporting SERVING")
 			}

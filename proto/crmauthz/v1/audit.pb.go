@@ -380,7 +380,7 @@ func (x *CreateCheckpointResponse) GetCheckpoint() *Checkpoint {
 // ListCheckpointsRequest pages through the checkpoints kept.
 type ListCheckpointsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1-100; 0 means 20.
+	// 1-1000; 0 means 100.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -2665,7 +2665,8 @@ func (x *GetLogStatusResponse) GetDegradedTime() *timestamppb.Timestamp {
 type ReplicaStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Whether the replica's listening connection is up. A replica that has not been following
-	// for longer than --replica-stale-after reports NOT_SERVING in health.
+	// for longer than --replica-stale-after reports NOT_SERVING in health; one that cannot reach
+	// the database at all (database_unreachable) only after --replica-outage-grace.
 	Following bool `protobuf:"varint,1,opt,name=following,proto3" json:"following,omitempty"`
 	// When the listening connection was made.
 	ConnectedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=connected_time,json=connectedTime,proto3" json:"connected_time,omitempty"`
@@ -2681,9 +2682,11 @@ type ReplicaStatus struct {
 	Applied int64 `protobuf:"varint,7,opt,name=applied,proto3" json:"applied,omitempty"`
 	// How far behind the replica may be: zero while following with nothing pending, else the
 	// time since last_sync_time.
-	Lag           *durationpb.Duration `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lag *durationpb.Duration `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
+	// The last attempt to connect again could not reach the database at all.
+	DatabaseUnreachable bool `protobuf:"varint,9,opt,name=database_unreachable,json=databaseUnreachable,proto3" json:"database_unreachable,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -2770,6 +2773,13 @@ func (x *ReplicaStatus) GetLag() *durationpb.Duration {
 		return x.Lag
 	}
 	return nil
+}
+
+func (x *ReplicaStatus) GetDatabaseUnreachable() bool {
+	if x != nil {
+		return x.DatabaseUnreachable
+	}
+	return false
 }
 
 // ListSecurityEventsRequest filters and pages the security log.
@@ -3310,7 +3320,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x14spool_capacity_bytes\x18\x16 \x01(\x03R\x12spoolCapacityBytes\x12!\n" +
 	"\fspool_errors\x18\x17 \x01(\x03R\vspoolErrors\x12\x1a\n" +
 	"\bdegraded\x18\x18 \x01(\bR\bdegraded\x12?\n" +
-	"\rdegraded_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fdegradedTime\"\x89\x03\n" +
+	"\rdegraded_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fdegradedTime\"\xbc\x03\n" +
 	"\rReplicaStatus\x12\x1c\n" +
 	"\tfollowing\x18\x01 \x01(\bR\tfollowing\x12A\n" +
 	"\x0econnected_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rconnectedTime\x12G\n" +
@@ -3321,7 +3331,8 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0elast_sync_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12%\n" +
 	"\x0etenants_behind\x18\x06 \x01(\x05R\rtenantsBehind\x12\x18\n" +
 	"\aapplied\x18\a \x01(\x03R\aapplied\x12+\n" +
-	"\x03lag\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03lag\"\x9d\x02\n" +
+	"\x03lag\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03lag\x121\n" +
+	"\x14database_unreachable\x18\t \x01(\bR\x13databaseUnreachable\"\x9d\x02\n" +
 	"\x19ListSecurityEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x129\n" +
