@@ -207,6 +207,7 @@ type Log struct {
 	workers     sync.WaitGroup
 
 	degradedSince atomic.Int64 // unix nanoseconds; 0 while writes succeed
+	degradedMu    sync.Mutex   // orders the changes of degradedSince with their reports
 	lastError     atomic.Pointer[string]
 }
 

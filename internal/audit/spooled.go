@@ -588,6 +588,10 @@ func (l *Log) spoolFailing(err error) {
 func (l *Log) writeFailing(err error) {
 	msg := err.Error()
 	l.lastError.Store(&msg)
+	// The change and its report happen under one lock: the writers of two
+	// spools must not report a failure and a recovery in the other order.
+	l.degradedMu.Lock()
+	defer l.degradedMu.Unlock()
 	if l.degradedSince.CompareAndSwap(0, l.opts.Now().UnixNano()) {
 		l.log.Error("decision log degraded: writes fail; decisions are kept in the spool (or the queue) meanwhile", zap.Error(err))
 		l.opts.OnDegraded(true)
@@ -596,6 +600,11 @@ func (l *Log) writeFailing(err error) {
 
 // writeRecovered marks the log healthy again after a write succeeded.
 func (l *Log) writeRecovered() {
+	if l.degradedSince.Load() == 0 {
+		return // healthy: the common case takes no lock
+	}
+	l.degradedMu.Lock()
+	defer l.degradedMu.Unlock()
 	if since := l.degradedSince.Swap(0); since != 0 {
 		l.log.Info("decision log recovered: writes succeed again", zap.Duration("degraded_for", l.opts.Now().Sub(time.Unix(0, since))))
 		l.opts.OnDegraded(false)

@@ -210,6 +210,7 @@ func (f *Follower) listen(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica: database URL: %w", err)
 	}
+	postgres.DefaultConnectTimeout(cfg)
 	// Operators find the listening connection in pg_stat_activity by name.
 	name := cfg.RuntimeParams["application_name"]
 	if name == "" {

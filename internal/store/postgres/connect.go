@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/tracelog"
@@ -21,6 +24,7 @@ func Connect(ctx context.Context, url string, log *zap.Logger) (*pgxpool.Pool, e
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	cfg.ConnConfig.Tracer = NewTracer(log, tracelog.LogLevelWarn)
+	DefaultConnectTimeout(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -30,6 +34,19 @@ func Connect(ctx context.Context, url string, log *zap.Logger) (*pgxpool.Pool, e
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	return pool, nil
+}
+
+// connectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout: a database whose packets are dropped, not refused, is
+// then UNAVAILABLE after it, not after the operating system gives up.
+const connectTimeout = 5 * time.Second
+
+// DefaultConnectTimeout sets the connection timeout of cfg unless its URL
+// set one.
+func DefaultConnectTimeout(cfg *pgx.ConnConfig) {
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
 }
 
 // NewTracer returns a pgx tracer that logs through log (named "pgx") every
