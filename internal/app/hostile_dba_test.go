@@ -206,6 +206,26 @@ func TestHostileDatabaseAdministrator(t *testing.T) {
 			t.Errorf("CreateCheckpoint with a credential for demo: %v", err)
 		}
 	})
+
+	t.Run("an auditors' tool for every tenant checkpoints and changes nothing", func(t *testing.T) {
+		plat := pb.NewPlatformServiceClient(first.conn)
+		created, err := plat.CreateKey(ctx, &pb.CreateKeyRequest{Name: "auditors", Scopes: []string{"audit"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := first.dial(t, created.GetSecret())
+		if _, err := pb.NewAuditServiceClient(conn).CreateCheckpoint(ctx, &pb.CreateCheckpointRequest{}); err != nil {
+			t.Errorf("CreateCheckpoint with an audit key for every tenant: %v", err)
+		}
+		_, err = pb.NewAdminServiceClient(conn).GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "x", UserId: "bob", RoleId: "admin"})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("GrantRole with an audit key: %v", err)
+		}
+		_, err = plat.CreateKey(ctx, &pb.CreateKeyRequest{Name: "wide", Scopes: []string{"audit", "check"}})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "tenants" {
+			t.Errorf("an audit and check key for every tenant: %v", err)
+		}
+	})
 }
 
 // wantReport finds the report of chain in log and expects its first broken
