@@ -132,12 +132,14 @@ func spoolSize(d *Decision) int {
 	return n
 }
 
-// decodeSpooled reads a spool record.
+// decodeSpooled reads a spool record. It leaves ID unset: storage keeps
+// the chain and the sequence number, which make it.
 func decodeSpooled(rec []byte) (Decision, error) {
 	if len(rec) < seqBytes {
 		return Decision{}, chain.ErrMalformed
 	}
-	dec := chain.NewDecoder(rec[:len(rec)-seqBytes], spoolTag)
+	// One copy of the record holds every string of the decision.
+	dec := chain.NewStringDecoder(rec[:len(rec)-seqBytes], spoolTag)
 	var d Decision
 	d.Chain = dec.String()
 	d.Time = dec.Time()
@@ -153,7 +155,9 @@ func decodeSpooled(rec []byte) (Decision, error) {
 	d.Perm.Field = dec.String()
 	d.Perm.Write = dec.Bool()
 	if dec.Bool() {
-		d.Perm.Record = &model.Record{ID: dec.String(), Owner: dec.String(), Department: dec.String()}
+		// Straight into the columns complete fills from Perm.Record: the
+		// log needs nothing else of it.
+		d.RecordID, d.RecordOwner, d.RecordDepartment = dec.String(), dec.String(), dec.String()
 	}
 	d.Permission = dec.String()
 	d.Module = dec.String()
@@ -167,7 +171,6 @@ func decodeSpooled(rec []byte) (Decision, error) {
 		return Decision{}, err
 	}
 	d.Seq = binary.BigEndian.Uint64(rec[len(rec)-seqBytes:])
-	d.ID = d.Chain + "-" + strconv.FormatUint(d.Seq, 10)
 	return d, nil
 }
 

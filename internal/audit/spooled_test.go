@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
 )
@@ -43,7 +43,7 @@ func (b *flakyBackend) readChain(ctx context.Context, chain string) (head, bool,
 }
 
 // spooledLog starts a log on PostgreSQL with a spool in dir.
-func spooledLog(t *testing.T, pool *pgxpool.Pool, dir string, opts Options) (*Log, *flakyBackend) {
+func spooledLog(t testing.TB, pool *pgxpool.Pool, dir string, opts Options) (*Log, *flakyBackend) {
 	t.Helper()
 	opts.SpoolDir, opts.Logger = dir, zaptest.NewLogger(t)
 	if opts.FlushInterval == 0 {
@@ -334,4 +334,38 @@ func TestSpoolSlots(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(dropped, "00000000000000000000.spool")); err == nil && len(data) > 0 {
 		t.Fatalf("the spool of a dropped database is still there: %q", data)
 	}
+}
+
+// BenchmarkSpoolDuringOutage records decisions, from as many goroutines
+// as the server's callers, while the database is away: every decision
+// goes to the spool and none can ship. It reports how many decisions a
+// second the spool takes (the outage's pace is the callers', not the
+// database's) and how many bytes each takes in it, which sizes the spool
+// for an outage: --decision-spool-max-mb / bytes per decision.
+func BenchmarkSpoolDuringOutage(b *testing.B) {
+	pool := pgtest.NewPool(b)
+	l, be := spooledLog(b, pool, b.TempDir(), Options{SpoolMaxBytes: 8 << 30})
+	be.down.Store(true)
+	d := decision("acme-industries", "alice.nguyen@example.com", true)
+	d.Perm = model.Permission{Kind: model.KindModule, Module: "opportunity", Verb: "update",
+		Record: &model.Record{ID: "opp-000482913", Owner: "bob.smith@example.com", Department: "sales_emea_north"}}
+	d.Caller = "key:4f3a9c2e81b7d605"
+	d.RequestID = "0c9e4b1f-7d2a-4e88-9b3c-5f1a2d6e7c90"
+	b.SetParallelism(25) // 50 callers on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Record(context.Background(), d); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := l.Status()
+	if st.SpoolEntries > 0 {
+		b.ReportMetric(float64(st.SpoolBytes)/float64(st.SpoolEntries), "spool-bytes/decision")
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	crash(l) // the spool stays; nothing is shipped
 }

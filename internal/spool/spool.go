@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Errors.
@@ -104,8 +106,9 @@ type Spool struct {
 	dirty  bool
 	closed bool
 
-	start atomic.Int64 // offset of the first byte held
-	end   atomic.Int64 // offset after the last complete record
+	start    atomic.Int64 // offset of the first byte held
+	end      atomic.Int64 // offset after the last complete record
+	released atomic.Int64 // offset up to which the records are shipped
 
 	stop chan struct{}
 	done chan struct{}
@@ -113,10 +116,11 @@ type Spool struct {
 
 // segment is a segment file mapped for writing.
 type segment struct {
-	f     *os.File
-	data  []byte // the whole file, mapped
-	start int64  // its offset
-	size  int64  // bytes written
+	f      *os.File
+	data   []byte // the whole file, mapped
+	start  int64  // its offset
+	size   int64  // bytes written
+	synced bool   // fsynced once, with its size and directory entry
 }
 
 // openSegment opens, or creates, the segment file at start, sized and
@@ -138,14 +142,9 @@ func openSegment(path string, start, size int64) (*segment, error) {
 	return &segment{f: f, data: data, start: start}, nil
 }
 
-// close syncs the segment, unmaps it and cuts the file to what was written.
-func (g *segment) close(sync bool) error {
-	var errs []error
-	if sync {
-		errs = append(errs, g.f.Sync())
-	}
-	errs = append(errs, syscall.Munmap(g.data), g.f.Truncate(g.size), g.f.Close())
-	return errors.Join(errs...)
+// close unmaps the segment and cuts the file to what was written.
+func (g *segment) close() error {
+	return errors.Join(syscall.Munmap(g.data), g.f.Truncate(g.size), g.f.Close())
 }
 
 // Open opens, or creates, the spool in dir. A torn record at the end of
@@ -345,6 +344,9 @@ func (s *Spool) Release(offset int64) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if offset > s.released.Load() {
+		s.released.Store(offset)
+	}
 	var err error
 	for len(s.segs) > 1 && s.segs[1] <= offset {
 		if rerr := os.Remove(s.segPath(s.segs[0])); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -357,30 +359,58 @@ func (s *Spool) Release(offset int64) error {
 	return err
 }
 
-// Sync writes the records appended so far to disk.
+// Sync writes the records appended so far to disk, except those shipped
+// already (Release): what has reached its destination needs no second
+// copy on disk, and a consumer that keeps up leaves little to write.
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	full := s.full
 	s.full = nil
-	var cur *os.File
+	var (
+		cur  *segment
+		size int64
+	)
 	if s.cur != nil && s.dirty {
-		cur, s.dirty = s.cur.f, false
+		cur, size, s.dirty = s.cur, s.cur.size, false
 	}
 	s.mu.Unlock()
 	// Synced outside the lock, so appends go on meanwhile; an append
-	// after this point is synced by the next call. A file's sync writes
-	// the pages written through its mapping.
+	// after this point is synced by the next call.
+	released := s.released.Load()
 	var errs []error
 	for _, g := range full {
-		errs = append(errs, g.close(true))
+		errs = append(errs, g.sync(g.size, released), g.close())
 	}
 	if cur != nil {
-		errs = append(errs, cur.Sync())
+		errs = append(errs, cur.sync(size, released))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("spool: sync: %w", err)
 	}
 	return nil
+}
+
+// sync writes the segment's first size bytes to disk, less those before
+// the offset released. The first sync of a segment is a whole fsync of the
+// file and of its directory, so that the file, its size and its name
+// survive a machine crash; later ones write the mapped pages not yet
+// shipped (msync of that range).
+func (g *segment) sync(size, released int64) error {
+	if !g.synced {
+		g.synced = true
+		d, err := os.Open(filepath.Dir(g.f.Name()))
+		if err != nil {
+			return err
+		}
+		return errors.Join(g.f.Sync(), d.Sync(), d.Close())
+	}
+	from := max(released-g.start, 0)
+	if from >= size {
+		return nil // shipped whole
+	}
+	page := int64(os.Getpagesize())
+	from -= from % page
+	return unix.Msync(g.data[from:size], unix.MS_SYNC)
 }
 
 func (s *Spool) syncLoop() {
@@ -414,7 +444,7 @@ func (s *Spool) Close() error {
 	<-s.done
 	serr := s.Sync()
 	s.mu.Lock()
-	cerr := s.cur.close(true)
+	cerr := errors.Join(s.cur.sync(s.cur.size, s.released.Load()), s.cur.close())
 	s.cur = nil
 	s.mu.Unlock()
 	lerr := s.lock.Close() // closing the file releases the flock

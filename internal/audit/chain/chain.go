@@ -235,6 +235,9 @@ var ErrMalformed = errors.New("malformed canonical encoding")
 type Decoder struct {
 	buf []byte
 	err error
+	// str is the input copied once into a string by NewStringDecoder:
+	// String then returns parts of it rather than allocating.
+	str string
 }
 
 // NewDecoder reads b, which must start with tag.
@@ -283,8 +286,26 @@ func (d *Decoder) Raw() []byte {
 	return b
 }
 
+// NewStringDecoder is NewDecoder for reading many strings: it copies b
+// once, and the strings it returns share that copy (which stays alive while
+// any of them is).
+func NewStringDecoder(b []byte, tag string) *Decoder {
+	d := &Decoder{buf: b, str: string(b)}
+	if got := d.String(); d.err == nil && got != tag {
+		d.err = fmt.Errorf("%w: tag %q, want %q", ErrMalformed, got, tag)
+	}
+	return d
+}
+
 // String reads a length-prefixed string.
-func (d *Decoder) String() string { return string(d.Raw()) }
+func (d *Decoder) String() string {
+	raw := d.Raw()
+	if d.str == "" || len(raw) == 0 {
+		return string(raw)
+	}
+	end := len(d.str) - len(d.buf)
+	return d.str[end-len(raw) : end]
+}
 
 // Int reads a signed integer.
 func (d *Decoder) Int() int64 {
