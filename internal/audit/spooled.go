@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,11 +58,12 @@ type spoolShipper struct {
 	entries atomic.Int64 // entries in the spool not yet written
 }
 
-// encodeSpooled appends d, numbered seq, to b as a spool record: the
-// canonical encoding of package chain (which decodes it), then the
-// number. It runs on the caller's goroutine, deep in a gRPC handler's
-// stack, so it keeps its own frame small: a stack that grows is copied.
-func encodeSpooled(b []byte, d *Decision, seq uint64) []byte {
+// encodeSpooled appends d to b as the body of a spool record: the
+// canonical encoding of package chain (which decodes it). The record ends
+// with the entry's number (appendSeq), given in spool order. It runs on
+// the caller's goroutine, deep in a gRPC handler's stack, so it keeps its
+// own frame small: a stack that grows is copied.
+func encodeSpooled(b []byte, d *Decision) []byte {
 	b = appendString(b, spoolTag)
 	b = appendString(b, d.Chain)
 	b = appendTime(b, d.Time)
@@ -93,9 +95,23 @@ func encodeSpooled(b []byte, d *Decision, seq uint64) []byte {
 	}
 	b = binary.AppendVarint(b, d.Revision)
 	b = binary.AppendVarint(b, int64(d.Latency))
-	b = append(b, 0) // an empty Raw: keeps the decoder's field count fixed
-	return binary.BigEndian.AppendUint64(b, seq)
+	return append(b, 0) // an empty Raw: keeps the decoder's field count fixed
 }
+
+// putSpoolBody returns a buffer to spoolBodies unless an unusually large
+// decision grew it.
+func putSpoolBody(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		spoolBodies.Put(b)
+	}
+}
+
+// appendSeq ends a spool record with its entry number.
+func appendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }
+
+// spoolBodies holds the buffers decisions are encoded into before they
+// are appended.
+var spoolBodies = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // appendString, appendTime and appendBool write as chain.Encoder does.
 //
@@ -317,15 +333,18 @@ func (l *Log) recordSpooled(ctx context.Context, d *Decision) (string, error) {
 	if l.opts.Overflow == OverflowDropDeniesLast && !d.Allowed {
 		headroom = l.spoolReserve()
 	}
-	// The spool's writer numbers and encodes the entry, in spool order:
-	// the caller's goroutine does no encoding and no I/O.
+	// The entry is encoded before the spool's lock is taken, which then
+	// covers only its number (numbers go in spool order) and a copy.
+	body := spoolBodies.Get().(*[]byte)
+	*body = encodeSpooled((*body)[:0], d)
+	defer putSpoolBody(body)
 	var seq uint64
 	fill := func(dst []byte) []byte {
 		seq = l.seq.Add(1)
-		return encodeSpooled(dst, d, seq)
+		return appendSeq(append(dst, *body...), seq)
 	}
 	s := l.spools[0]
-	est := spoolSize(d)
+	est := len(*body) + seqBytes
 	waited := false
 	for {
 		_, err := s.sp.Append(est, headroom, fill)
@@ -543,7 +562,7 @@ func (l *Log) spoolMarkers(s *spoolShipper) {
 		d := it.d
 		_, err := s.sp.Append(spoolSize(&d), 1<<40, func(dst []byte) []byte {
 			l.markers.Add(1)
-			return encodeSpooled(dst, &d, l.seq.Add(1))
+			return appendSeq(encodeSpooled(dst, &d), l.seq.Add(1))
 		})
 		if err != nil {
 			l.spoolFailing(err)
