@@ -37,11 +37,12 @@ func TestDatabaseOutage(t *testing.T) {
 	pg := pgtest.NewCluster(t)
 	url := pg.NewDatabase(t)
 	ops := firstKey(t, url)
-	// A replica that cannot reach the database at all stays SERVING for
-	// --replica-outage-grace (10m by default), past --replica-stale-after;
-	// strict, a second replica turns NOT_SERVING after stale-after alone.
-	r := startReplica(t, url, ops, "--seed-demo", "true", "--replica-stale-after", "1s")
-	strict := startReplica(t, url, ops, "--replica-stale-after", "1s", "--replica-outage-grace", "0")
+	// A replica given --replica-outage-grace stays SERVING that long when
+	// it cannot reach the database at all, past --replica-stale-after; a
+	// second replica, strict by default, turns NOT_SERVING after
+	// stale-after.
+	r := startReplica(t, url, ops, "--seed-demo", "true", "--replica-stale-after", "1s", "--replica-outage-grace", "10m")
+	strict := startReplica(t, url, ops, "--replica-stale-after", "1s")
 	ctx := t.Context()
 
 	// Callers check until told to stop; each call is timed, and tagged

@@ -70,8 +70,10 @@ type Config struct {
 	ReplicaStaleAfter time.Duration `yaml:"replica_stale_after"`
 	// ReplicaOutageGrace is how long a replica that cannot reach the
 	// database at all keeps reporting SERVING (internal/replica,
-	// Options.OutageGrace): the database outage it rides out. 0 turns it
-	// off: NOT_SERVING after ReplicaStaleAfter whatever the cause.
+	// Options.OutageGrace): the database outage it rides out behind a load
+	// balancer that follows health. 0, the default, keeps the strict rule:
+	// NOT_SERVING after ReplicaStaleAfter whatever the cause, since a
+	// replica cut off from a database the others reach cannot tell.
 	ReplicaOutageGrace time.Duration `yaml:"replica_outage_grace"`
 	// MaxRevisionWait bounds how long a read with at_least_revision waits
 	// for this replica to catch up (the request's deadline bounds it too).
@@ -159,10 +161,9 @@ func Default() Config {
 		ShutdownTimeout: 15 * time.Second,
 		AuthRefresh:     2 * time.Second,
 
-		ReplicaReconcile:   10 * time.Second,
-		ReplicaStaleAfter:  10 * time.Second,
-		ReplicaOutageGrace: 10 * time.Minute,
-		MaxRevisionWait:    2 * time.Second,
+		ReplicaReconcile:  10 * time.Second,
+		ReplicaStaleAfter: 10 * time.Second,
+		MaxRevisionWait:   2 * time.Second,
 
 		DecisionLog:               "async",
 		DecisionLogQueueSize:      16384,
@@ -270,7 +271,7 @@ func (c *Config) fields() []field {
 		c.ReplicaStaleAfter = d
 		return err
 	}, func() string { return c.ReplicaStaleAfter.String() })
-	add("replica-outage-grace", "how long a replica that cannot reach the database at all keeps reporting SERVING, 0-24h; 0: --replica-stale-after alone", func(v string) error {
+	add("replica-outage-grace", "how long a replica that cannot reach the database at all keeps reporting SERVING, 0-24h; 0 (strict): --replica-stale-after alone", func(v string) error {
 		d, err := time.ParseDuration(v)
 		c.ReplicaOutageGrace = d
 		return err

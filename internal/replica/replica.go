@@ -65,8 +65,8 @@ type Options struct {
 	// can write, so none falls behind, and taking every replica out of
 	// rotation would turn a database outage into an authorization outage;
 	// but a replica cut off from a database the others still reach cannot
-	// tell, and may answer from a stale policy until the grace ends. 0:
-	// StaleAfter alone.
+	// tell, and may answer from a stale policy until the grace ends. 0
+	// (strict): StaleAfter alone.
 	OutageGrace time.Duration
 	// OnFollowing is called with false when the replica stops following for
 	// longer than StaleAfter, and with true when it follows again.
@@ -416,13 +416,20 @@ func (f *Follower) apply(ctx context.Context, tenant string, rev int64) error {
 	if err != nil {
 		return err
 	}
+	// Counted before the engine shows it: whoever sees the new revision
+	// sees it counted.
+	f.countApplied(1)
 	if err := f.eng.Load(st); err != nil {
+		f.countApplied(-1)
 		return fmt.Errorf("load tenant %q: %w", tenant, err)
 	}
-	f.mu.Lock()
-	f.status.Applied++
-	f.mu.Unlock()
 	return nil
+}
+
+func (f *Follower) countApplied(n int64) {
+	f.mu.Lock()
+	f.status.Applied += n
+	f.mu.Unlock()
 }
 
 // reconcile compares every tenant's revision with the database and marks
