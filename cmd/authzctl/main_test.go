@@ -509,3 +509,11 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("policy.csv: %v\n%s", err, csv)
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 2 << 30: "2.0 GiB", 3 << 20: "3.0 MiB"} {
+		if got := byteSize(n); got != want {
+			t.Errorf("byteSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

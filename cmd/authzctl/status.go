@@ -41,6 +41,14 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	fmt.Fprintf(w, "decision log:    %s, %s; queued %d of %d, recorded %d, written %d, dropped %d allowed / %d denied, write errors %d\n",
 		resp.GetMode(), resp.GetStorage(), resp.GetQueued(), resp.GetQueueCapacity(), resp.GetRecorded(), resp.GetWritten(),
 		resp.GetDroppedAllowed(), resp.GetDroppedDenied(), resp.GetWriteErrors())
+	if dir := resp.GetSpoolDir(); dir != "" {
+		fmt.Fprintf(w, "spool:           %s; %d entries not yet shipped (%s of %s), %d errors\n", dir, resp.GetSpoolEntries(),
+			byteSize(resp.GetSpoolBytes()), byteSize(resp.GetSpoolCapacityBytes()), resp.GetSpoolErrors())
+	}
+	if resp.GetDegraded() {
+		fmt.Fprintf(w, "                 DEGRADED since %s: writes to the database fail; decisions wait in the spool (or the queue)\n",
+			timeText(resp.GetDegradedTime()))
+	}
 	r := resp.GetReplica()
 	if r == nil {
 		fmt.Fprintln(w, "replica:         none (serving from memory: no other replica writes)")
@@ -49,10 +57,29 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	state := "following"
 	if !r.GetFollowing() {
 		state = "NOT FOLLOWING since " + timeText(r.GetDisconnectedTime())
+		if r.GetDatabaseUnreachable() {
+			state += " (the database is unreachable)"
+		}
 	}
 	fmt.Fprintf(w, "replica:         %s; lag %s, %d tenants behind, last in sync %s\n", state, r.GetLag().AsDuration(),
 		r.GetTenantsBehind(), timeText(r.GetLastSyncTime()))
 	fmt.Fprintf(w, "listener:        connected %s, %d reconnects, %d tenant states applied\n", timeText(r.GetConnectedTime()),
 		r.GetReconnects(), r.GetApplied())
 	return nil
+}
+
+// byteSize writes n bytes for people: B, KiB, MiB or GiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if f < unit {
+			break
+		}
+		f, suffix = f/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", f, suffix)
 }
