@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -75,8 +76,11 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	if err != nil {
 		return nil, err
 	}
+	// Names this process in its writes' notifications: its follower skips
+	// them, since the process applies its own writes.
+	origin := rand.Text()
 	var pool *pgxpool.Pool
-	if a.store, pool, a.closer, err = openStore(ctx, cfg, log, a.now, keys); err != nil {
+	if a.store, pool, a.closer, err = openStore(ctx, cfg, log, a.now, keys, origin); err != nil {
 		return nil, err
 	}
 	a.engine, err = engine.New(a.bundle.Catalog, a.bundle.ModelText, engine.WithClock(a.now))
@@ -121,7 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 			listen = cfg.DatabaseURL
 		}
 		a.follower = replica.New(a.store, a.engine, a.authn, replica.Options{
-			URL: listen, Reconcile: cfg.ReplicaReconcile, StaleAfter: cfg.ReplicaStaleAfter, OutageGrace: cfg.ReplicaOutageGrace,
+			URL: listen, Reconcile: cfg.ReplicaReconcile, StaleAfter: cfg.ReplicaStaleAfter, OutageGrace: cfg.ReplicaOutageGrace, Origin: origin,
 			OnFollowing: func(ok bool) { a.server.SetFollowing(ok) }, Logger: log, Now: a.now,
 		})
 		follower = a.follower
@@ -191,7 +195,8 @@ func openDecisionLog(cfg config.Config, log *zap.Logger, now func() time.Time, s
 // openStore opens PostgreSQL when a database URL is configured, refusing a
 // schema this binary does not match, else the in-memory store. The pool is
 // nil for the memory store.
-func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time, keys *chain.Keyring) (store.Store, *pgxpool.Pool, func(), error) {
+func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func() time.Time, keys *chain.Keyring,
+	origin string) (store.Store, *pgxpool.Pool, func(), error) {
 	if cfg.DatabaseURL == "" {
 		st := memory.New(now)
 		return st, nil, st.Close, nil
@@ -204,7 +209,7 @@ func openStore(ctx context.Context, cfg config.Config, log *zap.Logger, now func
 		pool.Close()
 		return nil, nil, nil, err
 	}
-	st := postgres.New(pool, now).WithKeys(keys)
+	st := postgres.New(pool, now).WithKeys(keys).WithOrigin(origin)
 	return st, pool, func() { st.Close(); pool.Close() }, nil
 }
 

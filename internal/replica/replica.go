@@ -68,6 +68,12 @@ type Options struct {
 	// tell, and may answer from a stale policy until the grace ends. 0
 	// (strict): StaleAfter alone.
 	OutageGrace time.Duration
+	// Origin is what this process's store names its writes with
+	// (postgres.Store.WithOrigin): their notifications are skipped, since
+	// the process applies its own writes before it answers them. Without
+	// it, a notification that arrives before the writer has applied its
+	// write made the follower read the tenant and apply it a second time.
+	Origin string
 	// OnFollowing is called with false when the replica stops following for
 	// longer than StaleAfter, and with true when it follows again.
 	OnFollowing func(bool)
@@ -317,8 +323,11 @@ func (f *Follower) handle(ctx context.Context, channel, payload string) {
 			f.log.Warn("unreadable notification", zap.String("payload", payload), zap.Error(err))
 			return
 		}
+		if n.Origin != "" && n.Origin == f.opts.Origin {
+			return // this process's own write: the writer applies it
+		}
 		if cur, err := f.eng.Revision(n.Tenant); err == nil && cur >= n.Revision {
-			return // this replica's own write, applied already
+			return // applied already
 		}
 		f.mark(map[string]int64{n.Tenant: n.Revision})
 	}

@@ -128,3 +128,52 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestFollowerSkipsOwnWrites: a write of this process (its store names it
+// as the follower's origin) is not read back and applied a second time;
+// the writer applies it. A write of another process still is.
+// Notifications arrive in commit order, so once the other's write is
+// applied, the own write's notification has been handled.
+func TestFollowerSkipsOwnWrites(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.NewDatabase(t)
+	own := postgres.New(pgtest.Open(t, url), time.Now).WithOrigin("this-process")
+	other := postgres.New(pgtest.Open(t, url), time.Now).WithOrigin("another-process")
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(b.Catalog, b.ModelText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"acme", "initech"} {
+		create(t, own, id)
+		s, err := own.Tenant(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Load(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	authn := auth.NewAuthenticator(auth.Options{Store: own})
+	f := replica.New(own, eng, authn, replica.Options{URL: url, Origin: "this-process"})
+	if err := f.Listen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.Follow(ctx)
+	defer f.Close()
+	waitFor(t, "the first comparison", func() bool { return !f.Status().LastSync.IsZero() })
+
+	before := f.Status().Applied
+	setDepth(t, own, "acme", 4)      // revision 2, this process's: left to its writer, which this test is not
+	setDepth(t, other, "initech", 5) // revision 2, another's
+	wait(t, eng, "initech", 2)
+	if rev, _ := eng.Revision("acme"); rev != 1 {
+		t.Errorf("the follower applied this process's own write: acme at revision %d", rev)
+	}
+	if got := f.Status().Applied - before; got != 1 {
+		t.Errorf("applied %d tenant states; want 1, the other process's write alone", got)
+	}
+}

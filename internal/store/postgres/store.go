@@ -52,6 +52,9 @@ const NotifyChannel = "crmauthz_changes"
 type Notification struct {
 	Tenant   string `json:"tenant"`
 	Revision int64  `json:"revision"`
+	// Origin names the process that wrote (Store.WithOrigin), which
+	// applies its own write and needs no notification of it.
+	Origin string `json:"origin,omitempty"`
 }
 
 // sqlstateUniqueViolation is the SQLSTATE of a unique or primary key
@@ -63,6 +66,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
 	keys   *chain.Keyring
+	origin string
 	closed atomic.Bool
 }
 
@@ -74,6 +78,13 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 		now = time.Now
 	}
 	return &Store{pool: pool, now: now, keys: chain.ProcessKeyring()}
+}
+
+// WithOrigin names the process in its writes' notifications, so that its
+// own follower skips them: the process applies its writes itself.
+func (s *Store) WithOrigin(origin string) *Store {
+	s.origin = origin
+	return s
 }
 
 // WithKeys makes the store link its change log under keys, which the
@@ -152,7 +163,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		if err := queueDiff(b, model.NewTenantState(next.ID, next.Name), next); err != nil {
 			return err
 		}
-		if err := queueChange(b, entry, link); err != nil {
+		if err := s.queueChange(b, entry, link); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, next.ID)
@@ -211,7 +222,7 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*
 		}
 		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4, head_key = $5, head_mac = $6 WHERE id = $1",
 			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, link.key.ID, link.headMAC)
-		if err := queueChange(b, entry, link); err != nil {
+		if err := s.queueChange(b, entry, link); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, next.ID)
@@ -439,11 +450,11 @@ func (s *Store) linkNext(ctx context.Context, tx pgx.Tx, cur *model.TenantState,
 
 // queueChange queues the change log entry and the notification of its
 // revision.
-func queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink) error {
+func (s *Store) queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink) error {
 	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), link.hash, e.Credential, link.key.ID)
-	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision})
+	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision, Origin: s.origin})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
 	}
