@@ -194,7 +194,7 @@ func (s *TenantState) SortedDepartments() []Department {
 
 // SortedMembers returns the memberships ordered by user id.
 func (s *TenantState) SortedMembers() []Membership {
-	return slices.SortedFunc(maps.Values(s.Members), func(a, b Membership) int { return cmp.Compare(a.UserID, b.UserID) })
+	return inKeyOrder(s.Members, slices.Sorted(maps.Keys(s.Members)))
 }
 
 // SortedSharingRules returns the sharing rules ordered by id.
@@ -205,9 +205,17 @@ func (s *TenantState) SortedSharingRules() []SharingRule {
 // SortedRecordShares returns the record shares ordered by module, record
 // id and principal.
 func (s *TenantState) SortedRecordShares() []RecordShare {
-	return slices.SortedFunc(maps.Values(s.RecordShares), func(a, b RecordShare) int {
-		return CompareShareKeys(a.Key(), b.Key())
-	})
+	return inKeyOrder(s.RecordShares, slices.SortedFunc(maps.Keys(s.RecordShares), CompareShareKeys))
+}
+
+// inKeyOrder returns m's values in the order of keys. Sorting the keys of
+// a large tenant's maps, rather than their values, moves less memory.
+func inKeyOrder[K comparable, V any](m map[K]V, keys []K) []V {
+	out := make([]V, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
 }
 
 // Key returns the key the share is filed under.
@@ -217,14 +225,21 @@ func (sh RecordShare) Key() ShareKey {
 
 // CompareShareKeys orders share keys by module, record id, principal kind,
 // principal id, and the share without sub-departments first.
+// Each field is compared only when the ones before are equal.
 func CompareShareKeys(a, b ShareKey) int {
-	return cmp.Or(
-		cmp.Compare(a.Module, b.Module),
-		cmp.Compare(a.RecordID, b.RecordID),
-		cmp.Compare(a.Principal.Kind, b.Principal.Kind),
-		cmp.Compare(a.Principal.ID, b.Principal.ID),
-		compareBool(a.Principal.IncludeSubs, b.Principal.IncludeSubs),
-	)
+	if c := strings.Compare(a.Module, b.Module); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.RecordID, b.RecordID); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Principal.Kind, b.Principal.Kind); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Principal.ID, b.Principal.ID); c != 0 {
+		return c
+	}
+	return compareBool(a.Principal.IncludeSubs, b.Principal.IncludeSubs)
 }
 
 func compareBool(a, b bool) int {
