@@ -63,18 +63,18 @@ func Operator(ctx context.Context) Actor {
 // super-administrator. Writes build it on the state inside the store's
 // transaction, before the mutation changes that state.
 type Guard struct {
-	cat    *model.Catalog
-	st     *model.TenantState
-	actor  Actor
-	now    time.Time
-	rights model.Rights
-	super  bool
-	supers int // holders of admin.super before a write; -1 for a read
+	cat      *model.Catalog
+	st       *model.TenantState
+	actor    Actor
+	now      time.Time
+	rights   model.Rights
+	super    bool
+	hadSuper bool // a user held admin.super before the write
 }
 
 // NewGuard returns the guard of actor in st at now, for a read.
 func NewGuard(cat *model.Catalog, st *model.TenantState, actor Actor, now time.Time) *Guard {
-	g := &Guard{cat: cat, st: st, actor: actor, now: now, super: actor.Operator, supers: -1}
+	g := &Guard{cat: cat, st: st, actor: actor, now: now, super: actor.Operator}
 	if !actor.Operator {
 		g.rights = st.UserRights(cat, actor.ID, now)
 		g.super = g.rights.Function(FunctionSuper)
@@ -86,7 +86,7 @@ func NewGuard(cat *model.Catalog, st *model.TenantState, actor Actor, now time.T
 // many users held admin.super before the write.
 func NewWriteGuard(cat *model.Catalog, st *model.TenantState, actor Actor, now time.Time) *Guard {
 	g := NewGuard(cat, st, actor, now)
-	g.supers = len(st.HoldersOf(cat, FunctionSuper, now))
+	g.hadSuper = st.HasHolder(cat, FunctionSuper, now)
 	return g
 }
 
@@ -161,7 +161,7 @@ func (g *Guard) WithinRole(what, id string) error {
 // KeepSuperAdmin refuses a write that leaves a tenant which had a holder
 // of admin.super with none.
 func (g *Guard) KeepSuperAdmin(after *model.TenantState) error {
-	if g.supers < 1 || len(after.HoldersOf(g.cat, FunctionSuper, g.now)) > 0 {
+	if !g.hadSuper || after.HasHolder(g.cat, FunctionSuper, g.now) {
 		return nil
 	}
 	return &model.ConflictError{Reason: model.ReasonLastSuperAdmin,

@@ -228,6 +228,31 @@ func (r Rights) Missing(cat *Catalog, want Lines) string {
 // HoldersOf returns the users holding the function at now, sorted. Only
 // the users granted a role that carries the function are looked at closely.
 func (s *TenantState) HoldersOf(cat *Catalog, fn string, now time.Time) []string {
+	var out []string
+	s.eachHolder(cat, fn, now, func(u string) bool {
+		out = append(out, u)
+		return true
+	})
+	slices.Sort(out)
+	return out
+}
+
+// HasHolder reports whether any user holds the function at now: HoldersOf
+// that stops at the first. A write guard asks it twice per write, and
+// finding every holder in a tenant of tens of thousands of users cost a
+// look at every grant per candidate.
+func (s *TenantState) HasHolder(cat *Catalog, fn string, now time.Time) bool {
+	found := false
+	s.eachHolder(cat, fn, now, func(string) bool {
+		found = true
+		return false
+	})
+	return found
+}
+
+// eachHolder calls yield with each user holding the function at now, in
+// no order, until yield returns false.
+func (s *TenantState) eachHolder(cat *Catalog, fn string, now time.Time, yield func(string) bool) {
 	carries := map[string]bool{}
 	for id := range s.Roles {
 		for _, r := range s.RoleClosure(id) {
@@ -237,18 +262,14 @@ func (s *TenantState) HoldersOf(cat *Catalog, fn string, now time.Time) []string
 			}
 		}
 	}
-	users := map[string]bool{}
+	seen := map[string]bool{}
 	for k, g := range s.Grants {
-		if carries[k.RoleID] && g.ActiveAt(now) && !s.Inactive(k.UserID) {
-			users[k.UserID] = true
+		if !carries[k.RoleID] || seen[k.UserID] || !g.ActiveAt(now) || s.Inactive(k.UserID) {
+			continue
+		}
+		seen[k.UserID] = true
+		if s.UserRights(cat, k.UserID, now).Function(fn) && !yield(k.UserID) {
+			return
 		}
 	}
-	var out []string
-	for u := range users {
-		if s.UserRights(cat, u, now).Function(fn) {
-			out = append(out, u)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
