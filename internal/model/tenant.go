@@ -74,10 +74,11 @@ func (s *TenantState) SortedRoles() []Role {
 // compared once per field and only as far as needed, and the grants are
 // looked up in key order.
 func (s *TenantState) SortedGrants() []Grant {
-	return inKeyOrder(s.Grants, slices.SortedFunc(maps.Keys(s.Grants), compareGrantKeys))
+	return inKeyOrder(s.Grants, slices.SortedFunc(maps.Keys(s.Grants), CompareGrantKeys))
 }
 
-func compareGrantKeys(a, b GrantKey) int {
+// CompareGrantKeys orders grant keys by user, then role.
+func CompareGrantKeys(a, b GrantKey) int {
 	if c := strings.Compare(a.UserID, b.UserID); c != 0 {
 		return c
 	}

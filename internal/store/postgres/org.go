@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,28 +118,20 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 // departments they named can go later in the same write.
 func queueOrgDeletes(b *pgx.Batch, cur, next *model.TenantState) {
 	tenant := next.ID
-	for _, u := range cur.SortedUsers() {
-		if _, ok := next.Users[u.ID]; !ok {
-			b.Queue("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2", tenant, u.ID)
-		}
+	for _, u := range gone(cur.Users, next.Users, strings.Compare) {
+		b.Queue("DELETE FROM users WHERE tenant_id = $1 AND user_id = $2", tenant, u.ID)
 	}
-	for _, m := range cur.SortedMembers() {
-		if _, ok := next.Members[m.UserID]; !ok {
-			b.Queue("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant, m.UserID)
-		}
+	for _, m := range gone(cur.Members, next.Members, strings.Compare) {
+		b.Queue("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2", tenant, m.UserID)
 	}
-	for _, r := range cur.SortedSharingRules() {
-		if _, ok := next.SharingRules[r.ID]; !ok {
-			b.Queue("DELETE FROM sharing_rules WHERE tenant_id = $1 AND rule_id = $2", tenant, r.ID)
-		}
+	for _, r := range gone(cur.SharingRules, next.SharingRules, strings.Compare) {
+		b.Queue("DELETE FROM sharing_rules WHERE tenant_id = $1 AND rule_id = $2", tenant, r.ID)
 	}
-	for _, sh := range cur.SortedRecordShares() {
-		if _, ok := next.RecordShares[sh.Key()]; !ok {
-			p := sh.Principal
-			b.Queue(`DELETE FROM record_shares WHERE tenant_id = $1 AND module = $2 AND record_id = $3
-				AND principal_kind = $4 AND principal_id = $5 AND principal_subs = $6`,
-				tenant, sh.Module, sh.RecordID, string(p.Kind), p.ID, p.IncludeSubs)
-		}
+	for _, sh := range gone(cur.RecordShares, next.RecordShares, model.CompareShareKeys) {
+		p := sh.Principal
+		b.Queue(`DELETE FROM record_shares WHERE tenant_id = $1 AND module = $2 AND record_id = $3
+			AND principal_kind = $4 AND principal_id = $5 AND principal_subs = $6`,
+			tenant, sh.Module, sh.RecordID, string(p.Kind), p.ID, p.IncludeSubs)
 	}
 }
 
@@ -148,26 +141,17 @@ func queueOrgDeletes(b *pgx.Batch, cur, next *model.TenantState) {
 // departments next no longer holds.
 func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
 	tenant := next.ID
-	for _, u := range next.SortedUsers() {
-		if old, ok := cur.Users[u.ID]; ok && old == u {
-			continue
-		}
+	for _, u := range changed(next.Users, cur.Users, equal, strings.Compare) {
 		b.Queue(`INSERT INTO users (tenant_id, user_id, name, status) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (tenant_id, user_id) DO UPDATE SET name = excluded.name, status = excluded.status`,
 			tenant, u.ID, u.Name, string(u.Status))
 	}
-	for _, d := range next.SortedDepartments() {
-		if old, ok := cur.Departments[d.ID]; ok && old == d {
-			continue
-		}
+	for _, d := range changed(next.Departments, cur.Departments, equal, strings.Compare) {
 		b.Queue(`INSERT INTO departments (tenant_id, department_id, name, parent_id) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (tenant_id, department_id) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id`,
 			tenant, d.ID, d.Name, nullString(d.Parent))
 	}
-	for _, m := range next.SortedMembers() {
-		if old, ok := cur.Members[m.UserID]; ok && sameMembership(old, m) {
-			continue
-		}
+	for _, m := range changed(next.Members, cur.Members, sameMembership, strings.Compare) {
 		others := m.Others
 		if others == nil {
 			others = []string{}
@@ -178,10 +162,7 @@ func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
 				other_department_ids = excluded.other_department_ids, manager_id = excluded.manager_id`,
 			tenant, m.UserID, m.Primary, others, m.Manager)
 	}
-	for _, r := range next.SortedSharingRules() {
-		if old, ok := cur.SharingRules[r.ID]; ok && old == r {
-			continue
-		}
+	for _, r := range changed(next.SharingRules, cur.SharingRules, equal, strings.Compare) {
 		b.Queue(`INSERT INTO sharing_rules (tenant_id, rule_id, module, owner_kind, owner_id, owner_subs,
 				shared_kind, shared_id, shared_subs, access)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -192,10 +173,7 @@ func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
 			tenant, r.ID, r.Module, string(r.OwnedBy.Kind), r.OwnedBy.ID, r.OwnedBy.IncludeSubs,
 			string(r.SharedWith.Kind), r.SharedWith.ID, r.SharedWith.IncludeSubs, string(r.Access))
 	}
-	for _, sh := range next.SortedRecordShares() {
-		if old, ok := cur.RecordShares[sh.Key()]; ok && sameShare(old, sh) {
-			continue
-		}
+	for _, sh := range changed(next.RecordShares, cur.RecordShares, sameShare, model.CompareShareKeys) {
 		p := sh.Principal
 		b.Queue(`INSERT INTO record_shares (tenant_id, module, record_id, principal_kind, principal_id, principal_subs,
 				access, expires_at, shared_by, shared_at)
@@ -206,10 +184,8 @@ func queueOrgUpserts(b *pgx.Batch, cur, next *model.TenantState) {
 			tenant, sh.Module, sh.RecordID, string(p.Kind), p.ID, p.IncludeSubs,
 			string(sh.Access), nullTime(sh.ExpiresAt), sh.SharedBy, nullTime(sh.SharedAt))
 	}
-	for _, d := range cur.SortedDepartments() {
-		if _, ok := next.Departments[d.ID]; !ok {
-			b.Queue("DELETE FROM departments WHERE tenant_id = $1 AND department_id = $2", tenant, d.ID)
-		}
+	for _, d := range gone(cur.Departments, next.Departments, strings.Compare) {
+		b.Queue("DELETE FROM departments WHERE tenant_id = $1 AND department_id = $2", tenant, d.ID)
 	}
 }
 

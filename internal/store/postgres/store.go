@@ -370,10 +370,8 @@ func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*mod
 // referenced rows arrive before the rows that reference them.
 func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 	tenant := next.ID
-	for _, g := range cur.SortedGrants() {
-		if _, ok := next.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; !ok {
-			b.Queue("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3", tenant, g.UserID, g.RoleID)
-		}
+	for _, g := range gone(cur.Grants, next.Grants, model.CompareGrantKeys) {
+		b.Queue("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND role_id = $3", tenant, g.UserID, g.RoleID)
 	}
 	queueOrgDeletes(b, cur, next)
 	for _, r := range next.SortedRoles() {
@@ -395,10 +393,7 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 				inherits = excluded.inherits, permissions = excluded.permissions`,
 			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, string(perms))
 	}
-	for _, g := range next.SortedGrants() {
-		if old, ok := cur.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; ok && sameGrant(old, g) {
-			continue
-		}
+	for _, g := range changed(next.Grants, cur.Grants, sameGrant, model.CompareGrantKeys) {
 		b.Queue(`INSERT INTO grants (tenant_id, user_id, role_id, expires_at, granted_by, granted_at)
 			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (tenant_id, user_id, role_id) DO UPDATE SET expires_at = excluded.expires_at,
