@@ -199,11 +199,44 @@ func TestHostileDatabaseAdministrator(t *testing.T) {
 		}
 	})
 
-	t.Run("a tenant's auditor cannot checkpoint every tenant", func(t *testing.T) {
-		key := createKey(t, first.app.Store(), "demo auditors", []string{"audit"}, []string{"demo"}, "")
-		_, err := pb.NewAuditServiceClient(first.dial(t, key)).CreateCheckpoint(ctx, &pb.CreateCheckpointRequest{})
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("CreateCheckpoint with a credential for demo: %v", err)
+	t.Run("only an audit credential for every tenant reaches every tenant's logs", func(t *testing.T) {
+		store := first.app.Store()
+		// oscar administers demo (admin.super), audit.view included.
+		keys := map[string]string{
+			"no credential":                      "",
+			"a check key for every tenant":       createKey(t, store, "checks", []string{"check"}, nil, ""),
+			"an audit key for demo alone":        createKey(t, store, "demo auditors", []string{"audit"}, []string{"demo"}, ""),
+			"an audit key bound to demo's admin": createKey(t, store, "oscar's audit", []string{"audit"}, []string{"demo"}, "oscar"),
+		}
+		calls := map[string]func(c pb.AuditServiceClient) error{
+			"CreateCheckpoint": func(c pb.AuditServiceClient) error {
+				_, err := c.CreateCheckpoint(ctx, &pb.CreateCheckpointRequest{})
+				return err
+			},
+			"ListCheckpoints": func(c pb.AuditServiceClient) error {
+				_, err := c.ListCheckpoints(ctx, &pb.ListCheckpointsRequest{})
+				return err
+			},
+			"VerifyLog of both logs": func(c pb.AuditServiceClient) error {
+				_, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{Log: pb.LogKind_LOG_KIND_ALL})
+				return err
+			},
+		}
+		before := len(saveRows(t, db, "audit_checkpoints", "true"))
+		for who, key := range keys {
+			c := pb.NewAuditServiceClient(first.dial(t, key))
+			for name, call := range calls {
+				want := codes.PermissionDenied
+				if key == "" {
+					want = codes.Unauthenticated
+				}
+				if err := call(c); status.Code(err) != want {
+					t.Errorf("%s with %s: %v; want %v", name, who, err, want)
+				}
+			}
+		}
+		if after := len(saveRows(t, db, "audit_checkpoints", "true")); after != before {
+			t.Errorf("refused calls issued %d checkpoints", after-before)
 		}
 	})
 

@@ -135,8 +135,26 @@ func Open(t testing.TB, url string) *pgxpool.Pool {
 // the template database, stops the throwaway cluster if pgtest started
 // one, checks that the tests leaked no goroutines (goleak, with opts), and
 // exits with the tests' status.
+//
+// The tests' servers keep their audit keys in a directory of the run's own,
+// removed at the end: AuditKeyFile names files there, and servers started
+// without --audit-key-file find their default under XDG_CONFIG_HOME, which
+// Main points there, never in the user's own configuration.
 func Main(m *testing.M, opts ...goleak.Option) {
+	dir, err := os.MkdirTemp("", "crmauthz-test-config-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		os.Exit(1)
+	}
+	keyDir = dir
+	if err := os.Setenv("XDG_CONFIG_HOME", dir); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+	}
 	if err := shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		code = max(code, 1)

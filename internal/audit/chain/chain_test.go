@@ -110,6 +110,12 @@ func TestDecoderRoundTrip(t *testing.T) {
 		!t1.Equal(at) || !t2.IsZero() || len(ss) != 3 || ss[2] != "c" || none != nil || d.Err() != nil {
 		t.Fatalf("decoded %q %d %v %v %v %q %q, err %v", s, n, b, t1, t2, ss, none, d.Err())
 	}
+	// The string decoder reads the same values out of one copy of its input.
+	sd := NewStringDecoder(e.Bytes(), "tag")
+	if s, n, b, _, _, ss := sd.String(), sd.Int(), sd.Bool(), sd.Time(), sd.Time(), sd.Strings(); s != "hello" || n != -42 || !b ||
+		len(ss) != 3 || ss[0] != "a" || ss[1] != "" || ss[2] != "c" || sd.Strings() != nil || sd.Err() != nil {
+		t.Fatalf("string decoder: %q %d %v %q, err %v", s, n, b, ss, sd.Err())
+	}
 	if d := NewDecoder(e.Bytes(), "other"); !errors.Is(d.Err(), ErrMalformed) {
 		t.Fatalf("wrong tag: %v", d.Err())
 	}

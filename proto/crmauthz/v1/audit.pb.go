@@ -1954,6 +1954,7 @@ type VerifyLogRequest struct {
 	TenantId string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The first position (decisions) or revision (changes) to verify, not negative; 0 starts
 	// at the beginning. A later start trusts the stored hash of the entry before it.
+	// LOG_KIND_ALL verifies every chain whole: both positions must be 0 there.
 	FromPosition int64 `protobuf:"varint,4,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
 	// The last position or revision to verify; 0 runs to the end of the chain, whose
 	// recorded head must then match. Must not be below from_position.
