@@ -82,11 +82,16 @@ func NewGuard(cat *model.Catalog, st *model.TenantState, actor Actor, now time.T
 	return g
 }
 
-// NewWriteGuard returns the guard of a write: NewGuard, remembering how
-// many users held admin.super before the write.
+// NewWriteGuard returns the guard of a write: NewGuard, remembering
+// whether a user held admin.super before the write. Under a journal
+// (model.TenantState.Begin) that is asked only when the write could have
+// taken it from someone (KeepSuperAdmin); in a tenant of tens of
+// thousands of grants, finding a holder costs a look at many of them.
 func NewWriteGuard(cat *model.Catalog, st *model.TenantState, actor Actor, now time.Time) *Guard {
 	g := NewGuard(cat, st, actor, now)
-	g.hadSuper = st.HasHolder(cat, FunctionSuper, now)
+	if !st.Journaled() {
+		g.hadSuper = st.HasHolder(cat, FunctionSuper, now)
+	}
 	return g
 }
 
@@ -161,7 +166,14 @@ func (g *Guard) WithinRole(what, id string) error {
 // KeepSuperAdmin refuses a write that leaves a tenant which had a holder
 // of admin.super with none.
 func (g *Guard) KeepSuperAdmin(after *model.TenantState) error {
-	if !g.hadSuper || after.HasHolder(g.cat, FunctionSuper, g.now) {
+	had := g.hadSuper
+	if after.Journaled() {
+		if !after.MayLoseHolder(FunctionSuper, g.now) {
+			return nil
+		}
+		after.AtBase(func() { had = after.HasHolder(g.cat, FunctionSuper, g.now) })
+	}
+	if !had || after.HasHolder(g.cat, FunctionSuper, g.now) {
 		return nil
 	}
 	return &model.ConflictError{Reason: model.ReasonLastSuperAdmin,

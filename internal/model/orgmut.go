@@ -316,6 +316,7 @@ func (s *TenantState) CreateDepartment(d Department) (Change, error) {
 			return Change{}, err
 		}
 	}
+	s.touchDepartment(d.ID)
 	s.Departments[d.ID] = d
 	return Change{Action: "department.create", Target: "department/" + d.ID, After: d}, nil
 }
@@ -347,6 +348,7 @@ func (s *TenantState) UpdateDepartment(d Department) (Change, error) {
 			}
 		}
 	}
+	s.touchDepartment(d.ID)
 	s.Departments[d.ID] = d
 	return Change{Action: "department.update", Target: "department/" + d.ID, Before: before, After: d}, nil
 }
@@ -378,6 +380,7 @@ func (s *TenantState) DeleteDepartment(id string) (Change, error) {
 	if use := s.sharingUse(PrincipalDepartment, id); use != "" {
 		return Change{}, inUse("is %s; delete it first", use)
 	}
+	s.touchDepartment(id)
 	delete(s.Departments, id)
 	return Change{Action: "department.delete", Target: "department/" + id, Before: before}, nil
 }
@@ -424,6 +427,7 @@ func (s *TenantState) SetMembership(m Membership) (Change, error) {
 	if before, ok := s.Members[m.UserID]; ok {
 		c.Action, c.Before = "membership.update", before
 	}
+	s.touchMember(m.UserID)
 	s.Members[m.UserID] = m
 	return c, nil
 }
@@ -444,6 +448,7 @@ func (s *TenantState) DeleteMembership(user string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonMembershipNotFound, What: fmt.Sprintf("membership of user %q in tenant %q", user, s.ID)}
 	}
+	s.touchMember(user)
 	delete(s.Members, user)
 	return Change{Action: "membership.delete", Target: "membership/" + user, Before: before}, nil
 }
@@ -483,6 +488,7 @@ func (s *TenantState) CreateSharingRule(r SharingRule) (Change, error) {
 	if err := s.checkPrincipal("rule.shared_with", r.SharedWith); err != nil {
 		return Change{}, err
 	}
+	s.touchSharingRule(r.ID)
 	s.SharingRules[r.ID] = r
 	return Change{Action: "sharing_rule.create", Target: "sharing_rule/" + r.ID, After: r}, nil
 }
@@ -493,6 +499,7 @@ func (s *TenantState) DeleteSharingRule(id string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonSharingRuleNotFound, What: fmt.Sprintf("sharing rule %q in tenant %q", id, s.ID)}
 	}
+	s.touchSharingRule(id)
 	delete(s.SharingRules, id)
 	return Change{Action: "sharing_rule.delete", Target: "sharing_rule/" + id, Before: before}, nil
 }
@@ -524,6 +531,7 @@ func (s *TenantState) ShareRecord(sh RecordShare, now time.Time) (Change, error)
 	if before, ok := s.RecordShares[k]; ok {
 		c.Action, c.Before = "record_share.update", before
 	}
+	s.touchRecordShare(k)
 	s.RecordShares[k] = sh
 	return c, nil
 }
@@ -534,6 +542,7 @@ func (s *TenantState) UnshareRecord(k ShareKey) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonRecordShareNotFound, What: fmt.Sprintf("share of %s record %q with %s in tenant %q", k.Module, k.RecordID, k.Principal, s.ID)}
 	}
+	s.touchRecordShare(k)
 	delete(s.RecordShares, k)
 	return Change{Action: "record_share.delete", Target: shareTarget(k), Before: before}, nil
 }

@@ -135,9 +135,19 @@ func (s *TenantState) ActiveRoles(user string, now time.Time) []string {
 		return nil
 	}
 	var out []string
-	for k, g := range s.Grants {
-		if k.UserID == user && g.ActiveAt(now) {
-			out = append(out, k.RoleID)
+	if len(s.Roles) < len(s.Grants) {
+		// A large tenant has far more grants than roles: look up the
+		// user's grant of each role.
+		for id := range s.Roles {
+			if g, ok := s.Grants[GrantKey{user, id}]; ok && g.ActiveAt(now) {
+				out = append(out, id)
+			}
+		}
+	} else {
+		for k, g := range s.Grants {
+			if k.UserID == user && g.ActiveAt(now) {
+				out = append(out, k.RoleID)
+			}
 		}
 	}
 	slices.Sort(out)

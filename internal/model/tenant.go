@@ -25,6 +25,9 @@ type TenantState struct {
 	Members      map[string]Membership // by user id
 	SharingRules map[string]SharingRule
 	RecordShares map[ShareKey]RecordShare
+
+	// journal records a write in progress (Begin); nil otherwise.
+	journal *journal
 }
 
 // GrantKey identifies a grant: one user holds one role at most once.
@@ -45,6 +48,7 @@ func NewTenantState(id, name string) *TenantState {
 // copying the maps is enough.
 func (s *TenantState) Clone() *TenantState {
 	c := *s
+	c.journal = nil
 	c.Roles = cloneMap(s.Roles)
 	c.Grants = cloneMap(s.Grants)
 	c.Users = cloneMap(s.Users)
@@ -106,6 +110,7 @@ func (s *TenantState) CreateRole(r Role) (Change, error) {
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
 	}
+	s.touchRole(r.ID)
 	s.Roles[r.ID] = r
 	return Change{Action: "role.create", Target: "role/" + r.ID, After: r}, nil
 }
@@ -119,6 +124,7 @@ func (s *TenantState) ReplaceRole(r Role) (Change, error) {
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
 	}
+	s.touchRole(r.ID)
 	s.Roles[r.ID] = r
 	return Change{Action: "role.update", Target: "role/" + r.ID, Before: before, After: r}, nil
 }
@@ -143,6 +149,7 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 	if use := s.sharingUse(PrincipalRole, id); use != "" {
 		return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is %s; delete it first", id, use)}
 	}
+	s.touchRole(id)
 	delete(s.Roles, id)
 	return Change{Action: "role.delete", Target: "role/" + id, Before: before}, nil
 }
@@ -168,6 +175,7 @@ func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
 	if before, ok := s.Grants[k]; ok {
 		c.Action, c.Before = "grant.update", before
 	}
+	s.touchGrant(k)
 	s.Grants[k] = g
 	return c, nil
 }
@@ -179,6 +187,7 @@ func (s *TenantState) RevokeRole(user, role string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonGrantNotFound, What: fmt.Sprintf("grant of role %q to user %q in tenant %q", role, user, s.ID)}
 	}
+	s.touchGrant(k)
 	delete(s.Grants, k)
 	return Change{Action: "grant.revoke", Target: "grant/" + user + "/" + role, Before: before}, nil
 }

@@ -80,6 +80,7 @@ func (s *TenantState) UpsertUser(u User) (Change, error) {
 	if before, ok := s.Users[u.ID]; ok {
 		c.Action, c.Before = "user.update", before
 	}
+	s.touchUser(u.ID)
 	s.Users[u.ID] = u
 	return c, nil
 }
@@ -98,6 +99,7 @@ func (s *TenantState) SetUserStatus(id string, status UserStatus) (Change, error
 	if status == UserInactive {
 		action = "user.deactivate"
 	}
+	s.touchUser(id)
 	s.Users[id] = after
 	return Change{Action: action, Target: "user/" + id, Before: before, After: after}, nil
 }
