@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
-	"strings"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -57,19 +56,7 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 		userShare: map[[2]string][]model.RecordShare{}, groupShare: map[string][]model.RecordShare{},
 		holders: map[int32][]holding{}, roleNum: number,
 	}
-	for id, d := range st.Departments {
-		if d.Parent != "" {
-			o.children[d.Parent] = append(o.children[d.Parent], id)
-		}
-		chain := []string{id}
-		for p := d.Parent; p != "" && len(chain) <= len(st.Departments); p = st.Departments[p].Parent {
-			chain = append(chain, p)
-		}
-		o.ancestors[id] = chain
-	}
-	for _, kids := range o.children {
-		slices.Sort(kids)
-	}
+	o.ancestors, o.children = departmentMaps(st)
 	for u, m := range st.Members {
 		o.depts[u] = append([]string{m.Primary}, m.Others...)
 		if m.Manager != "" {
@@ -80,12 +67,7 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	for _, reps := range o.reports {
 		slices.Sort(reps)
 	}
-	for _, r := range st.SharingRules {
-		o.rules[r.Module] = append(o.rules[r.Module], r)
-	}
-	for _, rs := range o.rules {
-		slices.SortFunc(rs, func(a, b model.SharingRule) int { return strings.Compare(a.ID, b.ID) })
-	}
+	o.rules = rulesByModule(st)
 	for k, s := range st.RecordShares {
 		o.shares[[2]string{k.Module, k.RecordID}] = append(o.shares[[2]string{k.Module, k.RecordID}], s)
 		if s.Principal.Kind == model.PrincipalUser {

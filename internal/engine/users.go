@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"maps"
+	"slices"
 )
 
 // userTable maps a tenant's user ids to their grants. It is an
@@ -14,6 +16,8 @@ import (
 // the table small and flat keeps a decision's cache misses few when many
 // tenants share the machine: at 150 users a tenant's table is 3.2 KiB.
 type userTable struct {
+	users int // slots in use
+	dead  int // grants in extra no slot refers to any more
 	slots []userSlot
 	ids   string      // every long user id, back to back
 	more  []grantSpan // the grants of users whose grants do not fit a slot
@@ -56,7 +60,13 @@ func inlineGrants(gs []userGrant) bool {
 }
 
 func newUserTable(seed maphash.Seed, users []string, grants map[string][]userGrant) userTable {
-	t := userTable{slots: make([]userSlot, len(users)*4/3+1)}
+	return newUserTableRoom(seed, users, grants, 0)
+}
+
+// newUserTableRoom is newUserTable with room for spare more users before
+// the table is three quarters full.
+func newUserTableRoom(seed maphash.Seed, users []string, grants map[string][]userGrant, spare int) userTable {
+	t := userTable{slots: make([]userSlot, (len(users)+spare)*4/3+1)}
 	var ids []byte
 	for _, u := range users {
 		h := maphash.String(seed, u)
@@ -71,19 +81,145 @@ func newUserTable(seed maphash.Seed, users []string, grants map[string][]userGra
 			binary.LittleEndian.PutUint32(s.id[:], uint32(len(ids)))
 			ids = append(ids, u...)
 		}
-		if gs := grants[u]; inlineGrants(gs) {
-			for j, g := range gs {
-				s.roles[j] = uint8(g.role + 1)
-			}
-		} else {
-			t.more = append(t.more, grantSpan{uint32(len(t.extra)), uint32(len(gs))})
-			t.extra = append(t.extra, gs...)
-			s.more = uint32(len(t.more))
-		}
+		t.setGrants(&s, grants[u])
 		t.slots[i] = s
+		t.users++
 	}
 	t.ids = string(ids)
 	return t
+}
+
+// setGrants puts gs into slot s: inline when they fit, else appended to the
+// side slices.
+func (t *userTable) setGrants(s *userSlot, gs []userGrant) {
+	s.roles, s.more = [2]uint8{}, 0
+	if inlineGrants(gs) {
+		for j, g := range gs {
+			s.roles[j] = uint8(g.role + 1)
+		}
+		return
+	}
+	t.more = append(t.more, grantSpan{uint32(len(t.extra)), uint32(len(gs))})
+	t.extra = append(t.extra, gs...)
+	s.more = uint32(len(t.more))
+}
+
+// patch returns a copy of t in which each user of changes holds the grants
+// given (none: a slot that holds nothing). The copy shares nothing
+// writable with t, which stays valid for its readers. When the table would
+// be more than three quarters full, or half its side slices is no longer
+// referred to, the copy is built anew with room to grow.
+func (t *userTable) patch(seed maphash.Seed, changes map[string][]userGrant) userTable {
+	added := 0
+	for u := range changes {
+		if t.find(seed, u) < 0 {
+			added++
+		}
+	}
+	if (t.users+added)*4 > len(t.slots)*3 || t.dead > len(t.extra)/2+64 {
+		return t.rebuilt(seed, changes)
+	}
+	c := userTable{users: t.users, dead: t.dead, slots: slices.Clone(t.slots), ids: t.ids,
+		more: slices.Clip(t.more), extra: slices.Clip(t.extra)}
+	ids := []byte(nil)
+	for _, u := range slices.Sorted(maps.Keys(changes)) {
+		i := c.find(seed, u)
+		if i < 0 {
+			h := maphash.String(seed, u)
+			i = c.home(h)
+			for c.slots[i].n != 0 {
+				i = c.next(i)
+			}
+			s := userSlot{n: uint8(len(u)), tag: uint8(h >> 56)}
+			if len(u) <= shortID {
+				copy(s.id[:], u)
+			} else {
+				binary.LittleEndian.PutUint32(s.id[:], uint32(len(c.ids)+len(ids)))
+				ids = append(ids, u...)
+			}
+			c.slots[i] = s
+			c.users++
+		} else if m := c.slots[i].more; m != 0 {
+			c.dead += int(c.more[m-1].total)
+		}
+		c.setGrants(&c.slots[i], changes[u])
+	}
+	if len(ids) > 0 {
+		c.ids += string(ids)
+	}
+	return c
+}
+
+// rebuilt returns a new table of t's users with their grants, changed as
+// changes says, leaving out users who hold nothing, with room for a
+// quarter more users.
+func (t *userTable) rebuilt(seed maphash.Seed, changes map[string][]userGrant) userTable {
+	grants := make(map[string][]userGrant, t.users+len(changes))
+	for i := range t.slots {
+		if t.slots[i].n == 0 {
+			continue
+		}
+		u := t.idAt(i)
+		var buf [2]userGrant
+		if gs := t.grantsAt(i, &buf); len(gs) > 0 {
+			grants[u] = slices.Clone(gs)
+		}
+	}
+	for u, gs := range changes {
+		if len(gs) > 0 {
+			grants[u] = gs
+		} else {
+			delete(grants, u)
+		}
+	}
+	users := slices.Sorted(maps.Keys(grants))
+	return newUserTableRoom(seed, users, grants, len(users)/4+8)
+}
+
+// find returns the slot holding user, or -1.
+func (t *userTable) find(seed maphash.Seed, user string) int {
+	if len(t.slots) == 0 || len(user) > maxUserID {
+		return -1
+	}
+	h := maphash.String(seed, user)
+	n, tag := uint8(len(user)), uint8(h>>56)
+	for i := t.home(h); ; i = t.next(i) {
+		s := &t.slots[i]
+		if s.n == 0 {
+			return -1
+		}
+		if s.n == n && s.tag == tag && t.idAt(i) == user {
+			return i
+		}
+	}
+}
+
+// idAt returns the user id of the slot at i, which is in use.
+func (t *userTable) idAt(i int) string {
+	s := &t.slots[i]
+	if s.n <= shortID {
+		return string(s.id[:s.n])
+	}
+	off := binary.LittleEndian.Uint32(s.id[:])
+	return t.ids[off : off+uint32(s.n)]
+}
+
+// grantsAt returns the grants of the slot at i, inline ones unpacked into
+// buf.
+func (t *userTable) grantsAt(i int, buf *[2]userGrant) []userGrant {
+	s := &t.slots[i]
+	if s.more != 0 {
+		sp := t.more[s.more-1]
+		return t.extra[sp.first : sp.first+sp.total]
+	}
+	k := 0
+	for _, r := range s.roles {
+		if r != 0 {
+			buf[k] = userGrant{role: int32(r) - 1}
+			k++
+		}
+	}
+	return buf[:k]
 }
 
 // home returns the slot a hash starts its probe at.
@@ -123,17 +259,6 @@ func (t *userTable) grantsOf(seed maphash.Seed, user string, buf *[2]userGrant) 
 		} else if off := binary.LittleEndian.Uint32(s.id[:]); t.ids[off:off+uint32(n)] != user {
 			continue
 		}
-		if s.more != 0 {
-			sp := t.more[s.more-1]
-			return t.extra[sp.first : sp.first+sp.total]
-		}
-		k := 0
-		for _, r := range s.roles {
-			if r != 0 {
-				buf[k] = userGrant{role: int32(r) - 1}
-				k++
-			}
-		}
-		return buf[:k]
+		return t.grantsAt(i, buf)
 	}
 }
