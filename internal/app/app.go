@@ -422,6 +422,10 @@ func (a *App) load(ctx context.Context) (int, error) {
 		if err := a.engine.Load(st); err != nil {
 			return 0, fmt.Errorf("load tenant %q: %w", id, err)
 		}
+		// A large tenant's state is kept for its writes (store/postgres).
+		if k, ok := a.store.(interface{ Keep(*model.TenantState) }); ok {
+			k.Keep(st)
+		}
 	}
 	return len(ids), nil
 }

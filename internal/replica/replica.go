@@ -38,6 +38,7 @@ import (
 // Engine is what the follower keeps current (engine.Engine).
 type Engine interface {
 	Load(st *model.TenantState) error
+	Apply(st *model.TenantState, d model.Delta) error
 	Revision(tenant string) (int64, error)
 	Unload(tenant string, revision int64)
 	Revisions() map[string]int64
@@ -127,6 +128,9 @@ type Status struct {
 	TenantsBehind int
 	// Applied counts tenants applied from notifications and comparisons.
 	Applied int64
+	// Deltas counts the changes among them applied as deltas, from the
+	// rows their change-log entries carry.
+	Deltas int64
 }
 
 // New returns a follower; Start runs it.
@@ -409,18 +413,12 @@ func (f *Follower) apply(ctx context.Context, tenant string, rev int64) error {
 	if cur, err := f.eng.Revision(tenant); err == nil && cur >= rev {
 		return nil // loaded already (this replica's own write, or an earlier apply)
 	}
+	if c, ok := f.store.(catcher); ok {
+		return f.catchUp(ctx, c, tenant)
+	}
 	st, err := f.store.Tenant(ctx, tenant)
 	if errors.Is(err, model.ErrTenantNotFound) {
-		info, ierr := f.store.TenantInfo(ctx, tenant)
-		switch {
-		case ierr == nil && info.Deleted():
-			f.eng.Unload(tenant, info.Revision)
-			f.log.Info("tenant deleted on another replica", zap.String("tenant", tenant), zap.Int64("revision", info.Revision))
-			return nil
-		case errors.Is(ierr, model.ErrTenantNotFound):
-			return nil // a notification of a tenant rolled back or never committed
-		}
-		return ierr
+		return f.notFound(ctx, tenant)
 	}
 	if err != nil {
 		return err
@@ -433,6 +431,55 @@ func (f *Follower) apply(ctx context.Context, tenant string, rev int64) error {
 		return fmt.Errorf("load tenant %q: %w", tenant, err)
 	}
 	return nil
+}
+
+// catcher is a store that brings a tenant's state up to date from the
+// rows of its change log (store/postgres).
+type catcher interface {
+	CatchUp(ctx context.Context, tenant string, applied func(*model.TenantState, model.Delta) error) (int64, error)
+}
+
+// catchUp applies a peer's writes to a tenant, each as the delta its
+// change-log entry carries when the store keeps the tenant's state, or
+// loads the tenant read again.
+func (f *Follower) catchUp(ctx context.Context, c catcher, tenant string) error {
+	_, err := c.CatchUp(ctx, tenant, func(st *model.TenantState, d model.Delta) error {
+		if cur, err := f.eng.Revision(tenant); err == nil && cur >= st.Revision {
+			return nil // this replica's own write, applied when it was made
+		}
+		// Counted before the engine shows it: whoever sees the new
+		// revision sees it counted.
+		f.countApplied(1)
+		if err := f.eng.Apply(st, d); err != nil {
+			f.countApplied(-1)
+			return fmt.Errorf("load tenant %q: %w", tenant, err)
+		}
+		if !d.Whole {
+			f.mu.Lock()
+			f.status.Deltas++
+			f.mu.Unlock()
+		}
+		return nil
+	})
+	if errors.Is(err, model.ErrTenantNotFound) {
+		return f.notFound(ctx, tenant)
+	}
+	return err
+}
+
+// notFound handles a tenant the store no longer has: deleted on another
+// replica (unloaded here), or never committed.
+func (f *Follower) notFound(ctx context.Context, tenant string) error {
+	info, err := f.store.TenantInfo(ctx, tenant)
+	switch {
+	case err == nil && info.Deleted():
+		f.eng.Unload(tenant, info.Revision)
+		f.log.Info("tenant deleted on another replica", zap.String("tenant", tenant), zap.Int64("revision", info.Revision))
+		return nil
+	case errors.Is(err, model.ErrTenantNotFound):
+		return nil // a notification of a tenant rolled back or never committed
+	}
+	return err
 }
 
 func (f *Follower) countApplied(n int64) {

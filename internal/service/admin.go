@@ -45,7 +45,10 @@ type mutation func(g *auth.Guard, st *model.TenantState) (model.Change, error)
 // write validates the common fields of a write, resolves its actor and
 // applies fn inside the store's transaction, where the guard judges the
 // actor on the tenant's state as it is then; a write that would leave the
-// tenant without a super-administrator is refused.
+// tenant without a super-administrator is refused. The engine applies the
+// write before the store lets the tenant's next write in, so writes reach
+// it in revision order; write returns the rows the write changed
+// (written).
 func (s *Admin) write(ctx context.Context, req writeRequest, fn mutation) (*model.TenantState, error) {
 	tenant := req.GetTenantId()
 	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
@@ -59,8 +62,13 @@ func (s *Admin) write(ctx context.Context, req writeRequest, fn mutation) (*mode
 		return nil, err
 	}
 	now := s.now()
-	w := store.Write{Tenant: tenant, Actor: actor.ID, Reason: req.GetReason(), Credential: actor.Credential}
-	st, err := s.store.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
+	var view *model.TenantState
+	w := store.Write{Tenant: tenant, Actor: actor.ID, Reason: req.GetReason(), Credential: actor.Credential,
+		Applied: func(st *model.TenantState, d model.Delta) error {
+			view = written(st, d)
+			return s.eng.Apply(st, d)
+		}}
+	rev, err := s.store.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
 		g := auth.NewWriteGuard(s.eng.Catalog(), st, actor, now)
 		c, err := fn(g, st)
 		if err != nil {
@@ -69,13 +77,26 @@ func (s *Admin) write(ctx context.Context, req writeRequest, fn mutation) (*mode
 		return c, g.KeepSuperAdmin(st)
 	})
 	if err != nil {
+		if rev != 0 {
+			// The write is durable; the engine catches up on the next load.
+			return nil, fmt.Errorf("load tenant %q at revision %d: %w", tenant, rev, err)
+		}
 		return nil, err
 	}
-	if err := s.eng.Load(st); err != nil {
-		// The write is durable; the engine catches up on the next load.
-		return nil, fmt.Errorf("load tenant %q at revision %d: %w", tenant, st.Revision, err)
+	return view, nil
+}
+
+// written is what a write's response is made of: the rows the write
+// changed, with the users of the grants among them, at the new revision.
+// The state itself stays the store's, which the next write changes.
+func written(st *model.TenantState, d model.Delta) *model.TenantState {
+	v := st.Partial(d)
+	for _, k := range d.Grants {
+		if u, ok := st.Users[k.UserID]; ok {
+			v.Users[k.UserID] = u
+		}
 	}
-	return st, nil
+	return v
 }
 
 // readRequest is what every admin read names: the tenant, the acting

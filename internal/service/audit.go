@@ -605,7 +605,7 @@ func (s *Audit) replicaStatus() *pb.ReplicaStatus {
 	return &pb.ReplicaStatus{
 		Following: st.Following, ConnectedTime: timestamp(st.ConnectedSince), DisconnectedTime: timestamp(st.DisconnectedSince),
 		Reconnects: st.Reconnects, LastSyncTime: timestamp(st.LastSync), TenantsBehind: int32(st.TenantsBehind),
-		Applied: st.Applied, Lag: durationpb.New(lag), DatabaseUnreachable: st.Unreachable,
+		Applied: st.Applied, Lag: durationpb.New(lag), DatabaseUnreachable: st.Unreachable, AppliedAsDeltas: st.Deltas,
 	}
 }
 

@@ -30,11 +30,14 @@ type Store interface {
 	// CreateTenant stores a new tenant with its initial roles and grants at
 	// revision 1. It fails with a *model.ConflictError if the id is taken.
 	CreateTenant(ctx context.Context, w Write, st *model.TenantState) (*model.TenantState, error)
-	// Update runs fn on a private copy of the tenant's current state. If fn
-	// succeeds, the copy becomes the tenant's state at the next revision,
-	// together with the change fn describes; if fn fails, nothing changes and
-	// its error is returned as is.
-	Update(ctx context.Context, w Write, fn Mutation) (*model.TenantState, error)
+	// Update runs fn on the tenant's current state, under the tenant's lock
+	// and a journal (model.TenantState.Begin), and returns the revision it
+	// wrote. If fn succeeds, the state becomes the tenant's state at the
+	// next revision, together with the change fn describes, and only the
+	// rows fn changed are written; if fn or the write fails, everything fn
+	// changed is undone and the error is returned as is. The state is the
+	// store's: fn and w.Applied must not keep it.
+	Update(ctx context.Context, w Write, fn Mutation) (int64, error)
 	// Changes lists a tenant's change log entries after revision `after`, oldest
 	// first, at most limit of them. A deleted tenant's change log stays
 	// readable.
@@ -78,8 +81,39 @@ type Store interface {
 	Close()
 }
 
-// Mutation changes a tenant's state and describes the change.
+// Mutation changes a tenant's state and describes the change. It changes
+// rows only through the state's methods (or model.SetRow), which record
+// them in the write's journal.
 type Mutation func(st *model.TenantState) (model.Change, error)
+
+// Journaled runs fn on st under a journal (model.TenantState.Begin) and
+// then commit with fn's change, what fn changed and the rows as they were
+// before it. The changes stay when commit succeeds, and are undone when
+// fn or commit fails or panics, or when fn changed rows behind the
+// journal's back (ErrUnjournaled).
+func Journaled(st *model.TenantState, fn Mutation, commit func(c model.Change, d model.Delta, before *model.TenantState) error) error {
+	st.Begin()
+	kept := false
+	defer func() {
+		if !kept {
+			st.Rollback()
+		}
+	}()
+	change, err := fn(st)
+	if err != nil {
+		return err
+	}
+	if st.Unjournaled() {
+		return ErrUnjournaled
+	}
+	d, before := st.Delta()
+	if err := commit(change, d, before); err != nil {
+		return err
+	}
+	kept = true
+	st.Commit()
+	return nil
+}
 
 // Write names who writes, where, and why.
 type Write struct {
@@ -92,6 +126,14 @@ type Write struct {
 	// Source, when set, says what a created tenant was made from (the
 	// document of an import); CreateTenant records it in the change log.
 	Source string
+	// Applied, when set, is called by Update once the write has committed,
+	// still under the tenant's lock, so calls come in revision order: st is
+	// the tenant's new state and d what the write changed (model.Delta).
+	// Its error is Update's, though the write stands. It must not keep st.
+	// A store that brings its state of the tenant up to date from other
+	// processes' writes first may call it for each of those as well, in
+	// revision order; the last call is the write's own.
+	Applied func(st *model.TenantState, d model.Delta) error
 }
 
 // Credential is what a caller authenticates with: an API key (a secret
@@ -143,6 +185,11 @@ type TenantInfo struct {
 
 // Deleted reports whether the tenant was deleted.
 func (t TenantInfo) Deleted() bool { return !t.DeletedAt.IsZero() }
+
+// ErrUnjournaled is returned by Update when the mutation added or removed
+// rows other than through the state's methods (model.SetRow), so that no
+// delta names them: a bug in the caller, refused rather than half written.
+var ErrUnjournaled = errors.New("the mutation changed rows outside the state's journal")
 
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("store closed")

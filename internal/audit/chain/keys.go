@@ -312,6 +312,7 @@ const (
 	ChainRegTag   = "crmauthz.chain-registration.v1"
 	TenantHeadTag = "crmauthz.tenant-head.v1"
 	AnchorTag     = "crmauthz.anchor.v1"
+	RowsTag       = "crmauthz.change-rows.v1"
 )
 
 // MAC returns HMAC-SHA-256 under k of a canonical encoding.
@@ -356,6 +357,19 @@ func TenantHead(tenant string, revision int64, hash []byte) []byte {
 	e.String(tenant)
 	e.Int(revision)
 	e.Raw(hash)
+	return e.Bytes()
+}
+
+// ChangeRows is the canonical content of the rows a tenant's write left
+// behind (store.Rows), which replicas apply instead of reading the tenant
+// again. Sealed, they cannot be edited in the database to make a replica
+// believe what the tables do not hold.
+func ChangeRows(tenant string, revision int64, rows []byte) []byte {
+	var e Encoder
+	e.Reset(RowsTag)
+	e.String(tenant)
+	e.Int(revision)
+	e.Raw(rows)
 	return e.Bytes()
 }
 

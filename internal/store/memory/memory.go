@@ -94,32 +94,40 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 }
 
 // Update implements store.Store.
-func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*model.TenantState, error) {
+func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (int64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, store.ErrClosed
+		return 0, store.ErrClosed
 	}
-	cur, ok := s.tenants[w.Tenant]
+	st, ok := s.tenants[w.Tenant]
 	if !ok {
-		return nil, model.TenantNotFound(w.Tenant)
+		return 0, model.TenantNotFound(w.Tenant)
 	}
-	next := cur.Clone()
-	change, err := fn(next)
+	var d model.Delta
+	err := store.Journaled(st, fn, func(change model.Change, delta model.Delta, _ *model.TenantState) error {
+		entry, err := s.entry(w, st.Revision+1, change)
+		if err != nil {
+			return err
+		}
+		d = delta
+		st.ID = w.Tenant
+		st.Revision++
+		s.changes[w.Tenant] = append(s.changes[w.Tenant], entry)
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	next.Revision = cur.Revision + 1
-	entry, err := s.entry(w, next.Revision, change)
-	if err != nil {
-		return nil, err
+	if w.Applied != nil {
+		if err := w.Applied(st, d); err != nil {
+			return st.Revision, err
+		}
 	}
-	s.tenants[w.Tenant] = next
-	s.changes[w.Tenant] = append(s.changes[w.Tenant], entry)
-	return next.Clone(), nil
+	return st.Revision, nil
 }
 
 // Changes implements store.Store.

@@ -20,3 +20,6 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
 		}
 	}
 }
+
+// Reads returns how many times a write read its tenant whole.
+func (s *Store) Reads() int64 { return s.reads.Load() }

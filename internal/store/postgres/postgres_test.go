@@ -139,13 +139,13 @@ func TestWriteFailures(t *testing.T) {
 	// checks, as a buggy caller could.
 	rawRole := func(r model.Role) store.Mutation {
 		return func(st *model.TenantState) (model.Change, error) {
-			st.Roles[r.ID] = r
+			model.SetRow(st, st.Roles, r.ID, &r)
 			return model.Change{Action: "role.create", Target: "role/x", After: r}, nil
 		}
 	}
 	rawGrant := func(g model.Grant) store.Mutation {
 		return func(st *model.TenantState) (model.Change, error) {
-			st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
+			model.SetRow(st, st.Grants, model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}, &g)
 			return model.Change{Action: "grant.create", Target: "grant/x", After: g}, nil
 		}
 	}
@@ -156,13 +156,13 @@ func TestWriteFailures(t *testing.T) {
 		}
 	}
 	rawDept := func(d model.Department) store.Mutation {
-		return raw("department.create", func(st *model.TenantState) { st.Departments[d.ID] = d })
+		return raw("department.create", func(st *model.TenantState) { model.SetRow(st, st.Departments, d.ID, &d) })
 	}
 	rawMember := func(m model.Membership) store.Mutation {
-		return raw("membership.create", func(st *model.TenantState) { st.Members[m.UserID] = m })
+		return raw("membership.create", func(st *model.TenantState) { model.SetRow(st, st.Members, m.UserID, &m) })
 	}
 	rawShare := func(sh model.RecordShare) store.Mutation {
-		return raw("record_share.create", func(st *model.TenantState) { st.RecordShares[sh.Key()] = sh })
+		return raw("record_share.create", func(st *model.TenantState) { model.SetRow(st, st.RecordShares, sh.Key(), &sh) })
 	}
 	const checkViolation, fkViolation = "23514", "23503"
 	tests := []struct {
@@ -206,11 +206,11 @@ func TestWriteFailures(t *testing.T) {
 			Module: "lead", RecordID: "L-1", Principal: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: "owner",
 		})), check: wantSQLState(checkViolation)},
 		{name: "rule of unknown principal kind", fn: constant(raw("sharing_rule.create", func(st *model.TenantState) {
-			st.SharingRules["r"] = model.SharingRule{ID: "r", Module: "lead", OwnedBy: model.Principal{Kind: "group", ID: "g"},
-				SharedWith: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: model.AccessRead}
+			model.SetRow(st, st.SharingRules, "r", &model.SharingRule{ID: "r", Module: "lead", OwnedBy: model.Principal{Kind: "group", ID: "g"},
+				SharedWith: model.Principal{Kind: model.PrincipalUser, ID: "alice"}, Access: model.AccessRead})
 		})), check: wantSQLState(checkViolation)},
 		{name: "deleting a department still referenced", fn: constant(raw("department.delete", func(st *model.TenantState) {
-			delete(st.Departments, "sales")
+			model.SetRow[string, model.Department](st, st.Departments, "sales", nil)
 		})), check: wantSQLState(fkViolation)},
 	}
 	for _, tt := range tests {
@@ -224,9 +224,9 @@ func TestWriteFailures(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			f := &failure{t: t, url: url, cancel: cancel}
-			st, err := s.Update(ctx, store.Write{Tenant: "acme", Actor: "admin", Reason: tt.reason}, tt.fn(f))
-			if st != nil {
-				t.Error("a failed Update returned a state")
+			rev, err := s.Update(ctx, store.Write{Tenant: "acme", Actor: "admin", Reason: tt.reason}, tt.fn(f))
+			if rev != 0 {
+				t.Errorf("a failed Update returned revision %d", rev)
 			}
 			tt.check(t, err)
 			storetest.AssertUnchanged(t, s, snap)

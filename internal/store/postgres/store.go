@@ -67,6 +67,8 @@ type Store struct {
 	now    func() time.Time
 	keys   *chain.Keyring
 	origin string
+	cache  tenantCache
+	reads  atomic.Int64 // tenants read whole by writes
 	closed atomic.Bool
 }
 
@@ -163,7 +165,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		if err := queueDiff(b, model.NewTenantState(next.ID, next.Name), next); err != nil {
 			return err
 		}
-		if err := s.queueChange(b, entry, link); err != nil {
+		if err := s.queueChange(b, entry, link, nil); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, next.ID)
@@ -186,51 +188,116 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 var errTenantTaken = errors.New("tenant id taken")
 
 // Update implements store.Store.
-func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (*model.TenantState, error) {
+//
+// The write locks the tenant's row and reads its revision. When this
+// process holds the tenant's state at that revision (a large tenant it
+// wrote or followed before, see cache), it needs nothing else; otherwise it
+// reads the tenant, after catching up from the change log when it is only
+// a few revisions behind. The mutation runs on that state under a journal,
+// and only the rows it changed are written, with the change-log entry, the
+// rows themselves (for replicas) and the revision.
+func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (int64, error) {
 	if s.closed.Load() {
-		return nil, store.ErrClosed
+		return 0, store.ErrClosed
 	}
-	var next *model.TenantState
 	// Read committed matters: a writer that waited for the tenant's lock must
 	// then read the state the previous writer committed.
-	err := inTx(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		cur, err := loadTenant(ctx, tx, w.Tenant, true)
-		if err != nil {
-			return err
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return 0, pgerr.Wrap(fmt.Errorf("begin transaction: %w", err))
+	}
+	// As in inTx: the rollback also runs when the mutation panics, and does
+	// nothing after the commit.
+	defer func() { _ = tx.Rollback(ctx) }()
+	var head tenantHead
+	err = tx.QueryRow(ctx, `SELECT t.revision, c.hash FROM tenants t
+		LEFT JOIN change_log c ON c.tenant_id = t.id AND c.revision = t.revision
+		WHERE t.id = $1 AND t.deleted_at IS NULL FOR UPDATE OF t`, w.Tenant).Scan(&head.revision, &head.hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, model.TenantNotFound(w.Tenant)
+	}
+	if err != nil {
+		return 0, pgerr.Wrap(fmt.Errorf("lock tenant %q: %w", w.Tenant, err))
+	}
+	// The tenant's row lock is held: no other writer, in this process or
+	// another, changes the tenant until the transaction ends.
+	c := s.cache.slot(w.Tenant)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := s.current(ctx, tx, c, head.revision, w.Applied)
+	if err != nil {
+		return 0, pgerr.Wrap(err)
+	}
+	rev, err := s.mutate(ctx, tx, w, st, head, fn)
+	if err != nil {
+		return rev, pgerr.Wrap(err)
+	}
+	return rev, nil
+}
+
+// tenantHead is a tenant's revision and that revision's change-log hash.
+type tenantHead struct {
+	revision int64
+	hash     []byte
+}
+
+// mutate runs fn on st under a journal, writes what it changed and
+// commits tx. On success st is the tenant's state at the returned revision
+// and w.Applied has seen it; on failure every change is undone.
+func (s *Store) mutate(ctx context.Context, tx pgx.Tx, w store.Write, st *model.TenantState, head tenantHead, fn store.Mutation) (int64, error) {
+	var d model.Delta
+	err := store.Journaled(st, fn, func(change model.Change, delta model.Delta, before *model.TenantState) error {
+		d = delta
+		st.ID, st.Revision = w.Tenant, head.revision+1
+		next := st
+		if d.Whole {
+			normalize(st)
+		} else {
+			normalizeRows(st, d)
+			next = st.Partial(d)
 		}
-		next = cur.Clone()
-		change, err := fn(next)
-		if err != nil {
-			return err
-		}
-		next.ID, next.Revision = cur.ID, cur.Revision+1
-		normalize(next)
 		if err := checkKeys(next); err != nil {
 			return err
 		}
-		entry, err := store.NewChangeEntry(w, next.Revision, s.clock(), change)
+		entry, err := store.NewChangeEntry(w, st.Revision, s.clock(), change)
 		if err != nil {
 			return err
 		}
-		link, err := s.linkNext(ctx, tx, cur, entry)
+		link, err := s.link(entry, head.hash)
+		if err != nil {
+			return err
+		}
+		rows, err := store.EncodeRows(st, d)
 		if err != nil {
 			return err
 		}
 		b := &pgx.Batch{}
-		if err := queueDiff(b, cur, next); err != nil {
+		if err := queueDiff(b, before, next); err != nil {
 			return err
 		}
 		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4, head_key = $5, head_mac = $6 WHERE id = $1",
-			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, link.key.ID, link.headMAC)
-		if err := s.queueChange(b, entry, link); err != nil {
+			st.ID, st.Name, st.Revision, st.Settings.ManagerDepth, link.key.ID, link.headMAC)
+		if err := s.queueChange(b, entry, link, rows); err != nil {
 			return err
 		}
-		return sendBatch(ctx, tx, b, next.ID)
+		if err := sendBatch(ctx, tx, b, st.ID); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit transaction: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, pgerr.Wrap(err)
+		return 0, err
 	}
-	return next, nil
+	s.cache.keep(w.Tenant, st)
+	if w.Applied != nil {
+		if err := w.Applied(st, d); err != nil {
+			return st.Revision, err
+		}
+	}
+	return st.Revision, nil
 }
 
 // Changes implements store.Store.
@@ -443,12 +510,18 @@ func (s *Store) linkNext(ctx context.Context, tx pgx.Tx, cur *model.TenantState,
 	return s.link(entry, prev)
 }
 
-// queueChange queues the change log entry and the notification of its
-// revision.
-func (s *Store) queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink) error {
-	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), link.hash, e.Credential, link.key.ID)
+// queueChange queues the change log entry, with the rows the write left
+// behind (nil for none) sealed under the entry's key, and the notification
+// of its revision.
+func (s *Store) queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink, rows []byte) error {
+	var rowsMAC []byte
+	if rows != nil {
+		rowsMAC = link.key.MAC(chain.ChangeRows(e.Tenant, e.Revision, rows))
+	}
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id, rows, rows_mac)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), link.hash, e.Credential, link.key.ID,
+		jsonText(rows), rowsMAC)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision, Origin: s.origin})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)
@@ -473,6 +546,23 @@ func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, tenant string) erro
 		return fmt.Errorf("write tenant %q: %w", tenant, err)
 	}
 	return nil
+}
+
+// normalizeRows rounds the times of the grants and record shares d names
+// down to what the database keeps.
+func normalizeRows(st *model.TenantState, d model.Delta) {
+	for _, k := range d.Grants {
+		if g, ok := st.Grants[k]; ok {
+			g.ExpiresAt, g.GrantedAt = dbTime(g.ExpiresAt), dbTime(g.GrantedAt)
+			st.Grants[k] = g
+		}
+	}
+	for _, k := range d.RecordShares {
+		if sh, ok := st.RecordShares[k]; ok {
+			sh.ExpiresAt, sh.SharedAt = dbTime(sh.ExpiresAt), dbTime(sh.SharedAt)
+			st.RecordShares[k] = sh
+		}
+	}
 }
 
 // normalize rounds the grant and record share times of st down to what the

@@ -93,7 +93,7 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 		}
 		b.Queue("UPDATE tenants SET revision = $2, deleted_at = $3, head_key = $4, head_mac = $5 WHERE id = $1",
 			cur.ID, rev, entry.Time, link.key.ID, link.headMAC)
-		if err := s.queueChange(b, entry, link); err != nil {
+		if err := s.queueChange(b, entry, link, nil); err != nil {
 			return err
 		}
 		return sendBatch(ctx, tx, b, cur.ID)
@@ -101,6 +101,7 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 	if err != nil {
 		return 0, pgerr.Wrap(err)
 	}
+	s.cache.forget(w.Tenant)
 	return rev, nil
 }
 

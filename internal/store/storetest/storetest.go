@@ -404,9 +404,13 @@ func testUpdate(t *testing.T, s store.Store) {
 			}
 			want.Revision = cur.Revision + 1
 
-			w := store.Write{Tenant: "acme", Actor: "admin", Reason: "step " + tt.name}
+			var got *model.TenantState
+			w := store.Write{Tenant: "acme", Actor: "admin", Reason: "step " + tt.name, Applied: func(st *model.TenantState, _ model.Delta) error {
+				got = st.Clone()
+				return nil
+			}}
 			before := time.Now()
-			got, err := s.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
+			rev, err := s.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
 				if st.Revision != cur.Revision {
 					t.Errorf("mutation saw revision %d, want %d", st.Revision, cur.Revision)
 				}
@@ -415,7 +419,10 @@ func testUpdate(t *testing.T, s store.Store) {
 			if err != nil {
 				t.Fatalf("Update: %v", err)
 			}
-			assertState(t, "Update result", got, want)
+			if rev != want.Revision {
+				t.Errorf("Update returned revision %d, want %d", rev, want.Revision)
+			}
+			assertState(t, "state Applied saw", got, want)
 			assertState(t, "Tenant after Update", mustTenant(t, s, "acme"), want)
 
 			changes, err := s.Changes(ctx, "acme", cur.Revision, 100)
@@ -495,9 +502,12 @@ func testFailingMutation(t *testing.T, s store.Store) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			snap := Snapshot(t, s, "acme")
-			st, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin"}, tt.fn)
-			if st != nil {
-				t.Errorf("Update returned a state with its error")
+			rev, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin", Applied: func(*model.TenantState, model.Delta) error {
+				t.Error("a failed Update called Applied")
+				return nil
+			}}, tt.fn)
+			if rev != 0 {
+				t.Errorf("Update returned revision %d with its error", rev)
 			}
 			tt.check(t, err)
 			AssertUnchanged(t, s, snap)

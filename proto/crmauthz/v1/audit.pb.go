@@ -2686,8 +2686,11 @@ type ReplicaStatus struct {
 	Lag *durationpb.Duration `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
 	// The last attempt to connect again could not reach the database at all.
 	DatabaseUnreachable bool `protobuf:"varint,9,opt,name=database_unreachable,json=databaseUnreachable,proto3" json:"database_unreachable,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Of applied, the changes applied as deltas: from the rows a change-log entry carries, to the
+	// state the replica keeps of a large tenant, without reading the tenant again.
+	AppliedAsDeltas int64 `protobuf:"varint,10,opt,name=applied_as_deltas,json=appliedAsDeltas,proto3" json:"applied_as_deltas,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
@@ -2781,6 +2784,13 @@ func (x *ReplicaStatus) GetDatabaseUnreachable() bool {
 		return x.DatabaseUnreachable
 	}
 	return false
+}
+
+func (x *ReplicaStatus) GetAppliedAsDeltas() int64 {
+	if x != nil {
+		return x.AppliedAsDeltas
+	}
+	return 0
 }
 
 // ListSecurityEventsRequest filters and pages the security log.
@@ -3321,7 +3331,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x14spool_capacity_bytes\x18\x16 \x01(\x03R\x12spoolCapacityBytes\x12!\n" +
 	"\fspool_errors\x18\x17 \x01(\x03R\vspoolErrors\x12\x1a\n" +
 	"\bdegraded\x18\x18 \x01(\bR\bdegraded\x12?\n" +
-	"\rdegraded_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fdegradedTime\"\xbc\x03\n" +
+	"\rdegraded_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\fdegradedTime\"\xe8\x03\n" +
 	"\rReplicaStatus\x12\x1c\n" +
 	"\tfollowing\x18\x01 \x01(\bR\tfollowing\x12A\n" +
 	"\x0econnected_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\rconnectedTime\x12G\n" +
@@ -3333,7 +3343,9 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x0etenants_behind\x18\x06 \x01(\x05R\rtenantsBehind\x12\x18\n" +
 	"\aapplied\x18\a \x01(\x03R\aapplied\x12+\n" +
 	"\x03lag\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03lag\x121\n" +
-	"\x14database_unreachable\x18\t \x01(\bR\x13databaseUnreachable\"\x9d\x02\n" +
+	"\x14database_unreachable\x18\t \x01(\bR\x13databaseUnreachable\x12*\n" +
+	"\x11applied_as_deltas\x18\n" +
+	" \x01(\x03R\x0fappliedAsDeltas\"\x9d\x02\n" +
 	"\x19ListSecurityEventsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x129\n" +
