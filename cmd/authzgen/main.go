@@ -1,7 +1,7 @@
 // Command authzgen fills a PostgreSQL database with generated tenants of a
 // realistic CRM shape (internal/datagen) for benchmarks and load tests:
 //
-//	authzgen --database-url URL --tenants N [--size small|medium|large]
+//	authzgen --database-url URL --tenants N [--size small|medium|large|limits]
 //	         [--users U] [--roles R] [--departments D] [--grants-per-user G]
 //	         [--sharing-rules S] [--shares S] [--seed S] [--prefix gen]
 //
@@ -47,8 +47,10 @@ Creates N generated tenants <prefix>-0001 ... in a migrated PostgreSQL
 database (authzd migrate), through the store's write path, and skips those
 that exist already, so a rerun resumes. --size picks a preset (small: 15
 users; medium: 1,000 users, 40 roles, 100 departments; large: 50,000 users,
-200 roles, 2,000 departments, 75,000 grants, 20,000 record shares); the
-other size flags override it. The same --seed gives the same tenants (their
+200 roles, 2,000 departments, 75,000 grants, 20,000 record shares; limits:
+the largest tenant the service accepts, 100,000 users, 500 roles, 10,000
+departments, 200,000 grants, 100,000 record shares); the other size flags
+override it. The same --seed gives the same tenants (their
 times follow the clock of the run).
 
 `
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var c config
 	fs.StringVar(&c.url, "database-url", getenv("AUTHZ_DATABASE_URL"), "PostgreSQL URL (env AUTHZ_DATABASE_URL)")
 	fs.IntVar(&c.tenants, "tenants", 1, "how many tenants")
-	fs.StringVar(&c.size, "size", "small", "preset size: small, medium or large")
+	fs.StringVar(&c.size, "size", "small", "preset size: small, medium, large or limits")
 	fs.StringVar(&c.prefix, "prefix", "gen", "tenant ids are <prefix>-0001, <prefix>-0002, ...")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generator: the same seed gives the same tenants")
 	fs.IntVar(&c.workers, "workers", runtime.NumCPU(), "tenants generated and stored at once; one per CPU by default")

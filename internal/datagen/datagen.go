@@ -97,7 +97,21 @@ func Large() Options {
 	}
 }
 
-// Preset returns the options of a preset by name: small, medium or large.
+// Limits returns the options of the largest tenant the service accepts
+// (model.MaxTenantUsers and the other limits): 100,000 users, 500 roles
+// (with the six templates), 10,000 departments, 200,000 grants, 1,000
+// sharing rules and 100,000 record shares.
+func Limits() Options {
+	return Options{
+		Users: model.MaxTenantUsers, Roles: model.MaxTenantRoles - 6, Departments: model.MaxTenantDepartments,
+		GrantsPerUser: float64(model.MaxTenantGrants) / model.MaxTenantUsers, SharingRules: model.MaxTenantSharingRules,
+		Shares: model.MaxTenantRecordShares, ExpiringFraction: 0.1, InactiveFraction: 0.03, OtherDepartmentsFraction: 0.1,
+		ManagerDepth: model.DefaultManagerDepth,
+	}
+}
+
+// Preset returns the options of a preset by name: small, medium, large or
+// limits.
 func Preset(name string) (Options, error) {
 	switch name {
 	case "small":
@@ -106,8 +120,10 @@ func Preset(name string) (Options, error) {
 		return Medium(), nil
 	case "large":
 		return Large(), nil
+	case "limits":
+		return Limits(), nil
 	}
-	return Options{}, fmt.Errorf("unknown size %q: small, medium or large", name)
+	return Options{}, fmt.Errorf("unknown size %q: small, medium, large or limits", name)
 }
 
 // Grants returns the number of grants a tenant of these options holds.

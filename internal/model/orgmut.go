@@ -316,6 +316,9 @@ func (s *TenantState) CreateDepartment(d Department) (Change, error) {
 			return Change{}, err
 		}
 	}
+	if err := s.room("departments", len(s.Departments), MaxTenantDepartments); err != nil {
+		return Change{}, err
+	}
 	s.touchDepartment(d.ID)
 	s.Departments[d.ID] = d
 	return Change{Action: "department.create", Target: "department/" + d.ID, After: d}, nil
@@ -488,6 +491,9 @@ func (s *TenantState) CreateSharingRule(r SharingRule) (Change, error) {
 	if err := s.checkPrincipal("rule.shared_with", r.SharedWith); err != nil {
 		return Change{}, err
 	}
+	if err := s.room("sharing rules", len(s.SharingRules), MaxTenantSharingRules); err != nil {
+		return Change{}, err
+	}
 	s.touchSharingRule(r.ID)
 	s.SharingRules[r.ID] = r
 	return Change{Action: "sharing_rule.create", Target: "sharing_rule/" + r.ID, After: r}, nil
@@ -530,6 +536,8 @@ func (s *TenantState) ShareRecord(sh RecordShare, now time.Time) (Change, error)
 	c := Change{Action: "record_share.create", Target: shareTarget(k), After: sh}
 	if before, ok := s.RecordShares[k]; ok {
 		c.Action, c.Before = "record_share.update", before
+	} else if err := s.room("record shares", len(s.RecordShares), MaxTenantRecordShares); err != nil {
+		return Change{}, err
 	}
 	s.touchRecordShare(k)
 	s.RecordShares[k] = sh

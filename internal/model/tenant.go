@@ -104,8 +104,8 @@ func (s *TenantState) CreateRole(r Role) (Change, error) {
 	if _, ok := s.Roles[r.ID]; ok {
 		return Change{}, &ConflictError{Reason: ReasonRoleExists, Message: fmt.Sprintf("role %q already exists in tenant %q", r.ID, s.ID), Exists: true}
 	}
-	if len(s.Roles) >= MaxRoles {
-		return Change{}, &ConflictError{Reason: ReasonTooMany, Message: fmt.Sprintf("tenant %q already holds %d roles, the most it may", s.ID, len(s.Roles))}
+	if err := s.room("roles", len(s.Roles), MaxTenantRoles); err != nil {
+		return Change{}, err
 	}
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
@@ -174,6 +174,8 @@ func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
 	c := Change{Action: "grant.create", Target: "grant/" + g.UserID + "/" + g.RoleID, After: g}
 	if before, ok := s.Grants[k]; ok {
 		c.Action, c.Before = "grant.update", before
+	} else if err := s.room("grants", len(s.Grants), MaxTenantGrants); err != nil {
+		return Change{}, err
 	}
 	s.touchGrant(k)
 	s.Grants[k] = g

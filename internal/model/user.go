@@ -79,6 +79,8 @@ func (s *TenantState) UpsertUser(u User) (Change, error) {
 	c := Change{Action: "user.create", Target: "user/" + u.ID, After: u}
 	if before, ok := s.Users[u.ID]; ok {
 		c.Action, c.Before = "user.update", before
+	} else if err := s.room("users", len(s.Users), MaxTenantUsers); err != nil {
+		return Change{}, err
 	}
 	s.touchUser(u.ID)
 	s.Users[u.ID] = u

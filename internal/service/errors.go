@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,11 @@ const ErrorDomain = "crmauthz.dev"
 // its connection to it.
 const ReasonDatabaseUnavailable = "DATABASE_UNAVAILABLE"
 
+// ReasonTenantLimit is the reason of a RESOURCE_EXHAUSTED answer to a write
+// that would take a tenant beyond one of its limits (model.LimitError);
+// its metadata names the limit and its value.
+const ReasonTenantLimit = "TENANT_LIMIT"
+
 // ToStatus maps an error from a handler to the gRPC status sent to the
 // caller. Domain errors become canonical codes with a google.rpc.ErrorInfo
 // reason (and for bad input a google.rpc.BadRequest naming the field);
@@ -36,6 +42,7 @@ func ToStatus(err error) (st *status.Status, internal bool) {
 		inv      *model.InvalidError
 		notFound *model.NotFoundError
 		conflict *model.ConflictError
+		limit    *model.LimitError
 		denied   *auth.DeniedError
 		unauth   *auth.UnauthenticatedError
 	)
@@ -53,6 +60,9 @@ func ToStatus(err error) (st *status.Status, internal bool) {
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: inv.Field, Description: inv.Message, Reason: inv.Reason}}}), false
 	case errors.As(err, &notFound):
 		return withDetails(codes.NotFound, notFound.Error(), notFound.Reason, nil), false
+	case errors.As(err, &limit):
+		return withDetails(codes.ResourceExhausted, limit.Error(), ReasonTenantLimit,
+			map[string]string{"limit": limit.What, "max": strconv.Itoa(limit.Max)}), false
 	case errors.As(err, &conflict):
 		code := codes.FailedPrecondition
 		if conflict.Exists {

@@ -62,7 +62,10 @@ const (
 // credential, and returns the tenant's new policy revision; the next check on this replica
 // decides at that revision. Bad input is INVALID_ARGUMENT; an unknown tenant or target is
 // NOT_FOUND; creating what exists is ALREADY_EXISTS; a write the tenant's state forbids (a
-// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION.
+// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION; a
+// write or import that would take the tenant beyond one of its limits (100,000 users, 500
+// roles, 200,000 grants, 10,000 departments, 1,000 sharing rules, 100,000 record shares) is
+// RESOURCE_EXHAUSTED, TENANT_LIMIT, with the limit and its value in the error's metadata.
 //
 // Who acts: a credential bound to a user acts as that user (a different actor_id is
 // PERMISSION_DENIED, ACTOR_MISMATCH); a service credential (admin scope, no bound user) must
@@ -532,7 +535,10 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // credential, and returns the tenant's new policy revision; the next check on this replica
 // decides at that revision. Bad input is INVALID_ARGUMENT; an unknown tenant or target is
 // NOT_FOUND; creating what exists is ALREADY_EXISTS; a write the tenant's state forbids (a
-// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION.
+// role in use, a cycle, removing the last holder of admin.super) is FAILED_PRECONDITION; a
+// write or import that would take the tenant beyond one of its limits (100,000 users, 500
+// roles, 200,000 grants, 10,000 departments, 1,000 sharing rules, 100,000 record shares) is
+// RESOURCE_EXHAUSTED, TENANT_LIMIT, with the limit and its value in the error's metadata.
 //
 // Who acts: a credential bound to a user acts as that user (a different actor_id is
 // PERMISSION_DENIED, ACTOR_MISMATCH); a service credential (admin scope, no bound user) must
