@@ -63,8 +63,8 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	}
 	fmt.Fprintf(w, "replica:         %s; lag %s, %d tenants behind, last in sync %s\n", state, r.GetLag().AsDuration(),
 		r.GetTenantsBehind(), timeText(r.GetLastSyncTime()))
-	fmt.Fprintf(w, "listener:        connected %s, %d reconnects, %d tenant states applied\n", timeText(r.GetConnectedTime()),
-		r.GetReconnects(), r.GetApplied())
+	fmt.Fprintf(w, "listener:        connected %s, %d reconnects, %d tenant states applied (%d as deltas)\n", timeText(r.GetConnectedTime()),
+		r.GetReconnects(), r.GetApplied(), r.GetAppliedAsDeltas())
 	return nil
 }
 

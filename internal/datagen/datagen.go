@@ -99,12 +99,13 @@ func Large() Options {
 
 // Limits returns the options of the largest tenant the service accepts
 // (model.MaxTenantUsers and the other limits): 100,000 users, 500 roles
-// (with the six templates), 10,000 departments, 200,000 grants, 1,000
-// sharing rules and 100,000 record shares.
+// (with the six templates), 10,000 departments, 199,000 grants (1,000
+// short of the limit, so that benchmarks can grant), 1,000 sharing rules
+// and 100,000 record shares.
 func Limits() Options {
 	return Options{
 		Users: model.MaxTenantUsers, Roles: model.MaxTenantRoles - 6, Departments: model.MaxTenantDepartments,
-		GrantsPerUser: float64(model.MaxTenantGrants) / model.MaxTenantUsers, SharingRules: model.MaxTenantSharingRules,
+		GrantsPerUser: float64(model.MaxTenantGrants-1000) / model.MaxTenantUsers, SharingRules: model.MaxTenantSharingRules,
 		Shares: model.MaxTenantRecordShares, ExpiringFraction: 0.1, InactiveFraction: 0.03, OtherDepartmentsFraction: 0.1,
 		ManagerDepth: model.DefaultManagerDepth,
 	}

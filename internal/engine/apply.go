@@ -66,6 +66,7 @@ func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *
 			changes[u] = gs
 		}
 		ix.users = cur.users.patch(space.seed, changes)
+		ix.ownBlock = false
 	}
 	ix.org = cur.org.patch(st, d, &ix)
 	return &ix

@@ -107,6 +107,7 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 		if err != nil {
 			return err
 		}
+		ix.inOwnBlock()
 		built[i] = ix
 	}
 	block := e.publish(built)
@@ -130,7 +131,9 @@ func (e *Engine) publish(built []*index) (block []byte) {
 			continue
 		}
 		next[ix.tenant] = ix
-		e.loose += ix.hotBytes()
+		if ix.packable() {
+			e.loose += ix.hotBytes()
+		}
 	}
 	if e.loose > e.packed/4 {
 		next, block = pack(next)

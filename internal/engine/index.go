@@ -147,6 +147,9 @@ type index struct {
 	// the user table, so every decision for them denies; explanations
 	// say why.
 	inactive map[string]bool
+	// ownBlock reports that the user slots of a tenant too large to pack
+	// lie in a block of their own (pack.go).
+	ownBlock bool
 }
 
 // The bitsets of a role.

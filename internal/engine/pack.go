@@ -13,6 +13,13 @@ import "unsafe"
 // loose tables exceed a quarter of the packed ones, the engine packs every
 // tenant again, so a long-running engine stays packed and packing costs a
 // write a constant amount of copying, amortised.
+//
+// A large tenant's user slots get a block of their own instead (from
+// maxPacked on), aligned and advised like the shared one when it reaches a
+// large page, when the tenant is loaded: they fill their own pages anyway,
+// and repacking every tenant after each write to a 100,000-user tenant
+// doubled what such a write copies and left the collector more to do. A
+// write to it leaves its patched table in ordinary memory.
 
 // slotSize is the size of a userSlot; the block holds slots at multiples of
 // it.
@@ -21,6 +28,12 @@ const slotSize = int(unsafe.Sizeof(userSlot{}))
 // hugePage is the size of a large memory page on the platforms that have
 // one.
 const hugePage = 2 << 20
+
+// maxPacked is the size from which a tenant's tables are not packed.
+const maxPacked = 256 << 10
+
+// packable reports whether ix's tables go into the shared block.
+func (ix *index) packable() bool { return ix.hotBytes() < maxPacked }
 
 // hotBytes is the size of ix's tables in a block: its slots, then its masks
 // padded to a slot's size.
@@ -36,12 +49,18 @@ func roundUp(n, to int) int { return (n + to - 1) / to * to }
 func pack(indexes map[string]*index) (map[string]*index, []byte) {
 	size := 0
 	for _, ix := range indexes {
-		size += ix.hotBytes()
+		if ix.packable() {
+			size += ix.hotBytes()
+		}
 	}
 	whole := newBlock(size)
 	block := whole
 	out := make(map[string]*index, len(indexes))
 	for id, ix := range indexes {
+		if !ix.packable() {
+			out[id] = ix
+			continue
+		}
 		c := *ix
 		n := len(ix.users.slots) * slotSize
 		c.users.slots = slotsIn(block[:n:n])
@@ -84,4 +103,15 @@ func slotsIn(b []byte) []userSlot {
 		return nil
 	}
 	return unsafe.Slice((*userSlot)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/slotSize) //nolint:gosec // audited above
+}
+
+// inOwnBlock moves the user slots of an index too large to pack into a
+// block of their own (see above); ix is not yet published.
+func (ix *index) inOwnBlock() {
+	if ix.packable() {
+		return
+	}
+	slots := slotsIn(newBlock(len(ix.users.slots) * slotSize))
+	copy(slots, ix.users.slots)
+	ix.users.slots, ix.ownBlock = slots, true
 }
