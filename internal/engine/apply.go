@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -21,11 +22,15 @@ import (
 //   - departments and sharing rules: their (small) maps, rebuilt;
 //   - settings: the manager depth.
 //
+//   - a role's permissions or inheritance: that role's and its
+//     inheritors' bitsets, mask bits, closures and scopes, from a Casbin
+//     enforcer of those roles alone (and the holders when a closure
+//     changed).
+//
 // Parts left alone are shared with the previous index, which stays valid
-// for the readers still holding it. A change to roles renumbers the role
-// masks, bitsets and scopes every other part refers to, so it rebuilds the
-// index; so does a state that replaced everything (a restore) or a revision
-// gap. TestApplyMatchesRebuild holds the patched index equal to a rebuilt
+// for the readers still holding it. Creating or deleting a role renumbers
+// the roles every other part refers to, so it rebuilds the index; so does
+// a state that replaced everything (a restore) or a revision gap. TestApplyMatchesRebuild holds the patched index equal to a rebuilt
 // one, and so to plain Casbin, over thousands of random writes.
 
 // Apply makes st the tenant's current state, where d says what changed
@@ -34,11 +39,125 @@ import (
 // st.
 func (e *Engine) Apply(st *model.TenantState, d model.Delta) error {
 	cur, ok := (*e.tenants.Load())[st.ID]
-	if !ok || cur.revision != st.Revision-1 || d.Whole || len(d.Roles) > 0 {
+	if !ok || cur.revision != st.Revision-1 || d.Whole {
 		return e.Load(st)
+	}
+	if len(d.Roles) > 0 {
+		next, err := e.patchRoles(cur, st, d.Roles)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			return e.Load(st)
+		}
+		cur = next
 	}
 	e.publish([]*index{patch(e.space, cur, st, d)})
 	return nil
+}
+
+// patchRoles returns a copy of cur in which the roles a write changed, and
+// the roles inheriting them, carry what they carry in st: their bitsets,
+// their bits in the role masks, their inheritance closures and scopes,
+// read from a Casbin enforcer of those roles and what they inherit alone;
+// and the roles' holders, when a closure changed. It returns nil when the
+// write created or deleted a role, which renumbers the roles every part of
+// the index refers to.
+func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string) (*index, error) {
+	number := cur.org.roleNum
+	if len(st.Roles) != len(cur.roles) {
+		return nil, nil
+	}
+	for _, id := range changed {
+		if _, ok := st.Roles[id]; !ok {
+			return nil, nil
+		}
+		if _, ok := number[id]; !ok {
+			return nil, nil
+		}
+	}
+	// The roles whose implicit permissions may change: those whose closure
+	// held a changed role before the write or holds one after it.
+	reaches := func(closure []model.Role) bool {
+		return slices.ContainsFunc(closure, func(r model.Role) bool { return slices.Contains(changed, r.ID) })
+	}
+	var affected []int32
+	needed := map[string]model.Role{}
+	for i, r := range cur.roles {
+		after := st.RoleClosure(r.id)
+		before := slices.ContainsFunc(r.closure, func(c int32) bool { return slices.Contains(changed, cur.roles[c].id) })
+		if !before && !reaches(after) {
+			continue
+		}
+		affected = append(affected, int32(i))
+		for _, c := range after {
+			needed[c.ID] = c
+		}
+	}
+	sub, _, err := newEnforcer(e.cat, e.modelText, &model.TenantState{ID: st.ID, Roles: needed})
+	if err != nil {
+		return nil, err
+	}
+	ix := *cur
+	ix.bits, ix.own = slices.Clone(cur.bits), slices.Clone(cur.own)
+	ix.masks.b = slices.Clone(cur.masks.b)
+	ix.roles = slices.Clone(cur.roles)
+	org := *cur.org
+	org.scopes = slices.Clone(cur.org.scopes)
+	ix.org = &org
+	closureChanged := false
+	for _, role := range affected {
+		ix.clearRole(role)
+		id := cur.roles[role].id
+		lines, err := sub.GetImplicitPermissionsForUser(rolePrefix+id, st.ID)
+		if err != nil {
+			return nil, fmt.Errorf("permissions of role %q: %w", id, err)
+		}
+		for _, l := range lines {
+			if err := ix.setLine(e.space, role, l, false); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range roleLines(e.cat, st.ID, st.Roles[id]) {
+			if err := ix.setLine(e.space, role, l, true); err != nil {
+				return nil, err
+			}
+		}
+		inherited, err := sub.GetImplicitRolesForUser(rolePrefix+id, st.ID)
+		if err != nil {
+			return nil, fmt.Errorf("roles of role %q: %w", id, err)
+		}
+		closure := []int32{role}
+		for _, name := range inherited {
+			closure = append(closure, number[strings.TrimPrefix(name, rolePrefix)])
+		}
+		closureChanged = closureChanged || !slices.Equal(closure, cur.roles[role].closure)
+		ix.roles[role].closure = closure
+	}
+	for _, role := range affected {
+		org.scopes[role] = scopeOf(e.space, st, ix.roles, role)
+	}
+	if closureChanged {
+		org.holders = holdersOf(st, ix.roles, number)
+	}
+	return &ix, nil
+}
+
+// clearRole clears every bit of role: its bitsets and its place in the
+// role masks.
+func (ix *index) clearRole(role int32) {
+	for w := range ix.words {
+		for _, set := range []int{setAllow, setDeny, setOwnAllow, setOwnDeny} {
+			arr, i := ix.word(role, set, w)
+			arr[i] = 0
+		}
+	}
+	if ix.masks.width == 0 {
+		return
+	}
+	for id := range int32(len(ix.masks.b) / (2 * ix.masks.width)) {
+		ix.masks.remove(role, id)
+	}
 }
 
 // patch returns a copy of cur with the parts d reaches rebuilt from st.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crmauthz/crmauthz/internal/bundle"
+	"github.com/crmauthz/crmauthz/internal/datagen"
 	"github.com/crmauthz/crmauthz/internal/model"
 )
 
@@ -38,7 +39,7 @@ func (g *orgGen) access() model.Access {
 // the index), and may be refused by the model, which then changes nothing.
 func (g *orgGen) write(st *model.TenantState, users int) {
 	modules := []string{"account", "lead"}
-	switch g.pick(14) {
+	switch g.pick(17) {
 	case 0:
 		if g.pick(4) == 0 {
 			g.gen.write(st, users) // roles, grants, status
@@ -104,6 +105,22 @@ func (g *orgGen) write(st *model.TenantState, users int) {
 		}
 	case 13:
 		mustChange(st.SetManagerDepth(g.pick(4)))
+	case 14, 15, 16:
+		// A role's permissions, or what it inherits (refused when that
+		// would close a cycle or go too deep).
+		roles := st.SortedRoles()
+		r := roles[g.pick(len(roles))]
+		if g.pick(2) == 0 {
+			r.Permissions = g.permissions()
+		} else {
+			r.Inherits = nil
+			for range g.pick(3) {
+				if p := roles[g.pick(len(roles))].ID; p != r.ID && !slices.Contains(r.Inherits, p) {
+					r.Inherits = append(r.Inherits, p)
+				}
+			}
+		}
+		_, _ = st.ReplaceRole(r)
 	}
 }
 
@@ -151,7 +168,7 @@ func TestApplyMatchesRebuild(t *testing.T) {
 				if d.Empty() {
 					d = model.Delta{}
 				}
-				if cur, _ := inc.index("t"); !d.Whole && len(d.Roles) == 0 && cur.revision == st.Revision-1 {
+				if cur, _ := inc.index("t"); !d.Whole && len(cur.roles) == len(st.Roles) && cur.revision == st.Revision-1 {
 					patched++
 				}
 				if err := inc.Apply(st, d); err != nil {
@@ -227,4 +244,68 @@ func compareEngines(t *testing.T, g *orgGen, b *bundle.Bundle, inc *Engine, st *
 			t.Fatalf("revision %d: %s effective: patched %+v, rebuilt %+v", st.Revision, user, ge, we)
 		}
 	}
+}
+
+// BenchmarkApply applies one write to the 50,000-user tenant of
+// datagen's large preset as the store hands it over: a grant or revoke
+// (a delta), and a change to a role's permissions (which rebuilds the
+// tenant's index), against building the index whole:
+//
+//	go test -run '^$' -bench Apply ./internal/engine/
+func BenchmarkApply(b *testing.B) {
+	bun, err := bundle.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	st, err := datagen.Tenant("large", bun, datagen.Large(), 1, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st.Revision = 1
+	eng, err := New(bun.Catalog, bun.ModelText)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := eng.Load(st); err != nil {
+		b.Fatal(err)
+	}
+	users := st.SortedUsers()
+	write := func(b *testing.B, fn func(i int) (model.Change, error)) {
+		for i := range b.N {
+			st.Begin()
+			if _, err := fn(i); err != nil {
+				b.Fatal(err)
+			}
+			d, _ := st.Delta()
+			st.Commit()
+			st.Revision++
+			if err := eng.Apply(st, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("grant", func(b *testing.B) {
+		write(b, func(i int) (model.Change, error) {
+			u := users[i%len(users)].ID
+			if _, ok := st.Grants[model.GrantKey{UserID: u, RoleID: "sales_rep"}]; ok {
+				return st.RevokeRole(u, "sales_rep")
+			}
+			return st.GrantRole(model.Grant{UserID: u, RoleID: "sales_rep"}, now)
+		})
+	})
+	b.Run("role", func(b *testing.B) {
+		write(b, func(i int) (model.Change, error) {
+			r := st.Roles["sales_rep"]
+			r.Description = fmt.Sprint("edit ", i)
+			return st.ReplaceRole(r)
+		})
+	})
+	b.Run("rebuild", func(b *testing.B) {
+		for range b.N {
+			if _, err := buildIndex(eng.space, eng.cat, eng.modelText, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -238,6 +240,15 @@ func (m *roleMasks) add(role int32, set int, id int32) {
 	m.b[i] |= 1 << (bit % 8)
 }
 
+// remove takes role out of both masks of id.
+func (m *roleMasks) remove(role int32, id int32) {
+	bit := int(role)
+	for set := range 2 {
+		i := int(id)*2*m.width + set*m.width + bit/8
+		m.b[i] &^= 1 << (bit % 8)
+	}
+}
+
 // someRoleAllows reports whether some role of the tenant allows every id.
 // When none does, no user can hold them, and the user need not be looked
 // up.
@@ -309,29 +320,11 @@ func (ix *index) holder(role int32, set int, id int32) string {
 // buildIndex loads the tenant's roles into a Casbin enforcer of the tenant
 // alone and reads each role's implicit permissions and roles back from it.
 func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *model.TenantState) (*index, error) {
-	m, err := casbinmodel.NewModelFromString(modelText)
+	e, pol, err := newEnforcer(cat, modelText, st)
 	if err != nil {
-		return nil, fmt.Errorf("parse casbin model: %w", err)
+		return nil, err
 	}
-	e, err := casbin.NewEnforcer(m)
-	if err != nil {
-		return nil, fmt.Errorf("new enforcer: %w", err)
-	}
-	// Grants carry expiry, which plain g lines cannot; the index applies
-	// it itself, so only role lines and role inheritance go to Casbin.
 	roles := st.SortedRoles()
-	pol := CompilePolicy(cat, &model.TenantState{ID: st.ID, Roles: st.Roles}, time.Time{})
-	if err := e.GetModel().AddPolicies("p", "p", pol.P); err != nil {
-		return nil, fmt.Errorf("load policy of tenant %q: %w", st.ID, err)
-	}
-	if len(pol.G) > 0 {
-		if err := e.GetModel().AddPolicies("g", "g", pol.G); err != nil {
-			return nil, fmt.Errorf("load role links of tenant %q: %w", st.ID, err)
-		}
-	}
-	if err := e.BuildRoleLinks(); err != nil {
-		return nil, fmt.Errorf("build role links of tenant %q: %w", st.ID, err)
-	}
 	ix := &index{
 		tenant:   st.ID,
 		revision: st.Revision,
@@ -346,28 +339,7 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		number[r.ID] = int32(i)
 		ix.roles[i].id = r.ID
 	}
-	setLine := func(role int32, l []string, own bool) error {
-		k, err := parseKey(l[2], l[3])
-		if err != nil {
-			return fmt.Errorf("role %q: %w", ix.roles[role].id, err)
-		}
-		id, ok := space.ids[k]
-		if !ok {
-			return fmt.Errorf("role %q: permission %s %s is not in the catalog", ix.roles[role].id, l[2], l[3])
-		}
-		set := setAllow
-		if l[4] == effDeny {
-			set = setDeny
-		}
-		if own {
-			set += setOwnAllow
-		}
-		ix.set(role, set, id)
-		if !own && ix.masks.width != 0 {
-			ix.masks.add(role, set, id)
-		}
-		return nil
-	}
+	setLine := func(role int32, l []string, own bool) error { return ix.setLine(space, role, l, own) }
 	for _, l := range pol.P {
 		if err := setLine(number[strings.TrimPrefix(l[0], rolePrefix)], l, true); err != nil {
 			return nil, err
@@ -404,7 +376,10 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 			ix.inactive[id] = true
 		}
 	}
-	for _, g := range st.SortedGrants() {
+	// Grants in map order: the table does not care in which order users
+	// arrive, and each user's grants are put in role order below; sorting
+	// every grant of a large tenant cost more than the rest of the table.
+	for _, g := range st.Grants {
 		if ix.inactive[g.UserID] {
 			continue
 		}
@@ -424,9 +399,69 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		}
 		byUser[g.UserID] = append(byUser[g.UserID], ug)
 	}
+	for _, gs := range byUser {
+		if len(gs) > 1 {
+			slices.SortFunc(gs, func(a, b userGrant) int { return cmp.Compare(a.role, b.role) })
+		}
+	}
 	ix.users = newUserTable(space.seed, users, byUser)
 	ix.org = buildOrg(space, st, ix.roles, number)
 	return ix, nil
+}
+
+// newEnforcer returns a Casbin enforcer of st's roles, their lines and
+// their inheritance, and the policy it holds. Grants carry expiry, which plain g lines cannot; the
+// index applies it itself, so only role lines and role inheritance go to
+// Casbin.
+func newEnforcer(cat *model.Catalog, modelText string, st *model.TenantState) (*casbin.Enforcer, Policy, error) {
+	m, err := casbinmodel.NewModelFromString(modelText)
+	if err != nil {
+		return nil, Policy{}, fmt.Errorf("parse casbin model: %w", err)
+	}
+	e, err := casbin.NewEnforcer(m)
+	if err != nil {
+		return nil, Policy{}, fmt.Errorf("new enforcer: %w", err)
+	}
+	pol := CompilePolicy(cat, &model.TenantState{ID: st.ID, Roles: st.Roles}, time.Time{})
+	if len(pol.P) > 0 {
+		if err := e.GetModel().AddPolicies("p", "p", pol.P); err != nil {
+			return nil, Policy{}, fmt.Errorf("load policy of tenant %q: %w", st.ID, err)
+		}
+	}
+	if len(pol.G) > 0 {
+		if err := e.GetModel().AddPolicies("g", "g", pol.G); err != nil {
+			return nil, Policy{}, fmt.Errorf("load role links of tenant %q: %w", st.ID, err)
+		}
+	}
+	if err := e.BuildRoleLinks(); err != nil {
+		return nil, Policy{}, fmt.Errorf("build role links of tenant %q: %w", st.ID, err)
+	}
+	return e, pol, nil
+}
+
+// setLine sets the permission of a Casbin p line in role's bitsets: its
+// own (own) or implicit ones, and the latter in the role masks.
+func (ix *index) setLine(space *permSpace, role int32, l []string, own bool) error {
+	k, err := parseKey(l[2], l[3])
+	if err != nil {
+		return fmt.Errorf("role %q: %w", ix.roles[role].id, err)
+	}
+	id, ok := space.ids[k]
+	if !ok {
+		return fmt.Errorf("role %q: permission %s %s is not in the catalog", ix.roles[role].id, l[2], l[3])
+	}
+	set := setAllow
+	if l[4] == effDeny {
+		set = setDeny
+	}
+	if own {
+		set += setOwnAllow
+	}
+	ix.set(role, set, id)
+	if !own && ix.masks.width != 0 {
+		ix.masks.add(role, set, id)
+	}
+	return nil
 }
 
 // The model's bound on user ids must fit the user table.

@@ -76,36 +76,43 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 			o.groupShare[k.Module] = append(o.groupShare[k.Module], s)
 		}
 	}
-	for _, g := range st.SortedGrants() {
+	o.holders = holdersOf(st, roles, number)
+	o.scopes = make([][]int8, len(roles))
+	for i := range roles {
+		o.scopes[i] = scopeOf(space, st, roles, int32(i))
+	}
+	return o
+}
+
+// holdersOf returns, for each role, the users holding it, directly or by
+// inheritance, in no order: they are read as sets.
+func holdersOf(st *model.TenantState, roles []roleInfo, number map[string]int32) map[int32][]holding {
+	holders := map[int32][]holding{}
+	for _, g := range st.Grants {
 		var exp int64
 		if !g.ExpiresAt.IsZero() {
 			exp = g.ExpiresAt.UnixNano()
 		}
 		for _, r := range roles[number[g.RoleID]].closure {
-			o.holders[r] = append(o.holders[r], holding{g.UserID, exp})
+			holders[r] = append(holders[r], holding{g.UserID, exp})
 		}
 	}
-	// Scopes: each role's own grants, then the widest over what it inherits.
-	own := make([][]int8, len(roles))
-	for i, r := range roles {
-		own[i] = space.noScopes()
-		for _, mg := range st.Roles[r.id].Permissions.Modules {
+	return holders
+}
+
+// scopeOf returns a role's widest scope rank of every module verb over
+// itself and what it inherits (-1: not granted).
+func scopeOf(space *permSpace, st *model.TenantState, roles []roleInfo, role int32) []int8 {
+	out := space.noScopes()
+	for _, c := range roles[role].closure {
+		for _, mg := range st.Roles[roles[c].id].Permissions.Modules {
 			for _, v := range mg.Verbs {
 				j := space.moduleVerb(mg.Module, v)
-				own[i][j] = max(own[i][j], int8(mg.Scope.Rank()))
+				out[j] = max(out[j], int8(mg.Scope.Rank()))
 			}
 		}
 	}
-	o.scopes = make([][]int8, len(roles))
-	for i, r := range roles {
-		o.scopes[i] = space.noScopes()
-		for _, c := range r.closure {
-			for j, s := range own[c] {
-				o.scopes[i][j] = max(o.scopes[i][j], s)
-			}
-		}
-	}
-	return o
+	return out
 }
 
 // userDepts returns the user's departments.
