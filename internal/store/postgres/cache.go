@@ -172,25 +172,25 @@ func (s *Store) CatchUp(ctx context.Context, tenant string, applied func(*model.
 	c := s.cache.slot(tenant)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var rev int64
-	err := s.pool.QueryRow(ctx, "SELECT revision FROM tenants WHERE id = $1 AND deleted_at IS NULL", tenant).Scan(&rev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		c.st = nil
-		return 0, model.TenantNotFound(tenant)
-	}
-	if err != nil {
-		return 0, pgerr.Wrap(fmt.Errorf("read the revision of tenant %q: %w", tenant, err))
-	}
-	if st := c.st; st != nil && st.Revision <= rev && rev-st.Revision <= catchUpMax {
-		err := s.catchUp(ctx, s.pool, st, rev, applied)
-		if err == nil {
-			return rev, nil
+	if st := c.st; st != nil {
+		rev, err := s.revision(ctx, tenant)
+		if err != nil {
+			c.st = nil
+			return 0, err
+		}
+		if st.Revision <= rev && rev-st.Revision <= catchUpMax {
+			err = s.catchUp(ctx, s.pool, st, rev, applied)
+			if err == nil {
+				return rev, nil
+			}
+			if !errors.Is(err, errNoRows) && ctx.Err() != nil {
+				c.st = nil
+				return 0, pgerr.Wrap(err)
+			}
 		}
 		c.st = nil
-		if !errors.Is(err, errNoRows) && ctx.Err() != nil {
-			return 0, pgerr.Wrap(err)
-		}
 	}
+	// Not kept, or not to be caught up: read the tenant.
 	st, err := s.Tenant(ctx, tenant)
 	if err != nil {
 		return 0, err
@@ -212,4 +212,18 @@ func (s *Store) Keep(st *model.TenantState) {
 	if c.st == nil || c.st.Revision < st.Revision {
 		s.cache.keep(st.ID, st)
 	}
+}
+
+// revision returns a tenant's revision, or a *model.NotFoundError for a
+// deleted or unknown tenant.
+func (s *Store) revision(ctx context.Context, tenant string) (int64, error) {
+	var rev int64
+	err := s.pool.QueryRow(ctx, "SELECT revision FROM tenants WHERE id = $1 AND deleted_at IS NULL", tenant).Scan(&rev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, model.TenantNotFound(tenant)
+	}
+	if err != nil {
+		return 0, pgerr.Wrap(fmt.Errorf("read the revision of tenant %q: %w", tenant, err))
+	}
+	return rev, nil
 }
