@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -414,18 +416,64 @@ func (a *App) load(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list tenants: %w", err)
 	}
-	for _, id := range ids {
-		st, err := a.store.Tenant(ctx, id)
-		if err != nil {
-			return 0, fmt.Errorf("load tenant %q: %w", id, err)
-		}
-		if err := a.engine.Load(st); err != nil {
-			return 0, fmt.Errorf("load tenant %q: %w", id, err)
-		}
-		// A large tenant's state is kept for its writes (store/postgres).
-		if k, ok := a.store.(interface{ Keep(*model.TenantState) }); ok {
-			k.Keep(st)
-		}
+	// Tenants are read and built by several workers at once: a tenant's
+	// read waits on the database while another's index is built, and
+	// building uses every core. Each worker hands the engine its tenants
+	// in batches, so the tenant map is not copied once per tenant.
+	const batch = 32
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		failed   atomic.Bool
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		failed.Store(true)
+	}
+	keep, _ := a.store.(interface{ Keep(*model.TenantState) })
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			var states []*model.TenantState
+			flush := func() bool {
+				if err := a.engine.LoadAll(states); err != nil {
+					fail(fmt.Errorf("load tenants: %w", err))
+					return false
+				}
+				// A large tenant's state is kept for its writes
+				// (store/postgres).
+				for _, st := range states {
+					if keep != nil {
+						keep.Keep(st)
+					}
+				}
+				states = states[:0]
+				return true
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) || ctx.Err() != nil || failed.Load() {
+					break
+				}
+				st, err := a.store.Tenant(ctx, ids[i])
+				if err != nil {
+					fail(fmt.Errorf("load tenant %q: %w", ids[i], err))
+					return
+				}
+				if states = append(states, st); len(states) == batch && !flush() {
+					return
+				}
+			}
+			flush()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	return len(ids), nil
 }
