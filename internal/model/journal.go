@@ -41,11 +41,6 @@ func (d *Delta) Empty() bool {
 		len(d.Members)+len(d.SharingRules)+len(d.RecordShares) == 0
 }
 
-// Rows returns how many rows the delta names.
-func (d *Delta) Rows() int {
-	return len(d.Roles) + len(d.Grants) + len(d.Users) + len(d.Departments) + len(d.Members) + len(d.SharingRules) + len(d.RecordShares)
-}
-
 // journal is the record of a write in progress.
 type journal struct {
 	base   TenantState // the state's fields as Begin found them; its maps by reference
@@ -143,7 +138,7 @@ func (s *TenantState) replacedMaps(base *TenantState) bool {
 
 func mapPointer(m any) uintptr { return reflect.ValueOf(m).Pointer() }
 
-// record notes that key k of m is about to be set or removed: it keeps
+// record notes that key k of m is about to be set or removed (SetRow): it keeps
 // how to undo that, what k held before (the first time k is touched), and
 // k in the delta.
 func record[K comparable, V any](j *journal, m map[K]V, before map[K]V, k K, keys *[]K) {
@@ -159,48 +154,6 @@ func record[K comparable, V any](j *journal, m map[K]V, before map[K]V, k K, key
 		before[k] = old
 	}
 	*keys = append(*keys, k)
-}
-
-func (s *TenantState) touchRole(id string) {
-	if j := s.journal; j != nil {
-		record(j, s.Roles, j.before.Roles, id, &j.delta.Roles)
-	}
-}
-
-func (s *TenantState) touchGrant(k GrantKey) {
-	if j := s.journal; j != nil {
-		record(j, s.Grants, j.before.Grants, k, &j.delta.Grants)
-	}
-}
-
-func (s *TenantState) touchUser(id string) {
-	if j := s.journal; j != nil {
-		record(j, s.Users, j.before.Users, id, &j.delta.Users)
-	}
-}
-
-func (s *TenantState) touchDepartment(id string) {
-	if j := s.journal; j != nil {
-		record(j, s.Departments, j.before.Departments, id, &j.delta.Departments)
-	}
-}
-
-func (s *TenantState) touchMember(id string) {
-	if j := s.journal; j != nil {
-		record(j, s.Members, j.before.Members, id, &j.delta.Members)
-	}
-}
-
-func (s *TenantState) touchSharingRule(id string) {
-	if j := s.journal; j != nil {
-		record(j, s.SharingRules, j.before.SharingRules, id, &j.delta.SharingRules)
-	}
-}
-
-func (s *TenantState) touchRecordShare(k ShareKey) {
-	if j := s.journal; j != nil {
-		record(j, s.RecordShares, j.before.RecordShares, k, &j.delta.RecordShares)
-	}
 }
 
 // Partial returns the rows of s that d names, as a state of those rows
@@ -228,9 +181,10 @@ func pick[K comparable, V any](into, from map[K]V, keys []K) {
 }
 
 // SetRow sets row k of m, one of s's maps, to *v, or removes it when v is
-// nil, recorded in the journal as the mutation methods record theirs but
-// without their checks. Stores apply rows with it, and their tests put in
-// rows only the database's own constraints refuse.
+// nil, and records that in the journal under way. Every mutation method
+// changes rows through it, after its checks; on its own it puts rows in
+// without them, as the stores' tests do to reach the database's own
+// constraints.
 func SetRow[K comparable, V any](s *TenantState, m map[K]V, k K, v *V) {
 	if j := s.journal; j != nil {
 		switch p := mapPointer(m); p {
@@ -258,6 +212,9 @@ func SetRow[K comparable, V any](s *TenantState, m map[K]V, k K, v *V) {
 		m[k] = *v
 	}
 }
+
+// dropRow removes row k of m, one of s's maps (SetRow).
+func dropRow[K comparable, V any](s *TenantState, m map[K]V, k K) { SetRow[K, V](s, m, k, nil) }
 
 // Unjournaled reports whether rows were added to or removed from s's maps
 // since Begin other than through its methods or SetRow, which no delta

@@ -319,8 +319,7 @@ func (s *TenantState) CreateDepartment(d Department) (Change, error) {
 	if err := s.room("departments", len(s.Departments), MaxTenantDepartments); err != nil {
 		return Change{}, err
 	}
-	s.touchDepartment(d.ID)
-	s.Departments[d.ID] = d
+	SetRow(s, s.Departments, d.ID, &d)
 	return Change{Action: "department.create", Target: "department/" + d.ID, After: d}, nil
 }
 
@@ -351,8 +350,7 @@ func (s *TenantState) UpdateDepartment(d Department) (Change, error) {
 			}
 		}
 	}
-	s.touchDepartment(d.ID)
-	s.Departments[d.ID] = d
+	SetRow(s, s.Departments, d.ID, &d)
 	return Change{Action: "department.update", Target: "department/" + d.ID, Before: before, After: d}, nil
 }
 
@@ -383,8 +381,7 @@ func (s *TenantState) DeleteDepartment(id string) (Change, error) {
 	if use := s.sharingUse(PrincipalDepartment, id); use != "" {
 		return Change{}, inUse("is %s; delete it first", use)
 	}
-	s.touchDepartment(id)
-	delete(s.Departments, id)
+	dropRow(s, s.Departments, id)
 	return Change{Action: "department.delete", Target: "department/" + id, Before: before}, nil
 }
 
@@ -430,8 +427,7 @@ func (s *TenantState) SetMembership(m Membership) (Change, error) {
 	if before, ok := s.Members[m.UserID]; ok {
 		c.Action, c.Before = "membership.update", before
 	}
-	s.touchMember(m.UserID)
-	s.Members[m.UserID] = m
+	SetRow(s, s.Members, m.UserID, &m)
 	return c, nil
 }
 
@@ -451,8 +447,7 @@ func (s *TenantState) DeleteMembership(user string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonMembershipNotFound, What: fmt.Sprintf("membership of user %q in tenant %q", user, s.ID)}
 	}
-	s.touchMember(user)
-	delete(s.Members, user)
+	dropRow(s, s.Members, user)
 	return Change{Action: "membership.delete", Target: "membership/" + user, Before: before}, nil
 }
 
@@ -494,8 +489,7 @@ func (s *TenantState) CreateSharingRule(r SharingRule) (Change, error) {
 	if err := s.room("sharing rules", len(s.SharingRules), MaxTenantSharingRules); err != nil {
 		return Change{}, err
 	}
-	s.touchSharingRule(r.ID)
-	s.SharingRules[r.ID] = r
+	SetRow(s, s.SharingRules, r.ID, &r)
 	return Change{Action: "sharing_rule.create", Target: "sharing_rule/" + r.ID, After: r}, nil
 }
 
@@ -505,8 +499,7 @@ func (s *TenantState) DeleteSharingRule(id string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonSharingRuleNotFound, What: fmt.Sprintf("sharing rule %q in tenant %q", id, s.ID)}
 	}
-	s.touchSharingRule(id)
-	delete(s.SharingRules, id)
+	dropRow(s, s.SharingRules, id)
 	return Change{Action: "sharing_rule.delete", Target: "sharing_rule/" + id, Before: before}, nil
 }
 
@@ -539,8 +532,7 @@ func (s *TenantState) ShareRecord(sh RecordShare, now time.Time) (Change, error)
 	} else if err := s.room("record shares", len(s.RecordShares), MaxTenantRecordShares); err != nil {
 		return Change{}, err
 	}
-	s.touchRecordShare(k)
-	s.RecordShares[k] = sh
+	SetRow(s, s.RecordShares, k, &sh)
 	return c, nil
 }
 
@@ -550,7 +542,6 @@ func (s *TenantState) UnshareRecord(k ShareKey) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonRecordShareNotFound, What: fmt.Sprintf("share of %s record %q with %s in tenant %q", k.Module, k.RecordID, k.Principal, s.ID)}
 	}
-	s.touchRecordShare(k)
-	delete(s.RecordShares, k)
+	dropRow(s, s.RecordShares, k)
 	return Change{Action: "record_share.delete", Target: shareTarget(k), Before: before}, nil
 }

@@ -110,8 +110,7 @@ func (s *TenantState) CreateRole(r Role) (Change, error) {
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
 	}
-	s.touchRole(r.ID)
-	s.Roles[r.ID] = r
+	SetRow(s, s.Roles, r.ID, &r)
 	return Change{Action: "role.create", Target: "role/" + r.ID, After: r}, nil
 }
 
@@ -124,8 +123,7 @@ func (s *TenantState) ReplaceRole(r Role) (Change, error) {
 	if err := s.checkInherits(r); err != nil {
 		return Change{}, err
 	}
-	s.touchRole(r.ID)
-	s.Roles[r.ID] = r
+	SetRow(s, s.Roles, r.ID, &r)
 	return Change{Action: "role.update", Target: "role/" + r.ID, Before: before, After: r}, nil
 }
 
@@ -149,8 +147,7 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 	if use := s.sharingUse(PrincipalRole, id); use != "" {
 		return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is %s; delete it first", id, use)}
 	}
-	s.touchRole(id)
-	delete(s.Roles, id)
+	dropRow(s, s.Roles, id)
 	return Change{Action: "role.delete", Target: "role/" + id, Before: before}, nil
 }
 
@@ -177,8 +174,7 @@ func (s *TenantState) GrantRole(g Grant, now time.Time) (Change, error) {
 	} else if err := s.room("grants", len(s.Grants), MaxTenantGrants); err != nil {
 		return Change{}, err
 	}
-	s.touchGrant(k)
-	s.Grants[k] = g
+	SetRow(s, s.Grants, k, &g)
 	return c, nil
 }
 
@@ -189,8 +185,7 @@ func (s *TenantState) RevokeRole(user, role string) (Change, error) {
 	if !ok {
 		return Change{}, &NotFoundError{Reason: ReasonGrantNotFound, What: fmt.Sprintf("grant of role %q to user %q in tenant %q", role, user, s.ID)}
 	}
-	s.touchGrant(k)
-	delete(s.Grants, k)
+	dropRow(s, s.Grants, k)
 	return Change{Action: "grant.revoke", Target: "grant/" + user + "/" + role, Before: before}, nil
 }
 

@@ -82,8 +82,7 @@ func (s *TenantState) UpsertUser(u User) (Change, error) {
 	} else if err := s.room("users", len(s.Users), MaxTenantUsers); err != nil {
 		return Change{}, err
 	}
-	s.touchUser(u.ID)
-	s.Users[u.ID] = u
+	SetRow(s, s.Users, u.ID, &u)
 	return c, nil
 }
 
@@ -101,8 +100,7 @@ func (s *TenantState) SetUserStatus(id string, status UserStatus) (Change, error
 	if status == UserInactive {
 		action = "user.deactivate"
 	}
-	s.touchUser(id)
-	s.Users[id] = after
+	SetRow(s, s.Users, id, &after)
 	return Change{Action: action, Target: "user/" + id, Before: before, After: after}, nil
 }
 
