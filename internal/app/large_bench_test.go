@@ -9,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/datagen"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
-	"github.com/crmauthz/crmauthz/internal/store"
-	"github.com/crmauthz/crmauthz/internal/store/postgres"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
 
@@ -70,22 +67,12 @@ func benchLargeTenant(b *testing.B, opts datagen.Options) {
 	}
 	slices.Sort(users)
 	url := pgtest.NewDatabase(b)
-	keys, _, err := chain.OpenKeyring(pgtest.AuditKeyFile(url), time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := postgres.New(pgtest.Open(b, url), time.Now).WithKeys(keys).CreateTenant(context.Background(),
-		store.Write{Tenant: "large", Actor: "datagen", Reason: "bench"}, st); err != nil {
-		b.Fatal(err)
-	}
+	storeTenant(b, url, st)
 	small, err := datagen.Tenant("small", bun, datagen.Small(), 2, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := postgres.New(pgtest.Open(b, url), time.Now).WithKeys(keys).CreateTenant(context.Background(),
-		store.Write{Tenant: "small", Actor: "datagen", Reason: "bench"}, small); err != nil {
-		b.Fatal(err)
-	}
+	storeTenant(b, url, small)
 	var smallUsers []string
 	for id, u := range small.Users {
 		if u.Active() {

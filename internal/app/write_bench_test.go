@@ -52,14 +52,7 @@ func BenchmarkWriteLatency(b *testing.B) {
 					b.Fatal(err)
 				}
 				user, role = ungranted(st)
-				keys, _, err := chain.OpenKeyring(pgtest.AuditKeyFile(url), time.Now())
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := postgres.New(pgtest.Open(b, url), time.Now).WithKeys(keys).CreateTenant(context.Background(),
-					store.Write{Tenant: tenant, Actor: "datagen", Reason: "bench"}, st); err != nil {
-					b.Fatal(err)
-				}
+				storeTenant(b, url, st)
 			}
 			cfg := replicaConfig(b, url, size.opts == nil)
 			admin := pb.NewAdminServiceClient(startLoopback(b, cfg))
@@ -91,6 +84,19 @@ func BenchmarkWriteLatency(b *testing.B) {
 			b.ReportMetric(ms(lat[min(len(lat)-1, len(lat)*99/100)]), "p99-ms")
 			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 		})
+	}
+}
+
+// storeTenant stores st in the database at url through the store's write
+// path, its change log linked under the keys the servers of the run use.
+func storeTenant(b *testing.B, url string, st *model.TenantState) {
+	keys, _, err := chain.OpenKeyring(pgtest.AuditKeyFile(url), time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := postgres.New(pgtest.Open(b, url), time.Now).WithKeys(keys).CreateTenant(context.Background(),
+		store.Write{Tenant: st.ID, Actor: "datagen", Reason: "bench"}, st); err != nil {
+		b.Fatal(err)
 	}
 }
 
