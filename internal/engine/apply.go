@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -58,8 +57,8 @@ func (e *Engine) Apply(st *model.TenantState, d model.Delta) error {
 
 // patchRoles returns a copy of cur in which the roles a write changed, and
 // the roles inheriting them, carry what they carry in st: their bitsets,
-// their bits in the role masks, their inheritance closures and scopes,
-// read from a Casbin enforcer of those roles and what they inherit alone;
+// their bits in the role masks, their inheritance closures (resolved over
+// those roles and what they inherit alone) and scopes;
 // and the roles' holders, when a closure changed. It returns nil when the
 // write created or deleted a role, which renumbers the roles every part of
 // the index refers to.
@@ -94,9 +93,14 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 			needed[c.ID] = c
 		}
 	}
-	sub, _, err := newEnforcer(e.cat, e.modelText, &model.TenantState{ID: st.ID, Roles: needed})
+	roles := slices.Collect(maps.Values(needed))
+	closures, err := roleClosures(st.ID, roles, number)
 	if err != nil {
 		return nil, err
+	}
+	closureOf := make(map[int32][]int32, len(roles))
+	for i, r := range roles {
+		closureOf[number[r.ID]] = closures[i]
 	}
 	ix := *cur
 	ix.bits, ix.own = slices.Clone(cur.bits), slices.Clone(cur.own)
@@ -108,31 +112,15 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 	closureChanged := false
 	for _, role := range affected {
 		ix.clearRole(role)
-		id := cur.roles[role].id
-		lines, err := sub.GetImplicitPermissionsForUser(rolePrefix+id, st.ID)
-		if err != nil {
-			return nil, fmt.Errorf("permissions of role %q: %w", id, err)
+		if err := ix.setOwn(e.space, e.cat, role, st.Roles[cur.roles[role].id]); err != nil {
+			return nil, err
 		}
-		for _, l := range lines {
-			if err := ix.setLine(e.space, role, l, false); err != nil {
-				return nil, err
-			}
-		}
-		for _, l := range roleLines(e.cat, st.ID, st.Roles[id]) {
-			if err := ix.setLine(e.space, role, l, true); err != nil {
-				return nil, err
-			}
-		}
-		inherited, err := sub.GetImplicitRolesForUser(rolePrefix+id, st.ID)
-		if err != nil {
-			return nil, fmt.Errorf("roles of role %q: %w", id, err)
-		}
-		closure := []int32{role}
-		for _, name := range inherited {
-			closure = append(closure, number[strings.TrimPrefix(name, rolePrefix)])
-		}
+		closure := closureOf[role]
 		closureChanged = closureChanged || !slices.Equal(closure, cur.roles[role].closure)
 		ix.roles[role].closure = closure
+	}
+	for _, role := range affected {
+		ix.inherit(role)
 	}
 	for _, role := range affected {
 		org.scopes[role] = scopeOf(e.space, st, ix.roles, role)

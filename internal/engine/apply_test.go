@@ -303,7 +303,7 @@ func BenchmarkApply(b *testing.B) {
 	})
 	b.Run("rebuild", func(b *testing.B) {
 		for range b.N {
-			if _, err := buildIndex(eng.space, eng.cat, eng.modelText, st); err != nil {
+			if _, err := buildIndex(eng.space, eng.cat, st); err != nil {
 				b.Fatal(err)
 			}
 		}

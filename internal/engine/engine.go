@@ -34,10 +34,9 @@ import (
 
 // Engine holds the decision index of every loaded tenant.
 type Engine struct {
-	cat       *model.Catalog
-	space     *permSpace
-	modelText string
-	now       func() time.Time
+	cat   *model.Catalog
+	space *permSpace
+	now   func() time.Time
 
 	mu sync.Mutex // serialises writers of tenants
 	// gone holds the revision at which each unloaded tenant was deleted.
@@ -60,15 +59,14 @@ type Option func(*Engine)
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
 // New returns an engine with no tenants. modelText is the Casbin model
-// (policies/model.conf).
+// (policies/model.conf); the engine decides as an enforcer of it does.
 func New(cat *model.Catalog, modelText string, opts ...Option) (*Engine, error) {
-	e := &Engine{cat: cat, space: newPermSpace(cat), modelText: modelText, now: time.Now, gone: map[string]int64{}}
+	if err := checkModel(modelText); err != nil {
+		return nil, err
+	}
+	e := &Engine{cat: cat, space: newPermSpace(cat), now: time.Now, gone: map[string]int64{}}
 	for _, o := range opts {
 		o(e)
-	}
-	// Fail early on a broken model rather than on the first tenant.
-	if _, err := buildIndex(e.space, cat, modelText, model.NewTenantState("probe", "")); err != nil {
-		return nil, err
 	}
 	empty := map[string]*index{}
 	e.tenants.Store(&empty)
@@ -103,7 +101,7 @@ func (e *Engine) Unload(tenant string, revision int64) {
 func (e *Engine) LoadAll(states []*model.TenantState) error {
 	built := make([]*index, len(states))
 	for i, st := range states {
-		ix, err := buildIndex(e.space, e.cat, e.modelText, st)
+		ix, err := buildIndex(e.space, e.cat, st)
 		if err != nil {
 			return err
 		}

@@ -3,15 +3,15 @@ package engine
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/casbin/casbin/v2"
 	casbinmodel "github.com/casbin/casbin/v2/model"
+	defaultrolemanager "github.com/casbin/casbin/v2/rbac/default-role-manager"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -317,13 +317,11 @@ func (ix *index) holder(role int32, set int, id int32) string {
 	return ix.roles[role].id
 }
 
-// buildIndex loads the tenant's roles into a Casbin enforcer of the tenant
-// alone and reads each role's implicit permissions and roles back from it.
-func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *model.TenantState) (*index, error) {
-	e, pol, err := newEnforcer(cat, modelText, st)
-	if err != nil {
-		return nil, err
-	}
+// buildIndex builds the index of st: each role's own lines (as
+// CompilePolicy writes them), its inheritance resolved by Casbin's role
+// manager, its implicit permissions, the users' grants and the
+// organisation.
+func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*index, error) {
 	roles := st.SortedRoles()
 	ix := &index{
 		tenant:   st.ID,
@@ -339,31 +337,18 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 		number[r.ID] = int32(i)
 		ix.roles[i].id = r.ID
 	}
-	setLine := func(role int32, l []string, own bool) error { return ix.setLine(space, role, l, own) }
-	for _, l := range pol.P {
-		if err := setLine(number[strings.TrimPrefix(l[0], rolePrefix)], l, true); err != nil {
+	closures, err := roleClosures(st.ID, roles, number)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range roles {
+		ix.roles[i].closure = closures[i]
+		if err := ix.setOwn(space, cat, int32(i), r); err != nil {
 			return nil, err
 		}
 	}
-	for i, r := range roles {
-		role := int32(i)
-		lines, err := e.GetImplicitPermissionsForUser(rolePrefix+r.ID, st.ID)
-		if err != nil {
-			return nil, fmt.Errorf("permissions of role %q: %w", r.ID, err)
-		}
-		for _, l := range lines {
-			if err := setLine(role, l, false); err != nil {
-				return nil, err
-			}
-		}
-		inherited, err := e.GetImplicitRolesForUser(rolePrefix+r.ID, st.ID)
-		if err != nil {
-			return nil, fmt.Errorf("roles of role %q: %w", r.ID, err)
-		}
-		ix.roles[i].closure = []int32{role}
-		for _, name := range inherited {
-			ix.roles[i].closure = append(ix.roles[i].closure, number[strings.TrimPrefix(name, rolePrefix)])
-		}
+	for i := range roles {
+		ix.inherit(int32(i))
 	}
 	if len(roles) > model.MaxRoles {
 		return nil, fmt.Errorf("tenant %q has %d roles; the engine holds at most %d", st.ID, len(roles), model.MaxRoles)
@@ -409,95 +394,122 @@ func buildIndex(space *permSpace, cat *model.Catalog, modelText string, st *mode
 	return ix, nil
 }
 
-// newEnforcer returns a Casbin enforcer of st's roles, their lines and
-// their inheritance, and the policy it holds. Grants carry expiry, which plain g lines cannot; the
-// index applies it itself, so only role lines and role inheritance go to
-// Casbin.
-func newEnforcer(cat *model.Catalog, modelText string, st *model.TenantState) (*casbin.Enforcer, Policy, error) {
+// checkModel parses the Casbin model and checks that its role definition
+// has domains (g = _, _, _), the one the engine's role closures resolve.
+func checkModel(modelText string) error {
 	m, err := casbinmodel.NewModelFromString(modelText)
 	if err != nil {
-		return nil, Policy{}, fmt.Errorf("parse casbin model: %w", err)
+		return fmt.Errorf("parse casbin model: %w", err)
 	}
-	e, err := casbin.NewEnforcer(m)
-	if err != nil {
-		return nil, Policy{}, fmt.Errorf("new enforcer: %w", err)
-	}
-	pol := CompilePolicy(cat, &model.TenantState{ID: st.ID, Roles: st.Roles}, time.Time{})
-	if len(pol.P) > 0 {
-		if err := e.GetModel().AddPolicies("p", "p", pol.P); err != nil {
-			return nil, Policy{}, fmt.Errorf("load policy of tenant %q: %w", st.ID, err)
-		}
-	}
-	if len(pol.G) > 0 {
-		if err := e.GetModel().AddPolicies("g", "g", pol.G); err != nil {
-			return nil, Policy{}, fmt.Errorf("load role links of tenant %q: %w", st.ID, err)
-		}
-	}
-	if err := e.BuildRoleLinks(); err != nil {
-		return nil, Policy{}, fmt.Errorf("build role links of tenant %q: %w", st.ID, err)
-	}
-	return e, pol, nil
-}
-
-// setLine sets the permission of a Casbin p line in role's bitsets: its
-// own (own) or implicit ones, and the latter in the role masks.
-func (ix *index) setLine(space *permSpace, role int32, l []string, own bool) error {
-	k, err := parseKey(l[2], l[3])
-	if err != nil {
-		return fmt.Errorf("role %q: %w", ix.roles[role].id, err)
-	}
-	id, ok := space.ids[k]
-	if !ok {
-		return fmt.Errorf("role %q: permission %s %s is not in the catalog", ix.roles[role].id, l[2], l[3])
-	}
-	set := setAllow
-	if l[4] == effDeny {
-		set = setDeny
-	}
-	if own {
-		set += setOwnAllow
-	}
-	ix.set(role, set, id)
-	if !own && ix.masks.width != 0 {
-		ix.masks.add(role, set, id)
+	g, ok := m["g"]["g"]
+	if !ok || len(g.Tokens) != 3 {
+		return errors.New("casbin model: the role definition must be g = _, _, _ (roles with domains)")
 	}
 	return nil
+}
+
+// maxHierarchy is how many levels of inheritance Casbin's role manager
+// follows in an enforcer of policies/model.conf (casbin.NewEnforcer's
+// default); the model keeps inheritance shallower (model.MaxInheritDepth).
+const maxHierarchy = 10
+
+// roleClosures resolves the inheritance of roles in tenant with Casbin's
+// role manager for the model's role definition (g = _, _, _), as the
+// tenant's enforcer resolves it: for each role, the role itself, then the
+// number of every role it inherits, in number order, so explanations name
+// the same role every time.
+func roleClosures(tenant string, roles []model.Role, number map[string]int32) ([][]int32, error) {
+	rm := defaultrolemanager.NewRoleManager(maxHierarchy)
+	for _, r := range roles {
+		for _, parent := range r.Inherits {
+			if err := rm.AddLink(rolePrefix+r.ID, rolePrefix+parent, tenant); err != nil {
+				return nil, fmt.Errorf("role %q inherits %q: %w", r.ID, parent, err)
+			}
+		}
+	}
+	out := make([][]int32, len(roles))
+	for i, r := range roles {
+		inherited, err := rm.GetImplicitRoles(rolePrefix+r.ID, tenant)
+		if err != nil {
+			return nil, fmt.Errorf("roles of role %q: %w", r.ID, err)
+		}
+		closure := make([]int32, 1, 1+len(inherited))
+		closure[0] = number[r.ID]
+		for _, name := range inherited {
+			n, ok := number[strings.TrimPrefix(name, rolePrefix)]
+			if !ok {
+				return nil, fmt.Errorf("role %q inherits unknown role %q", r.ID, name)
+			}
+			closure = append(closure, n)
+		}
+		slices.Sort(closure[1:])
+		out[i] = closure
+	}
+	return out, nil
+}
+
+// setOwn sets role's own bitsets from the lines of r, its definition.
+func (ix *index) setOwn(space *permSpace, cat *model.Catalog, role int32, r model.Role) error {
+	var err error
+	eachLine(cat, r, func(k key, eft string) {
+		id, ok := space.ids[k]
+		if !ok {
+			if err == nil {
+				obj, act := k.objAct()
+				err = fmt.Errorf("role %q: permission %s %s is not in the catalog", r.ID, obj, act)
+			}
+			return
+		}
+		set := setOwnAllow
+		if eft == effDeny {
+			set = setOwnDeny
+		}
+		ix.set(role, set, id)
+	})
+	return err
+}
+
+// inherit sets role's implicit bitsets, the union of the own bitsets of
+// its closure (what Casbin's GetImplicitPermissionsForUser returns for
+// it), and puts role in the masks of those permissions.
+func (ix *index) inherit(role int32) {
+	for _, c := range ix.roles[role].closure {
+		for w := range ix.words {
+			for _, set := range [2]int{setAllow, setDeny} {
+				src, i := ix.word(c, set+setOwnAllow, w)
+				dst, j := ix.word(role, set, w)
+				dst[j] |= src[i]
+			}
+		}
+	}
+	if ix.masks.width == 0 {
+		return
+	}
+	for _, set := range [2]int{setAllow, setDeny} {
+		ix.forEach(role, set, func(id int32) { ix.masks.add(role, set, id) })
+	}
 }
 
 // The model's bound on user ids must fit the user table.
 var _ [maxUserID - model.MaxSubjectLength]struct{}
 
-func parseKey(obj, act string) (key, error) {
-	switch {
-	case strings.HasPrefix(obj, modulePrefix):
-		return key{kindModule, obj[len(modulePrefix):], act}, nil
-	case strings.HasPrefix(obj, functionPrefix):
-		return key{kindFunction, obj[len(functionPrefix):], ""}, nil
-	case strings.HasPrefix(obj, fieldPrefix):
-		mod, field, ok := strings.Cut(obj[len(fieldPrefix):], ".")
-		if !ok {
-			break
-		}
-		if act == actWrite {
-			return key{kindFieldWrite, mod, field}, nil
-		}
-		return key{kindFieldRead, mod, field}, nil
+// objAct returns the Casbin object and action of a key.
+func (k key) objAct() (obj, act string) {
+	switch k.k {
+	case kindModule:
+		return modulePrefix + k.a, k.b
+	case kindFunction:
+		return functionPrefix + k.a, actUse
+	case kindFieldRead:
+		return fieldPrefix + k.a + "." + k.b, actRead
+	case kindFieldWrite:
+		return fieldPrefix + k.a + "." + k.b, actWrite
 	}
-	return key{}, fmt.Errorf("unexpected policy object %q", obj)
+	return "", ""
 }
 
 // casbinLine renders the p line behind a key for explanations.
 func (k key) casbinLine(holder, tenant, eft string) string {
-	var obj, act string
-	switch k.k {
-	case kindModule:
-		obj, act = modulePrefix+k.a, k.b
-	case kindFunction:
-		obj, act = functionPrefix+k.a, actUse
-	case kindFieldRead:
-		obj, act = fieldPrefix+k.a+"."+k.b, actRead
-	case kindFieldWrite:
-		obj, act = fieldPrefix+k.a+"."+k.b, actWrite
-	}
+	obj, act := k.objAct()
 	return strings.Join([]string{"p", rolePrefix + holder, tenant, obj, act, eft}, ", ")
 }

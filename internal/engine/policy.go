@@ -68,16 +68,31 @@ func (p Policy) CSV() string {
 func roleLines(cat *model.Catalog, tenant string, r model.Role) [][]string {
 	sub := rolePrefix + r.ID
 	var lines [][]string
-	line := func(obj, act, eft string) { lines = append(lines, []string{sub, tenant, obj, act, eft}) }
-	verbs := map[string][]string{}
+	eachLine(cat, r, func(k key, eft string) {
+		obj, act := k.objAct()
+		lines = append(lines, []string{sub, tenant, obj, act, eft})
+	})
+	return lines
+}
+
+// eachLine calls fn with the permission and effect of each of r's own
+// policy lines, in the order of roleLines.
+func eachLine(cat *model.Catalog, r model.Role, fn func(k key, eft string)) {
+	var verbs map[string][]string
 	for _, g := range r.Permissions.Modules {
+		if verbs == nil {
+			verbs = make(map[string][]string, len(r.Permissions.Modules))
+		}
 		verbs[g.Module] = append(verbs[g.Module], g.Verbs...)
 		for _, v := range g.Verbs {
-			line(modulePrefix+g.Module, v, effAllow)
+			fn(key{kindModule, g.Module, v}, effAllow)
 		}
 	}
-	rules := map[[2]string]model.FieldState{}
+	var rules map[[2]string]model.FieldState
 	for _, fr := range r.Permissions.Fields {
+		if rules == nil {
+			rules = make(map[[2]string]model.FieldState, len(r.Permissions.Fields))
+		}
 		rules[[2]string{fr.Module, fr.Field}] = fr.State
 	}
 	for _, m := range cat.Modules {
@@ -93,27 +108,25 @@ func roleLines(cat *model.Catalog, tenant string, r model.Role) [][]string {
 			if !ok {
 				state = def
 			}
-			obj := fieldPrefix + m.ID + "." + f
 			if state == model.FieldReadOnly || state == model.FieldReadWrite {
-				line(obj, actRead, effAllow)
+				fn(key{kindFieldRead, m.ID, f}, effAllow)
 			}
 			if state == model.FieldReadWrite {
-				line(obj, actWrite, effAllow)
+				fn(key{kindFieldWrite, m.ID, f}, effAllow)
 			}
 		}
 	}
-	for _, fn := range r.Permissions.Functions {
-		line(functionPrefix+fn, actUse, effAllow)
+	for _, f := range r.Permissions.Functions {
+		fn(key{kindFunction, f, ""}, effAllow)
 	}
 	for _, g := range r.Permissions.DenyModules {
 		for _, v := range g.Verbs {
-			line(modulePrefix+g.Module, v, effDeny)
+			fn(key{kindModule, g.Module, v}, effDeny)
 		}
 	}
-	for _, fn := range r.Permissions.DenyFunctions {
-		line(functionPrefix+fn, actUse, effDeny)
+	for _, f := range r.Permissions.DenyFunctions {
+		fn(key{kindFunction, f, ""}, effDeny)
 	}
-	return lines
 }
 
 // Request is one Casbin request (sub, dom, obj, act) that a permission
