@@ -49,16 +49,25 @@ type holding struct {
 }
 
 func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number map[string]int32) *orgIndex {
+	// The maps are made at their final size: grown by doubling, each
+	// tenant's would hold up to twice the room.
 	o := &orgIndex{
-		depth: st.Settings.ManagerDepth, ancestors: map[string][]string{}, children: map[string][]string{},
-		depts: map[string][]string{}, manager: map[string]string{}, reports: map[string][]string{},
-		rules: map[string][]model.SharingRule{}, shares: map[[2]string][]model.RecordShare{},
+		depth: st.Settings.ManagerDepth,
+		depts: make(map[string][]string, len(st.Members)), manager: make(map[string]string, len(st.Members)),
+		reports: map[string][]string{}, shares: make(map[[2]string][]model.RecordShare, len(st.RecordShares)),
 		userShare: map[[2]string][]model.RecordShare{}, groupShare: map[string][]model.RecordShare{},
-		holders: map[int32][]holding{}, roleNum: number,
+		roleNum: number,
 	}
 	o.ancestors, o.children = departmentMaps(st)
+	// Every user's departments are cut from one array.
+	n := 0
+	for _, m := range st.Members {
+		n += 1 + len(m.Others)
+	}
+	all := make([]string, 0, n)
 	for u, m := range st.Members {
-		o.depts[u] = append([]string{m.Primary}, m.Others...)
+		all = append(append(all, m.Primary), m.Others...)
+		o.depts[u] = all[len(all)-1-len(m.Others) : len(all) : len(all)]
 		if m.Manager != "" {
 			o.manager[u] = m.Manager
 			o.reports[m.Manager] = append(o.reports[m.Manager], u)

@@ -18,7 +18,7 @@ import (
 
 // loadOrg reads a tenant's departments, memberships, sharing rules and
 // record shares into st.
-func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
+func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState, in interner) error {
 	id := st.ID
 	rows, _ := tx.Query(ctx, "SELECT user_id, name, status FROM users WHERE tenant_id = $1", id)
 	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.User, error) {
@@ -32,6 +32,7 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 		return fmt.Errorf("load users of tenant %q: %w", id, err)
 	}
 	for _, u := range users {
+		u.ID = in.of(u.ID)
 		st.Users[u.ID] = u
 	}
 
@@ -49,6 +50,7 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 		return fmt.Errorf("load departments of tenant %q: %w", id, err)
 	}
 	for _, d := range depts {
+		d.ID, d.Parent = in.of(d.ID), in.of(d.Parent)
 		st.Departments[d.ID] = d
 	}
 
@@ -66,6 +68,10 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 		return fmt.Errorf("load memberships of tenant %q: %w", id, err)
 	}
 	for _, m := range members {
+		m.UserID, m.Primary, m.Manager = in.of(m.UserID), in.of(m.Primary), in.of(m.Manager)
+		for i, d := range m.Others {
+			m.Others[i] = in.of(d)
+		}
 		st.Members[m.UserID] = m
 	}
 
@@ -108,6 +114,7 @@ func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState) error {
 		return fmt.Errorf("load record shares of tenant %q: %w", id, err)
 	}
 	for _, sh := range shares {
+		sh.Principal.ID, sh.SharedBy = in.of(sh.Principal.ID), in.of(sh.SharedBy)
 		st.RecordShares[sh.Key()] = sh
 	}
 	return nil

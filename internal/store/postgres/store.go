@@ -421,13 +421,29 @@ func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*mod
 	if err != nil {
 		return nil, fmt.Errorf("load grants of tenant %q: %w", id, err)
 	}
+	in := interner{}
 	for _, g := range grants {
+		g.UserID, g.RoleID, g.GrantedBy = in.of(g.UserID), in.of(g.RoleID), in.of(g.GrantedBy)
 		st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
 	}
-	if err := loadOrg(ctx, tx, st); err != nil {
+	if err := loadOrg(ctx, tx, st, in); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// interner hands out one string for equal ids read from different rows of
+// a tenant (a user id in its user, grant and membership rows; a department
+// id in every membership), so a loaded tenant and the index built from it
+// hold each id once.
+type interner map[string]string
+
+func (in interner) of(s string) string {
+	if c, ok := in[s]; ok {
+		return c
+	}
+	in[s] = s
+	return s
 }
 
 // queueDiff queues the statements that turn the rows of state cur into
