@@ -250,6 +250,8 @@ func TestScopesTenantsAndBoundUsers(t *testing.T) {
 			{TenantId: "acme", SubjectId: "ann", Permission: functionPerm("report.view")},
 		}})
 		denied(t, "a batch reaching into another tenant", err, "TENANT_NOT_ALLOWED")
+		_, err = check.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "acme", SubjectId: "ann", Permissions: []*pb.Permission{functionPerm("report.view")}})
+		denied(t, "a page in another tenant", err, "TENANT_NOT_ALLOWED")
 
 		admin := e.newKey(t, "console", []string{"admin"}, []string{"demo"}, "")
 		_, err = admin.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "acme", ActorId: "oscar", Reason: "r", UserId: "ann", RoleId: "viewer"})
@@ -265,6 +267,8 @@ func TestScopesTenantsAndBoundUsers(t *testing.T) {
 		}
 		_, err = bob.authz.Check(ctx, &pb.CheckRequest{TenantId: "demo", SubjectId: "alice", Permission: modulePerm("account", "read")})
 		denied(t, "bound key about another user", err, "SUBJECT_NOT_ALLOWED")
+		_, err = bob.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "demo", SubjectId: "alice", Permissions: []*pb.Permission{modulePerm("account", "read")}})
+		denied(t, "bound key asking a page about another user", err, "SUBJECT_NOT_ALLOWED")
 		_, err = bob.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "r", UserId: "bob", RoleId: "admin"})
 		if missing := denied(t, "bound key acting as another user", err, "ACTOR_MISMATCH"); missing != "oscar" {
 			t.Errorf("missing %q", missing)

@@ -4,8 +4,8 @@
 //
 // # The decision log
 //
-// Every decision (Check, each BatchCheck item, GetFieldAccess,
-// PlanRecordFilter) becomes a Decision handed to Log.Record on the hot path.
+// Every decision (Check, each BatchCheck item, each CheckPage page,
+// GetFieldAccess, PlanRecordFilter) becomes a Decision handed to Log.Record on the hot path.
 // Record only stamps the entry's id and puts it on a bounded in-memory
 // queue; one batcher goroutine per process takes entries off the queue in
 // batches, assigns each its position in the process's hash chain, masks the
@@ -75,6 +75,7 @@ const (
 	MethodBatchCheck       = "BatchCheck"
 	MethodGetFieldAccess   = "GetFieldAccess"
 	MethodPlanRecordFilter = "PlanRecordFilter"
+	MethodCheckPage        = "CheckPage"
 	// MethodDropped marks an entry that is not a decision: it records that
 	// the queue overflowed and the policy dropped entries of its tenant.
 	MethodDropped = "Dropped"
@@ -95,7 +96,7 @@ const (
 // and sets the rest.
 type Decision struct {
 	Time       time.Time
-	Method     string // "Check", "BatchCheck", "GetFieldAccess", "PlanRecordFilter"
+	Method     string // "Check", "BatchCheck", "CheckPage", "GetFieldAccess", "PlanRecordFilter"
 	Caller     string // the caller's identity; the peer address until callers authenticate
 	RequestID  string
 	Tenant     string

@@ -232,6 +232,22 @@ func compareEngines(t *testing.T, g *orgGen, b *bundle.Bundle, inc *Engine, st *
 		if wf.Kind != gf.Kind || !slices.Equal(wf.Owners, gf.Owners) || !slices.Equal(wf.Departments, gf.Departments) || !slices.Equal(wf.Records, gf.Records) {
 			t.Fatalf("revision %d: %s %s %s: patched filter %+v, rebuilt %+v", st.Revision, user, mod, verb, gf, wf)
 		}
+		// A page of such questions answers each as Check does.
+		page := []model.Permission{p, rp, g.permission(), g.permission()}
+		for range g.pick(6) {
+			page = append(page, model.Permission{Kind: model.KindModule, Module: mod, Verb: verb,
+				Record: &model.Record{ID: fmt.Sprintf("rec%d", g.pick(40)), Owner: userID(g.pick(users)), Department: fmt.Sprintf("d%d", g.pick(12))}})
+		}
+		answers := make([]bool, len(page))
+		rev, err := inc.CheckPage("t", user, page, answers)
+		if err != nil || rev != st.Revision {
+			t.Fatalf("revision %d: page at %d: %v", st.Revision, rev, err)
+		}
+		for i, q := range page {
+			if want, _ := full.Check("t", user, q, false); answers[i] != want.Allowed {
+				t.Fatalf("revision %d: %s page item %d %+v: %v, Check %v", st.Revision, user, i, q, answers[i], want.Allowed)
+			}
+		}
 		m := b.Catalog.Modules[g.pick(len(b.Catalog.Modules))]
 		wa, _, _ := full.FieldAccess("t", user, m.ID, rec)
 		ga, _, _ := inc.FieldAccess("t", user, m.ID, rec)

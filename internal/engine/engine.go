@@ -258,22 +258,61 @@ func (e *Engine) Check(tenant, user string, p model.Permission, explain bool) (D
 	if p.Record != nil {
 		now = e.now().UnixNano()
 	}
-	d := Decision{Allowed: true, Revision: ix.revision}
-	for _, id := range ids {
-		if !ix.allowed(grants, id, now) {
-			d.Allowed = false
-			break
-		}
+	if !explain {
+		return Decision{Allowed: ix.decide(e.space, user, p, ids, grants, now), Revision: ix.revision}, nil
 	}
-	if explain {
-		d.Reasons = ix.explain(e.space, user, p, ids, grants, now)
-	}
+	d := Decision{Allowed: ix.allowedAll(ids, grants, now), Revision: ix.revision}
+	d.Reasons = ix.explain(e.space, user, p, ids, grants, now)
 	if d.Allowed && p.Record != nil {
 		var why []Reason
-		d.Allowed, why = ix.recordDecision(e.space, user, p, grants, now, explain)
+		d.Allowed, why = ix.recordDecision(e.space, user, p, grants, now, true)
 		d.Reasons = append(d.Reasons, why...)
 	}
 	return d, nil
+}
+
+// CheckPage decides perms for user in tenant, as Check without reasons,
+// writing each answer to allowed (as long as perms): one page of a CRM,
+// whose tenant and user are looked up once. perms must be valid for the
+// catalog. It returns the revision every answer was given at.
+func (e *Engine) CheckPage(tenant, user string, perms []model.Permission, allowed []bool) (int64, error) {
+	ix, err := e.index(tenant)
+	if err != nil {
+		return 0, err
+	}
+	var gbuf [2]userGrant
+	grants := ix.users.grantsOf(e.space.seed, user, &gbuf)
+	now := e.nowFor(grants)
+	if now == 0 && slices.ContainsFunc(perms, func(p model.Permission) bool { return p.Record != nil }) {
+		now = e.now().UnixNano()
+	}
+	for i, p := range perms {
+		var buf [3]int32
+		allowed[i] = ix.decide(e.space, user, p, e.space.idsFor(p, &buf), grants, now)
+	}
+	return ix.revision, nil
+}
+
+// decide decides p, whose permission ids are ids, for user's grants.
+func (ix *index) decide(space *permSpace, user string, p model.Permission, ids []int32, grants []userGrant, now int64) bool {
+	if !ix.allowedAll(ids, grants, now) {
+		return false
+	}
+	if p.Record != nil {
+		ok, _ := ix.recordDecision(space, user, p, grants, now, false)
+		return ok
+	}
+	return true
+}
+
+// allowedAll reports whether grants allow every permission id of ids.
+func (ix *index) allowedAll(ids []int32, grants []userGrant, now int64) bool {
+	for _, id := range ids {
+		if !ix.allowed(grants, id, now) {
+			return false
+		}
+	}
+	return true
 }
 
 // nowFor reads the clock only when some grant can expire.

@@ -158,6 +158,7 @@ var methods = map[pb.DecisionMethod]string{
 	pb.DecisionMethod_DECISION_METHOD_GET_FIELD_ACCESS:   audit.MethodGetFieldAccess,
 	pb.DecisionMethod_DECISION_METHOD_PLAN_RECORD_FILTER: audit.MethodPlanRecordFilter,
 	pb.DecisionMethod_DECISION_METHOD_DROPPED_MARKER:     audit.MethodDropped,
+	pb.DecisionMethod_DECISION_METHOD_CHECK_PAGE:         audit.MethodCheckPage,
 }
 
 var methodsByName = func() map[string]pb.DecisionMethod {

@@ -51,15 +51,8 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 	}
 	// The hot path formats nothing: the log derives the stored permission
 	// text, module and record from p in its batcher.
-	req := audit.Request(ctx)
-	caller := req.Caller // the peer address
-	if p := auth.FromContext(ctx); p.Credential != "" {
-		caller = p.Credential
-	}
-	e := audit.Decision{
-		Time: start, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject,
-		Perm: p, Allowed: d.Allowed, Revision: d.Revision, Latency: time.Since(start),
-	}
+	e := s.decision(ctx, method, tenant, subject, start)
+	e.Perm, e.Allowed, e.Revision, e.Latency = p, d.Allowed, d.Revision, time.Since(start)
 	if len(d.Reasons) > 0 {
 		e.Reasons = make([]string, len(d.Reasons))
 		for i, r := range d.Reasons {
@@ -67,6 +60,17 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 		}
 	}
 	return s.log.Record(ctx, e)
+}
+
+// decision returns the decision-log entry of a call: who asked whom about
+// whom, and when.
+func (s *Authorization) decision(ctx context.Context, method, tenant, subject string, start time.Time) audit.Decision {
+	req := audit.Request(ctx)
+	caller := req.Caller // the peer address
+	if p := auth.FromContext(ctx); p.Credential != "" {
+		caller = p.Credential
+	}
+	return audit.Decision{Time: start, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject}
 }
 
 // Check implements pb.AuthorizationServiceServer.
@@ -151,6 +155,93 @@ func (s *Authorization) BatchCheck(ctx context.Context, req *pb.BatchCheckReques
 		out.Results[i] = r
 	}
 	if err := wait.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CheckPage implements pb.AuthorizationServiceServer.
+func (s *Authorization) CheckPage(ctx context.Context, req *pb.CheckPageRequest) (*pb.CheckPageResponse, error) {
+	start := time.Now()
+	if err := subject("tenant_id", req.GetTenantId(), "subject_id", req.GetSubjectId()); err != nil {
+		return nil, err
+	}
+	nperm, nrec := len(req.GetPermissions()), len(req.GetRecords())
+	switch {
+	case nperm+nrec == 0:
+		return nil, model.Invalid("permissions", model.ReasonMissingField, "a page must ask about at least one permission or record")
+	case nperm+nrec > s.maxBatch:
+		return nil, model.Invalid("records", model.ReasonTooMany, fmt.Sprintf("permissions and records must be at most %d together, got %d", s.maxBatch, nperm+nrec))
+	}
+	cat := s.eng.Catalog()
+	perms := make([]model.Permission, nperm+nrec)
+	for i, p := range req.GetPermissions() {
+		mp, err := permission(cat, p, fmt.Sprintf("permissions[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		perms[i] = mp
+	}
+	var onRecords model.Permission
+	if nrec > 0 {
+		rp := req.GetRecordPermission()
+		if rp == nil {
+			return nil, model.Invalid("record_permission", model.ReasonMissingField, "is required with records")
+		}
+		if rp.GetModule() == nil || rp.GetModule().GetRecord() != nil {
+			return nil, model.Invalid("record_permission", model.ReasonInvalidValue, "must be a module permission naming no record")
+		}
+		var err error
+		if onRecords, err = permission(cat, rp, "record_permission"); err != nil {
+			return nil, err
+		}
+		recs := make([]model.Record, nrec)
+		for i, r := range req.GetRecords() {
+			recs[i] = model.Record{ID: r.GetId(), Owner: r.GetOwnerId(), Department: r.GetDepartmentId()}
+			if err := recs[i].Validate(fmt.Sprintf("records[%d]", i)); err != nil {
+				return nil, err
+			}
+			p := onRecords
+			p.Record = &recs[i]
+			perms[nperm+i] = p
+		}
+	}
+	if err := s.fresh.atLeast(ctx, "at_least_revision", req.GetTenantId(), req.GetAtLeastRevision()); err != nil {
+		return nil, err
+	}
+	allowed := make([]bool, len(perms))
+	rev, err := s.eng.CheckPage(req.GetTenantId(), req.GetSubjectId(), perms, allowed)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.CheckPageResponse{PermissionsAllowed: allowed[:nperm:nperm], RecordsAllowed: allowed[nperm:], Revision: rev}
+	if s.log == nil {
+		return out, nil
+	}
+	// One entry per page: the page's permission (the records' when it has
+	// records), allowed when every item is, and which items were not.
+	e := s.decision(ctx, "CheckPage", req.GetTenantId(), req.GetSubjectId(), start)
+	e.Perm, e.Revision, e.Allowed = perms[0], rev, true
+	if nrec > 0 {
+		e.Perm = onRecords
+	}
+	denied := 0
+	for i, ok := range allowed {
+		if ok {
+			continue
+		}
+		denied++
+		e.Allowed = false
+		if i < nperm {
+			e.Reasons = append(e.Reasons, "denied: "+audit.PermissionText(perms[i]))
+		} else {
+			e.Reasons = append(e.Reasons, "denied: record "+perms[i].Record.ID)
+		}
+	}
+	summary := fmt.Sprintf("page of %d permissions and %d records: %d allowed, %d denied", nperm, nrec, len(allowed)-denied, denied)
+	e.Reasons = append([]string{summary}, e.Reasons...)
+	e.Latency = time.Since(start)
+	if out.DecisionId, err = s.log.Record(ctx, e); err != nil {
 		return nil, err
 	}
 	return out, nil

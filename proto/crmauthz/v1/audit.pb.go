@@ -40,6 +40,8 @@ const (
 	// Not a decision: a marker the log writes when its queue overflowed and the configured
 	// policy dropped entries of the tenant; its reasons say how many and when.
 	DecisionMethod_DECISION_METHOD_DROPPED_MARKER DecisionMethod = 5
+	// AuthorizationService.CheckPage: one entry per page.
+	DecisionMethod_DECISION_METHOD_CHECK_PAGE DecisionMethod = 6
 )
 
 // Enum value maps for DecisionMethod.
@@ -51,6 +53,7 @@ var (
 		3: "DECISION_METHOD_GET_FIELD_ACCESS",
 		4: "DECISION_METHOD_PLAN_RECORD_FILTER",
 		5: "DECISION_METHOD_DROPPED_MARKER",
+		6: "DECISION_METHOD_CHECK_PAGE",
 	}
 	DecisionMethod_value = map[string]int32{
 		"DECISION_METHOD_UNSPECIFIED":        0,
@@ -59,6 +62,7 @@ var (
 		"DECISION_METHOD_GET_FIELD_ACCESS":   3,
 		"DECISION_METHOD_PLAN_RECORD_FILTER": 4,
 		"DECISION_METHOD_DROPPED_MARKER":     5,
+		"DECISION_METHOD_CHECK_PAGE":         6,
 	}
 )
 
@@ -3376,14 +3380,15 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"request_id\x18\n" +
 	" \x01(\tR\trequestId\x12\x12\n" +
 	"\x04peer\x18\v \x01(\tR\x04peer\x12\x14\n" +
-	"\x05count\x18\f \x01(\x03R\x05count*\xdf\x01\n" +
+	"\x05count\x18\f \x01(\x03R\x05count*\xff\x01\n" +
 	"\x0eDecisionMethod\x12\x1f\n" +
 	"\x1bDECISION_METHOD_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DECISION_METHOD_CHECK\x10\x01\x12\x1f\n" +
 	"\x1bDECISION_METHOD_BATCH_CHECK\x10\x02\x12$\n" +
 	" DECISION_METHOD_GET_FIELD_ACCESS\x10\x03\x12&\n" +
 	"\"DECISION_METHOD_PLAN_RECORD_FILTER\x10\x04\x12\"\n" +
-	"\x1eDECISION_METHOD_DROPPED_MARKER\x10\x05*j\n" +
+	"\x1eDECISION_METHOD_DROPPED_MARKER\x10\x05\x12\x1e\n" +
+	"\x1aDECISION_METHOD_CHECK_PAGE\x10\x06*j\n" +
 	"\x0eDecisionResult\x12\x1f\n" +
 	"\x1bDECISION_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DECISION_RESULT_ALLOWED\x10\x01\x12\x1a\n" +

@@ -660,6 +660,173 @@ func (x *BatchCheckResult) GetDecisionId() string {
 	return ""
 }
 
+// CheckPageRequest asks about one page. permissions and records together hold at least one
+// and at most the server's max_batch_checks (default 1000) items, else INVALID_ARGUMENT
+// (MISSING_FIELD or TOO_MANY).
+type CheckPageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id, as in CheckRequest.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// User id, as in CheckRequest.
+	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Permissions decided each on its own, e.g. every field and button of a form.
+	Permissions []*Permission `protobuf:"bytes,3,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// The module permission decided on each of records, e.g. read for a list page or update for
+	// its edit buttons; it names no record itself. Required when records is set.
+	RecordPermission *Permission `protobuf:"bytes,4,opt,name=record_permission,json=recordPermission,proto3" json:"record_permission,omitempty"`
+	// The records of a list page, each decided with record_permission.
+	Records []*Record `protobuf:"bytes,5,rep,name=records,proto3" json:"records,omitempty"`
+	// Read-your-writes, as in CheckRequest.
+	AtLeastRevision int64 `protobuf:"varint,6,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CheckPageRequest) Reset() {
+	*x = CheckPageRequest{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPageRequest) ProtoMessage() {}
+
+func (x *CheckPageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPageRequest.ProtoReflect.Descriptor instead.
+func (*CheckPageRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CheckPageRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CheckPageRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *CheckPageRequest) GetPermissions() []*Permission {
+	if x != nil {
+		return x.Permissions
+	}
+	return nil
+}
+
+func (x *CheckPageRequest) GetRecordPermission() *Permission {
+	if x != nil {
+		return x.RecordPermission
+	}
+	return nil
+}
+
+func (x *CheckPageRequest) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *CheckPageRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
+// CheckPageResponse answers a page.
+type CheckPageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One answer per permission, in request order.
+	PermissionsAllowed []bool `protobuf:"varint,1,rep,packed,name=permissions_allowed,json=permissionsAllowed,proto3" json:"permissions_allowed,omitempty"`
+	// One answer per record, in request order.
+	RecordsAllowed []bool `protobuf:"varint,2,rep,packed,name=records_allowed,json=recordsAllowed,proto3" json:"records_allowed,omitempty"`
+	// The tenant's policy revision every answer was given at.
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The id of the page's entry in the audit log; empty when the decision log is off.
+	DecisionId    string `protobuf:"bytes,4,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPageResponse) Reset() {
+	*x = CheckPageResponse{}
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPageResponse) ProtoMessage() {}
+
+func (x *CheckPageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPageResponse.ProtoReflect.Descriptor instead.
+func (*CheckPageResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CheckPageResponse) GetPermissionsAllowed() []bool {
+	if x != nil {
+		return x.PermissionsAllowed
+	}
+	return nil
+}
+
+func (x *CheckPageResponse) GetRecordsAllowed() []bool {
+	if x != nil {
+		return x.RecordsAllowed
+	}
+	return nil
+}
+
+func (x *CheckPageResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CheckPageResponse) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
 // GetFieldAccessRequest asks for the field states of one module.
 type GetFieldAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -682,7 +849,7 @@ type GetFieldAccessRequest struct {
 
 func (x *GetFieldAccessRequest) Reset() {
 	*x = GetFieldAccessRequest{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +861,7 @@ func (x *GetFieldAccessRequest) String() string {
 func (*GetFieldAccessRequest) ProtoMessage() {}
 
 func (x *GetFieldAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +874,7 @@ func (x *GetFieldAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFieldAccessRequest.ProtoReflect.Descriptor instead.
 func (*GetFieldAccessRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{7}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFieldAccessRequest) GetTenantId() string {
@@ -760,7 +927,7 @@ type GetFieldAccessResponse struct {
 
 func (x *GetFieldAccessResponse) Reset() {
 	*x = GetFieldAccessResponse{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +939,7 @@ func (x *GetFieldAccessResponse) String() string {
 func (*GetFieldAccessResponse) ProtoMessage() {}
 
 func (x *GetFieldAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +952,7 @@ func (x *GetFieldAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFieldAccessResponse.ProtoReflect.Descriptor instead.
 func (*GetFieldAccessResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{8}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFieldAccessResponse) GetFields() []*FieldAccess {
@@ -822,7 +989,7 @@ type FieldAccess struct {
 
 func (x *FieldAccess) Reset() {
 	*x = FieldAccess{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1001,7 @@ func (x *FieldAccess) String() string {
 func (*FieldAccess) ProtoMessage() {}
 
 func (x *FieldAccess) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1014,7 @@ func (x *FieldAccess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldAccess.ProtoReflect.Descriptor instead.
 func (*FieldAccess) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{9}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FieldAccess) GetField() string {
@@ -881,7 +1048,7 @@ type ListEffectivePermissionsRequest struct {
 
 func (x *ListEffectivePermissionsRequest) Reset() {
 	*x = ListEffectivePermissionsRequest{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1060,7 @@ func (x *ListEffectivePermissionsRequest) String() string {
 func (*ListEffectivePermissionsRequest) ProtoMessage() {}
 
 func (x *ListEffectivePermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1073,7 @@ func (x *ListEffectivePermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEffectivePermissionsRequest.ProtoReflect.Descriptor instead.
 func (*ListEffectivePermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{10}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListEffectivePermissionsRequest) GetTenantId() string {
@@ -949,7 +1116,7 @@ type ListEffectivePermissionsResponse struct {
 
 func (x *ListEffectivePermissionsResponse) Reset() {
 	*x = ListEffectivePermissionsResponse{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1128,7 @@ func (x *ListEffectivePermissionsResponse) String() string {
 func (*ListEffectivePermissionsResponse) ProtoMessage() {}
 
 func (x *ListEffectivePermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1141,7 @@ func (x *ListEffectivePermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEffectivePermissionsResponse.ProtoReflect.Descriptor instead.
 func (*ListEffectivePermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{11}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListEffectivePermissionsResponse) GetModules() []*ModuleVerbs {
@@ -1018,7 +1185,7 @@ type ActiveRole struct {
 
 func (x *ActiveRole) Reset() {
 	*x = ActiveRole{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1197,7 @@ func (x *ActiveRole) String() string {
 func (*ActiveRole) ProtoMessage() {}
 
 func (x *ActiveRole) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1210,7 @@ func (x *ActiveRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActiveRole.ProtoReflect.Descriptor instead.
 func (*ActiveRole) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{12}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ActiveRole) GetRoleId() string {
@@ -1090,7 +1257,7 @@ type PlanRecordFilterRequest struct {
 
 func (x *PlanRecordFilterRequest) Reset() {
 	*x = PlanRecordFilterRequest{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1269,7 @@ func (x *PlanRecordFilterRequest) String() string {
 func (*PlanRecordFilterRequest) ProtoMessage() {}
 
 func (x *PlanRecordFilterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1282,7 @@ func (x *PlanRecordFilterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRecordFilterRequest.ProtoReflect.Descriptor instead.
 func (*PlanRecordFilterRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{13}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlanRecordFilterRequest) GetTenantId() string {
@@ -1182,7 +1349,7 @@ type RecordColumns struct {
 
 func (x *RecordColumns) Reset() {
 	*x = RecordColumns{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1361,7 @@ func (x *RecordColumns) String() string {
 func (*RecordColumns) ProtoMessage() {}
 
 func (x *RecordColumns) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1374,7 @@ func (x *RecordColumns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordColumns.ProtoReflect.Descriptor instead.
 func (*RecordColumns) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{14}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RecordColumns) GetId() string {
@@ -1256,7 +1423,7 @@ type PlanRecordFilterResponse struct {
 
 func (x *PlanRecordFilterResponse) Reset() {
 	*x = PlanRecordFilterResponse{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1435,7 @@ func (x *PlanRecordFilterResponse) String() string {
 func (*PlanRecordFilterResponse) ProtoMessage() {}
 
 func (x *PlanRecordFilterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1448,7 @@ func (x *PlanRecordFilterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRecordFilterResponse.ProtoReflect.Descriptor instead.
 func (*PlanRecordFilterResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{15}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PlanRecordFilterResponse) GetKind() FilterKind {
@@ -1343,7 +1510,7 @@ type RecordCondition struct {
 
 func (x *RecordCondition) Reset() {
 	*x = RecordCondition{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1522,7 @@ func (x *RecordCondition) String() string {
 func (*RecordCondition) ProtoMessage() {}
 
 func (x *RecordCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1535,7 @@ func (x *RecordCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordCondition.ProtoReflect.Descriptor instead.
 func (*RecordCondition) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{16}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RecordCondition) GetOwnerIds() []string {
@@ -1403,7 +1570,7 @@ type SqlArgument struct {
 
 func (x *SqlArgument) Reset() {
 	*x = SqlArgument{}
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1582,7 @@ func (x *SqlArgument) String() string {
 func (*SqlArgument) ProtoMessage() {}
 
 func (x *SqlArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_authorization_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_authorization_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1595,7 @@ func (x *SqlArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SqlArgument.ProtoReflect.Descriptor instead.
 func (*SqlArgument) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{17}
+	return file_crmauthz_v1_authorization_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SqlArgument) GetValues() []string {
@@ -1481,6 +1648,20 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
 	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x12\x1f\n" +
+	"\vdecision_id\x18\x04 \x01(\tR\n" +
+	"decisionId\"\xaa\x02\n" +
+	"\x10CheckPageRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x129\n" +
+	"\vpermissions\x18\x03 \x03(\v2\x17.crmauthz.v1.PermissionR\vpermissions\x12D\n" +
+	"\x11record_permission\x18\x04 \x01(\v2\x17.crmauthz.v1.PermissionR\x10recordPermission\x12-\n" +
+	"\arecords\x18\x05 \x03(\v2\x13.crmauthz.v1.RecordR\arecords\x12*\n" +
+	"\x11at_least_revision\x18\x06 \x01(\x03R\x0fatLeastRevision\"\xaa\x01\n" +
+	"\x11CheckPageResponse\x12/\n" +
+	"\x13permissions_allowed\x18\x01 \x03(\bR\x12permissionsAllowed\x12'\n" +
+	"\x0frecords_allowed\x18\x02 \x03(\bR\x0erecordsAllowed\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1f\n" +
 	"\vdecision_id\x18\x04 \x01(\tR\n" +
 	"decisionId\"\xc4\x01\n" +
 	"\x15GetFieldAccessRequest\x12\x1b\n" +
@@ -1561,11 +1742,12 @@ const file_crmauthz_v1_authorization_proto_rawDesc = "" +
 	"\x17FILTER_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fFILTER_KIND_ALL\x10\x01\x12\x14\n" +
 	"\x10FILTER_KIND_NONE\x10\x02\x12\x1b\n" +
-	"\x17FILTER_KIND_CONDITIONAL\x10\x032\xda\x03\n" +
+	"\x17FILTER_KIND_CONDITIONAL\x10\x032\xa6\x04\n" +
 	"\x14AuthorizationService\x12>\n" +
 	"\x05Check\x12\x19.crmauthz.v1.CheckRequest\x1a\x1a.crmauthz.v1.CheckResponse\x12M\n" +
 	"\n" +
-	"BatchCheck\x12\x1e.crmauthz.v1.BatchCheckRequest\x1a\x1f.crmauthz.v1.BatchCheckResponse\x12Y\n" +
+	"BatchCheck\x12\x1e.crmauthz.v1.BatchCheckRequest\x1a\x1f.crmauthz.v1.BatchCheckResponse\x12J\n" +
+	"\tCheckPage\x12\x1d.crmauthz.v1.CheckPageRequest\x1a\x1e.crmauthz.v1.CheckPageResponse\x12Y\n" +
 	"\x0eGetFieldAccess\x12\".crmauthz.v1.GetFieldAccessRequest\x1a#.crmauthz.v1.GetFieldAccessResponse\x12w\n" +
 	"\x18ListEffectivePermissions\x12,.crmauthz.v1.ListEffectivePermissionsRequest\x1a-.crmauthz.v1.ListEffectivePermissionsResponse\x12_\n" +
 	"\x10PlanRecordFilter\x12$.crmauthz.v1.PlanRecordFilterRequest\x1a%.crmauthz.v1.PlanRecordFilterResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
@@ -1583,7 +1765,7 @@ func file_crmauthz_v1_authorization_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_authorization_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_crmauthz_v1_authorization_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_crmauthz_v1_authorization_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_crmauthz_v1_authorization_proto_goTypes = []any{
 	(ReasonKind)(0),                          // 0: crmauthz.v1.ReasonKind
 	(FilterKind)(0),                          // 1: crmauthz.v1.FilterKind
@@ -1594,57 +1776,64 @@ var file_crmauthz_v1_authorization_proto_goTypes = []any{
 	(*BatchCheckItem)(nil),                   // 6: crmauthz.v1.BatchCheckItem
 	(*BatchCheckResponse)(nil),               // 7: crmauthz.v1.BatchCheckResponse
 	(*BatchCheckResult)(nil),                 // 8: crmauthz.v1.BatchCheckResult
-	(*GetFieldAccessRequest)(nil),            // 9: crmauthz.v1.GetFieldAccessRequest
-	(*GetFieldAccessResponse)(nil),           // 10: crmauthz.v1.GetFieldAccessResponse
-	(*FieldAccess)(nil),                      // 11: crmauthz.v1.FieldAccess
-	(*ListEffectivePermissionsRequest)(nil),  // 12: crmauthz.v1.ListEffectivePermissionsRequest
-	(*ListEffectivePermissionsResponse)(nil), // 13: crmauthz.v1.ListEffectivePermissionsResponse
-	(*ActiveRole)(nil),                       // 14: crmauthz.v1.ActiveRole
-	(*PlanRecordFilterRequest)(nil),          // 15: crmauthz.v1.PlanRecordFilterRequest
-	(*RecordColumns)(nil),                    // 16: crmauthz.v1.RecordColumns
-	(*PlanRecordFilterResponse)(nil),         // 17: crmauthz.v1.PlanRecordFilterResponse
-	(*RecordCondition)(nil),                  // 18: crmauthz.v1.RecordCondition
-	(*SqlArgument)(nil),                      // 19: crmauthz.v1.SqlArgument
-	(*Permission)(nil),                       // 20: crmauthz.v1.Permission
-	(*timestamppb.Timestamp)(nil),            // 21: google.protobuf.Timestamp
-	(*Record)(nil),                           // 22: crmauthz.v1.Record
-	(FieldState)(0),                          // 23: crmauthz.v1.FieldState
-	(*ModuleVerbs)(nil),                      // 24: crmauthz.v1.ModuleVerbs
+	(*CheckPageRequest)(nil),                 // 9: crmauthz.v1.CheckPageRequest
+	(*CheckPageResponse)(nil),                // 10: crmauthz.v1.CheckPageResponse
+	(*GetFieldAccessRequest)(nil),            // 11: crmauthz.v1.GetFieldAccessRequest
+	(*GetFieldAccessResponse)(nil),           // 12: crmauthz.v1.GetFieldAccessResponse
+	(*FieldAccess)(nil),                      // 13: crmauthz.v1.FieldAccess
+	(*ListEffectivePermissionsRequest)(nil),  // 14: crmauthz.v1.ListEffectivePermissionsRequest
+	(*ListEffectivePermissionsResponse)(nil), // 15: crmauthz.v1.ListEffectivePermissionsResponse
+	(*ActiveRole)(nil),                       // 16: crmauthz.v1.ActiveRole
+	(*PlanRecordFilterRequest)(nil),          // 17: crmauthz.v1.PlanRecordFilterRequest
+	(*RecordColumns)(nil),                    // 18: crmauthz.v1.RecordColumns
+	(*PlanRecordFilterResponse)(nil),         // 19: crmauthz.v1.PlanRecordFilterResponse
+	(*RecordCondition)(nil),                  // 20: crmauthz.v1.RecordCondition
+	(*SqlArgument)(nil),                      // 21: crmauthz.v1.SqlArgument
+	(*Permission)(nil),                       // 22: crmauthz.v1.Permission
+	(*timestamppb.Timestamp)(nil),            // 23: google.protobuf.Timestamp
+	(*Record)(nil),                           // 24: crmauthz.v1.Record
+	(FieldState)(0),                          // 25: crmauthz.v1.FieldState
+	(*ModuleVerbs)(nil),                      // 26: crmauthz.v1.ModuleVerbs
 }
 var file_crmauthz_v1_authorization_proto_depIdxs = []int32{
-	20, // 0: crmauthz.v1.CheckRequest.permission:type_name -> crmauthz.v1.Permission
+	22, // 0: crmauthz.v1.CheckRequest.permission:type_name -> crmauthz.v1.Permission
 	4,  // 1: crmauthz.v1.CheckResponse.reasons:type_name -> crmauthz.v1.Reason
 	0,  // 2: crmauthz.v1.Reason.kind:type_name -> crmauthz.v1.ReasonKind
-	21, // 3: crmauthz.v1.Reason.grant_expires_at:type_name -> google.protobuf.Timestamp
+	23, // 3: crmauthz.v1.Reason.grant_expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: crmauthz.v1.BatchCheckRequest.items:type_name -> crmauthz.v1.BatchCheckItem
-	20, // 5: crmauthz.v1.BatchCheckItem.permission:type_name -> crmauthz.v1.Permission
+	22, // 5: crmauthz.v1.BatchCheckItem.permission:type_name -> crmauthz.v1.Permission
 	8,  // 6: crmauthz.v1.BatchCheckResponse.results:type_name -> crmauthz.v1.BatchCheckResult
 	4,  // 7: crmauthz.v1.BatchCheckResult.reasons:type_name -> crmauthz.v1.Reason
-	22, // 8: crmauthz.v1.GetFieldAccessRequest.record:type_name -> crmauthz.v1.Record
-	11, // 9: crmauthz.v1.GetFieldAccessResponse.fields:type_name -> crmauthz.v1.FieldAccess
-	23, // 10: crmauthz.v1.FieldAccess.state:type_name -> crmauthz.v1.FieldState
-	24, // 11: crmauthz.v1.ListEffectivePermissionsResponse.modules:type_name -> crmauthz.v1.ModuleVerbs
-	14, // 12: crmauthz.v1.ListEffectivePermissionsResponse.roles:type_name -> crmauthz.v1.ActiveRole
-	21, // 13: crmauthz.v1.ActiveRole.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 14: crmauthz.v1.PlanRecordFilterRequest.columns:type_name -> crmauthz.v1.RecordColumns
-	1,  // 15: crmauthz.v1.PlanRecordFilterResponse.kind:type_name -> crmauthz.v1.FilterKind
-	18, // 16: crmauthz.v1.PlanRecordFilterResponse.condition:type_name -> crmauthz.v1.RecordCondition
-	19, // 17: crmauthz.v1.PlanRecordFilterResponse.args:type_name -> crmauthz.v1.SqlArgument
-	2,  // 18: crmauthz.v1.AuthorizationService.Check:input_type -> crmauthz.v1.CheckRequest
-	5,  // 19: crmauthz.v1.AuthorizationService.BatchCheck:input_type -> crmauthz.v1.BatchCheckRequest
-	9,  // 20: crmauthz.v1.AuthorizationService.GetFieldAccess:input_type -> crmauthz.v1.GetFieldAccessRequest
-	12, // 21: crmauthz.v1.AuthorizationService.ListEffectivePermissions:input_type -> crmauthz.v1.ListEffectivePermissionsRequest
-	15, // 22: crmauthz.v1.AuthorizationService.PlanRecordFilter:input_type -> crmauthz.v1.PlanRecordFilterRequest
-	3,  // 23: crmauthz.v1.AuthorizationService.Check:output_type -> crmauthz.v1.CheckResponse
-	7,  // 24: crmauthz.v1.AuthorizationService.BatchCheck:output_type -> crmauthz.v1.BatchCheckResponse
-	10, // 25: crmauthz.v1.AuthorizationService.GetFieldAccess:output_type -> crmauthz.v1.GetFieldAccessResponse
-	13, // 26: crmauthz.v1.AuthorizationService.ListEffectivePermissions:output_type -> crmauthz.v1.ListEffectivePermissionsResponse
-	17, // 27: crmauthz.v1.AuthorizationService.PlanRecordFilter:output_type -> crmauthz.v1.PlanRecordFilterResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	22, // 8: crmauthz.v1.CheckPageRequest.permissions:type_name -> crmauthz.v1.Permission
+	22, // 9: crmauthz.v1.CheckPageRequest.record_permission:type_name -> crmauthz.v1.Permission
+	24, // 10: crmauthz.v1.CheckPageRequest.records:type_name -> crmauthz.v1.Record
+	24, // 11: crmauthz.v1.GetFieldAccessRequest.record:type_name -> crmauthz.v1.Record
+	13, // 12: crmauthz.v1.GetFieldAccessResponse.fields:type_name -> crmauthz.v1.FieldAccess
+	25, // 13: crmauthz.v1.FieldAccess.state:type_name -> crmauthz.v1.FieldState
+	26, // 14: crmauthz.v1.ListEffectivePermissionsResponse.modules:type_name -> crmauthz.v1.ModuleVerbs
+	16, // 15: crmauthz.v1.ListEffectivePermissionsResponse.roles:type_name -> crmauthz.v1.ActiveRole
+	23, // 16: crmauthz.v1.ActiveRole.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 17: crmauthz.v1.PlanRecordFilterRequest.columns:type_name -> crmauthz.v1.RecordColumns
+	1,  // 18: crmauthz.v1.PlanRecordFilterResponse.kind:type_name -> crmauthz.v1.FilterKind
+	20, // 19: crmauthz.v1.PlanRecordFilterResponse.condition:type_name -> crmauthz.v1.RecordCondition
+	21, // 20: crmauthz.v1.PlanRecordFilterResponse.args:type_name -> crmauthz.v1.SqlArgument
+	2,  // 21: crmauthz.v1.AuthorizationService.Check:input_type -> crmauthz.v1.CheckRequest
+	5,  // 22: crmauthz.v1.AuthorizationService.BatchCheck:input_type -> crmauthz.v1.BatchCheckRequest
+	9,  // 23: crmauthz.v1.AuthorizationService.CheckPage:input_type -> crmauthz.v1.CheckPageRequest
+	11, // 24: crmauthz.v1.AuthorizationService.GetFieldAccess:input_type -> crmauthz.v1.GetFieldAccessRequest
+	14, // 25: crmauthz.v1.AuthorizationService.ListEffectivePermissions:input_type -> crmauthz.v1.ListEffectivePermissionsRequest
+	17, // 26: crmauthz.v1.AuthorizationService.PlanRecordFilter:input_type -> crmauthz.v1.PlanRecordFilterRequest
+	3,  // 27: crmauthz.v1.AuthorizationService.Check:output_type -> crmauthz.v1.CheckResponse
+	7,  // 28: crmauthz.v1.AuthorizationService.BatchCheck:output_type -> crmauthz.v1.BatchCheckResponse
+	10, // 29: crmauthz.v1.AuthorizationService.CheckPage:output_type -> crmauthz.v1.CheckPageResponse
+	12, // 30: crmauthz.v1.AuthorizationService.GetFieldAccess:output_type -> crmauthz.v1.GetFieldAccessResponse
+	15, // 31: crmauthz.v1.AuthorizationService.ListEffectivePermissions:output_type -> crmauthz.v1.ListEffectivePermissionsResponse
+	19, // 32: crmauthz.v1.AuthorizationService.PlanRecordFilter:output_type -> crmauthz.v1.PlanRecordFilterResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_authorization_proto_init() }
@@ -1659,7 +1848,7 @@ func file_crmauthz_v1_authorization_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_authorization_proto_rawDesc), len(file_crmauthz_v1_authorization_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

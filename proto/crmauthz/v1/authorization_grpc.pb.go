@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuthorizationService_Check_FullMethodName                    = "/crmauthz.v1.AuthorizationService/Check"
 	AuthorizationService_BatchCheck_FullMethodName               = "/crmauthz.v1.AuthorizationService/BatchCheck"
+	AuthorizationService_CheckPage_FullMethodName                = "/crmauthz.v1.AuthorizationService/CheckPage"
 	AuthorizationService_GetFieldAccess_FullMethodName           = "/crmauthz.v1.AuthorizationService/GetFieldAccess"
 	AuthorizationService_ListEffectivePermissions_FullMethodName = "/crmauthz.v1.AuthorizationService/ListEffectivePermissions"
 	AuthorizationService_PlanRecordFilter_FullMethodName         = "/crmauthz.v1.AuthorizationService/PlanRecordFilter"
@@ -41,6 +42,14 @@ type AuthorizationServiceClient interface {
 	// one call, answered in request order. Every item is validated and decided before any is
 	// answered: one bad item or unknown tenant fails the whole call.
 	BatchCheck(ctx context.Context, in *BatchCheckRequest, opts ...grpc.CallOption) (*BatchCheckResponse, error)
+	// CheckPage decides, for one user of one tenant, what a CRM page asks at once: many
+	// permissions (a form's fields and buttons) and one permission on many records (a list
+	// page's 50-500 rows). Tenant and user are named once, and the answers come back as packed
+	// lists in request order, so a page costs a fraction of the same BatchCheck. Bad input and
+	// unknown tenants fail the whole call, as in BatchCheck. The decision log records one entry
+	// per page: allowed when every item is, with a reason saying how many items were allowed and
+	// one naming each denied item.
+	CheckPage(ctx context.Context, in *CheckPageRequest, opts ...grpc.CallOption) (*CheckPageResponse, error)
 	// GetFieldAccess returns the state of every field of a module for a user.
 	GetFieldAccess(ctx context.Context, in *GetFieldAccessRequest, opts ...grpc.CallOption) (*GetFieldAccessResponse, error)
 	// ListEffectivePermissions returns what a user may do in a tenant, for menus and UI.
@@ -73,6 +82,16 @@ func (c *authorizationServiceClient) BatchCheck(ctx context.Context, in *BatchCh
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BatchCheckResponse)
 	err := c.cc.Invoke(ctx, AuthorizationService_BatchCheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authorizationServiceClient) CheckPage(ctx context.Context, in *CheckPageRequest, opts ...grpc.CallOption) (*CheckPageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckPageResponse)
+	err := c.cc.Invoke(ctx, AuthorizationService_CheckPage_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +143,14 @@ type AuthorizationServiceServer interface {
 	// one call, answered in request order. Every item is validated and decided before any is
 	// answered: one bad item or unknown tenant fails the whole call.
 	BatchCheck(context.Context, *BatchCheckRequest) (*BatchCheckResponse, error)
+	// CheckPage decides, for one user of one tenant, what a CRM page asks at once: many
+	// permissions (a form's fields and buttons) and one permission on many records (a list
+	// page's 50-500 rows). Tenant and user are named once, and the answers come back as packed
+	// lists in request order, so a page costs a fraction of the same BatchCheck. Bad input and
+	// unknown tenants fail the whole call, as in BatchCheck. The decision log records one entry
+	// per page: allowed when every item is, with a reason saying how many items were allowed and
+	// one naming each denied item.
+	CheckPage(context.Context, *CheckPageRequest) (*CheckPageResponse, error)
 	// GetFieldAccess returns the state of every field of a module for a user.
 	GetFieldAccess(context.Context, *GetFieldAccessRequest) (*GetFieldAccessResponse, error)
 	// ListEffectivePermissions returns what a user may do in a tenant, for menus and UI.
@@ -147,6 +174,9 @@ func (UnimplementedAuthorizationServiceServer) Check(context.Context, *CheckRequ
 }
 func (UnimplementedAuthorizationServiceServer) BatchCheck(context.Context, *BatchCheckRequest) (*BatchCheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BatchCheck not implemented")
+}
+func (UnimplementedAuthorizationServiceServer) CheckPage(context.Context, *CheckPageRequest) (*CheckPageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckPage not implemented")
 }
 func (UnimplementedAuthorizationServiceServer) GetFieldAccess(context.Context, *GetFieldAccessRequest) (*GetFieldAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFieldAccess not implemented")
@@ -210,6 +240,24 @@ func _AuthorizationService_BatchCheck_Handler(srv interface{}, ctx context.Conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuthorizationServiceServer).BatchCheck(ctx, req.(*BatchCheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthorizationService_CheckPage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthorizationServiceServer).CheckPage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthorizationService_CheckPage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthorizationServiceServer).CheckPage(ctx, req.(*CheckPageRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -282,6 +330,10 @@ var AuthorizationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BatchCheck",
 			Handler:    _AuthorizationService_BatchCheck_Handler,
+		},
+		{
+			MethodName: "CheckPage",
+			Handler:    _AuthorizationService_CheckPage_Handler,
 		},
 		{
 			MethodName: "GetFieldAccess",
