@@ -30,6 +30,11 @@ test: ## run every test with the race detector (uses PostgreSQL, see README)
 bench: ## run the engine benchmarks (10 and 1,000 tenants beside plain casbin; records)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/engine/
 
+.PHONY: load
+load: ## authzd against a no-op gRPC server at 10 and 10,000 tenants on PostgreSQL, one table (LOAD_ARGS=...)
+	$(GO) build -o bin/ ./cmd/authzd ./cmd/authzgen ./cmd/authzload
+	bin/authzload $(LOAD_ARGS)
+
 .PHONY: bench-log
 bench-log: ## Check throughput over gRPC with the decision log off, async and sync
 	$(GO) test -run '^$$' -bench CheckDecisionLog -benchtime 330000x ./internal/app/

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// median returns the median of xs (the lower middle of an even count).
+func median[T int64 | float64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+func field[T any](ss []sample, f func(sample) T) []T {
+	out := make([]T, len(ss))
+	for i, s := range ss {
+		out[i] = f(s)
+	}
+	return out
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+// printTable prints what every tenant count measured, as a Markdown table.
+func printTable(w io.Writer, c config, reports []*report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "authzd against a no-op gRPC server: medians of %d rounds of %s each, %d connections; rates are checks/s\n\n", c.rounds, c.duration, c.connections)
+	b.WriteString("| tenants | run | authzd /s | p50 ms | p99 ms | no-op /s | p50 ms | p99 ms | throughput ratio | p99 ratio |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range reports {
+		for _, run := range r.runs {
+			rate, p50, p99 := median(field(run.authzd, func(s sample) float64 { return s.rate })),
+				median(field(run.authzd, func(s sample) time.Duration { return s.p50 })),
+				median(field(run.authzd, func(s sample) time.Duration { return s.p99 }))
+			nrate, np50, np99 := median(field(run.noop, func(s sample) float64 { return s.rate })),
+				median(field(run.noop, func(s sample) time.Duration { return s.p50 })),
+				median(field(run.noop, func(s sample) time.Duration { return s.p99 }))
+			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.2f |\n",
+				r.tenants, run.name, rate, ms(p50), ms(p99), nrate, ms(np50), ms(np99), rate/nrate, float64(p99)/float64(np99))
+		}
+	}
+	b.WriteString("\n")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "%d tenants: start-up to SERVING %.1f s; resident size %.0f MiB after start, %.0f MiB after the runs",
+			r.tenants, r.startup.Seconds(), r.rssStart, r.rssEnd)
+		for _, run := range r.runs {
+			if len(run.writes) > 0 {
+				s := slices.Clone(run.writes)
+				slices.Sort(s)
+				fmt.Fprintf(&b, "; %s writes (20/s offered): %d, p50 %s ms, p99 %s ms", run.name, len(s), ms(s[len(s)/2]), ms(s[len(s)*99/100]))
+			}
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
