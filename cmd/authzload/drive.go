@@ -272,6 +272,9 @@ func measure(ctx context.Context, c config, n int, progress io.Writer) (*report,
 	q := newQuestions(n, c.users)
 	var seed atomic.Uint64
 	for _, w := range workloads(q) {
+		if !slices.Contains(c.runs, w.name) {
+			continue
+		}
 		r := &result{name: w.name}
 		_, _ = fmt.Fprintf(progress, "authzload: %d tenants: %s\n", n, w.name)
 		for _, t := range []*target{real, fake} {

@@ -67,6 +67,7 @@ type config struct {
 	rounds      int
 	bin         string
 	connections int
+	runs        []string
 }
 
 const usage = `Usage: authzload [flags]
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	self, _ := os.Executable()
 	var c config
-	var tenants string
+	var tenants, runs string
 	fs.StringVar(&c.databaseURL, "database-url", defURL, "PostgreSQL server to make the load databases on, as a URL of a database its user may create databases from (env AUTHZ_DATABASE_URL)")
 	fs.StringVar(&c.prefix, "database-prefix", "crmauthz_load", "the load databases are <prefix>_<tenant count>")
 	fs.StringVar(&tenants, "tenants", "10,10000", "comma-separated tenant counts, each measured on its own database")
@@ -104,6 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds per run; medians are printed")
 	fs.StringVar(&c.bin, "bin", filepath.Dir(self), "directory holding authzd and authzgen")
 	fs.IntVar(&c.connections, "connections", 2, "client connections to each server")
+	fs.StringVar(&runs, "runs", "check-8,check-50,page-8,batch-8,mixed-50", "comma-separated runs to make")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -119,6 +121,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("--tenants: %q is not a count of 1-100000", s)
 		}
 		c.tenants = append(c.tenants, n)
+	}
+	known := map[string]bool{}
+	for _, w := range workloads(questions{}) {
+		known[w.name] = true
+	}
+	for _, r := range strings.Split(runs, ",") {
+		if r = strings.TrimSpace(r); !known[r] {
+			return fmt.Errorf("--runs: unknown run %q", r)
+		}
+		c.runs = append(c.runs, r)
 	}
 	switch {
 	case c.users < 2 || c.users > 100000:

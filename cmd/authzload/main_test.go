@@ -83,7 +83,7 @@ func TestLoadTable(t *testing.T) {
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--tenants", "0"}, {"--tenants", "ten"}, {"--users", "1"}, {"--rounds", "0"}, {"--duration", "1ms"},
-		{"--connections", "0"}, {"--bin", t.TempDir()}, {"extra"},
+		{"--connections", "0"}, {"--runs", "check-8,nope"}, {"--bin", t.TempDir()}, {"extra"},
 	} {
 		var errOut bytes.Buffer
 		if err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{}, &errOut); err == nil {

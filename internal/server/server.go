@@ -220,22 +220,48 @@ func (s *Server) Shutdown(timeout time.Duration) {
 	}
 }
 
-type loggerKey struct{}
+// call is what the interceptors know of one call: its method, request id
+// and peer, and the logger carrying them, made only when something logs:
+// a decision logs nothing, and a logger with fields costs more than the
+// decision itself.
+type call struct {
+	base   *zap.Logger
+	method string
+	id     string
+	peer   net.Addr
+	once   sync.Once
+	log    *zap.Logger
+}
+
+type callKey struct{}
+
+// logger returns the call's logger.
+func (c *call) logger() *zap.Logger {
+	c.once.Do(func() { c.log = c.base.With(c.fields()...) })
+	return c.log
+}
+
+// fields are the call's log fields.
+func (c *call) fields() []zap.Field {
+	fields := make([]zap.Field, 0, 5)
+	if c.id != "" {
+		fields = append(fields, zap.String("request_id", c.id))
+	}
+	fields = append(fields, zap.String("method", c.method))
+	if c.peer != nil {
+		fields = append(fields, zap.Stringer("peer", c.peer))
+	}
+	return fields
+}
 
 // Logger returns the request's logger (with request id and method), or
 // fallback outside a request.
 func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*zap.Logger); ok {
-		return l
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c.logger()
 	}
 	return fallback
 }
-
-// panicLog is where the recovery interceptor, which runs outside the request
-// id interceptor, finds the request's logger for a panic's log line.
-type panicLog struct{ log *zap.Logger }
-
-type panicLogKey struct{}
 
 // stream is a grpc.ServerStream with another context.
 type stream struct {
@@ -246,25 +272,25 @@ type stream struct {
 func (s *stream) Context() context.Context { return s.ctx }
 
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	pl := &panicLog{log: s.log}
+	c := &call{base: s.log, method: info.FullMethod}
 	defer func() {
 		if r := recover(); r != nil {
-			pl.log.Error("panic in handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.logger().Error("panic in handler", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	return h(context.WithValue(ctx, panicLogKey{}, pl), req)
+	return h(context.WithValue(ctx, callKey{}, c), req)
 }
 
 func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-	pl := &panicLog{log: s.log}
+	c := &call{base: s.log, method: info.FullMethod}
 	defer func() {
 		if r := recover(); r != nil {
-			pl.log.Error("panic in stream handler", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			c.logger().Error("panic in stream handler", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	return h(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), panicLogKey{}, pl)})
+	return h(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callKey{}, c)})
 }
 
 func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -282,8 +308,9 @@ func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.Strea
 }
 
 // startRequest takes or makes the request id, returns it in the response
-// header with setHeader, and returns the request's context, carrying its
-// logger and audit.RequestInfo, and the function that logs the call's end.
+// header with setHeader, and returns the request's context, carrying the
+// call (its logger) and audit.RequestInfo, and the function that logs the
+// call's end. The recovery interceptor, which runs first, made the call.
 func (s *Server) startRequest(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, func(error)) {
 	id := ""
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -295,20 +322,18 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 		id = newRequestID()
 	}
 	_ = setHeader(metadata.Pairs(RequestIDHeader, id))
-	fields := []zap.Field{zap.String("request_id", id), zap.String("method", method)}
-	if p, ok := peer.FromContext(ctx); ok {
-		fields = append(fields, zap.Stringer("peer", p.Addr))
+	c, ok := ctx.Value(callKey{}).(*call)
+	if !ok {
+		c = &call{base: s.log, method: method}
+		ctx = context.WithValue(ctx, callKey{}, c)
 	}
-	log := s.log.With(fields...)
-	if pl, ok := ctx.Value(panicLogKey{}).(*panicLog); ok {
-		pl.log = log
-	}
-	start := time.Now()
+	c.id = id
 	ri := audit.RequestInfo{ID: id}
 	if p, ok := peer.FromContext(ctx); ok {
-		ri.Caller = p.Addr.String()
+		c.peer, ri.Caller = p.Addr, p.Addr.String()
 	}
-	ctx = audit.WithRequest(context.WithValue(ctx, loggerKey{}, log), ri)
+	start := time.Now()
+	ctx = audit.WithRequest(ctx, ri)
 	return ctx, func(err error) {
 		code := status.Code(err)
 		level := zap.DebugLevel
@@ -318,8 +343,8 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 		if code == codes.Internal || code == codes.Unknown {
 			level = zap.ErrorLevel
 		}
-		if ce := log.Check(level, "rpc"); ce != nil {
-			ce.Write(zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))
+		if ce := s.log.Check(level, "rpc"); ce != nil {
+			ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))...)
 		}
 	}
 }
