@@ -57,6 +57,8 @@ func (t *target) close() {
 type sample struct {
 	rate     float64 // checks a second
 	p50, p99 time.Duration
+	calls    int
+	cpu      time.Duration // the server's CPU time per call
 }
 
 // workload is what each caller of a run does: a call, and the checks it
@@ -178,7 +180,8 @@ func drive(ctx context.Context, t *target, w workload, d time.Duration, seed uin
 		return sample{}, fmt.Errorf("%s: no call completed", w.name)
 	}
 	slices.Sort(all)
-	return sample{rate: float64(len(all)*w.checks) / elapsed.Seconds(), p50: all[len(all)/2], p99: all[len(all)*99/100]}, nil
+	return sample{rate: float64(len(all)*w.checks) / elapsed.Seconds(), p50: all[len(all)/2], p99: all[len(all)*99/100],
+		calls: len(all)}, nil
 }
 
 // writer grants and revokes a role 20 times a second until stop, and
@@ -284,10 +287,16 @@ func measure(ctx context.Context, c config, n int, progress io.Writer) (*report,
 		}
 		for range c.rounds {
 			for _, t := range []*target{real, fake} {
+				proc := srv
+				if t == fake {
+					proc = noop
+				}
+				before := proc.cpu()
 				s, writes, err := driveRound(ctx, t, w, q, c.duration, seed.Add(1))
 				if err != nil {
 					return nil, err
 				}
+				s.cpu = (proc.cpu() - before) / time.Duration(s.calls)
 				if t == real {
 					r.authzd = append(r.authzd, s)
 					r.writes = append(r.writes, writes...)

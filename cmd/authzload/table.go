@@ -23,14 +23,16 @@ func field[T any](ss []sample, f func(sample) T) []T {
 	return out
 }
 
+func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
 
 // printTable prints what every tenant count measured, as a Markdown table.
 func printTable(w io.Writer, c config, reports []*report) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "authzd against a no-op gRPC server: medians of %d rounds of %s each, %d connections; rates are checks/s\n\n", c.rounds, c.duration, c.connections)
-	b.WriteString("| tenants | run | authzd /s | p50 ms | p99 ms | no-op /s | p50 ms | p99 ms | throughput ratio | p99 ratio |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "authzd against a no-op gRPC server: medians of %d rounds of %s each, %d connections; rates are checks/s; CPU is the server process's, per call\n\n", c.rounds, c.duration, c.connections)
+	b.WriteString("| tenants | run | authzd /s | p50 ms | p99 ms | CPU µs/call | no-op /s | p50 ms | p99 ms | CPU µs/call | throughput ratio | p99 ratio |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports {
 		for _, run := range r.runs {
 			rate, p50, p99 := median(field(run.authzd, func(s sample) float64 { return s.rate })),
@@ -39,8 +41,10 @@ func printTable(w io.Writer, c config, reports []*report) error {
 			nrate, np50, np99 := median(field(run.noop, func(s sample) float64 { return s.rate })),
 				median(field(run.noop, func(s sample) time.Duration { return s.p50 })),
 				median(field(run.noop, func(s sample) time.Duration { return s.p99 }))
-			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %.0f | %s | %s | %.2f | %.2f |\n",
-				r.tenants, run.name, rate, ms(p50), ms(p99), nrate, ms(np50), ms(np99), rate/nrate, float64(p99)/float64(np99))
+			cpu := median(field(run.authzd, func(s sample) time.Duration { return s.cpu }))
+			ncpu := median(field(run.noop, func(s sample) time.Duration { return s.cpu }))
+			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %.0f | %s | %s | %s | %.2f | %.2f |\n",
+				r.tenants, run.name, rate, ms(p50), ms(p99), us(cpu), nrate, ms(np50), ms(np99), us(ncpu), rate/nrate, float64(p99)/float64(np99))
 		}
 	}
 	b.WriteString("\n")

@@ -63,6 +63,7 @@ package audit
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -128,8 +129,10 @@ type Decision struct {
 
 // RequestInfo is what the server knows of the request a decision answers.
 type RequestInfo struct {
-	ID     string
-	Caller string
+	ID string
+	// Peer is the caller's address, the decision's caller when the call
+	// carries no credential; formatted only then.
+	Peer net.Addr
 	// Deferred, when set, collects the sync mode's waits of the request's
 	// decisions so that they are awaited together when the handler returns:
 	// a BatchCheck's items then share group commits instead of taking one

@@ -313,10 +313,8 @@ func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.Strea
 // call's end. The recovery interceptor, which runs first, made the call.
 func (s *Server) startRequest(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, func(error)) {
 	id := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
-			id = v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+		id = v[0]
 	}
 	if id == "" {
 		id = newRequestID()
@@ -330,7 +328,7 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 	c.id = id
 	ri := audit.RequestInfo{ID: id}
 	if p, ok := peer.FromContext(ctx); ok {
-		c.peer, ri.Caller = p.Addr, p.Addr.String()
+		c.peer, ri.Peer = p.Addr, p.Addr
 	}
 	start := time.Now()
 	ctx = audit.WithRequest(ctx, ri)

@@ -66,9 +66,11 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 // whom, and when.
 func (s *Authorization) decision(ctx context.Context, method, tenant, subject string, start time.Time) audit.Decision {
 	req := audit.Request(ctx)
-	caller := req.Caller // the peer address
+	var caller string
 	if p := auth.FromContext(ctx); p.Credential != "" {
 		caller = p.Credential
+	} else if req.Peer != nil {
+		caller = req.Peer.String()
 	}
 	return audit.Decision{Time: start, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject}
 }
