@@ -10,8 +10,10 @@
 // queue; one batcher goroutine per process takes entries off the queue in
 // batches, assigns each its position in the process's hash chain, masks the
 // configured attributes, hashes it and writes the batch (PostgreSQL: one
-// transaction with COPY of one row per tenant holding that tenant's
-// entries, and the chain head update; memory: a bounded ring).
+// transaction with COPY of a row per tenant of four or more entries and
+// one row the batch's other tenants share, listing them, and the chain
+// head update, so a batch is a few rows however many tenants it holds;
+// memory: a bounded ring).
 //
 // Modes: async (the default; the call does not wait for the write), sync
 // (the call waits until its entry is durable; entries that arrive while a

@@ -50,7 +50,7 @@ const daysAhead = 2
 
 var batchColumns = []string{
 	"logged_at", "chain_id", "batch_first", "tenant_id", "first_pos", "last_pos", "min_seq", "max_seq",
-	"min_at", "max_at", "entries", "last_hash", "data", "key_id",
+	"min_at", "max_at", "entries", "last_hash", "data", "key_id", "tenants",
 }
 
 type pgBackend struct {
@@ -144,9 +144,12 @@ func (p *pgBackend) readChain(ctx context.Context, chainID string) (head, bool, 
 	return h, true, nil
 }
 
-// tenantRow is one row of decision_batches: a tenant's entries of a batch.
+// tenantRow is one row of decision_batches: a tenant's entries of a batch,
+// or (tenant "") the batch's shared row, holding the entries of the
+// tenants listed in tenants.
 type tenantRow struct {
 	tenant         string
+	tenants        []string // the shared row's tenants, sorted; nil for a tenant's own row
 	first, last    int64
 	minSeq, maxSeq uint64
 	minAt, maxAt   time.Time
@@ -155,28 +158,60 @@ type tenantRow struct {
 	data           []byte
 }
 
-// batchRows groups a batch by tenant, keeping position order. Each entry is
-// stored as the length (uvarint) of its canonical encoding less the prefix
-// the whole batch shares (the row's chain_id and logged_at give it back),
-// that part of the encoding, and the entry's hash. The rows' data reuses
-// scratch, which it returns grown.
+// ownRowMin is how many entries a tenant has in a batch to get a row of its
+// own; the entries of tenants with fewer share one row. A batch is then at
+// most its size / ownRowMin + 1 rows however many tenants it holds, while a
+// busy tenant's entries are still read without the others'.
+const ownRowMin = 4
+
+// batchRows groups a batch into rows (its busy tenants' own rows and one
+// shared row), keeping position order. Each entry is stored as the length
+// (uvarint) of its canonical encoding less the prefix the whole batch
+// shares (the row's chain_id and logged_at give it back), that part of the
+// encoding, and the entry's hash. The rows' data reuses scratch, which it
+// returns grown.
 func batchRows(batch []item, prefixLen int, scratch *[][]byte) []*tenantRow {
-	byTenant := map[string]*tenantRow{}
+	count := map[string]int{}
+	for i := range batch {
+		count[batch[i].d.Tenant]++
+	}
+	byTenant := make(map[string]*tenantRow, len(count))
 	var rows []*tenantRow
+	var shared *tenantRow
 	size := map[*tenantRow]int{}
+	rowOf := func(tenant string) *tenantRow {
+		if r := byTenant[tenant]; r != nil {
+			return r
+		}
+		r := shared
+		if count[tenant] >= ownRowMin {
+			r = &tenantRow{tenant: tenant}
+			rows = append(rows, r)
+		} else if r == nil {
+			r = &tenantRow{tenants: []string{}}
+			shared = r
+			rows = append(rows, r)
+		}
+		if r.tenants != nil {
+			r.tenants = append(r.tenants, tenant)
+		}
+		byTenant[tenant] = r
+		return r
+	}
 	for i := range batch {
 		d := &batch[i].d
-		r := byTenant[d.Tenant]
-		if r == nil {
-			r = &tenantRow{tenant: d.Tenant, first: d.Position, minSeq: d.Seq, maxSeq: d.Seq, minAt: d.Time, maxAt: d.Time}
-			byTenant[d.Tenant] = r
-			rows = append(rows, r)
+		r := rowOf(d.Tenant)
+		if r.n == 0 {
+			r.first, r.minSeq, r.maxSeq, r.minAt, r.maxAt = d.Position, d.Seq, d.Seq, d.Time, d.Time
 		}
 		r.last, r.lastHash = d.Position, d.Hash
 		r.minSeq, r.maxSeq = min(r.minSeq, d.Seq), max(r.maxSeq, d.Seq)
 		r.minAt, r.maxAt = minTime(r.minAt, d.Time), maxTime(r.maxAt, d.Time)
 		r.n++
 		size[r] += binary.MaxVarintLen64 + len(batch[i].canon) - prefixLen + len(d.Hash)
+	}
+	if shared != nil {
+		slices.Sort(shared.tenants)
 	}
 	for i, r := range rows {
 		if i == len(*scratch) {
@@ -194,7 +229,7 @@ func batchRows(batch []item, prefixLen int, scratch *[][]byte) []*tenantRow {
 		r.data = append(r.data, own...)
 		r.data = append(r.data, batch[i].d.Hash...)
 	}
-	if len(*scratch) > 64 { // a batch of many tenants: keep only a few buffers
+	if len(*scratch) > 64 {
 		*scratch = (*scratch)[:64]
 	}
 	return rows
@@ -273,7 +308,7 @@ func (p *pgBackend) copy(ctx context.Context, chainID string, batchFirst int64, 
 		src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			r := rows[i]
 			return []any{h.loggedAt, chainID, batchFirst, r.tenant, r.first, r.last, int64(r.minSeq), int64(r.maxSeq),
-				r.minAt, r.maxAt, r.n, r.lastHash, r.data, h.key.ID}, nil
+				r.minAt, r.maxAt, r.n, r.lastHash, r.data, h.key.ID, r.tenants}, nil
 		})
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"decision_batches"}, batchColumns, src); err != nil {
 			return fmt.Errorf("copy decisions: %w", err)
@@ -505,7 +540,7 @@ func (p *pgBackend) list(ctx context.Context, q *Query, c cursor, horizon uint64
 			return out, after, nil
 		}
 		var w where
-		w.add("tenant_id = ?", q.Tenant)
+		w.add(ofTenant, q.Tenant, q.Tenant)
 		w.add("txid < ?::text::xid8", strconv.FormatUint(horizon, 10))
 		if !q.From.IsZero() {
 			// A batch is logged after its decisions: logged_at >= max_at
@@ -624,6 +659,12 @@ func (p *pgBackend) rows(ctx context.Context, db querier, sql string, args ...an
 	return out, nil
 }
 
+// ofTenant selects the rows that may hold a tenant's entries (the tenant
+// is both ? parameters): its own rows and the shared rows listing it. The
+// entries read from a shared row are the other tenants' too, and are
+// filtered by tenant.
+const ofTenant = "(tenant_id = ? OR tenant_id = '' AND tenants @> ARRAY[?::text])"
+
 // querier is a pool or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -636,7 +677,7 @@ type querier interface {
 // waited (for room, for the CPU) is written with much later ids.
 func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64) (Decision, bool, error) {
 	rows, err := p.rows(ctx, p.pool, `SELECT `+batchRowColumns+` FROM decision_batches
-		WHERE chain_id = $1 AND tenant_id = $2 AND max_seq >= $3 AND min_seq <= $3 ORDER BY max_seq LIMIT 64`,
+		WHERE chain_id = $1 AND `+strings.Replace(ofTenant, "?", "$2", 2)+` AND max_seq >= $3 AND min_seq <= $3 ORDER BY max_seq LIMIT 64`,
 		chainID, tenant, int64(seq))
 	if err != nil {
 		return Decision{}, false, err
@@ -644,7 +685,7 @@ func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64)
 	for _, r := range rows {
 		var found *Decision
 		err := decodeBatch(r.chain, r.loggedAt, r.data, r.txid, func(d *Decision) bool {
-			if d.Seq == seq {
+			if d.Seq == seq && d.Tenant == tenant {
 				found = d
 			}
 			return found == nil
@@ -661,7 +702,7 @@ func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64)
 
 func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([][2]string, error) {
 	rows, err := p.pool.Query(ctx, `SELECT chain_id, logged_at, data FROM decision_batches
-		WHERE tenant_id = $1 AND logged_at >= $2 AND max_at >= $2`, tenant, since)
+		WHERE `+strings.Replace(ofTenant, "?", "$1", 2)+` AND logged_at >= $2 AND max_at >= $2`, tenant, since)
 	if err != nil {
 		return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 	}
@@ -678,7 +719,7 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 			return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 		}
 		err := decodeBatch(chainID, loggedAt, data, 0, func(d *Decision) bool {
-			if k := [2]string{d.Subject, d.Permission}; d.Allowed && !d.Time.Before(since) && !seen[k] {
+			if k := [2]string{d.Subject, d.Permission}; d.Tenant == tenant && d.Allowed && !d.Time.Before(since) && !seen[k] {
 				seen[k] = true
 				out = append(out, k)
 			}
@@ -887,6 +928,7 @@ type verifiedRow struct {
 	loggedAt       time.Time
 	batchFirst     int64
 	tenant         string
+	tenants        []string
 	first, last    int64
 	minSeq, maxSeq int64
 	minAt, maxAt   time.Time
@@ -906,7 +948,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 					WHERE chain_id = $1 AND batch_first <= $2::bigint + 1), 0)
 				AND ($3::bigint = 0 OR batch_first <= $3::bigint)
 			ORDER BY batch_first LIMIT $4)
-		SELECT txid::text, logged_at, batch_first, tenant_id, first_pos, last_pos, min_seq, max_seq, min_at, max_at,
+		SELECT txid::text, logged_at, batch_first, tenant_id, tenants, first_pos, last_pos, min_seq, max_seq, min_at, max_at,
 			entries, last_hash, data, key_id
 		FROM decision_batches WHERE chain_id = $1 AND batch_first IN (SELECT batch_first FROM b)
 		ORDER BY batch_first, first_pos`,
@@ -916,7 +958,7 @@ func (s *pgSource) entries(ctx context.Context, chainID string, after, to int64)
 			r  verifiedRow
 			tx string
 		)
-		err := row.Scan(&tx, &r.loggedAt, &r.batchFirst, &r.tenant, &r.first, &r.last, &r.minSeq, &r.maxSeq,
+		err := row.Scan(&tx, &r.loggedAt, &r.batchFirst, &r.tenant, &r.tenants, &r.first, &r.last, &r.minSeq, &r.maxSeq,
 			&r.minAt, &r.maxAt, &r.entries, &r.lastHash, &r.data, &r.keyID)
 		if err != nil {
 			return r, err
@@ -974,13 +1016,23 @@ func (s *pgSource) checkRow(r *verifiedRow) error {
 		return bad("its last hash is not its last entry's")
 	}
 	minSeq, maxSeq, minAt, maxAt := ds[0].Seq, ds[0].Seq, ds[0].Time, ds[0].Time
+	var tenants []string // the tenants of a shared row's entries
 	for i := range ds {
 		d := &ds[i]
-		if d.Tenant != r.tenant || !d.LoggedAt.Equal(r.loggedAt) || i > 0 && d.Position <= ds[i-1].Position {
+		if r.tenant == "" {
+			tenants = append(tenants, d.Tenant)
+		}
+		if d.Tenant != r.tenant && r.tenant != "" || !d.LoggedAt.Equal(r.loggedAt) || i > 0 && d.Position <= ds[i-1].Position {
 			return bad("its entry %d belongs to another tenant, time or order", d.Position)
 		}
 		minSeq, maxSeq = min(minSeq, d.Seq), max(maxSeq, d.Seq)
 		minAt, maxAt = minTime(minAt, d.Time), maxTime(maxAt, d.Time)
+	}
+	// A shared row lists exactly its entries' tenants: a tenant left off
+	// the list would have its entries hidden from its queries.
+	slices.Sort(tenants)
+	if tenants = slices.Compact(tenants); !slices.Equal(tenants, r.tenants) {
+		return bad("it lists the tenants %v, its entries are of %v", r.tenants, tenants)
 	}
 	if int64(minSeq) != r.minSeq || int64(maxSeq) != r.maxSeq || !minAt.Equal(r.minAt) || !maxAt.Equal(r.maxAt) {
 		return bad("its id or time range columns differ from its entries'")

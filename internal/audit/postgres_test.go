@@ -380,3 +380,84 @@ func TestPostgresRetentionAnchorsBatchCommittingDuringDrop(t *testing.T) {
 		t.Fatalf("verify after retention %+v %v", rs, err)
 	}
 }
+
+// TestPostgresSharesARowAmongQuietTenants: a batch of many tenants is a
+// few rows, not one per tenant: the busy tenant's own row and one row its
+// quiet tenants share. Each tenant still lists and finds exactly its own
+// entries, and a shared row that leaves a tenant off its list fails
+// verification.
+func TestPostgresSharesARowAmongQuietTenants(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	l := startPostgres(t, pool, Options{BatchSize: 300, FlushInterval: time.Minute})
+	defer func() {
+		if err := l.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	ids := map[string][]string{}
+	for i := range 300 {
+		tenant := "busy"
+		if i%3 != 0 {
+			tenant = fmt.Sprintf("quiet%03d", i%97) // 97 tenants of 2 or 3 entries
+		}
+		id, err := l.Record(ctx, decision(tenant, fmt.Sprintf("u%d", i), true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[tenant] = append(ids[tenant], id)
+	}
+	deadline := time.Now().Add(10 * time.Second) // the batch is written whole: one entry there is all
+	for {
+		if d, err := l.Decision(ctx, "quiet002", ids["quiet002"][len(ids["quiet002"])-1]); err == nil && d.ID != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var rows, shared, listed int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE tenant_id = ''), coalesce(sum(cardinality(tenants)), 0)
+		FROM decision_batches WHERE chain_id = $1`, l.ChainID()).Scan(&rows, &shared, &listed); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 || shared != 1 || listed != 97 {
+		t.Fatalf("%d rows, %d shared, listing %d tenants; want the busy tenant's row and one shared by 97", rows, shared, listed)
+	}
+	for _, tenant := range []string{"busy", "quiet000", "quiet001", "quiet077", "quiet096"} {
+		got := listAll(t, l, Query{Tenant: tenant})
+		if len(got) != len(ids[tenant]) {
+			t.Fatalf("%s lists %d entries, recorded %d", tenant, len(got), len(ids[tenant]))
+		}
+		for i, d := range got {
+			if d.ID != ids[tenant][i] || d.Tenant != tenant {
+				t.Fatalf("%s: entry %d is %s of %s, want %s", tenant, i, d.ID, d.Tenant, ids[tenant][i])
+			}
+		}
+		if d, err := l.Decision(ctx, tenant, ids[tenant][0]); err != nil || d.Tenant != tenant {
+			t.Fatalf("%s finds its entry: %+v %v", tenant, d, err)
+		}
+	}
+	if _, err := l.Decision(ctx, "quiet001", ids["quiet002"][0]); err == nil {
+		t.Fatal("a tenant found another's entry in their shared row")
+	}
+	if rs, err := l.Verify(ctx, l.ChainID(), 0, 0); err != nil || rs[0].Broken != nil || rs[0].Checked != 300 {
+		t.Fatalf("verification of the intact log: %+v %v", rs, err)
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql, l.ChainID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec("UPDATE decision_batches SET tenants = array_remove(tenants, 'quiet077') WHERE chain_id = $1 AND tenant_id = ''")
+	if got := listAll(t, l, Query{Tenant: "quiet077"}); len(got) != 0 {
+		t.Fatalf("the edit should hide quiet077's entries from its listing, which shows %d", len(got))
+	}
+	if rs, err := l.Verify(ctx, l.ChainID(), 0, 0); err != nil || rs[0].Broken == nil || rs[0].Broken.Kind != BreakIndexMismatch {
+		t.Fatalf("a shared row hiding a tenant verified as %+v %v", rs, err)
+	}
+	exec("UPDATE decision_batches SET tenants = array_append(tenants, 'quiet077') WHERE chain_id = $1 AND tenant_id = ''")
+	exec("UPDATE decision_batches SET tenants = (SELECT array_agg(x ORDER BY x) FROM unnest(tenants) x) WHERE chain_id = $1 AND tenant_id = ''")
+	if rs, err := l.Verify(ctx, l.ChainID(), 0, 0); err != nil || rs[0].Broken != nil {
+		t.Fatalf("the restored log: %+v %v", rs, err)
+	}
+}
