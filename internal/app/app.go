@@ -422,10 +422,11 @@ func (a *App) load(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list tenants: %w", err)
 	}
-	// Tenants are read and built by several workers at once: a tenant's
-	// read waits on the database while another's index is built, and
-	// building uses every core. Each worker hands the engine its tenants
-	// in batches, so the tenant map is not copied once per tenant.
+	// Tenants are read and built by several workers at once, a batch of
+	// them at a time: a batch's read waits on the database while another's
+	// indexes are built, building uses every core, the database answers one
+	// query per table for the batch, and the engine's tenant map is copied
+	// once per batch.
 	const batch = 32
 	var (
 		next     atomic.Int64
@@ -441,11 +442,19 @@ func (a *App) load(ctx context.Context) (int, error) {
 	keep, _ := a.store.(interface{ Keep(*model.TenantState) })
 	for range 2 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
-			var states []*model.TenantState
-			flush := func() bool {
+			for {
+				i := int(next.Add(batch)) - batch
+				if i >= len(ids) || ctx.Err() != nil || failed.Load() {
+					return
+				}
+				states, err := a.store.TenantStates(ctx, ids[i:min(i+batch, len(ids))])
+				if err != nil {
+					fail(fmt.Errorf("load tenants %s...: %w", ids[i], err))
+					return
+				}
 				if err := a.engine.LoadAll(states); err != nil {
 					fail(fmt.Errorf("load tenants: %w", err))
-					return false
+					return
 				}
 				// A large tenant's state is kept for its writes
 				// (store/postgres).
@@ -454,24 +463,7 @@ func (a *App) load(ctx context.Context) (int, error) {
 						keep.Keep(st)
 					}
 				}
-				states = states[:0]
-				return true
 			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) || ctx.Err() != nil || failed.Load() {
-					break
-				}
-				st, err := a.store.Tenant(ctx, ids[i])
-				if err != nil {
-					fail(fmt.Errorf("load tenant %q: %w", ids[i], err))
-					return
-				}
-				if states = append(states, st); len(states) == batch && !flush() {
-					return
-				}
-			}
-			flush()
 		})
 	}
 	wg.Wait()

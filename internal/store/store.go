@@ -27,6 +27,9 @@ type Store interface {
 	// Tenant returns a tenant's whole state at its latest revision, or a
 	// *model.NotFoundError matching model.ErrTenantNotFound.
 	Tenant(ctx context.Context, id string) (*model.TenantState, error)
+	// TenantStates returns the states of the tenants of ids that exist, in
+	// id order: Tenant for many at once, as a start-up reads them.
+	TenantStates(ctx context.Context, ids []string) ([]*model.TenantState, error)
 	// CreateTenant stores a new tenant with its initial roles and grants at
 	// revision 1. It fails with a *model.ConflictError if the id is taken.
 	CreateTenant(ctx context.Context, w Write, st *model.TenantState) (*model.TenantState, error)

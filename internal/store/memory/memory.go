@@ -64,6 +64,23 @@ func (s *Store) Tenant(_ context.Context, id string) (*model.TenantState, error)
 	return st.Clone(), nil
 }
 
+// TenantStates implements store.Store.
+func (s *Store) TenantStates(_ context.Context, ids []string) ([]*model.TenantState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	ids = slices.Sorted(slices.Values(ids))
+	var out []*model.TenantState
+	for i, id := range ids {
+		if st, ok := s.tenants[id]; ok && (i == 0 || id != ids[i-1]) {
+			out = append(out, st.Clone())
+		}
+	}
+	return out, nil
+}
+
 // CreateTenant implements store.Store.
 func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.TenantState) (*model.TenantState, error) {
 	if err := ctx.Err(); err != nil {

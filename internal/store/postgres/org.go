@@ -16,108 +16,94 @@ import (
 // organisation and sharing: the departments, memberships, sharing rules
 // and record shares tables (migration 0002). The manager depth lives in the tenants row.
 
-// loadOrg reads a tenant's departments, memberships, sharing rules and
-// record shares into st.
-func loadOrg(ctx context.Context, tx pgx.Tx, st *model.TenantState, in interner) error {
-	id := st.ID
-	rows, _ := tx.Query(ctx, "SELECT user_id, name, status FROM users WHERE tenant_id = $1", id)
-	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.User, error) {
-		var u model.User
-		var status string
-		err := row.Scan(&u.ID, &u.Name, &status)
-		u.Status = model.UserStatus(status)
-		return u, err
-	})
+// loadOrg reads the users, departments, memberships, sharing rules and
+// record shares of the tenants l reads.
+func loadOrg(ctx context.Context, l *tenantLoads) error {
+	err := eachTenantRow(ctx, l, "users", "SELECT tenant_id, user_id, name, status FROM users WHERE tenant_id = ANY($1)",
+		func(row pgx.CollectableRow) (string, model.User, error) {
+			var u model.User
+			var tenant, status string
+			err := row.Scan(&tenant, &u.ID, &u.Name, &status)
+			u.Status = model.UserStatus(status)
+			return tenant, u, err
+		}, func(t *tenantLoad, u model.User) {
+			u.ID = t.in.of(u.ID)
+			t.st.Users[u.ID] = u
+		})
 	if err != nil {
-		return fmt.Errorf("load users of tenant %q: %w", id, err)
+		return err
 	}
-	for _, u := range users {
-		u.ID = in.of(u.ID)
-		st.Users[u.ID] = u
-	}
-
-	rows, _ = tx.Query(ctx, "SELECT department_id, name, parent_id FROM departments WHERE tenant_id = $1", id)
-	depts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Department, error) {
-		var d model.Department
-		var parent *string
-		err := row.Scan(&d.ID, &d.Name, &parent)
-		if parent != nil {
-			d.Parent = *parent
-		}
-		return d, err
-	})
+	err = eachTenantRow(ctx, l, "departments", "SELECT tenant_id, department_id, name, parent_id FROM departments WHERE tenant_id = ANY($1)",
+		func(row pgx.CollectableRow) (string, model.Department, error) {
+			var d model.Department
+			var tenant string
+			var parent *string
+			err := row.Scan(&tenant, &d.ID, &d.Name, &parent)
+			if parent != nil {
+				d.Parent = *parent
+			}
+			return tenant, d, err
+		}, func(t *tenantLoad, d model.Department) {
+			d.ID, d.Parent = t.in.of(d.ID), t.in.of(d.Parent)
+			t.st.Departments[d.ID] = d
+		})
 	if err != nil {
-		return fmt.Errorf("load departments of tenant %q: %w", id, err)
+		return err
 	}
-	for _, d := range depts {
-		d.ID, d.Parent = in.of(d.ID), in.of(d.Parent)
-		st.Departments[d.ID] = d
-	}
-
-	rows, _ = tx.Query(ctx, `SELECT user_id, primary_department_id, other_department_ids, manager_id
-		FROM memberships WHERE tenant_id = $1`, id)
-	members, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Membership, error) {
-		var m model.Membership
-		err := row.Scan(&m.UserID, &m.Primary, &m.Others, &m.Manager)
-		if len(m.Others) == 0 {
-			m.Others = nil
-		}
-		return m, err
-	})
+	err = eachTenantRow(ctx, l, "memberships", `SELECT tenant_id, user_id, primary_department_id, other_department_ids, manager_id
+		FROM memberships WHERE tenant_id = ANY($1)`,
+		func(row pgx.CollectableRow) (string, model.Membership, error) {
+			var m model.Membership
+			var tenant string
+			err := row.Scan(&tenant, &m.UserID, &m.Primary, &m.Others, &m.Manager)
+			if len(m.Others) == 0 {
+				m.Others = nil
+			}
+			return tenant, m, err
+		}, func(t *tenantLoad, m model.Membership) {
+			m.UserID, m.Primary, m.Manager = t.in.of(m.UserID), t.in.of(m.Primary), t.in.of(m.Manager)
+			for i, d := range m.Others {
+				m.Others[i] = t.in.of(d)
+			}
+			t.st.Members[m.UserID] = m
+		})
 	if err != nil {
-		return fmt.Errorf("load memberships of tenant %q: %w", id, err)
+		return err
 	}
-	for _, m := range members {
-		m.UserID, m.Primary, m.Manager = in.of(m.UserID), in.of(m.Primary), in.of(m.Manager)
-		for i, d := range m.Others {
-			m.Others[i] = in.of(d)
-		}
-		st.Members[m.UserID] = m
-	}
-
-	rows, _ = tx.Query(ctx, `SELECT rule_id, module, owner_kind, owner_id, owner_subs, shared_kind, shared_id, shared_subs, access
-		FROM sharing_rules WHERE tenant_id = $1`, id)
-	rules, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.SharingRule, error) {
-		var r model.SharingRule
-		var ownerKind, sharedKind, access string
-		err := row.Scan(&r.ID, &r.Module, &ownerKind, &r.OwnedBy.ID, &r.OwnedBy.IncludeSubs,
-			&sharedKind, &r.SharedWith.ID, &r.SharedWith.IncludeSubs, &access)
-		r.OwnedBy.Kind, r.SharedWith.Kind, r.Access = model.PrincipalKind(ownerKind), model.PrincipalKind(sharedKind), model.Access(access)
-		return r, err
-	})
+	err = eachTenantRow(ctx, l, "sharing rules", `SELECT tenant_id, rule_id, module, owner_kind, owner_id, owner_subs, shared_kind, shared_id, shared_subs, access
+		FROM sharing_rules WHERE tenant_id = ANY($1)`,
+		func(row pgx.CollectableRow) (string, model.SharingRule, error) {
+			var r model.SharingRule
+			var tenant, ownerKind, sharedKind, access string
+			err := row.Scan(&tenant, &r.ID, &r.Module, &ownerKind, &r.OwnedBy.ID, &r.OwnedBy.IncludeSubs,
+				&sharedKind, &r.SharedWith.ID, &r.SharedWith.IncludeSubs, &access)
+			r.OwnedBy.Kind, r.SharedWith.Kind, r.Access = model.PrincipalKind(ownerKind), model.PrincipalKind(sharedKind), model.Access(access)
+			return tenant, r, err
+		}, func(t *tenantLoad, r model.SharingRule) { t.st.SharingRules[r.ID] = r })
 	if err != nil {
-		return fmt.Errorf("load sharing rules of tenant %q: %w", id, err)
+		return err
 	}
-	for _, r := range rules {
-		st.SharingRules[r.ID] = r
-	}
-
-	rows, _ = tx.Query(ctx, `SELECT module, record_id, principal_kind, principal_id, principal_subs, access,
+	return eachTenantRow(ctx, l, "record shares", `SELECT tenant_id, module, record_id, principal_kind, principal_id, principal_subs, access,
 			expires_at, shared_by, shared_at
-		FROM record_shares WHERE tenant_id = $1`, id)
-	shares, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.RecordShare, error) {
-		var sh model.RecordShare
-		var kind, access string
-		var expiresAt, sharedAt *time.Time
-		err := row.Scan(&sh.Module, &sh.RecordID, &kind, &sh.Principal.ID, &sh.Principal.IncludeSubs, &access,
-			&expiresAt, &sh.SharedBy, &sharedAt)
-		sh.Principal.Kind, sh.Access = model.PrincipalKind(kind), model.Access(access)
-		if expiresAt != nil {
-			sh.ExpiresAt = expiresAt.UTC()
-		}
-		if sharedAt != nil {
-			sh.SharedAt = sharedAt.UTC()
-		}
-		return sh, err
-	})
-	if err != nil {
-		return fmt.Errorf("load record shares of tenant %q: %w", id, err)
-	}
-	for _, sh := range shares {
-		sh.Principal.ID, sh.SharedBy = in.of(sh.Principal.ID), in.of(sh.SharedBy)
-		st.RecordShares[sh.Key()] = sh
-	}
-	return nil
+		FROM record_shares WHERE tenant_id = ANY($1)`,
+		func(row pgx.CollectableRow) (string, model.RecordShare, error) {
+			var sh model.RecordShare
+			var tenant, kind, access string
+			var expiresAt, sharedAt *time.Time
+			err := row.Scan(&tenant, &sh.Module, &sh.RecordID, &kind, &sh.Principal.ID, &sh.Principal.IncludeSubs, &access,
+				&expiresAt, &sh.SharedBy, &sharedAt)
+			sh.Principal.Kind, sh.Access = model.PrincipalKind(kind), model.Access(access)
+			if expiresAt != nil {
+				sh.ExpiresAt = expiresAt.UTC()
+			}
+			if sharedAt != nil {
+				sh.SharedAt = sharedAt.UTC()
+			}
+			return tenant, sh, err
+		}, func(t *tenantLoad, sh model.RecordShare) {
+			sh.Principal.ID, sh.SharedBy = t.in.of(sh.Principal.ID), t.in.of(sh.SharedBy)
+			t.st.RecordShares[sh.Key()] = sh
+		})
 }
 
 // queueOrgDeletes queues the deletion of the memberships, sharing rules and

@@ -129,6 +129,25 @@ func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, erro
 	return st, nil
 }
 
+// TenantStates implements store.Store: one read-only snapshot and one
+// query per table for all of ids.
+func (s *Store) TenantStates(ctx context.Context, ids []string) ([]*model.TenantState, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	var states []*model.TenantState
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := inTx(ctx, s.pool, opts, func(tx pgx.Tx) error {
+		var err error
+		states, err = loadTenants(ctx, tx, ids, false)
+		return err
+	})
+	if err != nil {
+		return nil, pgerr.Wrap(err)
+	}
+	return states, nil
+}
+
 // CreateTenant implements store.Store.
 func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.TenantState) (*model.TenantState, error) {
 	if s.closed.Load() {
@@ -363,52 +382,83 @@ func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(p
 	return nil
 }
 
-// loadTenant reads a tenant's whole state. With forUpdate it also locks the
-// tenant's row until the transaction ends.
+// loadTenant reads one tenant in tx; forUpdate locks its row.
 func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*model.TenantState, error) {
-	q := "SELECT name, revision, manager_depth FROM tenants WHERE id = $1 AND deleted_at IS NULL"
+	states, err := loadTenants(ctx, tx, []string{id}, forUpdate)
+	if err != nil {
+		return nil, err
+	}
+	if len(states) == 0 {
+		return nil, model.TenantNotFound(id)
+	}
+	return states[0], nil
+}
+
+// loadTenants reads the tenants of ids that exist (not deleted) in tx, with
+// one query per table for all of them: start-up reads thousands of tenants,
+// and eight queries for each was most of its time in PostgreSQL.
+func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) ([]*model.TenantState, error) {
+	q := "SELECT id, name, revision, manager_depth FROM tenants WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
 	if forUpdate {
 		q += " FOR UPDATE"
 	}
-	st := model.NewTenantState(id, "")
-	err := tx.QueryRow(ctx, q, id).Scan(&st.Name, &st.Revision, &st.Settings.ManagerDepth)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, model.TenantNotFound(id)
-	}
+	rows, _ := tx.Query(ctx, q, ids)
+	states, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*model.TenantState, error) {
+		var id string
+		var st model.TenantState
+		if err := row.Scan(&id, &st.Name, &st.Revision, &st.Settings.ManagerDepth); err != nil {
+			return nil, err
+		}
+		out := model.NewTenantState(id, st.Name)
+		out.Revision, out.Settings.ManagerDepth = st.Revision, st.Settings.ManagerDepth
+		return out, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("load tenant %q: %w", id, err)
+		return nil, fmt.Errorf("load tenants: %w", err)
 	}
-
-	rows, _ := tx.Query(ctx, `SELECT role_id, display_name, description, template, inherits, permissions
-		FROM roles WHERE tenant_id = $1`, id)
-	roles, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Role, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	l := &tenantLoads{tx: tx, ids: ids, byID: make(map[string]*tenantLoad, len(states))}
+	for _, st := range states {
+		l.byID[st.ID] = &tenantLoad{st: st, in: interner{}}
+	}
+	// Roles made from one template carry the same permissions in every
+	// tenant: each text is decoded once. The tenants then share the
+	// decoded slices, as a state and its clones do (model.TenantState
+	// replaces a role's permissions, never edits them).
+	decoded := map[string]model.Permissions{}
+	err = eachTenantRow(ctx, l, "roles", `SELECT tenant_id, role_id, display_name, description, template, inherits, permissions
+		FROM roles WHERE tenant_id = ANY($1)`, func(row pgx.CollectableRow) (string, model.Role, error) {
 		var r model.Role
+		var tenant string
 		var perms []byte
-		if err := row.Scan(&r.ID, &r.DisplayName, &r.Description, &r.Template, &r.Inherits, &perms); err != nil {
-			return r, err
+		if err := row.Scan(&tenant, &r.ID, &r.DisplayName, &r.Description, &r.Template, &r.Inherits, &perms); err != nil {
+			return "", r, err
 		}
 		if len(r.Inherits) == 0 {
 			r.Inherits = nil
 		}
-		if err := json.Unmarshal(perms, &r.Permissions); err != nil {
-			return r, fmt.Errorf("decode permissions of role %q: %w", r.ID, err)
+		p, ok := decoded[string(perms)]
+		if !ok {
+			if err := json.Unmarshal(perms, &p); err != nil {
+				return "", r, fmt.Errorf("decode permissions of role %q of tenant %q: %w", r.ID, tenant, err)
+			}
+			decoded[string(perms)] = p
 		}
-		return r, nil
-	})
+		r.Permissions = p
+		return tenant, r, nil
+	}, func(t *tenantLoad, r model.Role) { t.st.Roles[r.ID] = r })
 	if err != nil {
-		return nil, fmt.Errorf("load roles of tenant %q: %w", id, err)
+		return nil, err
 	}
-	for _, r := range roles {
-		st.Roles[r.ID] = r
-	}
-
-	rows, _ = tx.Query(ctx, `SELECT user_id, role_id, expires_at, granted_by, granted_at
-		FROM grants WHERE tenant_id = $1`, id)
-	grants, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Grant, error) {
+	err = eachTenantRow(ctx, l, "grants", `SELECT tenant_id, user_id, role_id, expires_at, granted_by, granted_at
+		FROM grants WHERE tenant_id = ANY($1)`, func(row pgx.CollectableRow) (string, model.Grant, error) {
 		var g model.Grant
+		var tenant string
 		var expiresAt, grantedAt *time.Time
-		if err := row.Scan(&g.UserID, &g.RoleID, &expiresAt, &g.GrantedBy, &grantedAt); err != nil {
-			return g, err
+		if err := row.Scan(&tenant, &g.UserID, &g.RoleID, &expiresAt, &g.GrantedBy, &grantedAt); err != nil {
+			return "", g, err
 		}
 		if expiresAt != nil {
 			g.ExpiresAt = expiresAt.UTC()
@@ -416,20 +466,54 @@ func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*mod
 		if grantedAt != nil {
 			g.GrantedAt = grantedAt.UTC()
 		}
-		return g, nil
+		return tenant, g, nil
+	}, func(t *tenantLoad, g model.Grant) {
+		g.UserID, g.RoleID, g.GrantedBy = t.in.of(g.UserID), t.in.of(g.RoleID), t.in.of(g.GrantedBy)
+		t.st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load grants of tenant %q: %w", id, err)
-	}
-	in := interner{}
-	for _, g := range grants {
-		g.UserID, g.RoleID, g.GrantedBy = in.of(g.UserID), in.of(g.RoleID), in.of(g.GrantedBy)
-		st.Grants[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}] = g
-	}
-	if err := loadOrg(ctx, tx, st, in); err != nil {
 		return nil, err
 	}
-	return st, nil
+	if err := loadOrg(ctx, l); err != nil {
+		return nil, err
+	}
+	return states, nil
+}
+
+// tenantLoads is the tenants loadTenants reads.
+type tenantLoads struct {
+	tx   pgx.Tx
+	ids  []string
+	byID map[string]*tenantLoad
+}
+
+// tenantLoad is one tenant being read, with the strings read for it so
+// far.
+type tenantLoad struct {
+	st *model.TenantState
+	in interner
+}
+
+// eachTenantRow runs a query of the tenants' rows (the tenant id is its
+// parameter $1), scans each row and puts it into its tenant. Rows of a
+// tenant not being read (deleted meanwhile) are skipped.
+func eachTenantRow[T any](ctx context.Context, l *tenantLoads, what, sql string,
+	scan func(row pgx.CollectableRow) (string, T, error), put func(t *tenantLoad, v T)) error {
+	rows, _ := l.tx.Query(ctx, sql, l.ids)
+	_, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (struct{}, error) {
+		tenant, v, err := scan(row)
+		if err != nil {
+			return struct{}{}, err
+		}
+		if t := l.byID[tenant]; t != nil {
+			put(t, v)
+		}
+		return struct{}{}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("load %s: %w", what, err)
+	}
+	return nil
 }
 
 // interner hands out one string for equal ids read from different rows of

@@ -898,6 +898,19 @@ func testTenantsAndDelete(t *testing.T, s store.Store) {
 	if ids, err := s.TenantIDs(ctx); err != nil || !slices.Equal(ids, []string{"acme", "initech"}) {
 		t.Errorf("tenant ids %v %v", ids, err)
 	}
+	// Many at once, as a start-up reads them: in id order, each whole and
+	// only its own, without the deleted or unknown ones.
+	states, err := s.TenantStates(ctx, []string{"initech", "globex", "nobody", "acme"})
+	if err != nil || len(states) != 2 {
+		t.Fatalf("tenant states: %d %v", len(states), err)
+	}
+	for i, id := range []string{"acme", "initech"} {
+		one, err := s.Tenant(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertState(t, "TenantStates "+id, states[i], one)
+	}
 	grant(t, s, "acme", "newbie", "viewer")
 	if revs, err := s.Revisions(ctx); err != nil || !reflect.DeepEqual(revs, map[string]int64{"acme": 2, "initech": 1}) {
 		t.Errorf("revisions %v %v", revs, err)
