@@ -268,23 +268,21 @@ func rulesByModule(st *model.TenantState) map[string][]model.SharingRule {
 // reports of their old and new managers. Slices of o are never written:
 // changed ones are replaced.
 func (o *orgIndex) patchMembers(prev *orgIndex, st *model.TenantState, users []string) {
-	o.depts, o.manager, o.reports = maps.Clone(prev.depts), maps.Clone(prev.manager), maps.Clone(prev.reports)
+	o.members, o.reports = maps.Clone(prev.members), maps.Clone(prev.reports)
 	for _, u := range users {
-		if old := prev.manager[u]; old != "" {
+		if old := prev.members[u].manager; old != "" {
 			o.reports[old] = slices.DeleteFunc(slices.Clone(o.reports[old]), func(r string) bool { return r == u })
 			if len(o.reports[old]) == 0 {
 				delete(o.reports, old)
 			}
 		}
-		delete(o.depts, u)
-		delete(o.manager, u)
+		delete(o.members, u)
 		m, ok := st.Members[u]
 		if !ok {
 			continue
 		}
-		o.depts[u] = append([]string{m.Primary}, m.Others...)
+		o.members[u] = member{depts: append([]string{m.Primary}, m.Others...), manager: m.Manager}
 		if m.Manager != "" {
-			o.manager[u] = m.Manager
 			reps := slices.Clone(o.reports[m.Manager])
 			i, _ := slices.BinarySearch(reps, u)
 			o.reports[m.Manager] = slices.Insert(reps, i, u)
