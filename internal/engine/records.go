@@ -268,13 +268,9 @@ func (ix *index) scopeOf(space *permSpace, grants []userGrant, module, verb stri
 // allows, returning whether it is allowed and, when explain is set, why.
 func (ix *index) recordDecision(space *permSpace, user string, p model.Permission, grants []userGrant, now int64, explain bool) (bool, []Reason) {
 	o, rec := ix.org, p.Record
+	// Reasons are made only when explaining: their messages cost more
+	// than the decision.
 	var out []Reason
-	add := func(r Reason) bool {
-		if explain {
-			out = append(out, r)
-		}
-		return true
-	}
 	rank, role := ix.scopeOf(space, grants, p.Module, p.Verb, now)
 	scope := model.Scopes[max(rank, 0)]
 	inScope := false
@@ -289,30 +285,36 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 	case scope == model.ScopeDeptTree && rec.Department != "":
 		inScope = o.inTree(rec.Department, o.userDepts(user))
 	}
-	if inScope && add(Reason{Kind: InScope, Role: role, Message: fmt.Sprintf("role %s grants %s %s with scope %s, which reaches record %s", role, p.Module, p.Verb, scope, rec.ID)}) && !explain {
-		return true, nil
-	}
-	allowed := inScope
-	if level := o.managerLevel(user, rec.Owner); level > 0 && (p.Verb == model.VerbList || p.Verb == model.VerbRead || (p.Verb == model.VerbUpdate && level == 1)) {
-		allowed = add(Reason{Kind: Manager, Message: fmt.Sprintf("user %s manages the owner %s (%d level(s) up, manager depth %d)", user, rec.Owner, level, o.depth)})
+	if inScope {
 		if !explain {
 			return true, nil
 		}
+		out = append(out, Reason{Kind: InScope, Role: role, Message: fmt.Sprintf("role %s grants %s %s with scope %s, which reaches record %s", role, p.Module, p.Verb, scope, rec.ID)})
+	}
+	allowed := inScope
+	if level := o.managerLevel(user, rec.Owner); level > 0 && (p.Verb == model.VerbList || p.Verb == model.VerbRead || (p.Verb == model.VerbUpdate && level == 1)) {
+		if !explain {
+			return true, nil
+		}
+		allowed = true
+		out = append(out, Reason{Kind: Manager, Message: fmt.Sprintf("user %s manages the owner %s (%d level(s) up, manager depth %d)", user, rec.Owner, level, o.depth)})
 	}
 	for _, r := range o.rules[p.Module] {
 		if widens(r.Access, p.Verb) && ix.matchesUser(r.SharedWith, user, grants, now) && ix.matchesRecord(space.seed, r.OwnedBy, rec, now) {
-			allowed = add(Reason{Kind: SharingRule, Rule: r.ID, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", r.ID, r.OwnedBy.Kind, r.OwnedBy.ID, r.SharedWith.Kind, r.SharedWith.ID, r.Access)})
 			if !explain {
 				return true, nil
 			}
+			allowed = true
+			out = append(out, Reason{Kind: SharingRule, Rule: r.ID, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", r.ID, r.OwnedBy.Kind, r.OwnedBy.ID, r.SharedWith.Kind, r.SharedWith.ID, r.Access)})
 		}
 	}
 	for _, s := range o.shares[[2]string{p.Module, rec.ID}] {
 		if widens(s.Access, p.Verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, user, grants, now) {
-			allowed = add(Reason{Kind: RecordShare, ExpiresAt: s.ExpiresAt, Message: fmt.Sprintf("record %s is shared with %s %s at %s", rec.ID, s.Principal.Kind, s.Principal.ID, s.Access)})
 			if !explain {
 				return true, nil
 			}
+			allowed = true
+			out = append(out, Reason{Kind: RecordShare, ExpiresAt: s.ExpiresAt, Message: fmt.Sprintf("record %s is shared with %s %s at %s", rec.ID, s.Principal.Kind, s.Principal.ID, s.Access)})
 		}
 	}
 	if !allowed && explain {

@@ -139,14 +139,24 @@ type Record struct {
 
 // Validate checks a record's identifiers; prefix is its request path.
 func (r *Record) Validate(prefix string) error {
-	if err := ValidateSubjectID(prefix+".id", r.ID); err != nil {
-		return err
+	if field, err := r.Check(); err != nil {
+		return Invalid(prefix+"."+field, ReasonInvalidIdentifier, err.Error())
 	}
-	if err := ValidateSubjectID(prefix+".owner_id", r.Owner); err != nil {
-		return err
+	return nil
+}
+
+// Check is Validate for many records: it names the field that is wrong
+// (id, owner_id or department_id) without the record's place, which the
+// caller adds only for an error.
+func (r *Record) Check() (field string, err error) {
+	if err := subjectClass.check(r.ID); err != nil {
+		return "id", err
+	}
+	if err := subjectClass.check(r.Owner); err != nil {
+		return "owner_id", err
 	}
 	if r.Department == "" {
-		return nil
+		return "", nil
 	}
-	return ValidateName(prefix+".department_id", r.Department)
+	return "department_id", nameClass.check(r.Department)
 }

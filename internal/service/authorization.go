@@ -200,8 +200,8 @@ func (s *Authorization) CheckPage(ctx context.Context, req *pb.CheckPageRequest)
 		recs := make([]model.Record, nrec)
 		for i, r := range req.GetRecords() {
 			recs[i] = model.Record{ID: r.GetId(), Owner: r.GetOwnerId(), Department: r.GetDepartmentId()}
-			if err := recs[i].Validate(fmt.Sprintf("records[%d]", i)); err != nil {
-				return nil, err
+			if field, err := recs[i].Check(); err != nil {
+				return nil, model.Invalid(fmt.Sprintf("records[%d].%s", i, field), model.ReasonInvalidIdentifier, err.Error())
 			}
 			p := onRecords
 			p.Record = &recs[i]
