@@ -242,7 +242,7 @@ func (c *Config) fields() []field {
 	s, g = str(&c.LogFormat)
 	add("log-format", "json or console", s, g)
 	s, g = num(&c.MaxBatchChecks)
-	add("max-batch-checks", "most items in one BatchCheck, 1-100000", s, g)
+	add("max-batch-checks", "most items in one BatchCheck, and permissions and records in one CheckPage, 1-100000", s, g)
 	s, g = num(&c.MaxRecvBytes)
 	add("max-recv-bytes", "largest request message in bytes, at least 1024", s, g)
 	add("shutdown-timeout", "how long running calls may finish at a stop, then again how long the decision log may take to write what it holds, e.g. 15s", func(v string) error {
