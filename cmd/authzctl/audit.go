@@ -109,8 +109,8 @@ const auditDecisionsHelp = `Usage: authzctl audit decisions [--user u] [--module
          [--since t] [--until t] [--newest] [--limit n]
 
 Lists the tenant's decision log, oldest first (--newest: newest first), at
-most --limit entries. Methods: check, batch_check, get_field_access,
-plan_record_filter, dropped_marker.
+most --limit entries. Methods: check, batch_check, check_page,
+get_field_access, plan_record_filter, dropped_marker.
 
 Example:
   authzctl --tenant demo audit decisions --user frank --result denied --since 24h

@@ -348,7 +348,7 @@ func TestAudit(t *testing.T) {
 		})
 	}
 	authzctl(t, addr, "audit", "decisions", "--method", "guess").
-		expect(t, exitUsage, nil, []string{"--method must be one of batch_check, check, dropped_marker, get_field_access, plan_record_filter"})
+		expect(t, exitUsage, nil, []string{"--method must be one of batch_check, check, check_page, dropped_marker, get_field_access, plan_record_filter"})
 	authzctl(t, addr, "audit", "decision", "0000000000000000-99").expect(t, exitError, nil, []string{"NOT_FOUND"})
 }
 
