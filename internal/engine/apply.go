@@ -9,8 +9,8 @@ import (
 )
 
 // A write to a large tenant changes a few rows; rebuilding its whole index
-// (a Casbin enforcer over every role, a user table of every user, the
-// organisation's maps) cost hundreds of milliseconds at 50,000 users. Apply
+// (every role's bitsets, a user table of every user, the organisation's
+// maps) cost hundreds of milliseconds at 50,000 users. Apply
 // instead copies the index and replaces only the parts the write reached:
 //
 //   - grants and user status: the users' slots in a copy of the user table,
@@ -22,9 +22,9 @@ import (
 //   - settings: the manager depth.
 //
 //   - a role's permissions or inheritance: that role's and its
-//     inheritors' bitsets, mask bits, closures and scopes, from a Casbin
-//     enforcer of those roles alone (and the holders when a closure
-//     changed).
+//     inheritors' bitsets, mask bits, closures (Casbin's role manager over
+//     those roles alone) and scopes, and the holders when a closure
+//     changed.
 //
 // Parts left alone are shared with the previous index, which stays valid
 // for the readers still holding it. Creating or deleting a role renumbers

@@ -1,17 +1,18 @@
 // Package engine decides permissions. Casbin is inside: every tenant's roles
 // are compiled to Casbin policy lines (policies/model.conf, RBAC with
-// domains, one domain per tenant) and loaded into a Casbin enforcer of that
-// tenant alone, whose role manager resolves role inheritance. The hot path
-// does not call Enforce, which scans every policy line: every permission of
-// the catalog has a dense number, and from each tenant's enforcer the engine
-// reads every role's implicit permissions into bitsets over those numbers
-// and, per permission, masks of the roles allowing and denying it; it keeps
-// the users' grants (with their expiry) beside them, and swaps the tenant's
-// whole index atomically when it changes. Readers take no lock; a decision
-// is a few map lookups, one user slot and one mask entry, and allocates
-// nothing. The enforcer is dropped once the index is built, so memory holds
-// only the index; the tables decisions read are packed for all tenants into
-// one block (pack.go).
+// domains, one domain per tenant), and Casbin's role manager for the
+// model's role definition resolves each tenant's role inheritance. The hot
+// path does not call Enforce, which scans every policy line: every
+// permission of the catalog has a dense number; each role's own lines set
+// its bitsets over those numbers, its implicit permissions are the union of
+// its closure's own lines (what an enforcer's
+// GetImplicitPermissionsForUser returns), and per permission the engine
+// keeps masks of the roles allowing and denying it; it keeps the users'
+// grants (with their expiry) beside them, and swaps the tenant's whole
+// index atomically when it changes. Readers take no lock; a decision is a
+// few map lookups, one user slot and one mask entry, and allocates nothing.
+// Memory holds only the index; the tables decisions read are packed for all
+// tenants into one block (pack.go).
 //
 // The differential test proves that the index decides exactly as plain
 // Casbin Enforce on the exported policy (Policy.CSV) does.
