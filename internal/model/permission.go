@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Kind is the kind of permission a check asks about.
 type Kind uint8
@@ -59,25 +62,40 @@ func (p Permission) String() string {
 // Validate checks the permission against the catalog; prefix is its request
 // path, e.g. "permission" or "items[3].permission".
 func (p Permission) Validate(cat *Catalog, prefix string) error {
+	// Checked under field names relative to prefix, which is joined only
+	// to an error: a valid permission costs no allocation.
+	err := p.validate(cat)
+	var inv *InvalidError
+	if errors.As(err, &inv) {
+		c := *inv
+		c.Field = prefix + c.Field
+		return &c
+	}
+	return err
+}
+
+func (p Permission) validate(cat *Catalog) error {
 	switch p.Kind {
 	case KindModule:
-		if err := cat.CheckModule(prefix+".module.module", p.Module); err != nil {
+		if err := cat.CheckModule(".module.module", p.Module); err != nil {
 			return err
 		}
-		if err := cat.CheckVerb(prefix+".module.verb", p.Verb); err != nil {
+		if err := cat.CheckVerb(".module.verb", p.Verb); err != nil {
 			return err
 		}
 		if p.Record != nil {
-			return p.Record.Validate(prefix + ".module.record")
+			if field, err := p.Record.Check(); err != nil {
+				return Invalid(".module.record."+field, ReasonInvalidIdentifier, err.Error())
+			}
 		}
 		return nil
 	case KindFunction:
-		return cat.CheckFunction(prefix+".function.function", p.Function)
+		return cat.CheckFunction(".function.function", p.Function)
 	case KindField:
-		if err := cat.CheckModule(prefix+".field.module", p.Module); err != nil {
+		if err := cat.CheckModule(".field.module", p.Module); err != nil {
 			return err
 		}
-		return cat.CheckField(prefix+".field.field", p.Module, p.Field)
+		return cat.CheckField(".field.field", p.Module, p.Field)
 	}
-	return Invalid(prefix, ReasonMissingField, "must set one of module, function or field")
+	return Invalid("", ReasonMissingField, "must set one of module, function or field")
 }

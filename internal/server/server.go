@@ -89,7 +89,8 @@ type Services struct {
 //     actor's missing permission, an escalation). Health and reflection
 //     pass without a credential.
 //
-// Streams (AuditService.ExportDecisions, health watches) pass the same
+// For unary calls 1-4 are one function (unary). Streams
+// (AuditService.ExportDecisions, health watches) pass the same
 // interceptors; health watches end when Shutdown starts (endWatch), since
 // they would otherwise hold the graceful stop until its timeout.
 //
@@ -104,7 +105,7 @@ func New(opts Options, svc Services) *Server {
 	}
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, s.requestIDUnary, s.readyUnary, s.errorsUnary, authn.UnaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.unary, authn.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, authn.StreamInterceptor, s.endWatch),
 	}
 	if opts.Creds != nil {
@@ -271,15 +272,34 @@ type stream struct {
 
 func (s *stream) Context() context.Context { return s.ctx }
 
-func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+// unary is the unary interceptors 1-4 above in one: on the hot path every
+// interceptor of a chain is another closure and frame per call.
+func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	c := &call{base: s.log, method: info.FullMethod}
+	var done func(error) // logs the call's end, with the code it ended with
 	defer func() {
 		if r := recover(); r != nil {
 			c.logger().Error("panic in handler", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = status.Error(codes.Internal, "internal error")
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+		if done != nil {
+			done(err)
 		}
 	}()
-	return h(context.WithValue(ctx, callKey{}, c), req)
+	ctx = context.WithValue(ctx, callKey{}, c)
+	ctx, done = s.startRequest(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
+		return nil, status.Error(codes.Unavailable, "policy is still loading")
+	}
+	resp, err = h(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	st, internal := service.ToStatus(err)
+	if internal {
+		c.logger().Error("internal error", zap.Error(err))
+	}
+	return nil, st.Err()
 }
 
 func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
@@ -291,13 +311,6 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		}
 	}()
 	return h(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callKey{}, c)})
-}
-
-func (s *Server) requestIDUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, done := s.startRequest(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
-	resp, err := h(ctx, req)
-	done(err)
-	return resp, err
 }
 
 func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -319,7 +332,7 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 	if id == "" {
 		id = newRequestID()
 	}
-	_ = setHeader(metadata.Pairs(RequestIDHeader, id))
+	_ = setHeader(metadata.MD{RequestIDHeader: {id}})
 	c, ok := ctx.Value(callKey{}).(*call)
 	if !ok {
 		c = &call{base: s.log, method: method}
@@ -347,13 +360,6 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 	}
 }
 
-func (s *Server) readyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
-		return nil, status.Error(codes.Unavailable, "policy is still loading")
-	}
-	return h(ctx, req)
-}
-
 func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
 		return status.Error(codes.Unavailable, "policy is still loading")
@@ -363,18 +369,6 @@ func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 
 // alwaysAvailable: health and reflection answer during start-up too.
 func alwaysAvailable(method string) bool { return auth.Open(method) }
-
-func (s *Server) errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	resp, err := h(ctx, req)
-	if err == nil {
-		return resp, nil
-	}
-	st, internal := service.ToStatus(err)
-	if internal {
-		Logger(ctx, s.log).Error("internal error", zap.Error(err))
-	}
-	return nil, st.Err()
-}
 
 func (s *Server) errorsStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	err := h(srv, ss)
