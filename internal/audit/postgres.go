@@ -540,7 +540,6 @@ func (p *pgBackend) list(ctx context.Context, q *Query, c cursor, horizon uint64
 			return out, after, nil
 		}
 		var w where
-		w.add(ofTenant, q.Tenant, q.Tenant)
 		w.add("txid < ?::text::xid8", strconv.FormatUint(horizon, 10))
 		if !q.From.IsZero() {
 			// A batch is logged after its decisions: logged_at >= max_at
@@ -565,8 +564,8 @@ func (p *pgBackend) list(ctx context.Context, q *Query, c cursor, horizon uint64
 				w.add("(txid > ?::text::xid8 OR last_pos > ?)", tx, int64(after[1]))
 			}
 		}
-		w.args = append(w.args, rowsPerQuery)
-		rows, err := p.rows(ctx, p.pool, "SELECT "+batchRowColumns+" FROM decision_batches"+w.String()+order+" LIMIT $"+strconv.Itoa(len(w.args)), w.args...)
+		w.args = append(w.args, q.Tenant, rowsPerQuery)
+		rows, err := p.rows(ctx, p.pool, ofTenant(w.String(), len(w.args)-1, order, len(w.args)), w.args...)
 		if err != nil {
 			return nil, [2]uint64{}, err
 		}
@@ -659,11 +658,20 @@ func (p *pgBackend) rows(ctx context.Context, db querier, sql string, args ...an
 	return out, nil
 }
 
-// ofTenant selects the rows that may hold a tenant's entries (the tenant
-// is both ? parameters): its own rows and the shared rows listing it. The
-// entries read from a shared row are the other tenants' too, and are
-// filtered by tenant.
-const ofTenant = "(tenant_id = ? OR tenant_id = '' AND tenants @> ARRAY[?::text])"
+// ofTenant returns the query of the first limit rows, in order, that may
+// hold a tenant's entries and meet where (" WHERE ..."): its own rows and
+// the shared rows listing it; the tenant is parameter $tenant and limit
+// parameter $limit. Each kind is read by its own index in order and the
+// two merged: one condition with OR made PostgreSQL read and sort every
+// row of a busy tenant for each page. The entries read from a shared row
+// are the other tenants' too, and are filtered by tenant.
+func ofTenant(where string, tenant int, order string, limit int) string {
+	t, l := "$"+strconv.Itoa(tenant), "$"+strconv.Itoa(limit)
+	return "SELECT " + batchRowColumns + " FROM (" +
+		"(SELECT * FROM decision_batches" + where + " AND tenant_id = " + t + order + " LIMIT " + l + ") UNION ALL " +
+		"(SELECT * FROM decision_batches" + where + " AND tenant_id = '' AND tenants @> ARRAY[" + t + "::text]" + order + " LIMIT " + l + ")" +
+		") b" + order + " LIMIT " + l
+}
 
 // querier is a pool or a transaction.
 type querier interface {
@@ -676,9 +684,8 @@ type querier interface {
 // entries), but a row can span a wide range: a call that took its id and
 // waited (for room, for the CPU) is written with much later ids.
 func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64) (Decision, bool, error) {
-	rows, err := p.rows(ctx, p.pool, `SELECT `+batchRowColumns+` FROM decision_batches
-		WHERE chain_id = $1 AND `+strings.Replace(ofTenant, "?", "$2", 2)+` AND max_seq >= $3 AND min_seq <= $3 ORDER BY max_seq LIMIT 64`,
-		chainID, tenant, int64(seq))
+	rows, err := p.rows(ctx, p.pool, ofTenant(" WHERE chain_id = $1 AND max_seq >= $3 AND min_seq <= $3", 2, " ORDER BY max_seq", 4),
+		chainID, tenant, int64(seq), 64)
 	if err != nil {
 		return Decision{}, false, err
 	}
@@ -702,7 +709,7 @@ func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64)
 
 func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([][2]string, error) {
 	rows, err := p.pool.Query(ctx, `SELECT chain_id, logged_at, data FROM decision_batches
-		WHERE `+strings.Replace(ofTenant, "?", "$1", 2)+` AND logged_at >= $2 AND max_at >= $2`, tenant, since)
+		WHERE (tenant_id = $1 OR tenant_id = '' AND tenants @> ARRAY[$1::text]) AND logged_at >= $2 AND max_at >= $2`, tenant, since)
 	if err != nil {
 		return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 	}
