@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +109,11 @@ func newBenchData(b *testing.B, bun *bundle.Bundle, tenants int) *benchData {
 	return d
 }
 
+// benchTenants are the tenant counts of BenchmarkCheck; -bench-tenants adds
+// 10,000 (the casbin runs at that size take minutes: select the engine's,
+// -bench 'Check/.*/engine').
+var benchTenants = flag.String("bench-tenants", "10,1000", "comma-separated tenant counts of BenchmarkCheck")
+
 // BenchmarkCheck measures one decision at 10 and 1,000 tenants: the engine,
 // plain casbin Enforce with one enforcer per tenant, and plain casbin with
 // one enforcer holding every tenant, on the same data in the same run. The
@@ -122,7 +130,11 @@ func BenchmarkCheck(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, tenants := range []int{10, 1000} {
+	for _, field := range strings.Split(*benchTenants, ",") {
+		tenants, err := strconv.Atoi(field)
+		if err != nil || tenants < 1 {
+			b.Fatalf("-bench-tenants: %q is not a tenant count", field)
+		}
 		var data *benchData
 		setup := func(b *testing.B) *benchData {
 			if data == nil {
