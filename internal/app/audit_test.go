@@ -425,6 +425,17 @@ func TestDecisionLogMasksAttributes(t *testing.T) {
 				t.Errorf("filter %v: %v", req, got)
 			}
 		}
+		// A page names its denied records in the reasons: masked too.
+		page, err := e.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob",
+			RecordPermission: modulePerm("account", "delete"), Records: []*pb.Record{{Id: "acc-secret-77", OwnerId: "alice"}}})
+		if err != nil || page.GetRecordsAllowed()[0] {
+			t.Fatalf("page %v %v", page, err)
+		}
+		pd := e.waitDecision(t, "demo", page.GetDecisionId())
+		if len(pd.GetReasons()) != 2 || strings.Contains(strings.Join(pd.GetReasons(), " "), "acc-secret-77") ||
+			!strings.HasPrefix(pd.GetReasons()[1], "denied: record ~") {
+			t.Fatalf("masked page entry %v", pd.GetReasons())
+		}
 		st, err := e.audit.GetLogStatus(ctx, &pb.GetLogStatusRequest{})
 		if err != nil || !slices.Equal(st.GetMaskedAttributes(), cfg.DecisionLogMask) {
 			t.Errorf("status %v %v", st, err)

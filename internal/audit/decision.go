@@ -65,6 +65,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -194,6 +195,35 @@ func WithRequest(ctx context.Context, r RequestInfo) context.Context {
 func Request(ctx context.Context) RequestInfo {
 	r, _ := ctx.Value(requestKey{}).(RequestInfo)
 	return r
+}
+
+// pageDeniedRecord starts the reason naming a record a CheckPage page
+// denied; masking record_id masks what follows it.
+const pageDeniedRecord = "denied: record "
+
+// MaxPageReasons bounds the denied items a page's entry names one by one;
+// a reason counts the rest.
+const MaxPageReasons = 100
+
+// PageReasons returns the reasons of a CheckPage page's entry: how many
+// items were allowed and denied, then each denied permission (by its
+// PermissionText) and record (by id), at most MaxPageReasons of them.
+func PageReasons(perms, records int, denied []model.Permission) []string {
+	out := make([]string, 0, 2+min(len(denied), MaxPageReasons))
+	out = append(out, fmt.Sprintf("page of %d permissions and %d records: %d allowed, %d denied",
+		perms, records, perms+records-len(denied), len(denied)))
+	for i, p := range denied {
+		if i == MaxPageReasons {
+			out = append(out, fmt.Sprintf("and %d more denied", len(denied)-i))
+			break
+		}
+		if p.Record != nil {
+			out = append(out, pageDeniedRecord+p.Record.ID)
+		} else {
+			out = append(out, "denied: "+PermissionText(p))
+		}
+	}
+	return out
 }
 
 // PermissionText is the stored form of a permission: "module account read",

@@ -564,3 +564,20 @@ func TestCloseAnswersCallsWaitingForRoomPostgres(t *testing.T) {
 		})
 	}
 }
+
+// TestPageReasons: a page's entry counts its items and names its denied
+// ones, at most MaxPageReasons of them.
+func TestPageReasons(t *testing.T) {
+	var denied []model.Permission
+	for i := range MaxPageReasons + 50 {
+		p := model.ModulePerm("account", "read")
+		p.Record = &model.Record{ID: fmt.Sprintf("acc-%d", i), Owner: "bob"}
+		denied = append(denied, p)
+	}
+	denied[0] = model.FunctionPerm("report.export")
+	got := PageReasons(3, MaxPageReasons+47, denied)
+	if len(got) != MaxPageReasons+2 || got[0] != "page of 3 permissions and 147 records: 0 allowed, 150 denied" ||
+		got[1] != "denied: function report.export" || got[2] != "denied: record acc-1" || got[len(got)-1] != "and 50 more denied" {
+		t.Fatalf("reasons %d: %q ... %q", len(got), got[:3], got[len(got)-1])
+	}
+}

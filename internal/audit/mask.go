@@ -79,6 +79,9 @@ func (m *masker) apply(d *Decision) {
 	}
 	if len(d.Reasons) > 0 {
 		d.Reasons = m.reasons(d.Reasons, [5]string{d.Subject, d.Caller, d.RecordID, d.RecordOwner, d.RecordDepartment})
+		if m.on[2] {
+			d.Reasons = m.pageRecords(d.Reasons)
+		}
 	}
 	if m.on[0] {
 		d.Subject = m.value(d.Subject)
@@ -147,6 +150,27 @@ func (m *masker) reasons(reasons []string, raw [5]string) []string {
 		if changed {
 			out[i] = b.String()
 		}
+	}
+	if out == nil {
+		return reasons
+	}
+	return out
+}
+
+// pageRecords masks the record ids of a page's denied records
+// (PageDeniedRecord), which are no attribute of the entry itself. reasons
+// is not modified.
+func (m *masker) pageRecords(reasons []string) []string {
+	var out []string
+	for i, r := range reasons {
+		id, ok := strings.CutPrefix(r, pageDeniedRecord)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(reasons)
+		}
+		out[i] = pageDeniedRecord + m.value(id)
 	}
 	if out == nil {
 		return reasons

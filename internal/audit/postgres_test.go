@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -459,5 +461,58 @@ func TestPostgresSharesARowAmongQuietTenants(t *testing.T) {
 	exec("UPDATE decision_batches SET tenants = (SELECT array_agg(x ORDER BY x) FROM unnest(tenants) x) WHERE chain_id = $1 AND tenant_id = ''")
 	if rs, err := l.Verify(ctx, l.ChainID(), 0, 0); err != nil || rs[0].Broken != nil {
 		t.Fatalf("the restored log: %+v %v", rs, err)
+	}
+
+	// The busy tenant's first entry moved into the shared row, every column
+	// made to agree: listings read one row per tenant and batch and would
+	// skip it, so verification must refuse it.
+	type row struct {
+		loggedAt time.Time
+		data     []byte
+	}
+	read := func(tenant string) row {
+		var r row
+		if err := pool.QueryRow(ctx, "SELECT logged_at, data FROM decision_batches WHERE chain_id = $1 AND tenant_id = $2",
+			l.ChainID(), tenant).Scan(&r.loggedAt, &r.data); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	busy, sharedRow := read("busy"), read("")
+	n, k := binary.Uvarint(busy.data)
+	first := busy.data[:k+int(n)+chain.HashSize]
+	rest := busy.data[len(first):]
+	moved := append(slices.Clone(first), sharedRow.data...)
+	ranges := func(data []byte) (int64, int64, int64, time.Time, time.Time, int, []byte, []string) {
+		var ds []Decision
+		if err := decodeBatch(l.ChainID(), busy.loggedAt, data, 0, func(d *Decision) bool { ds = append(ds, *d); return true }); err != nil {
+			t.Fatal(err)
+		}
+		minSeq, maxSeq, minAt, maxAt := ds[0].Seq, ds[0].Seq, ds[0].Time, ds[0].Time
+		var tenants []string
+		for _, d := range ds {
+			minSeq, maxSeq, minAt, maxAt = min(minSeq, d.Seq), max(maxSeq, d.Seq), minTime(minAt, d.Time), maxTime(maxAt, d.Time)
+			tenants = append(tenants, d.Tenant)
+		}
+		slices.Sort(tenants)
+		return ds[0].Position, int64(minSeq), int64(maxSeq), minAt, maxAt, len(ds), ds[len(ds)-1].Hash, slices.Compact(tenants)
+	}
+	set := func(tenant string, data []byte, listed bool) {
+		t.Helper()
+		firstPos, minSeq, maxSeq, minAt, maxAt, entries, lastHash, tenants := ranges(data)
+		if !listed {
+			tenants = nil
+		}
+		if _, err := pool.Exec(ctx, `UPDATE decision_batches SET data = $3, first_pos = $4, min_seq = $5, max_seq = $6,
+			min_at = $7, max_at = $8, entries = $9, last_hash = $10, tenants = $11 WHERE chain_id = $1 AND tenant_id = $2`,
+			l.ChainID(), tenant, data, firstPos, minSeq, maxSeq, minAt, maxAt, entries, lastHash, tenants); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("busy", rest, false)
+	set("", moved, true)
+	if rs, err := l.Verify(ctx, l.ChainID(), 0, 0); err != nil || rs[0].Broken == nil || rs[0].Broken.Kind != BreakIndexMismatch ||
+		!strings.Contains(rs[0].Broken.Message, "another row of its batch") {
+		t.Fatalf("a tenant's entry moved into the shared row verified as %+v %v", rs, err)
 	}
 }

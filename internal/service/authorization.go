@@ -173,7 +173,11 @@ func (s *Authorization) CheckPage(ctx context.Context, req *pb.CheckPageRequest)
 	case nperm+nrec == 0:
 		return nil, model.Invalid("permissions", model.ReasonMissingField, "a page must ask about at least one permission or record")
 	case nperm+nrec > s.maxBatch:
-		return nil, model.Invalid("records", model.ReasonTooMany, fmt.Sprintf("permissions and records must be at most %d together, got %d", s.maxBatch, nperm+nrec))
+		field := "records"
+		if nrec == 0 {
+			field = "permissions"
+		}
+		return nil, model.Invalid(field, model.ReasonTooMany, fmt.Sprintf("permissions and records must be at most %d together, got %d", s.maxBatch, nperm+nrec))
 	}
 	cat := s.eng.Catalog()
 	perms := make([]model.Permission, nperm+nrec)
@@ -223,25 +227,18 @@ func (s *Authorization) CheckPage(ctx context.Context, req *pb.CheckPageRequest)
 	// One entry per page: the page's permission (the records' when it has
 	// records), allowed when every item is, and which items were not.
 	e := s.decision(ctx, "CheckPage", req.GetTenantId(), req.GetSubjectId(), start)
-	e.Perm, e.Revision, e.Allowed = perms[0], rev, true
+	e.Perm, e.Revision = perms[0], rev
 	if nrec > 0 {
 		e.Perm = onRecords
 	}
-	denied := 0
+	var denied []model.Permission
 	for i, ok := range allowed {
-		if ok {
-			continue
-		}
-		denied++
-		e.Allowed = false
-		if i < nperm {
-			e.Reasons = append(e.Reasons, "denied: "+audit.PermissionText(perms[i]))
-		} else {
-			e.Reasons = append(e.Reasons, "denied: record "+perms[i].Record.ID)
+		if !ok {
+			denied = append(denied, perms[i])
 		}
 	}
-	summary := fmt.Sprintf("page of %d permissions and %d records: %d allowed, %d denied", nperm, nrec, len(allowed)-denied, denied)
-	e.Reasons = append([]string{summary}, e.Reasons...)
+	e.Allowed = len(denied) == 0
+	e.Reasons = audit.PageReasons(nperm, nrec, denied)
 	e.Latency = time.Since(start)
 	if out.DecisionId, err = s.log.Record(ctx, e); err != nil {
 		return nil, err
