@@ -149,12 +149,15 @@ func workloads(q questions) []workload {
 
 // drive runs w against t for d and measures it.
 func drive(ctx context.Context, t *target, w workload, d time.Duration, seed uint64) (sample, error) {
+	start := time.Now()
+	deadline := start.Add(d)
+	// A server that stops answering fails the run instead of hanging it.
+	ctx, stop := context.WithDeadline(ctx, deadline.Add(30*time.Second))
+	defer stop()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	lats := make([][]time.Duration, w.callers)
 	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
 	for i := range w.callers {
 		call := w.newCaller(t, i, rand.New(rand.NewPCG(seed, uint64(i)))) //nolint:gosec // load, not secrets
 		wg.Go(func() {
@@ -207,12 +210,14 @@ func writer(ctx context.Context, t *target, q questions, seed uint64, stop <-cha
 			tenant, user = q.tenant(r), q.user(r)
 		}
 		t0 := time.Now()
+		wctx, done := context.WithTimeout(ctx, 30*time.Second)
 		var err error
 		if grant {
-			_, err = t.admin[0].GrantRole(ctx, &pb.GrantRoleRequest{TenantId: tenant, UserId: user, RoleId: "sales_rep", Reason: "authzload"})
+			_, err = t.admin[0].GrantRole(wctx, &pb.GrantRoleRequest{TenantId: tenant, UserId: user, RoleId: "sales_rep", Reason: "authzload"})
 		} else {
-			_, err = t.admin[0].RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: tenant, UserId: user, RoleId: "sales_rep", Reason: "authzload"})
+			_, err = t.admin[0].RevokeRole(wctx, &pb.RevokeRoleRequest{TenantId: tenant, UserId: user, RoleId: "sales_rep", Reason: "authzload"})
 		}
+		done()
 		switch status.Code(err) {
 		case codes.OK, codes.AlreadyExists, codes.NotFound, codes.FailedPrecondition:
 			lats = append(lats, time.Since(t0))

@@ -138,6 +138,8 @@ func startAuthzd(ctx context.Context, c config, dbURL, key, logFile string) (*se
 		"--seed-demo=false", "--decision-spool-dir", spool)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		_ = os.RemoveAll(spool)
 		return nil, 0, err
 	}
 	s := &server{cmd: cmd, addr: addr}
