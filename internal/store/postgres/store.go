@@ -113,20 +113,14 @@ func (s *Store) TenantIDs(ctx context.Context) ([]string, error) {
 // Tenant implements store.Store. It reads the tenant's row, roles, grants,
 // organisation and sharing in one read-only snapshot.
 func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, error) {
-	if s.closed.Load() {
-		return nil, store.ErrClosed
-	}
-	var st *model.TenantState
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	err := inTx(ctx, s.pool, opts, func(tx pgx.Tx) error {
-		var err error
-		st, err = loadTenant(ctx, tx, id, false)
-		return err
-	})
+	states, err := s.TenantStates(ctx, []string{id})
 	if err != nil {
-		return nil, pgerr.Wrap(err)
+		return nil, err
 	}
-	return st, nil
+	if len(states) == 0 {
+		return nil, model.TenantNotFound(id)
+	}
+	return states[0], nil
 }
 
 // TenantStates implements store.Store: one read-only snapshot and one
