@@ -458,8 +458,8 @@ func (a *App) load(ctx context.Context) (int, error) {
 				}
 				// A large tenant's state is kept for its writes
 				// (store/postgres).
-				for _, st := range states {
-					if keep != nil {
+				if keep != nil {
+					for _, st := range states {
 						keep.Keep(st)
 					}
 				}

@@ -84,9 +84,7 @@ func (p Permission) validate(cat *Catalog) error {
 			return err
 		}
 		if p.Record != nil {
-			if field, err := p.Record.Check(); err != nil {
-				return Invalid(".module.record."+field, ReasonInvalidIdentifier, err.Error())
-			}
+			return p.Record.Validate(".module.record")
 		}
 		return nil
 	case KindFunction:
