@@ -40,6 +40,11 @@ func TestAtLeastRevision(t *testing.T) {
 				}
 				return r.GetResults()[0].GetRevision(), nil
 			},
+			"CheckPage": func(rev int64) (int64, error) {
+				r, err := e.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "demo", SubjectId: "peggy",
+					Permissions: []*pb.Permission{modulePerm("account", "read")}, AtLeastRevision: rev})
+				return r.GetRevision(), err
+			},
 			"GetFieldAccess": func(rev int64) (int64, error) {
 				r, err := e.authz.GetFieldAccess(ctx, &pb.GetFieldAccessRequest{TenantId: "demo", SubjectId: "peggy", Module: "account", AtLeastRevision: rev})
 				return r.GetRevision(), err

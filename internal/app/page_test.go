@@ -87,8 +87,9 @@ func TestCheckPageBadInput(t *testing.T) {
 	e := start(t, cfgDefault())
 	rec := &pb.Record{Id: "acc-1", OwnerId: "bob"}
 	many := make([]*pb.Record, 1001)
+	manyPerms := make([]*pb.Permission, 1001)
 	for i := range many {
-		many[i] = rec
+		many[i], manyPerms[i] = rec, functionPerm("report.view")
 	}
 	for _, c := range []struct {
 		name  string
@@ -107,7 +108,10 @@ func TestCheckPageBadInput(t *testing.T) {
 			RecordPermission: functionPerm("report.view")}, codes.InvalidArgument, "record_permission"},
 		{"record without owner", &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Records: []*pb.Record{rec, {Id: "acc-2"}},
 			RecordPermission: modulePerm("account", "read")}, codes.InvalidArgument, "records[1].owner_id"},
-		{"too many", &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Records: many, RecordPermission: modulePerm("account", "read")}, codes.InvalidArgument, "records"},
+		{"too many records", &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Records: many, RecordPermission: modulePerm("account", "read")}, codes.InvalidArgument, "records"},
+		{"too many permissions", &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Permissions: manyPerms}, codes.InvalidArgument, "permissions"},
+		{"bad record id", &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Records: []*pb.Record{{Id: "a b", OwnerId: "bob"}},
+			RecordPermission: modulePerm("account", "read")}, codes.InvalidArgument, "records[0].id"},
 		{"unknown tenant", &pb.CheckPageRequest{TenantId: "nope", SubjectId: "bob", Permissions: []*pb.Permission{functionPerm("report.view")}}, codes.NotFound, ""},
 	} {
 		_, err := e.authz.CheckPage(ctx, c.req)

@@ -163,7 +163,9 @@ func TestAuthenticationRefusesBadCredentials(t *testing.T) {
 		}
 		none := e.as(t, "")
 		unauthenticated(t, "no credential: check", checkBob(none.authz))
-		_, err := none.admin.ListRoleTemplates(ctx, &pb.ListRoleTemplatesRequest{})
+		_, err := none.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Permissions: []*pb.Permission{functionPerm("report.view")}})
+		unauthenticated(t, "no credential: page", err)
+		_, err = none.admin.ListRoleTemplates(ctx, &pb.ListRoleTemplatesRequest{})
 		unauthenticated(t, "no credential: admin", err)
 		_, err = none.audit.GetLogStatus(ctx, &pb.GetLogStatusRequest{})
 		unauthenticated(t, "no credential: audit", err)
@@ -241,6 +243,11 @@ func TestScopesTenantsAndBoundUsers(t *testing.T) {
 		}
 		_, err = check.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "demo"})
 		denied(t, "audit with a check key", err, "MISSING_SCOPE")
+		auditOnly := e.newKey(t, "auditors' page", []string{"audit"}, []string{"demo"}, "")
+		_, err = auditOnly.authz.CheckPage(ctx, &pb.CheckPageRequest{TenantId: "demo", SubjectId: "bob", Permissions: []*pb.Permission{functionPerm("report.view")}})
+		if missing := denied(t, "a page with an audit key", err, "MISSING_SCOPE"); missing != "check" {
+			t.Errorf("missing %q", missing)
+		}
 		_, err = check.authz.Check(ctx, &pb.CheckRequest{TenantId: "acme", SubjectId: "ann", Permission: functionPerm("report.view")})
 		if missing := denied(t, "check in another tenant", err, "TENANT_NOT_ALLOWED"); missing != "acme" {
 			t.Errorf("missing %q", missing)

@@ -672,7 +672,8 @@ type CheckPageRequest struct {
 	// Permissions decided each on its own, e.g. every field and button of a form.
 	Permissions []*Permission `protobuf:"bytes,3,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// The module permission decided on each of records, e.g. read for a list page or update for
-	// its edit buttons; it names no record itself. Required when records is set.
+	// its edit buttons; it names no record itself. Required when records is set, unused
+	// without them.
 	RecordPermission *Permission `protobuf:"bytes,4,opt,name=record_permission,json=recordPermission,proto3" json:"record_permission,omitempty"`
 	// The records of a list page, each decided with record_permission.
 	Records []*Record `protobuf:"bytes,5,rep,name=records,proto3" json:"records,omitempty"`
