@@ -66,6 +66,7 @@ type Options struct {
 type Services struct {
 	Authorization pb.AuthorizationServiceServer
 	Admin         pb.AdminServiceServer
+	Governance    pb.GovernanceServiceServer
 	Audit         pb.AuditServiceServer
 	Platform      pb.PlatformServiceServer
 }
@@ -96,6 +97,9 @@ type Services struct {
 //
 // Metrics take place 3 when they exist; request validation happens in the
 // handlers, which know the field paths.
+// streamWorkers is how many goroutines serve calls, see New.
+const streamWorkers = 64
+
 func New(opts Options, svc Services) *Server {
 	s := &Server{health: health.NewServer(), log: opts.Logger}
 	s.stopping, s.stop = context.WithCancel(context.Background())
@@ -105,6 +109,12 @@ func New(opts Options, svc Services) *Server {
 	}
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
+		// Calls run on long-lived workers, which keep the stack a call
+		// grows to. A goroutine per call (gRPC's default) started small and
+		// copied its stack on every Check: 8-11% of the server's CPU in a
+		// profile at 50 callers, against 1.5% with workers. Beyond 64
+		// calls in flight gRPC starts goroutines as before.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(s.unary, authn.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, authn.StreamInterceptor, s.endWatch),
 	}
@@ -114,6 +124,9 @@ func New(opts Options, svc Services) *Server {
 	s.grpc = grpc.NewServer(sopts...)
 	pb.RegisterAuthorizationServiceServer(s.grpc, svc.Authorization)
 	pb.RegisterAdminServiceServer(s.grpc, svc.Admin)
+	if svc.Governance != nil {
+		pb.RegisterGovernanceServiceServer(s.grpc, svc.Governance)
+	}
 	pb.RegisterAuditServiceServer(s.grpc, svc.Audit)
 	if svc.Platform != nil {
 		pb.RegisterPlatformServiceServer(s.grpc, svc.Platform)
@@ -127,7 +140,7 @@ func New(opts Options, svc Services) *Server {
 // healthNames are the names health answers for: the server's own ("")
 // and each service's.
 var healthNames = []string{"", pb.AuthorizationService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName,
-	pb.AuditService_ServiceDesc.ServiceName, pb.PlatformService_ServiceDesc.ServiceName}
+	pb.GovernanceService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName, pb.PlatformService_ServiceDesc.ServiceName}
 
 func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	for _, name := range healthNames {
@@ -348,7 +361,8 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 	return ctx, func(err error) {
 		code := status.Code(err)
 		level := zap.DebugLevel
-		if strings.HasPrefix(method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") {
+		if strings.HasPrefix(method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") ||
+			strings.HasPrefix(method, "/"+pb.GovernanceService_ServiceDesc.ServiceName+"/") {
 			level = zap.InfoLevel // admin calls are rare and worth a line each
 		}
 		if code == codes.Internal || code == codes.Unknown {
