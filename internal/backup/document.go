@@ -68,6 +68,8 @@ type Role struct {
 	Template    string      `yaml:"template,omitempty" json:"template,omitempty"`
 	Inherits    []string    `yaml:"inherits,omitempty" json:"inherits,omitempty"`
 	Permissions Permissions `yaml:"permissions" json:"permissions"`
+	// Request makes the role requestable (access requests).
+	Request *model.RequestPolicy `yaml:"request,omitempty" json:"request,omitempty"`
 }
 
 // Permissions are a role's grants and denies.
@@ -213,7 +215,7 @@ func roleOf(r model.Role) Role {
 	}
 	out := Role{ID: r.ID, DisplayName: r.DisplayName, Description: r.Description, Template: r.Template, Inherits: r.Inherits,
 		Permissions: Permissions{Modules: mv(r.Permissions.Modules), Functions: r.Permissions.Functions,
-			DenyModules: mv(r.Permissions.DenyModules), DenyFunctions: r.Permissions.DenyFunctions}}
+			DenyModules: mv(r.Permissions.DenyModules), DenyFunctions: r.Permissions.DenyFunctions}, Request: r.Request}
 	for _, f := range r.Permissions.Fields {
 		out.Permissions.Fields = append(out.Permissions.Fields, FieldRule{Module: f.Module, Field: f.Field, State: string(f.State)})
 	}

@@ -112,6 +112,20 @@ func (d Document) addRoles(cat *model.Catalog, st *model.TenantState) error {
 			return err
 		}
 	}
+	// Request policies name other roles as approvers: they are checked
+	// once every role is in.
+	for i, r := range d.Roles {
+		if r.Request == nil {
+			continue
+		}
+		path := fmt.Sprintf("roles[%d].request", i)
+		if err := st.ValidateRequestPolicy(cat, path, *r.Request); err != nil {
+			return err
+		}
+		if _, err := st.SetRequestPolicy(r.ID, r.Request); err != nil {
+			return at(path, err)
+		}
+	}
 	return nil
 }
 

@@ -141,8 +141,8 @@ func Load(fsys fs.FS) (*Bundle, error) {
 		if want := strings.TrimSuffix(path.Base(f), ".yaml"); r.ID != want {
 			return nil, fmt.Errorf("%s: id %q must match the file name", f, r.ID)
 		}
-		if len(r.Inherits) > 0 || r.Template != "" {
-			return nil, fmt.Errorf("%s: templates carry their own permissions only (no inherits, no template)", f)
+		if len(r.Inherits) > 0 || r.Template != "" || r.Request != nil {
+			return nil, fmt.Errorf("%s: templates carry their own permissions only (no inherits, no template, no request policy)", f)
 		}
 		if err := model.ValidateRoleFields(b.Catalog, r); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
@@ -198,6 +198,13 @@ func (b *Bundle) TenantState(t Tenant, grantedAt time.Time) (*model.TenantState,
 		}
 		if _, err := st.CreateRole(r); err != nil {
 			return nil, fmt.Errorf("role %q: %w", r.ID, err)
+		}
+	}
+	for _, r := range t.Roles {
+		if r.Request != nil {
+			if err := st.ValidateRequestPolicy(b.Catalog, "request", *r.Request); err != nil {
+				return nil, fmt.Errorf("role %q: %w", r.ID, err)
+			}
 		}
 	}
 	for i, u := range t.Users {

@@ -31,6 +31,7 @@ const (
 	ReasonSharingRuleNotFound = "SHARING_RULE_NOT_FOUND"
 	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
 	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND" //nolint:gosec // a name, not a secret
+	ReasonRequestNotFound     = "ACCESS_REQUEST_NOT_FOUND"
 
 	ReasonTenantExists      = "TENANT_EXISTS"
 	ReasonRoleExists        = "ROLE_EXISTS"
@@ -46,6 +47,10 @@ const (
 	ReasonDepartmentCycle  = "DEPARTMENT_CYCLE"
 	ReasonManagerCycle     = "MANAGER_CYCLE"
 	ReasonLastSuperAdmin   = "LAST_SUPER_ADMIN"
+	ReasonNotRequestable   = "ROLE_NOT_REQUESTABLE"
+	ReasonRequestPending   = "ACCESS_REQUEST_PENDING"
+	ReasonRequestClosed    = "ACCESS_REQUEST_CLOSED"
+	ReasonUserInactive     = "USER_INACTIVE"
 )
 
 // InvalidError reports a request field that is malformed or names something

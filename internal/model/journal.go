@@ -33,18 +33,20 @@ type Delta struct {
 	Members      []string
 	SharingRules []string
 	RecordShares []ShareKey
+
+	AccessRequests []string
 }
 
 // Empty reports whether the write changed nothing.
 func (d *Delta) Empty() bool {
 	return !d.Whole && !d.Settings && len(d.Roles)+len(d.Grants)+len(d.Users)+len(d.Departments)+
-		len(d.Members)+len(d.SharingRules)+len(d.RecordShares) == 0
+		len(d.Members)+len(d.SharingRules)+len(d.RecordShares)+len(d.AccessRequests) == 0
 }
 
 // journal is the record of a write in progress.
 type journal struct {
 	base   TenantState // the state's fields as Begin found them; its maps by reference
-	sizes  [7]int      // the sizes of its maps then
+	sizes  [8]int      // the sizes of its maps then
 	before *TenantState
 	undo   []undo
 	delta  Delta
@@ -96,6 +98,7 @@ func (s *TenantState) Delta() (Delta, *TenantState) {
 	dedupe(&d.Members, strings.Compare)
 	dedupe(&d.SharingRules, strings.Compare)
 	dedupe(&d.RecordShares, CompareShareKeys)
+	dedupe(&d.AccessRequests, strings.Compare)
 	return d, j.before
 }
 
@@ -129,6 +132,7 @@ func (s *TenantState) mapPointers() []uintptr {
 	return []uintptr{
 		mapPointer(s.Roles), mapPointer(s.Grants), mapPointer(s.Users), mapPointer(s.Departments),
 		mapPointer(s.Members), mapPointer(s.SharingRules), mapPointer(s.RecordShares),
+		mapPointer(s.AccessRequests),
 	}
 }
 
@@ -169,6 +173,7 @@ func (s *TenantState) Partial(d Delta) *TenantState {
 	pick(p.Members, s.Members, d.Members)
 	pick(p.SharingRules, s.SharingRules, d.SharingRules)
 	pick(p.RecordShares, s.RecordShares, d.RecordShares)
+	pick(p.AccessRequests, s.AccessRequests, d.AccessRequests)
 	return p
 }
 
@@ -202,6 +207,8 @@ func SetRow[K comparable, V any](s *TenantState, m map[K]V, k K, v *V) {
 			record(j, s.SharingRules, j.before.SharingRules, any(k).(string), &j.delta.SharingRules)
 		case mapPointer(s.RecordShares):
 			record(j, s.RecordShares, j.before.RecordShares, any(k).(ShareKey), &j.delta.RecordShares)
+		case mapPointer(s.AccessRequests):
+			record(j, s.AccessRequests, j.before.AccessRequests, any(k).(string), &j.delta.AccessRequests)
 		default:
 			panic("model.SetRow: not a map of the state")
 		}
@@ -233,11 +240,12 @@ func (s *TenantState) Unjournaled() bool {
 		now[3]-was[3] != created(s.Departments, b.Departments, j.delta.Departments) ||
 		now[4]-was[4] != created(s.Members, b.Members, j.delta.Members) ||
 		now[5]-was[5] != created(s.SharingRules, b.SharingRules, j.delta.SharingRules) ||
-		now[6]-was[6] != created(s.RecordShares, b.RecordShares, j.delta.RecordShares)
+		now[6]-was[6] != created(s.RecordShares, b.RecordShares, j.delta.RecordShares) ||
+		now[7]-was[7] != created(s.AccessRequests, b.AccessRequests, j.delta.AccessRequests)
 }
 
-func (s *TenantState) sizes() [7]int {
-	return [7]int{len(s.Roles), len(s.Grants), len(s.Users), len(s.Departments), len(s.Members), len(s.SharingRules), len(s.RecordShares)}
+func (s *TenantState) sizes() [8]int {
+	return [8]int{len(s.Roles), len(s.Grants), len(s.Users), len(s.Departments), len(s.Members), len(s.SharingRules), len(s.RecordShares), len(s.AccessRequests)}
 }
 
 // created returns how many rows the journaled keys added, less those they
@@ -288,6 +296,7 @@ func (s *TenantState) AtBase(fn func()) {
 		swapRows(s.Users, before.Users, d.Users), swapRows(s.Departments, before.Departments, d.Departments),
 		swapRows(s.Members, before.Members, d.Members), swapRows(s.SharingRules, before.SharingRules, d.SharingRules),
 		swapRows(s.RecordShares, before.RecordShares, d.RecordShares),
+		swapRows(s.AccessRequests, before.AccessRequests, d.AccessRequests),
 	}
 	defer func() {
 		for _, r := range restore {

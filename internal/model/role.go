@@ -48,6 +48,8 @@ type Role struct {
 	Template    string      `yaml:"template" json:"template,omitempty"`
 	Inherits    []string    `yaml:"inherits" json:"inherits,omitempty"`
 	Permissions Permissions `yaml:"permissions" json:"permissions"`
+	// Request, when set, makes the role requestable (access requests).
+	Request *RequestPolicy `yaml:"request" json:"request,omitempty"`
 }
 
 // Permissions are the grants a role carries. Roles are additive: across a

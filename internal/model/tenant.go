@@ -26,6 +26,8 @@ type TenantState struct {
 	SharingRules map[string]SharingRule
 	RecordShares map[ShareKey]RecordShare
 
+	AccessRequests map[string]AccessRequest // by request id
+
 	// journal records a write in progress (Begin); nil otherwise.
 	journal *journal
 }
@@ -40,6 +42,7 @@ func NewTenantState(id, name string) *TenantState {
 		Roles: map[string]Role{}, Grants: map[GrantKey]Grant{}, Users: map[string]User{},
 		Departments: map[string]Department{}, Members: map[string]Membership{},
 		SharingRules: map[string]SharingRule{}, RecordShares: map[ShareKey]RecordShare{},
+		AccessRequests: map[string]AccessRequest{},
 	}
 }
 
@@ -56,6 +59,7 @@ func (s *TenantState) Clone() *TenantState {
 	c.Members = cloneMap(s.Members)
 	c.SharingRules = cloneMap(s.SharingRules)
 	c.RecordShares = cloneMap(s.RecordShares)
+	c.AccessRequests = cloneMap(s.AccessRequests)
 	return &c
 }
 
@@ -142,6 +146,9 @@ func (s *TenantState) DeleteRole(id string) (Change, error) {
 	for _, r := range s.SortedRoles() {
 		if slices.Contains(r.Inherits, id) {
 			return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q is inherited by role %q", id, r.ID)}
+		}
+		if r.Request != nil && slices.Contains(r.Request.Approvers, Approver{Kind: ApproverRole, ID: id}) {
+			return Change{}, &ConflictError{Reason: ReasonRoleInUse, Message: fmt.Sprintf("role %q approves requests for role %q; change that policy first", id, r.ID)}
 		}
 	}
 	if use := s.sharingUse(PrincipalRole, id); use != "" {

@@ -25,6 +25,8 @@ type Rows struct {
 	Members      []Row[string, model.Membership]          `json:"members,omitempty"`
 	SharingRules []Row[string, model.SharingRule]         `json:"sharing_rules,omitempty"`
 	RecordShares []Row[model.ShareKey, model.RecordShare] `json:"record_shares,omitempty"`
+
+	AccessRequests []Row[string, model.AccessRequest] `json:"access_requests,omitempty"`
 }
 
 // Row is one row a write set (Value) or removed (Value nil).
@@ -44,6 +46,7 @@ func EncodeRows(st *model.TenantState, d model.Delta) ([]byte, error) {
 		Roles: rowsOf(st.Roles, d.Roles), Grants: rowsOf(st.Grants, d.Grants), Users: rowsOf(st.Users, d.Users),
 		Departments: rowsOf(st.Departments, d.Departments), Members: rowsOf(st.Members, d.Members),
 		SharingRules: rowsOf(st.SharingRules, d.SharingRules), RecordShares: rowsOf(st.RecordShares, d.RecordShares),
+		AccessRequests: rowsOf(st.AccessRequests, d.AccessRequests),
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -80,6 +83,7 @@ func ApplyRows(st *model.TenantState, data []byte) (model.Delta, error) {
 	d.Members = applyRows(st.Members, r.Members)
 	d.SharingRules = applyRows(st.SharingRules, r.SharingRules)
 	d.RecordShares = applyRows(st.RecordShares, r.RecordShares)
+	d.AccessRequests = applyRows(st.AccessRequests, r.AccessRequests)
 	return d, nil
 }
 

@@ -422,13 +422,19 @@ func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) (
 	// decoded slices, as a state and its clones do (model.TenantState
 	// replaces a role's permissions, never edits them).
 	decoded := map[string]model.Permissions{}
-	err = eachTenantRow(ctx, l, "roles", `SELECT tenant_id, role_id, display_name, description, template, inherits, permissions
+	err = eachTenantRow(ctx, l, "roles", `SELECT tenant_id, role_id, display_name, description, template, inherits, permissions, request
 		FROM roles WHERE tenant_id = ANY($1)`, func(row pgx.CollectableRow) (string, model.Role, error) {
 		var r model.Role
 		var tenant string
-		var perms []byte
-		if err := row.Scan(&tenant, &r.ID, &r.DisplayName, &r.Description, &r.Template, &r.Inherits, &perms); err != nil {
+		var perms, request []byte
+		if err := row.Scan(&tenant, &r.ID, &r.DisplayName, &r.Description, &r.Template, &r.Inherits, &perms, &request); err != nil {
 			return "", r, err
+		}
+		if request != nil {
+			r.Request = new(model.RequestPolicy)
+			if err := json.Unmarshal(request, r.Request); err != nil {
+				return "", r, fmt.Errorf("decode the request policy of role %q of tenant %q: %w", r.ID, tenant, err)
+			}
 		}
 		if len(r.Inherits) == 0 {
 			r.Inherits = nil
@@ -469,6 +475,9 @@ func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) (
 		return nil, err
 	}
 	if err := loadOrg(ctx, l); err != nil {
+		return nil, err
+	}
+	if err := loadRequests(ctx, l); err != nil {
 		return nil, err
 	}
 	return states, nil
@@ -547,12 +556,23 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 		if inherits == nil {
 			inherits = []string{}
 		}
-		b.Queue(`INSERT INTO roles (tenant_id, role_id, display_name, description, template, inherits, permissions)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+		var request any // NULL: not requestable
+		if r.Request != nil {
+			b, err := json.Marshal(r.Request)
+			if err != nil {
+				return fmt.Errorf("encode the request policy of role %q: %w", r.ID, err)
+			}
+			request = string(b)
+		}
+		b.Queue(`INSERT INTO roles (tenant_id, role_id, display_name, description, template, inherits, permissions, request)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (tenant_id, role_id) DO UPDATE SET display_name = excluded.display_name,
 				description = excluded.description, template = excluded.template,
-				inherits = excluded.inherits, permissions = excluded.permissions`,
-			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, string(perms))
+				inherits = excluded.inherits, permissions = excluded.permissions, request = excluded.request`,
+			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, string(perms), request)
+	}
+	if err := queueRequests(b, cur, next); err != nil {
+		return err
 	}
 	for _, g := range changed(next.Grants, cur.Grants, sameGrant, model.CompareGrantKeys) {
 		b.Queue(`INSERT INTO grants (tenant_id, user_id, role_id, expires_at, granted_by, granted_at)
@@ -680,6 +700,11 @@ func checkKeys(st *model.TenantState) error {
 	for k, g := range st.Grants {
 		if k.UserID != g.UserID || k.RoleID != g.RoleID {
 			return fmt.Errorf("tenant %q: grant of %q to %q is filed under %q/%q", st.ID, g.RoleID, g.UserID, k.RoleID, k.UserID)
+		}
+	}
+	for id, r := range st.AccessRequests {
+		if id != r.ID {
+			return fmt.Errorf("tenant %q: access request %q is filed under %q", st.ID, r.ID, id)
 		}
 	}
 	return checkOrgKeys(st)

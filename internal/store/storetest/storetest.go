@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CredentialsPaging", testCredentialsPaging},
 		{"ChangeRecordsCredential", testChangeRecordsCredential},
 		{"TenantsAndDelete", testTenantsAndDelete},
+		{"AccessRequests", testAccessRequests},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1021,8 +1022,9 @@ func canonical(t *testing.T, st *model.TenantState) string {
 		Members      []model.Membership
 		SharingRules []model.SharingRule
 		RecordShares []model.RecordShare
+		Requests     []model.AccessRequest
 	}{st.ID, st.Name, st.Revision, st.Settings, st.SortedRoles(), grants,
-		st.SortedDepartments(), st.SortedMembers(), st.SortedSharingRules(), shares})
+		st.SortedDepartments(), st.SortedMembers(), st.SortedSharingRules(), shares, st.SortedRequests()})
 	if err != nil {
 		t.Fatalf("encode state: %v", err)
 	}
@@ -1121,6 +1123,63 @@ func jsonOf(t *testing.T, v any) []byte {
 		t.Fatalf("encode %v: %v", v, err)
 	}
 	return b
+}
+
+// testAccessRequests: a request policy and requests in every state are
+// kept by Update and read back whole (a restart reads them from the
+// store), the approval's grant with them; each step is a change-log entry
+// of its own.
+func testAccessRequests(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	want := mustTenant(t, s, "acme")
+	now := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	policy := &model.RequestPolicy{Approvers: []model.Approver{{Kind: model.ApproverManager}, {Kind: model.ApproverRole, ID: "sales_rep"}}, MaxDays: 30, PendingDays: 7}
+	ask := func(id, user string) store.Mutation {
+		return func(st *model.TenantState) (model.Change, error) {
+			return st.RequestAccess(model.AccessRequest{ID: id, UserID: user, RoleID: "viewer", Reason: "quarter close 季度结账", Duration: 48 * time.Hour, RequestedBy: user}, now)
+		}
+	}
+	steps := []store.Mutation{
+		func(st *model.TenantState) (model.Change, error) { return st.SetRequestPolicy("viewer", policy) },
+		ask("req_00000000000000a1", "carol"),
+		ask("req_00000000000000a2", "dave"),
+		ask("req_00000000000000a3", "zoe"),
+		func(st *model.TenantState) (model.Change, error) {
+			return st.ApproveRequest("req_00000000000000a1", "alice", "ok", now.Add(24*time.Hour), now)
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CloseRequest("req_00000000000000a2", model.RequestDenied, "alice", "no", now)
+		},
+	}
+	for i, m := range steps {
+		if _, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "alice", Reason: "step"}, m); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if _, err := m(want); err != nil {
+			t.Fatalf("step %d on the expected state: %v", i, err)
+		}
+	}
+	want.Revision += int64(len(steps))
+	got := mustTenant(t, s, "acme")
+	assertState(t, "after the requests", got, want)
+	if r := got.AccessRequests["req_00000000000000a1"]; r.State != model.RequestApproved || !r.GrantExpires.Equal(now.Add(24*time.Hour)) {
+		t.Errorf("approved request read back as %+v", r)
+	}
+	if g, ok := got.Grants[model.GrantKey{UserID: "carol", RoleID: "viewer"}]; !ok || !micro(g.ExpiresAt).Equal(micro(now.Add(24*time.Hour))) {
+		t.Errorf("the approval's grant read back as %+v, %t", g, ok)
+	}
+	if got.Roles["viewer"].Request == nil || got.Roles["sales_rep"].Request != nil {
+		t.Errorf("request policies read back as %v and %v", got.Roles["viewer"].Request, got.Roles["sales_rep"].Request)
+	}
+	var actions []string
+	for _, c := range changesOf(t, s, "acme")[1:] {
+		actions = append(actions, c.Action+" "+c.Target)
+	}
+	wantActions := []string{"role.request_policy role/viewer", "request.create request/req_00000000000000a1", "request.create request/req_00000000000000a2",
+		"request.create request/req_00000000000000a3", "request.approve request/req_00000000000000a1", "request.deny request/req_00000000000000a2"}
+	if !slices.Equal(actions, wantActions) {
+		t.Errorf("change log %v, want %v", actions, wantActions)
+	}
 }
 
 func createSample(t *testing.T, s store.Store, id string) {
