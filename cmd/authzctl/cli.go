@@ -37,11 +37,13 @@ type cli struct {
 	stdin io.Reader
 	out   strings.Builder // the command's output, written to stdout at the end
 
-	conn     *grpc.ClientConn
-	authz    pb.AuthorizationServiceClient
-	admin    pb.AdminServiceClient
-	audit    pb.AuditServiceClient
-	platform pb.PlatformServiceClient
+	conn  *grpc.ClientConn
+	authz pb.AuthorizationServiceClient
+	admin pb.AdminServiceClient
+	// governance is the GovernanceService: access requests, who can, expiry.
+	governance pb.GovernanceServiceClient
+	audit      pb.AuditServiceClient
+	platform   pb.PlatformServiceClient
 }
 
 // init reads the global settings from the environment and from the flags
@@ -231,6 +233,7 @@ func (c *cli) connect(ctx context.Context) (context.Context, context.CancelFunc,
 	c.conn = conn
 	c.authz = pb.NewAuthorizationServiceClient(conn)
 	c.admin = pb.NewAdminServiceClient(conn)
+	c.governance = pb.NewGovernanceServiceClient(conn)
 	c.audit = pb.NewAuditServiceClient(conn)
 	c.platform = pb.NewPlatformServiceClient(conn)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

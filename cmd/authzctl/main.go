@@ -80,6 +80,19 @@ Administration (AdminService; writes need --actor and --reason):
   users deactivate|reactivate <user>
                                    offboard a user (every decision DENY, grants kept), or undo it
 
+Governance (GovernanceService; writes need --actor and --reason):
+  requests [list] [--view mine|decide|all]
+                                   access requests: the actor's, those to decide, or all
+  requests roles                   the roles users may request, and who approves them
+  requests create <role> --for d   ask for a requestable role for a time, --reason the why
+  requests approve|deny|cancel <id>
+                                   decide a request (an approver) or withdraw it
+  requests policy <role> --approver a --max-days n | --off
+                                   make a role requestable (manager, function:<id>, role:<id>)
+  whocan <module> <verb> | --function f | --field m.f
+                                   the users a permission is allowed to, and why
+  expiring [--within d] [--user u] grants and record shares that end soon
+
 Audit (AuditService):
   audit decisions [filters]        the decision log: who was allowed or denied what, when
   audit decision <id>              one decision, by the id check prints
@@ -185,6 +198,9 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"import":      runImport,
 	"casbin":      runCasbin,
 	"status":      runStatus,
+	"requests":    runRequests,
+	"whocan":      runWhoCan,
+	"expiring":    runExpiring,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

@@ -517,3 +517,30 @@ func TestByteSize(t *testing.T) {
 		}
 	}
 }
+
+// TestRequests walks an access request through authzctl: bob asks for the
+// requestable data_exporter role, cannot approve it himself, alice (his
+// manager) approves it for less time, and the grant shows in whocan and
+// expiring; a policy set from the command line shows in requests roles.
+func TestRequests(t *testing.T) {
+	addr := serve(t)
+	authzctl(t, addr, "requests", "roles").expect(t, exitOK, []string{"data_exporter", "manager,function:admin.users.manage"}, nil)
+	authzctl(t, addr, "requests", "--actor", "bob").expect(t, exitOK, []string{"no access requests"}, nil)
+	r := authzctl(t, addr, "requests", "create", "data_exporter", "--for", "72h", "--actor", "bob", "--reason", "quarterly churn analysis")
+	r.expect(t, exitOK, []string{"requested data_exporter for bob for 72h0m0s: req_", "(revision 2)"}, nil)
+	id := "req_" + strings.Fields(strings.SplitN(r.stdout, "req_", 2)[1])[0]
+	id = strings.TrimSuffix(id, ",")
+	authzctl(t, addr, "requests", "approve", id, "--actor", "bob", "--reason", "me").expect(t, exitError, nil, []string{"PERMISSION_DENIED", "SELF_APPROVAL"})
+	authzctl(t, addr, "requests", "list", "--view", "decide", "--actor", "alice").expect(t, exitOK, []string{id, "bob", "data_exporter", "pending"}, nil)
+	authzctl(t, addr, "requests", "approve", id, "--for", "24h", "--actor", "alice", "--reason", "one day is enough").
+		expect(t, exitOK, []string{"approved " + id + ": bob holds data_exporter until ", "(revision 3)"}, nil)
+	authzctl(t, addr, "requests", "get", id, "--actor", "bob").expect(t, exitOK, []string{"state: approved by alice", "one day is enough", "you may decide it: false"}, nil)
+	authzctl(t, addr, "check", "bob", "--function", "data.export").expect(t, exitOK, []string{"ALLOW"}, nil)
+	authzctl(t, addr, "whocan", "--function", "data.export").expect(t, exitOK, []string{"alice", "bob", "role data_exporter grants function data.export", "oscar"}, nil)
+	authzctl(t, addr, "expiring", "--within", "48h").expect(t, exitOK, []string{"grant", "bob", "role data_exporter"}, nil)
+	authzctl(t, addr, "expiring", "--within", "1h").expect(t, exitOK, []string{"nothing ends within 1h0m0s"}, nil)
+	authzctl(t, addr, "requests", "policy", "read_only", "--approver", "role:sales_manager", "--max-days", "10", "--reason", "offer it").
+		expect(t, exitOK, []string{"role read_only is requestable for up to 10 days, approved by role:sales_manager (revision 4)"}, nil)
+	authzctl(t, addr, "requests", "policy", "read_only", "--approver", "boss", "--max-days", "10", "--reason", "r").expect(t, exitUsage, nil, []string{"manager, function:<id> or role:<id>"})
+	authzctl(t, addr, "requests", "create", "read_only", "--actor", "peggy", "--reason", "r").expect(t, exitUsage, nil, []string{"--for is required"})
+}

@@ -144,3 +144,16 @@ func printError(w *strings.Builder, err error) {
 		}
 	}
 }
+
+// eachPage calls page with each page's token in turn, the first one empty,
+// until page returns no next token or an error: a listing read whole.
+func eachPage(page func(token string) (next string, err error)) error {
+	token := ""
+	for {
+		next, err := page(token)
+		if err != nil || next == "" {
+			return err
+		}
+		token = next
+	}
+}

@@ -208,7 +208,7 @@ func TestRoleLifecycle(t *testing.T) {
 			break
 		}
 	}
-	if !slices.IsSorted(ids) || len(ids) != 10 || !slices.Contains(ids, "marketer") {
+	if !slices.IsSorted(ids) || len(ids) != 11 || !slices.Contains(ids, "marketer") {
 		t.Fatalf("listed roles %v", ids)
 	}
 

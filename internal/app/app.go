@@ -134,9 +134,11 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		follower = a.follower
 	}
 	fresh := service.NewFreshness(a.engine, follower, cfg.MaxRevisionWait)
+	admin := service.NewAdmin(a.engine, a.store, a.bundle, a.now)
 	a.server = server.New(sopts, server.Services{
 		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh),
-		Admin:         service.NewAdmin(a.engine, a.store, a.bundle, a.now),
+		Admin:         admin,
+		Governance:    service.NewGovernance(admin),
 		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, follower, a.now, Authentication(cfg)),
 		Platform:      service.NewPlatform(a.store, a.engine, a.bundle, a.authn, a.events, a.now),
 	})
@@ -159,10 +161,15 @@ func Authentication(cfg config.Config) string {
 // credential of a server serving from memory with authentication, say.
 func (a *App) Store() store.Store { return a.store }
 
-// Close closes the store (and its pool). Run does it when it returns;
-// Close releases an App that is never run, e.g. when its listener cannot
-// be opened. Calling it again, or after Run, does nothing.
-func (a *App) Close() { a.closed.Do(a.closer) }
+// Close stops the server and closes the store (and its pool). Run does it
+// when it returns; Close releases an App that is never run, e.g. when its
+// listener cannot be opened. Calling it again, or after Run, does nothing.
+func (a *App) Close() {
+	a.closed.Do(func() {
+		a.server.Stop() // its stream workers run from New on
+		a.closer()
+	})
+}
 
 // openDecisionLog builds the decision log: in PostgreSQL when the store is
 // there, else in memory (bounded, and it says so).

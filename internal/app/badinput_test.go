@@ -146,7 +146,7 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if roles.GetRevision() != 1 || len(roles.GetRoles()) != 8 {
+	if roles.GetRevision() != 1 || len(roles.GetRoles()) != 9 {
 		t.Fatalf("after bad writes: revision %d, %d roles", roles.GetRevision(), len(roles.GetRoles()))
 	}
 	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})

@@ -42,6 +42,7 @@ const (
 var scopes = map[string]Scope{
 	pb.AuthorizationService_ServiceDesc.ServiceName: ScopeCheck,
 	pb.AdminService_ServiceDesc.ServiceName:         ScopeAdmin,
+	pb.GovernanceService_ServiceDesc.ServiceName:    ScopeAdmin,
 	pb.AuditService_ServiceDesc.ServiceName:         ScopeAudit,
 	pb.PlatformService_ServiceDesc.ServiceName:      ScopePlatform,
 }

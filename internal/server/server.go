@@ -234,6 +234,10 @@ func (s *Server) Shutdown(timeout time.Duration) {
 	}
 }
 
+// Stop cuts every call and ends the stream workers New started; Shutdown
+// stops gracefully first. Stopping again does nothing.
+func (s *Server) Stop() { s.grpc.Stop() }
+
 // call is what the interceptors know of one call: its method, request id
 // and peer, and the logger carrying them, made only when something logs:
 // a decision logs nothing, and a logger with fields costs more than the

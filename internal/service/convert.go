@@ -121,6 +121,7 @@ func roleToProto(r model.Role) *pb.Role {
 	p := r.Permissions
 	out := &pb.Role{
 		RoleId: r.ID, DisplayName: r.DisplayName, Description: r.Description, TemplateId: r.Template, Inherits: r.Inherits,
+		RequestPolicy: requestPolicyToProto(r.Request),
 		Permissions: &pb.RolePermissions{
 			Modules: moduleGrantsToProto(p.Modules, true), Functions: p.Functions,
 			DenyModules: moduleGrantsToProto(p.DenyModules, false), DenyFunctions: p.DenyFunctions,

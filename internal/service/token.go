@@ -23,6 +23,9 @@ const (
 	grantsToken       tokenKind = 'G'
 	unusedGrantsToken tokenKind = 'U'
 	usersToken        tokenKind = 'S'
+	requestsToken     tokenKind = 'Q'
+	whoCanToken       tokenKind = 'W'
+	expiringToken     tokenKind = 'E'
 )
 
 var tokenListings = map[tokenKind]string{
@@ -30,11 +33,16 @@ var tokenListings = map[tokenKind]string{
 	grantsToken:       "ListGrants",
 	unusedGrantsToken: "ListUnusedGrants",
 	usersToken:        "ListUsers",
+	requestsToken:     "ListAccessRequests",
+	whoCanToken:       "WhoCan",
+	expiringToken:     "ListExpiring",
 }
 
-// maxTokenLength bounds a token before it is decoded: the longest key, a
-// user id, a separator and a role id, with the kind byte, in base64.
-const maxTokenLength = (1 + model.MaxSubjectLength + 1 + model.MaxIDLength + 2) * 4 / 3
+// maxTokenLength bounds a token before it is decoded: the longest key,
+// ListExpiring's of a record share (a time, a principal id, its kind, a
+// module, a record id, a flag and their separators), with the kind byte,
+// in base64.
+const maxTokenLength = (1 + 19 + 2*model.MaxSubjectLength + 3*model.MaxIDLength + 8) * 4 / 3
 
 // roleToken is the token of a ListRoles page ending at role id.
 func roleToken(id string) string { return encodeToken(rolesToken, id) }
@@ -86,6 +94,46 @@ func decodeGrantToken(kind tokenKind, tok string) (string, error) {
 	}
 	user, role, ok := strings.Cut(key, "\x00")
 	if !ok || model.ValidateSubjectID("page_token", user) != nil || model.ValidateName("page_token", role) != nil {
+		return "", errForeignToken()
+	}
+	return key, nil
+}
+
+// decodeWhoCanToken returns the user id a WhoCan token ends at.
+func decodeWhoCanToken(tok string) (string, error) {
+	key, err := decodeToken(whoCanToken, tok)
+	if err != nil || key == "" {
+		return "", err
+	}
+	if model.ValidateSubjectID("page_token", key) != nil {
+		return "", errForeignToken()
+	}
+	return key, nil
+}
+
+// decodeRequestToken returns the request key (requestKey) a
+// ListAccessRequests token ends at.
+func decodeRequestToken(tok string) (string, error) {
+	key, err := decodeToken(requestsToken, tok)
+	if err != nil || key == "" {
+		return "", err
+	}
+	at, id, ok := strings.Cut(key, ":")
+	if !ok || len(at) != 19 || strings.Trim(at, "0123456789") != "" || !model.ValidRequestID(id) {
+		return "", errForeignToken()
+	}
+	return key, nil
+}
+
+// decodeExpiringToken returns the key (expiringKey) a ListExpiring token
+// ends at.
+func decodeExpiringToken(tok string) (string, error) {
+	key, err := decodeToken(expiringToken, tok)
+	if err != nil || key == "" {
+		return "", err
+	}
+	at, rest, ok := strings.Cut(key, "\x00")
+	if !ok || len(at) != 19 || strings.Trim(at, "0123456789") != "" || (!strings.HasPrefix(rest, "g\x00") && !strings.HasPrefix(rest, "s\x00")) {
 		return "", errForeignToken()
 	}
 	return key, nil

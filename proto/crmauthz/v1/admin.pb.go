@@ -22,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ApproverKind says whom an Approver names.
+type ApproverKind int32
+
+const (
+	// Not set; INVALID_ARGUMENT.
+	ApproverKind_APPROVER_KIND_UNSPECIFIED ApproverKind = 0
+	// The users holding a function of the catalog, e.g. admin.users.manage.
+	ApproverKind_APPROVER_KIND_FUNCTION ApproverKind = 1
+	// The users holding a role of the tenant, directly or through a role inheriting it.
+	ApproverKind_APPROVER_KIND_ROLE ApproverKind = 2
+	// The requesting user's manager (their membership's manager).
+	ApproverKind_APPROVER_KIND_MANAGER ApproverKind = 3
+)
+
+// Enum value maps for ApproverKind.
+var (
+	ApproverKind_name = map[int32]string{
+		0: "APPROVER_KIND_UNSPECIFIED",
+		1: "APPROVER_KIND_FUNCTION",
+		2: "APPROVER_KIND_ROLE",
+		3: "APPROVER_KIND_MANAGER",
+	}
+	ApproverKind_value = map[string]int32{
+		"APPROVER_KIND_UNSPECIFIED": 0,
+		"APPROVER_KIND_FUNCTION":    1,
+		"APPROVER_KIND_ROLE":        2,
+		"APPROVER_KIND_MANAGER":     3,
+	}
+)
+
+func (x ApproverKind) Enum() *ApproverKind {
+	p := new(ApproverKind)
+	*p = x
+	return p
+}
+
+func (x ApproverKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApproverKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (ApproverKind) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_admin_proto_enumTypes[0]
+}
+
+func (x ApproverKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApproverKind.Descriptor instead.
+func (ApproverKind) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // UserStatus says whether a user's grants decide anything.
 type UserStatus int32
 
@@ -59,11 +116,11 @@ func (x UserStatus) String() string {
 }
 
 func (UserStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_crmauthz_v1_admin_proto_enumTypes[0].Descriptor()
+	return file_crmauthz_v1_admin_proto_enumTypes[1].Descriptor()
 }
 
 func (UserStatus) Type() protoreflect.EnumType {
-	return &file_crmauthz_v1_admin_proto_enumTypes[0]
+	return &file_crmauthz_v1_admin_proto_enumTypes[1]
 }
 
 func (x UserStatus) Number() protoreflect.EnumNumber {
@@ -72,7 +129,7 @@ func (x UserStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UserStatus.Descriptor instead.
 func (UserStatus) EnumDescriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
 // DocumentFormat is how a tenant's document is encoded.
@@ -112,11 +169,11 @@ func (x DocumentFormat) String() string {
 }
 
 func (DocumentFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_crmauthz_v1_admin_proto_enumTypes[1].Descriptor()
+	return file_crmauthz_v1_admin_proto_enumTypes[2].Descriptor()
 }
 
 func (DocumentFormat) Type() protoreflect.EnumType {
-	return &file_crmauthz_v1_admin_proto_enumTypes[1]
+	return &file_crmauthz_v1_admin_proto_enumTypes[2]
 }
 
 func (x DocumentFormat) Number() protoreflect.EnumNumber {
@@ -125,7 +182,7 @@ func (x DocumentFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DocumentFormat.Descriptor instead.
 func (DocumentFormat) EnumDescriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 // Role is a named set of permissions inside one tenant.
@@ -145,7 +202,10 @@ type Role struct {
 	// at most 8 deep, no cycles).
 	Inherits []string `protobuf:"bytes,5,rep,name=inherits,proto3" json:"inherits,omitempty"`
 	// The role's own permissions.
-	Permissions   *RolePermissions `protobuf:"bytes,6,opt,name=permissions,proto3" json:"permissions,omitempty"`
+	Permissions *RolePermissions `protobuf:"bytes,6,opt,name=permissions,proto3" json:"permissions,omitempty"`
+	// Set when users may request the role (GovernanceService.RequestAccess); set with
+	// GovernanceService.SetRequestPolicy, never by CreateRole or UpdateRolePermissions.
+	RequestPolicy *RequestPolicy `protobuf:"bytes,7,opt,name=request_policy,json=requestPolicy,proto3" json:"request_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -222,6 +282,134 @@ func (x *Role) GetPermissions() *RolePermissions {
 	return nil
 }
 
+func (x *Role) GetRequestPolicy() *RequestPolicy {
+	if x != nil {
+		return x.RequestPolicy
+	}
+	return nil
+}
+
+// RequestPolicy makes a role requestable: who may approve a request for it, how long an
+// approval may grant it, and how long a request waits for a decision.
+type RequestPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who may decide a request; any one of them suffices. 1-8 distinct approvers.
+	Approvers []*Approver `protobuf:"bytes,1,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	// The longest grant an approval gives, in days: 1-365. A request asks for at most this.
+	MaxDays int32 `protobuf:"varint,2,opt,name=max_days,json=maxDays,proto3" json:"max_days,omitempty"`
+	// How long a request waits for a decision before it lapses, in days: 1-90; 0 means 14.
+	PendingDays   int32 `protobuf:"varint,3,opt,name=pending_days,json=pendingDays,proto3" json:"pending_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPolicy) Reset() {
+	*x = RequestPolicy{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPolicy) ProtoMessage() {}
+
+func (x *RequestPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPolicy.ProtoReflect.Descriptor instead.
+func (*RequestPolicy) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RequestPolicy) GetApprovers() []*Approver {
+	if x != nil {
+		return x.Approvers
+	}
+	return nil
+}
+
+func (x *RequestPolicy) GetMaxDays() int32 {
+	if x != nil {
+		return x.MaxDays
+	}
+	return 0
+}
+
+func (x *RequestPolicy) GetPendingDays() int32 {
+	if x != nil {
+		return x.PendingDays
+	}
+	return 0
+}
+
+// Approver names who may decide access requests.
+type Approver struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which users.
+	Kind ApproverKind `protobuf:"varint,1,opt,name=kind,proto3,enum=crmauthz.v1.ApproverKind" json:"kind,omitempty"`
+	// The function (APPROVER_KIND_FUNCTION) or role (APPROVER_KIND_ROLE); empty for
+	// APPROVER_KIND_MANAGER.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approver) Reset() {
+	*x = Approver{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approver) ProtoMessage() {}
+
+func (x *Approver) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approver.ProtoReflect.Descriptor instead.
+func (*Approver) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Approver) GetKind() ApproverKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ApproverKind_APPROVER_KIND_UNSPECIFIED
+}
+
+func (x *Approver) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // RolePermissions are the grants and denies a role carries. Roles are additive: across a
 // user's roles the most permissive grant wins. Denies narrow: a denied module verb or
 // function is refused whatever any other role allows. At most 2000 entries in all (module
@@ -248,7 +436,7 @@ type RolePermissions struct {
 
 func (x *RolePermissions) Reset() {
 	*x = RolePermissions{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[1]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -260,7 +448,7 @@ func (x *RolePermissions) String() string {
 func (*RolePermissions) ProtoMessage() {}
 
 func (x *RolePermissions) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[1]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -273,7 +461,7 @@ func (x *RolePermissions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolePermissions.ProtoReflect.Descriptor instead.
 func (*RolePermissions) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RolePermissions) GetModules() []*ModuleVerbs {
@@ -327,7 +515,7 @@ type FieldRule struct {
 
 func (x *FieldRule) Reset() {
 	*x = FieldRule{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +527,7 @@ func (x *FieldRule) String() string {
 func (*FieldRule) ProtoMessage() {}
 
 func (x *FieldRule) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[2]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +540,7 @@ func (x *FieldRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldRule.ProtoReflect.Descriptor instead.
 func (*FieldRule) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FieldRule) GetModule() string {
@@ -399,7 +587,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +599,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[3]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +612,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Grant) GetUserId() string {
@@ -499,7 +687,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +699,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[4]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +712,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *User) GetUserId() string {
@@ -586,7 +774,7 @@ type UpsertUserRequest struct {
 
 func (x *UpsertUserRequest) Reset() {
 	*x = UpsertUserRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +786,7 @@ func (x *UpsertUserRequest) String() string {
 func (*UpsertUserRequest) ProtoMessage() {}
 
 func (x *UpsertUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[5]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +799,7 @@ func (x *UpsertUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertUserRequest.ProtoReflect.Descriptor instead.
 func (*UpsertUserRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpsertUserRequest) GetTenantId() string {
@@ -655,7 +843,7 @@ type UpsertUserResponse struct {
 
 func (x *UpsertUserResponse) Reset() {
 	*x = UpsertUserResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +855,7 @@ func (x *UpsertUserResponse) String() string {
 func (*UpsertUserResponse) ProtoMessage() {}
 
 func (x *UpsertUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[6]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +868,7 @@ func (x *UpsertUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertUserResponse.ProtoReflect.Descriptor instead.
 func (*UpsertUserResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpsertUserResponse) GetUser() *User {
@@ -716,7 +904,7 @@ type GetUserRequest struct {
 
 func (x *GetUserRequest) Reset() {
 	*x = GetUserRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +916,7 @@ func (x *GetUserRequest) String() string {
 func (*GetUserRequest) ProtoMessage() {}
 
 func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[7]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +929,7 @@ func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
 func (*GetUserRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetUserRequest) GetTenantId() string {
@@ -785,7 +973,7 @@ type GetUserResponse struct {
 
 func (x *GetUserResponse) Reset() {
 	*x = GetUserResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +985,7 @@ func (x *GetUserResponse) String() string {
 func (*GetUserResponse) ProtoMessage() {}
 
 func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[8]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +998,7 @@ func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
 func (*GetUserResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetUserResponse) GetUser() *User {
@@ -850,7 +1038,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1050,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[9]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1063,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListUsersRequest) GetTenantId() string {
@@ -935,7 +1123,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1135,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1148,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -1001,7 +1189,7 @@ type DeactivateUserRequest struct {
 
 func (x *DeactivateUserRequest) Reset() {
 	*x = DeactivateUserRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1201,7 @@ func (x *DeactivateUserRequest) String() string {
 func (*DeactivateUserRequest) ProtoMessage() {}
 
 func (x *DeactivateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1214,7 @@ func (x *DeactivateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateUserRequest.ProtoReflect.Descriptor instead.
 func (*DeactivateUserRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeactivateUserRequest) GetTenantId() string {
@@ -1070,7 +1258,7 @@ type DeactivateUserResponse struct {
 
 func (x *DeactivateUserResponse) Reset() {
 	*x = DeactivateUserResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1270,7 @@ func (x *DeactivateUserResponse) String() string {
 func (*DeactivateUserResponse) ProtoMessage() {}
 
 func (x *DeactivateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1283,7 @@ func (x *DeactivateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeactivateUserResponse.ProtoReflect.Descriptor instead.
 func (*DeactivateUserResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeactivateUserResponse) GetUser() *User {
@@ -1129,7 +1317,7 @@ type ReactivateUserRequest struct {
 
 func (x *ReactivateUserRequest) Reset() {
 	*x = ReactivateUserRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1329,7 @@ func (x *ReactivateUserRequest) String() string {
 func (*ReactivateUserRequest) ProtoMessage() {}
 
 func (x *ReactivateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1342,7 @@ func (x *ReactivateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateUserRequest.ProtoReflect.Descriptor instead.
 func (*ReactivateUserRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReactivateUserRequest) GetTenantId() string {
@@ -1198,7 +1386,7 @@ type ReactivateUserResponse struct {
 
 func (x *ReactivateUserResponse) Reset() {
 	*x = ReactivateUserResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1398,7 @@ func (x *ReactivateUserResponse) String() string {
 func (*ReactivateUserResponse) ProtoMessage() {}
 
 func (x *ReactivateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1411,7 @@ func (x *ReactivateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReactivateUserResponse.ProtoReflect.Descriptor instead.
 func (*ReactivateUserResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReactivateUserResponse) GetUser() *User {
@@ -1273,7 +1461,7 @@ type CreateRoleRequest struct {
 
 func (x *CreateRoleRequest) Reset() {
 	*x = CreateRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1473,7 @@ func (x *CreateRoleRequest) String() string {
 func (*CreateRoleRequest) ProtoMessage() {}
 
 func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1486,7 @@ func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateRoleRequest) GetTenantId() string {
@@ -1377,7 +1565,7 @@ type CreateRoleResponse struct {
 
 func (x *CreateRoleResponse) Reset() {
 	*x = CreateRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1577,7 @@ func (x *CreateRoleResponse) String() string {
 func (*CreateRoleResponse) ProtoMessage() {}
 
 func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1590,7 @@ func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoleResponse.ProtoReflect.Descriptor instead.
 func (*CreateRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRoleResponse) GetRole() *Role {
@@ -1439,7 +1627,7 @@ type GetRoleRequest struct {
 
 func (x *GetRoleRequest) Reset() {
 	*x = GetRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1639,7 @@ func (x *GetRoleRequest) String() string {
 func (*GetRoleRequest) ProtoMessage() {}
 
 func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1652,7 @@ func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
 func (*GetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRoleRequest) GetTenantId() string {
@@ -1508,7 +1696,7 @@ type GetRoleResponse struct {
 
 func (x *GetRoleResponse) Reset() {
 	*x = GetRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1708,7 @@ func (x *GetRoleResponse) String() string {
 func (*GetRoleResponse) ProtoMessage() {}
 
 func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1721,7 @@ func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoleResponse.ProtoReflect.Descriptor instead.
 func (*GetRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRoleResponse) GetRole() *Role {
@@ -1572,7 +1760,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1772,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1785,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRolesRequest) GetTenantId() string {
@@ -1650,7 +1838,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1850,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1863,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRolesResponse) GetRoles() []*Role {
@@ -1721,7 +1909,7 @@ type UpdateRolePermissionsRequest struct {
 
 func (x *UpdateRolePermissionsRequest) Reset() {
 	*x = UpdateRolePermissionsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1921,7 @@ func (x *UpdateRolePermissionsRequest) String() string {
 func (*UpdateRolePermissionsRequest) ProtoMessage() {}
 
 func (x *UpdateRolePermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1934,7 @@ func (x *UpdateRolePermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolePermissionsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRolePermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateRolePermissionsRequest) GetTenantId() string {
@@ -1804,7 +1992,7 @@ type UpdateRolePermissionsResponse struct {
 
 func (x *UpdateRolePermissionsResponse) Reset() {
 	*x = UpdateRolePermissionsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2004,7 @@ func (x *UpdateRolePermissionsResponse) String() string {
 func (*UpdateRolePermissionsResponse) ProtoMessage() {}
 
 func (x *UpdateRolePermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2017,7 @@ func (x *UpdateRolePermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRolePermissionsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRolePermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateRolePermissionsResponse) GetRole() *Role {
@@ -1863,7 +2051,7 @@ type DeleteRoleRequest struct {
 
 func (x *DeleteRoleRequest) Reset() {
 	*x = DeleteRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2063,7 @@ func (x *DeleteRoleRequest) String() string {
 func (*DeleteRoleRequest) ProtoMessage() {}
 
 func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2076,7 @@ func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteRoleRequest) GetTenantId() string {
@@ -1930,7 +2118,7 @@ type DeleteRoleResponse struct {
 
 func (x *DeleteRoleResponse) Reset() {
 	*x = DeleteRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2130,7 @@ func (x *DeleteRoleResponse) String() string {
 func (*DeleteRoleResponse) ProtoMessage() {}
 
 func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2143,7 @@ func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteRoleResponse) GetRevision() int64 {
@@ -1974,7 +2162,7 @@ type ListRoleTemplatesRequest struct {
 
 func (x *ListRoleTemplatesRequest) Reset() {
 	*x = ListRoleTemplatesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2174,7 @@ func (x *ListRoleTemplatesRequest) String() string {
 func (*ListRoleTemplatesRequest) ProtoMessage() {}
 
 func (x *ListRoleTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2187,7 @@ func (x *ListRoleTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListRoleTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 // ListRoleTemplatesResponse lists the templates.
@@ -2013,7 +2201,7 @@ type ListRoleTemplatesResponse struct {
 
 func (x *ListRoleTemplatesResponse) Reset() {
 	*x = ListRoleTemplatesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2213,7 @@ func (x *ListRoleTemplatesResponse) String() string {
 func (*ListRoleTemplatesResponse) ProtoMessage() {}
 
 func (x *ListRoleTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2226,7 @@ func (x *ListRoleTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoleTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListRoleTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRoleTemplatesResponse) GetTemplates() []*Role {
@@ -2070,7 +2258,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2270,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2283,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GrantRoleRequest) GetTenantId() string {
@@ -2153,7 +2341,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2353,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2366,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -2214,7 +2402,7 @@ type RevokeRoleRequest struct {
 
 func (x *RevokeRoleRequest) Reset() {
 	*x = RevokeRoleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2414,7 @@ func (x *RevokeRoleRequest) String() string {
 func (*RevokeRoleRequest) ProtoMessage() {}
 
 func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2427,7 @@ func (x *RevokeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeRoleRequest) GetTenantId() string {
@@ -2288,7 +2476,7 @@ type RevokeRoleResponse struct {
 
 func (x *RevokeRoleResponse) Reset() {
 	*x = RevokeRoleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2488,7 @@ func (x *RevokeRoleResponse) String() string {
 func (*RevokeRoleResponse) ProtoMessage() {}
 
 func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[30]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2501,7 @@ func (x *RevokeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRoleResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevokeRoleResponse) GetRevision() int64 {
@@ -2354,7 +2542,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2554,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[31]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2567,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListGrantsRequest) GetTenantId() string {
@@ -2482,7 +2670,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2682,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[32]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2695,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*Grant {
@@ -2548,7 +2736,7 @@ type Department struct {
 
 func (x *Department) Reset() {
 	*x = Department{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2748,7 @@ func (x *Department) String() string {
 func (*Department) ProtoMessage() {}
 
 func (x *Department) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[33]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2761,7 @@ func (x *Department) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Department.ProtoReflect.Descriptor instead.
 func (*Department) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Department) GetDepartmentId() string {
@@ -2614,7 +2802,7 @@ type CreateDepartmentRequest struct {
 
 func (x *CreateDepartmentRequest) Reset() {
 	*x = CreateDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2626,7 +2814,7 @@ func (x *CreateDepartmentRequest) String() string {
 func (*CreateDepartmentRequest) ProtoMessage() {}
 
 func (x *CreateDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[34]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2639,7 +2827,7 @@ func (x *CreateDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateDepartmentRequest) GetTenantId() string {
@@ -2683,7 +2871,7 @@ type CreateDepartmentResponse struct {
 
 func (x *CreateDepartmentResponse) Reset() {
 	*x = CreateDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2883,7 @@ func (x *CreateDepartmentResponse) String() string {
 func (*CreateDepartmentResponse) ProtoMessage() {}
 
 func (x *CreateDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[35]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2896,7 @@ func (x *CreateDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateDepartmentResponse) GetDepartment() *Department {
@@ -2742,7 +2930,7 @@ type UpdateDepartmentRequest struct {
 
 func (x *UpdateDepartmentRequest) Reset() {
 	*x = UpdateDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2942,7 @@ func (x *UpdateDepartmentRequest) String() string {
 func (*UpdateDepartmentRequest) ProtoMessage() {}
 
 func (x *UpdateDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[36]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2955,7 @@ func (x *UpdateDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateDepartmentRequest) GetTenantId() string {
@@ -2811,7 +2999,7 @@ type UpdateDepartmentResponse struct {
 
 func (x *UpdateDepartmentResponse) Reset() {
 	*x = UpdateDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +3011,7 @@ func (x *UpdateDepartmentResponse) String() string {
 func (*UpdateDepartmentResponse) ProtoMessage() {}
 
 func (x *UpdateDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[37]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +3024,7 @@ func (x *UpdateDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateDepartmentResponse) GetDepartment() *Department {
@@ -2870,7 +3058,7 @@ type DeleteDepartmentRequest struct {
 
 func (x *DeleteDepartmentRequest) Reset() {
 	*x = DeleteDepartmentRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3070,7 @@ func (x *DeleteDepartmentRequest) String() string {
 func (*DeleteDepartmentRequest) ProtoMessage() {}
 
 func (x *DeleteDepartmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[38]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3083,7 @@ func (x *DeleteDepartmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDepartmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDepartmentRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteDepartmentRequest) GetTenantId() string {
@@ -2937,7 +3125,7 @@ type DeleteDepartmentResponse struct {
 
 func (x *DeleteDepartmentResponse) Reset() {
 	*x = DeleteDepartmentResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3137,7 @@ func (x *DeleteDepartmentResponse) String() string {
 func (*DeleteDepartmentResponse) ProtoMessage() {}
 
 func (x *DeleteDepartmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[39]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3150,7 @@ func (x *DeleteDepartmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDepartmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDepartmentResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteDepartmentResponse) GetRevision() int64 {
@@ -2990,7 +3178,7 @@ type ListDepartmentsRequest struct {
 
 func (x *ListDepartmentsRequest) Reset() {
 	*x = ListDepartmentsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3190,7 @@ func (x *ListDepartmentsRequest) String() string {
 func (*ListDepartmentsRequest) ProtoMessage() {}
 
 func (x *ListDepartmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[40]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3203,7 @@ func (x *ListDepartmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDepartmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDepartmentsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListDepartmentsRequest) GetTenantId() string {
@@ -3052,7 +3240,7 @@ type ListDepartmentsResponse struct {
 
 func (x *ListDepartmentsResponse) Reset() {
 	*x = ListDepartmentsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3252,7 @@ func (x *ListDepartmentsResponse) String() string {
 func (*ListDepartmentsResponse) ProtoMessage() {}
 
 func (x *ListDepartmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[41]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3265,7 @@ func (x *ListDepartmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDepartmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDepartmentsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListDepartmentsResponse) GetDepartments() []*Department {
@@ -3114,7 +3302,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3314,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[42]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3327,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Membership) GetUserId() string {
@@ -3187,7 +3375,7 @@ type SetMembershipRequest struct {
 
 func (x *SetMembershipRequest) Reset() {
 	*x = SetMembershipRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3387,7 @@ func (x *SetMembershipRequest) String() string {
 func (*SetMembershipRequest) ProtoMessage() {}
 
 func (x *SetMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[43]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3400,7 @@ func (x *SetMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembershipRequest.ProtoReflect.Descriptor instead.
 func (*SetMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetMembershipRequest) GetTenantId() string {
@@ -3256,7 +3444,7 @@ type SetMembershipResponse struct {
 
 func (x *SetMembershipResponse) Reset() {
 	*x = SetMembershipResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3456,7 @@ func (x *SetMembershipResponse) String() string {
 func (*SetMembershipResponse) ProtoMessage() {}
 
 func (x *SetMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[44]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3469,7 @@ func (x *SetMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMembershipResponse.ProtoReflect.Descriptor instead.
 func (*SetMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetMembershipResponse) GetMembership() *Membership {
@@ -3315,7 +3503,7 @@ type DeleteMembershipRequest struct {
 
 func (x *DeleteMembershipRequest) Reset() {
 	*x = DeleteMembershipRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3515,7 @@ func (x *DeleteMembershipRequest) String() string {
 func (*DeleteMembershipRequest) ProtoMessage() {}
 
 func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[45]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3528,7 @@ func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMembershipRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMembershipRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteMembershipRequest) GetTenantId() string {
@@ -3382,7 +3570,7 @@ type DeleteMembershipResponse struct {
 
 func (x *DeleteMembershipResponse) Reset() {
 	*x = DeleteMembershipResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +3582,7 @@ func (x *DeleteMembershipResponse) String() string {
 func (*DeleteMembershipResponse) ProtoMessage() {}
 
 func (x *DeleteMembershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[46]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +3595,7 @@ func (x *DeleteMembershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMembershipResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMembershipResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteMembershipResponse) GetRevision() int64 {
@@ -3442,7 +3630,7 @@ type ListMembershipsRequest struct {
 
 func (x *ListMembershipsRequest) Reset() {
 	*x = ListMembershipsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3642,7 @@ func (x *ListMembershipsRequest) String() string {
 func (*ListMembershipsRequest) ProtoMessage() {}
 
 func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[47]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3655,7 @@ func (x *ListMembershipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembershipsRequest.ProtoReflect.Descriptor instead.
 func (*ListMembershipsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListMembershipsRequest) GetTenantId() string {
@@ -3547,7 +3735,7 @@ type ListMembershipsResponse struct {
 
 func (x *ListMembershipsResponse) Reset() {
 	*x = ListMembershipsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3747,7 @@ func (x *ListMembershipsResponse) String() string {
 func (*ListMembershipsResponse) ProtoMessage() {}
 
 func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[48]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3760,7 @@ func (x *ListMembershipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembershipsResponse.ProtoReflect.Descriptor instead.
 func (*ListMembershipsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListMembershipsResponse) GetMemberships() []*Membership {
@@ -3607,7 +3795,7 @@ type UpdateTenantSettingsRequest struct {
 
 func (x *UpdateTenantSettingsRequest) Reset() {
 	*x = UpdateTenantSettingsRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3619,7 +3807,7 @@ func (x *UpdateTenantSettingsRequest) String() string {
 func (*UpdateTenantSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateTenantSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[49]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3632,7 +3820,7 @@ func (x *UpdateTenantSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UpdateTenantSettingsRequest) GetTenantId() string {
@@ -3676,7 +3864,7 @@ type UpdateTenantSettingsResponse struct {
 
 func (x *UpdateTenantSettingsResponse) Reset() {
 	*x = UpdateTenantSettingsResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +3876,7 @@ func (x *UpdateTenantSettingsResponse) String() string {
 func (*UpdateTenantSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateTenantSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[50]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +3889,7 @@ func (x *UpdateTenantSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTenantSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UpdateTenantSettingsResponse) GetManagerDepth() int32 {
@@ -3738,7 +3926,7 @@ type SharingRule struct {
 
 func (x *SharingRule) Reset() {
 	*x = SharingRule{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3750,7 +3938,7 @@ func (x *SharingRule) String() string {
 func (*SharingRule) ProtoMessage() {}
 
 func (x *SharingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[51]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3763,7 +3951,7 @@ func (x *SharingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharingRule.ProtoReflect.Descriptor instead.
 func (*SharingRule) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SharingRule) GetRuleId() string {
@@ -3818,7 +4006,7 @@ type CreateSharingRuleRequest struct {
 
 func (x *CreateSharingRuleRequest) Reset() {
 	*x = CreateSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +4018,7 @@ func (x *CreateSharingRuleRequest) String() string {
 func (*CreateSharingRuleRequest) ProtoMessage() {}
 
 func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[52]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +4031,7 @@ func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateSharingRuleRequest) GetTenantId() string {
@@ -3887,7 +4075,7 @@ type CreateSharingRuleResponse struct {
 
 func (x *CreateSharingRuleResponse) Reset() {
 	*x = CreateSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +4087,7 @@ func (x *CreateSharingRuleResponse) String() string {
 func (*CreateSharingRuleResponse) ProtoMessage() {}
 
 func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4100,7 @@ func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateSharingRuleResponse) GetRule() *SharingRule {
@@ -3946,7 +4134,7 @@ type DeleteSharingRuleRequest struct {
 
 func (x *DeleteSharingRuleRequest) Reset() {
 	*x = DeleteSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4146,7 @@ func (x *DeleteSharingRuleRequest) String() string {
 func (*DeleteSharingRuleRequest) ProtoMessage() {}
 
 func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4159,7 @@ func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteSharingRuleRequest) GetTenantId() string {
@@ -4013,7 +4201,7 @@ type DeleteSharingRuleResponse struct {
 
 func (x *DeleteSharingRuleResponse) Reset() {
 	*x = DeleteSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4213,7 @@ func (x *DeleteSharingRuleResponse) String() string {
 func (*DeleteSharingRuleResponse) ProtoMessage() {}
 
 func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4226,7 @@ func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DeleteSharingRuleResponse) GetRevision() int64 {
@@ -4066,7 +4254,7 @@ type ListSharingRulesRequest struct {
 
 func (x *ListSharingRulesRequest) Reset() {
 	*x = ListSharingRulesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4266,7 @@ func (x *ListSharingRulesRequest) String() string {
 func (*ListSharingRulesRequest) ProtoMessage() {}
 
 func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4279,7 @@ func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListSharingRulesRequest) GetTenantId() string {
@@ -4128,7 +4316,7 @@ type ListSharingRulesResponse struct {
 
 func (x *ListSharingRulesResponse) Reset() {
 	*x = ListSharingRulesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4140,7 +4328,7 @@ func (x *ListSharingRulesResponse) String() string {
 func (*ListSharingRulesResponse) ProtoMessage() {}
 
 func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4153,7 +4341,7 @@ func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListSharingRulesResponse) GetRules() []*SharingRule {
@@ -4195,7 +4383,7 @@ type RecordShare struct {
 
 func (x *RecordShare) Reset() {
 	*x = RecordShare{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4395,7 @@ func (x *RecordShare) String() string {
 func (*RecordShare) ProtoMessage() {}
 
 func (x *RecordShare) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4408,7 @@ func (x *RecordShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShare.ProtoReflect.Descriptor instead.
 func (*RecordShare) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RecordShare) GetModule() string {
@@ -4295,7 +4483,7 @@ type ShareRecordRequest struct {
 
 func (x *ShareRecordRequest) Reset() {
 	*x = ShareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4307,7 +4495,7 @@ func (x *ShareRecordRequest) String() string {
 func (*ShareRecordRequest) ProtoMessage() {}
 
 func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4320,7 +4508,7 @@ func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordRequest.ProtoReflect.Descriptor instead.
 func (*ShareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ShareRecordRequest) GetTenantId() string {
@@ -4378,7 +4566,7 @@ type ShareRecordResponse struct {
 
 func (x *ShareRecordResponse) Reset() {
 	*x = ShareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4390,7 +4578,7 @@ func (x *ShareRecordResponse) String() string {
 func (*ShareRecordResponse) ProtoMessage() {}
 
 func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4403,7 +4591,7 @@ func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordResponse.ProtoReflect.Descriptor instead.
 func (*ShareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ShareRecordResponse) GetShare() *RecordShare {
@@ -4446,7 +4634,7 @@ type UnshareRecordRequest struct {
 
 func (x *UnshareRecordRequest) Reset() {
 	*x = UnshareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4458,7 +4646,7 @@ func (x *UnshareRecordRequest) String() string {
 func (*UnshareRecordRequest) ProtoMessage() {}
 
 func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4471,7 +4659,7 @@ func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnshareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *UnshareRecordRequest) GetTenantId() string {
@@ -4541,7 +4729,7 @@ type UnshareRecordResponse struct {
 
 func (x *UnshareRecordResponse) Reset() {
 	*x = UnshareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4741,7 @@ func (x *UnshareRecordResponse) String() string {
 func (*UnshareRecordResponse) ProtoMessage() {}
 
 func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4754,7 @@ func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordResponse.ProtoReflect.Descriptor instead.
 func (*UnshareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UnshareRecordResponse) GetRevision() int64 {
@@ -4600,7 +4788,7 @@ type ListRecordSharesRequest struct {
 
 func (x *ListRecordSharesRequest) Reset() {
 	*x = ListRecordSharesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4800,7 @@ func (x *ListRecordSharesRequest) String() string {
 func (*ListRecordSharesRequest) ProtoMessage() {}
 
 func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4813,7 @@ func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListRecordSharesRequest) GetTenantId() string {
@@ -4683,7 +4871,7 @@ type ListRecordSharesResponse struct {
 
 func (x *ListRecordSharesResponse) Reset() {
 	*x = ListRecordSharesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4695,7 +4883,7 @@ func (x *ListRecordSharesResponse) String() string {
 func (*ListRecordSharesResponse) ProtoMessage() {}
 
 func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4708,7 +4896,7 @@ func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListRecordSharesResponse) GetShares() []*RecordShare {
@@ -4744,7 +4932,7 @@ type ExportTenantRequest struct {
 
 func (x *ExportTenantRequest) Reset() {
 	*x = ExportTenantRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4756,7 +4944,7 @@ func (x *ExportTenantRequest) String() string {
 func (*ExportTenantRequest) ProtoMessage() {}
 
 func (x *ExportTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4769,7 +4957,7 @@ func (x *ExportTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportTenantRequest.ProtoReflect.Descriptor instead.
 func (*ExportTenantRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ExportTenantRequest) GetTenantId() string {
@@ -4816,7 +5004,7 @@ type ExportTenantResponse struct {
 
 func (x *ExportTenantResponse) Reset() {
 	*x = ExportTenantResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4828,7 +5016,7 @@ func (x *ExportTenantResponse) String() string {
 func (*ExportTenantResponse) ProtoMessage() {}
 
 func (x *ExportTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4841,7 +5029,7 @@ func (x *ExportTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportTenantResponse.ProtoReflect.Descriptor instead.
 func (*ExportTenantResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ExportTenantResponse) GetChunk() []byte {
@@ -4885,7 +5073,7 @@ type ImportTenantRequest struct {
 
 func (x *ImportTenantRequest) Reset() {
 	*x = ImportTenantRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4897,7 +5085,7 @@ func (x *ImportTenantRequest) String() string {
 func (*ImportTenantRequest) ProtoMessage() {}
 
 func (x *ImportTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4910,7 +5098,7 @@ func (x *ImportTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportTenantRequest.ProtoReflect.Descriptor instead.
 func (*ImportTenantRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ImportTenantRequest) GetTenantId() string {
@@ -4969,7 +5157,7 @@ type ImportTenantResponse struct {
 
 func (x *ImportTenantResponse) Reset() {
 	*x = ImportTenantResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4981,7 +5169,7 @@ func (x *ImportTenantResponse) String() string {
 func (*ImportTenantResponse) ProtoMessage() {}
 
 func (x *ImportTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4994,7 +5182,7 @@ func (x *ImportTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportTenantResponse.ProtoReflect.Descriptor instead.
 func (*ImportTenantResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ImportTenantResponse) GetRevision() int64 {
@@ -5049,7 +5237,7 @@ type KindDiff struct {
 
 func (x *KindDiff) Reset() {
 	*x = KindDiff{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5061,7 +5249,7 @@ func (x *KindDiff) String() string {
 func (*KindDiff) ProtoMessage() {}
 
 func (x *KindDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5074,7 +5262,7 @@ func (x *KindDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindDiff.ProtoReflect.Descriptor instead.
 func (*KindDiff) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *KindDiff) GetKind() string {
@@ -5122,7 +5310,7 @@ type ExportCasbinPolicyRequest struct {
 
 func (x *ExportCasbinPolicyRequest) Reset() {
 	*x = ExportCasbinPolicyRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5134,7 +5322,7 @@ func (x *ExportCasbinPolicyRequest) String() string {
 func (*ExportCasbinPolicyRequest) ProtoMessage() {}
 
 func (x *ExportCasbinPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5147,7 +5335,7 @@ func (x *ExportCasbinPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCasbinPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ExportCasbinPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExportCasbinPolicyRequest) GetTenantId() string {
@@ -5188,7 +5376,7 @@ type ExportCasbinPolicyResponse struct {
 
 func (x *ExportCasbinPolicyResponse) Reset() {
 	*x = ExportCasbinPolicyResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5200,7 +5388,7 @@ func (x *ExportCasbinPolicyResponse) String() string {
 func (*ExportCasbinPolicyResponse) ProtoMessage() {}
 
 func (x *ExportCasbinPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5213,7 +5401,7 @@ func (x *ExportCasbinPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCasbinPolicyResponse.ProtoReflect.Descriptor instead.
 func (*ExportCasbinPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExportCasbinPolicyResponse) GetModelConf() string {
@@ -5241,7 +5429,7 @@ var File_crmauthz_v1_admin_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x17crmauthz/v1/admin.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x01\n" +
+	"\x17crmauthz/v1/admin.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n" +
 	"\x04Role\x12\x17\n" +
 	"\arole_id\x18\x01 \x01(\tR\x06roleId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -5249,7 +5437,15 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\vtemplate_id\x18\x04 \x01(\tR\n" +
 	"templateId\x12\x1a\n" +
 	"\binherits\x18\x05 \x03(\tR\binherits\x12>\n" +
-	"\vpermissions\x18\x06 \x01(\v2\x1c.crmauthz.v1.RolePermissionsR\vpermissions\"\xf7\x01\n" +
+	"\vpermissions\x18\x06 \x01(\v2\x1c.crmauthz.v1.RolePermissionsR\vpermissions\x12A\n" +
+	"\x0erequest_policy\x18\a \x01(\v2\x1a.crmauthz.v1.RequestPolicyR\rrequestPolicy\"\x82\x01\n" +
+	"\rRequestPolicy\x123\n" +
+	"\tapprovers\x18\x01 \x03(\v2\x15.crmauthz.v1.ApproverR\tapprovers\x12\x19\n" +
+	"\bmax_days\x18\x02 \x01(\x05R\amaxDays\x12!\n" +
+	"\fpending_days\x18\x03 \x01(\x05R\vpendingDays\"I\n" +
+	"\bApprover\x12-\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x19.crmauthz.v1.ApproverKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\xf7\x01\n" +
 	"\x0fRolePermissions\x122\n" +
 	"\amodules\x18\x01 \x03(\v2\x18.crmauthz.v1.ModuleVerbsR\amodules\x12.\n" +
 	"\x06fields\x18\x02 \x03(\v2\x16.crmauthz.v1.FieldRuleR\x06fields\x12\x1c\n" +
@@ -5602,7 +5798,12 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"model_conf\x18\x01 \x01(\tR\tmodelConf\x12\x1d\n" +
 	"\n" +
 	"policy_csv\x18\x02 \x01(\tR\tpolicyCsv\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision*[\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision*|\n" +
+	"\fApproverKind\x12\x1d\n" +
+	"\x19APPROVER_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16APPROVER_KIND_FUNCTION\x10\x01\x12\x16\n" +
+	"\x12APPROVER_KIND_ROLE\x10\x02\x12\x19\n" +
+	"\x15APPROVER_KIND_MANAGER\x10\x03*[\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -5662,206 +5863,212 @@ func file_crmauthz_v1_admin_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_admin_proto_rawDescData
 }
 
-var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_crmauthz_v1_admin_proto_goTypes = []any{
-	(UserStatus)(0),                       // 0: crmauthz.v1.UserStatus
-	(DocumentFormat)(0),                   // 1: crmauthz.v1.DocumentFormat
-	(*Role)(nil),                          // 2: crmauthz.v1.Role
-	(*RolePermissions)(nil),               // 3: crmauthz.v1.RolePermissions
-	(*FieldRule)(nil),                     // 4: crmauthz.v1.FieldRule
-	(*Grant)(nil),                         // 5: crmauthz.v1.Grant
-	(*User)(nil),                          // 6: crmauthz.v1.User
-	(*UpsertUserRequest)(nil),             // 7: crmauthz.v1.UpsertUserRequest
-	(*UpsertUserResponse)(nil),            // 8: crmauthz.v1.UpsertUserResponse
-	(*GetUserRequest)(nil),                // 9: crmauthz.v1.GetUserRequest
-	(*GetUserResponse)(nil),               // 10: crmauthz.v1.GetUserResponse
-	(*ListUsersRequest)(nil),              // 11: crmauthz.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),             // 12: crmauthz.v1.ListUsersResponse
-	(*DeactivateUserRequest)(nil),         // 13: crmauthz.v1.DeactivateUserRequest
-	(*DeactivateUserResponse)(nil),        // 14: crmauthz.v1.DeactivateUserResponse
-	(*ReactivateUserRequest)(nil),         // 15: crmauthz.v1.ReactivateUserRequest
-	(*ReactivateUserResponse)(nil),        // 16: crmauthz.v1.ReactivateUserResponse
-	(*CreateRoleRequest)(nil),             // 17: crmauthz.v1.CreateRoleRequest
-	(*CreateRoleResponse)(nil),            // 18: crmauthz.v1.CreateRoleResponse
-	(*GetRoleRequest)(nil),                // 19: crmauthz.v1.GetRoleRequest
-	(*GetRoleResponse)(nil),               // 20: crmauthz.v1.GetRoleResponse
-	(*ListRolesRequest)(nil),              // 21: crmauthz.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 22: crmauthz.v1.ListRolesResponse
-	(*UpdateRolePermissionsRequest)(nil),  // 23: crmauthz.v1.UpdateRolePermissionsRequest
-	(*UpdateRolePermissionsResponse)(nil), // 24: crmauthz.v1.UpdateRolePermissionsResponse
-	(*DeleteRoleRequest)(nil),             // 25: crmauthz.v1.DeleteRoleRequest
-	(*DeleteRoleResponse)(nil),            // 26: crmauthz.v1.DeleteRoleResponse
-	(*ListRoleTemplatesRequest)(nil),      // 27: crmauthz.v1.ListRoleTemplatesRequest
-	(*ListRoleTemplatesResponse)(nil),     // 28: crmauthz.v1.ListRoleTemplatesResponse
-	(*GrantRoleRequest)(nil),              // 29: crmauthz.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 30: crmauthz.v1.GrantRoleResponse
-	(*RevokeRoleRequest)(nil),             // 31: crmauthz.v1.RevokeRoleRequest
-	(*RevokeRoleResponse)(nil),            // 32: crmauthz.v1.RevokeRoleResponse
-	(*ListGrantsRequest)(nil),             // 33: crmauthz.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),            // 34: crmauthz.v1.ListGrantsResponse
-	(*Department)(nil),                    // 35: crmauthz.v1.Department
-	(*CreateDepartmentRequest)(nil),       // 36: crmauthz.v1.CreateDepartmentRequest
-	(*CreateDepartmentResponse)(nil),      // 37: crmauthz.v1.CreateDepartmentResponse
-	(*UpdateDepartmentRequest)(nil),       // 38: crmauthz.v1.UpdateDepartmentRequest
-	(*UpdateDepartmentResponse)(nil),      // 39: crmauthz.v1.UpdateDepartmentResponse
-	(*DeleteDepartmentRequest)(nil),       // 40: crmauthz.v1.DeleteDepartmentRequest
-	(*DeleteDepartmentResponse)(nil),      // 41: crmauthz.v1.DeleteDepartmentResponse
-	(*ListDepartmentsRequest)(nil),        // 42: crmauthz.v1.ListDepartmentsRequest
-	(*ListDepartmentsResponse)(nil),       // 43: crmauthz.v1.ListDepartmentsResponse
-	(*Membership)(nil),                    // 44: crmauthz.v1.Membership
-	(*SetMembershipRequest)(nil),          // 45: crmauthz.v1.SetMembershipRequest
-	(*SetMembershipResponse)(nil),         // 46: crmauthz.v1.SetMembershipResponse
-	(*DeleteMembershipRequest)(nil),       // 47: crmauthz.v1.DeleteMembershipRequest
-	(*DeleteMembershipResponse)(nil),      // 48: crmauthz.v1.DeleteMembershipResponse
-	(*ListMembershipsRequest)(nil),        // 49: crmauthz.v1.ListMembershipsRequest
-	(*ListMembershipsResponse)(nil),       // 50: crmauthz.v1.ListMembershipsResponse
-	(*UpdateTenantSettingsRequest)(nil),   // 51: crmauthz.v1.UpdateTenantSettingsRequest
-	(*UpdateTenantSettingsResponse)(nil),  // 52: crmauthz.v1.UpdateTenantSettingsResponse
-	(*SharingRule)(nil),                   // 53: crmauthz.v1.SharingRule
-	(*CreateSharingRuleRequest)(nil),      // 54: crmauthz.v1.CreateSharingRuleRequest
-	(*CreateSharingRuleResponse)(nil),     // 55: crmauthz.v1.CreateSharingRuleResponse
-	(*DeleteSharingRuleRequest)(nil),      // 56: crmauthz.v1.DeleteSharingRuleRequest
-	(*DeleteSharingRuleResponse)(nil),     // 57: crmauthz.v1.DeleteSharingRuleResponse
-	(*ListSharingRulesRequest)(nil),       // 58: crmauthz.v1.ListSharingRulesRequest
-	(*ListSharingRulesResponse)(nil),      // 59: crmauthz.v1.ListSharingRulesResponse
-	(*RecordShare)(nil),                   // 60: crmauthz.v1.RecordShare
-	(*ShareRecordRequest)(nil),            // 61: crmauthz.v1.ShareRecordRequest
-	(*ShareRecordResponse)(nil),           // 62: crmauthz.v1.ShareRecordResponse
-	(*UnshareRecordRequest)(nil),          // 63: crmauthz.v1.UnshareRecordRequest
-	(*UnshareRecordResponse)(nil),         // 64: crmauthz.v1.UnshareRecordResponse
-	(*ListRecordSharesRequest)(nil),       // 65: crmauthz.v1.ListRecordSharesRequest
-	(*ListRecordSharesResponse)(nil),      // 66: crmauthz.v1.ListRecordSharesResponse
-	(*ExportTenantRequest)(nil),           // 67: crmauthz.v1.ExportTenantRequest
-	(*ExportTenantResponse)(nil),          // 68: crmauthz.v1.ExportTenantResponse
-	(*ImportTenantRequest)(nil),           // 69: crmauthz.v1.ImportTenantRequest
-	(*ImportTenantResponse)(nil),          // 70: crmauthz.v1.ImportTenantResponse
-	(*KindDiff)(nil),                      // 71: crmauthz.v1.KindDiff
-	(*ExportCasbinPolicyRequest)(nil),     // 72: crmauthz.v1.ExportCasbinPolicyRequest
-	(*ExportCasbinPolicyResponse)(nil),    // 73: crmauthz.v1.ExportCasbinPolicyResponse
-	(*ModuleVerbs)(nil),                   // 74: crmauthz.v1.ModuleVerbs
-	(FieldState)(0),                       // 75: crmauthz.v1.FieldState
-	(*timestamppb.Timestamp)(nil),         // 76: google.protobuf.Timestamp
-	(*Principal)(nil),                     // 77: crmauthz.v1.Principal
-	(RecordAccess)(0),                     // 78: crmauthz.v1.RecordAccess
+	(ApproverKind)(0),                     // 0: crmauthz.v1.ApproverKind
+	(UserStatus)(0),                       // 1: crmauthz.v1.UserStatus
+	(DocumentFormat)(0),                   // 2: crmauthz.v1.DocumentFormat
+	(*Role)(nil),                          // 3: crmauthz.v1.Role
+	(*RequestPolicy)(nil),                 // 4: crmauthz.v1.RequestPolicy
+	(*Approver)(nil),                      // 5: crmauthz.v1.Approver
+	(*RolePermissions)(nil),               // 6: crmauthz.v1.RolePermissions
+	(*FieldRule)(nil),                     // 7: crmauthz.v1.FieldRule
+	(*Grant)(nil),                         // 8: crmauthz.v1.Grant
+	(*User)(nil),                          // 9: crmauthz.v1.User
+	(*UpsertUserRequest)(nil),             // 10: crmauthz.v1.UpsertUserRequest
+	(*UpsertUserResponse)(nil),            // 11: crmauthz.v1.UpsertUserResponse
+	(*GetUserRequest)(nil),                // 12: crmauthz.v1.GetUserRequest
+	(*GetUserResponse)(nil),               // 13: crmauthz.v1.GetUserResponse
+	(*ListUsersRequest)(nil),              // 14: crmauthz.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),             // 15: crmauthz.v1.ListUsersResponse
+	(*DeactivateUserRequest)(nil),         // 16: crmauthz.v1.DeactivateUserRequest
+	(*DeactivateUserResponse)(nil),        // 17: crmauthz.v1.DeactivateUserResponse
+	(*ReactivateUserRequest)(nil),         // 18: crmauthz.v1.ReactivateUserRequest
+	(*ReactivateUserResponse)(nil),        // 19: crmauthz.v1.ReactivateUserResponse
+	(*CreateRoleRequest)(nil),             // 20: crmauthz.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),            // 21: crmauthz.v1.CreateRoleResponse
+	(*GetRoleRequest)(nil),                // 22: crmauthz.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),               // 23: crmauthz.v1.GetRoleResponse
+	(*ListRolesRequest)(nil),              // 24: crmauthz.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 25: crmauthz.v1.ListRolesResponse
+	(*UpdateRolePermissionsRequest)(nil),  // 26: crmauthz.v1.UpdateRolePermissionsRequest
+	(*UpdateRolePermissionsResponse)(nil), // 27: crmauthz.v1.UpdateRolePermissionsResponse
+	(*DeleteRoleRequest)(nil),             // 28: crmauthz.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),            // 29: crmauthz.v1.DeleteRoleResponse
+	(*ListRoleTemplatesRequest)(nil),      // 30: crmauthz.v1.ListRoleTemplatesRequest
+	(*ListRoleTemplatesResponse)(nil),     // 31: crmauthz.v1.ListRoleTemplatesResponse
+	(*GrantRoleRequest)(nil),              // 32: crmauthz.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 33: crmauthz.v1.GrantRoleResponse
+	(*RevokeRoleRequest)(nil),             // 34: crmauthz.v1.RevokeRoleRequest
+	(*RevokeRoleResponse)(nil),            // 35: crmauthz.v1.RevokeRoleResponse
+	(*ListGrantsRequest)(nil),             // 36: crmauthz.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),            // 37: crmauthz.v1.ListGrantsResponse
+	(*Department)(nil),                    // 38: crmauthz.v1.Department
+	(*CreateDepartmentRequest)(nil),       // 39: crmauthz.v1.CreateDepartmentRequest
+	(*CreateDepartmentResponse)(nil),      // 40: crmauthz.v1.CreateDepartmentResponse
+	(*UpdateDepartmentRequest)(nil),       // 41: crmauthz.v1.UpdateDepartmentRequest
+	(*UpdateDepartmentResponse)(nil),      // 42: crmauthz.v1.UpdateDepartmentResponse
+	(*DeleteDepartmentRequest)(nil),       // 43: crmauthz.v1.DeleteDepartmentRequest
+	(*DeleteDepartmentResponse)(nil),      // 44: crmauthz.v1.DeleteDepartmentResponse
+	(*ListDepartmentsRequest)(nil),        // 45: crmauthz.v1.ListDepartmentsRequest
+	(*ListDepartmentsResponse)(nil),       // 46: crmauthz.v1.ListDepartmentsResponse
+	(*Membership)(nil),                    // 47: crmauthz.v1.Membership
+	(*SetMembershipRequest)(nil),          // 48: crmauthz.v1.SetMembershipRequest
+	(*SetMembershipResponse)(nil),         // 49: crmauthz.v1.SetMembershipResponse
+	(*DeleteMembershipRequest)(nil),       // 50: crmauthz.v1.DeleteMembershipRequest
+	(*DeleteMembershipResponse)(nil),      // 51: crmauthz.v1.DeleteMembershipResponse
+	(*ListMembershipsRequest)(nil),        // 52: crmauthz.v1.ListMembershipsRequest
+	(*ListMembershipsResponse)(nil),       // 53: crmauthz.v1.ListMembershipsResponse
+	(*UpdateTenantSettingsRequest)(nil),   // 54: crmauthz.v1.UpdateTenantSettingsRequest
+	(*UpdateTenantSettingsResponse)(nil),  // 55: crmauthz.v1.UpdateTenantSettingsResponse
+	(*SharingRule)(nil),                   // 56: crmauthz.v1.SharingRule
+	(*CreateSharingRuleRequest)(nil),      // 57: crmauthz.v1.CreateSharingRuleRequest
+	(*CreateSharingRuleResponse)(nil),     // 58: crmauthz.v1.CreateSharingRuleResponse
+	(*DeleteSharingRuleRequest)(nil),      // 59: crmauthz.v1.DeleteSharingRuleRequest
+	(*DeleteSharingRuleResponse)(nil),     // 60: crmauthz.v1.DeleteSharingRuleResponse
+	(*ListSharingRulesRequest)(nil),       // 61: crmauthz.v1.ListSharingRulesRequest
+	(*ListSharingRulesResponse)(nil),      // 62: crmauthz.v1.ListSharingRulesResponse
+	(*RecordShare)(nil),                   // 63: crmauthz.v1.RecordShare
+	(*ShareRecordRequest)(nil),            // 64: crmauthz.v1.ShareRecordRequest
+	(*ShareRecordResponse)(nil),           // 65: crmauthz.v1.ShareRecordResponse
+	(*UnshareRecordRequest)(nil),          // 66: crmauthz.v1.UnshareRecordRequest
+	(*UnshareRecordResponse)(nil),         // 67: crmauthz.v1.UnshareRecordResponse
+	(*ListRecordSharesRequest)(nil),       // 68: crmauthz.v1.ListRecordSharesRequest
+	(*ListRecordSharesResponse)(nil),      // 69: crmauthz.v1.ListRecordSharesResponse
+	(*ExportTenantRequest)(nil),           // 70: crmauthz.v1.ExportTenantRequest
+	(*ExportTenantResponse)(nil),          // 71: crmauthz.v1.ExportTenantResponse
+	(*ImportTenantRequest)(nil),           // 72: crmauthz.v1.ImportTenantRequest
+	(*ImportTenantResponse)(nil),          // 73: crmauthz.v1.ImportTenantResponse
+	(*KindDiff)(nil),                      // 74: crmauthz.v1.KindDiff
+	(*ExportCasbinPolicyRequest)(nil),     // 75: crmauthz.v1.ExportCasbinPolicyRequest
+	(*ExportCasbinPolicyResponse)(nil),    // 76: crmauthz.v1.ExportCasbinPolicyResponse
+	(*ModuleVerbs)(nil),                   // 77: crmauthz.v1.ModuleVerbs
+	(FieldState)(0),                       // 78: crmauthz.v1.FieldState
+	(*timestamppb.Timestamp)(nil),         // 79: google.protobuf.Timestamp
+	(*Principal)(nil),                     // 80: crmauthz.v1.Principal
+	(RecordAccess)(0),                     // 81: crmauthz.v1.RecordAccess
 }
 var file_crmauthz_v1_admin_proto_depIdxs = []int32{
-	3,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
-	74, // 1: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
-	4,  // 2: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
-	74, // 3: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
-	75, // 4: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
-	76, // 5: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
-	76, // 6: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: crmauthz.v1.Grant.user_status:type_name -> crmauthz.v1.UserStatus
-	0,  // 8: crmauthz.v1.User.status:type_name -> crmauthz.v1.UserStatus
-	6,  // 9: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
-	6,  // 10: crmauthz.v1.UpsertUserResponse.user:type_name -> crmauthz.v1.User
-	6,  // 11: crmauthz.v1.GetUserResponse.user:type_name -> crmauthz.v1.User
-	0,  // 12: crmauthz.v1.ListUsersRequest.status:type_name -> crmauthz.v1.UserStatus
-	6,  // 13: crmauthz.v1.ListUsersResponse.users:type_name -> crmauthz.v1.User
-	6,  // 14: crmauthz.v1.DeactivateUserResponse.user:type_name -> crmauthz.v1.User
-	6,  // 15: crmauthz.v1.ReactivateUserResponse.user:type_name -> crmauthz.v1.User
-	3,  // 16: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	2,  // 17: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
-	2,  // 18: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
-	2,  // 19: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
-	3,  // 20: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
-	2,  // 21: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
-	2,  // 22: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
-	76, // 23: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
-	5,  // 24: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
-	5,  // 25: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
-	35, // 26: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	35, // 27: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	35, // 28: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
-	35, // 29: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
-	35, // 30: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
-	44, // 31: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
-	44, // 32: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
-	44, // 33: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
-	77, // 34: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
-	77, // 35: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
-	78, // 36: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
-	53, // 37: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
-	53, // 38: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
-	53, // 39: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
-	77, // 40: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
-	78, // 41: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
-	76, // 42: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
-	60, // 43: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
-	60, // 44: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
-	77, // 45: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
-	60, // 46: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
-	1,  // 47: crmauthz.v1.ExportTenantRequest.format:type_name -> crmauthz.v1.DocumentFormat
-	71, // 48: crmauthz.v1.ImportTenantResponse.diff:type_name -> crmauthz.v1.KindDiff
-	17, // 49: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
-	19, // 50: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
-	21, // 51: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
-	23, // 52: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
-	25, // 53: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
-	27, // 54: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
-	29, // 55: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
-	31, // 56: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
-	33, // 57: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
-	7,  // 58: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
-	9,  // 59: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
-	11, // 60: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
-	13, // 61: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
-	15, // 62: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
-	67, // 63: crmauthz.v1.AdminService.ExportTenant:input_type -> crmauthz.v1.ExportTenantRequest
-	69, // 64: crmauthz.v1.AdminService.ImportTenant:input_type -> crmauthz.v1.ImportTenantRequest
-	72, // 65: crmauthz.v1.AdminService.ExportCasbinPolicy:input_type -> crmauthz.v1.ExportCasbinPolicyRequest
-	36, // 66: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
-	38, // 67: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
-	40, // 68: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
-	42, // 69: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
-	45, // 70: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
-	47, // 71: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
-	49, // 72: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
-	51, // 73: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
-	54, // 74: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
-	56, // 75: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
-	58, // 76: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
-	61, // 77: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
-	63, // 78: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
-	65, // 79: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
-	18, // 80: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
-	20, // 81: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
-	22, // 82: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
-	24, // 83: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
-	26, // 84: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
-	28, // 85: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
-	30, // 86: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
-	32, // 87: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
-	34, // 88: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
-	8,  // 89: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
-	10, // 90: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
-	12, // 91: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
-	14, // 92: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
-	16, // 93: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
-	68, // 94: crmauthz.v1.AdminService.ExportTenant:output_type -> crmauthz.v1.ExportTenantResponse
-	70, // 95: crmauthz.v1.AdminService.ImportTenant:output_type -> crmauthz.v1.ImportTenantResponse
-	73, // 96: crmauthz.v1.AdminService.ExportCasbinPolicy:output_type -> crmauthz.v1.ExportCasbinPolicyResponse
-	37, // 97: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
-	39, // 98: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
-	41, // 99: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
-	43, // 100: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
-	46, // 101: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
-	48, // 102: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
-	50, // 103: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
-	52, // 104: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
-	55, // 105: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
-	57, // 106: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
-	59, // 107: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
-	62, // 108: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
-	64, // 109: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
-	66, // 110: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
-	80, // [80:111] is the sub-list for method output_type
-	49, // [49:80] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	6,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
+	4,  // 1: crmauthz.v1.Role.request_policy:type_name -> crmauthz.v1.RequestPolicy
+	5,  // 2: crmauthz.v1.RequestPolicy.approvers:type_name -> crmauthz.v1.Approver
+	0,  // 3: crmauthz.v1.Approver.kind:type_name -> crmauthz.v1.ApproverKind
+	77, // 4: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
+	7,  // 5: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
+	77, // 6: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
+	78, // 7: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
+	79, // 8: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
+	79, // 9: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
+	1,  // 10: crmauthz.v1.Grant.user_status:type_name -> crmauthz.v1.UserStatus
+	1,  // 11: crmauthz.v1.User.status:type_name -> crmauthz.v1.UserStatus
+	9,  // 12: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
+	9,  // 13: crmauthz.v1.UpsertUserResponse.user:type_name -> crmauthz.v1.User
+	9,  // 14: crmauthz.v1.GetUserResponse.user:type_name -> crmauthz.v1.User
+	1,  // 15: crmauthz.v1.ListUsersRequest.status:type_name -> crmauthz.v1.UserStatus
+	9,  // 16: crmauthz.v1.ListUsersResponse.users:type_name -> crmauthz.v1.User
+	9,  // 17: crmauthz.v1.DeactivateUserResponse.user:type_name -> crmauthz.v1.User
+	9,  // 18: crmauthz.v1.ReactivateUserResponse.user:type_name -> crmauthz.v1.User
+	6,  // 19: crmauthz.v1.CreateRoleRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	3,  // 20: crmauthz.v1.CreateRoleResponse.role:type_name -> crmauthz.v1.Role
+	3,  // 21: crmauthz.v1.GetRoleResponse.role:type_name -> crmauthz.v1.Role
+	3,  // 22: crmauthz.v1.ListRolesResponse.roles:type_name -> crmauthz.v1.Role
+	6,  // 23: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
+	3,  // 24: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
+	3,  // 25: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
+	79, // 26: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 27: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
+	8,  // 28: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
+	38, // 29: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	38, // 30: crmauthz.v1.CreateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	38, // 31: crmauthz.v1.UpdateDepartmentRequest.department:type_name -> crmauthz.v1.Department
+	38, // 32: crmauthz.v1.UpdateDepartmentResponse.department:type_name -> crmauthz.v1.Department
+	38, // 33: crmauthz.v1.ListDepartmentsResponse.departments:type_name -> crmauthz.v1.Department
+	47, // 34: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
+	47, // 35: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
+	47, // 36: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
+	80, // 37: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
+	80, // 38: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
+	81, // 39: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
+	56, // 40: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
+	56, // 41: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
+	56, // 42: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
+	80, // 43: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
+	81, // 44: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
+	79, // 45: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 46: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
+	63, // 47: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
+	80, // 48: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
+	63, // 49: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
+	2,  // 50: crmauthz.v1.ExportTenantRequest.format:type_name -> crmauthz.v1.DocumentFormat
+	74, // 51: crmauthz.v1.ImportTenantResponse.diff:type_name -> crmauthz.v1.KindDiff
+	20, // 52: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
+	22, // 53: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
+	24, // 54: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
+	26, // 55: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
+	28, // 56: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
+	30, // 57: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
+	32, // 58: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
+	34, // 59: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
+	36, // 60: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
+	10, // 61: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
+	12, // 62: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
+	14, // 63: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
+	16, // 64: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
+	18, // 65: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
+	70, // 66: crmauthz.v1.AdminService.ExportTenant:input_type -> crmauthz.v1.ExportTenantRequest
+	72, // 67: crmauthz.v1.AdminService.ImportTenant:input_type -> crmauthz.v1.ImportTenantRequest
+	75, // 68: crmauthz.v1.AdminService.ExportCasbinPolicy:input_type -> crmauthz.v1.ExportCasbinPolicyRequest
+	39, // 69: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
+	41, // 70: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
+	43, // 71: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
+	45, // 72: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
+	48, // 73: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
+	50, // 74: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
+	52, // 75: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
+	54, // 76: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
+	57, // 77: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
+	59, // 78: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
+	61, // 79: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
+	64, // 80: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
+	66, // 81: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
+	68, // 82: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
+	21, // 83: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
+	23, // 84: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
+	25, // 85: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
+	27, // 86: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
+	29, // 87: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
+	31, // 88: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
+	33, // 89: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
+	35, // 90: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
+	37, // 91: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
+	11, // 92: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
+	13, // 93: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
+	15, // 94: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
+	17, // 95: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
+	19, // 96: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
+	71, // 97: crmauthz.v1.AdminService.ExportTenant:output_type -> crmauthz.v1.ExportTenantResponse
+	73, // 98: crmauthz.v1.AdminService.ImportTenant:output_type -> crmauthz.v1.ImportTenantResponse
+	76, // 99: crmauthz.v1.AdminService.ExportCasbinPolicy:output_type -> crmauthz.v1.ExportCasbinPolicyResponse
+	40, // 100: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
+	42, // 101: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
+	44, // 102: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
+	46, // 103: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
+	49, // 104: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
+	51, // 105: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
+	53, // 106: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
+	55, // 107: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
+	58, // 108: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
+	60, // 109: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
+	62, // 110: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
+	65, // 111: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
+	67, // 112: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
+	69, // 113: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
+	83, // [83:114] is the sub-list for method output_type
+	52, // [52:83] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_admin_proto_init() }
@@ -5870,11 +6077,11 @@ func file_crmauthz_v1_admin_proto_init() {
 		return
 	}
 	file_crmauthz_v1_permission_proto_init()
-	file_crmauthz_v1_admin_proto_msgTypes[31].OneofWrappers = []any{
+	file_crmauthz_v1_admin_proto_msgTypes[33].OneofWrappers = []any{
 		(*ListGrantsRequest_UserId)(nil),
 		(*ListGrantsRequest_RoleId)(nil),
 	}
-	file_crmauthz_v1_admin_proto_msgTypes[47].OneofWrappers = []any{
+	file_crmauthz_v1_admin_proto_msgTypes[49].OneofWrappers = []any{
 		(*ListMembershipsRequest_UserId)(nil),
 		(*ListMembershipsRequest_DepartmentId)(nil),
 	}
@@ -5883,8 +6090,8 @@ func file_crmauthz_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_admin_proto_rawDesc), len(file_crmauthz_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   72,
+			NumEnums:      3,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,374 @@
+package app_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
+)
+
+// user is a key bound to one demo user, with admin and check scopes: how a
+// CRM's UI calls on a signed-in user's behalf.
+type user struct {
+	*caller
+	id  string
+	gov pb.GovernanceServiceClient
+}
+
+func (e *secEnv) user(t *testing.T, id string) *user {
+	t.Helper()
+	c := e.newKey(t, id+"'s key", []string{"check", "admin"}, []string{"demo"}, id)
+	return &user{caller: c, id: id, gov: pb.NewGovernanceServiceClient(e.dial(t, c.key))}
+}
+
+func days(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * 24 * time.Hour) }
+
+func (u *user) request(t *testing.T, role string, d *durationpb.Duration) *pb.AccessRequest {
+	t.Helper()
+	resp, err := u.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "quarterly churn analysis", RoleId: role, Duration: d})
+	if err != nil {
+		t.Fatalf("request %s: %v", role, err)
+	}
+	r := resp.GetRequest()
+	if r.GetState() != pb.AccessRequestState_ACCESS_REQUEST_STATE_PENDING || r.GetRoleId() != role || r.GetRequestId() == "" {
+		t.Fatalf("request %s: %v", role, r)
+	}
+	return r
+}
+
+func (u *user) allowed(t *testing.T, p *pb.Permission) bool {
+	t.Helper()
+	resp, err := u.authz.Check(ctx, &pb.CheckRequest{TenantId: "demo", SubjectId: u.id, Permission: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetAllowed()
+}
+
+// wantCode asserts err has code and, when reason is set, that reason.
+func wantCode(t *testing.T, what string, err error, code codes.Code, reason string) {
+	t.Helper()
+	got, r, _ := errorInfo(t, err)
+	if got != code || (reason != "" && r != reason) {
+		t.Fatalf("%s: %v (reason %s), want %s %s", what, err, r, code, reason)
+	}
+}
+
+// TestAccessRequests drives requests through the real API on memory and
+// PostgreSQL: a user asks, their manager approves for less time than
+// asked, the grant decides checks and ends when it should; and every rule
+// is attacked: approving one's own request, approving as a stranger,
+// approving past the escalation rule (a manager under an export freeze),
+// deciding twice or after the request lapsed, asking twice, asking for
+// what is not requestable or for too long. Every step is in the change
+// log.
+func TestAccessRequests(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		bob, alice, frank, erin, peggy, oscar := e.user(t, "bob"), e.user(t, "alice"), e.user(t, "frank"), e.user(t, "erin"), e.user(t, "peggy"), e.user(t, "oscar")
+		export := functionPerm("data.export")
+		if bob.allowed(t, export) {
+			t.Fatal("bob may export before any request")
+		}
+		roles, err := peggy.gov.ListRequestableRoles(ctx, &pb.ListRequestableRolesRequest{TenantId: "demo"})
+		if err != nil || len(roles.GetRoles()) != 1 || roles.GetRoles()[0].GetRoleId() != "data_exporter" ||
+			roles.GetRoles()[0].GetRequestPolicy().GetMaxDays() != 30 {
+			t.Fatalf("requestable roles: %v, %v", roles, err)
+		}
+
+		asked := bob.request(t, "data_exporter", days(3))
+		if asked.GetUserId() != "bob" || asked.GetRequestedBy() != "bob" || !asked.GetPendingUntil().AsTime().Equal(e.clock.Now().Add(7*24*time.Hour)) {
+			t.Errorf("request: %v", asked)
+		}
+		_, err = bob.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "again", RoleId: "data_exporter", Duration: days(1)})
+		wantCode(t, "a second pending request", err, codes.AlreadyExists, "ACCESS_REQUEST_PENDING")
+		_, err = bob.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "r", RoleId: "admin", Duration: days(1)})
+		wantCode(t, "a role that is not requestable", err, codes.FailedPrecondition, "ROLE_NOT_REQUESTABLE")
+		_, err = peggy.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "r", RoleId: "data_exporter", Duration: days(31)})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "duration" {
+			t.Errorf("longer than the policy allows: %v", err)
+		}
+		_, err = peggy.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "r", RoleId: "data_exporter", UserId: "bob", Duration: days(1)})
+		denied(t, "asking for another user without admin.users.manage", err, "MISSING_PERMISSION")
+
+		approve := func(u *user, id string, d *durationpb.Duration) (*pb.ApproveAccessRequestResponse, error) {
+			return u.gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", Reason: "ok for the quarter", RequestId: id, Duration: d})
+		}
+		_, err = approve(bob, asked.GetRequestId(), nil)
+		denied(t, "approving one's own request", err, "SELF_APPROVAL")
+		_, err = approve(peggy, asked.GetRequestId(), nil)
+		denied(t, "approving as neither manager nor user admin", err, "NOT_APPROVER")
+		_, err = approve(alice, asked.GetRequestId(), days(4))
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "duration" {
+			t.Errorf("approving for longer than asked: %v", err)
+		}
+		if bob.allowed(t, export) {
+			t.Fatal("a refused approval granted something")
+		}
+
+		toDecide, err := alice.gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_TO_DECIDE})
+		if err != nil || len(toDecide.GetRequests()) != 1 || toDecide.GetRequests()[0].GetRequestId() != asked.GetRequestId() {
+			t.Fatalf("alice's requests to decide: %v, %v", toDecide, err)
+		}
+		ok, err := approve(alice, asked.GetRequestId(), days(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		until := e.clock.Now().Add(24 * time.Hour)
+		if r := ok.GetRequest(); r.GetState() != pb.AccessRequestState_ACCESS_REQUEST_STATE_APPROVED || r.GetDecidedBy() != "alice" ||
+			!r.GetGrantExpiresAt().AsTime().Equal(until) || !ok.GetGrant().GetExpiresAt().AsTime().Equal(until) {
+			t.Errorf("approved: %v", ok)
+		}
+		if !bob.allowed(t, export) {
+			t.Fatal("an approved request did not grant")
+		}
+		_, err = approve(oscar, asked.GetRequestId(), nil)
+		wantCode(t, "deciding twice", err, codes.FailedPrecondition, "ACCESS_REQUEST_CLOSED")
+
+		// frank manages erin but is under the export freeze: he may not
+		// approve what he could not grant; oscar, a user admin, may deny.
+		erinAsked := erin.request(t, "data_exporter", days(2))
+		_, err = erin.gov.DenyAccessRequest(ctx, &pb.DenyAccessRequestRequest{TenantId: "demo", Reason: "r", RequestId: erinAsked.GetRequestId()})
+		denied(t, "the requester deciding their own request", err, "SELF_APPROVAL")
+		_, err = approve(frank, erinAsked.GetRequestId(), nil)
+		if missing := denied(t, "a manager approving beyond his own rights", err, "ESCALATION"); missing != "function data.export" {
+			t.Errorf("missing %q", missing)
+		}
+		no, err := oscar.gov.DenyAccessRequest(ctx, &pb.DenyAccessRequestRequest{TenantId: "demo", Reason: "use the shared report", RequestId: erinAsked.GetRequestId()})
+		if err != nil || no.GetRequest().GetState() != pb.AccessRequestState_ACCESS_REQUEST_STATE_DENIED || no.GetRequest().GetDecisionReason() != "use the shared report" {
+			t.Fatalf("deny: %v, %v", no, err)
+		}
+		if erin.allowed(t, export) {
+			t.Fatal("a denied request granted")
+		}
+
+		// peggy withdraws hers; bob may not withdraw it for her.
+		peggyAsked := peggy.request(t, "data_exporter", days(1))
+		_, err = bob.gov.CancelAccessRequest(ctx, &pb.CancelAccessRequestRequest{TenantId: "demo", Reason: "r", RequestId: peggyAsked.GetRequestId()})
+		denied(t, "cancelling another user's request", err, "MISSING_PERMISSION")
+		_, err = bob.gov.GetAccessRequest(ctx, &pb.GetAccessRequestRequest{TenantId: "demo", RequestId: peggyAsked.GetRequestId()})
+		denied(t, "reading another user's request", err, "MISSING_PERMISSION")
+		got, err := oscar.gov.GetAccessRequest(ctx, &pb.GetAccessRequestRequest{TenantId: "demo", RequestId: peggyAsked.GetRequestId()})
+		if err != nil || !got.GetActorMayDecide() {
+			t.Fatalf("oscar reads peggy's request: %v, %v", got, err)
+		}
+		if _, err := peggy.gov.CancelAccessRequest(ctx, &pb.CancelAccessRequestRequest{TenantId: "demo", Reason: "not needed", RequestId: peggyAsked.GetRequestId()}); err != nil {
+			t.Fatal(err)
+		}
+
+		// An undecided request lapses: it can no longer be approved.
+		e.clock.Advance(time.Minute)
+		lapsing := peggy.request(t, "data_exporter", days(1))
+		e.clock.Advance(7*24*time.Hour + time.Second)
+		_, err = approve(oscar, lapsing.GetRequestId(), nil)
+		wantCode(t, "approving a lapsed request", err, codes.FailedPrecondition, "ACCESS_REQUEST_CLOSED")
+		if bob.allowed(t, export) {
+			t.Error("the approved grant outlived its day")
+		}
+		mine, err := peggy.gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var states []string
+		for _, r := range mine.GetRequests() {
+			states = append(states, r.GetState().String())
+		}
+		if !slices.Equal(states, []string{"ACCESS_REQUEST_STATE_LAPSED", "ACCESS_REQUEST_STATE_CANCELLED"}) {
+			t.Errorf("peggy's requests, newest first: %v", states)
+		}
+		_, err = peggy.gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_ALL})
+		denied(t, "listing everyone's requests without admin.users.manage", err, "MISSING_PERMISSION")
+		all, err := oscar.gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_ALL, PageSize: 2})
+		if err != nil || len(all.GetRequests()) != 2 || all.GetNextPageToken() == "" {
+			t.Fatalf("first page of all: %v, %v", all, err)
+		}
+		rest, err := oscar.gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_ALL, PageToken: all.GetNextPageToken()})
+		if err != nil || len(rest.GetRequests()) != 2 || rest.GetNextPageToken() != "" {
+			t.Fatalf("second page of all: %v, %v", rest, err)
+		}
+
+		changes, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "demo", PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		for _, c := range changes.GetChanges() {
+			steps = append(steps, c.GetAction()+" by "+c.GetActorId())
+		}
+		want := []string{"request.create by bob", "request.approve by alice", "request.create by erin", "request.deny by oscar",
+			"request.create by peggy", "request.cancel by peggy", "request.create by peggy"}
+		if !slices.Equal(steps[len(steps)-len(want):], want) {
+			t.Errorf("change log ends with %v, want %v", steps, want)
+		}
+	})
+}
+
+// TestRequestPolicies: only a role administrator sets a policy, within
+// their own rights, and a policy naming what the tenant lacks is
+// INVALID_ARGUMENT naming the field; a role another policy names as
+// approver cannot be deleted.
+func TestRequestPolicies(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		alice, oscar := e.user(t, "alice"), e.user(t, "oscar")
+		set := func(u *user, role string, p *pb.RequestPolicy) (*pb.SetRequestPolicyResponse, error) {
+			return u.gov.SetRequestPolicy(ctx, &pb.SetRequestPolicyRequest{TenantId: "demo", Reason: "offer it", RoleId: role, Policy: p})
+		}
+		byRole := &pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_ROLE, Id: "sales_rep"}}, MaxDays: 90}
+		_, err := set(alice, "sales_rep", byRole)
+		denied(t, "a policy set without admin.roles.manage", err, "MISSING_PERMISSION")
+		for _, c := range []struct {
+			p     *pb.RequestPolicy
+			field string
+		}{
+			{&pb.RequestPolicy{MaxDays: 9}, "policy.approvers"},
+			{&pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_FUNCTION, Id: "no.such"}}, MaxDays: 9}, "policy.approvers[0].id"},
+			{&pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_ROLE, Id: "ghost"}}, MaxDays: 9}, "policy.approvers[0].id"},
+			{&pb.RequestPolicy{Approvers: []*pb.Approver{{}}, MaxDays: 9}, "policy.approvers[0].kind"},
+			{&pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_MANAGER}}, MaxDays: 366}, "policy.max_days"},
+			{&pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_MANAGER}, {Kind: pb.ApproverKind_APPROVER_KIND_MANAGER}}, MaxDays: 9}, "policy.approvers[1]"},
+		} {
+			_, err := set(oscar, "sales_rep", c.p)
+			if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != c.field {
+				t.Errorf("policy %v: %v, want INVALID_ARGUMENT on %s", c.p, err, c.field)
+			}
+		}
+		resp, err := set(oscar, "sales_rep", byRole)
+		if err != nil || resp.GetRole().GetRequestPolicy().GetPendingDays() != 14 {
+			t.Fatalf("set policy: %v, %v", resp, err)
+		}
+		// A holder of the approver role approves, through inheritance too:
+		// dave holds sales_rep only as part of key_account_manager.
+		peggy, dave := e.user(t, "peggy"), e.user(t, "dave")
+		r := peggy.request(t, "sales_rep", days(60))
+		if _, err := dave.gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", Reason: "welcome", RequestId: r.GetRequestId()}); err != nil {
+			t.Fatalf("a holder of the approver role approves: %v", err)
+		}
+		if !peggy.allowed(t, modulePerm("account", "read")) {
+			t.Error("the approved sales_rep grant does not decide")
+		}
+		// Nobody deletes a role while a policy names it as approver.
+		if _, err := e.admin.CreateRole(ctx, &pb.CreateRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "r", RoleId: "export_desk",
+			Permissions: &pb.RolePermissions{Functions: []string{"report.view"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := set(oscar, "read_only", &pb.RequestPolicy{Approvers: []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_ROLE, Id: "export_desk"}}, MaxDays: 5}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.admin.DeleteRole(ctx, &pb.DeleteRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "r", RoleId: "export_desk"})
+		wantCode(t, "deleting an approver role", err, codes.FailedPrecondition, "ROLE_IN_USE")
+		off, err := set(oscar, "sales_rep", nil)
+		if err != nil || off.GetRole().GetRequestPolicy() != nil {
+			t.Fatalf("policy off: %v, %v", off, err)
+		}
+		_, err = peggy.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", Reason: "r", RoleId: "sales_rep", Duration: days(1)})
+		wantCode(t, "requesting a role no longer requestable", err, codes.FailedPrecondition, "ROLE_NOT_REQUESTABLE")
+		_, err = peggy.gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", Reason: "r", RequestId: "req_nothex"})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "request_id" {
+			t.Errorf("a malformed request id: %v", err)
+		}
+		_, err = peggy.gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", Reason: "r", RequestId: "req_0123456789abcdef"})
+		wantCode(t, "an unknown request", err, codes.NotFound, "ACCESS_REQUEST_NOT_FOUND")
+	})
+}
+
+// TestWhoCanAndExpiring: WhoCan names the users Check allows, with the
+// granting role and expiry, page by page; ListExpiring lists what ends
+// within a window, soonest first. Both refuse users without
+// admin.users.manage, but a user may list their own expiring access.
+func TestWhoCanAndExpiring(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar, peggy := e.user(t, "oscar"), e.user(t, "peggy")
+		export := functionPerm("data.export")
+		_, err := peggy.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: export})
+		denied(t, "WhoCan without admin.users.manage", err, "MISSING_PERMISSION")
+		_, err = oscar.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo"})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "permission" {
+			t.Errorf("WhoCan of nothing: %v", err)
+		}
+		_, err = oscar.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: functionPerm("no.such")})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "permission.function.function" {
+			t.Errorf("WhoCan of an unknown function: %v", err)
+		}
+		whoCan := func(p *pb.Permission) map[string]*pb.WhoCanUser {
+			t.Helper()
+			out := map[string]*pb.WhoCanUser{}
+			token := ""
+			for {
+				resp, err := oscar.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: p, PageSize: 2, PageToken: token})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range resp.GetUsers() {
+					out[u.GetUserId()] = u
+				}
+				if token = resp.GetNextPageToken(); token == "" {
+					return out
+				}
+			}
+		}
+		// frank holds sales_manager too, but restricted_export denies it.
+		got := whoCan(export)
+		if len(got) != 2 || got["alice"] == nil || got["oscar"] == nil {
+			t.Fatalf("who may export: %v", got)
+		}
+		if r := got["alice"].GetReasons(); len(r) != 1 || r[0].GetRoleId() != "sales_manager" || got["alice"].GetExpiresAt() != nil {
+			t.Errorf("alice's path: %v", got["alice"])
+		}
+		// judy's finance_readonly grant ends in 2099; the users WhoCan names
+		// are those Check allows, every demo user asked.
+		for _, p := range []*pb.Permission{modulePerm("contract", "read"), export, fieldPerm("account", "annual_revenue", false),
+			{Kind: &pb.Permission_Module{Module: &pb.ModulePermission{Module: "contact", Verb: "read", Record: &pb.Record{Id: "c-1", OwnerId: "mallory", DepartmentId: "sales_west"}}}}} {
+			got := whoCan(p)
+			for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy"} {
+				resp, err := e.authz.Check(ctx, &pb.CheckRequest{TenantId: "demo", SubjectId: u, Permission: p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.GetAllowed() != (got[u] != nil) {
+					t.Errorf("%v: Check says %t for %s, WhoCan %v", p, resp.GetAllowed(), u, got[u])
+				}
+			}
+			if j := got["judy"]; j != nil && j.GetExpiresAt().AsTime().Year() != 2099 {
+				t.Errorf("judy's access through a grant ending in 2099 ends %v", j.GetExpiresAt())
+			}
+		}
+
+		now := e.clock.Now()
+		if _, err := e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "cover", UserId: "peggy", RoleId: "read_only",
+			ExpiresAt: timestamppb.New(now.Add(72 * time.Hour))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin.ShareRecord(ctx, &pb.ShareRecordRequest{TenantId: "demo", ActorId: "oscar", Reason: "deal support", RecordOwnerId: "alice",
+			Share: &pb.RecordShare{Module: "account", RecordId: "acc-9", Principal: &pb.Principal{Kind: &pb.Principal_UserId{UserId: "peggy"}},
+				Access: pb.RecordAccess_RECORD_ACCESS_READ, ExpiresAt: timestamppb.New(now.Add(48 * time.Hour))}}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := peggy.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", UserId: "peggy"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it := list.GetItems(); len(it) != 2 || it[0].GetRecordShare().GetRecordId() != "acc-9" || it[1].GetGrant().GetRoleId() != "read_only" {
+			t.Fatalf("peggy's expiring access, soonest first: %v", it)
+		}
+		_, err = peggy.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo"})
+		denied(t, "everyone's expiring access without admin.users.manage", err, "MISSING_PERMISSION")
+		_, err = peggy.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", UserId: "judy"})
+		denied(t, "another user's expiring access", err, "MISSING_PERMISSION")
+		page, err := oscar.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", PageSize: 1, Within: days(2)})
+		if err != nil || len(page.GetItems()) != 1 || page.GetNextPageToken() != "" || page.GetItems()[0].GetRecordShare() == nil {
+			t.Fatalf("what ends within two days: %v, %v", page, err)
+		}
+		_, err = oscar.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", Within: durationpb.New(time.Minute)})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "within" {
+			t.Errorf("a window of a minute: %v", err)
+		}
+		_, err = oscar.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", PageToken: page.GetNextPageToken() + "x"})
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "page_token" {
+			t.Errorf("a forged page token: %v", err)
+		}
+	})
+}
