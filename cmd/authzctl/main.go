@@ -92,6 +92,13 @@ Governance (GovernanceService; writes need --actor and --reason):
   whocan <module> <verb> | --function f | --field m.f
                                    the users a permission is allowed to, and why
   expiring [--within d] [--user u] grants and record shares that end soon
+  reviews [list]                   access reviews with their progress
+  reviews start --name n --default keep|revoke --deadline t [--roles r1,r2]
+                                   review the tenant's grants: an item per grant for a reviewer
+  reviews items <id> [--mine] [--csv]
+                                   a review's items with the evidence of use; CSV for the record
+  reviews keep|revoke <id> <user> <role>, reviews close <id>
+                                   decide an item, or close the review (undecided: its default)
 
 Audit (AuditService):
   audit decisions [filters]        the decision log: who was allowed or denied what, when
@@ -201,6 +208,7 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"requests":    runRequests,
 	"whocan":      runWhoCan,
 	"expiring":    runExpiring,
+	"reviews":     runReviews,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

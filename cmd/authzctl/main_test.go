@@ -544,3 +544,22 @@ func TestRequests(t *testing.T) {
 	authzctl(t, addr, "requests", "policy", "read_only", "--approver", "boss", "--max-days", "10", "--reason", "r").expect(t, exitUsage, nil, []string{"manager, function:<id> or role:<id>"})
 	authzctl(t, addr, "requests", "create", "read_only", "--actor", "peggy", "--reason", "r").expect(t, exitUsage, nil, []string{"--for is required"})
 }
+
+// TestReviews runs an access review from the command line: start, a
+// reviewer's items, keep and revoke, the CSV record, close.
+func TestReviews(t *testing.T) {
+	addr := serve(t)
+	r := authzctl(t, addr, "reviews", "start", "--name", "Q4", "--roles", "sales_rep", "--default", "keep", "--deadline", "336h", "--reason", "quarterly review")
+	r.expect(t, exitOK, []string{"started rvw_", "3 items: 0 kept, 0 revoked, 3 undecided"}, nil)
+	id := strings.Fields(strings.TrimPrefix(r.stdout, "started "))[0]
+	authzctl(t, addr, "reviews", "items", id, "--mine", "--actor", "frank").expect(t, exitOK, []string{"erin", "mallory"}, nil)
+	authzctl(t, addr, "reviews", "revoke", id, "bob", "sales_rep", "--actor", "bob", "--reason", "me").expect(t, exitError, nil, []string{"SELF_REVIEW"})
+	authzctl(t, addr, "reviews", "revoke", id, "erin", "sales_rep", "--actor", "frank", "--reason", "moved to marketing").
+		expect(t, exitOK, []string{"revoked sales_rep of erin (revision 3)"}, nil)
+	authzctl(t, addr, "check", "erin", "account", "read").expect(t, exitDeny, []string{"DENY"}, nil)
+	authzctl(t, addr, "reviews", "keep", id, "bob", "sales_rep", "--actor", "alice", "--reason", "still sells").expect(t, exitOK, []string{"kept sales_rep of bob"}, nil)
+	authzctl(t, addr, "reviews", "items", id, "--csv").expect(t, exitOK, []string{"user,role,reviewer,last_used,unused", "erin,sales_rep,frank,", "revoke,frank,", "moved to marketing"}, nil)
+	authzctl(t, addr, "reviews", "close", id, "--reason", "done").expect(t, exitOK, []string{"closed " + id + ": 3 items: 2 kept, 1 revoked, 0 undecided"}, nil)
+	authzctl(t, addr, "reviews").expect(t, exitOK, []string{id, "Q4", "closed"}, nil)
+	authzctl(t, addr, "reviews", "start", "--name", "x", "--default", "maybe", "--deadline", "1h", "--reason", "r").expect(t, exitUsage, nil, []string{"keep or revoke"})
+}

@@ -52,6 +52,10 @@ type App struct {
 	// follower keeps the engine current with the other replicas' writes;
 	// nil for the memory store, which no other process writes.
 	follower *replica.Follower
+	// governance closes access reviews at their deadline, every
+	// reviewEvery.
+	governance  *service.Governance
+	reviewEvery time.Duration
 }
 
 // Option adjusts an App; tests use them.
@@ -60,9 +64,13 @@ type Option func(*App)
 // WithClock sets the clock for grant expiry (time.Now by default).
 func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
 
+// WithReviewInterval sets how often the access reviews past their deadline
+// are closed (a minute by default).
+func WithReviewInterval(d time.Duration) Option { return func(a *App) { a.reviewEvery = d } }
+
 // New builds the service from cfg. Nothing is loaded or served until Run.
 func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option) (*App, error) {
-	a := &App{cfg: cfg, log: log, now: time.Now}
+	a := &App{cfg: cfg, log: log, now: time.Now, reviewEvery: time.Minute}
 	for _, o := range opts {
 		o(a)
 	}
@@ -135,10 +143,11 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	}
 	fresh := service.NewFreshness(a.engine, follower, cfg.MaxRevisionWait)
 	admin := service.NewAdmin(a.engine, a.store, a.bundle, a.now)
+	a.governance = service.NewGovernance(admin, a.audit)
 	a.server = server.New(sopts, server.Services{
 		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh),
 		Admin:         admin,
-		Governance:    service.NewGovernance(admin),
+		Governance:    a.governance,
 		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, follower, a.now, Authentication(cfg)),
 		Platform:      service.NewPlatform(a.store, a.engine, a.bundle, a.authn, a.events, a.now),
 	})
@@ -340,6 +349,16 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		a.follower.Follow(ctx)
 	}
 	a.log.Info("serving", zap.Int("tenants", n), zap.Duration("load_time", loadTime))
+	reviewsDone := make(chan struct{})
+	reviewCtx, stopReviews := context.WithCancel(ctx)
+	go func() {
+		defer close(reviewsDone)
+		a.closeDueReviews(reviewCtx)
+	}()
+	defer func() {
+		stopReviews()
+		<-reviewsDone
+	}()
 
 	select {
 	case <-ctx.Done():
@@ -352,6 +371,27 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	}
 	a.server.Shutdown(a.cfg.ShutdownTimeout)
 	return <-served
+}
+
+// closeDueReviews closes the access reviews past their deadline every
+// reviewEvery until ctx ends. Every replica does it; a review closes once.
+func (a *App) closeDueReviews(ctx context.Context) {
+	t := time.NewTicker(a.reviewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		closed, err := a.governance.CloseDueReviews(ctx)
+		for _, r := range closed {
+			a.log.Info("access review closed at its deadline", zap.String("tenant", r.Tenant), zap.String("review", r.Review))
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("close the access reviews past their deadline", zap.Error(err))
+		}
+	}
 }
 
 // bootstrapKey gives a server that authenticates callers from memory

@@ -372,3 +372,151 @@ func TestWhoCanAndExpiring(t *testing.T) {
 		}
 	})
 }
+
+// TestAccessReviews drives a review through the real API on memory and
+// PostgreSQL: items for the reviewed roles' active grants with the
+// decision log's evidence, each for the user's manager; reviewers keep
+// and revoke (a revoke decides the next check), nobody reviews their own
+// grant or another reviewer's item, an item is decided once; at the
+// deadline the server closes the review and the undecided grants follow
+// its default. Progress, items and every step are queryable.
+func TestAccessReviews(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar, alice, frank, bob, peggy := e.user(t, "oscar"), e.user(t, "alice"), e.user(t, "frank"), e.user(t, "bob"), e.user(t, "peggy")
+		read := modulePerm("account", "read")
+		if !bob.allowed(t, read) {
+			t.Fatal("bob may not read accounts")
+		}
+		// The evidence comes from the decision log: wait for bob's check.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ds, err := e.audit.ListDecisions(ctx, &pb.ListDecisionsRequest{TenantId: "demo", SubjectId: "bob"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds.GetDecisions()) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("bob's check never reached the decision log")
+			}
+		}
+		start := &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "quarterly review", Name: "2026 Q4 sales and finance",
+			RoleIds: []string{"sales_rep", "finance_readonly"}, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_REVOKE,
+			Deadline: timestamppb.New(e.clock.Now().Add(7 * 24 * time.Hour)), UnusedDays: 30}
+		_, err := peggy.gov.StartAccessReview(ctx, start)
+		denied(t, "starting a review without admin.users.manage", err, "MISSING_PERMISSION")
+		started, err := oscar.gov.StartAccessReview(ctx, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rv := started.GetReview()
+		// sales_rep: bob, erin, mallory (ivan's grant expired); finance_readonly: grace, judy,
+		// mallory. Only bob's grant was used.
+		if p := rv.GetProgress(); p.GetItems() != 6 || p.GetUndecided() != 6 || p.GetUnused() != 5 || rv.GetState() != pb.AccessReviewState_ACCESS_REVIEW_STATE_OPEN {
+			t.Fatalf("started review: %v", rv)
+		}
+		items := func(u *user, reviewer string) []*pb.ReviewItem {
+			t.Helper()
+			resp, err := u.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: rv.GetReviewId(), ReviewerId: reviewer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetItems()
+		}
+		if its := items(alice, "alice"); len(its) != 1 || its[0].GetUserId() != "bob" || its[0].GetLastUsedAt() == nil || its[0].GetUnused() {
+			t.Fatalf("alice's items: %v", its)
+		}
+		if its := items(frank, "frank"); len(its) != 3 {
+			t.Fatalf("frank's items (erin's and mallory's grants): %v", its)
+		}
+		_, err = peggy.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: rv.GetReviewId()})
+		denied(t, "listing every item without admin.users.manage", err, "MISSING_PERMISSION")
+
+		decide := func(u *user, user, role string, d pb.ReviewDecision) (*pb.DecideReviewItemResponse, error) {
+			return u.gov.DecideReviewItem(ctx, &pb.DecideReviewItemRequest{TenantId: "demo", Reason: "reviewed", ReviewId: rv.GetReviewId(),
+				UserId: user, RoleId: role, Decision: d})
+		}
+		keep, revoke := pb.ReviewDecision_REVIEW_DECISION_KEEP, pb.ReviewDecision_REVIEW_DECISION_REVOKE
+		_, err = decide(bob, "bob", "sales_rep", keep)
+		denied(t, "reviewing one's own grant", err, "SELF_REVIEW")
+		_, err = decide(peggy, "erin", "sales_rep", keep)
+		denied(t, "deciding another reviewer's item", err, "NOT_REVIEWER")
+		_, err = decide(frank, "erin", "sales_rep", pb.ReviewDecision_REVIEW_DECISION_UNSPECIFIED)
+		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "decision" {
+			t.Errorf("no decision: %v", err)
+		}
+		erin := e.user(t, "erin")
+		if !erin.allowed(t, read) {
+			t.Fatal("erin may not read accounts before the review")
+		}
+		if _, err := decide(frank, "erin", "sales_rep", revoke); err != nil {
+			t.Fatal(err)
+		}
+		if erin.allowed(t, read) {
+			t.Error("a revoke in the review left erin's grant deciding")
+		}
+		if _, err := decide(frank, "mallory", "finance_readonly", keep); err != nil {
+			t.Fatal(err)
+		}
+		_, err = decide(oscar, "mallory", "finance_readonly", revoke)
+		wantCode(t, "deciding an item twice", err, codes.FailedPrecondition, "REVIEW_ITEM_DECIDED")
+		if _, err := decide(alice, "bob", "sales_rep", keep); err != nil {
+			t.Fatal(err)
+		}
+		_, err = peggy.gov.CloseAccessReview(ctx, &pb.CloseAccessReviewRequest{TenantId: "demo", Reason: "r", ReviewId: rv.GetReviewId()})
+		denied(t, "closing without admin.users.manage", err, "MISSING_PERMISSION")
+
+		// The deadline passes: the server closes the review, and the three
+		// undecided grants (mallory's sales_rep, grace's and judy's
+		// finance_readonly) follow the default, revoke.
+		judy := e.user(t, "judy")
+		if !judy.allowed(t, read) {
+			t.Fatal("judy may not read accounts before the deadline")
+		}
+		e.clock.Advance(7*24*time.Hour + time.Minute)
+		var closed *pb.AccessReview
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got, err := oscar.gov.GetAccessReview(ctx, &pb.GetAccessReviewRequest{TenantId: "demo", ReviewId: rv.GetReviewId()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if closed = got.GetReview(); closed.GetState() == pb.AccessReviewState_ACCESS_REVIEW_STATE_CLOSED {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the review was not closed at its deadline")
+			}
+		}
+		if p := closed.GetProgress(); closed.GetClosedBy() != "system:review-deadline" || p.GetKept() != 2 || p.GetRevoked() != 4 || p.GetUndecided() != 0 {
+			t.Errorf("closed review: %v", closed)
+		}
+		if judy.allowed(t, read) {
+			t.Error("judy's undecided grant outlived the review")
+		}
+		if !bob.allowed(t, read) {
+			t.Error("bob's kept grant was taken")
+		}
+		_, err = decide(frank, "mallory", "sales_rep", keep)
+		wantCode(t, "deciding in a closed review", err, codes.FailedPrecondition, "ACCESS_REVIEW_CLOSED")
+		all, err := oscar.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: rv.GetReviewId(), PageSize: 4})
+		if err != nil || len(all.GetItems()) != 4 || all.GetNextPageToken() == "" {
+			t.Fatalf("first page of the record: %v, %v", all, err)
+		}
+		rest, err := oscar.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: rv.GetReviewId(), PageToken: all.GetNextPageToken()})
+		if err != nil || len(rest.GetItems()) != 2 || rest.GetItems()[1].GetDecidedBy() != "system:review-deadline" && rest.GetItems()[0].GetDecidedBy() != "system:review-deadline" {
+			t.Fatalf("second page of the record: %v, %v", rest, err)
+		}
+		changes, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "demo", PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		for _, c := range changes.GetChanges() {
+			steps = append(steps, c.GetAction()+" by "+c.GetActorId())
+		}
+		want := []string{"review.start by oscar", "review.decide by frank", "review.decide by frank", "review.decide by alice", "review.close by system:review-deadline"}
+		if !slices.Equal(steps[len(steps)-len(want):], want) {
+			t.Errorf("change log ends with %v, want %v", steps, want)
+		}
+	})
+}

@@ -75,7 +75,7 @@ func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
 func startSetup(t testing.TB, cfg config.Config, clk *clock, setup func(st store.Store)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now))
+	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now), app.WithReviewInterval(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

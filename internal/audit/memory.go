@@ -171,23 +171,25 @@ func (m *memoryBackend) get(_ context.Context, tenant, chain string, seq uint64)
 	return Decision{}, false, nil
 }
 
-func (m *memoryBackend) used(_ context.Context, tenant string, since time.Time) ([][2]string, error) {
+func (m *memoryBackend) used(_ context.Context, tenant string, since time.Time) (map[[2]string]time.Time, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	seen := map[[2]string]bool{}
-	var out [][2]string
+	out := map[[2]string]time.Time{}
 	for k := m.firstKey; k < m.nextKey(); k++ {
 		d := m.at(k)
 		if d.Tenant != tenant || !d.Allowed || d.Time.Before(since) {
 			continue
 		}
-		k := [2]string{d.Subject, d.Permission}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
+		latest(out, [2]string{d.Subject, d.Permission}, d.Time)
 	}
 	return out, nil
+}
+
+// latest keeps in m the later of k's time and t.
+func latest(m map[[2]string]time.Time, k [2]string, t time.Time) {
+	if cur, ok := m[k]; !ok || t.After(cur) {
+		m[k] = t
+	}
 }
 
 func (m *memoryBackend) evidenceSince(context.Context) (time.Time, error) {

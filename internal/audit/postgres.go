@@ -712,15 +712,14 @@ func (p *pgBackend) get(ctx context.Context, tenant, chainID string, seq uint64)
 	return Decision{}, false, nil
 }
 
-func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([][2]string, error) {
+func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) (map[[2]string]time.Time, error) {
 	rows, err := p.pool.Query(ctx, `SELECT chain_id, logged_at, data FROM decision_batches
 		WHERE (tenant_id = $1 OR tenant_id = '' AND tenants @> ARRAY[$1::text]) AND logged_at >= $2 AND max_at >= $2`, tenant, since)
 	if err != nil {
 		return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 	}
 	defer rows.Close()
-	seen := map[[2]string]bool{}
-	var out [][2]string
+	out := map[[2]string]time.Time{}
 	for rows.Next() {
 		var (
 			chainID  string
@@ -731,9 +730,8 @@ func (p *pgBackend) used(ctx context.Context, tenant string, since time.Time) ([
 			return nil, pgerr.Wrap(fmt.Errorf("read used permissions of tenant %q: %w", tenant, err))
 		}
 		err := decodeBatch(chainID, loggedAt, data, 0, func(d *Decision) bool {
-			if k := [2]string{d.Subject, d.Permission}; d.Tenant == tenant && d.Allowed && !d.Time.Before(since) && !seen[k] {
-				seen[k] = true
-				out = append(out, k)
+			if d.Tenant == tenant && d.Allowed && !d.Time.Before(since) {
+				latest(out, [2]string{d.Subject, d.Permission}, d.Time)
 			}
 			return true
 		})

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +24,35 @@ type UnusedReport struct {
 // rule), or for GetFieldAccess the module's read. Grants made inside the
 // window and expired grants are left out.
 func (l *Log) UnusedGrants(ctx context.Context, st *model.TenantState, since, now time.Time) (UnusedReport, error) {
-	r := UnusedReport{WindowStart: since}
+	use, err := l.GrantUse(ctx, st, since, now)
+	if err != nil {
+		return UnusedReport{WindowStart: since}, err
+	}
+	r := UnusedReport{WindowStart: use.WindowStart, EvidenceSince: use.EvidenceSince}
+	for _, g := range st.SortedGrants() {
+		if !g.ActiveAt(now) || (!g.GrantedAt.IsZero() && g.GrantedAt.After(since)) {
+			continue
+		}
+		if _, used := use.LastUsed[model.GrantKey{UserID: g.UserID, RoleID: g.RoleID}]; !used {
+			r.Grants = append(r.Grants, g)
+		}
+	}
+	return r, nil
+}
+
+// GrantUse is the evidence of use of a tenant's grants over a window.
+type GrantUse struct {
+	// LastUsed holds, for each active grant some allowed decision in the
+	// window used (see UnusedGrants), the latest such decision's time.
+	LastUsed      map[model.GrantKey]time.Time
+	WindowStart   time.Time
+	EvidenceSince time.Time // later than WindowStart: the log does not cover the whole window
+}
+
+// GrantUse reads the decision log for the use of st's active grants over
+// the window [since, now).
+func (l *Log) GrantUse(ctx context.Context, st *model.TenantState, since, now time.Time) (GrantUse, error) {
+	r := GrantUse{WindowStart: since, LastUsed: map[model.GrantKey]time.Time{}}
 	if l.opts.Mode == ModeOff && l.be.kind() == storageMemory {
 		return r, errLogOff()
 	}
@@ -33,9 +60,13 @@ func (l *Log) UnusedGrants(ctx context.Context, st *model.TenantState, since, no
 	if err != nil {
 		return r, err
 	}
-	used := map[string][]string{} // masked subject → permissions
-	for _, p := range pairs {
-		used[p[0]] = append(used[p[0]], p[1])
+	type use struct {
+		perm string
+		at   time.Time
+	}
+	used := map[string][]use{} // masked subject → permissions
+	for p, at := range pairs {
+		used[p[0]] = append(used[p[0]], use{p[1], at})
 	}
 	if r.EvidenceSince, err = l.be.evidenceSince(ctx); err != nil {
 		return r, err
@@ -47,8 +78,8 @@ func (l *Log) UnusedGrants(ctx context.Context, st *model.TenantState, since, no
 		r.EvidenceSince = since
 	}
 	closures := map[string]*roleGrants{}
-	for _, g := range st.SortedGrants() {
-		if !g.ActiveAt(now) || (!g.GrantedAt.IsZero() && g.GrantedAt.After(since)) {
+	for k, g := range st.Grants {
+		if !g.ActiveAt(now) {
 			continue
 		}
 		rg := closures[g.RoleID]
@@ -56,8 +87,10 @@ func (l *Log) UnusedGrants(ctx context.Context, st *model.TenantState, since, no
 			rg = newRoleGrants(st, g.RoleID)
 			closures[g.RoleID] = rg
 		}
-		if !slices.ContainsFunc(used[l.masker.maybe("subject", g.UserID)], rg.grants) {
-			r.Grants = append(r.Grants, g)
+		for _, u := range used[l.masker.maybe("subject", g.UserID)] {
+			if rg.grants(u.perm) && u.at.After(r.LastUsed[k]) {
+				r.LastUsed[k] = u.at
+			}
 		}
 	}
 	return r, nil

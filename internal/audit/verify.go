@@ -48,8 +48,8 @@ type backend interface {
 	list(ctx context.Context, q *Query, c cursor, horizon uint64, limit int) (ds []Decision, stop [2]uint64, err error)
 	get(ctx context.Context, tenant, chain string, seq uint64) (Decision, bool, error)
 	// used returns the distinct (subject, permission) pairs of a tenant's
-	// allowed decisions since a time.
-	used(ctx context.Context, tenant string, since time.Time) ([][2]string, error)
+	// allowed decisions since a time, each with its latest decision's time.
+	used(ctx context.Context, tenant string, since time.Time) (map[[2]string]time.Time, error)
 	// evidenceSince is the oldest time from which the log holds every
 	// decision of the processes that logged.
 	evidenceSince(ctx context.Context) (time.Time, error)

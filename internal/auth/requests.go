@@ -15,6 +15,10 @@ const (
 	// ReasonNotApprover refuses an actor the role's request policy does
 	// not name.
 	ReasonNotApprover = "NOT_APPROVER"
+	// ReasonSelfReview refuses deciding a review item of one's own grant.
+	ReasonSelfReview = "SELF_REVIEW"
+	// ReasonNotReviewer refuses an actor who is not an item's reviewer.
+	ReasonNotReviewer = "NOT_REVIEWER"
 )
 
 // Decider refuses an actor who may not approve or deny request r: the
@@ -93,4 +97,20 @@ func describeApprovers(as []model.Approver) string {
 // actor's own rights, as granting it would be (the escalation rule).
 func (g *Guard) ApproveWithin(r model.AccessRequest) error {
 	return g.WithinRole(fmt.Sprintf("approving role %q for user %q", r.RoleID, r.UserID), r.RoleID)
+}
+
+// Reviewer refuses an actor who may not decide a review item: nobody
+// decides on their own grant; the item's reviewer may, and so may the
+// holders of the function fn (admin.users.manage, who could revoke the
+// grant anyway).
+func (g *Guard) Reviewer(it model.ReviewItem, fn string) error {
+	if g.actor.ID == it.UserID {
+		return g.denied(ReasonSelfReview, "another reviewer",
+			fmt.Sprintf("user %q may not review their own grant of role %q", g.actor.ID, it.RoleID))
+	}
+	if g.actor.ID == it.Reviewer || g.actor.Operator || g.rights.Function(fn) {
+		return nil
+	}
+	return g.denied(ReasonNotReviewer, "reviewer of "+it.UserID+"/"+it.RoleID,
+		fmt.Sprintf("user %q is not the reviewer of user %q's %s in access review %s (%s is), and lacks %s", g.actor.ID, it.UserID, it.RoleID, it.Review, it.Reviewer, fn))
 }

@@ -98,18 +98,24 @@ func (r AccessRequest) StateAt(now time.Time) RequestState {
 }
 
 // NewRequestID returns a random request id: "req_" and 16 hex digits.
-func NewRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "req_" + hex.EncodeToString(b[:])
-}
+func NewRequestID() string { return newID("req_") }
 
 // ValidRequestID reports whether id is shaped like NewRequestID's.
-func ValidRequestID(id string) bool {
-	if len(id) != 20 || id[:4] != "req_" {
+func ValidRequestID(id string) bool { return validID("req_", id) }
+
+// newID returns prefix and 16 random hex digits.
+func newID(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// validID reports whether id is prefix and 16 lowercase hex digits.
+func validID(prefix, id string) bool {
+	if len(id) != len(prefix)+16 || id[:len(prefix)] != prefix {
 		return false
 	}
-	for i := 4; i < len(id); i++ {
+	for i := len(prefix); i < len(id); i++ {
 		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}

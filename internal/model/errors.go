@@ -32,6 +32,8 @@ const (
 	ReasonRecordShareNotFound = "RECORD_SHARE_NOT_FOUND"
 	ReasonCredentialNotFound  = "CREDENTIAL_NOT_FOUND" //nolint:gosec // a name, not a secret
 	ReasonRequestNotFound     = "ACCESS_REQUEST_NOT_FOUND"
+	ReasonReviewNotFound      = "ACCESS_REVIEW_NOT_FOUND"
+	ReasonReviewItemNotFound  = "REVIEW_ITEM_NOT_FOUND"
 
 	ReasonTenantExists      = "TENANT_EXISTS"
 	ReasonRoleExists        = "ROLE_EXISTS"
@@ -39,18 +41,20 @@ const (
 	ReasonSharingRuleExists = "SHARING_RULE_EXISTS"
 	ReasonCredentialExists  = "CREDENTIAL_EXISTS" //nolint:gosec // a name, not a secret
 
-	ReasonRoleInUse        = "ROLE_IN_USE"
-	ReasonRoleCycle        = "ROLE_INHERITANCE_CYCLE"
-	ReasonRoleTooDeep      = "ROLE_INHERITANCE_TOO_DEEP"
-	ReasonRevisionMismatch = "REVISION_MISMATCH"
-	ReasonDepartmentInUse  = "DEPARTMENT_IN_USE"
-	ReasonDepartmentCycle  = "DEPARTMENT_CYCLE"
-	ReasonManagerCycle     = "MANAGER_CYCLE"
-	ReasonLastSuperAdmin   = "LAST_SUPER_ADMIN"
-	ReasonNotRequestable   = "ROLE_NOT_REQUESTABLE"
-	ReasonRequestPending   = "ACCESS_REQUEST_PENDING"
-	ReasonRequestClosed    = "ACCESS_REQUEST_CLOSED"
-	ReasonUserInactive     = "USER_INACTIVE"
+	ReasonRoleInUse         = "ROLE_IN_USE"
+	ReasonRoleCycle         = "ROLE_INHERITANCE_CYCLE"
+	ReasonRoleTooDeep       = "ROLE_INHERITANCE_TOO_DEEP"
+	ReasonRevisionMismatch  = "REVISION_MISMATCH"
+	ReasonDepartmentInUse   = "DEPARTMENT_IN_USE"
+	ReasonDepartmentCycle   = "DEPARTMENT_CYCLE"
+	ReasonManagerCycle      = "MANAGER_CYCLE"
+	ReasonLastSuperAdmin    = "LAST_SUPER_ADMIN"
+	ReasonNotRequestable    = "ROLE_NOT_REQUESTABLE"
+	ReasonRequestPending    = "ACCESS_REQUEST_PENDING"
+	ReasonRequestClosed     = "ACCESS_REQUEST_CLOSED"
+	ReasonUserInactive      = "USER_INACTIVE"
+	ReasonReviewClosed      = "ACCESS_REVIEW_CLOSED"
+	ReasonReviewItemDecided = "REVIEW_ITEM_DECIDED"
 )
 
 // InvalidError reports a request field that is malformed or names something

@@ -35,18 +35,21 @@ type Delta struct {
 	RecordShares []ShareKey
 
 	AccessRequests []string
+	AccessReviews  []string
+	ReviewItems    []ReviewItemKey
 }
 
 // Empty reports whether the write changed nothing.
 func (d *Delta) Empty() bool {
 	return !d.Whole && !d.Settings && len(d.Roles)+len(d.Grants)+len(d.Users)+len(d.Departments)+
-		len(d.Members)+len(d.SharingRules)+len(d.RecordShares)+len(d.AccessRequests) == 0
+		len(d.Members)+len(d.SharingRules)+len(d.RecordShares)+len(d.AccessRequests)+
+		len(d.AccessReviews)+len(d.ReviewItems) == 0
 }
 
 // journal is the record of a write in progress.
 type journal struct {
 	base   TenantState // the state's fields as Begin found them; its maps by reference
-	sizes  [8]int      // the sizes of its maps then
+	sizes  [10]int     // the sizes of its maps then
 	before *TenantState
 	undo   []undo
 	delta  Delta
@@ -99,6 +102,8 @@ func (s *TenantState) Delta() (Delta, *TenantState) {
 	dedupe(&d.SharingRules, strings.Compare)
 	dedupe(&d.RecordShares, CompareShareKeys)
 	dedupe(&d.AccessRequests, strings.Compare)
+	dedupe(&d.AccessReviews, strings.Compare)
+	dedupe(&d.ReviewItems, CompareReviewItemKeys)
 	return d, j.before
 }
 
@@ -132,7 +137,7 @@ func (s *TenantState) mapPointers() []uintptr {
 	return []uintptr{
 		mapPointer(s.Roles), mapPointer(s.Grants), mapPointer(s.Users), mapPointer(s.Departments),
 		mapPointer(s.Members), mapPointer(s.SharingRules), mapPointer(s.RecordShares),
-		mapPointer(s.AccessRequests),
+		mapPointer(s.AccessRequests), mapPointer(s.AccessReviews), mapPointer(s.ReviewItems),
 	}
 }
 
@@ -174,6 +179,8 @@ func (s *TenantState) Partial(d Delta) *TenantState {
 	pick(p.SharingRules, s.SharingRules, d.SharingRules)
 	pick(p.RecordShares, s.RecordShares, d.RecordShares)
 	pick(p.AccessRequests, s.AccessRequests, d.AccessRequests)
+	pick(p.AccessReviews, s.AccessReviews, d.AccessReviews)
+	pick(p.ReviewItems, s.ReviewItems, d.ReviewItems)
 	return p
 }
 
@@ -209,6 +216,10 @@ func SetRow[K comparable, V any](s *TenantState, m map[K]V, k K, v *V) {
 			record(j, s.RecordShares, j.before.RecordShares, any(k).(ShareKey), &j.delta.RecordShares)
 		case mapPointer(s.AccessRequests):
 			record(j, s.AccessRequests, j.before.AccessRequests, any(k).(string), &j.delta.AccessRequests)
+		case mapPointer(s.AccessReviews):
+			record(j, s.AccessReviews, j.before.AccessReviews, any(k).(string), &j.delta.AccessReviews)
+		case mapPointer(s.ReviewItems):
+			record(j, s.ReviewItems, j.before.ReviewItems, any(k).(ReviewItemKey), &j.delta.ReviewItems)
 		default:
 			panic("model.SetRow: not a map of the state")
 		}
@@ -241,11 +252,14 @@ func (s *TenantState) Unjournaled() bool {
 		now[4]-was[4] != created(s.Members, b.Members, j.delta.Members) ||
 		now[5]-was[5] != created(s.SharingRules, b.SharingRules, j.delta.SharingRules) ||
 		now[6]-was[6] != created(s.RecordShares, b.RecordShares, j.delta.RecordShares) ||
-		now[7]-was[7] != created(s.AccessRequests, b.AccessRequests, j.delta.AccessRequests)
+		now[7]-was[7] != created(s.AccessRequests, b.AccessRequests, j.delta.AccessRequests) ||
+		now[8]-was[8] != created(s.AccessReviews, b.AccessReviews, j.delta.AccessReviews) ||
+		now[9]-was[9] != created(s.ReviewItems, b.ReviewItems, j.delta.ReviewItems)
 }
 
-func (s *TenantState) sizes() [8]int {
-	return [8]int{len(s.Roles), len(s.Grants), len(s.Users), len(s.Departments), len(s.Members), len(s.SharingRules), len(s.RecordShares), len(s.AccessRequests)}
+func (s *TenantState) sizes() [10]int {
+	return [10]int{len(s.Roles), len(s.Grants), len(s.Users), len(s.Departments), len(s.Members), len(s.SharingRules), len(s.RecordShares),
+		len(s.AccessRequests), len(s.AccessReviews), len(s.ReviewItems)}
 }
 
 // created returns how many rows the journaled keys added, less those they
@@ -297,6 +311,7 @@ func (s *TenantState) AtBase(fn func()) {
 		swapRows(s.Members, before.Members, d.Members), swapRows(s.SharingRules, before.SharingRules, d.SharingRules),
 		swapRows(s.RecordShares, before.RecordShares, d.RecordShares),
 		swapRows(s.AccessRequests, before.AccessRequests, d.AccessRequests),
+		swapRows(s.AccessReviews, before.AccessReviews, d.AccessReviews), swapRows(s.ReviewItems, before.ReviewItems, d.ReviewItems),
 	}
 	defer func() {
 		for _, r := range restore {

@@ -27,6 +27,8 @@ type TenantState struct {
 	RecordShares map[ShareKey]RecordShare
 
 	AccessRequests map[string]AccessRequest // by request id
+	AccessReviews  map[string]AccessReview  // by review id
+	ReviewItems    map[ReviewItemKey]ReviewItem
 
 	// journal records a write in progress (Begin); nil otherwise.
 	journal *journal
@@ -42,7 +44,7 @@ func NewTenantState(id, name string) *TenantState {
 		Roles: map[string]Role{}, Grants: map[GrantKey]Grant{}, Users: map[string]User{},
 		Departments: map[string]Department{}, Members: map[string]Membership{},
 		SharingRules: map[string]SharingRule{}, RecordShares: map[ShareKey]RecordShare{},
-		AccessRequests: map[string]AccessRequest{},
+		AccessRequests: map[string]AccessRequest{}, AccessReviews: map[string]AccessReview{}, ReviewItems: map[ReviewItemKey]ReviewItem{},
 	}
 }
 
@@ -60,6 +62,8 @@ func (s *TenantState) Clone() *TenantState {
 	c.SharingRules = cloneMap(s.SharingRules)
 	c.RecordShares = cloneMap(s.RecordShares)
 	c.AccessRequests = cloneMap(s.AccessRequests)
+	c.AccessReviews = cloneMap(s.AccessReviews)
+	c.ReviewItems = cloneMap(s.ReviewItems)
 	return &c
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/model"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -23,12 +24,15 @@ import (
 type Governance struct {
 	pb.UnimplementedGovernanceServiceServer
 	admin *Admin
+	log   *audit.Log // the evidence of use of reviewed grants
 }
 
 var _ pb.GovernanceServiceServer = (*Governance)(nil)
 
 // NewGovernance returns the handlers of GovernanceService.
-func NewGovernance(admin *Admin) *Governance { return &Governance{admin: admin} }
+func NewGovernance(admin *Admin, log *audit.Log) *Governance {
+	return &Governance{admin: admin, log: log}
+}
 
 // SetRequestPolicy implements pb.GovernanceServiceServer.
 func (s *Governance) SetRequestPolicy(ctx context.Context, req *pb.SetRequestPolicyRequest) (*pb.SetRequestPolicyResponse, error) {

@@ -26,6 +26,7 @@ const (
 	requestsToken     tokenKind = 'Q'
 	whoCanToken       tokenKind = 'W'
 	expiringToken     tokenKind = 'E'
+	reviewItemsToken  tokenKind = 'I'
 )
 
 var tokenListings = map[tokenKind]string{
@@ -36,6 +37,7 @@ var tokenListings = map[tokenKind]string{
 	requestsToken:     "ListAccessRequests",
 	whoCanToken:       "WhoCan",
 	expiringToken:     "ListExpiring",
+	reviewItemsToken:  "ListReviewItems",
 }
 
 // maxTokenLength bounds a token before it is decoded: the longest key,

@@ -26,7 +26,9 @@ type Rows struct {
 	SharingRules []Row[string, model.SharingRule]         `json:"sharing_rules,omitempty"`
 	RecordShares []Row[model.ShareKey, model.RecordShare] `json:"record_shares,omitempty"`
 
-	AccessRequests []Row[string, model.AccessRequest] `json:"access_requests,omitempty"`
+	AccessRequests []Row[string, model.AccessRequest]           `json:"access_requests,omitempty"`
+	AccessReviews  []Row[string, model.AccessReview]            `json:"access_reviews,omitempty"`
+	ReviewItems    []Row[model.ReviewItemKey, model.ReviewItem] `json:"review_items,omitempty"`
 }
 
 // Row is one row a write set (Value) or removed (Value nil).
@@ -47,6 +49,7 @@ func EncodeRows(st *model.TenantState, d model.Delta) ([]byte, error) {
 		Departments: rowsOf(st.Departments, d.Departments), Members: rowsOf(st.Members, d.Members),
 		SharingRules: rowsOf(st.SharingRules, d.SharingRules), RecordShares: rowsOf(st.RecordShares, d.RecordShares),
 		AccessRequests: rowsOf(st.AccessRequests, d.AccessRequests),
+		AccessReviews:  rowsOf(st.AccessReviews, d.AccessReviews), ReviewItems: rowsOf(st.ReviewItems, d.ReviewItems),
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -84,6 +87,8 @@ func ApplyRows(st *model.TenantState, data []byte) (model.Delta, error) {
 	d.SharingRules = applyRows(st.SharingRules, r.SharingRules)
 	d.RecordShares = applyRows(st.RecordShares, r.RecordShares)
 	d.AccessRequests = applyRows(st.AccessRequests, r.AccessRequests)
+	d.AccessReviews = applyRows(st.AccessReviews, r.AccessReviews)
+	d.ReviewItems = applyRows(st.ReviewItems, r.ReviewItems)
 	return d, nil
 }
 

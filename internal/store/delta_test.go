@@ -10,9 +10,10 @@ import (
 	"github.com/crmauthz/crmauthz/internal/store"
 )
 
-// TestRowsCarryAccessRequests: a replica applying the rows of a write that
-// approved a request reaches the writer's state: the request, its policy's
-// role and the grant the approval gave.
+// TestRowsCarryAccessRequests: a replica applying the rows of writes that
+// approved a request and revoked its grant in a review reaches the
+// writer's state: the request, its policy's role, the grant, the review
+// and its items.
 func TestRowsCarryAccessRequests(t *testing.T) {
 	now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	st := model.NewTenantState("acme", "Acme")
@@ -35,6 +36,12 @@ func TestRowsCarryAccessRequests(t *testing.T) {
 		func(st *model.TenantState) (model.Change, error) {
 			return st.ApproveRequest("req_0000000000000001", "ben", "ok", now.Add(time.Hour), now)
 		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.StartReview(model.AccessReview{ID: "rvw_0000000000000001", Default: model.ReviewKeep, Deadline: now.Add(time.Hour), CreatedBy: "ben"}, nil, now)
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.DecideReviewItem(model.ReviewItemKey{Review: "rvw_0000000000000001", UserID: "ann", RoleID: "exporter"}, model.ReviewRevoke, "ben", "", now)
+		},
 	}
 	for i, w := range writes {
 		err := store.Journaled(st, w, func(_ model.Change, d model.Delta, _ *model.TenantState) error {
@@ -55,7 +62,8 @@ func TestRowsCarryAccessRequests(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 		if !reflect.DeepEqual(replica.AccessRequests, st.AccessRequests) || !reflect.DeepEqual(replica.Grants, st.Grants) ||
-			!reflect.DeepEqual(replica.Roles, st.Roles) {
+			!reflect.DeepEqual(replica.Roles, st.Roles) || !reflect.DeepEqual(replica.AccessReviews, st.AccessReviews) ||
+			!reflect.DeepEqual(replica.ReviewItems, st.ReviewItems) {
 			t.Fatalf("write %d: the replica's state differs from the writer's", i)
 		}
 	}

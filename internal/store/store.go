@@ -62,6 +62,11 @@ type Store interface {
 	// ALREADY_EXISTS).
 	DeleteTenant(ctx context.Context, w Write) (revision int64, err error)
 
+	// DueReviews lists the open access reviews whose deadline is at or
+	// before now, soonest deadline first, at most limit of them: what is
+	// to be closed by its deadline.
+	DueReviews(ctx context.Context, now time.Time, limit int) ([]ReviewRef, error)
+
 	// CreateCredential stores a new credential. An id that is taken, or a
 	// certificate identity an unrevoked credential already has, is a
 	// *model.ConflictError (CREDENTIAL_EXISTS).
@@ -173,6 +178,9 @@ type ChangeEntry struct {
 	Before     []byte // JSON, nil when the target did not exist before
 	After      []byte // JSON, nil when the target no longer exists
 }
+
+// ReviewRef names one access review of a tenant.
+type ReviewRef struct{ Tenant, Review string }
 
 // TenantInfo summarises a tenant.
 type TenantInfo struct {

@@ -381,3 +381,30 @@ func (s *Store) Revisions(context.Context) (map[string]int64, error) {
 	}
 	return out, nil
 }
+
+// DueReviews implements store.Store.
+func (s *Store) DueReviews(_ context.Context, now time.Time, limit int) ([]store.ReviewRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	type due struct {
+		ref      store.ReviewRef
+		deadline time.Time
+	}
+	var all []due
+	for id, st := range s.tenants {
+		for _, r := range st.AccessReviews {
+			if r.State == model.ReviewOpen && !r.Deadline.After(now) {
+				all = append(all, due{store.ReviewRef{Tenant: id, Review: r.ID}, r.Deadline})
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b due) int { return a.deadline.Compare(b.deadline) })
+	out := make([]store.ReviewRef, 0, min(limit, len(all)))
+	for _, d := range all[:min(limit, len(all))] {
+		out = append(out, d.ref)
+	}
+	return out, nil
+}

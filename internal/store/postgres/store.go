@@ -480,6 +480,9 @@ func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) (
 	if err := loadRequests(ctx, l); err != nil {
 		return nil, err
 	}
+	if err := loadReviews(ctx, l); err != nil {
+		return nil, err
+	}
 	return states, nil
 }
 
@@ -572,6 +575,10 @@ func queueDiff(b *pgx.Batch, cur, next *model.TenantState) error {
 			tenant, r.ID, r.DisplayName, r.Description, r.Template, inherits, string(perms), request)
 	}
 	if err := queueRequests(b, cur, next); err != nil {
+		return err
+	}
+	queueReviewDeletes(b, cur, next)
+	if err := queueReviewUpserts(b, cur, next); err != nil {
 		return err
 	}
 	for _, g := range changed(next.Grants, cur.Grants, sameGrant, model.CompareGrantKeys) {
@@ -705,6 +712,16 @@ func checkKeys(st *model.TenantState) error {
 	for id, r := range st.AccessRequests {
 		if id != r.ID {
 			return fmt.Errorf("tenant %q: access request %q is filed under %q", st.ID, r.ID, id)
+		}
+	}
+	for id, r := range st.AccessReviews {
+		if id != r.ID {
+			return fmt.Errorf("tenant %q: access review %q is filed under %q", st.ID, r.ID, id)
+		}
+	}
+	for k, it := range st.ReviewItems {
+		if k != it.Key() {
+			return fmt.Errorf("tenant %q: an item of access review %q is filed under another key", st.ID, it.Review)
 		}
 	}
 	return checkOrgKeys(st)

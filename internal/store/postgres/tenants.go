@@ -88,7 +88,7 @@ func (s *Store) DeleteTenant(ctx context.Context, w store.Write) (int64, error) 
 		}
 		b := &pgx.Batch{}
 		// Rows that reference others go first.
-		for _, table := range []string{"access_requests", "grants", "record_shares", "sharing_rules", "memberships", "users", "roles", "departments"} {
+		for _, table := range []string{"review_items", "access_reviews", "access_requests", "grants", "record_shares", "sharing_rules", "memberships", "users", "roles", "departments"} {
 			b.Queue("DELETE FROM "+table+" WHERE tenant_id = $1", cur.ID)
 		}
 		b.Queue("UPDATE tenants SET revision = $2, deleted_at = $3, head_key = $4, head_mac = $5 WHERE id = $1",

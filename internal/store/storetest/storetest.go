@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChangeRecordsCredential", testChangeRecordsCredential},
 		{"TenantsAndDelete", testTenantsAndDelete},
 		{"AccessRequests", testAccessRequests},
+		{"AccessReviews", testAccessReviews},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1023,8 +1024,11 @@ func canonical(t *testing.T, st *model.TenantState) string {
 		SharingRules []model.SharingRule
 		RecordShares []model.RecordShare
 		Requests     []model.AccessRequest
+		Reviews      []model.AccessReview
+		ReviewItems  map[string][]model.ReviewItem
 	}{st.ID, st.Name, st.Revision, st.Settings, st.SortedRoles(), grants,
-		st.SortedDepartments(), st.SortedMembers(), st.SortedSharingRules(), shares, st.SortedRequests()})
+		st.SortedDepartments(), st.SortedMembers(), st.SortedSharingRules(), shares, st.SortedRequests(),
+		st.SortedReviews(), reviewItems(st)})
 	if err != nil {
 		t.Fatalf("encode state: %v", err)
 	}
@@ -1179,6 +1183,65 @@ func testAccessRequests(t *testing.T, s store.Store) {
 		"request.create request/req_00000000000000a3", "request.approve request/req_00000000000000a1", "request.deny request/req_00000000000000a2"}
 	if !slices.Equal(actions, wantActions) {
 		t.Errorf("change log %v, want %v", actions, wantActions)
+	}
+}
+
+func reviewItems(st *model.TenantState) map[string][]model.ReviewItem {
+	out := map[string][]model.ReviewItem{}
+	for id := range st.AccessReviews {
+		out[id] = st.SortedReviewItems(id)
+	}
+	return out
+}
+
+// testAccessReviews: a review, its items with their evidence and
+// decisions, and its closing are kept by Update and read back whole; a
+// revoke takes the grant away in the same write; DueReviews finds the
+// open reviews past their deadline, soonest first.
+func testAccessReviews(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	want := mustTenant(t, s, "acme")
+	now := time.Date(2026, 5, 6, 7, 8, 9, 123456000, time.UTC)
+	used := map[model.GrantKey]time.Time{{UserID: "alice", RoleID: "sales_rep"}: now.Add(-time.Hour)}
+	review := func(id string, deadline time.Time, roles ...string) store.Mutation {
+		return func(st *model.TenantState) (model.Change, error) {
+			return st.StartReview(model.AccessReview{ID: id, Name: "Q2 review 二季度", Roles: roles, Default: model.ReviewRevoke,
+				Deadline: deadline, UnusedDays: 90, CreatedBy: "admin"}, used, now)
+		}
+	}
+	steps := []store.Mutation{
+		review("rvw_00000000000000a1", now.Add(48*time.Hour)),
+		review("rvw_00000000000000a2", now.Add(time.Hour), "viewer"),
+		func(st *model.TenantState) (model.Change, error) {
+			return st.DecideReviewItem(model.ReviewItemKey{Review: "rvw_00000000000000a1", UserID: "alice", RoleID: "sales_rep"}, model.ReviewKeep, "bob@example.com", "still sells", now)
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.CloseReview("rvw_00000000000000a2", "admin", "", now)
+		},
+	}
+	for i, m := range steps {
+		if _, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin", Reason: "review"}, m); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if _, err := m(want); err != nil {
+			t.Fatalf("step %d on the expected state: %v", i, err)
+		}
+	}
+	want.Revision += int64(len(steps))
+	got := mustTenant(t, s, "acme")
+	assertState(t, "after the review", got, want)
+	if len(got.SortedReviewItems("rvw_00000000000000a1")) != 2 || got.ReviewItems[model.ReviewItemKey{Review: "rvw_00000000000000a1", UserID: "alice", RoleID: "sales_rep"}].LastUsed.IsZero() {
+		t.Errorf("the first review's items read back as %v", got.SortedReviewItems("rvw_00000000000000a1"))
+	}
+	if _, ok := got.Grants[model.GrantKey{UserID: "bob@example.com", RoleID: "viewer"}]; ok {
+		t.Error("closing a review whose default is revoke left its undecided grant")
+	}
+	due, err := s.DueReviews(t.Context(), now.Add(72*time.Hour), 10)
+	if err != nil || len(due) != 1 || due[0] != (store.ReviewRef{Tenant: "acme", Review: "rvw_00000000000000a1"}) {
+		t.Errorf("due reviews: %v, %v", due, err)
+	}
+	if due, err := s.DueReviews(t.Context(), now, 10); err != nil || len(due) != 0 {
+		t.Errorf("due reviews before any deadline: %v, %v", due, err)
 	}
 }
 

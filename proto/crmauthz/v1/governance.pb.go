@@ -145,6 +145,112 @@ func (AccessRequestView) EnumDescriptor() ([]byte, []int) {
 	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{1}
 }
 
+// ReviewDecision is what a reviewer decides for a grant under review.
+type ReviewDecision int32
+
+const (
+	// Not decided (yet).
+	ReviewDecision_REVIEW_DECISION_UNSPECIFIED ReviewDecision = 0
+	// The user keeps the grant.
+	ReviewDecision_REVIEW_DECISION_KEEP ReviewDecision = 1
+	// The grant is taken away.
+	ReviewDecision_REVIEW_DECISION_REVOKE ReviewDecision = 2
+)
+
+// Enum value maps for ReviewDecision.
+var (
+	ReviewDecision_name = map[int32]string{
+		0: "REVIEW_DECISION_UNSPECIFIED",
+		1: "REVIEW_DECISION_KEEP",
+		2: "REVIEW_DECISION_REVOKE",
+	}
+	ReviewDecision_value = map[string]int32{
+		"REVIEW_DECISION_UNSPECIFIED": 0,
+		"REVIEW_DECISION_KEEP":        1,
+		"REVIEW_DECISION_REVOKE":      2,
+	}
+)
+
+func (x ReviewDecision) Enum() *ReviewDecision {
+	p := new(ReviewDecision)
+	*p = x
+	return p
+}
+
+func (x ReviewDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReviewDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_governance_proto_enumTypes[2].Descriptor()
+}
+
+func (ReviewDecision) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_governance_proto_enumTypes[2]
+}
+
+func (x ReviewDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReviewDecision.Descriptor instead.
+func (ReviewDecision) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{2}
+}
+
+// AccessReviewState is where a review stands.
+type AccessReviewState int32
+
+const (
+	// Not set; never returned.
+	AccessReviewState_ACCESS_REVIEW_STATE_UNSPECIFIED AccessReviewState = 0
+	// Taking decisions.
+	AccessReviewState_ACCESS_REVIEW_STATE_OPEN AccessReviewState = 1
+	// Closed: every item decided.
+	AccessReviewState_ACCESS_REVIEW_STATE_CLOSED AccessReviewState = 2
+)
+
+// Enum value maps for AccessReviewState.
+var (
+	AccessReviewState_name = map[int32]string{
+		0: "ACCESS_REVIEW_STATE_UNSPECIFIED",
+		1: "ACCESS_REVIEW_STATE_OPEN",
+		2: "ACCESS_REVIEW_STATE_CLOSED",
+	}
+	AccessReviewState_value = map[string]int32{
+		"ACCESS_REVIEW_STATE_UNSPECIFIED": 0,
+		"ACCESS_REVIEW_STATE_OPEN":        1,
+		"ACCESS_REVIEW_STATE_CLOSED":      2,
+	}
+)
+
+func (x AccessReviewState) Enum() *AccessReviewState {
+	p := new(AccessReviewState)
+	*p = x
+	return p
+}
+
+func (x AccessReviewState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessReviewState) Descriptor() protoreflect.EnumDescriptor {
+	return file_crmauthz_v1_governance_proto_enumTypes[3].Descriptor()
+}
+
+func (AccessReviewState) Type() protoreflect.EnumType {
+	return &file_crmauthz_v1_governance_proto_enumTypes[3]
+}
+
+func (x AccessReviewState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessReviewState.Descriptor instead.
+func (AccessReviewState) EnumDescriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{3}
+}
+
 // AccessRequest is one request for a role.
 type AccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1880,6 +1986,1267 @@ func (*Expiring_Grant) isExpiring_What() {}
 
 func (*Expiring_RecordShare) isExpiring_What() {}
 
+// AccessReview is one review of a tenant's grants.
+type AccessReview struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Review id, "rvw_" and 16 hex digits.
+	ReviewId string `protobuf:"bytes,1,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// Name for people.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The roles reviewed; empty: every role.
+	RoleIds []string `protobuf:"bytes,3,rep,name=role_ids,json=roleIds,proto3" json:"role_ids,omitempty"`
+	// The named reviewer of every item; empty: each user's manager (the actor who started the
+	// review for users without one).
+	ReviewerId string `protobuf:"bytes,4,opt,name=reviewer_id,json=reviewerId,proto3" json:"reviewer_id,omitempty"`
+	// What undecided items get when the review closes.
+	DefaultDecision ReviewDecision `protobuf:"varint,5,opt,name=default_decision,json=defaultDecision,proto3,enum=crmauthz.v1.ReviewDecision" json:"default_decision,omitempty"`
+	// When the server closes the review if nobody does earlier.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The evidence window: an item is unused when no allowed decision in the last
+	// unused_days (before the start) used its grant.
+	UnusedDays int32 `protobuf:"varint,7,opt,name=unused_days,json=unusedDays,proto3" json:"unused_days,omitempty"`
+	// From when the decision log held every decision: later than the window's start, the
+	// evidence covers less than the window.
+	EvidenceSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=evidence_since,json=evidenceSince,proto3" json:"evidence_since,omitempty"`
+	// Who started it, and when.
+	CreatedBy string `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// When it started.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Open or closed.
+	State AccessReviewState `protobuf:"varint,11,opt,name=state,proto3,enum=crmauthz.v1.AccessReviewState" json:"state,omitempty"`
+	// Who closed it (system:review-deadline at the deadline).
+	ClosedBy string `protobuf:"bytes,12,opt,name=closed_by,json=closedBy,proto3" json:"closed_by,omitempty"`
+	// When it closed.
+	ClosedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
+	// Its items so far.
+	Progress      *ReviewProgress `protobuf:"bytes,14,opt,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessReview) Reset() {
+	*x = AccessReview{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessReview) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessReview) ProtoMessage() {}
+
+func (x *AccessReview) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessReview.ProtoReflect.Descriptor instead.
+func (*AccessReview) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AccessReview) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *AccessReview) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccessReview) GetRoleIds() []string {
+	if x != nil {
+		return x.RoleIds
+	}
+	return nil
+}
+
+func (x *AccessReview) GetReviewerId() string {
+	if x != nil {
+		return x.ReviewerId
+	}
+	return ""
+}
+
+func (x *AccessReview) GetDefaultDecision() ReviewDecision {
+	if x != nil {
+		return x.DefaultDecision
+	}
+	return ReviewDecision_REVIEW_DECISION_UNSPECIFIED
+}
+
+func (x *AccessReview) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *AccessReview) GetUnusedDays() int32 {
+	if x != nil {
+		return x.UnusedDays
+	}
+	return 0
+}
+
+func (x *AccessReview) GetEvidenceSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EvidenceSince
+	}
+	return nil
+}
+
+func (x *AccessReview) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *AccessReview) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AccessReview) GetState() AccessReviewState {
+	if x != nil {
+		return x.State
+	}
+	return AccessReviewState_ACCESS_REVIEW_STATE_UNSPECIFIED
+}
+
+func (x *AccessReview) GetClosedBy() string {
+	if x != nil {
+		return x.ClosedBy
+	}
+	return ""
+}
+
+func (x *AccessReview) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *AccessReview) GetProgress() *ReviewProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+// ReviewProgress counts a review's items.
+type ReviewProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Items in all.
+	Items int32 `protobuf:"varint,1,opt,name=items,proto3" json:"items,omitempty"`
+	// Kept.
+	Kept int32 `protobuf:"varint,2,opt,name=kept,proto3" json:"kept,omitempty"`
+	// Revoked.
+	Revoked int32 `protobuf:"varint,3,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Not decided yet.
+	Undecided int32 `protobuf:"varint,4,opt,name=undecided,proto3" json:"undecided,omitempty"`
+	// Items whose grant no allowed decision used in the evidence window.
+	Unused        int32 `protobuf:"varint,5,opt,name=unused,proto3" json:"unused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewProgress) Reset() {
+	*x = ReviewProgress{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewProgress) ProtoMessage() {}
+
+func (x *ReviewProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewProgress.ProtoReflect.Descriptor instead.
+func (*ReviewProgress) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReviewProgress) GetItems() int32 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *ReviewProgress) GetKept() int32 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
+func (x *ReviewProgress) GetRevoked() int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
+func (x *ReviewProgress) GetUndecided() int32 {
+	if x != nil {
+		return x.Undecided
+	}
+	return 0
+}
+
+func (x *ReviewProgress) GetUnused() int32 {
+	if x != nil {
+		return x.Unused
+	}
+	return 0
+}
+
+// ReviewItem is one grant under review.
+type ReviewItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The review.
+	ReviewId string `protobuf:"bytes,1,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// The user holding the grant.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The role granted.
+	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// When the grant ends; unset when it does not.
+	GrantExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=grant_expires_at,json=grantExpiresAt,proto3" json:"grant_expires_at,omitempty"`
+	// Who decides the item.
+	ReviewerId string `protobuf:"bytes,5,opt,name=reviewer_id,json=reviewerId,proto3" json:"reviewer_id,omitempty"`
+	// The latest allowed decision the grant gave in the evidence window; unset: none.
+	LastUsedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// Whether no allowed decision in the window used the grant.
+	Unused bool `protobuf:"varint,7,opt,name=unused,proto3" json:"unused,omitempty"`
+	// The decision; unspecified while undecided.
+	Decision ReviewDecision `protobuf:"varint,8,opt,name=decision,proto3,enum=crmauthz.v1.ReviewDecision" json:"decision,omitempty"`
+	// Who decided (system:review-deadline for the default at the deadline).
+	DecidedBy string `protobuf:"bytes,9,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// When.
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// The reviewer's reason.
+	Comment       string `protobuf:"bytes,11,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewItem) Reset() {
+	*x = ReviewItem{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewItem) ProtoMessage() {}
+
+func (x *ReviewItem) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewItem.ProtoReflect.Descriptor instead.
+func (*ReviewItem) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReviewItem) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *ReviewItem) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ReviewItem) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *ReviewItem) GetGrantExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GrantExpiresAt
+	}
+	return nil
+}
+
+func (x *ReviewItem) GetReviewerId() string {
+	if x != nil {
+		return x.ReviewerId
+	}
+	return ""
+}
+
+func (x *ReviewItem) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *ReviewItem) GetUnused() bool {
+	if x != nil {
+		return x.Unused
+	}
+	return false
+}
+
+func (x *ReviewItem) GetDecision() ReviewDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return ReviewDecision_REVIEW_DECISION_UNSPECIFIED
+}
+
+func (x *ReviewItem) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *ReviewItem) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *ReviewItem) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// StartAccessReviewRequest starts a review.
+type StartAccessReviewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Name for people (at most 256 bytes), e.g. "2026 Q4 sales access".
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Only grants of these roles (at most 64); empty: every role.
+	RoleIds []string `protobuf:"bytes,5,rep,name=role_ids,json=roleIds,proto3" json:"role_ids,omitempty"`
+	// The reviewer of every item; empty: each user's manager.
+	ReviewerId string `protobuf:"bytes,6,opt,name=reviewer_id,json=reviewerId,proto3" json:"reviewer_id,omitempty"`
+	// What undecided items get at the end: keep or revoke. Required.
+	DefaultDecision ReviewDecision `protobuf:"varint,7,opt,name=default_decision,json=defaultDecision,proto3,enum=crmauthz.v1.ReviewDecision" json:"default_decision,omitempty"`
+	// When the server closes the review: in the future, at most 365 days ahead. Required.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The evidence window in days: 1-365, default 90.
+	UnusedDays    int32 `protobuf:"varint,9,opt,name=unused_days,json=unusedDays,proto3" json:"unused_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartAccessReviewRequest) Reset() {
+	*x = StartAccessReviewRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartAccessReviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartAccessReviewRequest) ProtoMessage() {}
+
+func (x *StartAccessReviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartAccessReviewRequest.ProtoReflect.Descriptor instead.
+func (*StartAccessReviewRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StartAccessReviewRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *StartAccessReviewRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *StartAccessReviewRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StartAccessReviewRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StartAccessReviewRequest) GetRoleIds() []string {
+	if x != nil {
+		return x.RoleIds
+	}
+	return nil
+}
+
+func (x *StartAccessReviewRequest) GetReviewerId() string {
+	if x != nil {
+		return x.ReviewerId
+	}
+	return ""
+}
+
+func (x *StartAccessReviewRequest) GetDefaultDecision() ReviewDecision {
+	if x != nil {
+		return x.DefaultDecision
+	}
+	return ReviewDecision_REVIEW_DECISION_UNSPECIFIED
+}
+
+func (x *StartAccessReviewRequest) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *StartAccessReviewRequest) GetUnusedDays() int32 {
+	if x != nil {
+		return x.UnusedDays
+	}
+	return 0
+}
+
+// StartAccessReviewResponse returns the review.
+type StartAccessReviewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The review with its items counted.
+	Review *AccessReview `protobuf:"bytes,1,opt,name=review,proto3" json:"review,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartAccessReviewResponse) Reset() {
+	*x = StartAccessReviewResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartAccessReviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartAccessReviewResponse) ProtoMessage() {}
+
+func (x *StartAccessReviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartAccessReviewResponse.ProtoReflect.Descriptor instead.
+func (*StartAccessReviewResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StartAccessReviewResponse) GetReview() *AccessReview {
+	if x != nil {
+		return x.Review
+	}
+	return nil
+}
+
+func (x *StartAccessReviewResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// GetAccessReviewRequest names one review.
+type GetAccessReviewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The review id.
+	ReviewId string `protobuf:"bytes,3,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// Read-your-writes: answered at this tenant revision or a later one.
+	AtLeastRevision int64 `protobuf:"varint,4,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetAccessReviewRequest) Reset() {
+	*x = GetAccessReviewRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccessReviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccessReviewRequest) ProtoMessage() {}
+
+func (x *GetAccessReviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccessReviewRequest.ProtoReflect.Descriptor instead.
+func (*GetAccessReviewRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetAccessReviewRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetAccessReviewRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *GetAccessReviewRequest) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *GetAccessReviewRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
+// GetAccessReviewResponse returns one review.
+type GetAccessReviewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The review with its progress.
+	Review *AccessReview `protobuf:"bytes,1,opt,name=review,proto3" json:"review,omitempty"`
+	// The tenant's revision the answer was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccessReviewResponse) Reset() {
+	*x = GetAccessReviewResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccessReviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccessReviewResponse) ProtoMessage() {}
+
+func (x *GetAccessReviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccessReviewResponse.ProtoReflect.Descriptor instead.
+func (*GetAccessReviewResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetAccessReviewResponse) GetReview() *AccessReview {
+	if x != nil {
+		return x.Review
+	}
+	return nil
+}
+
+func (x *GetAccessReviewResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListAccessReviewsRequest lists a tenant's reviews.
+type ListAccessReviewsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes: answered at this tenant revision or a later one.
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListAccessReviewsRequest) Reset() {
+	*x = ListAccessReviewsRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessReviewsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessReviewsRequest) ProtoMessage() {}
+
+func (x *ListAccessReviewsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessReviewsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessReviewsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAccessReviewsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListAccessReviewsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ListAccessReviewsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
+// ListAccessReviewsResponse lists the reviews a tenant keeps (at most 20 open ones, and
+// closed ones while their items fit 200,000).
+type ListAccessReviewsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Reviews []*AccessReview `protobuf:"bytes,1,rep,name=reviews,proto3" json:"reviews,omitempty"`
+	// The tenant's revision the answer was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessReviewsResponse) Reset() {
+	*x = ListAccessReviewsResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessReviewsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessReviewsResponse) ProtoMessage() {}
+
+func (x *ListAccessReviewsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessReviewsResponse.ProtoReflect.Descriptor instead.
+func (*ListAccessReviewsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListAccessReviewsResponse) GetReviews() []*AccessReview {
+	if x != nil {
+		return x.Reviews
+	}
+	return nil
+}
+
+func (x *ListAccessReviewsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListReviewItemsRequest lists a review's items.
+type ListReviewItemsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The review id.
+	ReviewId string `protobuf:"bytes,3,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// Only this reviewer's items; the actor's own need no function.
+	ReviewerId string `protobuf:"bytes,4,opt,name=reviewer_id,json=reviewerId,proto3" json:"reviewer_id,omitempty"`
+	// Only the items not decided yet.
+	UndecidedOnly bool `protobuf:"varint,5,opt,name=undecided_only,json=undecidedOnly,proto3" json:"undecided_only,omitempty"`
+	// At most this many per page: 1-1000, default 100.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Read-your-writes: answered at this tenant revision or a later one.
+	AtLeastRevision int64 `protobuf:"varint,8,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListReviewItemsRequest) Reset() {
+	*x = ListReviewItemsRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReviewItemsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReviewItemsRequest) ProtoMessage() {}
+
+func (x *ListReviewItemsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReviewItemsRequest.ProtoReflect.Descriptor instead.
+func (*ListReviewItemsRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListReviewItemsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListReviewItemsRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ListReviewItemsRequest) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *ListReviewItemsRequest) GetReviewerId() string {
+	if x != nil {
+		return x.ReviewerId
+	}
+	return ""
+}
+
+func (x *ListReviewItemsRequest) GetUndecidedOnly() bool {
+	if x != nil {
+		return x.UndecidedOnly
+	}
+	return false
+}
+
+func (x *ListReviewItemsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReviewItemsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListReviewItemsRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
+// ListReviewItemsResponse is one page of items.
+type ListReviewItemsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Items ordered by user, then role.
+	Items []*ReviewItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The tenant's revision the answer was read at.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReviewItemsResponse) Reset() {
+	*x = ListReviewItemsResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReviewItemsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReviewItemsResponse) ProtoMessage() {}
+
+func (x *ListReviewItemsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReviewItemsResponse.ProtoReflect.Descriptor instead.
+func (*ListReviewItemsResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListReviewItemsResponse) GetItems() []*ReviewItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *ListReviewItemsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListReviewItemsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DecideReviewItemRequest keeps or revokes one grant under review.
+type DecideReviewItemRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The reviewer.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why (1-1024 bytes): the item's comment and the change log's reason.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The review id.
+	ReviewId string `protobuf:"bytes,4,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// The user holding the grant.
+	UserId string `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The role granted.
+	RoleId string `protobuf:"bytes,6,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// Keep or revoke. Required.
+	Decision      ReviewDecision `protobuf:"varint,7,opt,name=decision,proto3,enum=crmauthz.v1.ReviewDecision" json:"decision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideReviewItemRequest) Reset() {
+	*x = DecideReviewItemRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideReviewItemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideReviewItemRequest) ProtoMessage() {}
+
+func (x *DecideReviewItemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideReviewItemRequest.ProtoReflect.Descriptor instead.
+func (*DecideReviewItemRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DecideReviewItemRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *DecideReviewItemRequest) GetDecision() ReviewDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return ReviewDecision_REVIEW_DECISION_UNSPECIFIED
+}
+
+// DecideReviewItemResponse returns the decided item.
+type DecideReviewItemResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The item as stored.
+	Item *ReviewItem `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideReviewItemResponse) Reset() {
+	*x = DecideReviewItemResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideReviewItemResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideReviewItemResponse) ProtoMessage() {}
+
+func (x *DecideReviewItemResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideReviewItemResponse.ProtoReflect.Descriptor instead.
+func (*DecideReviewItemResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DecideReviewItemResponse) GetItem() *ReviewItem {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *DecideReviewItemResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// CloseAccessReviewRequest closes a review.
+type CloseAccessReviewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The review id.
+	ReviewId      string `protobuf:"bytes,4,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAccessReviewRequest) Reset() {
+	*x = CloseAccessReviewRequest{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAccessReviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAccessReviewRequest) ProtoMessage() {}
+
+func (x *CloseAccessReviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAccessReviewRequest.ProtoReflect.Descriptor instead.
+func (*CloseAccessReviewRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CloseAccessReviewRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CloseAccessReviewRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *CloseAccessReviewRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CloseAccessReviewRequest) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+// CloseAccessReviewResponse returns the closed review.
+type CloseAccessReviewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The review, closed, with its outcome.
+	Review *AccessReview `protobuf:"bytes,1,opt,name=review,proto3" json:"review,omitempty"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAccessReviewResponse) Reset() {
+	*x = CloseAccessReviewResponse{}
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAccessReviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAccessReviewResponse) ProtoMessage() {}
+
+func (x *CloseAccessReviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_governance_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAccessReviewResponse.ProtoReflect.Descriptor instead.
+func (*CloseAccessReviewResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_governance_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CloseAccessReviewResponse) GetReview() *AccessReview {
+	if x != nil {
+		return x.Review
+	}
+	return nil
+}
+
+func (x *CloseAccessReviewResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_crmauthz_v1_governance_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_governance_proto_rawDesc = "" +
@@ -2018,7 +3385,115 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12*\n" +
 	"\x05grant\x18\x02 \x01(\v2\x12.crmauthz.v1.GrantH\x00R\x05grant\x12=\n" +
 	"\frecord_share\x18\x03 \x01(\v2\x18.crmauthz.v1.RecordShareH\x00R\vrecordShareB\x06\n" +
-	"\x04what*\xe5\x01\n" +
+	"\x04what\"\xfe\x04\n" +
+	"\fAccessReview\x12\x1b\n" +
+	"\treview_id\x18\x01 \x01(\tR\breviewId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
+	"\brole_ids\x18\x03 \x03(\tR\aroleIds\x12\x1f\n" +
+	"\vreviewer_id\x18\x04 \x01(\tR\n" +
+	"reviewerId\x12F\n" +
+	"\x10default_decision\x18\x05 \x01(\x0e2\x1b.crmauthz.v1.ReviewDecisionR\x0fdefaultDecision\x126\n" +
+	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1f\n" +
+	"\vunused_days\x18\a \x01(\x05R\n" +
+	"unusedDays\x12A\n" +
+	"\x0eevidence_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\revidenceSince\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\t \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x124\n" +
+	"\x05state\x18\v \x01(\x0e2\x1e.crmauthz.v1.AccessReviewStateR\x05state\x12\x1b\n" +
+	"\tclosed_by\x18\f \x01(\tR\bclosedBy\x127\n" +
+	"\tclosed_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x127\n" +
+	"\bprogress\x18\x0e \x01(\v2\x1b.crmauthz.v1.ReviewProgressR\bprogress\"\x8a\x01\n" +
+	"\x0eReviewProgress\x12\x14\n" +
+	"\x05items\x18\x01 \x01(\x05R\x05items\x12\x12\n" +
+	"\x04kept\x18\x02 \x01(\x05R\x04kept\x12\x18\n" +
+	"\arevoked\x18\x03 \x01(\x05R\arevoked\x12\x1c\n" +
+	"\tundecided\x18\x04 \x01(\x05R\tundecided\x12\x16\n" +
+	"\x06unused\x18\x05 \x01(\x05R\x06unused\"\xc5\x03\n" +
+	"\n" +
+	"ReviewItem\x12\x1b\n" +
+	"\treview_id\x18\x01 \x01(\tR\breviewId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\x12D\n" +
+	"\x10grant_expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0egrantExpiresAt\x12\x1f\n" +
+	"\vreviewer_id\x18\x05 \x01(\tR\n" +
+	"reviewerId\x12<\n" +
+	"\flast_used_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12\x16\n" +
+	"\x06unused\x18\a \x01(\bR\x06unused\x127\n" +
+	"\bdecision\x18\b \x01(\x0e2\x1b.crmauthz.v1.ReviewDecisionR\bdecision\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\t \x01(\tR\tdecidedBy\x129\n" +
+	"\n" +
+	"decided_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x18\n" +
+	"\acomment\x18\v \x01(\tR\acomment\"\xdb\x02\n" +
+	"\x18StartAccessReviewRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x19\n" +
+	"\brole_ids\x18\x05 \x03(\tR\aroleIds\x12\x1f\n" +
+	"\vreviewer_id\x18\x06 \x01(\tR\n" +
+	"reviewerId\x12F\n" +
+	"\x10default_decision\x18\a \x01(\x0e2\x1b.crmauthz.v1.ReviewDecisionR\x0fdefaultDecision\x126\n" +
+	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1f\n" +
+	"\vunused_days\x18\t \x01(\x05R\n" +
+	"unusedDays\"j\n" +
+	"\x19StartAccessReviewResponse\x121\n" +
+	"\x06review\x18\x01 \x01(\v2\x19.crmauthz.v1.AccessReviewR\x06review\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x99\x01\n" +
+	"\x16GetAccessReviewRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1b\n" +
+	"\treview_id\x18\x03 \x01(\tR\breviewId\x12*\n" +
+	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"h\n" +
+	"\x17GetAccessReviewResponse\x121\n" +
+	"\x06review\x18\x01 \x01(\v2\x19.crmauthz.v1.AccessReviewR\x06review\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"~\n" +
+	"\x18ListAccessReviewsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"l\n" +
+	"\x19ListAccessReviewsResponse\x123\n" +
+	"\areviews\x18\x01 \x03(\v2\x19.crmauthz.v1.AccessReviewR\areviews\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9d\x02\n" +
+	"\x16ListReviewItemsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1b\n" +
+	"\treview_id\x18\x03 \x01(\tR\breviewId\x12\x1f\n" +
+	"\vreviewer_id\x18\x04 \x01(\tR\n" +
+	"reviewerId\x12%\n" +
+	"\x0eundecided_only\x18\x05 \x01(\bR\rundecidedOnly\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12*\n" +
+	"\x11at_least_revision\x18\b \x01(\x03R\x0fatLeastRevision\"\x8c\x01\n" +
+	"\x17ListReviewItemsResponse\x12-\n" +
+	"\x05items\x18\x01 \x03(\v2\x17.crmauthz.v1.ReviewItemR\x05items\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xf1\x01\n" +
+	"\x17DecideReviewItemRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
+	"\treview_id\x18\x04 \x01(\tR\breviewId\x12\x17\n" +
+	"\auser_id\x18\x05 \x01(\tR\x06userId\x12\x17\n" +
+	"\arole_id\x18\x06 \x01(\tR\x06roleId\x127\n" +
+	"\bdecision\x18\a \x01(\x0e2\x1b.crmauthz.v1.ReviewDecisionR\bdecision\"c\n" +
+	"\x18DecideReviewItemResponse\x12+\n" +
+	"\x04item\x18\x01 \x01(\v2\x17.crmauthz.v1.ReviewItemR\x04item\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x87\x01\n" +
+	"\x18CloseAccessReviewRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
+	"\treview_id\x18\x04 \x01(\tR\breviewId\"j\n" +
+	"\x19CloseAccessReviewResponse\x121\n" +
+	"\x06review\x18\x01 \x01(\v2\x19.crmauthz.v1.AccessReviewR\x06review\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision*\xe5\x01\n" +
 	"\x12AccessRequestState\x12$\n" +
 	" ACCESS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cACCESS_REQUEST_STATE_PENDING\x10\x01\x12!\n" +
@@ -2030,7 +3505,15 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\x1fACCESS_REQUEST_VIEW_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ACCESS_REQUEST_VIEW_MINE\x10\x01\x12!\n" +
 	"\x1dACCESS_REQUEST_VIEW_TO_DECIDE\x10\x02\x12\x1b\n" +
-	"\x17ACCESS_REQUEST_VIEW_ALL\x10\x032\xd4\a\n" +
+	"\x17ACCESS_REQUEST_VIEW_ALL\x10\x03*g\n" +
+	"\x0eReviewDecision\x12\x1f\n" +
+	"\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14REVIEW_DECISION_KEEP\x10\x01\x12\x1a\n" +
+	"\x16REVIEW_DECISION_REVOKE\x10\x02*v\n" +
+	"\x11AccessReviewState\x12#\n" +
+	"\x1fACCESS_REVIEW_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ACCESS_REVIEW_STATE_OPEN\x10\x01\x12\x1e\n" +
+	"\x1aACCESS_REVIEW_STATE_CLOSED\x10\x022\x9d\f\n" +
 	"\x11GovernanceService\x12_\n" +
 	"\x10SetRequestPolicy\x12$.crmauthz.v1.SetRequestPolicyRequest\x1a%.crmauthz.v1.SetRequestPolicyResponse\x12k\n" +
 	"\x14ListRequestableRoles\x12(.crmauthz.v1.ListRequestableRolesRequest\x1a).crmauthz.v1.ListRequestableRolesResponse\x12V\n" +
@@ -2041,7 +3524,13 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\x11DenyAccessRequest\x12%.crmauthz.v1.DenyAccessRequestRequest\x1a&.crmauthz.v1.DenyAccessRequestResponse\x12h\n" +
 	"\x13CancelAccessRequest\x12'.crmauthz.v1.CancelAccessRequestRequest\x1a(.crmauthz.v1.CancelAccessRequestResponse\x12A\n" +
 	"\x06WhoCan\x12\x1a.crmauthz.v1.WhoCanRequest\x1a\x1b.crmauthz.v1.WhoCanResponse\x12S\n" +
-	"\fListExpiring\x12 .crmauthz.v1.ListExpiringRequest\x1a!.crmauthz.v1.ListExpiringResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
+	"\fListExpiring\x12 .crmauthz.v1.ListExpiringRequest\x1a!.crmauthz.v1.ListExpiringResponse\x12b\n" +
+	"\x11StartAccessReview\x12%.crmauthz.v1.StartAccessReviewRequest\x1a&.crmauthz.v1.StartAccessReviewResponse\x12\\\n" +
+	"\x0fGetAccessReview\x12#.crmauthz.v1.GetAccessReviewRequest\x1a$.crmauthz.v1.GetAccessReviewResponse\x12b\n" +
+	"\x11ListAccessReviews\x12%.crmauthz.v1.ListAccessReviewsRequest\x1a&.crmauthz.v1.ListAccessReviewsResponse\x12\\\n" +
+	"\x0fListReviewItems\x12#.crmauthz.v1.ListReviewItemsRequest\x1a$.crmauthz.v1.ListReviewItemsResponse\x12_\n" +
+	"\x10DecideReviewItem\x12$.crmauthz.v1.DecideReviewItemRequest\x1a%.crmauthz.v1.DecideReviewItemResponse\x12b\n" +
+	"\x11CloseAccessReview\x12%.crmauthz.v1.CloseAccessReviewRequest\x1a&.crmauthz.v1.CloseAccessReviewResponseB;Z9github.com/crmauthz/crmauthz/proto/crmauthz/v1;crmauthzv1b\x06proto3"
 
 var (
 	file_crmauthz_v1_governance_proto_rawDescOnce sync.Once
@@ -2055,98 +3544,147 @@ func file_crmauthz_v1_governance_proto_rawDescGZIP() []byte {
 	return file_crmauthz_v1_governance_proto_rawDescData
 }
 
-var file_crmauthz_v1_governance_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_crmauthz_v1_governance_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_crmauthz_v1_governance_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_crmauthz_v1_governance_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_crmauthz_v1_governance_proto_goTypes = []any{
 	(AccessRequestState)(0),              // 0: crmauthz.v1.AccessRequestState
 	(AccessRequestView)(0),               // 1: crmauthz.v1.AccessRequestView
-	(*AccessRequest)(nil),                // 2: crmauthz.v1.AccessRequest
-	(*SetRequestPolicyRequest)(nil),      // 3: crmauthz.v1.SetRequestPolicyRequest
-	(*SetRequestPolicyResponse)(nil),     // 4: crmauthz.v1.SetRequestPolicyResponse
-	(*ListRequestableRolesRequest)(nil),  // 5: crmauthz.v1.ListRequestableRolesRequest
-	(*ListRequestableRolesResponse)(nil), // 6: crmauthz.v1.ListRequestableRolesResponse
-	(*RequestAccessRequest)(nil),         // 7: crmauthz.v1.RequestAccessRequest
-	(*RequestAccessResponse)(nil),        // 8: crmauthz.v1.RequestAccessResponse
-	(*GetAccessRequestRequest)(nil),      // 9: crmauthz.v1.GetAccessRequestRequest
-	(*GetAccessRequestResponse)(nil),     // 10: crmauthz.v1.GetAccessRequestResponse
-	(*ListAccessRequestsRequest)(nil),    // 11: crmauthz.v1.ListAccessRequestsRequest
-	(*ListAccessRequestsResponse)(nil),   // 12: crmauthz.v1.ListAccessRequestsResponse
-	(*ApproveAccessRequestRequest)(nil),  // 13: crmauthz.v1.ApproveAccessRequestRequest
-	(*ApproveAccessRequestResponse)(nil), // 14: crmauthz.v1.ApproveAccessRequestResponse
-	(*DenyAccessRequestRequest)(nil),     // 15: crmauthz.v1.DenyAccessRequestRequest
-	(*DenyAccessRequestResponse)(nil),    // 16: crmauthz.v1.DenyAccessRequestResponse
-	(*CancelAccessRequestRequest)(nil),   // 17: crmauthz.v1.CancelAccessRequestRequest
-	(*CancelAccessRequestResponse)(nil),  // 18: crmauthz.v1.CancelAccessRequestResponse
-	(*WhoCanRequest)(nil),                // 19: crmauthz.v1.WhoCanRequest
-	(*WhoCanResponse)(nil),               // 20: crmauthz.v1.WhoCanResponse
-	(*WhoCanUser)(nil),                   // 21: crmauthz.v1.WhoCanUser
-	(*ListExpiringRequest)(nil),          // 22: crmauthz.v1.ListExpiringRequest
-	(*ListExpiringResponse)(nil),         // 23: crmauthz.v1.ListExpiringResponse
-	(*Expiring)(nil),                     // 24: crmauthz.v1.Expiring
-	(*durationpb.Duration)(nil),          // 25: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
-	(*RequestPolicy)(nil),                // 27: crmauthz.v1.RequestPolicy
-	(*Role)(nil),                         // 28: crmauthz.v1.Role
-	(*Grant)(nil),                        // 29: crmauthz.v1.Grant
-	(*Permission)(nil),                   // 30: crmauthz.v1.Permission
-	(*Reason)(nil),                       // 31: crmauthz.v1.Reason
-	(*RecordShare)(nil),                  // 32: crmauthz.v1.RecordShare
+	(ReviewDecision)(0),                  // 2: crmauthz.v1.ReviewDecision
+	(AccessReviewState)(0),               // 3: crmauthz.v1.AccessReviewState
+	(*AccessRequest)(nil),                // 4: crmauthz.v1.AccessRequest
+	(*SetRequestPolicyRequest)(nil),      // 5: crmauthz.v1.SetRequestPolicyRequest
+	(*SetRequestPolicyResponse)(nil),     // 6: crmauthz.v1.SetRequestPolicyResponse
+	(*ListRequestableRolesRequest)(nil),  // 7: crmauthz.v1.ListRequestableRolesRequest
+	(*ListRequestableRolesResponse)(nil), // 8: crmauthz.v1.ListRequestableRolesResponse
+	(*RequestAccessRequest)(nil),         // 9: crmauthz.v1.RequestAccessRequest
+	(*RequestAccessResponse)(nil),        // 10: crmauthz.v1.RequestAccessResponse
+	(*GetAccessRequestRequest)(nil),      // 11: crmauthz.v1.GetAccessRequestRequest
+	(*GetAccessRequestResponse)(nil),     // 12: crmauthz.v1.GetAccessRequestResponse
+	(*ListAccessRequestsRequest)(nil),    // 13: crmauthz.v1.ListAccessRequestsRequest
+	(*ListAccessRequestsResponse)(nil),   // 14: crmauthz.v1.ListAccessRequestsResponse
+	(*ApproveAccessRequestRequest)(nil),  // 15: crmauthz.v1.ApproveAccessRequestRequest
+	(*ApproveAccessRequestResponse)(nil), // 16: crmauthz.v1.ApproveAccessRequestResponse
+	(*DenyAccessRequestRequest)(nil),     // 17: crmauthz.v1.DenyAccessRequestRequest
+	(*DenyAccessRequestResponse)(nil),    // 18: crmauthz.v1.DenyAccessRequestResponse
+	(*CancelAccessRequestRequest)(nil),   // 19: crmauthz.v1.CancelAccessRequestRequest
+	(*CancelAccessRequestResponse)(nil),  // 20: crmauthz.v1.CancelAccessRequestResponse
+	(*WhoCanRequest)(nil),                // 21: crmauthz.v1.WhoCanRequest
+	(*WhoCanResponse)(nil),               // 22: crmauthz.v1.WhoCanResponse
+	(*WhoCanUser)(nil),                   // 23: crmauthz.v1.WhoCanUser
+	(*ListExpiringRequest)(nil),          // 24: crmauthz.v1.ListExpiringRequest
+	(*ListExpiringResponse)(nil),         // 25: crmauthz.v1.ListExpiringResponse
+	(*Expiring)(nil),                     // 26: crmauthz.v1.Expiring
+	(*AccessReview)(nil),                 // 27: crmauthz.v1.AccessReview
+	(*ReviewProgress)(nil),               // 28: crmauthz.v1.ReviewProgress
+	(*ReviewItem)(nil),                   // 29: crmauthz.v1.ReviewItem
+	(*StartAccessReviewRequest)(nil),     // 30: crmauthz.v1.StartAccessReviewRequest
+	(*StartAccessReviewResponse)(nil),    // 31: crmauthz.v1.StartAccessReviewResponse
+	(*GetAccessReviewRequest)(nil),       // 32: crmauthz.v1.GetAccessReviewRequest
+	(*GetAccessReviewResponse)(nil),      // 33: crmauthz.v1.GetAccessReviewResponse
+	(*ListAccessReviewsRequest)(nil),     // 34: crmauthz.v1.ListAccessReviewsRequest
+	(*ListAccessReviewsResponse)(nil),    // 35: crmauthz.v1.ListAccessReviewsResponse
+	(*ListReviewItemsRequest)(nil),       // 36: crmauthz.v1.ListReviewItemsRequest
+	(*ListReviewItemsResponse)(nil),      // 37: crmauthz.v1.ListReviewItemsResponse
+	(*DecideReviewItemRequest)(nil),      // 38: crmauthz.v1.DecideReviewItemRequest
+	(*DecideReviewItemResponse)(nil),     // 39: crmauthz.v1.DecideReviewItemResponse
+	(*CloseAccessReviewRequest)(nil),     // 40: crmauthz.v1.CloseAccessReviewRequest
+	(*CloseAccessReviewResponse)(nil),    // 41: crmauthz.v1.CloseAccessReviewResponse
+	(*durationpb.Duration)(nil),          // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
+	(*RequestPolicy)(nil),                // 44: crmauthz.v1.RequestPolicy
+	(*Role)(nil),                         // 45: crmauthz.v1.Role
+	(*Grant)(nil),                        // 46: crmauthz.v1.Grant
+	(*Permission)(nil),                   // 47: crmauthz.v1.Permission
+	(*Reason)(nil),                       // 48: crmauthz.v1.Reason
+	(*RecordShare)(nil),                  // 49: crmauthz.v1.RecordShare
 }
 var file_crmauthz_v1_governance_proto_depIdxs = []int32{
-	25, // 0: crmauthz.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
-	26, // 1: crmauthz.v1.AccessRequest.requested_at:type_name -> google.protobuf.Timestamp
-	26, // 2: crmauthz.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
+	42, // 0: crmauthz.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
+	43, // 1: crmauthz.v1.AccessRequest.requested_at:type_name -> google.protobuf.Timestamp
+	43, // 2: crmauthz.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
 	0,  // 3: crmauthz.v1.AccessRequest.state:type_name -> crmauthz.v1.AccessRequestState
-	26, // 4: crmauthz.v1.AccessRequest.decided_at:type_name -> google.protobuf.Timestamp
-	26, // 5: crmauthz.v1.AccessRequest.grant_expires_at:type_name -> google.protobuf.Timestamp
-	27, // 6: crmauthz.v1.SetRequestPolicyRequest.policy:type_name -> crmauthz.v1.RequestPolicy
-	28, // 7: crmauthz.v1.SetRequestPolicyResponse.role:type_name -> crmauthz.v1.Role
-	28, // 8: crmauthz.v1.ListRequestableRolesResponse.roles:type_name -> crmauthz.v1.Role
-	25, // 9: crmauthz.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
-	2,  // 10: crmauthz.v1.RequestAccessResponse.request:type_name -> crmauthz.v1.AccessRequest
-	2,  // 11: crmauthz.v1.GetAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
+	43, // 4: crmauthz.v1.AccessRequest.decided_at:type_name -> google.protobuf.Timestamp
+	43, // 5: crmauthz.v1.AccessRequest.grant_expires_at:type_name -> google.protobuf.Timestamp
+	44, // 6: crmauthz.v1.SetRequestPolicyRequest.policy:type_name -> crmauthz.v1.RequestPolicy
+	45, // 7: crmauthz.v1.SetRequestPolicyResponse.role:type_name -> crmauthz.v1.Role
+	45, // 8: crmauthz.v1.ListRequestableRolesResponse.roles:type_name -> crmauthz.v1.Role
+	42, // 9: crmauthz.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
+	4,  // 10: crmauthz.v1.RequestAccessResponse.request:type_name -> crmauthz.v1.AccessRequest
+	4,  // 11: crmauthz.v1.GetAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
 	1,  // 12: crmauthz.v1.ListAccessRequestsRequest.view:type_name -> crmauthz.v1.AccessRequestView
 	0,  // 13: crmauthz.v1.ListAccessRequestsRequest.state:type_name -> crmauthz.v1.AccessRequestState
-	2,  // 14: crmauthz.v1.ListAccessRequestsResponse.requests:type_name -> crmauthz.v1.AccessRequest
-	25, // 15: crmauthz.v1.ApproveAccessRequestRequest.duration:type_name -> google.protobuf.Duration
-	2,  // 16: crmauthz.v1.ApproveAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
-	29, // 17: crmauthz.v1.ApproveAccessRequestResponse.grant:type_name -> crmauthz.v1.Grant
-	2,  // 18: crmauthz.v1.DenyAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
-	2,  // 19: crmauthz.v1.CancelAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
-	30, // 20: crmauthz.v1.WhoCanRequest.permission:type_name -> crmauthz.v1.Permission
-	21, // 21: crmauthz.v1.WhoCanResponse.users:type_name -> crmauthz.v1.WhoCanUser
-	31, // 22: crmauthz.v1.WhoCanUser.reasons:type_name -> crmauthz.v1.Reason
-	26, // 23: crmauthz.v1.WhoCanUser.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 24: crmauthz.v1.ListExpiringRequest.within:type_name -> google.protobuf.Duration
-	24, // 25: crmauthz.v1.ListExpiringResponse.items:type_name -> crmauthz.v1.Expiring
-	26, // 26: crmauthz.v1.Expiring.expires_at:type_name -> google.protobuf.Timestamp
-	29, // 27: crmauthz.v1.Expiring.grant:type_name -> crmauthz.v1.Grant
-	32, // 28: crmauthz.v1.Expiring.record_share:type_name -> crmauthz.v1.RecordShare
-	3,  // 29: crmauthz.v1.GovernanceService.SetRequestPolicy:input_type -> crmauthz.v1.SetRequestPolicyRequest
-	5,  // 30: crmauthz.v1.GovernanceService.ListRequestableRoles:input_type -> crmauthz.v1.ListRequestableRolesRequest
-	7,  // 31: crmauthz.v1.GovernanceService.RequestAccess:input_type -> crmauthz.v1.RequestAccessRequest
-	9,  // 32: crmauthz.v1.GovernanceService.GetAccessRequest:input_type -> crmauthz.v1.GetAccessRequestRequest
-	11, // 33: crmauthz.v1.GovernanceService.ListAccessRequests:input_type -> crmauthz.v1.ListAccessRequestsRequest
-	13, // 34: crmauthz.v1.GovernanceService.ApproveAccessRequest:input_type -> crmauthz.v1.ApproveAccessRequestRequest
-	15, // 35: crmauthz.v1.GovernanceService.DenyAccessRequest:input_type -> crmauthz.v1.DenyAccessRequestRequest
-	17, // 36: crmauthz.v1.GovernanceService.CancelAccessRequest:input_type -> crmauthz.v1.CancelAccessRequestRequest
-	19, // 37: crmauthz.v1.GovernanceService.WhoCan:input_type -> crmauthz.v1.WhoCanRequest
-	22, // 38: crmauthz.v1.GovernanceService.ListExpiring:input_type -> crmauthz.v1.ListExpiringRequest
-	4,  // 39: crmauthz.v1.GovernanceService.SetRequestPolicy:output_type -> crmauthz.v1.SetRequestPolicyResponse
-	6,  // 40: crmauthz.v1.GovernanceService.ListRequestableRoles:output_type -> crmauthz.v1.ListRequestableRolesResponse
-	8,  // 41: crmauthz.v1.GovernanceService.RequestAccess:output_type -> crmauthz.v1.RequestAccessResponse
-	10, // 42: crmauthz.v1.GovernanceService.GetAccessRequest:output_type -> crmauthz.v1.GetAccessRequestResponse
-	12, // 43: crmauthz.v1.GovernanceService.ListAccessRequests:output_type -> crmauthz.v1.ListAccessRequestsResponse
-	14, // 44: crmauthz.v1.GovernanceService.ApproveAccessRequest:output_type -> crmauthz.v1.ApproveAccessRequestResponse
-	16, // 45: crmauthz.v1.GovernanceService.DenyAccessRequest:output_type -> crmauthz.v1.DenyAccessRequestResponse
-	18, // 46: crmauthz.v1.GovernanceService.CancelAccessRequest:output_type -> crmauthz.v1.CancelAccessRequestResponse
-	20, // 47: crmauthz.v1.GovernanceService.WhoCan:output_type -> crmauthz.v1.WhoCanResponse
-	23, // 48: crmauthz.v1.GovernanceService.ListExpiring:output_type -> crmauthz.v1.ListExpiringResponse
-	39, // [39:49] is the sub-list for method output_type
-	29, // [29:39] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	4,  // 14: crmauthz.v1.ListAccessRequestsResponse.requests:type_name -> crmauthz.v1.AccessRequest
+	42, // 15: crmauthz.v1.ApproveAccessRequestRequest.duration:type_name -> google.protobuf.Duration
+	4,  // 16: crmauthz.v1.ApproveAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
+	46, // 17: crmauthz.v1.ApproveAccessRequestResponse.grant:type_name -> crmauthz.v1.Grant
+	4,  // 18: crmauthz.v1.DenyAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
+	4,  // 19: crmauthz.v1.CancelAccessRequestResponse.request:type_name -> crmauthz.v1.AccessRequest
+	47, // 20: crmauthz.v1.WhoCanRequest.permission:type_name -> crmauthz.v1.Permission
+	23, // 21: crmauthz.v1.WhoCanResponse.users:type_name -> crmauthz.v1.WhoCanUser
+	48, // 22: crmauthz.v1.WhoCanUser.reasons:type_name -> crmauthz.v1.Reason
+	43, // 23: crmauthz.v1.WhoCanUser.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 24: crmauthz.v1.ListExpiringRequest.within:type_name -> google.protobuf.Duration
+	26, // 25: crmauthz.v1.ListExpiringResponse.items:type_name -> crmauthz.v1.Expiring
+	43, // 26: crmauthz.v1.Expiring.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 27: crmauthz.v1.Expiring.grant:type_name -> crmauthz.v1.Grant
+	49, // 28: crmauthz.v1.Expiring.record_share:type_name -> crmauthz.v1.RecordShare
+	2,  // 29: crmauthz.v1.AccessReview.default_decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 30: crmauthz.v1.AccessReview.deadline:type_name -> google.protobuf.Timestamp
+	43, // 31: crmauthz.v1.AccessReview.evidence_since:type_name -> google.protobuf.Timestamp
+	43, // 32: crmauthz.v1.AccessReview.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 33: crmauthz.v1.AccessReview.state:type_name -> crmauthz.v1.AccessReviewState
+	43, // 34: crmauthz.v1.AccessReview.closed_at:type_name -> google.protobuf.Timestamp
+	28, // 35: crmauthz.v1.AccessReview.progress:type_name -> crmauthz.v1.ReviewProgress
+	43, // 36: crmauthz.v1.ReviewItem.grant_expires_at:type_name -> google.protobuf.Timestamp
+	43, // 37: crmauthz.v1.ReviewItem.last_used_at:type_name -> google.protobuf.Timestamp
+	2,  // 38: crmauthz.v1.ReviewItem.decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 39: crmauthz.v1.ReviewItem.decided_at:type_name -> google.protobuf.Timestamp
+	2,  // 40: crmauthz.v1.StartAccessReviewRequest.default_decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 41: crmauthz.v1.StartAccessReviewRequest.deadline:type_name -> google.protobuf.Timestamp
+	27, // 42: crmauthz.v1.StartAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	27, // 43: crmauthz.v1.GetAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	27, // 44: crmauthz.v1.ListAccessReviewsResponse.reviews:type_name -> crmauthz.v1.AccessReview
+	29, // 45: crmauthz.v1.ListReviewItemsResponse.items:type_name -> crmauthz.v1.ReviewItem
+	2,  // 46: crmauthz.v1.DecideReviewItemRequest.decision:type_name -> crmauthz.v1.ReviewDecision
+	29, // 47: crmauthz.v1.DecideReviewItemResponse.item:type_name -> crmauthz.v1.ReviewItem
+	27, // 48: crmauthz.v1.CloseAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	5,  // 49: crmauthz.v1.GovernanceService.SetRequestPolicy:input_type -> crmauthz.v1.SetRequestPolicyRequest
+	7,  // 50: crmauthz.v1.GovernanceService.ListRequestableRoles:input_type -> crmauthz.v1.ListRequestableRolesRequest
+	9,  // 51: crmauthz.v1.GovernanceService.RequestAccess:input_type -> crmauthz.v1.RequestAccessRequest
+	11, // 52: crmauthz.v1.GovernanceService.GetAccessRequest:input_type -> crmauthz.v1.GetAccessRequestRequest
+	13, // 53: crmauthz.v1.GovernanceService.ListAccessRequests:input_type -> crmauthz.v1.ListAccessRequestsRequest
+	15, // 54: crmauthz.v1.GovernanceService.ApproveAccessRequest:input_type -> crmauthz.v1.ApproveAccessRequestRequest
+	17, // 55: crmauthz.v1.GovernanceService.DenyAccessRequest:input_type -> crmauthz.v1.DenyAccessRequestRequest
+	19, // 56: crmauthz.v1.GovernanceService.CancelAccessRequest:input_type -> crmauthz.v1.CancelAccessRequestRequest
+	21, // 57: crmauthz.v1.GovernanceService.WhoCan:input_type -> crmauthz.v1.WhoCanRequest
+	24, // 58: crmauthz.v1.GovernanceService.ListExpiring:input_type -> crmauthz.v1.ListExpiringRequest
+	30, // 59: crmauthz.v1.GovernanceService.StartAccessReview:input_type -> crmauthz.v1.StartAccessReviewRequest
+	32, // 60: crmauthz.v1.GovernanceService.GetAccessReview:input_type -> crmauthz.v1.GetAccessReviewRequest
+	34, // 61: crmauthz.v1.GovernanceService.ListAccessReviews:input_type -> crmauthz.v1.ListAccessReviewsRequest
+	36, // 62: crmauthz.v1.GovernanceService.ListReviewItems:input_type -> crmauthz.v1.ListReviewItemsRequest
+	38, // 63: crmauthz.v1.GovernanceService.DecideReviewItem:input_type -> crmauthz.v1.DecideReviewItemRequest
+	40, // 64: crmauthz.v1.GovernanceService.CloseAccessReview:input_type -> crmauthz.v1.CloseAccessReviewRequest
+	6,  // 65: crmauthz.v1.GovernanceService.SetRequestPolicy:output_type -> crmauthz.v1.SetRequestPolicyResponse
+	8,  // 66: crmauthz.v1.GovernanceService.ListRequestableRoles:output_type -> crmauthz.v1.ListRequestableRolesResponse
+	10, // 67: crmauthz.v1.GovernanceService.RequestAccess:output_type -> crmauthz.v1.RequestAccessResponse
+	12, // 68: crmauthz.v1.GovernanceService.GetAccessRequest:output_type -> crmauthz.v1.GetAccessRequestResponse
+	14, // 69: crmauthz.v1.GovernanceService.ListAccessRequests:output_type -> crmauthz.v1.ListAccessRequestsResponse
+	16, // 70: crmauthz.v1.GovernanceService.ApproveAccessRequest:output_type -> crmauthz.v1.ApproveAccessRequestResponse
+	18, // 71: crmauthz.v1.GovernanceService.DenyAccessRequest:output_type -> crmauthz.v1.DenyAccessRequestResponse
+	20, // 72: crmauthz.v1.GovernanceService.CancelAccessRequest:output_type -> crmauthz.v1.CancelAccessRequestResponse
+	22, // 73: crmauthz.v1.GovernanceService.WhoCan:output_type -> crmauthz.v1.WhoCanResponse
+	25, // 74: crmauthz.v1.GovernanceService.ListExpiring:output_type -> crmauthz.v1.ListExpiringResponse
+	31, // 75: crmauthz.v1.GovernanceService.StartAccessReview:output_type -> crmauthz.v1.StartAccessReviewResponse
+	33, // 76: crmauthz.v1.GovernanceService.GetAccessReview:output_type -> crmauthz.v1.GetAccessReviewResponse
+	35, // 77: crmauthz.v1.GovernanceService.ListAccessReviews:output_type -> crmauthz.v1.ListAccessReviewsResponse
+	37, // 78: crmauthz.v1.GovernanceService.ListReviewItems:output_type -> crmauthz.v1.ListReviewItemsResponse
+	39, // 79: crmauthz.v1.GovernanceService.DecideReviewItem:output_type -> crmauthz.v1.DecideReviewItemResponse
+	41, // 80: crmauthz.v1.GovernanceService.CloseAccessReview:output_type -> crmauthz.v1.CloseAccessReviewResponse
+	65, // [65:81] is the sub-list for method output_type
+	49, // [49:65] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_governance_proto_init() }
@@ -2166,8 +3704,8 @@ func file_crmauthz_v1_governance_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_governance_proto_rawDesc), len(file_crmauthz_v1_governance_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   23,
+			NumEnums:      4,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,12 @@ const (
 	GovernanceService_CancelAccessRequest_FullMethodName  = "/crmauthz.v1.GovernanceService/CancelAccessRequest"
 	GovernanceService_WhoCan_FullMethodName               = "/crmauthz.v1.GovernanceService/WhoCan"
 	GovernanceService_ListExpiring_FullMethodName         = "/crmauthz.v1.GovernanceService/ListExpiring"
+	GovernanceService_StartAccessReview_FullMethodName    = "/crmauthz.v1.GovernanceService/StartAccessReview"
+	GovernanceService_GetAccessReview_FullMethodName      = "/crmauthz.v1.GovernanceService/GetAccessReview"
+	GovernanceService_ListAccessReviews_FullMethodName    = "/crmauthz.v1.GovernanceService/ListAccessReviews"
+	GovernanceService_ListReviewItems_FullMethodName      = "/crmauthz.v1.GovernanceService/ListReviewItems"
+	GovernanceService_DecideReviewItem_FullMethodName     = "/crmauthz.v1.GovernanceService/DecideReviewItem"
+	GovernanceService_CloseAccessReview_FullMethodName    = "/crmauthz.v1.GovernanceService/CloseAccessReview"
 )
 
 // GovernanceServiceClient is the client API for GovernanceService service.
@@ -71,6 +77,13 @@ const (
 //	WhoCan                               function admin.users.manage
 //	ListExpiring                         the actor's own grants need nothing; everyone's
 //	                                     need admin.users.manage
+//	StartAccessReview, CloseAccessReview, ListAccessReviews
+//	                                     function admin.users.manage
+//	GetAccessReview, ListReviewItems     admin.users.manage, or being a reviewer of the
+//	                                     review (ListReviewItems: one's own items)
+//	DecideReviewItem                     to be the item's reviewer, or hold
+//	                                     admin.users.manage; never on one's own grant
+//	                                     (SELF_REVIEW)
 type GovernanceServiceClient interface {
 	// SetRequestPolicy makes a role requestable under a policy, or, with no policy, no longer
 	// requestable (pending requests for it can then no longer be approved).
@@ -104,6 +117,27 @@ type GovernanceServiceClient interface {
 	// ListExpiring lists grants and record shares that end within a window, soonest first,
 	// so that a CRM can warn its users before they lose access.
 	ListExpiring(ctx context.Context, in *ListExpiringRequest, opts ...grpc.CallOption) (*ListExpiringResponse, error)
+	// StartAccessReview starts a review of the tenant's active grants (or of some roles'):
+	// each becomes an item for a reviewer (the named reviewer, else the user's manager, else
+	// the actor) with the evidence of its use from the decision log over unused_days. At most
+	// 50,000 items per review (review some roles at a time beyond that) and 20 open reviews per
+	// tenant (RESOURCE_EXHAUSTED).
+	StartAccessReview(ctx context.Context, in *StartAccessReviewRequest, opts ...grpc.CallOption) (*StartAccessReviewResponse, error)
+	// GetAccessReview returns a review with its progress.
+	GetAccessReview(ctx context.Context, in *GetAccessReviewRequest, opts ...grpc.CallOption) (*GetAccessReviewResponse, error)
+	// ListAccessReviews lists the tenant's reviews, newest first, with their progress.
+	ListAccessReviews(ctx context.Context, in *ListAccessReviewsRequest, opts ...grpc.CallOption) (*ListAccessReviewsResponse, error)
+	// ListReviewItems lists a review's items, ordered by user then role: all of them (for the
+	// compliance record), or one reviewer's.
+	ListReviewItems(ctx context.Context, in *ListReviewItemsRequest, opts ...grpc.CallOption) (*ListReviewItemsResponse, error)
+	// DecideReviewItem keeps or revokes one grant under review; revoke takes the grant away
+	// at once. An item is decided once (FAILED_PRECONDITION, REVIEW_ITEM_DECIDED); a closed
+	// review takes no decisions (ACCESS_REVIEW_CLOSED).
+	DecideReviewItem(ctx context.Context, in *DecideReviewItemRequest, opts ...grpc.CallOption) (*DecideReviewItemResponse, error)
+	// CloseAccessReview closes an open review: the items left undecided get the review's
+	// default (keep, or revoke, which takes their grants away). A review whose deadline
+	// passes is closed so by the server, with actor system:review-deadline.
+	CloseAccessReview(ctx context.Context, in *CloseAccessReviewRequest, opts ...grpc.CallOption) (*CloseAccessReviewResponse, error)
 }
 
 type governanceServiceClient struct {
@@ -214,6 +248,66 @@ func (c *governanceServiceClient) ListExpiring(ctx context.Context, in *ListExpi
 	return out, nil
 }
 
+func (c *governanceServiceClient) StartAccessReview(ctx context.Context, in *StartAccessReviewRequest, opts ...grpc.CallOption) (*StartAccessReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartAccessReviewResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_StartAccessReview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *governanceServiceClient) GetAccessReview(ctx context.Context, in *GetAccessReviewRequest, opts ...grpc.CallOption) (*GetAccessReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccessReviewResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_GetAccessReview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *governanceServiceClient) ListAccessReviews(ctx context.Context, in *ListAccessReviewsRequest, opts ...grpc.CallOption) (*ListAccessReviewsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccessReviewsResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_ListAccessReviews_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *governanceServiceClient) ListReviewItems(ctx context.Context, in *ListReviewItemsRequest, opts ...grpc.CallOption) (*ListReviewItemsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReviewItemsResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_ListReviewItems_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *governanceServiceClient) DecideReviewItem(ctx context.Context, in *DecideReviewItemRequest, opts ...grpc.CallOption) (*DecideReviewItemResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideReviewItemResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_DecideReviewItem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *governanceServiceClient) CloseAccessReview(ctx context.Context, in *CloseAccessReviewRequest, opts ...grpc.CallOption) (*CloseAccessReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseAccessReviewResponse)
+	err := c.cc.Invoke(ctx, GovernanceService_CloseAccessReview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GovernanceServiceServer is the server API for GovernanceService service.
 // All implementations must embed UnimplementedGovernanceServiceServer
 // for forward compatibility.
@@ -254,6 +348,13 @@ func (c *governanceServiceClient) ListExpiring(ctx context.Context, in *ListExpi
 //	WhoCan                               function admin.users.manage
 //	ListExpiring                         the actor's own grants need nothing; everyone's
 //	                                     need admin.users.manage
+//	StartAccessReview, CloseAccessReview, ListAccessReviews
+//	                                     function admin.users.manage
+//	GetAccessReview, ListReviewItems     admin.users.manage, or being a reviewer of the
+//	                                     review (ListReviewItems: one's own items)
+//	DecideReviewItem                     to be the item's reviewer, or hold
+//	                                     admin.users.manage; never on one's own grant
+//	                                     (SELF_REVIEW)
 type GovernanceServiceServer interface {
 	// SetRequestPolicy makes a role requestable under a policy, or, with no policy, no longer
 	// requestable (pending requests for it can then no longer be approved).
@@ -287,6 +388,27 @@ type GovernanceServiceServer interface {
 	// ListExpiring lists grants and record shares that end within a window, soonest first,
 	// so that a CRM can warn its users before they lose access.
 	ListExpiring(context.Context, *ListExpiringRequest) (*ListExpiringResponse, error)
+	// StartAccessReview starts a review of the tenant's active grants (or of some roles'):
+	// each becomes an item for a reviewer (the named reviewer, else the user's manager, else
+	// the actor) with the evidence of its use from the decision log over unused_days. At most
+	// 50,000 items per review (review some roles at a time beyond that) and 20 open reviews per
+	// tenant (RESOURCE_EXHAUSTED).
+	StartAccessReview(context.Context, *StartAccessReviewRequest) (*StartAccessReviewResponse, error)
+	// GetAccessReview returns a review with its progress.
+	GetAccessReview(context.Context, *GetAccessReviewRequest) (*GetAccessReviewResponse, error)
+	// ListAccessReviews lists the tenant's reviews, newest first, with their progress.
+	ListAccessReviews(context.Context, *ListAccessReviewsRequest) (*ListAccessReviewsResponse, error)
+	// ListReviewItems lists a review's items, ordered by user then role: all of them (for the
+	// compliance record), or one reviewer's.
+	ListReviewItems(context.Context, *ListReviewItemsRequest) (*ListReviewItemsResponse, error)
+	// DecideReviewItem keeps or revokes one grant under review; revoke takes the grant away
+	// at once. An item is decided once (FAILED_PRECONDITION, REVIEW_ITEM_DECIDED); a closed
+	// review takes no decisions (ACCESS_REVIEW_CLOSED).
+	DecideReviewItem(context.Context, *DecideReviewItemRequest) (*DecideReviewItemResponse, error)
+	// CloseAccessReview closes an open review: the items left undecided get the review's
+	// default (keep, or revoke, which takes their grants away). A review whose deadline
+	// passes is closed so by the server, with actor system:review-deadline.
+	CloseAccessReview(context.Context, *CloseAccessReviewRequest) (*CloseAccessReviewResponse, error)
 	mustEmbedUnimplementedGovernanceServiceServer()
 }
 
@@ -326,6 +448,24 @@ func (UnimplementedGovernanceServiceServer) WhoCan(context.Context, *WhoCanReque
 }
 func (UnimplementedGovernanceServiceServer) ListExpiring(context.Context, *ListExpiringRequest) (*ListExpiringResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExpiring not implemented")
+}
+func (UnimplementedGovernanceServiceServer) StartAccessReview(context.Context, *StartAccessReviewRequest) (*StartAccessReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartAccessReview not implemented")
+}
+func (UnimplementedGovernanceServiceServer) GetAccessReview(context.Context, *GetAccessReviewRequest) (*GetAccessReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccessReview not implemented")
+}
+func (UnimplementedGovernanceServiceServer) ListAccessReviews(context.Context, *ListAccessReviewsRequest) (*ListAccessReviewsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccessReviews not implemented")
+}
+func (UnimplementedGovernanceServiceServer) ListReviewItems(context.Context, *ListReviewItemsRequest) (*ListReviewItemsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReviewItems not implemented")
+}
+func (UnimplementedGovernanceServiceServer) DecideReviewItem(context.Context, *DecideReviewItemRequest) (*DecideReviewItemResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideReviewItem not implemented")
+}
+func (UnimplementedGovernanceServiceServer) CloseAccessReview(context.Context, *CloseAccessReviewRequest) (*CloseAccessReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseAccessReview not implemented")
 }
 func (UnimplementedGovernanceServiceServer) mustEmbedUnimplementedGovernanceServiceServer() {}
 func (UnimplementedGovernanceServiceServer) testEmbeddedByValue()                           {}
@@ -528,6 +668,114 @@ func _GovernanceService_ListExpiring_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GovernanceService_StartAccessReview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartAccessReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).StartAccessReview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_StartAccessReview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).StartAccessReview(ctx, req.(*StartAccessReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GovernanceService_GetAccessReview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccessReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).GetAccessReview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_GetAccessReview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).GetAccessReview(ctx, req.(*GetAccessReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GovernanceService_ListAccessReviews_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessReviewsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).ListAccessReviews(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_ListAccessReviews_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).ListAccessReviews(ctx, req.(*ListAccessReviewsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GovernanceService_ListReviewItems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReviewItemsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).ListReviewItems(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_ListReviewItems_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).ListReviewItems(ctx, req.(*ListReviewItemsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GovernanceService_DecideReviewItem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideReviewItemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).DecideReviewItem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_DecideReviewItem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).DecideReviewItem(ctx, req.(*DecideReviewItemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _GovernanceService_CloseAccessReview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseAccessReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GovernanceServiceServer).CloseAccessReview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GovernanceService_CloseAccessReview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GovernanceServiceServer).CloseAccessReview(ctx, req.(*CloseAccessReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GovernanceService_ServiceDesc is the grpc.ServiceDesc for GovernanceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -574,6 +822,30 @@ var GovernanceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListExpiring",
 			Handler:    _GovernanceService_ListExpiring_Handler,
+		},
+		{
+			MethodName: "StartAccessReview",
+			Handler:    _GovernanceService_StartAccessReview_Handler,
+		},
+		{
+			MethodName: "GetAccessReview",
+			Handler:    _GovernanceService_GetAccessReview_Handler,
+		},
+		{
+			MethodName: "ListAccessReviews",
+			Handler:    _GovernanceService_ListAccessReviews_Handler,
+		},
+		{
+			MethodName: "ListReviewItems",
+			Handler:    _GovernanceService_ListReviewItems_Handler,
+		},
+		{
+			MethodName: "DecideReviewItem",
+			Handler:    _GovernanceService_DecideReviewItem_Handler,
+		},
+		{
+			MethodName: "CloseAccessReview",
+			Handler:    _GovernanceService_CloseAccessReview_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
