@@ -17,6 +17,7 @@ import (
 
 const auditHelp = `Usage: authzctl audit decisions [filters]     the tenant's decision log
        authzctl audit decision <id>            one decision, by the id check printed
+       authzctl audit explain <id>             why a logged decision was made, as the policy stood then
        authzctl audit changes [filters]        the tenant's change log: who changed what and why
        authzctl audit verify decisions|changes|all
                                                recompute the hash chains; exit 3 when broken
@@ -41,6 +42,8 @@ func runAudit(ctx context.Context, c *cli, args []string) error {
 		return auditDecisions(ctx, c, args)
 	case "decision":
 		return auditDecision(ctx, c, args)
+	case "explain":
+		return auditExplain(ctx, c, args)
 	case "changes":
 		return auditChanges(ctx, c, args)
 	case "verify":
@@ -613,4 +616,63 @@ func auditSecurity(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(&c.out, "more events: raise --limit (listed %d)\n", len(out.GetEvents()))
 	}
 	return nil
+}
+
+const auditExplainHelp = `Usage: authzctl audit explain <decision id>
+
+Explains a logged decision after the fact, whether or not its caller asked
+for reasons: the tenant's policy is rebuilt as it stood at the decision's
+revision and decided again at its time. Prints the verdict, whether it
+agrees with the log, and the reasons (which role and rule, or what was
+missing). Exit status 3 when it does not agree with the log.
+
+Example:
+  authzctl --tenant demo audit explain 4f0c2a9e8b7d6c5a-12
+`
+
+func auditExplain(ctx context.Context, c *cli, args []string) error {
+	cmd := c.command("audit explain", auditExplainHelp)
+	pos, err := cmd.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := cmd.needTenant(); err != nil {
+		return err
+	}
+	ctx, cancel, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := c.audit.ExplainDecision(ctx, &pb.ExplainDecisionRequest{TenantId: c.tenant, DecisionId: pos[0]})
+	if err != nil {
+		return err
+	}
+	if !resp.GetAgreesWithLog() {
+		err = errDenied
+	}
+	if c.json() {
+		if perr := c.printJSON(resp); perr != nil {
+			return perr
+		}
+		return err
+	}
+	d := resp.GetDecision()
+	verdict := "DENY"
+	if resp.GetAllowed() {
+		verdict = "ALLOW"
+	}
+	agrees := "agrees with the log"
+	if !resp.GetAgreesWithLog() {
+		agrees = "DISAGREES with the log"
+	}
+	fmt.Fprintf(&c.out, "%s %s %s at revision %d, %s (%s)\n", verdict, d.GetSubjectId(), d.GetPermission(), resp.GetRevision(),
+		preciseTime(d.GetDecisionTime()), agrees)
+	for _, r := range resp.GetReasons() {
+		fmt.Fprintf(&c.out, "  %s: %s\n", enumName(r.GetKind().String(), "REASON_KIND_"), r.GetMessage())
+		if r.GetRule() != "" {
+			fmt.Fprintf(&c.out, "    rule: %s\n", r.GetRule())
+		}
+	}
+	return err
 }

@@ -103,6 +103,7 @@ Governance (GovernanceService; writes need --actor and --reason):
 Audit (AuditService):
   audit decisions [filters]        the decision log: who was allowed or denied what, when
   audit decision <id>              one decision, by the id check prints
+  audit explain <id>               why it was decided so, as the policy stood then
   audit changes [filters]          the change log: who changed which permission, and why
   audit verify decisions|changes   recompute the hash chains: intact (exit 0) or broken (exit 3);
                                    the change log on PostgreSQL only

@@ -337,6 +337,8 @@ func TestAudit(t *testing.T) {
 			[]string{"frank", id}},
 		{"one decision", []string{"audit", "decision", id}, exitOK,
 			[]string{"DENY frank function data.export (revision 1)", "method:   check", "reasons:", "role restricted_export denies function data.export"}},
+		{"explained after the fact", []string{"audit", "explain", id}, exitOK,
+			[]string{"DENY frank function data.export at revision 1", "(agrees with the log)", "denied_by_role: role restricted_export denies function data.export"}},
 		{"changes", []string{"audit", "changes", "--target", "grant/peggy/"}, exitOK,
 			[]string{"grant.create", "grant/peggy/read_only", "oscar", "quarterly audit"}},
 		{"verify decisions", []string{"audit", "verify", "decisions"}, exitOK, []string{"intact", "INTACT"}},

@@ -37,18 +37,20 @@ import (
 
 // App is one authzd process.
 type App struct {
-	cfg    config.Config
-	log    *zap.Logger
-	now    func() time.Time
-	bundle *bundle.Bundle
-	store  store.Store
-	closer func() // closes the store: once, through Close
-	closed sync.Once
-	engine *engine.Engine
-	audit  *audit.Log
-	events *audit.SecurityLog
-	authn  *auth.Authenticator
-	server *server.Server
+	cfg config.Config
+	log *zap.Logger
+	now func() time.Time
+	// clocked reports that now is not the wall clock (WithClock).
+	clocked bool
+	bundle  *bundle.Bundle
+	store   store.Store
+	closer  func() // closes the store: once, through Close
+	closed  sync.Once
+	engine  *engine.Engine
+	audit   *audit.Log
+	events  *audit.SecurityLog
+	authn   *auth.Authenticator
+	server  *server.Server
 	// follower keeps the engine current with the other replicas' writes;
 	// nil for the memory store, which no other process writes.
 	follower *replica.Follower
@@ -62,7 +64,7 @@ type App struct {
 type Option func(*App)
 
 // WithClock sets the clock for grant expiry (time.Now by default).
-func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+func WithClock(now func() time.Time) Option { return func(a *App) { a.now, a.clocked = now, true } }
 
 // WithReviewInterval sets how often the access reviews past their deadline
 // are closed (a minute by default).
@@ -144,8 +146,12 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	fresh := service.NewFreshness(a.engine, follower, cfg.MaxRevisionWait)
 	admin := service.NewAdmin(a.engine, a.store, a.bundle, a.now)
 	a.governance = service.NewGovernance(admin, a.audit)
+	authz := service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh)
+	if a.clocked {
+		authz.WithClock(a.now)
+	}
 	a.server = server.New(sopts, server.Services{
-		Authorization: service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh),
+		Authorization: authz,
 		Admin:         admin,
 		Governance:    a.governance,
 		Audit:         service.NewAudit(a.audit, a.events, a.store, a.engine, follower, a.now, Authentication(cfg)),

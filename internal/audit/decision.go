@@ -67,6 +67,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -262,4 +263,50 @@ func (d *Decision) complete() {
 			d.Result = ResultAllow
 		}
 	}
+}
+
+// ReasonMasked and ReasonNotExplainable refuse explaining a decision
+// after the fact: its subject or record is masked in the log, or it is
+// not the decision of one permission.
+const (
+	ReasonMasked         = "MASKED"
+	ReasonNotExplainable = "NOT_EXPLAINABLE"
+)
+
+// maskedPrefix starts every masked value (masker.maybe).
+const maskedPrefix = "~"
+
+// LoggedPermission returns the permission a logged Check or BatchCheck
+// decision decided, with its record, as the caller named it: what an
+// explanation after the fact decides again.
+func LoggedPermission(d *Decision) (model.Permission, error) {
+	if d.Method != MethodCheck && d.Method != MethodBatchCheck {
+		return model.Permission{}, &model.ConflictError{Reason: ReasonNotExplainable,
+			Message: fmt.Sprintf("decision %s answered %s, which decides more than one permission; only Check and BatchCheck decisions are explained", d.ID, d.Method)}
+	}
+	for _, v := range []string{d.Subject, d.RecordID, d.RecordOwner, d.RecordDepartment} {
+		if strings.HasPrefix(v, maskedPrefix) {
+			return model.Permission{}, &model.ConflictError{Reason: ReasonMasked,
+				Message: fmt.Sprintf("decision %s is logged with masked attributes, which cannot be decided again", d.ID)}
+		}
+	}
+	kind, rest, _ := strings.Cut(d.Permission, " ")
+	var p model.Permission
+	switch kind {
+	case "module":
+		module, verb, _ := strings.Cut(rest, " ")
+		p = model.ModulePerm(module, verb)
+		if d.RecordID != "" {
+			p.Record = &model.Record{ID: d.RecordID, Owner: d.RecordOwner, Department: d.RecordDepartment}
+		}
+	case "function":
+		p = model.FunctionPerm(rest)
+	case "field":
+		target, access, _ := strings.Cut(rest, " ")
+		module, field, _ := strings.Cut(target, ".")
+		p = model.FieldPerm(module, field, access == "write")
+	default:
+		return p, fmt.Errorf("decision %s: unknown permission %q", d.ID, d.Permission)
+	}
+	return p, nil
 }

@@ -630,3 +630,44 @@ func decisionToProto(d *audit.Decision) *pb.Decision {
 	}
 	return out
 }
+
+// ExplainDecision implements pb.AuditServiceServer.
+func (s *Audit) ExplainDecision(ctx context.Context, req *pb.ExplainDecisionRequest) (*pb.ExplainDecisionResponse, error) {
+	tenant := req.GetTenantId()
+	if err := model.ValidateTenantID("tenant_id", tenant); err != nil {
+		return nil, err
+	}
+	if err := audit.CheckDecisionID(req.GetDecisionId()); err != nil {
+		return nil, err
+	}
+	if err := s.knownTenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	if err := s.mayAudit(ctx, tenant); err != nil {
+		return nil, err
+	}
+	d, err := s.log.Decision(ctx, tenant, req.GetDecisionId())
+	if err != nil {
+		return nil, err
+	}
+	p, err := audit.LoggedPermission(&d)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.store.StateAt(ctx, tenant, d.Revision)
+	if err != nil {
+		return nil, err
+	}
+	// Decided again as then: the policy of its revision, the clock of its
+	// time (grants and shares expire by it).
+	then := s.eng.Detached(func() time.Time { return d.Time })
+	if err := then.Load(st); err != nil {
+		return nil, err
+	}
+	again, err := then.Check(tenant, d.Subject, p, true)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ExplainDecisionResponse{Decision: decisionToProto(&d), Allowed: again.Allowed, Reasons: reasonsToProto(again.Reasons),
+		Revision: st.Revision, AgreesWithLog: again.Allowed == d.Allowed}, nil
+}

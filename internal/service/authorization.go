@@ -23,6 +23,11 @@ type Authorization struct {
 	maxBatch int
 	log      DecisionLog
 	fresh    *Freshness
+	// clock, when set, is the engine's clock, which is not the wall clock
+	// (tests): a decision's time is then read from it, so that it is the
+	// time the engine decided at, which an explanation after the fact
+	// decides at again. Unset, the time is the call's start.
+	clock func() time.Time
 }
 
 var _ pb.AuthorizationServiceServer = (*Authorization)(nil)
@@ -42,6 +47,13 @@ type DecisionLog interface {
 // decision log is off); fresh waits for the revisions reads ask for.
 func NewAuthorization(eng *engine.Engine, maxBatch int, log DecisionLog, fresh *Freshness) *Authorization {
 	return &Authorization{eng: eng, maxBatch: maxBatch, log: log, fresh: fresh}
+}
+
+// WithClock makes decisions logged at now's time: the engine's clock, when
+// it is not the wall clock.
+func (s *Authorization) WithClock(now func() time.Time) *Authorization {
+	s.clock = now
+	return s
 }
 
 // record writes one decision to the decision log.
@@ -72,7 +84,11 @@ func (s *Authorization) decision(ctx context.Context, method, tenant, subject st
 	} else if req.Peer != nil {
 		caller = req.Peer.String()
 	}
-	return audit.Decision{Time: start, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject}
+	at := start
+	if s.clock != nil {
+		at = s.clock()
+	}
+	return audit.Decision{Time: at, Method: method, Caller: caller, RequestID: req.ID, Tenant: tenant, Subject: subject}
 }
 
 // Check implements pb.AuthorizationServiceServer.

@@ -62,6 +62,13 @@ type Store interface {
 	// ALREADY_EXISTS).
 	DeleteTenant(ctx context.Context, w Write) (revision int64, err error)
 
+	// StateAt returns a tenant's state as it was at a revision, replayed
+	// from the latest snapshot at or before it through the change log's
+	// rows: what explains a decision after the fact. A revision no
+	// snapshot reaches (before the store kept them) is a
+	// *model.ConflictError (HISTORY_UNAVAILABLE).
+	StateAt(ctx context.Context, tenant string, revision int64) (*model.TenantState, error)
+
 	// DueReviews lists the open access reviews whose deadline is at or
 	// before now, soonest deadline first, at most limit of them: what is
 	// to be closed by its deadline.

@@ -313,6 +313,7 @@ const (
 	TenantHeadTag = "crmauthz.tenant-head.v1"
 	AnchorTag     = "crmauthz.anchor.v1"
 	RowsTag       = "crmauthz.change-rows.v1"
+	SnapshotTag   = "crmauthz.tenant-snapshot.v1"
 )
 
 // MAC returns HMAC-SHA-256 under k of a canonical encoding.
@@ -365,12 +366,26 @@ func TenantHead(tenant string, revision int64, hash []byte) []byte {
 // again. Sealed, they cannot be edited in the database to make a replica
 // believe what the tables do not hold.
 func ChangeRows(tenant string, revision int64, rows []byte) []byte {
+	return tenantRows(RowsTag, tenant, revision, rows)
+}
+
+// tenantRows is the canonical content of rows of a tenant at a revision,
+// under tag.
+func tenantRows(tag, tenant string, revision int64, rows []byte) []byte {
 	var e Encoder
-	e.Reset(RowsTag)
+	e.Reset(tag)
 	e.String(tenant)
 	e.Int(revision)
 	e.Raw(rows)
 	return e.Bytes()
+}
+
+// Snapshot is the canonical content of a tenant's whole state at a
+// revision (store.EncodeState), from which the change log's rows replay
+// the tenant's history. Sealed, it cannot be edited in the database to
+// make an explanation after the fact say what the policy did not.
+func Snapshot(tenant string, revision int64, rows []byte) []byte {
+	return tenantRows(SnapshotTag, tenant, revision, rows)
 }
 
 // Anchor is the canonical content of a retention anchor: the last link of

@@ -29,6 +29,17 @@ type Store struct {
 	creds   map[string]store.Credential
 	created map[string]time.Time
 	deleted map[string]store.TenantInfo // what a deleted tenant was
+	// history holds each tenant's snapshots and the rows of its other
+	// writes, in revision order (StateAt).
+	history map[string][]step
+}
+
+// step is one revision of a tenant's history: a snapshot of the whole
+// state (store.EncodeState), or the rows its write left (store.Rows).
+type step struct {
+	revision int64
+	snapshot bool
+	rows     []byte
 }
 
 // New returns an empty store. now supplies change-log times (time.Now when nil).
@@ -37,7 +48,7 @@ func New(now func() time.Time) *Store {
 		now = time.Now
 	}
 	return &Store{now: now, tenants: map[string]*model.TenantState{}, changes: map[string][]store.ChangeEntry{}, creds: map[string]store.Credential{},
-		created: map[string]time.Time{}, deleted: map[string]store.TenantInfo{}}
+		created: map[string]time.Time{}, deleted: map[string]store.TenantInfo{}, history: map[string][]step{}}
 }
 
 // TenantIDs implements store.Store.
@@ -104,8 +115,13 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 	if err != nil {
 		return nil, err
 	}
+	snap, err := store.EncodeState(next)
+	if err != nil {
+		return nil, err
+	}
 	s.tenants[st.ID] = next
 	s.changes[st.ID] = []store.ChangeEntry{entry}
+	s.history[st.ID] = []step{{revision: 1, snapshot: true, rows: snap}}
 	s.created[st.ID] = entry.Time
 	return next.Clone(), nil
 }
@@ -133,7 +149,19 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (i
 		d = delta
 		st.ID = w.Tenant
 		st.Revision++
+		h := step{revision: st.Revision, rows: nil}
+		if d.Whole {
+			h.snapshot = true
+			h.rows, err = store.EncodeState(st)
+		} else {
+			h.rows, err = store.EncodeRows(st, d)
+		}
+		if err != nil {
+			st.Revision--
+			return err
+		}
 		s.changes[w.Tenant] = append(s.changes[w.Tenant], entry)
+		s.history[w.Tenant] = append(s.history[w.Tenant], h)
 		return nil
 	})
 	if err != nil {
@@ -407,4 +435,45 @@ func (s *Store) DueReviews(_ context.Context, now time.Time, limit int) ([]store
 		out = append(out, d.ref)
 	}
 	return out, nil
+}
+
+// StateAt implements store.Store.
+func (s *Store) StateAt(_ context.Context, tenant string, revision int64) (*model.TenantState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	steps, ok := s.history[tenant]
+	if !ok {
+		if _, gone := s.deleted[tenant]; !gone {
+			return nil, model.TenantNotFound(tenant)
+		}
+	}
+	first := -1
+	for i, h := range steps {
+		if h.revision > revision {
+			break
+		}
+		if h.snapshot {
+			first = i
+		}
+	}
+	if first < 0 {
+		return nil, &model.ConflictError{Reason: model.ReasonHistoryUnavailable, Message: fmt.Sprintf("tenant %q has no history kept at revision %d", tenant, revision)}
+	}
+	st, err := store.StateOf(tenant, steps[first].revision, steps[first].rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range steps[first+1:] {
+		if h.revision > revision {
+			break
+		}
+		if _, err := store.ApplyRows(st, h.rows); err != nil {
+			return nil, err
+		}
+		st.Revision = h.revision
+	}
+	return st, nil
 }

@@ -132,7 +132,7 @@ func (s *Store) catchUp(ctx context.Context, q querier, st *model.TenantState, r
 		}
 		key, ok := s.keys.Key(e.keyID)
 		if !ok || !hmac.Equal(key.MAC(chain.ChangeRows(st.ID, e.revision, e.rows)), e.mac) {
-			return fmt.Errorf("tenant %q: the rows of revision %d do not verify", st.ID, e.revision)
+			return fmt.Errorf("tenant %q: the rows of revision %d: %w", st.ID, e.revision, errAltered)
 		}
 		d, err := store.ApplyRows(st, e.rows)
 		if err != nil {
@@ -153,6 +153,10 @@ func (s *Store) catchUp(ctx context.Context, q querier, st *model.TenantState, r
 
 // errNoRows is a change-log entry without rows: the tenant must be read.
 var errNoRows = errors.New("change without rows")
+
+// errAltered is sealed rows whose seal does not verify: edited in the
+// database.
+var errAltered = errors.New("the seal does not verify: they were altered in the database")
 
 // querier is what catchUp reads with: a transaction or the pool.
 type querier interface {

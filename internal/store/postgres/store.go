@@ -28,6 +28,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,7 +70,9 @@ type Store struct {
 	origin string
 	cache  tenantCache
 	reads  atomic.Int64 // tenants read whole by writes
-	closed atomic.Bool
+	// snapshotted holds the tenants known to have a snapshot (history.go).
+	snapshotted sync.Map
+	closed      atomic.Bool
 }
 
 // New returns a store on pool, whose schema must be current (CheckSchema).
@@ -181,6 +184,9 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		if err := s.queueChange(b, entry, link, nil); err != nil {
 			return err
 		}
+		if err := s.queueSnapshot(b, next); err != nil {
+			return err
+		}
 		return sendBatch(ctx, tx, b, next.ID)
 	})
 	if errors.Is(err, errTenantTaken) {
@@ -194,6 +200,7 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 	if err != nil {
 		return nil, pgerr.Wrap(err)
 	}
+	s.snapshotted.Store(next.ID, true)
 	return next, nil
 }
 
@@ -241,10 +248,14 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (i
 	if err != nil {
 		return 0, pgerr.Wrap(err)
 	}
+	if err := s.ensureSnapshot(ctx, tx, st); err != nil {
+		return 0, pgerr.Wrap(err)
+	}
 	rev, err := s.mutate(ctx, tx, w, st, head, fn)
 	if err != nil {
 		return rev, pgerr.Wrap(err)
 	}
+	s.snapshotted.Store(w.Tenant, true)
 	return rev, nil
 }
 
@@ -292,6 +303,11 @@ func (s *Store) mutate(ctx context.Context, tx pgx.Tx, w store.Write, st *model.
 			st.ID, st.Name, st.Revision, st.Settings.ManagerDepth, link.key.ID, link.headMAC)
 		if err := s.queueChange(b, entry, link, rows); err != nil {
 			return err
+		}
+		if d.Whole {
+			if err := s.queueSnapshot(b, st); err != nil {
+				return err
+			}
 		}
 		if err := sendBatch(ctx, tx, b, st.ID); err != nil {
 			return err

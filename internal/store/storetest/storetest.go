@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantsAndDelete", testTenantsAndDelete},
 		{"AccessRequests", testAccessRequests},
 		{"AccessReviews", testAccessReviews},
+		{"History", testHistory},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1243,6 +1244,56 @@ func testAccessReviews(t *testing.T, s store.Store) {
 	if due, err := s.DueReviews(t.Context(), now, 10); err != nil || len(due) != 0 {
 		t.Errorf("due reviews before any deadline: %v, %v", due, err)
 	}
+}
+
+// testHistory: StateAt rebuilds the tenant at every revision, across
+// writes of every kind and a write that replaces the whole state, and
+// refuses a revision the tenant never had.
+func testHistory(t *testing.T, s store.Store) {
+	createSample(t, s, "acme")
+	states := map[int64]*model.TenantState{1: mustTenant(t, s, "acme")}
+	now := time.Now()
+	writes := []store.Mutation{
+		func(st *model.TenantState) (model.Change, error) {
+			return st.GrantRole(model.Grant{UserID: "carol", RoleID: "viewer", GrantedBy: "admin", GrantedAt: grantedAt, ExpiresAt: expiresAt}, now)
+		},
+		func(st *model.TenantState) (model.Change, error) { return st.RevokeRole("alice", "sales_rep") },
+		func(st *model.TenantState) (model.Change, error) { return st.SetManagerDepth(1) },
+		func(st *model.TenantState) (model.Change, error) {
+			// A restore: the maps replaced whole.
+			next := sampleTenant(t, "acme")
+			st.Roles, st.Grants, st.Users = next.Roles, next.Grants, next.Users
+			return model.Change{Action: "tenant.import", Target: "tenant/acme"}, nil
+		},
+		func(st *model.TenantState) (model.Change, error) {
+			return st.UpsertUser(model.User{ID: "newcomer", Name: "New"})
+		},
+	}
+	for i, w := range writes {
+		rev, err := s.Update(t.Context(), store.Write{Tenant: "acme", Actor: "admin", Reason: "history"}, w)
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		states[rev] = mustTenant(t, s, "acme")
+	}
+	for rev := int64(1); rev <= int64(len(writes))+1; rev++ {
+		got, err := s.StateAt(t.Context(), "acme", rev)
+		if err != nil {
+			t.Fatalf("StateAt(%d): %v", rev, err)
+		}
+		assertState(t, fmt.Sprintf("at revision %d", rev), got, states[rev])
+	}
+	if _, err := s.StateAt(t.Context(), "acme", 0); !isConflict(err, model.ReasonHistoryUnavailable) {
+		t.Errorf("StateAt(0): %v, want HISTORY_UNAVAILABLE", err)
+	}
+	if _, err := s.StateAt(t.Context(), "nobody", 1); !errors.Is(err, model.ErrTenantNotFound) {
+		t.Errorf("StateAt of an unknown tenant: %v", err)
+	}
+}
+
+func isConflict(err error, reason string) bool {
+	var c *model.ConflictError
+	return errors.As(err, &c) && c.Reason == reason
 }
 
 func createSample(t *testing.T, s store.Store, id string) {

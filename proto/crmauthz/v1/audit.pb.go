@@ -1161,6 +1161,144 @@ func (x *GetDecisionRequest) GetDecisionId() string {
 	return ""
 }
 
+// ExplainDecisionRequest names a logged decision.
+type ExplainDecisionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id of the decision.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The decision_id of a response, as in GetDecisionRequest.
+	DecisionId    string `protobuf:"bytes,2,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainDecisionRequest) Reset() {
+	*x = ExplainDecisionRequest{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainDecisionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainDecisionRequest) ProtoMessage() {}
+
+func (x *ExplainDecisionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainDecisionRequest.ProtoReflect.Descriptor instead.
+func (*ExplainDecisionRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExplainDecisionRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ExplainDecisionRequest) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+// ExplainDecisionResponse explains a decision as its policy stood.
+type ExplainDecisionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The logged entry.
+	Decision *Decision `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The decision made again against the policy of its revision, at its time.
+	Allowed bool `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The reasons Check's explanation gives for it.
+	Reasons []*Reason `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// The revision the policy was rebuilt at (the decision's).
+	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Whether the decision made again agrees with the logged one; false means the log or the
+	// history was altered, and is worth an auditor's look.
+	AgreesWithLog bool `protobuf:"varint,5,opt,name=agrees_with_log,json=agreesWithLog,proto3" json:"agrees_with_log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainDecisionResponse) Reset() {
+	*x = ExplainDecisionResponse{}
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainDecisionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainDecisionResponse) ProtoMessage() {}
+
+func (x *ExplainDecisionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainDecisionResponse.ProtoReflect.Descriptor instead.
+func (*ExplainDecisionResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExplainDecisionResponse) GetDecision() *Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+func (x *ExplainDecisionResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *ExplainDecisionResponse) GetReasons() []*Reason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *ExplainDecisionResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ExplainDecisionResponse) GetAgreesWithLog() bool {
+	if x != nil {
+		return x.AgreesWithLog
+	}
+	return false
+}
+
 // GetDecisionResponse carries the decision.
 type GetDecisionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1172,7 +1310,7 @@ type GetDecisionResponse struct {
 
 func (x *GetDecisionResponse) Reset() {
 	*x = GetDecisionResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1322,7 @@ func (x *GetDecisionResponse) String() string {
 func (*GetDecisionResponse) ProtoMessage() {}
 
 func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[10]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1335,7 @@ func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{10}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetDecisionResponse) GetDecision() *Decision {
@@ -1239,7 +1377,7 @@ type ExportDecisionsRequest struct {
 
 func (x *ExportDecisionsRequest) Reset() {
 	*x = ExportDecisionsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1389,7 @@ func (x *ExportDecisionsRequest) String() string {
 func (*ExportDecisionsRequest) ProtoMessage() {}
 
 func (x *ExportDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[11]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1402,7 @@ func (x *ExportDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ExportDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{11}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExportDecisionsRequest) GetTenantId() string {
@@ -1355,7 +1493,7 @@ type ExportDecisionsResponse struct {
 
 func (x *ExportDecisionsResponse) Reset() {
 	*x = ExportDecisionsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1505,7 @@ func (x *ExportDecisionsResponse) String() string {
 func (*ExportDecisionsResponse) ProtoMessage() {}
 
 func (x *ExportDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[12]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1518,7 @@ func (x *ExportDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ExportDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{12}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExportDecisionsResponse) GetDecisions() []*Decision {
@@ -1424,7 +1562,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1574,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[13]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1587,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{13}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Change) GetTenantId() string {
@@ -1556,7 +1694,7 @@ type ListChangesRequest struct {
 
 func (x *ListChangesRequest) Reset() {
 	*x = ListChangesRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1706,7 @@ func (x *ListChangesRequest) String() string {
 func (*ListChangesRequest) ProtoMessage() {}
 
 func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[14]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1719,7 @@ func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListChangesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{14}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListChangesRequest) GetTenantId() string {
@@ -1653,7 +1791,7 @@ type ListChangesResponse struct {
 
 func (x *ListChangesResponse) Reset() {
 	*x = ListChangesResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1803,7 @@ func (x *ListChangesResponse) String() string {
 func (*ListChangesResponse) ProtoMessage() {}
 
 func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[15]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1816,7 @@ func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListChangesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{15}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListChangesResponse) GetChanges() []*Change {
@@ -1717,7 +1855,7 @@ type ListUnusedGrantsRequest struct {
 
 func (x *ListUnusedGrantsRequest) Reset() {
 	*x = ListUnusedGrantsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1867,7 @@ func (x *ListUnusedGrantsRequest) String() string {
 func (*ListUnusedGrantsRequest) ProtoMessage() {}
 
 func (x *ListUnusedGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[16]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1880,7 @@ func (x *ListUnusedGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnusedGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnusedGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{16}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListUnusedGrantsRequest) GetTenantId() string {
@@ -1801,7 +1939,7 @@ type ListUnusedGrantsResponse struct {
 
 func (x *ListUnusedGrantsResponse) Reset() {
 	*x = ListUnusedGrantsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1951,7 @@ func (x *ListUnusedGrantsResponse) String() string {
 func (*ListUnusedGrantsResponse) ProtoMessage() {}
 
 func (x *ListUnusedGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[17]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1964,7 @@ func (x *ListUnusedGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnusedGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnusedGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{17}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListUnusedGrantsResponse) GetGrants() []*UnusedGrant {
@@ -1883,7 +2021,7 @@ type UnusedGrant struct {
 
 func (x *UnusedGrant) Reset() {
 	*x = UnusedGrant{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2033,7 @@ func (x *UnusedGrant) String() string {
 func (*UnusedGrant) ProtoMessage() {}
 
 func (x *UnusedGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[18]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2046,7 @@ func (x *UnusedGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnusedGrant.ProtoReflect.Descriptor instead.
 func (*UnusedGrant) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{18}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UnusedGrant) GetUserId() string {
@@ -1975,7 +2113,7 @@ type VerifyLogRequest struct {
 
 func (x *VerifyLogRequest) Reset() {
 	*x = VerifyLogRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2125,7 @@ func (x *VerifyLogRequest) String() string {
 func (*VerifyLogRequest) ProtoMessage() {}
 
 func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[19]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2138,7 @@ func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyLogRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{19}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VerifyLogRequest) GetLog() LogKind {
@@ -2062,7 +2200,7 @@ type VerifyLogResponse struct {
 
 func (x *VerifyLogResponse) Reset() {
 	*x = VerifyLogResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2212,7 @@ func (x *VerifyLogResponse) String() string {
 func (*VerifyLogResponse) ProtoMessage() {}
 
 func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[20]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2225,7 @@ func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogResponse.ProtoReflect.Descriptor instead.
 func (*VerifyLogResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{20}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VerifyLogResponse) GetIntact() bool {
@@ -2126,7 +2264,7 @@ type CheckpointReport struct {
 
 func (x *CheckpointReport) Reset() {
 	*x = CheckpointReport{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2276,7 @@ func (x *CheckpointReport) String() string {
 func (*CheckpointReport) ProtoMessage() {}
 
 func (x *CheckpointReport) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[21]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2289,7 @@ func (x *CheckpointReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointReport.ProtoReflect.Descriptor instead.
 func (*CheckpointReport) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{21}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CheckpointReport) GetKeyId() string {
@@ -2202,7 +2340,7 @@ type ChainReport struct {
 
 func (x *ChainReport) Reset() {
 	*x = ChainReport{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2352,7 @@ func (x *ChainReport) String() string {
 func (*ChainReport) ProtoMessage() {}
 
 func (x *ChainReport) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[22]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2365,7 @@ func (x *ChainReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainReport.ProtoReflect.Descriptor instead.
 func (*ChainReport) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{22}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChainReport) GetChainId() string {
@@ -2303,7 +2441,7 @@ type BrokenLink struct {
 
 func (x *BrokenLink) Reset() {
 	*x = BrokenLink{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2453,7 @@ func (x *BrokenLink) String() string {
 func (*BrokenLink) ProtoMessage() {}
 
 func (x *BrokenLink) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[23]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2466,7 @@ func (x *BrokenLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokenLink.ProtoReflect.Descriptor instead.
 func (*BrokenLink) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{23}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BrokenLink) GetPosition() int64 {
@@ -2368,7 +2506,7 @@ type GetLogStatusRequest struct {
 
 func (x *GetLogStatusRequest) Reset() {
 	*x = GetLogStatusRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2518,7 @@ func (x *GetLogStatusRequest) String() string {
 func (*GetLogStatusRequest) ProtoMessage() {}
 
 func (x *GetLogStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[24]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2531,7 @@ func (x *GetLogStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetLogStatusRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{24}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{26}
 }
 
 // GetLogStatusResponse is the decision log's status on this replica.
@@ -2463,7 +2601,7 @@ type GetLogStatusResponse struct {
 
 func (x *GetLogStatusResponse) Reset() {
 	*x = GetLogStatusResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2613,7 @@ func (x *GetLogStatusResponse) String() string {
 func (*GetLogStatusResponse) ProtoMessage() {}
 
 func (x *GetLogStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[25]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2626,7 @@ func (x *GetLogStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetLogStatusResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{25}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetLogStatusResponse) GetMode() string {
@@ -2699,7 +2837,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2849,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[26]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2862,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{26}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReplicaStatus) GetFollowing() bool {
@@ -2823,7 +2961,7 @@ type ListSecurityEventsRequest struct {
 
 func (x *ListSecurityEventsRequest) Reset() {
 	*x = ListSecurityEventsRequest{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2973,7 @@ func (x *ListSecurityEventsRequest) String() string {
 func (*ListSecurityEventsRequest) ProtoMessage() {}
 
 func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[27]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2986,7 @@ func (x *ListSecurityEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{27}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListSecurityEventsRequest) GetTenantId() string {
@@ -2913,7 +3051,7 @@ type ListSecurityEventsResponse struct {
 
 func (x *ListSecurityEventsResponse) Reset() {
 	*x = ListSecurityEventsResponse{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3063,7 @@ func (x *ListSecurityEventsResponse) String() string {
 func (*ListSecurityEventsResponse) ProtoMessage() {}
 
 func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[28]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3076,7 @@ func (x *ListSecurityEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecurityEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecurityEventsResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{28}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListSecurityEventsResponse) GetEvents() []*SecurityEvent {
@@ -2992,7 +3130,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3142,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_audit_proto_msgTypes[29]
+	mi := &file_crmauthz_v1_audit_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3155,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{29}
+	return file_crmauthz_v1_audit_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SecurityEvent) GetEventId() int64 {
@@ -3108,7 +3246,7 @@ var File_crmauthz_v1_audit_proto protoreflect.FileDescriptor
 
 const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x17crmauthz/v1/audit.proto\x12\vcrmauthz.v1\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
+	"\x17crmauthz/v1/audit.proto\x12\vcrmauthz.v1\x1a\x1fcrmauthz/v1/authorization.proto\x1a\x1ccrmauthz/v1/permission.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
 	"\x17CreateCheckpointRequest\"S\n" +
 	"\x18CreateCheckpointResponse\x127\n" +
 	"\n" +
@@ -3192,7 +3330,17 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x12GetDecisionRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vdecision_id\x18\x02 \x01(\tR\n" +
-	"decisionId\"H\n" +
+	"decisionId\"V\n" +
+	"\x16ExplainDecisionRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vdecision_id\x18\x02 \x01(\tR\n" +
+	"decisionId\"\xd9\x01\n" +
+	"\x17ExplainDecisionResponse\x121\n" +
+	"\bdecision\x18\x01 \x01(\v2\x15.crmauthz.v1.DecisionR\bdecision\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12-\n" +
+	"\areasons\x18\x03 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12&\n" +
+	"\x0fagrees_with_log\x18\x05 \x01(\bR\ragreesWithLog\"H\n" +
 	"\x13GetDecisionResponse\x121\n" +
 	"\bdecision\x18\x01 \x01(\v2\x15.crmauthz.v1.DecisionR\bdecision\"\xd5\x03\n" +
 	"\x16ExportDecisionsRequest\x12\x1b\n" +
@@ -3410,10 +3558,11 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	"\x18BREAK_KIND_CHAIN_MISSING\x10\b\x12\x18\n" +
 	"\x14BREAK_KIND_TRUNCATED\x10\t\x12\"\n" +
 	"\x1eBREAK_KIND_CHECKPOINT_MISMATCH\x10\n" +
-	"2\x92\a\n" +
+	"2\xf0\a\n" +
 	"\fAuditService\x12V\n" +
 	"\rListDecisions\x12!.crmauthz.v1.ListDecisionsRequest\x1a\".crmauthz.v1.ListDecisionsResponse\x12P\n" +
-	"\vGetDecision\x12\x1f.crmauthz.v1.GetDecisionRequest\x1a .crmauthz.v1.GetDecisionResponse\x12^\n" +
+	"\vGetDecision\x12\x1f.crmauthz.v1.GetDecisionRequest\x1a .crmauthz.v1.GetDecisionResponse\x12\\\n" +
+	"\x0fExplainDecision\x12#.crmauthz.v1.ExplainDecisionRequest\x1a$.crmauthz.v1.ExplainDecisionResponse\x12^\n" +
 	"\x0fExportDecisions\x12#.crmauthz.v1.ExportDecisionsRequest\x1a$.crmauthz.v1.ExportDecisionsResponse0\x01\x12P\n" +
 	"\vListChanges\x12\x1f.crmauthz.v1.ListChangesRequest\x1a .crmauthz.v1.ListChangesResponse\x12_\n" +
 	"\x10ListUnusedGrants\x12$.crmauthz.v1.ListUnusedGrantsRequest\x1a%.crmauthz.v1.ListUnusedGrantsResponse\x12J\n" +
@@ -3436,7 +3585,7 @@ func file_crmauthz_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_crmauthz_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_crmauthz_v1_audit_proto_goTypes = []any{
 	(DecisionMethod)(0),                // 0: crmauthz.v1.DecisionMethod
 	(DecisionResult)(0),                // 1: crmauthz.v1.DecisionResult
@@ -3452,107 +3601,114 @@ var file_crmauthz_v1_audit_proto_goTypes = []any{
 	(*ListDecisionsRequest)(nil),       // 11: crmauthz.v1.ListDecisionsRequest
 	(*ListDecisionsResponse)(nil),      // 12: crmauthz.v1.ListDecisionsResponse
 	(*GetDecisionRequest)(nil),         // 13: crmauthz.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),        // 14: crmauthz.v1.GetDecisionResponse
-	(*ExportDecisionsRequest)(nil),     // 15: crmauthz.v1.ExportDecisionsRequest
-	(*ExportDecisionsResponse)(nil),    // 16: crmauthz.v1.ExportDecisionsResponse
-	(*Change)(nil),                     // 17: crmauthz.v1.Change
-	(*ListChangesRequest)(nil),         // 18: crmauthz.v1.ListChangesRequest
-	(*ListChangesResponse)(nil),        // 19: crmauthz.v1.ListChangesResponse
-	(*ListUnusedGrantsRequest)(nil),    // 20: crmauthz.v1.ListUnusedGrantsRequest
-	(*ListUnusedGrantsResponse)(nil),   // 21: crmauthz.v1.ListUnusedGrantsResponse
-	(*UnusedGrant)(nil),                // 22: crmauthz.v1.UnusedGrant
-	(*VerifyLogRequest)(nil),           // 23: crmauthz.v1.VerifyLogRequest
-	(*VerifyLogResponse)(nil),          // 24: crmauthz.v1.VerifyLogResponse
-	(*CheckpointReport)(nil),           // 25: crmauthz.v1.CheckpointReport
-	(*ChainReport)(nil),                // 26: crmauthz.v1.ChainReport
-	(*BrokenLink)(nil),                 // 27: crmauthz.v1.BrokenLink
-	(*GetLogStatusRequest)(nil),        // 28: crmauthz.v1.GetLogStatusRequest
-	(*GetLogStatusResponse)(nil),       // 29: crmauthz.v1.GetLogStatusResponse
-	(*ReplicaStatus)(nil),              // 30: crmauthz.v1.ReplicaStatus
-	(*ListSecurityEventsRequest)(nil),  // 31: crmauthz.v1.ListSecurityEventsRequest
-	(*ListSecurityEventsResponse)(nil), // 32: crmauthz.v1.ListSecurityEventsResponse
-	(*SecurityEvent)(nil),              // 33: crmauthz.v1.SecurityEvent
-	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
-	(*Record)(nil),                     // 35: crmauthz.v1.Record
-	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
-	(*Permission)(nil),                 // 37: crmauthz.v1.Permission
+	(*ExplainDecisionRequest)(nil),     // 14: crmauthz.v1.ExplainDecisionRequest
+	(*ExplainDecisionResponse)(nil),    // 15: crmauthz.v1.ExplainDecisionResponse
+	(*GetDecisionResponse)(nil),        // 16: crmauthz.v1.GetDecisionResponse
+	(*ExportDecisionsRequest)(nil),     // 17: crmauthz.v1.ExportDecisionsRequest
+	(*ExportDecisionsResponse)(nil),    // 18: crmauthz.v1.ExportDecisionsResponse
+	(*Change)(nil),                     // 19: crmauthz.v1.Change
+	(*ListChangesRequest)(nil),         // 20: crmauthz.v1.ListChangesRequest
+	(*ListChangesResponse)(nil),        // 21: crmauthz.v1.ListChangesResponse
+	(*ListUnusedGrantsRequest)(nil),    // 22: crmauthz.v1.ListUnusedGrantsRequest
+	(*ListUnusedGrantsResponse)(nil),   // 23: crmauthz.v1.ListUnusedGrantsResponse
+	(*UnusedGrant)(nil),                // 24: crmauthz.v1.UnusedGrant
+	(*VerifyLogRequest)(nil),           // 25: crmauthz.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),          // 26: crmauthz.v1.VerifyLogResponse
+	(*CheckpointReport)(nil),           // 27: crmauthz.v1.CheckpointReport
+	(*ChainReport)(nil),                // 28: crmauthz.v1.ChainReport
+	(*BrokenLink)(nil),                 // 29: crmauthz.v1.BrokenLink
+	(*GetLogStatusRequest)(nil),        // 30: crmauthz.v1.GetLogStatusRequest
+	(*GetLogStatusResponse)(nil),       // 31: crmauthz.v1.GetLogStatusResponse
+	(*ReplicaStatus)(nil),              // 32: crmauthz.v1.ReplicaStatus
+	(*ListSecurityEventsRequest)(nil),  // 33: crmauthz.v1.ListSecurityEventsRequest
+	(*ListSecurityEventsResponse)(nil), // 34: crmauthz.v1.ListSecurityEventsResponse
+	(*SecurityEvent)(nil),              // 35: crmauthz.v1.SecurityEvent
+	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
+	(*Record)(nil),                     // 37: crmauthz.v1.Record
+	(*durationpb.Duration)(nil),        // 38: google.protobuf.Duration
+	(*Permission)(nil),                 // 39: crmauthz.v1.Permission
+	(*Reason)(nil),                     // 40: crmauthz.v1.Reason
 }
 var file_crmauthz_v1_audit_proto_depIdxs = []int32{
 	8,  // 0: crmauthz.v1.CreateCheckpointResponse.checkpoint:type_name -> crmauthz.v1.Checkpoint
 	8,  // 1: crmauthz.v1.ListCheckpointsResponse.checkpoints:type_name -> crmauthz.v1.Checkpoint
-	34, // 2: crmauthz.v1.Checkpoint.issued_time:type_name -> google.protobuf.Timestamp
+	36, // 2: crmauthz.v1.Checkpoint.issued_time:type_name -> google.protobuf.Timestamp
 	9,  // 3: crmauthz.v1.Checkpoint.decision_chains:type_name -> crmauthz.v1.ChainHead
 	9,  // 4: crmauthz.v1.Checkpoint.tenants:type_name -> crmauthz.v1.ChainHead
-	34, // 5: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
+	36, // 5: crmauthz.v1.Decision.decision_time:type_name -> google.protobuf.Timestamp
 	0,  // 6: crmauthz.v1.Decision.method:type_name -> crmauthz.v1.DecisionMethod
-	35, // 7: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
-	36, // 8: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
-	34, // 9: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
-	37, // 10: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	37, // 7: crmauthz.v1.Decision.record:type_name -> crmauthz.v1.Record
+	38, // 8: crmauthz.v1.Decision.latency:type_name -> google.protobuf.Duration
+	36, // 9: crmauthz.v1.Decision.logged_time:type_name -> google.protobuf.Timestamp
+	39, // 10: crmauthz.v1.ListDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
 	1,  // 11: crmauthz.v1.ListDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
 	0,  // 12: crmauthz.v1.ListDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	34, // 13: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	34, // 14: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	36, // 13: crmauthz.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	36, // 14: crmauthz.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	10, // 15: crmauthz.v1.ListDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	10, // 16: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
-	37, // 17: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
-	1,  // 18: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
-	0,  // 19: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
-	34, // 20: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	34, // 21: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	10, // 22: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
-	34, // 23: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
-	34, // 24: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
-	34, // 25: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
-	17, // 26: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
-	22, // 27: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
-	34, // 28: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
-	34, // 29: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
-	34, // 30: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
-	34, // 31: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 32: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
-	8,  // 33: crmauthz.v1.VerifyLogRequest.checkpoint:type_name -> crmauthz.v1.Checkpoint
-	26, // 34: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
-	25, // 35: crmauthz.v1.VerifyLogResponse.checkpoint:type_name -> crmauthz.v1.CheckpointReport
-	34, // 36: crmauthz.v1.CheckpointReport.issued_time:type_name -> google.protobuf.Timestamp
-	27, // 37: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
-	2,  // 38: crmauthz.v1.ChainReport.log:type_name -> crmauthz.v1.LogKind
-	3,  // 39: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
-	30, // 40: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
-	34, // 41: crmauthz.v1.GetLogStatusResponse.degraded_time:type_name -> google.protobuf.Timestamp
-	34, // 42: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
-	34, // 43: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
-	34, // 44: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	36, // 45: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
-	34, // 46: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	34, // 47: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	33, // 48: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
-	34, // 49: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
-	11, // 50: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
-	13, // 51: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
-	15, // 52: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
-	18, // 53: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
-	20, // 54: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
-	23, // 55: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
-	28, // 56: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
-	31, // 57: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
-	4,  // 58: crmauthz.v1.AuditService.CreateCheckpoint:input_type -> crmauthz.v1.CreateCheckpointRequest
-	6,  // 59: crmauthz.v1.AuditService.ListCheckpoints:input_type -> crmauthz.v1.ListCheckpointsRequest
-	12, // 60: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
-	14, // 61: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
-	16, // 62: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
-	19, // 63: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
-	21, // 64: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
-	24, // 65: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
-	29, // 66: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
-	32, // 67: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
-	5,  // 68: crmauthz.v1.AuditService.CreateCheckpoint:output_type -> crmauthz.v1.CreateCheckpointResponse
-	7,  // 69: crmauthz.v1.AuditService.ListCheckpoints:output_type -> crmauthz.v1.ListCheckpointsResponse
-	60, // [60:70] is the sub-list for method output_type
-	50, // [50:60] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	10, // 16: crmauthz.v1.ExplainDecisionResponse.decision:type_name -> crmauthz.v1.Decision
+	40, // 17: crmauthz.v1.ExplainDecisionResponse.reasons:type_name -> crmauthz.v1.Reason
+	10, // 18: crmauthz.v1.GetDecisionResponse.decision:type_name -> crmauthz.v1.Decision
+	39, // 19: crmauthz.v1.ExportDecisionsRequest.permission:type_name -> crmauthz.v1.Permission
+	1,  // 20: crmauthz.v1.ExportDecisionsRequest.result:type_name -> crmauthz.v1.DecisionResult
+	0,  // 21: crmauthz.v1.ExportDecisionsRequest.method:type_name -> crmauthz.v1.DecisionMethod
+	36, // 22: crmauthz.v1.ExportDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	36, // 23: crmauthz.v1.ExportDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	10, // 24: crmauthz.v1.ExportDecisionsResponse.decisions:type_name -> crmauthz.v1.Decision
+	36, // 25: crmauthz.v1.Change.change_time:type_name -> google.protobuf.Timestamp
+	36, // 26: crmauthz.v1.ListChangesRequest.start_time:type_name -> google.protobuf.Timestamp
+	36, // 27: crmauthz.v1.ListChangesRequest.end_time:type_name -> google.protobuf.Timestamp
+	19, // 28: crmauthz.v1.ListChangesResponse.changes:type_name -> crmauthz.v1.Change
+	24, // 29: crmauthz.v1.ListUnusedGrantsResponse.grants:type_name -> crmauthz.v1.UnusedGrant
+	36, // 30: crmauthz.v1.ListUnusedGrantsResponse.window_start:type_name -> google.protobuf.Timestamp
+	36, // 31: crmauthz.v1.ListUnusedGrantsResponse.evidence_since:type_name -> google.protobuf.Timestamp
+	36, // 32: crmauthz.v1.UnusedGrant.granted_at:type_name -> google.protobuf.Timestamp
+	36, // 33: crmauthz.v1.UnusedGrant.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 34: crmauthz.v1.VerifyLogRequest.log:type_name -> crmauthz.v1.LogKind
+	8,  // 35: crmauthz.v1.VerifyLogRequest.checkpoint:type_name -> crmauthz.v1.Checkpoint
+	28, // 36: crmauthz.v1.VerifyLogResponse.chains:type_name -> crmauthz.v1.ChainReport
+	27, // 37: crmauthz.v1.VerifyLogResponse.checkpoint:type_name -> crmauthz.v1.CheckpointReport
+	36, // 38: crmauthz.v1.CheckpointReport.issued_time:type_name -> google.protobuf.Timestamp
+	29, // 39: crmauthz.v1.ChainReport.broken:type_name -> crmauthz.v1.BrokenLink
+	2,  // 40: crmauthz.v1.ChainReport.log:type_name -> crmauthz.v1.LogKind
+	3,  // 41: crmauthz.v1.BrokenLink.kind:type_name -> crmauthz.v1.BreakKind
+	32, // 42: crmauthz.v1.GetLogStatusResponse.replica:type_name -> crmauthz.v1.ReplicaStatus
+	36, // 43: crmauthz.v1.GetLogStatusResponse.degraded_time:type_name -> google.protobuf.Timestamp
+	36, // 44: crmauthz.v1.ReplicaStatus.connected_time:type_name -> google.protobuf.Timestamp
+	36, // 45: crmauthz.v1.ReplicaStatus.disconnected_time:type_name -> google.protobuf.Timestamp
+	36, // 46: crmauthz.v1.ReplicaStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	38, // 47: crmauthz.v1.ReplicaStatus.lag:type_name -> google.protobuf.Duration
+	36, // 48: crmauthz.v1.ListSecurityEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	36, // 49: crmauthz.v1.ListSecurityEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	35, // 50: crmauthz.v1.ListSecurityEventsResponse.events:type_name -> crmauthz.v1.SecurityEvent
+	36, // 51: crmauthz.v1.SecurityEvent.event_time:type_name -> google.protobuf.Timestamp
+	11, // 52: crmauthz.v1.AuditService.ListDecisions:input_type -> crmauthz.v1.ListDecisionsRequest
+	13, // 53: crmauthz.v1.AuditService.GetDecision:input_type -> crmauthz.v1.GetDecisionRequest
+	14, // 54: crmauthz.v1.AuditService.ExplainDecision:input_type -> crmauthz.v1.ExplainDecisionRequest
+	17, // 55: crmauthz.v1.AuditService.ExportDecisions:input_type -> crmauthz.v1.ExportDecisionsRequest
+	20, // 56: crmauthz.v1.AuditService.ListChanges:input_type -> crmauthz.v1.ListChangesRequest
+	22, // 57: crmauthz.v1.AuditService.ListUnusedGrants:input_type -> crmauthz.v1.ListUnusedGrantsRequest
+	25, // 58: crmauthz.v1.AuditService.VerifyLog:input_type -> crmauthz.v1.VerifyLogRequest
+	30, // 59: crmauthz.v1.AuditService.GetLogStatus:input_type -> crmauthz.v1.GetLogStatusRequest
+	33, // 60: crmauthz.v1.AuditService.ListSecurityEvents:input_type -> crmauthz.v1.ListSecurityEventsRequest
+	4,  // 61: crmauthz.v1.AuditService.CreateCheckpoint:input_type -> crmauthz.v1.CreateCheckpointRequest
+	6,  // 62: crmauthz.v1.AuditService.ListCheckpoints:input_type -> crmauthz.v1.ListCheckpointsRequest
+	12, // 63: crmauthz.v1.AuditService.ListDecisions:output_type -> crmauthz.v1.ListDecisionsResponse
+	16, // 64: crmauthz.v1.AuditService.GetDecision:output_type -> crmauthz.v1.GetDecisionResponse
+	15, // 65: crmauthz.v1.AuditService.ExplainDecision:output_type -> crmauthz.v1.ExplainDecisionResponse
+	18, // 66: crmauthz.v1.AuditService.ExportDecisions:output_type -> crmauthz.v1.ExportDecisionsResponse
+	21, // 67: crmauthz.v1.AuditService.ListChanges:output_type -> crmauthz.v1.ListChangesResponse
+	23, // 68: crmauthz.v1.AuditService.ListUnusedGrants:output_type -> crmauthz.v1.ListUnusedGrantsResponse
+	26, // 69: crmauthz.v1.AuditService.VerifyLog:output_type -> crmauthz.v1.VerifyLogResponse
+	31, // 70: crmauthz.v1.AuditService.GetLogStatus:output_type -> crmauthz.v1.GetLogStatusResponse
+	34, // 71: crmauthz.v1.AuditService.ListSecurityEvents:output_type -> crmauthz.v1.ListSecurityEventsResponse
+	5,  // 72: crmauthz.v1.AuditService.CreateCheckpoint:output_type -> crmauthz.v1.CreateCheckpointResponse
+	7,  // 73: crmauthz.v1.AuditService.ListCheckpoints:output_type -> crmauthz.v1.ListCheckpointsResponse
+	63, // [63:74] is the sub-list for method output_type
+	52, // [52:63] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_audit_proto_init() }
@@ -3560,6 +3716,7 @@ func file_crmauthz_v1_audit_proto_init() {
 	if File_crmauthz_v1_audit_proto != nil {
 		return
 	}
+	file_crmauthz_v1_authorization_proto_init()
 	file_crmauthz_v1_permission_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3567,7 +3724,7 @@ func file_crmauthz_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_audit_proto_rawDesc), len(file_crmauthz_v1_audit_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuditService_ListDecisions_FullMethodName      = "/crmauthz.v1.AuditService/ListDecisions"
 	AuditService_GetDecision_FullMethodName        = "/crmauthz.v1.AuditService/GetDecision"
+	AuditService_ExplainDecision_FullMethodName    = "/crmauthz.v1.AuditService/ExplainDecision"
 	AuditService_ExportDecisions_FullMethodName    = "/crmauthz.v1.AuditService/ExportDecisions"
 	AuditService_ListChanges_FullMethodName        = "/crmauthz.v1.AuditService/ListChanges"
 	AuditService_ListUnusedGrants_FullMethodName   = "/crmauthz.v1.AuditService/ListUnusedGrants"
@@ -64,6 +65,14 @@ type AuditServiceClient interface {
 	// GetDecision returns the entry a decision_id names. In the asynchronous mode an entry
 	// becomes visible within the flush interval of its decision.
 	GetDecision(ctx context.Context, in *GetDecisionRequest, opts ...grpc.CallOption) (*GetDecisionResponse, error)
+	// ExplainDecision explains a logged decision after the fact, whether or not its caller
+	// asked for reasons: the tenant's policy is rebuilt as it stood at the decision's revision
+	// (from a snapshot and the change log's rows) and decided again at the decision's time,
+	// giving the reasons Check's explanation gave then. Decisions of Check and BatchCheck are
+	// explained; others (pages, field maps, filters) are FAILED_PRECONDITION
+	// (NOT_EXPLAINABLE), as are decisions whose subject or record the log masks (MASKED) and
+	// revisions before the tenant's history was kept (HISTORY_UNAVAILABLE).
+	ExplainDecision(ctx context.Context, in *ExplainDecisionRequest, opts ...grpc.CallOption) (*ExplainDecisionResponse, error)
 	// ExportDecisions streams every entry matching the filters, oldest first, as the log
 	// stood when the call started.
 	ExportDecisions(ctx context.Context, in *ExportDecisionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportDecisionsResponse], error)
@@ -119,6 +128,16 @@ func (c *auditServiceClient) GetDecision(ctx context.Context, in *GetDecisionReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetDecisionResponse)
 	err := c.cc.Invoke(ctx, AuditService_GetDecision_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ExplainDecision(ctx context.Context, in *ExplainDecisionRequest, opts ...grpc.CallOption) (*ExplainDecisionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainDecisionResponse)
+	err := c.cc.Invoke(ctx, AuditService_ExplainDecision_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +266,14 @@ type AuditServiceServer interface {
 	// GetDecision returns the entry a decision_id names. In the asynchronous mode an entry
 	// becomes visible within the flush interval of its decision.
 	GetDecision(context.Context, *GetDecisionRequest) (*GetDecisionResponse, error)
+	// ExplainDecision explains a logged decision after the fact, whether or not its caller
+	// asked for reasons: the tenant's policy is rebuilt as it stood at the decision's revision
+	// (from a snapshot and the change log's rows) and decided again at the decision's time,
+	// giving the reasons Check's explanation gave then. Decisions of Check and BatchCheck are
+	// explained; others (pages, field maps, filters) are FAILED_PRECONDITION
+	// (NOT_EXPLAINABLE), as are decisions whose subject or record the log masks (MASKED) and
+	// revisions before the tenant's history was kept (HISTORY_UNAVAILABLE).
+	ExplainDecision(context.Context, *ExplainDecisionRequest) (*ExplainDecisionResponse, error)
 	// ExportDecisions streams every entry matching the filters, oldest first, as the log
 	// stood when the call started.
 	ExportDecisions(*ExportDecisionsRequest, grpc.ServerStreamingServer[ExportDecisionsResponse]) error
@@ -293,6 +320,9 @@ func (UnimplementedAuditServiceServer) ListDecisions(context.Context, *ListDecis
 }
 func (UnimplementedAuditServiceServer) GetDecision(context.Context, *GetDecisionRequest) (*GetDecisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDecision not implemented")
+}
+func (UnimplementedAuditServiceServer) ExplainDecision(context.Context, *ExplainDecisionRequest) (*ExplainDecisionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExplainDecision not implemented")
 }
 func (UnimplementedAuditServiceServer) ExportDecisions(*ExportDecisionsRequest, grpc.ServerStreamingServer[ExportDecisionsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportDecisions not implemented")
@@ -371,6 +401,24 @@ func _AuditService_GetDecision_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuditServiceServer).GetDecision(ctx, req.(*GetDecisionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_ExplainDecision_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainDecisionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ExplainDecision(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ExplainDecision_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ExplainDecision(ctx, req.(*ExplainDecisionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -526,6 +574,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDecision",
 			Handler:    _AuditService_GetDecision_Handler,
+		},
+		{
+			MethodName: "ExplainDecision",
+			Handler:    _AuditService_ExplainDecision_Handler,
 		},
 		{
 			MethodName: "ListChanges",
