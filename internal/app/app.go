@@ -40,7 +40,7 @@ type App struct {
 	cfg config.Config
 	log *zap.Logger
 	now func() time.Time
-	// clocked reports that now is not the wall clock (WithClock).
+	// clocked logs decisions at now's time (WithClockedDecisions).
 	clocked bool
 	bundle  *bundle.Bundle
 	store   store.Store
@@ -64,7 +64,12 @@ type App struct {
 type Option func(*App)
 
 // WithClock sets the clock for grant expiry (time.Now by default).
-func WithClock(now func() time.Time) Option { return func(a *App) { a.now, a.clocked = now, true } }
+func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
+
+// WithClockedDecisions logs decisions at the clock's time (WithClock)
+// rather than the wall clock's, so that explanations after the fact decide
+// at the time the engine decided at; with the wall clock the two agree.
+func WithClockedDecisions() Option { return func(a *App) { a.clocked = true } }
 
 // WithReviewInterval sets how often the access reviews past their deadline
 // are closed (a minute by default).

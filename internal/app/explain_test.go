@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/crmauthz/crmauthz/internal/app"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/pgtest"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
@@ -22,7 +23,10 @@ import (
 // time. A decision of a page is refused as not explainable.
 func TestExplainAfterTheFact(t *testing.T) {
 	backends(t, func(t *testing.T, cfg config.Config) {
-		e := startAudit(t, cfg)
+		// Decisions logged at the test's clock, which moves by hours.
+		clk := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+		base := startSetup(t, cfg, clk, nil, app.WithClockedDecisions())
+		e := &auditEnv{env: base, audit: pb.NewAuditServiceClient(base.conn)}
 		rng := rand.New(rand.NewPCG(7, 11))
 		users := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "peggy"}
 		roles := []string{"sales_rep", "sales_manager", "finance_readonly", "read_only", "customer_service", "restricted_export", "data_exporter"}

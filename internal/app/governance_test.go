@@ -318,6 +318,11 @@ func TestWhoCanAndExpiring(t *testing.T) {
 		if r := got["alice"].GetReasons(); len(r) != 1 || r[0].GetRoleId() != "sales_manager" || got["alice"].GetExpiresAt() != nil {
 			t.Errorf("alice's path: %v", got["alice"])
 		}
+		// A module verb comes with the widest scope each user holds for it.
+		reads := whoCan(modulePerm("lead", "read"))
+		if reads["bob"].GetScope() != pb.DataScope_DATA_SCOPE_DEPT || reads["alice"].GetScope() != pb.DataScope_DATA_SCOPE_DEPT_TREE {
+			t.Errorf("scopes of lead read: bob %v, alice %v", reads["bob"].GetScope(), reads["alice"].GetScope())
+		}
 		// judy's finance_readonly grant ends in 2099; the users WhoCan names
 		// are those Check allows, every demo user asked.
 		for _, p := range []*pb.Permission{modulePerm("contract", "read"), export, fieldPerm("account", "annual_revenue", false),

@@ -72,10 +72,11 @@ func startWith(t testing.TB, cfg config.Config, clk *clock) *env {
 
 // startSetup is startWith that runs setup on the store before the server
 // starts (and loads what setup stored).
-func startSetup(t testing.TB, cfg config.Config, clk *clock, setup func(st store.Store)) *env {
+func startSetup(t testing.TB, cfg config.Config, clk *clock, setup func(st store.Store), opts ...app.Option) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), app.WithClock(clk.Now), app.WithReviewInterval(100*time.Millisecond))
+	opts = append([]app.Option{app.WithClock(clk.Now), app.WithReviewInterval(100 * time.Millisecond)}, opts...)
+	a, err := app.New(ctx, cfg, zaptest.NewLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

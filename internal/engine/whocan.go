@@ -15,6 +15,10 @@ type Holder struct {
 	// Until is when the access the granting roles give ends: the latest
 	// expiry among them; zero when one of them never expires.
 	Until time.Time
+	// Scope is, for a module verb, the widest data scope the user's
+	// active grants give for it (which records the verb reaches before
+	// managers and sharing); empty for functions and fields.
+	Scope model.Scope
 }
 
 // WhoCan returns the users of tenant whom p is allowed to, ordered by id,
@@ -52,6 +56,11 @@ func (e *Engine) WhoCan(tenant string, p model.Permission, after string, limit i
 			h.Reasons = append(h.Reasons, why...)
 		}
 		h.Until = until(h.Reasons)
+		if p.Kind == model.KindModule {
+			if rank, _ := ix.scopeOf(e.space, grants, p.Module, p.Verb, now); rank >= 0 {
+				h.Scope = model.Scopes[rank]
+			}
+		}
 		holders = append(holders, h)
 	}
 	return holders, false, ix.revision, nil

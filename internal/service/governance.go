@@ -448,7 +448,11 @@ func (s *Governance) WhoCan(ctx context.Context, req *pb.WhoCanRequest) (*pb.Who
 	}
 	out := &pb.WhoCanResponse{Revision: rev}
 	for _, h := range holders {
-		out.Users = append(out.Users, &pb.WhoCanUser{UserId: h.User, Reasons: reasonsToProto(h.Reasons), ExpiresAt: timestamp(h.Until)})
+		u := &pb.WhoCanUser{UserId: h.User, Reasons: reasonsToProto(h.Reasons), ExpiresAt: timestamp(h.Until)}
+		if h.Scope != "" {
+			u.Scope = scopeToProto(h.Scope)
+		}
+		out.Users = append(out.Users, u)
 	}
 	if more {
 		out.NextPageToken = encodeToken(whoCanToken, holders[len(holders)-1].User)

@@ -1669,7 +1669,10 @@ type WhoCanUser struct {
 	Reasons []*Reason `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// When the user's access through these grants ends: the latest expiry among the granting
 	// roles; unset when one of them never expires.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// For a module verb: the widest data scope the user's grants give for it (the records it
+	// reaches before managers, sharing rules and record shares); unspecified otherwise.
+	Scope         DataScope `protobuf:"varint,4,opt,name=scope,proto3,enum=crmauthz.v1.DataScope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1723,6 +1726,13 @@ func (x *WhoCanUser) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *WhoCanUser) GetScope() DataScope {
+	if x != nil {
+		return x.Scope
+	}
+	return DataScope_DATA_SCOPE_UNSPECIFIED
 }
 
 // ListExpiringRequest asks what ends within a window.
@@ -3360,13 +3370,14 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\x0eWhoCanResponse\x12-\n" +
 	"\x05users\x18\x01 \x03(\v2\x17.crmauthz.v1.WhoCanUserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\x8f\x01\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xbd\x01\n" +
 	"\n" +
 	"WhoCanUser\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12-\n" +
 	"\areasons\x18\x02 \x03(\v2\x13.crmauthz.v1.ReasonR\areasons\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x81\x02\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12,\n" +
+	"\x05scope\x18\x04 \x01(\x0e2\x16.crmauthz.v1.DataScopeR\x05scope\"\x81\x02\n" +
 	"\x13ListExpiringRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x121\n" +
@@ -3596,7 +3607,8 @@ var file_crmauthz_v1_governance_proto_goTypes = []any{
 	(*Grant)(nil),                        // 46: crmauthz.v1.Grant
 	(*Permission)(nil),                   // 47: crmauthz.v1.Permission
 	(*Reason)(nil),                       // 48: crmauthz.v1.Reason
-	(*RecordShare)(nil),                  // 49: crmauthz.v1.RecordShare
+	(DataScope)(0),                       // 49: crmauthz.v1.DataScope
+	(*RecordShare)(nil),                  // 50: crmauthz.v1.RecordShare
 }
 var file_crmauthz_v1_governance_proto_depIdxs = []int32{
 	42, // 0: crmauthz.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
@@ -3623,68 +3635,69 @@ var file_crmauthz_v1_governance_proto_depIdxs = []int32{
 	23, // 21: crmauthz.v1.WhoCanResponse.users:type_name -> crmauthz.v1.WhoCanUser
 	48, // 22: crmauthz.v1.WhoCanUser.reasons:type_name -> crmauthz.v1.Reason
 	43, // 23: crmauthz.v1.WhoCanUser.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 24: crmauthz.v1.ListExpiringRequest.within:type_name -> google.protobuf.Duration
-	26, // 25: crmauthz.v1.ListExpiringResponse.items:type_name -> crmauthz.v1.Expiring
-	43, // 26: crmauthz.v1.Expiring.expires_at:type_name -> google.protobuf.Timestamp
-	46, // 27: crmauthz.v1.Expiring.grant:type_name -> crmauthz.v1.Grant
-	49, // 28: crmauthz.v1.Expiring.record_share:type_name -> crmauthz.v1.RecordShare
-	2,  // 29: crmauthz.v1.AccessReview.default_decision:type_name -> crmauthz.v1.ReviewDecision
-	43, // 30: crmauthz.v1.AccessReview.deadline:type_name -> google.protobuf.Timestamp
-	43, // 31: crmauthz.v1.AccessReview.evidence_since:type_name -> google.protobuf.Timestamp
-	43, // 32: crmauthz.v1.AccessReview.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 33: crmauthz.v1.AccessReview.state:type_name -> crmauthz.v1.AccessReviewState
-	43, // 34: crmauthz.v1.AccessReview.closed_at:type_name -> google.protobuf.Timestamp
-	28, // 35: crmauthz.v1.AccessReview.progress:type_name -> crmauthz.v1.ReviewProgress
-	43, // 36: crmauthz.v1.ReviewItem.grant_expires_at:type_name -> google.protobuf.Timestamp
-	43, // 37: crmauthz.v1.ReviewItem.last_used_at:type_name -> google.protobuf.Timestamp
-	2,  // 38: crmauthz.v1.ReviewItem.decision:type_name -> crmauthz.v1.ReviewDecision
-	43, // 39: crmauthz.v1.ReviewItem.decided_at:type_name -> google.protobuf.Timestamp
-	2,  // 40: crmauthz.v1.StartAccessReviewRequest.default_decision:type_name -> crmauthz.v1.ReviewDecision
-	43, // 41: crmauthz.v1.StartAccessReviewRequest.deadline:type_name -> google.protobuf.Timestamp
-	27, // 42: crmauthz.v1.StartAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
-	27, // 43: crmauthz.v1.GetAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
-	27, // 44: crmauthz.v1.ListAccessReviewsResponse.reviews:type_name -> crmauthz.v1.AccessReview
-	29, // 45: crmauthz.v1.ListReviewItemsResponse.items:type_name -> crmauthz.v1.ReviewItem
-	2,  // 46: crmauthz.v1.DecideReviewItemRequest.decision:type_name -> crmauthz.v1.ReviewDecision
-	29, // 47: crmauthz.v1.DecideReviewItemResponse.item:type_name -> crmauthz.v1.ReviewItem
-	27, // 48: crmauthz.v1.CloseAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
-	5,  // 49: crmauthz.v1.GovernanceService.SetRequestPolicy:input_type -> crmauthz.v1.SetRequestPolicyRequest
-	7,  // 50: crmauthz.v1.GovernanceService.ListRequestableRoles:input_type -> crmauthz.v1.ListRequestableRolesRequest
-	9,  // 51: crmauthz.v1.GovernanceService.RequestAccess:input_type -> crmauthz.v1.RequestAccessRequest
-	11, // 52: crmauthz.v1.GovernanceService.GetAccessRequest:input_type -> crmauthz.v1.GetAccessRequestRequest
-	13, // 53: crmauthz.v1.GovernanceService.ListAccessRequests:input_type -> crmauthz.v1.ListAccessRequestsRequest
-	15, // 54: crmauthz.v1.GovernanceService.ApproveAccessRequest:input_type -> crmauthz.v1.ApproveAccessRequestRequest
-	17, // 55: crmauthz.v1.GovernanceService.DenyAccessRequest:input_type -> crmauthz.v1.DenyAccessRequestRequest
-	19, // 56: crmauthz.v1.GovernanceService.CancelAccessRequest:input_type -> crmauthz.v1.CancelAccessRequestRequest
-	21, // 57: crmauthz.v1.GovernanceService.WhoCan:input_type -> crmauthz.v1.WhoCanRequest
-	24, // 58: crmauthz.v1.GovernanceService.ListExpiring:input_type -> crmauthz.v1.ListExpiringRequest
-	30, // 59: crmauthz.v1.GovernanceService.StartAccessReview:input_type -> crmauthz.v1.StartAccessReviewRequest
-	32, // 60: crmauthz.v1.GovernanceService.GetAccessReview:input_type -> crmauthz.v1.GetAccessReviewRequest
-	34, // 61: crmauthz.v1.GovernanceService.ListAccessReviews:input_type -> crmauthz.v1.ListAccessReviewsRequest
-	36, // 62: crmauthz.v1.GovernanceService.ListReviewItems:input_type -> crmauthz.v1.ListReviewItemsRequest
-	38, // 63: crmauthz.v1.GovernanceService.DecideReviewItem:input_type -> crmauthz.v1.DecideReviewItemRequest
-	40, // 64: crmauthz.v1.GovernanceService.CloseAccessReview:input_type -> crmauthz.v1.CloseAccessReviewRequest
-	6,  // 65: crmauthz.v1.GovernanceService.SetRequestPolicy:output_type -> crmauthz.v1.SetRequestPolicyResponse
-	8,  // 66: crmauthz.v1.GovernanceService.ListRequestableRoles:output_type -> crmauthz.v1.ListRequestableRolesResponse
-	10, // 67: crmauthz.v1.GovernanceService.RequestAccess:output_type -> crmauthz.v1.RequestAccessResponse
-	12, // 68: crmauthz.v1.GovernanceService.GetAccessRequest:output_type -> crmauthz.v1.GetAccessRequestResponse
-	14, // 69: crmauthz.v1.GovernanceService.ListAccessRequests:output_type -> crmauthz.v1.ListAccessRequestsResponse
-	16, // 70: crmauthz.v1.GovernanceService.ApproveAccessRequest:output_type -> crmauthz.v1.ApproveAccessRequestResponse
-	18, // 71: crmauthz.v1.GovernanceService.DenyAccessRequest:output_type -> crmauthz.v1.DenyAccessRequestResponse
-	20, // 72: crmauthz.v1.GovernanceService.CancelAccessRequest:output_type -> crmauthz.v1.CancelAccessRequestResponse
-	22, // 73: crmauthz.v1.GovernanceService.WhoCan:output_type -> crmauthz.v1.WhoCanResponse
-	25, // 74: crmauthz.v1.GovernanceService.ListExpiring:output_type -> crmauthz.v1.ListExpiringResponse
-	31, // 75: crmauthz.v1.GovernanceService.StartAccessReview:output_type -> crmauthz.v1.StartAccessReviewResponse
-	33, // 76: crmauthz.v1.GovernanceService.GetAccessReview:output_type -> crmauthz.v1.GetAccessReviewResponse
-	35, // 77: crmauthz.v1.GovernanceService.ListAccessReviews:output_type -> crmauthz.v1.ListAccessReviewsResponse
-	37, // 78: crmauthz.v1.GovernanceService.ListReviewItems:output_type -> crmauthz.v1.ListReviewItemsResponse
-	39, // 79: crmauthz.v1.GovernanceService.DecideReviewItem:output_type -> crmauthz.v1.DecideReviewItemResponse
-	41, // 80: crmauthz.v1.GovernanceService.CloseAccessReview:output_type -> crmauthz.v1.CloseAccessReviewResponse
-	65, // [65:81] is the sub-list for method output_type
-	49, // [49:65] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	49, // 24: crmauthz.v1.WhoCanUser.scope:type_name -> crmauthz.v1.DataScope
+	42, // 25: crmauthz.v1.ListExpiringRequest.within:type_name -> google.protobuf.Duration
+	26, // 26: crmauthz.v1.ListExpiringResponse.items:type_name -> crmauthz.v1.Expiring
+	43, // 27: crmauthz.v1.Expiring.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 28: crmauthz.v1.Expiring.grant:type_name -> crmauthz.v1.Grant
+	50, // 29: crmauthz.v1.Expiring.record_share:type_name -> crmauthz.v1.RecordShare
+	2,  // 30: crmauthz.v1.AccessReview.default_decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 31: crmauthz.v1.AccessReview.deadline:type_name -> google.protobuf.Timestamp
+	43, // 32: crmauthz.v1.AccessReview.evidence_since:type_name -> google.protobuf.Timestamp
+	43, // 33: crmauthz.v1.AccessReview.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 34: crmauthz.v1.AccessReview.state:type_name -> crmauthz.v1.AccessReviewState
+	43, // 35: crmauthz.v1.AccessReview.closed_at:type_name -> google.protobuf.Timestamp
+	28, // 36: crmauthz.v1.AccessReview.progress:type_name -> crmauthz.v1.ReviewProgress
+	43, // 37: crmauthz.v1.ReviewItem.grant_expires_at:type_name -> google.protobuf.Timestamp
+	43, // 38: crmauthz.v1.ReviewItem.last_used_at:type_name -> google.protobuf.Timestamp
+	2,  // 39: crmauthz.v1.ReviewItem.decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 40: crmauthz.v1.ReviewItem.decided_at:type_name -> google.protobuf.Timestamp
+	2,  // 41: crmauthz.v1.StartAccessReviewRequest.default_decision:type_name -> crmauthz.v1.ReviewDecision
+	43, // 42: crmauthz.v1.StartAccessReviewRequest.deadline:type_name -> google.protobuf.Timestamp
+	27, // 43: crmauthz.v1.StartAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	27, // 44: crmauthz.v1.GetAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	27, // 45: crmauthz.v1.ListAccessReviewsResponse.reviews:type_name -> crmauthz.v1.AccessReview
+	29, // 46: crmauthz.v1.ListReviewItemsResponse.items:type_name -> crmauthz.v1.ReviewItem
+	2,  // 47: crmauthz.v1.DecideReviewItemRequest.decision:type_name -> crmauthz.v1.ReviewDecision
+	29, // 48: crmauthz.v1.DecideReviewItemResponse.item:type_name -> crmauthz.v1.ReviewItem
+	27, // 49: crmauthz.v1.CloseAccessReviewResponse.review:type_name -> crmauthz.v1.AccessReview
+	5,  // 50: crmauthz.v1.GovernanceService.SetRequestPolicy:input_type -> crmauthz.v1.SetRequestPolicyRequest
+	7,  // 51: crmauthz.v1.GovernanceService.ListRequestableRoles:input_type -> crmauthz.v1.ListRequestableRolesRequest
+	9,  // 52: crmauthz.v1.GovernanceService.RequestAccess:input_type -> crmauthz.v1.RequestAccessRequest
+	11, // 53: crmauthz.v1.GovernanceService.GetAccessRequest:input_type -> crmauthz.v1.GetAccessRequestRequest
+	13, // 54: crmauthz.v1.GovernanceService.ListAccessRequests:input_type -> crmauthz.v1.ListAccessRequestsRequest
+	15, // 55: crmauthz.v1.GovernanceService.ApproveAccessRequest:input_type -> crmauthz.v1.ApproveAccessRequestRequest
+	17, // 56: crmauthz.v1.GovernanceService.DenyAccessRequest:input_type -> crmauthz.v1.DenyAccessRequestRequest
+	19, // 57: crmauthz.v1.GovernanceService.CancelAccessRequest:input_type -> crmauthz.v1.CancelAccessRequestRequest
+	21, // 58: crmauthz.v1.GovernanceService.WhoCan:input_type -> crmauthz.v1.WhoCanRequest
+	24, // 59: crmauthz.v1.GovernanceService.ListExpiring:input_type -> crmauthz.v1.ListExpiringRequest
+	30, // 60: crmauthz.v1.GovernanceService.StartAccessReview:input_type -> crmauthz.v1.StartAccessReviewRequest
+	32, // 61: crmauthz.v1.GovernanceService.GetAccessReview:input_type -> crmauthz.v1.GetAccessReviewRequest
+	34, // 62: crmauthz.v1.GovernanceService.ListAccessReviews:input_type -> crmauthz.v1.ListAccessReviewsRequest
+	36, // 63: crmauthz.v1.GovernanceService.ListReviewItems:input_type -> crmauthz.v1.ListReviewItemsRequest
+	38, // 64: crmauthz.v1.GovernanceService.DecideReviewItem:input_type -> crmauthz.v1.DecideReviewItemRequest
+	40, // 65: crmauthz.v1.GovernanceService.CloseAccessReview:input_type -> crmauthz.v1.CloseAccessReviewRequest
+	6,  // 66: crmauthz.v1.GovernanceService.SetRequestPolicy:output_type -> crmauthz.v1.SetRequestPolicyResponse
+	8,  // 67: crmauthz.v1.GovernanceService.ListRequestableRoles:output_type -> crmauthz.v1.ListRequestableRolesResponse
+	10, // 68: crmauthz.v1.GovernanceService.RequestAccess:output_type -> crmauthz.v1.RequestAccessResponse
+	12, // 69: crmauthz.v1.GovernanceService.GetAccessRequest:output_type -> crmauthz.v1.GetAccessRequestResponse
+	14, // 70: crmauthz.v1.GovernanceService.ListAccessRequests:output_type -> crmauthz.v1.ListAccessRequestsResponse
+	16, // 71: crmauthz.v1.GovernanceService.ApproveAccessRequest:output_type -> crmauthz.v1.ApproveAccessRequestResponse
+	18, // 72: crmauthz.v1.GovernanceService.DenyAccessRequest:output_type -> crmauthz.v1.DenyAccessRequestResponse
+	20, // 73: crmauthz.v1.GovernanceService.CancelAccessRequest:output_type -> crmauthz.v1.CancelAccessRequestResponse
+	22, // 74: crmauthz.v1.GovernanceService.WhoCan:output_type -> crmauthz.v1.WhoCanResponse
+	25, // 75: crmauthz.v1.GovernanceService.ListExpiring:output_type -> crmauthz.v1.ListExpiringResponse
+	31, // 76: crmauthz.v1.GovernanceService.StartAccessReview:output_type -> crmauthz.v1.StartAccessReviewResponse
+	33, // 77: crmauthz.v1.GovernanceService.GetAccessReview:output_type -> crmauthz.v1.GetAccessReviewResponse
+	35, // 78: crmauthz.v1.GovernanceService.ListAccessReviews:output_type -> crmauthz.v1.ListAccessReviewsResponse
+	37, // 79: crmauthz.v1.GovernanceService.ListReviewItems:output_type -> crmauthz.v1.ListReviewItemsResponse
+	39, // 80: crmauthz.v1.GovernanceService.DecideReviewItem:output_type -> crmauthz.v1.DecideReviewItemResponse
+	41, // 81: crmauthz.v1.GovernanceService.CloseAccessReview:output_type -> crmauthz.v1.CloseAccessReviewResponse
+	66, // [66:82] is the sub-list for method output_type
+	50, // [50:66] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_governance_proto_init() }
