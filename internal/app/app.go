@@ -26,7 +26,9 @@ import (
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/metrics"
 	"github.com/crmauthz/crmauthz/internal/model"
+	"github.com/crmauthz/crmauthz/internal/opshttp"
 	"github.com/crmauthz/crmauthz/internal/replica"
 	"github.com/crmauthz/crmauthz/internal/server"
 	"github.com/crmauthz/crmauthz/internal/service"
@@ -58,6 +60,9 @@ type App struct {
 	// reviewEvery.
 	governance  *service.Governance
 	reviewEvery time.Duration
+	// metrics are served on cfg.MetricsAddr; nil when it is empty.
+	metrics *metrics.Metrics
+	opsAddr atomic.Pointer[net.Addr]
 }
 
 // Option adjusts an App; tests use them.
@@ -125,6 +130,10 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	a.authn = auth.NewAuthenticator(auth.Options{Enabled: cfg.AuthEnabled(), Store: a.store, Refresh: cfg.AuthRefresh,
 		Now: a.now, Logger: log, Events: a.events})
 	sopts := server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes, Auth: a.authn}
+	if cfg.MetricsAddr != "" {
+		a.metrics = metrics.New()
+		sopts.Metrics = a.metrics
+	}
 	if cfg.TLSCert != "" {
 		tc, err := server.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, func(err error) {
 			log.Error("reload TLS files; serving the last good ones", zap.Error(err))
@@ -151,9 +160,12 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	fresh := service.NewFreshness(a.engine, follower, cfg.MaxRevisionWait)
 	admin := service.NewAdmin(a.engine, a.store, a.bundle, a.now)
 	a.governance = service.NewGovernance(admin, a.audit)
-	authz := service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh)
+	authz := service.NewAuthorization(a.engine, cfg.MaxBatchChecks, decisions, fresh).WithMetrics(a.metrics)
 	if a.clocked {
 		authz.WithClock(a.now)
+	}
+	if a.metrics != nil {
+		a.metrics.Watch(a.metricSources())
 	}
 	a.server = server.New(sopts, server.Services{
 		Authorization: authz,
@@ -333,6 +345,12 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		}
 		defer a.follower.Close()
 	}
+	stopOps, err := a.serveOps(ctx)
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	defer stopOps()
 	a.warnInsecure(lis.Addr())
 	served := make(chan error, 1)
 	go func() { served <- a.server.Serve(lis) }()
@@ -382,6 +400,68 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	}
 	a.server.Shutdown(a.cfg.ShutdownTimeout)
 	return <-served
+}
+
+// metricSources is what the metrics read when scraped: the engine's
+// revisions, the follower's state and the decision log's.
+func (a *App) metricSources() metrics.Sources {
+	src := metrics.Sources{
+		Revisions: a.engine.Revisions,
+		Log: func() metrics.Log {
+			st := a.audit.Status()
+			return metrics.Log{QueueCapacity: st.QueueCapacity, Queued: st.Queued, Recorded: st.Recorded, Written: st.Written,
+				DroppedAllowed: st.DroppedAllowed, DroppedDenied: st.DroppedDenied, WriteErrors: st.WriteErrors,
+				SpoolEntries: st.SpoolEntries, SpoolBytes: st.SpoolBytes, SpoolCapacity: st.SpoolCapacity, SpoolErrors: st.SpoolErrors,
+				Degraded: !st.DegradedSince.IsZero()}
+		},
+	}
+	if a.follower != nil {
+		src.Replica = func() (metrics.Replica, bool) {
+			st := a.follower.Status()
+			var lag time.Duration
+			if !st.LastSync.IsZero() {
+				lag = max(a.now().Sub(st.LastSync), 0)
+			}
+			return metrics.Replica{Following: st.Following, Lag: lag, TenantsBehind: st.TenantsBehind, Reconnects: st.Reconnects, Applied: st.Applied}, true
+		}
+	}
+	return src
+}
+
+// MetricsAddr is the address the operator endpoint listens on, once Run
+// has opened it; nil before, and when no metrics address is configured.
+func (a *App) MetricsAddr() net.Addr {
+	if p := a.opsAddr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// serveOps serves the operator endpoint (metrics, pprof) on
+// cfg.MetricsAddr until ctx ends; nothing when it is empty.
+func (a *App) serveOps(ctx context.Context) (stop func(), err error) {
+	if a.metrics == nil {
+		return func() {}, nil
+	}
+	lis, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address: %w", err)
+	}
+	addr := lis.Addr()
+	a.opsAddr.Store(&addr)
+	srv := opshttp.New(a.metrics.Registry)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); err != nil {
+			a.log.Error("operator endpoint", zap.Error(err))
+		}
+	}()
+	a.log.Info("operator endpoint: metrics and pprof", zap.Stringer("addr", addr))
+	return func() {
+		srv.Shutdown(a.cfg.ShutdownTimeout)
+		<-done
+	}, nil
 }
 
 // closeDueReviews closes the access reviews past their deadline every

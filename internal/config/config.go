@@ -26,6 +26,10 @@ type Config struct {
 	// on every interface when callers authenticate, on loopback only
 	// (127.0.0.1) when they do not.
 	ListenAddr string `yaml:"listen_addr"`
+	// MetricsAddr is the operator's HTTP address: Prometheus metrics at
+	// /metrics and Go's profiles at /debug/pprof/. Empty serves neither.
+	// Nothing there authenticates: bind it where only operators reach.
+	MetricsAddr string `yaml:"metrics_addr"`
 	// DatabaseURL selects PostgreSQL (a libpq URL or key=value string);
 	// empty serves from memory, seeded from the policy bundle.
 	DatabaseURL string `yaml:"database_url"`
@@ -227,6 +231,8 @@ func (c *Config) fields() []field {
 	}
 	s, g := str(&c.ListenAddr)
 	add("listen-addr", "gRPC listen address, host:port; default :50051 with authentication, 127.0.0.1:50051 without", s, g)
+	s, g = str(&c.MetricsAddr)
+	add("metrics-addr", "operator HTTP address, host:port: Prometheus metrics at /metrics, pprof at /debug/pprof/; empty serves neither", s, g)
 	s, g = str(&c.DatabaseURL)
 	add("database-url", "PostgreSQL URL or key=value string; empty serves from memory", s, g)
 	out[len(out)-1].secret = true
@@ -412,6 +418,14 @@ func (c Config) Validate() error {
 	if c.ListenAddr != "" {
 		if err := validateListenAddr(c.ListenAddr); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := validateListenAddr(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics_addr: %w", err))
+		}
+		if c.MetricsAddr == c.ListenAddr {
+			errs = append(errs, errors.New("metrics_addr must differ from listen_addr: metrics are never served on the gRPC port"))
 		}
 	}
 	errs = append(errs, c.validateAuth()...)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/auth"
+	"github.com/crmauthz/crmauthz/internal/metrics"
 	"github.com/crmauthz/crmauthz/internal/service"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -50,6 +52,8 @@ type Server struct {
 	// stopping ends when Shutdown starts; it ends the health watches.
 	stopping context.Context
 	stop     context.CancelFunc
+	// metrics counts the calls and their refusals; nil counts nothing.
+	metrics *metrics.Metrics
 }
 
 // Options configures New.
@@ -60,6 +64,10 @@ type Options struct {
 	Auth *auth.Authenticator
 	// Creds secures connections (TLS, mTLS); nil serves plaintext.
 	Creds credentials.TransportCredentials
+	// Metrics counts every call by method and code, with its duration,
+	// and the calls refused as unauthenticated or denied; nil counts
+	// nothing.
+	Metrics *metrics.Metrics
 }
 
 // Services are the crm-authz services the server registers.
@@ -101,7 +109,7 @@ type Services struct {
 const streamWorkers = 64
 
 func New(opts Options, svc Services) *Server {
-	s := &Server{health: health.NewServer(), log: opts.Logger}
+	s := &Server{health: health.NewServer(), log: opts.Logger, metrics: opts.Metrics}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	authn := opts.Auth
 	if authn == nil {
@@ -372,10 +380,27 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 		if code == codes.Internal || code == codes.Unknown {
 			level = zap.ErrorLevel
 		}
+		took := time.Since(start)
 		if ce := s.log.Check(level, "rpc"); ce != nil {
-			ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", time.Since(start)))...)
+			ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", took))...)
+		}
+		if s.metrics != nil {
+			s.metrics.Call(method, code, took)
+			if code == codes.Unauthenticated || code == codes.PermissionDenied {
+				s.metrics.Refused(code, errorReason(err))
+			}
 		}
 	}
+}
+
+// errorReason is the google.rpc.ErrorInfo reason of a status error.
+func errorReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/auth"
 	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/metrics"
 	"github.com/crmauthz/crmauthz/internal/model"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
@@ -23,6 +24,8 @@ type Authorization struct {
 	maxBatch int
 	log      DecisionLog
 	fresh    *Freshness
+	// metrics counts decisions by kind and result; nil counts nothing.
+	metrics *metrics.Metrics
 	// clock, when set, is the engine's clock, which is not the wall clock
 	// (tests): a decision's time is then read from it, so that it is the
 	// time the engine decided at, which an explanation after the fact
@@ -49,6 +52,25 @@ func NewAuthorization(eng *engine.Engine, maxBatch int, log DecisionLog, fresh *
 	return &Authorization{eng: eng, maxBatch: maxBatch, log: log, fresh: fresh}
 }
 
+// WithMetrics makes the service count its decisions in m.
+func (s *Authorization) WithMetrics(m *metrics.Metrics) *Authorization {
+	s.metrics = m
+	return s
+}
+
+// metricKind is the metrics' kind of a permission.
+func metricKind(p model.Permission) int {
+	switch {
+	case p.Record != nil:
+		return metrics.KindRecord
+	case p.Kind == model.KindField:
+		return metrics.KindField
+	case p.Kind == model.KindFunction:
+		return metrics.KindFunction
+	}
+	return metrics.KindModule
+}
+
 // WithClock makes decisions logged at now's time: the engine's clock, when
 // it is not the wall clock.
 func (s *Authorization) WithClock(now func() time.Time) *Authorization {
@@ -58,6 +80,7 @@ func (s *Authorization) WithClock(now func() time.Time) *Authorization {
 
 // record writes one decision to the decision log.
 func (s *Authorization) record(ctx context.Context, method, tenant, subject string, p model.Permission, d engine.Decision, start time.Time) (string, error) {
+	s.metrics.Decision(metricKind(p), d.Allowed)
 	if s.log == nil {
 		return "", nil
 	}
@@ -237,6 +260,13 @@ func (s *Authorization) CheckPage(ctx context.Context, req *pb.CheckPageRequest)
 		return nil, err
 	}
 	out := &pb.CheckPageResponse{PermissionsAllowed: allowed[:nperm:nperm], RecordsAllowed: allowed[nperm:], Revision: rev}
+	if s.metrics != nil {
+		var n [metrics.Kinds][2]int
+		for i, ok := range allowed {
+			n[metricKind(perms[i])][b2i(ok)]++
+		}
+		s.metrics.Decisions(&n)
+	}
 	if s.log == nil {
 		return out, nil
 	}
@@ -350,4 +380,11 @@ func (s *Authorization) ListEffectivePermissions(ctx context.Context, req *pb.Li
 		out.Roles = append(out.Roles, &pb.ActiveRole{RoleId: r.Role, ExpiresAt: timestamp(r.ExpiresAt)})
 	}
 	return out, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
