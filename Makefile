@@ -19,8 +19,8 @@ run: ## run authzd on its embedded default (memory, demo tenant) on :50051
 	$(GO) run ./cmd/authzd
 
 .PHONY: build
-build: ## build bin/authzd
-	$(GO) build -o bin/authzd ./cmd/authzd
+build: ## build bin/authzd and bin/authzctl
+	$(GO) build -o bin/ ./cmd/authzd ./cmd/authzctl
 
 .PHONY: test
 test: ## run every test with the race detector (uses PostgreSQL, see README)

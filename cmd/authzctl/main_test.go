@@ -565,3 +565,10 @@ func TestReviews(t *testing.T) {
 	authzctl(t, addr, "reviews").expect(t, exitOK, []string{id, "Q4", "closed"}, nil)
 	authzctl(t, addr, "reviews", "start", "--name", "x", "--default", "maybe", "--deadline", "1h", "--reason", "r").expect(t, exitUsage, nil, []string{"keep or revoke"})
 }
+
+// TestEmptyListsSaySo: a listing without rows says so under its headers.
+func TestEmptyListsSaySo(t *testing.T) {
+	addr := serve(t)
+	authzctl(t, addr, "grants", "--user", "peggy").expect(t, exitOK, []string{"USER", "(none)"}, nil)
+	authzctl(t, addr, "audit", "decisions", "--user", "nobody").expect(t, exitOK, []string{"(none)"}, nil)
+}

@@ -67,8 +67,11 @@ func (t *table) row(cells ...string) {
 }
 
 // flush writes the table out, each column as wide as its widest cell and
-// two spaces apart.
+// two spaces apart; a table without rows says so under its headers.
 func (t *table) flush() {
+	if len(t.rows) == 1 {
+		defer t.w.WriteString("(none)\n")
+	}
 	var widths []int
 	for _, r := range t.rows {
 		for i, c := range r {

@@ -1,5 +1,6 @@
 // Command authzd is the crm-authz server.
 //
+//	authzd -h | help         list the subcommands
 //	authzd [serve] [flags]   serve gRPC (the default subcommand)
 //	authzd migrate [flags]   apply the PostgreSQL schema migrations
 //	authzd keys create|list|revoke [flags]
@@ -45,10 +46,32 @@ func main() {
 	}
 }
 
+const usage = `Usage: authzd [command] [flags]
+
+Commands:
+  serve       serve the gRPC API (the default: authzd alone serves the demo from
+              memory on 127.0.0.1:50051)
+  migrate     apply the PostgreSQL schema migrations, saying which it applied
+  keys        create, list and revoke the credentials callers authenticate with,
+              straight in PostgreSQL (the first key)
+  audit-keys  create, rotate and show the keys that link the audit logs and sign
+              checkpoints
+  help        this text; 'authzd help <command>' is 'authzd <command> -h'
+
+Run 'authzd <command> -h' for a command's flags; every flag of serve and migrate also
+comes from an AUTHZ_* environment variable and a YAML file (--config).
+`
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 {
 		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			if args[0] == "help" && len(args) > 1 {
+				return run(ctx, []string{args[1], "-h"}, getenv, stdout, stderr)
+			}
+			_, err := io.WriteString(stdout, usage)
+			return err
 		case "serve", "migrate":
 			cmd, args = args[0], args[1:]
 		case "keys":

@@ -80,9 +80,21 @@ func TestBadFlag(t *testing.T) {
 	}
 }
 
-// TestHelp: -h prints the flags and is not an error, so authzd exits 0.
+// TestHelp: -h and help list the subcommands, a subcommand's -h (or
+// help <subcommand>) prints its flags; none is an error, so authzd exits 0.
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"-h"}, {"serve", "--help"}, {"migrate", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}} {
+		var out strings.Builder
+		if err := run(context.Background(), args, noEnv, &out, io.Discard); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		for _, want := range []string{"serve ", "migrate ", "keys ", "audit-keys "} {
+			if !strings.Contains(out.String(), "\n  "+want) {
+				t.Errorf("%v does not list %q: %q", args, want, out.String())
+			}
+		}
+	}
+	for _, args := range [][]string{{"serve", "--help"}, {"migrate", "-h"}, {"help", "serve"}} {
 		var out strings.Builder
 		if err := run(context.Background(), args, noEnv, io.Discard, &out); err != nil {
 			t.Errorf("%v: %v", args, err)

@@ -290,10 +290,19 @@ func Migrate(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool); err != nil {
+	var applied []string
+	err = postgres.MigrateReport(ctx, pool, func(name string) {
+		applied = append(applied, name)
+		log.Info("applied migration", zap.String("migration", name))
+	})
+	if err != nil {
 		return err
 	}
-	log.Info("schema is up to date")
+	if len(applied) == 0 {
+		log.Info("schema is up to date: no migration to apply")
+	} else {
+		log.Info("schema is up to date", zap.Int("applied", len(applied)), zap.Strings("migrations", applied))
+	}
 	return nil
 }
 
@@ -618,6 +627,13 @@ func (a *App) seedDemo(ctx context.Context) error {
 	demo, err := a.bundle.TenantState(a.bundle.Demo, a.now())
 	if err != nil {
 		return fmt.Errorf("demo tenant: %w", err)
+	}
+	// Asked first: a create that fails on the tenant's key would be logged
+	// by the database driver as an error, at every restart.
+	if _, err := a.store.TenantInfo(ctx, demo.ID); err == nil {
+		return nil // there from an earlier start (or deleted, and not to be made again)
+	} else if !errors.Is(err, model.ErrTenantNotFound) {
+		return fmt.Errorf("seed demo tenant: %w", err)
 	}
 	_, err = a.store.CreateTenant(ctx, store.Write{Tenant: demo.ID, Actor: "system", Reason: "seed the demo tenant"}, demo)
 	var conflict *model.ConflictError

@@ -14,7 +14,7 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
 		return err
 	}
 	for {
-		done, err := migrateStep(ctx, pool, ms[:version])
+		done, _, err := migrateStep(ctx, pool, ms[:version])
 		if err != nil || done {
 			return err
 		}

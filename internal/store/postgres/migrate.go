@@ -76,25 +76,32 @@ var loadMigrations = sync.OnceValues(func() ([]migration, error) {
 // holds a transaction-scoped advisory lock, so one process applies a
 // migration while the others wait and then find it applied. It refuses a
 // database migrated by a newer binary with ErrSchemaTooNew.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error { return MigrateReport(ctx, pool, nil) }
+
+// MigrateReport is Migrate, calling applied (when set) with the name of
+// each migration it applies, in order, once it is committed.
+func MigrateReport(ctx context.Context, pool *pgxpool.Pool, applied func(name string)) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
 	for {
-		done, err := migrateStep(ctx, pool, ms)
+		done, name, err := migrateStep(ctx, pool, ms)
 		if err != nil {
 			return err
 		}
 		if done {
 			return nil
 		}
+		if applied != nil {
+			applied(name)
+		}
 	}
 }
 
 // migrateStep applies the next pending migration, if any, and reports
 // whether the schema is now current.
-func migrateStep(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done bool, err error) {
+func migrateStep(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done bool, name string, err error) {
 	// Read committed, whatever the server's default: a process that waited
 	// for the lock must read the versions the process before it committed.
 	err = inTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
@@ -126,9 +133,10 @@ func migrateStep(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done 
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", next.version); err != nil {
 			return fmt.Errorf("record migration %s: %w", next.name, err)
 		}
+		name = next.name
 		return nil
 	})
-	return done, err
+	return done, name, err
 }
 
 // CheckSchema verifies that the database's schema is exactly the version
