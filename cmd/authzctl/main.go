@@ -71,6 +71,8 @@ Administration (AdminService; writes need --actor and --reason):
   export [-f FILE] [--format yaml|json]
                                    back up the tenant's settings as one document
   import FILE [--dry-run]          restore a document into the tenant (a diff table per kind)
+  test FILE... [--policies dir]    test a tenant document's expected decisions offline, no server:
+                                   exit 0 all pass, 3 a case failed
   casbin --model FILE --policy FILE
                                    the tenant's policy for the plain casbin library
   users [list] [--inactive]        the tenant's users, where they sit, whether active
@@ -210,6 +212,7 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"whocan":      runWhoCan,
 	"expiring":    runExpiring,
 	"reviews":     runReviews,
+	"test":        runTest,
 }
 
 // errDenied is returned when the answer printed is negative (check's DENY,

@@ -18,6 +18,8 @@ import (
 
 	"github.com/crmauthz/crmauthz/internal/app"
 	"github.com/crmauthz/crmauthz/internal/auth"
+	"github.com/crmauthz/crmauthz/internal/backup"
+	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/store"
 )
@@ -571,4 +573,59 @@ func TestEmptyListsSaySo(t *testing.T) {
 	addr := serve(t)
 	authzctl(t, addr, "grants", "--user", "peggy").expect(t, exitOK, []string{"USER", "(none)"}, nil)
 	authzctl(t, addr, "audit", "decisions", "--user", "nobody").expect(t, exitOK, []string{"(none)"}, nil)
+}
+
+// TestPolicyTests runs authzctl test offline on the demo tenant's
+// document: passing cases of every kind exit 0; a wrong expectation exits
+// 3 and prints the explanation; a case naming an unknown function is an
+// error.
+func TestPolicyTests(t *testing.T) {
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.TenantState(b.Demo, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := backup.FromState(st).Encode(backup.YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/demo.yaml", doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, cases string) string {
+		path := dir + "/" + name
+		body := "document: demo.yaml\nat: 2026-12-01T09:00:00Z\ncases:\n" + cases
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.yaml", `
+  - {name: reps read accounts, subject: bob, module: account, verb: read, expect: allow}
+  - {name: no export in the freeze, subject: erin, function: data.export, expect: deny}
+  - {name: revenue hidden from reps, subject: bob, module: account, field: annual_revenue, access: read, expect: deny}
+  - {name: a west lead, subject: bob, module: lead, verb: update, record: {id: lead-1, owner: ivan, department: sales_west}, expect: deny}
+  - {name: expired grant, subject: ivan, module: account, verb: read, expect: deny}
+  - {name: leads bob lists, subject: bob, module: lead, verb: list, filter: {kind: conditional, owners: [bob], departments: [sales_east, sales_west]}}
+`)
+	bad := write("bad.yaml", `
+  - {name: reps read accounts, subject: bob, module: account, verb: read, expect: allow}
+  - {name: frank exports, subject: frank, function: data.export, expect: allow}
+`)
+	unknown := write("unknown.yaml", `
+  - {name: nonsense, subject: bob, function: no.such, expect: allow}
+`)
+	policyTest := func(args ...string) result {
+		var stdout, stderr bytes.Buffer
+		code := exitCode(run(context.Background(), append([]string{"test"}, args...), strings.NewReader(""), &stdout, &stderr))
+		return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	}
+	policyTest(good).expect(t, exitOK, []string{"6 passed, 0 failed"}, nil)
+	policyTest(good, bad).expect(t, exitDeny, []string{"FAIL " + bad + ": frank exports", "want allow, got deny", "restricted_export denies function data.export", "7 passed, 1 failed"}, nil)
+	policyTest(unknown).expect(t, exitError, nil, []string{"no.such"})
+	policyTest().expect(t, exitUsage, nil, nil)
 }
