@@ -6,9 +6,11 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -19,10 +21,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/crmauthz/crmauthz/internal/audit"
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/auth"
+	"github.com/crmauthz/crmauthz/internal/authzen"
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
@@ -63,6 +67,11 @@ type App struct {
 	// metrics are served on cfg.MetricsAddr; nil when it is empty.
 	metrics *metrics.Metrics
 	opsAddr atomic.Pointer[net.Addr]
+	// authzen serves the AuthZEN API on cfg.HTTPAddr; nil when it is
+	// empty. tls is the gRPC server's TLS, which it serves with too.
+	authzen  http.Handler
+	tls      *tls.Config
+	httpAddr atomic.Pointer[net.Addr]
 }
 
 // Option adjusts an App; tests use them.
@@ -134,8 +143,9 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		a.metrics = metrics.New()
 		sopts.Metrics = a.metrics
 	}
+	var tc *tls.Config
 	if cfg.TLSCert != "" {
-		tc, err := server.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, func(err error) {
+		tc, err = server.TLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA, func(err error) {
 			log.Error("reload TLS files; serving the last good ones", zap.Error(err))
 		})
 		if err != nil {
@@ -144,6 +154,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		}
 		sopts.Creds = credentials.NewTLS(tc)
 	}
+	a.tls = tc
 	// A nil Follower means none runs; a typed nil would not.
 	var follower service.Follower
 	if pool != nil {
@@ -166,6 +177,15 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	}
 	if a.metrics != nil {
 		a.metrics.Watch(a.metricSources())
+	}
+	if cfg.HTTPAddr != "" {
+		a.authzen = authzen.New(a.authn, authz, a.engine.Catalog(), func(err error) *status.Status {
+			st, internal := service.ToStatus(err)
+			if internal {
+				log.Error("internal error", zap.String("method", "AuthZEN"), zap.Error(err))
+			}
+			return st
+		})
 	}
 	a.server = server.New(sopts, server.Services{
 		Authorization: authz,
@@ -354,7 +374,7 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 		}
 		defer a.follower.Close()
 	}
-	stopOps, err := a.serveOps(ctx)
+	stopOps, err := a.serveOps()
 	if err != nil {
 		_ = lis.Close()
 		return err
@@ -386,6 +406,17 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	if a.follower != nil {
 		a.follower.Follow(ctx)
 	}
+	// AuthZEN listens once every tenant is loaded: it has no health of its
+	// own to say it is not ready yet.
+	stopAuthZEN, err := a.serveAuthZEN()
+	if err != nil {
+		a.server.Shutdown(a.cfg.ShutdownTimeout)
+		if serr := <-served; serr != nil {
+			a.log.Warn("serve", zap.Error(serr))
+		}
+		return err
+	}
+	defer stopAuthZEN()
 	a.log.Info("serving", zap.Int("tenants", n), zap.Duration("load_time", loadTime))
 	reviewsDone := make(chan struct{})
 	reviewCtx, stopReviews := context.WithCancel(ctx)
@@ -446,27 +477,50 @@ func (a *App) MetricsAddr() net.Addr {
 	return nil
 }
 
+// HTTPAddr is the address the AuthZEN endpoint listens on, once Run has
+// opened it; nil before, and when no HTTP address is configured.
+func (a *App) HTTPAddr() net.Addr {
+	if p := a.httpAddr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // serveOps serves the operator endpoint (metrics, pprof) on
-// cfg.MetricsAddr until ctx ends; nothing when it is empty.
-func (a *App) serveOps(ctx context.Context) (stop func(), err error) {
+// cfg.MetricsAddr until stopped; nothing when it is empty.
+func (a *App) serveOps() (stop func(), err error) {
 	if a.metrics == nil {
 		return func() {}, nil
 	}
-	lis, err := net.Listen("tcp", a.cfg.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics address: %w", err)
+	return a.serveHTTP("operator endpoint: metrics and pprof", a.cfg.MetricsAddr, opshttp.New(a.metrics.Registry), &a.opsAddr)
+}
+
+// serveAuthZEN serves the AuthZEN API on cfg.HTTPAddr until stopped;
+// nothing when it is empty.
+func (a *App) serveAuthZEN() (stop func(), err error) {
+	if a.authzen == nil {
+		return func() {}, nil
 	}
-	addr := lis.Addr()
-	a.opsAddr.Store(&addr)
-	srv := opshttp.New(a.metrics.Registry)
+	return a.serveHTTP("AuthZEN endpoint", a.cfg.HTTPAddr, opshttp.NewServer(a.authzen, a.tls), &a.httpAddr)
+}
+
+// serveHTTP serves srv on addr, keeping the address it listens on in at,
+// and returns how to stop it.
+func (a *App) serveHTTP(what, addr string, srv *opshttp.Server, at *atomic.Pointer[net.Addr]) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	bound := lis.Addr()
+	at.Store(&bound)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(lis); err != nil {
-			a.log.Error("operator endpoint", zap.Error(err))
+			a.log.Error(what, zap.Error(err))
 		}
 	}()
-	a.log.Info("operator endpoint: metrics and pprof", zap.Stringer("addr", addr))
+	a.log.Info(what, zap.Stringer("addr", bound))
 	return func() {
 		srv.Shutdown(a.cfg.ShutdownTimeout)
 		<-done

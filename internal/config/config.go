@@ -30,6 +30,9 @@ type Config struct {
 	// /metrics and Go's profiles at /debug/pprof/. Empty serves neither.
 	// Nothing there authenticates: bind it where only operators reach.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// HTTPAddr serves the OpenID AuthZEN Authorization API over HTTP
+	// (HTTPS with --tls-cert); empty serves none.
+	HTTPAddr string `yaml:"http_addr"`
 	// DatabaseURL selects PostgreSQL (a libpq URL or key=value string);
 	// empty serves from memory, seeded from the policy bundle.
 	DatabaseURL string `yaml:"database_url"`
@@ -233,6 +236,8 @@ func (c *Config) fields() []field {
 	add("listen-addr", "gRPC listen address, host:port; default :50051 with authentication, 127.0.0.1:50051 without", s, g)
 	s, g = str(&c.MetricsAddr)
 	add("metrics-addr", "operator HTTP address, host:port: Prometheus metrics at /metrics, pprof at /debug/pprof/; empty serves neither", s, g)
+	s, g = str(&c.HTTPAddr)
+	add("http-addr", "AuthZEN HTTP address, host:port: /access/v1/evaluation(s) and /.well-known/authzen-configuration, authenticated like gRPC; empty serves none", s, g)
 	s, g = str(&c.DatabaseURL)
 	add("database-url", "PostgreSQL URL or key=value string; empty serves from memory", s, g)
 	out[len(out)-1].secret = true
@@ -424,8 +429,16 @@ func (c Config) Validate() error {
 		if err := validateListenAddr(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("metrics_addr: %w", err))
 		}
-		if c.MetricsAddr == c.ListenAddr {
-			errs = append(errs, errors.New("metrics_addr must differ from listen_addr: metrics are never served on the gRPC port"))
+		if c.MetricsAddr == c.ListenAddr || c.MetricsAddr == c.HTTPAddr {
+			errs = append(errs, errors.New("metrics_addr must differ from listen_addr and http_addr: metrics have a port of their own"))
+		}
+	}
+	if c.HTTPAddr != "" {
+		if err := validateListenAddr(c.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("http_addr: %w", err))
+		}
+		if c.HTTPAddr == c.ListenAddr {
+			errs = append(errs, errors.New("http_addr must differ from listen_addr"))
 		}
 	}
 	errs = append(errs, c.validateAuth()...)

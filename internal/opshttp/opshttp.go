@@ -6,6 +6,7 @@ package opshttp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -16,13 +17,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server serves the operator endpoint.
+// Server serves an HTTP endpoint of the service: the operator's, or the
+// AuthZEN API's (internal/authzen).
 type Server struct {
 	http *http.Server
 }
 
-// New returns the endpoint serving reg's metrics and the profiles.
+// New returns the operator endpoint serving reg's metrics and the profiles.
 func New(reg *prometheus.Registry) *Server {
+	return NewServer(Handler(reg), nil)
+}
+
+// NewServer returns a server of h, over TLS when tc is set.
+func NewServer(h http.Handler, tc *tls.Config) *Server {
+	return &Server{http: &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: 10 * time.Second}}
+}
+
+// Handler serves reg's metrics at /metrics and the profiles at
+// /debug/pprof/.
+func Handler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -30,12 +43,18 @@ func New(reg *prometheus.Registry) *Server {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return &Server{http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	return mux
 }
 
 // Serve serves on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
-	if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	var err error
+	if s.http.TLSConfig != nil {
+		err = s.http.ServeTLS(lis, "", "")
+	} else {
+		err = s.http.Serve(lis)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
