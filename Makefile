@@ -26,6 +26,10 @@ build: ## build bin/authzd and bin/authzctl
 test: ## run every test with the race detector (uses PostgreSQL, see README)
 	$(GO) test -race -count=1 ./...
 
+.PHONY: deploy-test
+deploy-test: ## parse deploy/kubernetes into the Kubernetes API types and check them against the code
+	cd deploy && $(GO) test -count=1 ./...
+
 .PHONY: bench
 bench: ## run the engine benchmarks (10 and 1,000 tenants beside plain casbin; records)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/engine/
