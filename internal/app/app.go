@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -39,6 +40,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/store"
 	"github.com/crmauthz/crmauthz/internal/store/memory"
 	"github.com/crmauthz/crmauthz/internal/store/postgres"
+	"github.com/crmauthz/crmauthz/internal/tracing"
 )
 
 // App is one authzd process.
@@ -72,6 +74,10 @@ type App struct {
 	authzen  http.Handler
 	tls      *tls.Config
 	httpAddr atomic.Pointer[net.Addr]
+	// tracing exports spans (cfg.OTLPEndpoint, or a test's provider);
+	// nil traces nothing. stopTracing flushes and stops the exporter.
+	tracing     trace.TracerProvider
+	stopTracing func(context.Context) error
 }
 
 // Option adjusts an App; tests use them.
@@ -84,6 +90,10 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 // rather than the wall clock's, so that explanations after the fact decide
 // at the time the engine decided at; with the wall clock the two agree.
 func WithClockedDecisions() Option { return func(a *App) { a.clocked = true } }
+
+// WithTracerProvider traces with tp instead of an OTLP exporter: tests
+// record spans in memory.
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(a *App) { a.tracing = tp } }
 
 // WithReviewInterval sets how often the access reviews past their deadline
 // are closed (a minute by default).
@@ -139,6 +149,18 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 	a.authn = auth.NewAuthenticator(auth.Options{Enabled: cfg.AuthEnabled(), Store: a.store, Refresh: cfg.AuthRefresh,
 		Now: a.now, Logger: log, Events: a.events})
 	sopts := server.Options{Logger: log, MaxRecvBytes: cfg.MaxRecvBytes, Auth: a.authn}
+	switch {
+	case a.tracing != nil:
+		tracing.Use(a.tracing)
+	case cfg.OTLPEndpoint != "":
+		if a.tracing, a.stopTracing, err = tracing.Start(ctx, tracing.Options{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure,
+			SampleRatio: cfg.TraceSampleRatio}); err != nil {
+			a.closer()
+			return nil, err
+		}
+		log.Info("tracing to an OTLP collector", zap.String("endpoint", cfg.OTLPEndpoint), zap.Float64("sample_ratio", cfg.TraceSampleRatio))
+	}
+	sopts.Tracing = a.tracing
 	if cfg.MetricsAddr != "" {
 		a.metrics = metrics.New()
 		sopts.Metrics = a.metrics
@@ -220,6 +242,13 @@ func (a *App) Close() {
 	a.closed.Do(func() {
 		a.server.Stop() // its stream workers run from New on
 		a.closer()
+		if a.stopTracing != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := a.stopTracing(ctx); err != nil {
+				a.log.Warn("flush the traces", zap.Error(err))
+			}
+		}
 	})
 }
 

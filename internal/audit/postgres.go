@@ -15,6 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
 	"github.com/crmauthz/crmauthz/internal/model"
@@ -270,7 +274,15 @@ func decodeBatch(chainID string, loggedAt time.Time, data []byte, txid uint64, f
 	return nil
 }
 
-func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h head, retry bool, scratch *[][]byte) error {
+func (p *pgBackend) write(ctx context.Context, chainID string, batch []item, h head, retry bool, scratch *[][]byte) (err error) {
+	ctx, span := tracer.Start(ctx, "decisionlog.write", trace.WithAttributes(
+		attribute.String("crmauthz.chain", chainID), attribute.Int("crmauthz.decisions", len(batch)), attribute.Bool("crmauthz.retry", retry)))
+	defer func() { endSpan(span, err) }()
+	return p.writeBatch(ctx, chainID, batch, h, retry, scratch)
+}
+
+// writeBatch is write, inside its span.
+func (p *pgBackend) writeBatch(ctx context.Context, chainID string, batch []item, h head, retry bool, scratch *[][]byte) error {
 	if retry {
 		var last int64
 		if err := p.pool.QueryRow(ctx, "SELECT last_pos FROM audit_chains WHERE chain_id = $1", chainID).Scan(&last); err != nil {
@@ -1211,3 +1223,16 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 
 // changeChunk is how many change-log entries one verification query reads.
 const changeChunk = 1000
+
+// tracer starts the decision log's spans from the global provider
+// (internal/tracing); a no-op while tracing is off.
+var tracer = otel.Tracer("github.com/crmauthz/crmauthz/internal/audit")
+
+// endSpan ends span, recording err.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}

@@ -30,6 +30,15 @@ type Config struct {
 	// /metrics and Go's profiles at /debug/pprof/. Empty serves neither.
 	// Nothing there authenticates: bind it where only operators reach.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// OTLPEndpoint, when set, exports traces over OTLP/gRPC to this
+	// collector (host:port): spans of calls, store transactions and
+	// decision-log writes. Empty: no tracing.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// OTLPInsecure sends traces without TLS.
+	OTLPInsecure bool `yaml:"otlp_insecure"`
+	// TraceSampleRatio is the share of traces started here that are kept
+	// (0-1); a caller's sampled trace is always followed.
+	TraceSampleRatio float64 `yaml:"trace_sample_ratio"`
 	// HTTPAddr serves the OpenID AuthZEN Authorization API over HTTP
 	// (HTTPS with --tls-cert); empty serves none.
 	HTTPAddr string `yaml:"http_addr"`
@@ -160,13 +169,14 @@ var maskAttributes = []string{"subject", "caller", "record_id", "record_owner", 
 // Default returns the defaults: the embedded in-memory server on :50051.
 func Default() Config {
 	return Config{
-		SeedDemo:        "auto",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		MaxBatchChecks:  1000,
-		MaxRecvBytes:    4 << 20,
-		ShutdownTimeout: 15 * time.Second,
-		AuthRefresh:     2 * time.Second,
+		SeedDemo:         "auto",
+		LogLevel:         "info",
+		LogFormat:        "json",
+		MaxBatchChecks:   1000,
+		MaxRecvBytes:     4 << 20,
+		ShutdownTimeout:  15 * time.Second,
+		TraceSampleRatio: 0.1,
+		AuthRefresh:      2 * time.Second,
 
 		ReplicaReconcile:  10 * time.Second,
 		ReplicaStaleAfter: 10 * time.Second,
@@ -236,6 +246,16 @@ func (c *Config) fields() []field {
 	add("listen-addr", "gRPC listen address, host:port; default :50051 with authentication, 127.0.0.1:50051 without", s, g)
 	s, g = str(&c.MetricsAddr)
 	add("metrics-addr", "operator HTTP address, host:port: Prometheus metrics at /metrics, pprof at /debug/pprof/; empty serves neither", s, g)
+	s, g = str(&c.OTLPEndpoint)
+	add("otlp-endpoint", "OpenTelemetry collector, host:port: export traces over OTLP/gRPC; empty traces nothing", s, g)
+	b, bg := boolean(&c.OTLPInsecure)
+	add("otlp-insecure", "send traces to the collector without TLS", b, bg)
+	out[len(out)-1].boolean = true
+	add("trace-sample-ratio", "share of the traces started here that are exported, 0-1 (a caller's sampled trace is followed)", func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		c.TraceSampleRatio = f
+		return err
+	}, func() string { return strconv.FormatFloat(c.TraceSampleRatio, 'g', -1, 64) })
 	s, g = str(&c.HTTPAddr)
 	add("http-addr", "AuthZEN HTTP address, host:port: /access/v1/evaluation(s) and /.well-known/authzen-configuration, authenticated like gRPC; empty serves none", s, g)
 	s, g = str(&c.DatabaseURL)
@@ -432,6 +452,9 @@ func (c Config) Validate() error {
 		if c.MetricsAddr == c.ListenAddr || c.MetricsAddr == c.HTTPAddr {
 			errs = append(errs, errors.New("metrics_addr must differ from listen_addr and http_addr: metrics have a port of their own"))
 		}
+	}
+	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		errs = append(errs, fmt.Errorf("trace_sample_ratio must be 0-1, got %g", c.TraceSampleRatio))
 	}
 	if c.HTTPAddr != "" {
 		if err := validateListenAddr(c.HTTPAddr); err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -68,6 +70,9 @@ type Options struct {
 	// and the calls refused as unauthenticated or denied; nil counts
 	// nothing.
 	Metrics *metrics.Metrics
+	// Tracing, when set, gives every call a span (and follows a caller's
+	// trace context); nil traces nothing.
+	Tracing trace.TracerProvider
 }
 
 // Services are the crm-authz services the server registers.
@@ -128,6 +133,9 @@ func New(opts Options, svc Services) *Server {
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))
+	}
+	if opts.Tracing != nil {
+		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(opts.Tracing))))
 	}
 	s.grpc = grpc.NewServer(sopts...)
 	pb.RegisterAuthorizationServiceServer(s.grpc, svc.Authorization)

@@ -22,9 +22,14 @@ package postgres
 
 import (
 	"context"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"maps"
 	"reflect"
 	"slices"
@@ -128,13 +133,14 @@ func (s *Store) Tenant(ctx context.Context, id string) (*model.TenantState, erro
 
 // TenantStates implements store.Store: one read-only snapshot and one
 // query per table for all of ids.
-func (s *Store) TenantStates(ctx context.Context, ids []string) ([]*model.TenantState, error) {
+func (s *Store) TenantStates(ctx context.Context, ids []string) (states []*model.TenantState, err error) {
+	ctx, span := tracer.Start(ctx, "store.TenantStates", trace.WithAttributes(attribute.Int("crmauthz.tenants", len(ids))))
+	defer func() { endSpan(span, err) }()
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	var states []*model.TenantState
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	err := inTx(ctx, s.pool, opts, func(tx pgx.Tx) error {
+	err = inTx(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		var err error
 		states, err = loadTenants(ctx, tx, ids, false)
 		return err
@@ -216,10 +222,15 @@ var errTenantTaken = errors.New("tenant id taken")
 // a few revisions behind. The mutation runs on that state under a journal,
 // and only the rows it changed are written, with the change-log entry, the
 // rows themselves (for replicas) and the revision.
-func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (int64, error) {
+func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (rev int64, err error) {
 	if s.closed.Load() {
 		return 0, store.ErrClosed
 	}
+	ctx, span := tracer.Start(ctx, "store.Update", trace.WithAttributes(attribute.String("crmauthz.tenant", w.Tenant)))
+	defer func() {
+		span.SetAttributes(attribute.Int64("crmauthz.revision", rev))
+		endSpan(span, err)
+	}()
 	// Read committed matters: a writer that waited for the tenant's lock must
 	// then read the state the previous writer committed.
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
@@ -251,7 +262,7 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (i
 	if err := s.ensureSnapshot(ctx, tx, st); err != nil {
 		return 0, pgerr.Wrap(err)
 	}
-	rev, err := s.mutate(ctx, tx, w, st, head, fn)
+	rev, err = s.mutate(ctx, tx, w, st, head, fn)
 	if err != nil {
 		return rev, pgerr.Wrap(err)
 	}
@@ -762,4 +773,17 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return t
+}
+
+// tracer starts the store's spans from the global provider
+// (internal/tracing); a no-op while tracing is off.
+var tracer = otel.Tracer("github.com/crmauthz/crmauthz/internal/store/postgres")
+
+// endSpan ends span, recording err.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
