@@ -525,3 +525,46 @@ func TestAccessReviews(t *testing.T) {
 		}
 	})
 }
+
+// TestGovernanceAndExplainBoundary attacks the trust boundary of the new
+// RPCs: GovernanceService needs the admin scope and a credential for the
+// tenant; ExplainDecision the audit scope, the tenant, and for a key bound
+// to a user, audit.view.
+func TestGovernanceAndExplainBoundary(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		checkOnly := e.newKey(t, "orders service", []string{"check"}, []string{"demo"}, "")
+		_, err := pb.NewGovernanceServiceClient(e.dial(t, checkOnly.key)).ListRequestableRoles(ctx, &pb.ListRequestableRolesRequest{TenantId: "demo", ActorId: "bob"})
+		if missing := denied(t, "governance with a check key", err, "MISSING_SCOPE"); missing != "admin" {
+			t.Errorf("missing %q", missing)
+		}
+		_, err = pb.NewGovernanceServiceClient(e.dial(t, "")).RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", ActorId: "bob", Reason: "r", RoleId: "data_exporter", Duration: days(1)})
+		unauthenticated(t, "governance without a credential", err)
+		console := e.newKey(t, "console", []string{"admin"}, []string{"demo"}, "")
+		gov := pb.NewGovernanceServiceClient(e.dial(t, console.key))
+		_, err = gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "acme", ActorId: "ann", Reason: "r", RoleId: "viewer", Duration: days(1)})
+		denied(t, "a request in another tenant", err, "TENANT_NOT_ALLOWED")
+		_, err = gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "acme", ActorId: "ann", Permission: functionPerm("report.view")})
+		denied(t, "WhoCan in another tenant", err, "TENANT_NOT_ALLOWED")
+
+		resp, err := e.authz.Check(ctx, &pb.CheckRequest{TenantId: "demo", SubjectId: "bob", Permission: functionPerm("report.view")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		(&auditEnv{env: e.env, audit: e.audit}).waitDecision(t, "demo", resp.GetDecisionId())
+		explain := &pb.ExplainDecisionRequest{TenantId: "demo", DecisionId: resp.GetDecisionId()}
+		_, err = console.audit.ExplainDecision(ctx, explain)
+		if missing := denied(t, "explaining with an admin key", err, "MISSING_SCOPE"); missing != "audit" {
+			t.Errorf("missing %q", missing)
+		}
+		bob := e.newKey(t, "bob's audit key", []string{"audit"}, []string{"demo"}, "bob")
+		_, err = bob.audit.ExplainDecision(ctx, explain)
+		denied(t, "explaining as a user without audit.view", err, "MISSING_PERMISSION")
+		acmeAuditor := e.newKey(t, "acme auditors", []string{"audit"}, []string{"acme"}, "")
+		_, err = acmeAuditor.audit.ExplainDecision(ctx, explain)
+		denied(t, "explaining another tenant's decision", err, "TENANT_NOT_ALLOWED")
+		auditor := e.newKey(t, "auditors", []string{"audit"}, []string{"demo"}, "")
+		if got, err := auditor.audit.ExplainDecision(ctx, explain); err != nil || !got.GetAgreesWithLog() {
+			t.Errorf("an auditor explains: %v, %v", got, err)
+		}
+	})
+}

@@ -133,11 +133,7 @@ func (h *Handler) evaluation(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &e) {
 		return
 	}
-	ctx, err := h.admit(r)
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
+	ctx := h.admit(r)
 	d, err := h.decide(ctx, e, "")
 	if err != nil {
 		h.fail(w, err)
@@ -161,11 +157,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("evaluations: at most %d, got %d", maxEvaluations, len(b.Evaluations)))
 		return
 	}
-	ctx, err := h.admit(r)
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
+	ctx := h.admit(r)
 	// Without evaluations the request is one evaluation of its defaults,
 	// answered in the batch's shape.
 	items := b.Evaluations
@@ -204,7 +196,7 @@ func (h *Handler) evaluations(w http.ResponseWriter, r *http.Request) {
 
 // admit returns the request's context carrying its credential, as gRPC
 // metadata, and its request id and peer for the decision log.
-func (h *Handler) admit(r *http.Request) (context.Context, error) {
+func (h *Handler) admit(r *http.Request) context.Context {
 	ctx := r.Context()
 	if v := r.Header.Get("Authorization"); v != "" {
 		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", v))
@@ -217,7 +209,7 @@ func (h *Handler) admit(r *http.Request) (context.Context, error) {
 	if a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
 		peer = a
 	}
-	return audit.WithRequest(ctx, audit.RequestInfo{ID: id, Peer: peer}), nil
+	return audit.WithRequest(ctx, audit.RequestInfo{ID: id, Peer: peer})
 }
 
 // decide maps one evaluation to a Check and answers it through the trust
@@ -239,8 +231,8 @@ func (h *Handler) decide(ctx context.Context, e Evaluation, prefix string) (Deci
 	req := &pb.CheckRequest{SubjectId: e.Subject.ID, Permission: perm}
 	// A caller who does not authenticate is refused as a Check would be
 	// (and recorded as a security event) before the tenant is asked for.
-	if _, err := h.authn.Authenticate(ctx); err == nil {
-		if req.TenantId, err = h.tenant(ctx, e, prefix); err != nil {
+	if p, err := h.authn.Authenticate(ctx); err == nil {
+		if req.TenantId, err = tenant(p, e, prefix); err != nil {
 			return Decision{}, err
 		}
 	}
@@ -302,7 +294,7 @@ func (h *Handler) permission(e Evaluation, prefix string) (*pb.Permission, error
 
 // tenant is the credential's one tenant, else the subject's or the
 // resource's tenant_id property.
-func (h *Handler) tenant(ctx context.Context, e Evaluation, prefix string) (string, error) {
+func tenant(p *auth.Principal, e Evaluation, prefix string) (string, error) {
 	for _, ent := range []*Entity{e.Subject, e.Resource} {
 		if ent == nil {
 			continue
@@ -311,7 +303,7 @@ func (h *Handler) tenant(ctx context.Context, e Evaluation, prefix string) (stri
 			return t, nil
 		}
 	}
-	if p, err := h.authn.Authenticate(ctx); err == nil && len(p.Tenants) == 1 {
+	if len(p.Tenants) == 1 {
 		return p.Tenants[0], nil
 	}
 	return "", model.Invalid(prefix+"subject.properties.tenant_id", model.ReasonMissingField,

@@ -388,8 +388,12 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 		if code == codes.Internal || code == codes.Unknown {
 			level = zap.ErrorLevel
 		}
+		ce := s.log.Check(level, "rpc")
+		if ce == nil && s.metrics == nil {
+			return // a Check at debug level with metrics off reads no clock
+		}
 		took := time.Since(start)
-		if ce := s.log.Check(level, "rpc"); ce != nil {
+		if ce != nil {
 			ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", took))...)
 		}
 		if s.metrics != nil {
