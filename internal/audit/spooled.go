@@ -56,6 +56,36 @@ type spoolShipper struct {
 	chains  map[string]*chainState
 	shipped atomic.Int64 // the offset written to the database
 	entries atomic.Int64 // entries in the spool not yet written
+
+	// The drop markers in the own spool not yet written, in spool order:
+	// denied decisions may use the room they take beyond the reserve, so
+	// that a marker never costs a denied decision its place.
+	markerMu   sync.Mutex
+	markers    []spooledMarker
+	markerRoom atomic.Int64
+}
+
+// spooledMarker is a drop marker in a spool: where it ends, and the room
+// it takes.
+type spooledMarker struct{ end, room int64 }
+
+// markersShipped gives back the room of the markers written up to the
+// spool offset end.
+func (s *spoolShipper) markersShipped(end int64) {
+	if s.markerRoom.Load() == 0 {
+		return
+	}
+	s.markerMu.Lock()
+	defer s.markerMu.Unlock()
+	n := 0
+	for _, m := range s.markers {
+		if m.end > end {
+			break
+		}
+		s.markerRoom.Add(-m.room)
+		n++
+	}
+	s.markers = s.markers[n:]
 }
 
 // encodeSpooled appends d to b as the body of a spool record: the
@@ -329,9 +359,10 @@ func countRecords(sp *spool.Spool) (int64, error) {
 // and lets denied ones use the room kept for them.
 func (l *Log) recordSpooled(ctx context.Context, d *Decision) (string, error) {
 	d.Chain = l.chain
+	s := l.spools[0]
 	var headroom int64
 	if l.opts.Overflow == OverflowDropDeniesLast && !d.Allowed {
-		headroom = l.spoolReserve()
+		headroom = l.spoolReserve() + s.markerRoom.Load()
 	}
 	// The entry is encoded before the spool's lock is taken, which then
 	// covers only its number (numbers go in spool order) and a copy.
@@ -343,7 +374,6 @@ func (l *Log) recordSpooled(ctx context.Context, d *Decision) (string, error) {
 		seq = l.seq.Add(1)
 		return appendSeq(append(dst, *body...), seq)
 	}
-	s := l.spools[0]
 	est := len(*body) + seqBytes
 	waited := false
 	for {
@@ -362,15 +392,16 @@ func (l *Log) recordSpooled(ctx context.Context, d *Decision) (string, error) {
 			waited = true
 			l.waited.Add(1)
 		}
+		// A call that gives up here took no number (numbers are taken in
+		// the append), so it is not counted abandoned: Status derives
+		// Recorded from the numbers taken.
 		room := l.room.Load()
 		select {
 		case <-*room:
 		case <-time.After(100 * time.Millisecond): // a failing disk, or a release missed
 		case <-ctx.Done():
-			l.abandoned.Add(1)
 			return "", ctx.Err()
 		case <-l.closing:
-			l.abandoned.Add(1)
 			return "", ErrClosed
 		}
 	}
@@ -458,6 +489,7 @@ func (l *Log) ship(ctx context.Context, s *spoolShipper) {
 			l.unread.Add(-int64(len(batch) + skipped))
 		}
 		s.shipped.Store(end)
+		s.markersShipped(end)
 		if err := s.sp.Release(end); err != nil {
 			l.log.Warn("release shipped spool segments", zap.String("dir", s.dir), zap.Error(err))
 		}
@@ -560,14 +592,21 @@ func (l *Log) chainOf(ctx context.Context, s *spoolShipper, id string, at time.T
 func (l *Log) spoolMarkers(s *spoolShipper) {
 	for _, it := range l.appendMarkers(nil, false) {
 		d := it.d
-		_, err := s.sp.Append(spoolSize(&d), 1<<40, func(dst []byte) []byte {
+		var room int64
+		end, err := s.sp.Append(spoolSize(&d), 1<<40, func(dst []byte) []byte {
 			l.markers.Add(1)
-			return appendSeq(encodeSpooled(dst, &d), l.seq.Add(1))
+			rec := appendSeq(encodeSpooled(dst, &d), l.seq.Add(1))
+			room = spool.Framed(len(rec) - len(dst))
+			return rec
 		})
 		if err != nil {
 			l.spoolFailing(err)
 			continue
 		}
+		s.markerMu.Lock()
+		s.markers = append(s.markers, spooledMarker{end: end, room: room})
+		s.markerRoom.Add(room)
+		s.markerMu.Unlock()
 		s.entries.Add(1)
 		l.unread.Add(1)
 	}

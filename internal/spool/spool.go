@@ -55,6 +55,10 @@ var (
 // MaxRecordBytes bounds one record.
 const MaxRecordBytes = 1 << 20
 
+// Framed is what a record of n bytes takes in the spool, its frame
+// included: what it counts against MaxBytes.
+func Framed(n int) int64 { return int64(frameHeader + n) }
+
 const (
 	frameHeader = 8 // length, CRC-32C
 	suffix      = ".spool"
