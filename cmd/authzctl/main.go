@@ -68,6 +68,9 @@ Administration (AdminService; writes need --actor and --reason):
   memberships --user u | --department d
                                    where users sit: departments and manager
   rules list                       the tenant's sharing rules
+  aliases [list]                   the tenant's action aliases (AuthZEN action names)
+  aliases set <alias> <action>     name a module verb (<module>.<verb>) or function for callers
+  aliases delete <alias>           remove an action alias
   export [-f FILE] [--format yaml|json]
                                    back up the tenant's settings as one document
   import FILE [--dry-run]          restore a document into the tenant (a diff table per kind)
@@ -200,6 +203,7 @@ var commands = map[string]func(context.Context, *cli, []string) error{
 	"departments": runDepartments,
 	"memberships": runMemberships,
 	"rules":       runRules,
+	"aliases":     runAliases,
 	"audit":       runAudit,
 	"keys":        runKeys,
 	"tenants":     runTenants,

@@ -240,6 +240,38 @@ func TestGrantCheckRevoke(t *testing.T) {
 		[]string{"UNAVAILABLE", "not yet at 9"})
 }
 
+// TestAliases lists, sets and deletes action aliases, and shows that bad
+// ones are refused with the field named.
+func TestAliases(t *testing.T) {
+	addr := serve(t)
+	steps := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"aliases"}, exitOK, "can_update_account  account.update", ""},
+		{[]string{"aliases", "set", "can_list_accounts", "account.list", "--reason", "gateway names"}, exitOK,
+			"can_list_accounts now stands for account.list (revision 2)", ""},
+		{[]string{"aliases", "list"}, exitOK, "can_list_accounts   account.list", ""},
+		{[]string{"aliases", "set", "read", "account.delete", "--reason", "shadow"}, exitError, "", "field: alias.alias"},
+		{[]string{"aliases", "set", "can_fly", "account.fly", "--reason", "typo"}, exitError, "", "reason: UNKNOWN_VERB"},
+		{[]string{"aliases", "delete", "can_list_accounts", "--reason", "retired"}, exitOK, "deleted the alias can_list_accounts (revision 3)", ""},
+		{[]string{"aliases", "delete", "can_list_accounts", "--reason", "again"}, exitError, "", "reason: ACTION_ALIAS_NOT_FOUND"},
+		{[]string{"aliases", "set", "can_x", "account.read"}, exitUsage, "", "--reason"},
+	}
+	for _, s := range steps {
+		var out, errs []string
+		if s.stdout != "" {
+			out = []string{s.stdout}
+		}
+		if s.stderr != "" {
+			errs = []string{s.stderr}
+		}
+		authzctl(t, addr, s.args...).expect(t, s.code, out, errs)
+	}
+}
+
 // TestRoleLifecycle creates a role from a template and from permissions
 // read on standard input, and deletes them.
 func TestRoleLifecycle(t *testing.T) {

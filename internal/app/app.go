@@ -201,7 +201,7 @@ func New(ctx context.Context, cfg config.Config, log *zap.Logger, opts ...Option
 		a.metrics.Watch(a.metricSources())
 	}
 	if cfg.HTTPAddr != "" {
-		a.authzen = authzen.New(a.authn, authz, a.engine.Catalog(), func(err error) *status.Status {
+		a.authzen = authzen.New(a.authn, authz, a.engine, a.engine.Catalog(), func(err error) *status.Status {
 			st, internal := service.ToStatus(err)
 			if internal {
 				log.Error("internal error", zap.String("method", "AuthZEN"), zap.Error(err))

@@ -137,6 +137,28 @@ func (g *Guard) Within(what string, roles ...model.Role) error {
 	return nil
 }
 
+// Names refuses, unless the actor is super, an action alias standing for
+// a permission the actor does not hold: who points a caller's action name
+// at a module verb or function (or away from one) decides what that name
+// allows, which is for an actor who holds it.
+func (g *Guard) Names(what string, p model.Permission) error {
+	if g.super {
+		return nil
+	}
+	held, name := false, ""
+	switch p.Kind {
+	case model.KindFunction:
+		held, name = g.rights.Function(p.Function), "function "+p.Function
+	case model.KindModule:
+		_, held = g.rights.Module(p.Module, p.Verb)
+		name = "module " + p.Module + " " + p.Verb
+	}
+	if !held {
+		return g.denied(ReasonEscalation, name, fmt.Sprintf("%s would name %s, which user %q does not hold", what, name, g.actor.ID))
+	}
+	return nil
+}
+
 // WithinUser is Within for the roles a user holds (their grants active at
 // the guard's time, whether the user is active or not): offboarding or
 // bringing back a user is for an actor who holds what the user holds.

@@ -15,7 +15,10 @@
 //     "<module>.<field>" for a field; type "function" (or any type) with
 //     a function action;
 //   - action: name a verb of the catalog (read, update, ...) on a module,
-//     read or write on a field, or a function id (report.export);
+//     read or write on a field, or a function id (report.export); or an
+//     action alias of the tenant (SetActionAlias: can_update_account
+//     standing for account.update, or for a function), which fixes the
+//     module and verb or the function, the resource giving the record;
 //   - tenant: the credential's, when it names exactly one; else the
 //     tenant_id property of the subject or the resource.
 package authzen
@@ -57,20 +60,28 @@ type Checker interface {
 	Check(ctx context.Context, req *pb.CheckRequest) (*pb.CheckResponse, error)
 }
 
+// Aliases answers what a tenant's action alias stands for: the engine's
+// ActionAlias.
+type Aliases interface {
+	ActionAlias(tenant, name string) (model.Permission, bool, error)
+}
+
 // Handler serves the AuthZEN endpoints.
 type Handler struct {
-	authn *auth.Authenticator
-	check Checker
-	cat   *model.Catalog
+	authn   *auth.Authenticator
+	check   Checker
+	aliases Aliases
+	cat     *model.Catalog
 	// toStatus maps a handler's error to its gRPC status, as the gRPC
 	// server answers it.
 	toStatus func(error) *status.Status
 }
 
 // New returns the AuthZEN handler deciding with check, admitting callers
-// with authn; toStatus maps errors as the gRPC server does.
-func New(authn *auth.Authenticator, check Checker, cat *model.Catalog, toStatus func(error) *status.Status) http.Handler {
-	h := &Handler{authn: authn, check: check, cat: cat, toStatus: toStatus}
+// with authn and reading action aliases from aliases; toStatus maps
+// errors as the gRPC server does.
+func New(authn *auth.Authenticator, check Checker, aliases Aliases, cat *model.Catalog, toStatus func(error) *status.Status) http.Handler {
+	h := &Handler{authn: authn, check: check, aliases: aliases, cat: cat, toStatus: toStatus}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/authzen-configuration", h.metadata)
 	mux.HandleFunc("POST /access/v1/evaluation", h.evaluation)
@@ -224,11 +235,7 @@ func (h *Handler) decide(ctx context.Context, e Evaluation, prefix string) (Deci
 	if e.Action == nil || e.Action.Name == "" {
 		return Decision{}, model.Invalid(prefix+"action.name", model.ReasonMissingField, "is required")
 	}
-	perm, err := h.permission(e, prefix)
-	if err != nil {
-		return Decision{}, err
-	}
-	req := &pb.CheckRequest{SubjectId: e.Subject.ID, Permission: perm}
+	req := &pb.CheckRequest{SubjectId: e.Subject.ID}
 	// A caller who does not authenticate is refused as a Check would be
 	// (and recorded as a security event) before the tenant is asked for.
 	if p, err := h.authn.Authenticate(ctx); err == nil {
@@ -239,8 +246,18 @@ func (h *Handler) decide(ctx context.Context, e Evaluation, prefix string) (Deci
 	if v, ok := e.Context["explain"].(bool); ok && v {
 		req.Explain = true
 	}
+	// The action is mapped once the call is admitted for the tenant: a
+	// tenant's aliases are not for callers of other tenants to probe.
 	resp, err := h.authn.UnaryInterceptor(ctx, req, &grpc.UnaryServerInfo{FullMethod: checkMethod},
-		func(ctx context.Context, req any) (any, error) { return h.check.Check(ctx, req.(*pb.CheckRequest)) })
+		func(ctx context.Context, r any) (any, error) {
+			req := r.(*pb.CheckRequest)
+			perm, err := h.permission(e, req.GetTenantId(), prefix)
+			if err != nil {
+				return nil, err
+			}
+			req.Permission = perm
+			return h.check.Check(ctx, req)
+		})
 	if err != nil {
 		return Decision{}, err
 	}
@@ -259,14 +276,28 @@ func (h *Handler) decide(ctx context.Context, e Evaluation, prefix string) (Deci
 	return d, nil
 }
 
-// permission maps an evaluation's action and resource to a permission.
-func (h *Handler) permission(e Evaluation, prefix string) (*pb.Permission, error) {
+// permission maps an evaluation's action and resource to a permission,
+// with the aliases of tenant.
+func (h *Handler) permission(e Evaluation, tenant, prefix string) (*pb.Permission, error) {
 	name := e.Action.Name
 	if h.cat.HasFunction(name) {
-		return &pb.Permission{Kind: &pb.Permission_Function{Function: &pb.FunctionPermission{Function: name}}}, nil
+		return functionPermission(name), nil
+	}
+	if !h.cat.HasVerb(name) {
+		p, ok, err := h.aliases.ActionAlias(tenant, name)
+		switch {
+		case errors.Is(err, model.ErrTenantNotFound):
+			// Check answers for the tenant.
+		case err != nil:
+			return nil, err
+		case ok && p.Kind == model.KindFunction:
+			return functionPermission(p.Function), nil
+		case ok:
+			return aliasedModule(e, p, name, prefix)
+		}
 	}
 	if e.Resource == nil || e.Resource.Type == "" {
-		return nil, model.Invalid(prefix+"resource.type", model.ReasonMissingField, "is required unless action.name is a function")
+		return nil, model.Invalid(prefix+"resource.type", model.ReasonMissingField, "is required unless action.name is a function or one of the tenant's action aliases")
 	}
 	res := e.Resource
 	if res.Type == "field" {
@@ -284,12 +315,36 @@ func (h *Handler) permission(e Evaluation, prefix string) (*pb.Permission, error
 		}
 		return &pb.Permission{Kind: &pb.Permission_Field{Field: &pb.FieldPermission{Module: module, Field: field, Access: mode}}}, nil
 	}
-	mp := &pb.ModulePermission{Module: res.Type, Verb: name}
+	return modulePermission(res, res.Type, name), nil
+}
+
+// aliasedModule is the module verb p an alias named: the resource, if
+// any, gives the record, and may name the module only as p does.
+func aliasedModule(e Evaluation, p model.Permission, alias, prefix string) (*pb.Permission, error) {
+	res := e.Resource
+	if res == nil {
+		res = &Entity{}
+	}
+	if res.Type != "" && res.Type != p.Module {
+		return nil, model.Invalid(prefix+"resource.type", model.ReasonInvalidValue,
+			fmt.Sprintf("the action %q stands for %s.%s, so the resource is a %s (or leaves its type out), not %q", alias, p.Module, p.Verb, p.Module, res.Type))
+	}
+	return modulePermission(res, p.Module, p.Verb), nil
+}
+
+// modulePermission is verb on module, on the resource's record when its
+// properties name an owner.
+func modulePermission(res *Entity, module, verb string) *pb.Permission {
+	mp := &pb.ModulePermission{Module: module, Verb: verb}
 	if owner, _ := res.Properties["owner_id"].(string); owner != "" {
 		dept, _ := res.Properties["department_id"].(string)
 		mp.Record = &pb.Record{Id: res.ID, OwnerId: owner, DepartmentId: dept}
 	}
-	return &pb.Permission{Kind: &pb.Permission_Module{Module: mp}}, nil
+	return &pb.Permission{Kind: &pb.Permission_Module{Module: mp}}
+}
+
+func functionPermission(fn string) *pb.Permission {
+	return &pb.Permission{Kind: &pb.Permission_Function{Function: &pb.FunctionPermission{Function: fn}}}
 }
 
 // tenant is the credential's one tenant, else the subject's or the

@@ -58,6 +58,9 @@ type Document struct {
 // Settings are the tenant-wide settings.
 type Settings struct {
 	ManagerDepth int `yaml:"manager_depth" json:"manager_depth"`
+	// ActionAliases maps action names callers use to a function id or
+	// <module>.<verb> (AuthZEN, README).
+	ActionAliases map[string]string `yaml:"action_aliases,omitempty" json:"action_aliases,omitempty"`
 }
 
 // Role is a role with its permissions.
@@ -173,7 +176,7 @@ func timeOf(t *time.Time) time.Time {
 // FromState returns the document of a tenant's state, canonically ordered:
 // every list by its key, departments parents first (siblings by id).
 func FromState(st *model.TenantState) Document {
-	d := Document{Version: Version, Tenant: st.ID, Name: st.Name, Settings: Settings{ManagerDepth: st.Settings.ManagerDepth}}
+	d := Document{Version: Version, Tenant: st.ID, Name: st.Name, Settings: Settings{ManagerDepth: st.Settings.ManagerDepth, ActionAliases: maps.Clone(st.Settings.ActionAliases)}}
 	for _, r := range st.SortedRoles() {
 		d.Roles = append(d.Roles, roleOf(r))
 	}

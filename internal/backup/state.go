@@ -24,6 +24,16 @@ func (d Document) State(cat *model.Catalog, id string) (*model.TenantState, erro
 	if _, err := st.SetManagerDepth(d.Settings.ManagerDepth); err != nil {
 		return nil, at("settings", err)
 	}
+	for _, name := range sortedKeys(d.Settings.ActionAliases) {
+		path := fmt.Sprintf("settings.action_aliases[%q]", name)
+		target := d.Settings.ActionAliases[name]
+		if _, err := model.ValidateActionAlias(cat, path, name, path, target); err != nil {
+			return nil, err
+		}
+		if _, err := st.SetActionAlias(name, target); err != nil {
+			return nil, at(path, err)
+		}
+	}
 	if err := d.addRoles(cat, st); err != nil {
 		return nil, err
 	}
@@ -268,7 +278,11 @@ func Compare(cur, next *model.TenantState) []KindDiff {
 		out = append(out, k)
 	}
 	settings := func(st *model.TenantState) map[string]any {
-		return map[string]any{"name": st.Name, "manager_depth": st.Settings.ManagerDepth}
+		out := map[string]any{"name": st.Name, "manager_depth": st.Settings.ManagerDepth}
+		for name, target := range st.Settings.ActionAliases {
+			out["action_alias:"+name] = target
+		}
+		return out
 	}
 	add("settings", settings(cur), settings(next))
 	add("roles", keyed(cur.Roles, func(r model.Role) string { return r.ID }), keyed(next.Roles, func(r model.Role) string { return r.ID }))

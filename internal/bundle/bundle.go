@@ -54,6 +54,8 @@ type Tenant struct {
 type Settings struct {
 	// ManagerDepth replaces model.DefaultManagerDepth when set.
 	ManagerDepth *int `yaml:"manager_depth"`
+	// ActionAliases name actions for the tenant's callers (AuthZEN).
+	ActionAliases map[string]string `yaml:"action_aliases"`
 }
 
 // Department is a node of a bundle tenant's department tree. A parent must
@@ -241,6 +243,15 @@ func (b *Bundle) addOrg(st *model.TenantState, t Tenant, sharedAt time.Time) err
 	if n := t.Settings.ManagerDepth; n != nil {
 		if _, err := st.SetManagerDepth(*n); err != nil {
 			return fmt.Errorf("settings: %w", err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Settings.ActionAliases)) {
+		target := t.Settings.ActionAliases[name]
+		if _, err := model.ValidateActionAlias(b.Catalog, "name", name, "target", target); err != nil {
+			return fmt.Errorf("settings.action_aliases[%q]: %w", name, err)
+		}
+		if _, err := st.SetActionAlias(name, target); err != nil {
+			return fmt.Errorf("settings.action_aliases[%q]: %w", name, err)
 		}
 	}
 	for i, d := range t.Departments {

@@ -176,6 +176,9 @@ func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *
 		ix.ownBlock = false
 	}
 	ix.org = cur.org.patch(st, d, &ix)
+	if d.Settings {
+		ix.aliases = maps.Clone(st.Settings.ActionAliases)
+	}
 	return &ix
 }
 

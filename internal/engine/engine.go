@@ -211,6 +211,26 @@ func (e *Engine) Revision(tenant string) (int64, error) {
 	return ix.revision, nil
 }
 
+// ActionAlias returns what the tenant's action alias name stands for, a
+// function or a module verb, and whether the tenant has the alias; an
+// unknown tenant is a *model.NotFoundError.
+func (e *Engine) ActionAlias(tenant, name string) (model.Permission, bool, error) {
+	ix, err := e.index(tenant)
+	if err != nil {
+		return model.Permission{}, false, err
+	}
+	target, ok := ix.aliases[name]
+	if !ok {
+		return model.Permission{}, false, nil
+	}
+	p, err := model.ParseActionTarget(e.cat, "action.name", target)
+	if err != nil {
+		// The catalog changed under the alias: it stands for nothing now.
+		return model.Permission{}, false, fmt.Errorf("action alias %q of tenant %q stands for %q: %w", name, tenant, target, err)
+	}
+	return p, true, nil
+}
+
 func (e *Engine) index(tenant string) (*index, error) {
 	ix, ok := (*e.tenants.Load())[tenant]
 	if !ok {

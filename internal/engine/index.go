@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -152,6 +153,8 @@ type index struct {
 	// ownBlock reports that the user slots of a tenant too large to pack
 	// lie in a block of their own (pack.go).
 	ownBlock bool
+	// aliases are the tenant's action aliases (model.Settings).
+	aliases map[string]string
 }
 
 // The bitsets of a role.
@@ -391,6 +394,7 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 	}
 	ix.users = newUserTable(space.seed, users, byUser)
 	ix.org = buildOrg(space, st, ix.roles, number)
+	ix.aliases = maps.Clone(st.Settings.ActionAliases)
 	return ix, nil
 }
 

@@ -34,6 +34,7 @@ const (
 	ReasonRequestNotFound     = "ACCESS_REQUEST_NOT_FOUND"
 	ReasonReviewNotFound      = "ACCESS_REVIEW_NOT_FOUND"
 	ReasonReviewItemNotFound  = "REVIEW_ITEM_NOT_FOUND"
+	ReasonActionAliasNotFound = "ACTION_ALIAS_NOT_FOUND"
 
 	ReasonTenantExists      = "TENANT_EXISTS"
 	ReasonRoleExists        = "ROLE_EXISTS"

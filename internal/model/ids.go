@@ -37,6 +37,10 @@ func lowerAlnum(c byte) bool   { return lowerAlpha(c) || digit(c) }
 func lowerIDChar(c byte) bool  { return lowerAlnum(c) || c == '_' }
 func tenantChar(c byte) bool   { return lowerAlnum(c) || c == '_' || c == '-' }
 func subjectFirst(c byte) bool { return lowerAlnum(c) || (c >= 'A' && c <= 'Z') }
+func aliasFirst(c byte) bool   { return lowerAlpha(c) || (c >= 'A' && c <= 'Z') }
+func aliasChar(c byte) bool {
+	return subjectFirst(c) || c == '_' || c == '-' || c == '.' || c == ':' || c == '/'
+}
 func subjectChar(c byte) bool {
 	return subjectFirst(c) || c == '_' || c == '-' || c == '.' || c == '@'
 }
@@ -45,6 +49,7 @@ var (
 	tenantClass   = idClass{name: "tenant ids (a-z, 0-9, _, -)", max: MaxIDLength, first: lowerAlnum, rest: tenantChar}
 	subjectClass  = idClass{name: "user ids (letters, digits, _, -, ., @)", max: MaxSubjectLength, first: subjectFirst, rest: subjectChar}
 	nameClass     = idClass{name: "identifiers (a-z, 0-9, _)", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar}
+	aliasClass    = idClass{name: "action names (letters, digits, _, -, ., :, /)", max: MaxIDLength, first: aliasFirst, rest: aliasChar}
 	functionClass = idClass{name: "function ids (a-z, 0-9, _ in dot-separated segments)", max: MaxIDLength, first: lowerAlpha, rest: lowerIDChar, dotted: true}
 )
 

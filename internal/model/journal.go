@@ -80,7 +80,7 @@ func (s *TenantState) Delta() (Delta, *TenantState) {
 		return Delta{}, nil
 	}
 	d := j.delta
-	d.Settings = s.Name != j.base.Name || s.Settings != j.base.Settings
+	d.Settings = s.Name != j.base.Name || !s.Settings.Equal(j.base.Settings)
 	if s.replacedMaps(&j.base) {
 		// The maps were swapped for others: put the rows the mutation
 		// changed in the old maps back, so that they are the state as it

@@ -67,7 +67,7 @@ func TestJournal(t *testing.T) {
 		t.Fatal("revoking the only admin grant may lose admin.super's holder, and was not reported")
 	}
 	st.AtBase(func() {
-		if !reflect.DeepEqual(st.Grants, want.Grants) || st.Settings != want.Settings || len(st.Members) != 0 {
+		if !reflect.DeepEqual(st.Grants, want.Grants) || !st.Settings.Equal(want.Settings) || len(st.Members) != 0 {
 			t.Errorf("AtBase shows grants %v, settings %v, members %v", st.Grants, st.Settings, st.Members)
 		}
 	})

@@ -1,6 +1,9 @@
 package model
 
-import "time"
+import (
+	"maps"
+	"time"
+)
 
 // Scope is how far a role's grant of a record verb reaches, from none to the
 // whole tenant. Across a user's roles the widest scope wins.
@@ -56,6 +59,16 @@ type Settings struct {
 	// ManagerDepth is how many levels of managers above a record's owner
 	// may read it (0: none). The direct manager may also update.
 	ManagerDepth int `json:"manager_depth"`
+	// ActionAliases maps the action names the tenant's callers use (an
+	// API gateway's can_update_todo) to what each stands for: a module
+	// verb as <module>.<verb>, or a function id. The map is replaced on
+	// change, never edited in place.
+	ActionAliases map[string]string `json:"action_aliases,omitempty"`
+}
+
+// Equal reports whether s and o are the same settings.
+func (s Settings) Equal(o Settings) bool {
+	return s.ManagerDepth == o.ManagerDepth && maps.Equal(s.ActionAliases, o.ActionAliases)
 }
 
 // DefaultManagerDepth is the manager depth of a new tenant.

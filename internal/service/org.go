@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -192,6 +193,83 @@ func (s *Admin) UpdateTenantSettings(ctx context.Context, req *pb.UpdateTenantSe
 		return nil, err
 	}
 	return &pb.UpdateTenantSettingsResponse{ManagerDepth: int32(st.Settings.ManagerDepth), Revision: st.Revision}, nil
+}
+
+// SetActionAlias implements pb.AdminServiceServer.
+func (s *Admin) SetActionAlias(ctx context.Context, req *pb.SetActionAliasRequest) (*pb.SetActionAliasResponse, error) {
+	a := req.GetAlias()
+	if a == nil {
+		return nil, model.Invalid("alias", model.ReasonMissingField, "is required")
+	}
+	cat := s.eng.Catalog()
+	target, err := model.ValidateActionAlias(cat, "alias.alias", a.GetAlias(), "alias.action", a.GetAction())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := g.Names("the alias "+a.GetAlias(), target); err != nil {
+			return model.Change{}, err
+		}
+		if err := s.namesBefore(g, st, a.GetAlias()); err != nil {
+			return model.Change{}, err
+		}
+		return st.SetActionAlias(a.GetAlias(), a.GetAction())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.SetActionAliasResponse{Revision: st.Revision}, nil
+}
+
+// DeleteActionAlias implements pb.AdminServiceServer.
+func (s *Admin) DeleteActionAlias(ctx context.Context, req *pb.DeleteActionAliasRequest) (*pb.DeleteActionAliasResponse, error) {
+	if req.GetAlias() == "" {
+		return nil, model.Invalid("alias", model.ReasonMissingField, "is required")
+	}
+	st, err := s.write(ctx, req, func(g *auth.Guard, st *model.TenantState) (model.Change, error) {
+		if err := g.Require(fnSettings); err != nil {
+			return model.Change{}, err
+		}
+		if err := s.namesBefore(g, st, req.GetAlias()); err != nil {
+			return model.Change{}, err
+		}
+		return st.DeleteActionAlias(req.GetAlias())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.DeleteActionAliasResponse{Revision: st.Revision}, nil
+}
+
+// namesBefore refuses to repoint or remove an alias standing for what
+// the actor does not hold (Guard.Names). An alias whose target the
+// catalog no longer has stands for nothing, and anyone may repoint it.
+func (s *Admin) namesBefore(g *auth.Guard, st *model.TenantState, alias string) error {
+	before, ok := st.Settings.ActionAliases[alias]
+	if !ok {
+		return nil
+	}
+	p, err := model.ParseActionTarget(s.eng.Catalog(), "alias.action", before)
+	if err != nil {
+		return nil //nolint:nilerr // a target the catalog dropped stands for nothing
+	}
+	return g.Names("changing the alias "+alias, p)
+}
+
+// ListActionAliases implements pb.AdminServiceServer.
+func (s *Admin) ListActionAliases(ctx context.Context, req *pb.ListActionAliasesRequest) (*pb.ListActionAliasesResponse, error) {
+	st, _, err := s.read(ctx, req, fnSettings, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListActionAliasesResponse{Revision: st.Revision}
+	for _, name := range slices.Sorted(maps.Keys(st.Settings.ActionAliases)) {
+		out.Aliases = append(out.Aliases, &pb.ActionAlias{Alias: name, Action: st.Settings.ActionAliases[name]})
+	}
+	return out, nil
 }
 
 // CreateSharingRule implements pb.AdminServiceServer.

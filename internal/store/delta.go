@@ -77,7 +77,7 @@ func ApplyRows(st *model.TenantState, data []byte) (model.Delta, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return model.Delta{}, fmt.Errorf("decode the rows of a change: %w", err)
 	}
-	d := model.Delta{Settings: st.Name != r.Name || st.Settings != r.Settings}
+	d := model.Delta{Settings: st.Name != r.Name || !st.Settings.Equal(r.Settings)}
 	st.Name, st.Settings = r.Name, r.Settings
 	d.Roles = applyRows(st.Roles, r.Roles)
 	d.Grants = applyRows(st.Grants, r.Grants)

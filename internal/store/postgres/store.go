@@ -173,9 +173,9 @@ func (s *Store) CreateTenant(ctx context.Context, w store.Write, st *model.Tenan
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO tenants (id, name, revision, manager_depth, created_at, head_key, head_mac)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, entry.Time, link.key.ID, link.headMAC)
+		_, err = tx.Exec(ctx, `INSERT INTO tenants (id, name, revision, manager_depth, action_aliases, created_at, head_key, head_mac)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			next.ID, next.Name, next.Revision, next.Settings.ManagerDepth, aliasesJSON(next.Settings), entry.Time, link.key.ID, link.headMAC)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == sqlstateUniqueViolation {
 			return errTenantTaken
@@ -310,8 +310,8 @@ func (s *Store) mutate(ctx context.Context, tx pgx.Tx, w store.Write, st *model.
 		if err := queueDiff(b, before, next); err != nil {
 			return err
 		}
-		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4, head_key = $5, head_mac = $6 WHERE id = $1",
-			st.ID, st.Name, st.Revision, st.Settings.ManagerDepth, link.key.ID, link.headMAC)
+		b.Queue("UPDATE tenants SET name = $2, revision = $3, manager_depth = $4, action_aliases = $5, head_key = $6, head_mac = $7 WHERE id = $1",
+			st.ID, st.Name, st.Revision, st.Settings.ManagerDepth, aliasesJSON(st.Settings), link.key.ID, link.headMAC)
 		if err := s.queueChange(b, entry, link, rows); err != nil {
 			return err
 		}
@@ -419,7 +419,7 @@ func loadTenant(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (*mod
 // one query per table for all of them: start-up reads thousands of tenants,
 // and eight queries for each was most of its time in PostgreSQL.
 func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) ([]*model.TenantState, error) {
-	q := "SELECT id, name, revision, manager_depth FROM tenants WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
+	q := "SELECT id, name, revision, manager_depth, action_aliases FROM tenants WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
 	if forUpdate {
 		q += " FOR UPDATE"
 	}
@@ -427,11 +427,15 @@ func loadTenants(ctx context.Context, tx pgx.Tx, ids []string, forUpdate bool) (
 	states, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*model.TenantState, error) {
 		var id string
 		var st model.TenantState
-		if err := row.Scan(&id, &st.Name, &st.Revision, &st.Settings.ManagerDepth); err != nil {
+		var aliases map[string]string
+		if err := row.Scan(&id, &st.Name, &st.Revision, &st.Settings.ManagerDepth, &aliases); err != nil {
 			return nil, err
 		}
 		out := model.NewTenantState(id, st.Name)
 		out.Revision, out.Settings.ManagerDepth = st.Revision, st.Settings.ManagerDepth
+		if len(aliases) > 0 {
+			out.Settings.ActionAliases = aliases
+		}
 		return out, nil
 	})
 	if err != nil {
@@ -786,4 +790,17 @@ func endSpan(span trace.Span, err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// aliasesJSON is the action_aliases column of settings: a JSON object,
+// empty when the tenant has none.
+func aliasesJSON(s model.Settings) string {
+	if len(s.ActionAliases) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(s.ActionAliases)
+	if err != nil { // a map of strings always encodes
+		panic(err)
+	}
+	return string(b)
 }

@@ -120,6 +120,8 @@ func sampleTenant(t *testing.T, id string) *model.TenantState {
 	mustChange(t)(st.SetMembership(model.Membership{UserID: "bob@example.com", Primary: "sales"}))
 	mustChange(t)(st.SetMembership(model.Membership{UserID: "alice", Primary: "east", Others: []string{"service", "z_hq"}, Manager: "bob@example.com"}))
 	mustChange(t)(st.SetManagerDepth(3))
+	mustChange(t)(st.SetActionAlias("can_read_account", "account.read"))
+	mustChange(t)(st.SetActionAlias("can_export", "report.export"))
 	mustChange(t)(st.CreateSharingRule(model.SharingRule{
 		ID: "east_accounts", Module: "account",
 		OwnedBy:    model.Principal{Kind: model.PrincipalDepartment, ID: "east", IncludeSubs: true},
@@ -354,6 +356,16 @@ func testUpdate(t *testing.T, s store.Store) {
 		}, "membership.update", "membership/alice"},
 		{"manager depth", func(st *model.TenantState) (model.Change, error) { return st.SetManagerDepth(0) },
 			"settings.update", "settings"},
+		{"add action alias", func(st *model.TenantState) (model.Change, error) {
+			return st.SetActionAlias("can_update", "account.update")
+		},
+			"action_alias.set", "action_alias/can_update"},
+		{"repoint action alias", func(st *model.TenantState) (model.Change, error) {
+			return st.SetActionAlias("can_read_account", "lead.read")
+		},
+			"action_alias.set", "action_alias/can_read_account"},
+		{"delete action alias", func(st *model.TenantState) (model.Change, error) { return st.DeleteActionAlias("can_export") },
+			"action_alias.delete", "action_alias/can_export"},
 		{"create sharing rule", func(st *model.TenantState) (model.Change, error) {
 			return st.CreateSharingRule(model.SharingRule{
 				ID: "dave_leads", Module: "lead", OwnedBy: model.Principal{Kind: model.PrincipalUser, ID: "dave"},

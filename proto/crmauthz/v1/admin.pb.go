@@ -3906,6 +3906,421 @@ func (x *UpdateTenantSettingsResponse) GetRevision() int64 {
 	return 0
 }
 
+// ActionAlias is an action name the tenant's callers use and what it stands for.
+type ActionAlias struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name callers send as an AuthZEN action.name: letters, digits, _, -, ., : and /,
+	// starting with a letter, at most 64 bytes; not a verb or function of the catalog.
+	Alias string `protobuf:"bytes,1,opt,name=alias,proto3" json:"alias,omitempty"`
+	// What it stands for: a function id of the catalog (report.export), or a module verb
+	// written <module>.<verb> (account.update).
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionAlias) Reset() {
+	*x = ActionAlias{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionAlias) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionAlias) ProtoMessage() {}
+
+func (x *ActionAlias) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionAlias.ProtoReflect.Descriptor instead.
+func (*ActionAlias) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ActionAlias) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
+func (x *ActionAlias) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+// SetActionAliasRequest sets an action alias.
+type SetActionAliasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The alias; at most 500 per tenant (RESOURCE_EXHAUSTED, TENANT_LIMIT).
+	Alias         *ActionAlias `protobuf:"bytes,4,opt,name=alias,proto3" json:"alias,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetActionAliasRequest) Reset() {
+	*x = SetActionAliasRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetActionAliasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetActionAliasRequest) ProtoMessage() {}
+
+func (x *SetActionAliasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetActionAliasRequest.ProtoReflect.Descriptor instead.
+func (*SetActionAliasRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SetActionAliasRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SetActionAliasRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *SetActionAliasRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetActionAliasRequest) GetAlias() *ActionAlias {
+	if x != nil {
+		return x.Alias
+	}
+	return nil
+}
+
+// SetActionAliasResponse confirms the write.
+type SetActionAliasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetActionAliasResponse) Reset() {
+	*x = SetActionAliasResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetActionAliasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetActionAliasResponse) ProtoMessage() {}
+
+func (x *SetActionAliasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetActionAliasResponse.ProtoReflect.Descriptor instead.
+func (*SetActionAliasResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *SetActionAliasResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// DeleteActionAliasRequest removes an action alias.
+type DeleteActionAliasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting admin user's id.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Why, for the change log (1-1024 bytes).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The alias; NOT_FOUND (ACTION_ALIAS_NOT_FOUND) when the tenant has none by that name.
+	Alias         string `protobuf:"bytes,4,opt,name=alias,proto3" json:"alias,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteActionAliasRequest) Reset() {
+	*x = DeleteActionAliasRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteActionAliasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteActionAliasRequest) ProtoMessage() {}
+
+func (x *DeleteActionAliasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteActionAliasRequest.ProtoReflect.Descriptor instead.
+func (*DeleteActionAliasRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *DeleteActionAliasRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteActionAliasRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *DeleteActionAliasRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteActionAliasRequest) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
+// DeleteActionAliasResponse confirms the deletion.
+type DeleteActionAliasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant's policy revision after the write.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteActionAliasResponse) Reset() {
+	*x = DeleteActionAliasResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteActionAliasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteActionAliasResponse) ProtoMessage() {}
+
+func (x *DeleteActionAliasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteActionAliasResponse.ProtoReflect.Descriptor instead.
+func (*DeleteActionAliasResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *DeleteActionAliasResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ListActionAliasesRequest asks for a tenant's action aliases.
+type ListActionAliasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant id.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The acting user (user id rules): required with a service credential or without
+	// authentication; a credential bound to a user acts as that user and may leave it empty.
+	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Read-your-writes, as ListDepartmentsRequest.at_least_revision.
+	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListActionAliasesRequest) Reset() {
+	*x = ListActionAliasesRequest{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActionAliasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActionAliasesRequest) ProtoMessage() {}
+
+func (x *ListActionAliasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActionAliasesRequest.ProtoReflect.Descriptor instead.
+func (*ListActionAliasesRequest) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListActionAliasesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListActionAliasesRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *ListActionAliasesRequest) GetAtLeastRevision() int64 {
+	if x != nil {
+		return x.AtLeastRevision
+	}
+	return 0
+}
+
+// ListActionAliasesResponse is the tenant's action aliases.
+type ListActionAliasesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by alias.
+	Aliases []*ActionAlias `protobuf:"bytes,1,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// The tenant's policy revision it was read at.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActionAliasesResponse) Reset() {
+	*x = ListActionAliasesResponse{}
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActionAliasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActionAliasesResponse) ProtoMessage() {}
+
+func (x *ListActionAliasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActionAliasesResponse.ProtoReflect.Descriptor instead.
+func (*ListActionAliasesResponse) Descriptor() ([]byte, []int) {
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListActionAliasesResponse) GetAliases() []*ActionAlias {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *ListActionAliasesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // SharingRule shares the records of a module owned by one principal with another.
 type SharingRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3926,7 +4341,7 @@ type SharingRule struct {
 
 func (x *SharingRule) Reset() {
 	*x = SharingRule{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3938,7 +4353,7 @@ func (x *SharingRule) String() string {
 func (*SharingRule) ProtoMessage() {}
 
 func (x *SharingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[53]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3951,7 +4366,7 @@ func (x *SharingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharingRule.ProtoReflect.Descriptor instead.
 func (*SharingRule) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SharingRule) GetRuleId() string {
@@ -4006,7 +4421,7 @@ type CreateSharingRuleRequest struct {
 
 func (x *CreateSharingRuleRequest) Reset() {
 	*x = CreateSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4018,7 +4433,7 @@ func (x *CreateSharingRuleRequest) String() string {
 func (*CreateSharingRuleRequest) ProtoMessage() {}
 
 func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[54]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4031,7 +4446,7 @@ func (x *CreateSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateSharingRuleRequest) GetTenantId() string {
@@ -4075,7 +4490,7 @@ type CreateSharingRuleResponse struct {
 
 func (x *CreateSharingRuleResponse) Reset() {
 	*x = CreateSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4087,7 +4502,7 @@ func (x *CreateSharingRuleResponse) String() string {
 func (*CreateSharingRuleResponse) ProtoMessage() {}
 
 func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[55]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4100,7 +4515,7 @@ func (x *CreateSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateSharingRuleResponse) GetRule() *SharingRule {
@@ -4134,7 +4549,7 @@ type DeleteSharingRuleRequest struct {
 
 func (x *DeleteSharingRuleRequest) Reset() {
 	*x = DeleteSharingRuleRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4146,7 +4561,7 @@ func (x *DeleteSharingRuleRequest) String() string {
 func (*DeleteSharingRuleRequest) ProtoMessage() {}
 
 func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[56]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4159,7 +4574,7 @@ func (x *DeleteSharingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *DeleteSharingRuleRequest) GetTenantId() string {
@@ -4201,7 +4616,7 @@ type DeleteSharingRuleResponse struct {
 
 func (x *DeleteSharingRuleResponse) Reset() {
 	*x = DeleteSharingRuleResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4213,7 +4628,7 @@ func (x *DeleteSharingRuleResponse) String() string {
 func (*DeleteSharingRuleResponse) ProtoMessage() {}
 
 func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[57]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4226,7 +4641,7 @@ func (x *DeleteSharingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSharingRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSharingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeleteSharingRuleResponse) GetRevision() int64 {
@@ -4254,7 +4669,7 @@ type ListSharingRulesRequest struct {
 
 func (x *ListSharingRulesRequest) Reset() {
 	*x = ListSharingRulesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4266,7 +4681,7 @@ func (x *ListSharingRulesRequest) String() string {
 func (*ListSharingRulesRequest) ProtoMessage() {}
 
 func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[58]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4279,7 +4694,7 @@ func (x *ListSharingRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListSharingRulesRequest) GetTenantId() string {
@@ -4316,7 +4731,7 @@ type ListSharingRulesResponse struct {
 
 func (x *ListSharingRulesResponse) Reset() {
 	*x = ListSharingRulesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4328,7 +4743,7 @@ func (x *ListSharingRulesResponse) String() string {
 func (*ListSharingRulesResponse) ProtoMessage() {}
 
 func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[59]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4341,7 +4756,7 @@ func (x *ListSharingRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSharingRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSharingRulesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListSharingRulesResponse) GetRules() []*SharingRule {
@@ -4383,7 +4798,7 @@ type RecordShare struct {
 
 func (x *RecordShare) Reset() {
 	*x = RecordShare{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4395,7 +4810,7 @@ func (x *RecordShare) String() string {
 func (*RecordShare) ProtoMessage() {}
 
 func (x *RecordShare) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[60]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4408,7 +4823,7 @@ func (x *RecordShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShare.ProtoReflect.Descriptor instead.
 func (*RecordShare) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RecordShare) GetModule() string {
@@ -4483,7 +4898,7 @@ type ShareRecordRequest struct {
 
 func (x *ShareRecordRequest) Reset() {
 	*x = ShareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4495,7 +4910,7 @@ func (x *ShareRecordRequest) String() string {
 func (*ShareRecordRequest) ProtoMessage() {}
 
 func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[61]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4508,7 +4923,7 @@ func (x *ShareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordRequest.ProtoReflect.Descriptor instead.
 func (*ShareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ShareRecordRequest) GetTenantId() string {
@@ -4566,7 +4981,7 @@ type ShareRecordResponse struct {
 
 func (x *ShareRecordResponse) Reset() {
 	*x = ShareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4578,7 +4993,7 @@ func (x *ShareRecordResponse) String() string {
 func (*ShareRecordResponse) ProtoMessage() {}
 
 func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[62]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4591,7 +5006,7 @@ func (x *ShareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareRecordResponse.ProtoReflect.Descriptor instead.
 func (*ShareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ShareRecordResponse) GetShare() *RecordShare {
@@ -4634,7 +5049,7 @@ type UnshareRecordRequest struct {
 
 func (x *UnshareRecordRequest) Reset() {
 	*x = UnshareRecordRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4646,7 +5061,7 @@ func (x *UnshareRecordRequest) String() string {
 func (*UnshareRecordRequest) ProtoMessage() {}
 
 func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[63]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4659,7 +5074,7 @@ func (x *UnshareRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordRequest.ProtoReflect.Descriptor instead.
 func (*UnshareRecordRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UnshareRecordRequest) GetTenantId() string {
@@ -4729,7 +5144,7 @@ type UnshareRecordResponse struct {
 
 func (x *UnshareRecordResponse) Reset() {
 	*x = UnshareRecordResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4741,7 +5156,7 @@ func (x *UnshareRecordResponse) String() string {
 func (*UnshareRecordResponse) ProtoMessage() {}
 
 func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[64]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4754,7 +5169,7 @@ func (x *UnshareRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareRecordResponse.ProtoReflect.Descriptor instead.
 func (*UnshareRecordResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UnshareRecordResponse) GetRevision() int64 {
@@ -4788,7 +5203,7 @@ type ListRecordSharesRequest struct {
 
 func (x *ListRecordSharesRequest) Reset() {
 	*x = ListRecordSharesRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4800,7 +5215,7 @@ func (x *ListRecordSharesRequest) String() string {
 func (*ListRecordSharesRequest) ProtoMessage() {}
 
 func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[65]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4813,7 +5228,7 @@ func (x *ListRecordSharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListRecordSharesRequest) GetTenantId() string {
@@ -4871,7 +5286,7 @@ type ListRecordSharesResponse struct {
 
 func (x *ListRecordSharesResponse) Reset() {
 	*x = ListRecordSharesResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4883,7 +5298,7 @@ func (x *ListRecordSharesResponse) String() string {
 func (*ListRecordSharesResponse) ProtoMessage() {}
 
 func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[66]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4896,7 +5311,7 @@ func (x *ListRecordSharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordSharesResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordSharesResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListRecordSharesResponse) GetShares() []*RecordShare {
@@ -4932,7 +5347,7 @@ type ExportTenantRequest struct {
 
 func (x *ExportTenantRequest) Reset() {
 	*x = ExportTenantRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4944,7 +5359,7 @@ func (x *ExportTenantRequest) String() string {
 func (*ExportTenantRequest) ProtoMessage() {}
 
 func (x *ExportTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[67]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4957,7 +5372,7 @@ func (x *ExportTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportTenantRequest.ProtoReflect.Descriptor instead.
 func (*ExportTenantRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ExportTenantRequest) GetTenantId() string {
@@ -5004,7 +5419,7 @@ type ExportTenantResponse struct {
 
 func (x *ExportTenantResponse) Reset() {
 	*x = ExportTenantResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5016,7 +5431,7 @@ func (x *ExportTenantResponse) String() string {
 func (*ExportTenantResponse) ProtoMessage() {}
 
 func (x *ExportTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[68]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5029,7 +5444,7 @@ func (x *ExportTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportTenantResponse.ProtoReflect.Descriptor instead.
 func (*ExportTenantResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ExportTenantResponse) GetChunk() []byte {
@@ -5073,7 +5488,7 @@ type ImportTenantRequest struct {
 
 func (x *ImportTenantRequest) Reset() {
 	*x = ImportTenantRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5085,7 +5500,7 @@ func (x *ImportTenantRequest) String() string {
 func (*ImportTenantRequest) ProtoMessage() {}
 
 func (x *ImportTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[69]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5098,7 +5513,7 @@ func (x *ImportTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportTenantRequest.ProtoReflect.Descriptor instead.
 func (*ImportTenantRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ImportTenantRequest) GetTenantId() string {
@@ -5157,7 +5572,7 @@ type ImportTenantResponse struct {
 
 func (x *ImportTenantResponse) Reset() {
 	*x = ImportTenantResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5584,7 @@ func (x *ImportTenantResponse) String() string {
 func (*ImportTenantResponse) ProtoMessage() {}
 
 func (x *ImportTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[70]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5597,7 @@ func (x *ImportTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportTenantResponse.ProtoReflect.Descriptor instead.
 func (*ImportTenantResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ImportTenantResponse) GetRevision() int64 {
@@ -5237,7 +5652,7 @@ type KindDiff struct {
 
 func (x *KindDiff) Reset() {
 	*x = KindDiff{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5249,7 +5664,7 @@ func (x *KindDiff) String() string {
 func (*KindDiff) ProtoMessage() {}
 
 func (x *KindDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[71]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5262,7 +5677,7 @@ func (x *KindDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindDiff.ProtoReflect.Descriptor instead.
 func (*KindDiff) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *KindDiff) GetKind() string {
@@ -5310,7 +5725,7 @@ type ExportCasbinPolicyRequest struct {
 
 func (x *ExportCasbinPolicyRequest) Reset() {
 	*x = ExportCasbinPolicyRequest{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5322,7 +5737,7 @@ func (x *ExportCasbinPolicyRequest) String() string {
 func (*ExportCasbinPolicyRequest) ProtoMessage() {}
 
 func (x *ExportCasbinPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[72]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5335,7 +5750,7 @@ func (x *ExportCasbinPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCasbinPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ExportCasbinPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ExportCasbinPolicyRequest) GetTenantId() string {
@@ -5376,7 +5791,7 @@ type ExportCasbinPolicyResponse struct {
 
 func (x *ExportCasbinPolicyResponse) Reset() {
 	*x = ExportCasbinPolicyResponse{}
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5388,7 +5803,7 @@ func (x *ExportCasbinPolicyResponse) String() string {
 func (*ExportCasbinPolicyResponse) ProtoMessage() {}
 
 func (x *ExportCasbinPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crmauthz_v1_admin_proto_msgTypes[73]
+	mi := &file_crmauthz_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5401,7 +5816,7 @@ func (x *ExportCasbinPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCasbinPolicyResponse.ProtoReflect.Descriptor instead.
 func (*ExportCasbinPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_crmauthz_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ExportCasbinPolicyResponse) GetModelConf() string {
@@ -5693,6 +6108,30 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\rmanager_depth\x18\x04 \x01(\x05R\fmanagerDepth\"_\n" +
 	"\x1cUpdateTenantSettingsResponse\x12#\n" +
 	"\rmanager_depth\x18\x01 \x01(\x05R\fmanagerDepth\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\";\n" +
+	"\vActionAlias\x12\x14\n" +
+	"\x05alias\x18\x01 \x01(\tR\x05alias\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\"\x97\x01\n" +
+	"\x15SetActionAliasRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x05alias\x18\x04 \x01(\v2\x18.crmauthz.v1.ActionAliasR\x05alias\"4\n" +
+	"\x16SetActionAliasResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\x80\x01\n" +
+	"\x18DeleteActionAliasRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05alias\x18\x04 \x01(\tR\x05alias\"7\n" +
+	"\x19DeleteActionAliasResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"~\n" +
+	"\x18ListActionAliasesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"k\n" +
+	"\x19ListActionAliasesResponse\x122\n" +
+	"\aaliases\x18\x01 \x03(\v2\x18.crmauthz.v1.ActionAliasR\aaliases\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\xdd\x01\n" +
 	"\vSharingRule\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x16\n" +
@@ -5812,7 +6251,7 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\x0eDocumentFormat\x12\x1f\n" +
 	"\x1bDOCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14DOCUMENT_FORMAT_YAML\x10\x01\x12\x18\n" +
-	"\x14DOCUMENT_FORMAT_JSON\x10\x022\xe1\x15\n" +
+	"\x14DOCUMENT_FORMAT_JSON\x10\x022\x84\x18\n" +
 	"\fAdminService\x12M\n" +
 	"\n" +
 	"CreateRole\x12\x1e.crmauthz.v1.CreateRoleRequest\x1a\x1f.crmauthz.v1.CreateRoleResponse\x12D\n" +
@@ -5843,7 +6282,10 @@ const file_crmauthz_v1_admin_proto_rawDesc = "" +
 	"\rSetMembership\x12!.crmauthz.v1.SetMembershipRequest\x1a\".crmauthz.v1.SetMembershipResponse\x12_\n" +
 	"\x10DeleteMembership\x12$.crmauthz.v1.DeleteMembershipRequest\x1a%.crmauthz.v1.DeleteMembershipResponse\x12\\\n" +
 	"\x0fListMemberships\x12#.crmauthz.v1.ListMembershipsRequest\x1a$.crmauthz.v1.ListMembershipsResponse\x12k\n" +
-	"\x14UpdateTenantSettings\x12(.crmauthz.v1.UpdateTenantSettingsRequest\x1a).crmauthz.v1.UpdateTenantSettingsResponse\x12b\n" +
+	"\x14UpdateTenantSettings\x12(.crmauthz.v1.UpdateTenantSettingsRequest\x1a).crmauthz.v1.UpdateTenantSettingsResponse\x12Y\n" +
+	"\x0eSetActionAlias\x12\".crmauthz.v1.SetActionAliasRequest\x1a#.crmauthz.v1.SetActionAliasResponse\x12b\n" +
+	"\x11DeleteActionAlias\x12%.crmauthz.v1.DeleteActionAliasRequest\x1a&.crmauthz.v1.DeleteActionAliasResponse\x12b\n" +
+	"\x11ListActionAliases\x12%.crmauthz.v1.ListActionAliasesRequest\x1a&.crmauthz.v1.ListActionAliasesResponse\x12b\n" +
 	"\x11CreateSharingRule\x12%.crmauthz.v1.CreateSharingRuleRequest\x1a&.crmauthz.v1.CreateSharingRuleResponse\x12b\n" +
 	"\x11DeleteSharingRule\x12%.crmauthz.v1.DeleteSharingRuleRequest\x1a&.crmauthz.v1.DeleteSharingRuleResponse\x12_\n" +
 	"\x10ListSharingRules\x12$.crmauthz.v1.ListSharingRulesRequest\x1a%.crmauthz.v1.ListSharingRulesResponse\x12P\n" +
@@ -5864,7 +6306,7 @@ func file_crmauthz_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_crmauthz_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_crmauthz_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_crmauthz_v1_admin_proto_goTypes = []any{
 	(ApproverKind)(0),                     // 0: crmauthz.v1.ApproverKind
 	(UserStatus)(0),                       // 1: crmauthz.v1.UserStatus
@@ -5922,44 +6364,51 @@ var file_crmauthz_v1_admin_proto_goTypes = []any{
 	(*ListMembershipsResponse)(nil),       // 53: crmauthz.v1.ListMembershipsResponse
 	(*UpdateTenantSettingsRequest)(nil),   // 54: crmauthz.v1.UpdateTenantSettingsRequest
 	(*UpdateTenantSettingsResponse)(nil),  // 55: crmauthz.v1.UpdateTenantSettingsResponse
-	(*SharingRule)(nil),                   // 56: crmauthz.v1.SharingRule
-	(*CreateSharingRuleRequest)(nil),      // 57: crmauthz.v1.CreateSharingRuleRequest
-	(*CreateSharingRuleResponse)(nil),     // 58: crmauthz.v1.CreateSharingRuleResponse
-	(*DeleteSharingRuleRequest)(nil),      // 59: crmauthz.v1.DeleteSharingRuleRequest
-	(*DeleteSharingRuleResponse)(nil),     // 60: crmauthz.v1.DeleteSharingRuleResponse
-	(*ListSharingRulesRequest)(nil),       // 61: crmauthz.v1.ListSharingRulesRequest
-	(*ListSharingRulesResponse)(nil),      // 62: crmauthz.v1.ListSharingRulesResponse
-	(*RecordShare)(nil),                   // 63: crmauthz.v1.RecordShare
-	(*ShareRecordRequest)(nil),            // 64: crmauthz.v1.ShareRecordRequest
-	(*ShareRecordResponse)(nil),           // 65: crmauthz.v1.ShareRecordResponse
-	(*UnshareRecordRequest)(nil),          // 66: crmauthz.v1.UnshareRecordRequest
-	(*UnshareRecordResponse)(nil),         // 67: crmauthz.v1.UnshareRecordResponse
-	(*ListRecordSharesRequest)(nil),       // 68: crmauthz.v1.ListRecordSharesRequest
-	(*ListRecordSharesResponse)(nil),      // 69: crmauthz.v1.ListRecordSharesResponse
-	(*ExportTenantRequest)(nil),           // 70: crmauthz.v1.ExportTenantRequest
-	(*ExportTenantResponse)(nil),          // 71: crmauthz.v1.ExportTenantResponse
-	(*ImportTenantRequest)(nil),           // 72: crmauthz.v1.ImportTenantRequest
-	(*ImportTenantResponse)(nil),          // 73: crmauthz.v1.ImportTenantResponse
-	(*KindDiff)(nil),                      // 74: crmauthz.v1.KindDiff
-	(*ExportCasbinPolicyRequest)(nil),     // 75: crmauthz.v1.ExportCasbinPolicyRequest
-	(*ExportCasbinPolicyResponse)(nil),    // 76: crmauthz.v1.ExportCasbinPolicyResponse
-	(*ModuleVerbs)(nil),                   // 77: crmauthz.v1.ModuleVerbs
-	(FieldState)(0),                       // 78: crmauthz.v1.FieldState
-	(*timestamppb.Timestamp)(nil),         // 79: google.protobuf.Timestamp
-	(*Principal)(nil),                     // 80: crmauthz.v1.Principal
-	(RecordAccess)(0),                     // 81: crmauthz.v1.RecordAccess
+	(*ActionAlias)(nil),                   // 56: crmauthz.v1.ActionAlias
+	(*SetActionAliasRequest)(nil),         // 57: crmauthz.v1.SetActionAliasRequest
+	(*SetActionAliasResponse)(nil),        // 58: crmauthz.v1.SetActionAliasResponse
+	(*DeleteActionAliasRequest)(nil),      // 59: crmauthz.v1.DeleteActionAliasRequest
+	(*DeleteActionAliasResponse)(nil),     // 60: crmauthz.v1.DeleteActionAliasResponse
+	(*ListActionAliasesRequest)(nil),      // 61: crmauthz.v1.ListActionAliasesRequest
+	(*ListActionAliasesResponse)(nil),     // 62: crmauthz.v1.ListActionAliasesResponse
+	(*SharingRule)(nil),                   // 63: crmauthz.v1.SharingRule
+	(*CreateSharingRuleRequest)(nil),      // 64: crmauthz.v1.CreateSharingRuleRequest
+	(*CreateSharingRuleResponse)(nil),     // 65: crmauthz.v1.CreateSharingRuleResponse
+	(*DeleteSharingRuleRequest)(nil),      // 66: crmauthz.v1.DeleteSharingRuleRequest
+	(*DeleteSharingRuleResponse)(nil),     // 67: crmauthz.v1.DeleteSharingRuleResponse
+	(*ListSharingRulesRequest)(nil),       // 68: crmauthz.v1.ListSharingRulesRequest
+	(*ListSharingRulesResponse)(nil),      // 69: crmauthz.v1.ListSharingRulesResponse
+	(*RecordShare)(nil),                   // 70: crmauthz.v1.RecordShare
+	(*ShareRecordRequest)(nil),            // 71: crmauthz.v1.ShareRecordRequest
+	(*ShareRecordResponse)(nil),           // 72: crmauthz.v1.ShareRecordResponse
+	(*UnshareRecordRequest)(nil),          // 73: crmauthz.v1.UnshareRecordRequest
+	(*UnshareRecordResponse)(nil),         // 74: crmauthz.v1.UnshareRecordResponse
+	(*ListRecordSharesRequest)(nil),       // 75: crmauthz.v1.ListRecordSharesRequest
+	(*ListRecordSharesResponse)(nil),      // 76: crmauthz.v1.ListRecordSharesResponse
+	(*ExportTenantRequest)(nil),           // 77: crmauthz.v1.ExportTenantRequest
+	(*ExportTenantResponse)(nil),          // 78: crmauthz.v1.ExportTenantResponse
+	(*ImportTenantRequest)(nil),           // 79: crmauthz.v1.ImportTenantRequest
+	(*ImportTenantResponse)(nil),          // 80: crmauthz.v1.ImportTenantResponse
+	(*KindDiff)(nil),                      // 81: crmauthz.v1.KindDiff
+	(*ExportCasbinPolicyRequest)(nil),     // 82: crmauthz.v1.ExportCasbinPolicyRequest
+	(*ExportCasbinPolicyResponse)(nil),    // 83: crmauthz.v1.ExportCasbinPolicyResponse
+	(*ModuleVerbs)(nil),                   // 84: crmauthz.v1.ModuleVerbs
+	(FieldState)(0),                       // 85: crmauthz.v1.FieldState
+	(*timestamppb.Timestamp)(nil),         // 86: google.protobuf.Timestamp
+	(*Principal)(nil),                     // 87: crmauthz.v1.Principal
+	(RecordAccess)(0),                     // 88: crmauthz.v1.RecordAccess
 }
 var file_crmauthz_v1_admin_proto_depIdxs = []int32{
 	6,  // 0: crmauthz.v1.Role.permissions:type_name -> crmauthz.v1.RolePermissions
 	4,  // 1: crmauthz.v1.Role.request_policy:type_name -> crmauthz.v1.RequestPolicy
 	5,  // 2: crmauthz.v1.RequestPolicy.approvers:type_name -> crmauthz.v1.Approver
 	0,  // 3: crmauthz.v1.Approver.kind:type_name -> crmauthz.v1.ApproverKind
-	77, // 4: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
+	84, // 4: crmauthz.v1.RolePermissions.modules:type_name -> crmauthz.v1.ModuleVerbs
 	7,  // 5: crmauthz.v1.RolePermissions.fields:type_name -> crmauthz.v1.FieldRule
-	77, // 6: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
-	78, // 7: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
-	79, // 8: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
-	79, // 9: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
+	84, // 6: crmauthz.v1.RolePermissions.deny_modules:type_name -> crmauthz.v1.ModuleVerbs
+	85, // 7: crmauthz.v1.FieldRule.state:type_name -> crmauthz.v1.FieldState
+	86, // 8: crmauthz.v1.Grant.expires_at:type_name -> google.protobuf.Timestamp
+	86, // 9: crmauthz.v1.Grant.granted_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: crmauthz.v1.Grant.user_status:type_name -> crmauthz.v1.UserStatus
 	1,  // 11: crmauthz.v1.User.status:type_name -> crmauthz.v1.UserStatus
 	9,  // 12: crmauthz.v1.UpsertUserRequest.user:type_name -> crmauthz.v1.User
@@ -5976,7 +6425,7 @@ var file_crmauthz_v1_admin_proto_depIdxs = []int32{
 	6,  // 23: crmauthz.v1.UpdateRolePermissionsRequest.permissions:type_name -> crmauthz.v1.RolePermissions
 	3,  // 24: crmauthz.v1.UpdateRolePermissionsResponse.role:type_name -> crmauthz.v1.Role
 	3,  // 25: crmauthz.v1.ListRoleTemplatesResponse.templates:type_name -> crmauthz.v1.Role
-	79, // 26: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
+	86, // 26: crmauthz.v1.GrantRoleRequest.expires_at:type_name -> google.protobuf.Timestamp
 	8,  // 27: crmauthz.v1.GrantRoleResponse.grant:type_name -> crmauthz.v1.Grant
 	8,  // 28: crmauthz.v1.ListGrantsResponse.grants:type_name -> crmauthz.v1.Grant
 	38, // 29: crmauthz.v1.CreateDepartmentRequest.department:type_name -> crmauthz.v1.Department
@@ -5987,88 +6436,96 @@ var file_crmauthz_v1_admin_proto_depIdxs = []int32{
 	47, // 34: crmauthz.v1.SetMembershipRequest.membership:type_name -> crmauthz.v1.Membership
 	47, // 35: crmauthz.v1.SetMembershipResponse.membership:type_name -> crmauthz.v1.Membership
 	47, // 36: crmauthz.v1.ListMembershipsResponse.memberships:type_name -> crmauthz.v1.Membership
-	80, // 37: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
-	80, // 38: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
-	81, // 39: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
-	56, // 40: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
-	56, // 41: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
-	56, // 42: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
-	80, // 43: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
-	81, // 44: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
-	79, // 45: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 46: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
-	63, // 47: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
-	80, // 48: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
-	63, // 49: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
-	2,  // 50: crmauthz.v1.ExportTenantRequest.format:type_name -> crmauthz.v1.DocumentFormat
-	74, // 51: crmauthz.v1.ImportTenantResponse.diff:type_name -> crmauthz.v1.KindDiff
-	20, // 52: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
-	22, // 53: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
-	24, // 54: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
-	26, // 55: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
-	28, // 56: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
-	30, // 57: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
-	32, // 58: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
-	34, // 59: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
-	36, // 60: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
-	10, // 61: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
-	12, // 62: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
-	14, // 63: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
-	16, // 64: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
-	18, // 65: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
-	70, // 66: crmauthz.v1.AdminService.ExportTenant:input_type -> crmauthz.v1.ExportTenantRequest
-	72, // 67: crmauthz.v1.AdminService.ImportTenant:input_type -> crmauthz.v1.ImportTenantRequest
-	75, // 68: crmauthz.v1.AdminService.ExportCasbinPolicy:input_type -> crmauthz.v1.ExportCasbinPolicyRequest
-	39, // 69: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
-	41, // 70: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
-	43, // 71: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
-	45, // 72: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
-	48, // 73: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
-	50, // 74: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
-	52, // 75: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
-	54, // 76: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
-	57, // 77: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
-	59, // 78: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
-	61, // 79: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
-	64, // 80: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
-	66, // 81: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
-	68, // 82: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
-	21, // 83: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
-	23, // 84: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
-	25, // 85: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
-	27, // 86: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
-	29, // 87: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
-	31, // 88: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
-	33, // 89: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
-	35, // 90: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
-	37, // 91: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
-	11, // 92: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
-	13, // 93: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
-	15, // 94: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
-	17, // 95: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
-	19, // 96: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
-	71, // 97: crmauthz.v1.AdminService.ExportTenant:output_type -> crmauthz.v1.ExportTenantResponse
-	73, // 98: crmauthz.v1.AdminService.ImportTenant:output_type -> crmauthz.v1.ImportTenantResponse
-	76, // 99: crmauthz.v1.AdminService.ExportCasbinPolicy:output_type -> crmauthz.v1.ExportCasbinPolicyResponse
-	40, // 100: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
-	42, // 101: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
-	44, // 102: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
-	46, // 103: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
-	49, // 104: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
-	51, // 105: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
-	53, // 106: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
-	55, // 107: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
-	58, // 108: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
-	60, // 109: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
-	62, // 110: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
-	65, // 111: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
-	67, // 112: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
-	69, // 113: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
-	83, // [83:114] is the sub-list for method output_type
-	52, // [52:83] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	56, // 37: crmauthz.v1.SetActionAliasRequest.alias:type_name -> crmauthz.v1.ActionAlias
+	56, // 38: crmauthz.v1.ListActionAliasesResponse.aliases:type_name -> crmauthz.v1.ActionAlias
+	87, // 39: crmauthz.v1.SharingRule.owned_by:type_name -> crmauthz.v1.Principal
+	87, // 40: crmauthz.v1.SharingRule.shared_with:type_name -> crmauthz.v1.Principal
+	88, // 41: crmauthz.v1.SharingRule.access:type_name -> crmauthz.v1.RecordAccess
+	63, // 42: crmauthz.v1.CreateSharingRuleRequest.rule:type_name -> crmauthz.v1.SharingRule
+	63, // 43: crmauthz.v1.CreateSharingRuleResponse.rule:type_name -> crmauthz.v1.SharingRule
+	63, // 44: crmauthz.v1.ListSharingRulesResponse.rules:type_name -> crmauthz.v1.SharingRule
+	87, // 45: crmauthz.v1.RecordShare.principal:type_name -> crmauthz.v1.Principal
+	88, // 46: crmauthz.v1.RecordShare.access:type_name -> crmauthz.v1.RecordAccess
+	86, // 47: crmauthz.v1.RecordShare.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 48: crmauthz.v1.ShareRecordRequest.share:type_name -> crmauthz.v1.RecordShare
+	70, // 49: crmauthz.v1.ShareRecordResponse.share:type_name -> crmauthz.v1.RecordShare
+	87, // 50: crmauthz.v1.UnshareRecordRequest.principal:type_name -> crmauthz.v1.Principal
+	70, // 51: crmauthz.v1.ListRecordSharesResponse.shares:type_name -> crmauthz.v1.RecordShare
+	2,  // 52: crmauthz.v1.ExportTenantRequest.format:type_name -> crmauthz.v1.DocumentFormat
+	81, // 53: crmauthz.v1.ImportTenantResponse.diff:type_name -> crmauthz.v1.KindDiff
+	20, // 54: crmauthz.v1.AdminService.CreateRole:input_type -> crmauthz.v1.CreateRoleRequest
+	22, // 55: crmauthz.v1.AdminService.GetRole:input_type -> crmauthz.v1.GetRoleRequest
+	24, // 56: crmauthz.v1.AdminService.ListRoles:input_type -> crmauthz.v1.ListRolesRequest
+	26, // 57: crmauthz.v1.AdminService.UpdateRolePermissions:input_type -> crmauthz.v1.UpdateRolePermissionsRequest
+	28, // 58: crmauthz.v1.AdminService.DeleteRole:input_type -> crmauthz.v1.DeleteRoleRequest
+	30, // 59: crmauthz.v1.AdminService.ListRoleTemplates:input_type -> crmauthz.v1.ListRoleTemplatesRequest
+	32, // 60: crmauthz.v1.AdminService.GrantRole:input_type -> crmauthz.v1.GrantRoleRequest
+	34, // 61: crmauthz.v1.AdminService.RevokeRole:input_type -> crmauthz.v1.RevokeRoleRequest
+	36, // 62: crmauthz.v1.AdminService.ListGrants:input_type -> crmauthz.v1.ListGrantsRequest
+	10, // 63: crmauthz.v1.AdminService.UpsertUser:input_type -> crmauthz.v1.UpsertUserRequest
+	12, // 64: crmauthz.v1.AdminService.GetUser:input_type -> crmauthz.v1.GetUserRequest
+	14, // 65: crmauthz.v1.AdminService.ListUsers:input_type -> crmauthz.v1.ListUsersRequest
+	16, // 66: crmauthz.v1.AdminService.DeactivateUser:input_type -> crmauthz.v1.DeactivateUserRequest
+	18, // 67: crmauthz.v1.AdminService.ReactivateUser:input_type -> crmauthz.v1.ReactivateUserRequest
+	77, // 68: crmauthz.v1.AdminService.ExportTenant:input_type -> crmauthz.v1.ExportTenantRequest
+	79, // 69: crmauthz.v1.AdminService.ImportTenant:input_type -> crmauthz.v1.ImportTenantRequest
+	82, // 70: crmauthz.v1.AdminService.ExportCasbinPolicy:input_type -> crmauthz.v1.ExportCasbinPolicyRequest
+	39, // 71: crmauthz.v1.AdminService.CreateDepartment:input_type -> crmauthz.v1.CreateDepartmentRequest
+	41, // 72: crmauthz.v1.AdminService.UpdateDepartment:input_type -> crmauthz.v1.UpdateDepartmentRequest
+	43, // 73: crmauthz.v1.AdminService.DeleteDepartment:input_type -> crmauthz.v1.DeleteDepartmentRequest
+	45, // 74: crmauthz.v1.AdminService.ListDepartments:input_type -> crmauthz.v1.ListDepartmentsRequest
+	48, // 75: crmauthz.v1.AdminService.SetMembership:input_type -> crmauthz.v1.SetMembershipRequest
+	50, // 76: crmauthz.v1.AdminService.DeleteMembership:input_type -> crmauthz.v1.DeleteMembershipRequest
+	52, // 77: crmauthz.v1.AdminService.ListMemberships:input_type -> crmauthz.v1.ListMembershipsRequest
+	54, // 78: crmauthz.v1.AdminService.UpdateTenantSettings:input_type -> crmauthz.v1.UpdateTenantSettingsRequest
+	57, // 79: crmauthz.v1.AdminService.SetActionAlias:input_type -> crmauthz.v1.SetActionAliasRequest
+	59, // 80: crmauthz.v1.AdminService.DeleteActionAlias:input_type -> crmauthz.v1.DeleteActionAliasRequest
+	61, // 81: crmauthz.v1.AdminService.ListActionAliases:input_type -> crmauthz.v1.ListActionAliasesRequest
+	64, // 82: crmauthz.v1.AdminService.CreateSharingRule:input_type -> crmauthz.v1.CreateSharingRuleRequest
+	66, // 83: crmauthz.v1.AdminService.DeleteSharingRule:input_type -> crmauthz.v1.DeleteSharingRuleRequest
+	68, // 84: crmauthz.v1.AdminService.ListSharingRules:input_type -> crmauthz.v1.ListSharingRulesRequest
+	71, // 85: crmauthz.v1.AdminService.ShareRecord:input_type -> crmauthz.v1.ShareRecordRequest
+	73, // 86: crmauthz.v1.AdminService.UnshareRecord:input_type -> crmauthz.v1.UnshareRecordRequest
+	75, // 87: crmauthz.v1.AdminService.ListRecordShares:input_type -> crmauthz.v1.ListRecordSharesRequest
+	21, // 88: crmauthz.v1.AdminService.CreateRole:output_type -> crmauthz.v1.CreateRoleResponse
+	23, // 89: crmauthz.v1.AdminService.GetRole:output_type -> crmauthz.v1.GetRoleResponse
+	25, // 90: crmauthz.v1.AdminService.ListRoles:output_type -> crmauthz.v1.ListRolesResponse
+	27, // 91: crmauthz.v1.AdminService.UpdateRolePermissions:output_type -> crmauthz.v1.UpdateRolePermissionsResponse
+	29, // 92: crmauthz.v1.AdminService.DeleteRole:output_type -> crmauthz.v1.DeleteRoleResponse
+	31, // 93: crmauthz.v1.AdminService.ListRoleTemplates:output_type -> crmauthz.v1.ListRoleTemplatesResponse
+	33, // 94: crmauthz.v1.AdminService.GrantRole:output_type -> crmauthz.v1.GrantRoleResponse
+	35, // 95: crmauthz.v1.AdminService.RevokeRole:output_type -> crmauthz.v1.RevokeRoleResponse
+	37, // 96: crmauthz.v1.AdminService.ListGrants:output_type -> crmauthz.v1.ListGrantsResponse
+	11, // 97: crmauthz.v1.AdminService.UpsertUser:output_type -> crmauthz.v1.UpsertUserResponse
+	13, // 98: crmauthz.v1.AdminService.GetUser:output_type -> crmauthz.v1.GetUserResponse
+	15, // 99: crmauthz.v1.AdminService.ListUsers:output_type -> crmauthz.v1.ListUsersResponse
+	17, // 100: crmauthz.v1.AdminService.DeactivateUser:output_type -> crmauthz.v1.DeactivateUserResponse
+	19, // 101: crmauthz.v1.AdminService.ReactivateUser:output_type -> crmauthz.v1.ReactivateUserResponse
+	78, // 102: crmauthz.v1.AdminService.ExportTenant:output_type -> crmauthz.v1.ExportTenantResponse
+	80, // 103: crmauthz.v1.AdminService.ImportTenant:output_type -> crmauthz.v1.ImportTenantResponse
+	83, // 104: crmauthz.v1.AdminService.ExportCasbinPolicy:output_type -> crmauthz.v1.ExportCasbinPolicyResponse
+	40, // 105: crmauthz.v1.AdminService.CreateDepartment:output_type -> crmauthz.v1.CreateDepartmentResponse
+	42, // 106: crmauthz.v1.AdminService.UpdateDepartment:output_type -> crmauthz.v1.UpdateDepartmentResponse
+	44, // 107: crmauthz.v1.AdminService.DeleteDepartment:output_type -> crmauthz.v1.DeleteDepartmentResponse
+	46, // 108: crmauthz.v1.AdminService.ListDepartments:output_type -> crmauthz.v1.ListDepartmentsResponse
+	49, // 109: crmauthz.v1.AdminService.SetMembership:output_type -> crmauthz.v1.SetMembershipResponse
+	51, // 110: crmauthz.v1.AdminService.DeleteMembership:output_type -> crmauthz.v1.DeleteMembershipResponse
+	53, // 111: crmauthz.v1.AdminService.ListMemberships:output_type -> crmauthz.v1.ListMembershipsResponse
+	55, // 112: crmauthz.v1.AdminService.UpdateTenantSettings:output_type -> crmauthz.v1.UpdateTenantSettingsResponse
+	58, // 113: crmauthz.v1.AdminService.SetActionAlias:output_type -> crmauthz.v1.SetActionAliasResponse
+	60, // 114: crmauthz.v1.AdminService.DeleteActionAlias:output_type -> crmauthz.v1.DeleteActionAliasResponse
+	62, // 115: crmauthz.v1.AdminService.ListActionAliases:output_type -> crmauthz.v1.ListActionAliasesResponse
+	65, // 116: crmauthz.v1.AdminService.CreateSharingRule:output_type -> crmauthz.v1.CreateSharingRuleResponse
+	67, // 117: crmauthz.v1.AdminService.DeleteSharingRule:output_type -> crmauthz.v1.DeleteSharingRuleResponse
+	69, // 118: crmauthz.v1.AdminService.ListSharingRules:output_type -> crmauthz.v1.ListSharingRulesResponse
+	72, // 119: crmauthz.v1.AdminService.ShareRecord:output_type -> crmauthz.v1.ShareRecordResponse
+	74, // 120: crmauthz.v1.AdminService.UnshareRecord:output_type -> crmauthz.v1.UnshareRecordResponse
+	76, // 121: crmauthz.v1.AdminService.ListRecordShares:output_type -> crmauthz.v1.ListRecordSharesResponse
+	88, // [88:122] is the sub-list for method output_type
+	54, // [54:88] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_crmauthz_v1_admin_proto_init() }
@@ -6091,7 +6548,7 @@ func file_crmauthz_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crmauthz_v1_admin_proto_rawDesc), len(file_crmauthz_v1_admin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   74,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

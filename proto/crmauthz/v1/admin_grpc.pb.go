@@ -44,6 +44,9 @@ const (
 	AdminService_DeleteMembership_FullMethodName      = "/crmauthz.v1.AdminService/DeleteMembership"
 	AdminService_ListMemberships_FullMethodName       = "/crmauthz.v1.AdminService/ListMemberships"
 	AdminService_UpdateTenantSettings_FullMethodName  = "/crmauthz.v1.AdminService/UpdateTenantSettings"
+	AdminService_SetActionAlias_FullMethodName        = "/crmauthz.v1.AdminService/SetActionAlias"
+	AdminService_DeleteActionAlias_FullMethodName     = "/crmauthz.v1.AdminService/DeleteActionAlias"
+	AdminService_ListActionAliases_FullMethodName     = "/crmauthz.v1.AdminService/ListActionAliases"
 	AdminService_CreateSharingRule_FullMethodName     = "/crmauthz.v1.AdminService/CreateSharingRule"
 	AdminService_DeleteSharingRule_FullMethodName     = "/crmauthz.v1.AdminService/DeleteSharingRule"
 	AdminService_ListSharingRules_FullMethodName      = "/crmauthz.v1.AdminService/ListSharingRules"
@@ -87,7 +90,8 @@ const (
 //	                                     needs nothing
 //	departments, memberships, settings (CreateDepartment, UpdateDepartment,
 //	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
-//	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
+//	  UpdateTenantSettings, SetActionAlias, DeleteActionAlias, ListActionAliases)
+//	                                     function admin.settings.manage; ListMemberships of
 //	                                     the actor's own membership needs nothing
 //	sharing rules (CreateSharingRule, DeleteSharingRule, ListSharingRules)
 //	                                     function admin.sharing.manage
@@ -181,6 +185,14 @@ type AdminServiceClient interface {
 	ListMemberships(ctx context.Context, in *ListMembershipsRequest, opts ...grpc.CallOption) (*ListMembershipsResponse, error)
 	// UpdateTenantSettings changes tenant-wide settings such as the manager depth.
 	UpdateTenantSettings(ctx context.Context, in *UpdateTenantSettingsRequest, opts ...grpc.CallOption) (*UpdateTenantSettingsResponse, error)
+	// SetActionAlias names an action for the tenant's callers: the AuthZEN endpoint decides
+	// action.name alias as the module verb or function it stands for. It replaces what the
+	// alias stood for.
+	SetActionAlias(ctx context.Context, in *SetActionAliasRequest, opts ...grpc.CallOption) (*SetActionAliasResponse, error)
+	// DeleteActionAlias removes an action alias.
+	DeleteActionAlias(ctx context.Context, in *DeleteActionAliasRequest, opts ...grpc.CallOption) (*DeleteActionAliasResponse, error)
+	// ListActionAliases returns the tenant's action aliases, ordered by alias.
+	ListActionAliases(ctx context.Context, in *ListActionAliasesRequest, opts ...grpc.CallOption) (*ListActionAliasesResponse, error)
 	// CreateSharingRule shares the records owned by one principal with another.
 	CreateSharingRule(ctx context.Context, in *CreateSharingRuleRequest, opts ...grpc.CallOption) (*CreateSharingRuleResponse, error)
 	// DeleteSharingRule removes a sharing rule.
@@ -465,6 +477,36 @@ func (c *adminServiceClient) UpdateTenantSettings(ctx context.Context, in *Updat
 	return out, nil
 }
 
+func (c *adminServiceClient) SetActionAlias(ctx context.Context, in *SetActionAliasRequest, opts ...grpc.CallOption) (*SetActionAliasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetActionAliasResponse)
+	err := c.cc.Invoke(ctx, AdminService_SetActionAlias_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteActionAlias(ctx context.Context, in *DeleteActionAliasRequest, opts ...grpc.CallOption) (*DeleteActionAliasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteActionAliasResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteActionAlias_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListActionAliases(ctx context.Context, in *ListActionAliasesRequest, opts ...grpc.CallOption) (*ListActionAliasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListActionAliasesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListActionAliases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) CreateSharingRule(ctx context.Context, in *CreateSharingRuleRequest, opts ...grpc.CallOption) (*CreateSharingRuleResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateSharingRuleResponse)
@@ -560,7 +602,8 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 //	                                     needs nothing
 //	departments, memberships, settings (CreateDepartment, UpdateDepartment,
 //	  DeleteDepartment, ListDepartments, SetMembership, DeleteMembership, ListMemberships,
-//	  UpdateTenantSettings)              function admin.settings.manage; ListMemberships of
+//	  UpdateTenantSettings, SetActionAlias, DeleteActionAlias, ListActionAliases)
+//	                                     function admin.settings.manage; ListMemberships of
 //	                                     the actor's own membership needs nothing
 //	sharing rules (CreateSharingRule, DeleteSharingRule, ListSharingRules)
 //	                                     function admin.sharing.manage
@@ -654,6 +697,14 @@ type AdminServiceServer interface {
 	ListMemberships(context.Context, *ListMembershipsRequest) (*ListMembershipsResponse, error)
 	// UpdateTenantSettings changes tenant-wide settings such as the manager depth.
 	UpdateTenantSettings(context.Context, *UpdateTenantSettingsRequest) (*UpdateTenantSettingsResponse, error)
+	// SetActionAlias names an action for the tenant's callers: the AuthZEN endpoint decides
+	// action.name alias as the module verb or function it stands for. It replaces what the
+	// alias stood for.
+	SetActionAlias(context.Context, *SetActionAliasRequest) (*SetActionAliasResponse, error)
+	// DeleteActionAlias removes an action alias.
+	DeleteActionAlias(context.Context, *DeleteActionAliasRequest) (*DeleteActionAliasResponse, error)
+	// ListActionAliases returns the tenant's action aliases, ordered by alias.
+	ListActionAliases(context.Context, *ListActionAliasesRequest) (*ListActionAliasesResponse, error)
 	// CreateSharingRule shares the records owned by one principal with another.
 	CreateSharingRule(context.Context, *CreateSharingRuleRequest) (*CreateSharingRuleResponse, error)
 	// DeleteSharingRule removes a sharing rule.
@@ -750,6 +801,15 @@ func (UnimplementedAdminServiceServer) ListMemberships(context.Context, *ListMem
 }
 func (UnimplementedAdminServiceServer) UpdateTenantSettings(context.Context, *UpdateTenantSettingsRequest) (*UpdateTenantSettingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateTenantSettings not implemented")
+}
+func (UnimplementedAdminServiceServer) SetActionAlias(context.Context, *SetActionAliasRequest) (*SetActionAliasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetActionAlias not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteActionAlias(context.Context, *DeleteActionAliasRequest) (*DeleteActionAliasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteActionAlias not implemented")
+}
+func (UnimplementedAdminServiceServer) ListActionAliases(context.Context, *ListActionAliasesRequest) (*ListActionAliasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListActionAliases not implemented")
 }
 func (UnimplementedAdminServiceServer) CreateSharingRule(context.Context, *CreateSharingRuleRequest) (*CreateSharingRuleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateSharingRule not implemented")
@@ -1222,6 +1282,60 @@ func _AdminService_UpdateTenantSettings_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetActionAlias_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetActionAliasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetActionAlias(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetActionAlias_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetActionAlias(ctx, req.(*SetActionAliasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteActionAlias_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteActionAliasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteActionAlias(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteActionAlias_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteActionAlias(ctx, req.(*DeleteActionAliasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListActionAliases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListActionAliasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListActionAliases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListActionAliases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListActionAliases(ctx, req.(*ListActionAliasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_CreateSharingRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateSharingRuleRequest)
 	if err := dec(in); err != nil {
@@ -1428,6 +1542,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateTenantSettings",
 			Handler:    _AdminService_UpdateTenantSettings_Handler,
+		},
+		{
+			MethodName: "SetActionAlias",
+			Handler:    _AdminService_SetActionAlias_Handler,
+		},
+		{
+			MethodName: "DeleteActionAlias",
+			Handler:    _AdminService_DeleteActionAlias_Handler,
+		},
+		{
+			MethodName: "ListActionAliases",
+			Handler:    _AdminService_ListActionAliases_Handler,
 		},
 		{
 			MethodName: "CreateSharingRule",
