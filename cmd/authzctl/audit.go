@@ -165,6 +165,8 @@ func auditDecisions(ctx context.Context, c *cli, args []string) error {
 	defer cancel()
 	// Pages until the limit, gathered into one response.
 	out := &pb.ListDecisionsResponse{}
+	p := newProgress("decisions read", false)
+	defer p.done()
 	for len(out.Decisions) < limit {
 		req.PageSize = int32(min(limit-len(out.Decisions), 1000))
 		resp, err := c.audit.ListDecisions(ctx, req)
@@ -172,6 +174,7 @@ func auditDecisions(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		out.Decisions = append(out.Decisions, resp.GetDecisions()...)
+		p.add(len(resp.GetDecisions()))
 		out.NextPageToken, out.ResumeToken = resp.GetNextPageToken(), resp.GetResumeToken()
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
 			break
@@ -304,6 +307,8 @@ func auditChanges(ctx context.Context, c *cli, args []string) error {
 	defer cancel()
 	// Pages until the limit, gathered into one response.
 	out := &pb.ListChangesResponse{}
+	p := newProgress("changes read", false)
+	defer p.done()
 	for len(out.Changes) < limit {
 		req.PageSize = int32(min(limit-len(out.Changes), 1000))
 		resp, err := c.audit.ListChanges(ctx, req)
@@ -311,6 +316,7 @@ func auditChanges(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		out.Changes = append(out.Changes, resp.GetChanges()...)
+		p.add(len(resp.GetChanges()))
 		out.NextPageToken = resp.GetNextPageToken()
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
 			break
@@ -524,12 +530,15 @@ func auditUnused(ctx context.Context, c *cli, args []string) error {
 	// Every page, gathered into one response.
 	req := &pb.ListUnusedGrantsRequest{TenantId: c.tenant, UnusedDays: int32(days), PageSize: 1000}
 	out := &pb.ListUnusedGrantsResponse{}
+	p := newProgress("grants read", false)
+	defer p.done()
 	for {
 		resp, err := c.audit.ListUnusedGrants(ctx, req)
 		if err != nil {
 			return err
 		}
 		out.Grants = append(out.Grants, resp.GetGrants()...)
+		p.add(len(resp.GetGrants()))
 		out.Revision, out.WindowStart, out.EvidenceSince = resp.GetRevision(), resp.GetWindowStart(), resp.GetEvidenceSince()
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
 			break
@@ -591,6 +600,8 @@ func auditSecurity(ctx context.Context, c *cli, args []string) error {
 	}
 	defer cancel()
 	out := &pb.ListSecurityEventsResponse{}
+	p := newProgress("security events read", false)
+	defer p.done()
 	for len(out.Events) < limit {
 		req.PageSize = int32(min(limit-len(out.Events), 1000))
 		resp, err := c.audit.ListSecurityEvents(ctx, req)
@@ -598,6 +609,7 @@ func auditSecurity(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		out.Events = append(out.Events, resp.GetEvents()...)
+		p.add(len(resp.GetEvents()))
 		out.NextPageToken = resp.GetNextPageToken()
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
 			break

@@ -53,7 +53,7 @@ func runExport(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	var doc strings.Builder
-	p := newProgress("exported")
+	p := newProgress("exported", true)
 	var last *pb.ExportTenantResponse
 	for {
 		msg, err := stream.Recv()
@@ -119,7 +119,7 @@ func runImport(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	p := newProgress("sent")
+	p := newProgress("sent", true)
 	const chunk = 1 << 20
 	for off := 0; ; off += chunk {
 		end := min(off+chunk, len(doc))
@@ -157,33 +157,6 @@ func runImport(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(&c.out, "imported into tenant %s: revision %d (document sha256 %s)\n", c.tenant, resp.GetRevision(), resp.GetDocumentSha256())
 	}
 	return nil
-}
-
-// progress reports bytes moved on standard error, when it is a terminal.
-type progress struct {
-	verb  string
-	n     int
-	shown int
-	tty   bool
-}
-
-func newProgress(verb string) *progress {
-	fi, err := os.Stderr.Stat()
-	return &progress{verb: verb, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
-}
-
-func (p *progress) add(n int) {
-	p.n += n
-	if p.tty && p.n-p.shown >= 1<<20 {
-		p.shown = p.n
-		fmt.Fprintf(os.Stderr, "\r%s %.1f MiB", p.verb, float64(p.n)/(1<<20))
-	}
-}
-
-func (p *progress) done() {
-	if p.tty && p.shown > 0 {
-		fmt.Fprintf(os.Stderr, "\r%s %.1f MiB\n", p.verb, float64(p.n)/(1<<20))
-	}
 }
 
 const casbinHelp = `Usage: authzctl casbin --model FILE --policy FILE

@@ -137,6 +137,8 @@ func runGrants(ctx context.Context, c *cli, args []string) error {
 	defer cancel()
 	// Every page, gathered into one response.
 	out := &pb.ListGrantsResponse{}
+	p := newProgress("grants read", false)
+	defer p.done()
 	for {
 		req.PageToken = out.GetNextPageToken()
 		resp, err := c.admin.ListGrants(ctx, req)
@@ -144,6 +146,7 @@ func runGrants(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		out.Grants = append(out.Grants, resp.GetGrants()...)
+		p.add(len(resp.GetGrants()))
 		out.NextPageToken, out.Revision = resp.GetNextPageToken(), resp.GetRevision()
 		if out.NextPageToken == "" {
 			break

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/store"
+	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -660,4 +663,40 @@ func TestPolicyTests(t *testing.T) {
 	policyTest(good, bad).expect(t, exitDeny, []string{"FAIL " + bad + ": frank exports", "want allow, got deny", "restricted_export denies function data.export", "7 passed, 1 failed"}, nil)
 	policyTest(unknown).expect(t, exitError, nil, []string{"no.such"})
 	policyTest().expect(t, exitUsage, nil, nil)
+}
+
+// TestProgress: a listing read over many pages reports its progress on a
+// terminal, on standard error only, and says nothing elsewhere.
+func TestProgress(t *testing.T) {
+	addr := serve(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	authz := pb.NewAuthorizationServiceClient(conn)
+	for i := range 1200 { // more than a page (1000)
+		if _, err := authz.Check(context.Background(), &pb.CheckRequest{TenantId: "demo", SubjectId: fmt.Sprint("user", i),
+			Permission: &pb.Permission{Kind: &pb.Permission_Function{Function: &pb.FunctionPermission{Function: "report.view"}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log writes within its flush interval.
+	plain := authzctl(t, addr, "audit", "decisions", "--limit", "1200")
+	for start := time.Now(); !strings.Contains(plain.stdout, "user1199") && time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		plain = authzctl(t, addr, "audit", "decisions", "--limit", "1200")
+	}
+	plain.expect(t, exitOK, []string{"user1199"}, nil)
+
+	var term bytes.Buffer
+	defer func(to func() io.Writer, every time.Duration) { progressTo, progressEvery = to, every }(progressTo, progressEvery)
+	progressTo, progressEvery = func() io.Writer { return &term }, 0
+	r := authzctl(t, addr, "audit", "decisions", "--limit", "1200")
+	r.expect(t, exitOK, []string{"user1199"}, nil)
+	if r.stdout != plain.stdout {
+		t.Error("the output differs when progress is shown")
+	}
+	if got := term.String(); !strings.Contains(got, "\rdecisions read 1000") || !strings.Contains(got, "\rdecisions read 1200 in ") || !strings.HasSuffix(got, "\n") {
+		t.Errorf("progress drawn: %q", got)
+	}
 }

@@ -240,12 +240,15 @@ func reviewsItems(ctx context.Context, c *cli, args []string) error {
 	}
 	defer cancel()
 	out := &pb.ListReviewItemsResponse{}
+	p := newProgress("review items read", false)
 	err = eachPage(func(token string) (string, error) {
 		resp, err := c.governance.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: c.tenant, ActorId: c.actor, ReviewId: pos[0],
 			ReviewerId: reviewer, UndecidedOnly: undecided, PageSize: 1000, PageToken: token})
 		out.Items, out.Revision = append(out.Items, resp.GetItems()...), resp.GetRevision()
+		p.add(len(resp.GetItems()))
 		return resp.GetNextPageToken(), err
 	})
+	p.done()
 	if err != nil {
 		return err
 	}
