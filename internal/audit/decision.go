@@ -192,10 +192,22 @@ func WithRequest(ctx context.Context, r RequestInfo) context.Context {
 	return context.WithValue(ctx, requestKey{}, r)
 }
 
+// WithRequestRef is WithRequest with the info where the caller keeps it,
+// which must not change while the request runs: the server keeps it in
+// the call's own state, rather than allocate it once more per call.
+func WithRequestRef(ctx context.Context, r *RequestInfo) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
 // Request returns the request info of ctx (zero outside a request).
 func Request(ctx context.Context) RequestInfo {
-	r, _ := ctx.Value(requestKey{}).(RequestInfo)
-	return r
+	switch r := ctx.Value(requestKey{}).(type) {
+	case RequestInfo:
+		return r
+	case *RequestInfo:
+		return *r
+	}
+	return RequestInfo{}
 }
 
 // pageDeniedRecord starts the reason naming a record a CheckPage page

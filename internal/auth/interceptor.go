@@ -188,6 +188,9 @@ func eachTarget(req any, fn func(tenant, subject string) error) error {
 
 // recordDenied records a refused call as a security event.
 func (a *Authenticator) recordDenied(ctx context.Context, method string, err error) {
+	if err == nil {
+		return // before d, which errors.As moves to the heap
+	}
 	var d *DeniedError
 	if !errors.As(err, &d) {
 		return

@@ -56,6 +56,8 @@ type Server struct {
 	stop     context.CancelFunc
 	// metrics counts the calls and their refusals; nil counts nothing.
 	metrics *metrics.Metrics
+	// authn admits the unary calls (unary calls it); streams chain it.
+	authn *auth.Authenticator
 }
 
 // Options configures New.
@@ -103,7 +105,9 @@ type Services struct {
 //     actor's missing permission, an escalation). Health and reflection
 //     pass without a credential.
 //
-// For unary calls 1-4 are one function (unary). Streams
+// For unary calls 1-5 are one function (unary), which calls the
+// authenticator itself: a chain of interceptors costs a closure per call.
+// Streams
 // (AuditService.ExportDecisions, health watches) pass the same
 // interceptors; health watches end when Shutdown starts (endWatch), since
 // they would otherwise hold the graceful stop until its timeout.
@@ -120,6 +124,7 @@ func New(opts Options, svc Services) *Server {
 	if authn == nil {
 		authn = auth.NewAuthenticator(auth.Options{Logger: opts.Logger})
 	}
+	s.authn = authn
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
 		// Calls run on long-lived workers, which keep the stack a call
@@ -128,7 +133,7 @@ func New(opts Options, svc Services) *Server {
 		// profile at 50 callers, against 1.5% with workers. Beyond 64
 		// calls in flight gRPC starts goroutines as before.
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ChainUnaryInterceptor(s.unary, authn.UnaryInterceptor),
+		grpc.UnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, authn.StreamInterceptor, s.endWatch),
 	}
 	if opts.Creds != nil {
@@ -265,6 +270,10 @@ type call struct {
 	peer   net.Addr
 	once   sync.Once
 	log    *zap.Logger
+	// req is what the decision log reads of the call (audit.WithRequestRef):
+	// kept here, it costs no allocation of its own.
+	req   audit.RequestInfo
+	start time.Time
 }
 
 type callKey struct{}
@@ -309,22 +318,23 @@ func (s *stream) Context() context.Context { return s.ctx }
 // interceptor of a chain is another closure and frame per call.
 func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	c := &call{base: s.log, method: info.FullMethod}
-	var done func(error) // logs the call's end, with the code it ended with
+	started := false
 	defer func() {
 		if r := recover(); r != nil {
 			c.logger().Error("panic in handler", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
-		if done != nil {
-			done(err)
+		if started {
+			s.endRequest(c, err) // the call's end, with the code it ended with
 		}
 	}()
 	ctx = context.WithValue(ctx, callKey{}, c)
-	ctx, done = s.startRequest(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+	ctx = s.startRequest(ctx, c, grpc.SetHeader)
+	started = true
 	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
 		return nil, status.Error(codes.Unavailable, "policy is still loading")
 	}
-	resp, err = h(ctx, req)
+	resp, err = s.authn.UnaryInterceptor(ctx, req, info, h)
 	if err == nil {
 		return resp, nil
 	}
@@ -347,17 +357,23 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 }
 
 func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx, done := s.startRequest(ss.Context(), info.FullMethod, ss.SetHeader)
+	ctx := ss.Context()
+	c, ok := ctx.Value(callKey{}).(*call)
+	if !ok {
+		c = &call{base: s.log, method: info.FullMethod}
+		ctx = context.WithValue(ctx, callKey{}, c)
+	}
+	ctx = s.startRequest(ctx, c, func(_ context.Context, md metadata.MD) error { return ss.SetHeader(md) })
 	err := h(srv, &stream{ServerStream: ss, ctx: ctx})
-	done(err)
+	s.endRequest(c, err)
 	return err
 }
 
-// startRequest takes or makes the request id, returns it in the response
-// header with setHeader, and returns the request's context, carrying the
-// call (its logger) and audit.RequestInfo, and the function that logs the
-// call's end. The recovery interceptor, which runs first, made the call.
-func (s *Server) startRequest(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, func(error)) {
+// startRequest takes or makes the request id of the call c (whose context
+// ctx carries it: the recovery step made it), returns it in the response
+// header with setHeader, and returns the request's context, carrying
+// audit.RequestInfo. endRequest logs the call's end.
+func (s *Server) startRequest(ctx context.Context, c *call, setHeader func(context.Context, metadata.MD) error) context.Context {
 	id := ""
 	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
 		id = v[0]
@@ -365,42 +381,39 @@ func (s *Server) startRequest(ctx context.Context, method string, setHeader func
 	if id == "" {
 		id = newRequestID()
 	}
-	_ = setHeader(metadata.MD{RequestIDHeader: {id}})
-	c, ok := ctx.Value(callKey{}).(*call)
-	if !ok {
-		c = &call{base: s.log, method: method}
-		ctx = context.WithValue(ctx, callKey{}, c)
-	}
-	c.id = id
-	ri := audit.RequestInfo{ID: id}
+	_ = setHeader(ctx, metadata.MD{RequestIDHeader: {id}})
+	c.id, c.req.ID = id, id
 	if p, ok := peer.FromContext(ctx); ok {
-		c.peer, ri.Peer = p.Addr, p.Addr
+		c.peer, c.req.Peer = p.Addr, p.Addr
 	}
-	start := time.Now()
-	ctx = audit.WithRequest(ctx, ri)
-	return ctx, func(err error) {
-		code := status.Code(err)
-		level := zap.DebugLevel
-		if strings.HasPrefix(method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") ||
-			strings.HasPrefix(method, "/"+pb.GovernanceService_ServiceDesc.ServiceName+"/") {
-			level = zap.InfoLevel // admin calls are rare and worth a line each
-		}
-		if code == codes.Internal || code == codes.Unknown {
-			level = zap.ErrorLevel
-		}
-		ce := s.log.Check(level, "rpc")
-		if ce == nil && s.metrics == nil {
-			return // a Check at debug level with metrics off reads no clock
-		}
-		took := time.Since(start)
-		if ce != nil {
-			ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", took))...)
-		}
-		if s.metrics != nil {
-			s.metrics.Call(method, code, took)
-			if code == codes.Unauthenticated || code == codes.PermissionDenied {
-				s.metrics.Refused(code, errorReason(err))
-			}
+	c.start = time.Now()
+	return audit.WithRequestRef(ctx, &c.req)
+}
+
+// endRequest logs the end of the call c, which ended with err, and counts
+// it.
+func (s *Server) endRequest(c *call, err error) {
+	code := status.Code(err)
+	level := zap.DebugLevel
+	if strings.HasPrefix(c.method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") ||
+		strings.HasPrefix(c.method, "/"+pb.GovernanceService_ServiceDesc.ServiceName+"/") {
+		level = zap.InfoLevel // admin calls are rare and worth a line each
+	}
+	if code == codes.Internal || code == codes.Unknown {
+		level = zap.ErrorLevel
+	}
+	ce := s.log.Check(level, "rpc")
+	if ce == nil && s.metrics == nil {
+		return // a Check at debug level with metrics off reads no clock
+	}
+	took := time.Since(c.start)
+	if ce != nil {
+		ce.Write(append(c.fields(), zap.String("code", code.String()), zap.Duration("duration", took))...)
+	}
+	if s.metrics != nil {
+		s.metrics.Call(c.method, code, took)
+		if code == codes.Unauthenticated || code == codes.PermissionDenied {
+			s.metrics.Refused(code, errorReason(err))
 		}
 	}
 }
@@ -451,11 +464,28 @@ func (s *Server) endWatch(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	return h(srv, &stream{ServerStream: ss, ctx: ctx})
 }
 
+// newRequestID makes a request id: 24 hex digits, a random prefix drawn
+// once per process and a counter. Ids need to be unique, not secret, and a
+// call should not cost a read of the system's random source.
 func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var b [24]byte
+	hex.Encode(b[:8], requestIDPrefix[:])
+	n := requestIDCounter.Add(1)
+	const digits = "0123456789abcdef"
+	for i := len(b) - 1; i >= 8; i-- {
+		b[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
 }
+
+var (
+	requestIDPrefix = func() (p [4]byte) {
+		_, _ = rand.Read(p[:])
+		return p
+	}()
+	requestIDCounter atomic.Uint64
+)
 
 // validRequestID accepts caller ids of 1-64 printable ASCII characters
 // without spaces, so they are safe in logs.
