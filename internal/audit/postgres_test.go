@@ -267,6 +267,21 @@ func TestPostgresTimeFiltersBelowMicroseconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Listings may lag a write while another transaction on the server
+	// may still be writing (the horizon): the cases start once the entry
+	// is listed, from when every later listing sees it.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		p, err := l.ListDecisions(ctx, Query{Tenant: "t"}, 10, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Decisions) == 1 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the entry is never listed")
+		}
+	}
 	half := at.Add(500 * time.Nanosecond)
 	for _, tc := range []struct {
 		from, to time.Time
