@@ -113,7 +113,8 @@ const (
 // read) or also update (read_write); may not change their own membership, make themselves
 // anyone's manager, place a user in a department outside their own department tree, raise
 // the manager depth, or move a department into their own reach; may deactivate or
-// reactivate only users whose rights lie within their own. Nobody may remove the
+// reactivate only users whose rights lie within their own; may set, repoint or delete an
+// action alias only when they hold the permission it stands for (and stood for). Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceClient interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
@@ -625,7 +626,8 @@ func (c *adminServiceClient) ListRecordShares(ctx context.Context, in *ListRecor
 // read) or also update (read_write); may not change their own membership, make themselves
 // anyone's manager, place a user in a department outside their own department tree, raise
 // the manager depth, or move a department into their own reach; may deactivate or
-// reactivate only users whose rights lie within their own. Nobody may remove the
+// reactivate only users whose rights lie within their own; may set, repoint or delete an
+// action alias only when they hold the permission it stands for (and stood for). Nobody may remove the
 // tenant's last holder of admin.super (FAILED_PRECONDITION, LAST_SUPER_ADMIN).
 type AdminServiceServer interface {
 	// CreateRole adds a role to a tenant, from a template or from scratch.
