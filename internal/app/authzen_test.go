@@ -348,6 +348,28 @@ func testActionAliases(t *testing.T, se *secEnv, z *zen) {
 		t.Errorf("can_purge decided %t before the attempts and %t after", before, after)
 	}
 
+	// The alias RPCs' trust boundary: no credential, a key without the
+	// admin scope, a key of another tenant, a bound key acting as another
+	// user, and a reader without the settings function.
+	alias := &pb.ActionAlias{Alias: "can_sneak", Action: "account.read"}
+	setAs := func(c *caller, actor string) error {
+		_, err := c.admin.SetActionAlias(context.Background(), &pb.SetActionAliasRequest{TenantId: "demo", ActorId: actor, Reason: "r", Alias: alias})
+		return err
+	}
+	wantCode(t, "setting an alias without a credential", setAs(se.as(t, ""), "oscar"), codes.Unauthenticated, "")
+	wantCode(t, "setting an alias with a check key", setAs(se.as(t, gateway), "oscar"), codes.PermissionDenied, "MISSING_SCOPE")
+	acmeAdmin := se.newKey(t, "acme admin", []string{"admin"}, []string{"acme"}, "")
+	wantCode(t, "setting demo's alias with acme's key", setAs(acmeAdmin, "oscar"), codes.PermissionDenied, "TENANT_NOT_ALLOWED")
+	wantCode(t, "bob's key acting as oscar", setAs(bob.caller, "oscar"), codes.PermissionDenied, "ACTOR_MISMATCH")
+	erin := se.user(t, "erin")
+	_, err = erin.admin.ListActionAliases(context.Background(), &pb.ListActionAliasesRequest{TenantId: "demo", ActorId: "erin"})
+	wantCode(t, "erin listing aliases", err, codes.PermissionDenied, "MISSING_PERMISSION")
+	_, err = erin.admin.DeleteActionAlias(context.Background(), &pb.DeleteActionAliasRequest{TenantId: "demo", ActorId: "erin", Reason: "r", Alias: "can_read_acc"})
+	wantCode(t, "erin deleting an alias", err, codes.PermissionDenied, "MISSING_PERMISSION")
+	if code, _ := z.post(gateway, "/access/v1/evaluation", eval("bob", "can_sneak", `,"resource":{"type":"account","id":"x"}`)); code != http.StatusBadRequest {
+		t.Errorf("an alias refused at the boundary decides: %d", code)
+	}
+
 	// A caller of another tenant learns nothing of the demo's aliases:
 	// refused for the tenant before the action is read.
 	for _, action := range []string{"can_read_account", "no_such_alias"} {

@@ -356,13 +356,9 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callKey{}, c)})
 }
 
-func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx := ss.Context()
-	c, ok := ctx.Value(callKey{}).(*call)
-	if !ok {
-		c = &call{base: s.log, method: info.FullMethod}
-		ctx = context.WithValue(ctx, callKey{}, c)
-	}
+	c := ctx.Value(callKey{}).(*call) // recoverStream, first in the chain, made it
 	ctx = s.startRequest(ctx, c, func(_ context.Context, md metadata.MD) error { return ss.SetHeader(md) })
 	err := h(srv, &stream{ServerStream: ss, ctx: ctx})
 	s.endRequest(c, err)

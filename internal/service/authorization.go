@@ -80,7 +80,9 @@ func (s *Authorization) WithClock(now func() time.Time) *Authorization {
 
 // record writes one decision to the decision log.
 func (s *Authorization) record(ctx context.Context, method, tenant, subject string, p model.Permission, d engine.Decision, start time.Time) (string, error) {
-	s.metrics.Decision(metricKind(p), d.Allowed)
+	if s.metrics != nil {
+		s.metrics.Decision(metricKind(p), d.Allowed)
+	}
 	if s.log == nil {
 		return "", nil
 	}
