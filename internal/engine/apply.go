@@ -15,10 +15,12 @@ import (
 //
 //   - grants and user status: the users' slots in a copy of the user table,
 //     and the holders of the roles the grants reach;
-//   - memberships: the user's departments, manager and the managers'
-//     reports;
+//   - memberships: copies of the flat per-user arrays (departments,
+//     managers) with the users' entries replaced, and every manager's
+//     reports recounted from them;
 //   - record shares: the record's and the principal's share lists;
-//   - departments and sharing rules: their (small) maps, rebuilt;
+//   - departments and sharing rules: their (small) rows and lists,
+//     rebuilt, the new departments numbered after the old;
 //   - settings: the manager depth.
 //
 //   - a role's permissions or inheritance: that role's and its
@@ -126,7 +128,7 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 		org.scopes[role] = scopeOf(e.space, st, ix.roles, role)
 	}
 	if closureChanged {
-		org.holders = holdersOf(st, ix.roles, number)
+		org.holders = org.holdersOf(st, ix.roles, number)
 	}
 	return &ix, nil
 }
@@ -218,13 +220,19 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 	n := *o
 	n.depth = st.Settings.ManagerDepth
 	if len(d.Departments) > 0 {
-		n.ancestors, n.children = departmentMaps(st)
+		var ids []string
+		for id, dep := range st.Departments {
+			ids = append(ids, id, dep.Parent)
+		}
+		slices.Sort(ids)
+		n.depts = o.depts.with(o.seed, slices.DeleteFunc(ids, func(id string) bool { return id == "" }))
+		n.setDepartments(st)
+	}
+	if len(d.Departments)+len(d.SharingRules) > 0 {
+		n.rules = n.rulesByModule(st)
 	}
 	if len(d.Members) > 0 {
 		n.patchMembers(o, st, d.Members)
-	}
-	if len(d.SharingRules) > 0 {
-		n.rules = rulesByModule(st)
 	}
 	if len(d.RecordShares) > 0 {
 		n.patchShares(o, st, d.RecordShares)
@@ -235,62 +243,62 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 	return &n
 }
 
-// departmentMaps returns every department's chain up to the top and every
-// department's sorted sub-departments.
-func departmentMaps(st *model.TenantState) (ancestors, children map[string][]string) {
-	ancestors, children = map[string][]string{}, map[string][]string{}
-	for id, d := range st.Departments {
-		if d.Parent != "" {
-			children[d.Parent] = append(children[d.Parent], id)
-		}
-		chain := []string{id}
-		for p := d.Parent; p != "" && len(chain) <= len(st.Departments); p = st.Departments[p].Parent {
-			chain = append(chain, p)
-		}
-		ancestors[id] = chain
-	}
-	for _, kids := range children {
-		slices.Sort(kids)
-	}
-	return ancestors, children
-}
-
-// rulesByModule returns the sharing rules of every module, sorted by id.
-func rulesByModule(st *model.TenantState) map[string][]model.SharingRule {
-	rules := map[string][]model.SharingRule{}
+// rulesByModule returns the sharing rules of every module, sorted by id;
+// o.depts numbers every department.
+func (o *orgIndex) rulesByModule(st *model.TenantState) map[string][]rule {
+	rules := map[string][]rule{}
 	for _, r := range st.SharingRules {
-		rules[r.Module] = append(rules[r.Module], r)
+		rules[r.Module] = append(rules[r.Module], rule{SharingRule: r, ownedDept: o.principalDept(r.OwnedBy), withDept: o.principalDept(r.SharedWith)})
 	}
 	for _, rs := range rules {
-		slices.SortFunc(rs, func(a, b model.SharingRule) int { return strings.Compare(a.ID, b.ID) })
+		slices.SortFunc(rs, func(a, b rule) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return rules
 }
 
-// patchMembers replaces the departments and manager of users, and the
-// reports of their old and new managers. Slices of o are never written:
+// patchMembers replaces the departments and manager of users, and with
+// them every manager's reports. The arrays of prev are never written: the
 // changed ones are replaced.
 func (o *orgIndex) patchMembers(prev *orgIndex, st *model.TenantState, users []string) {
-	o.members, o.reports = maps.Clone(prev.members), maps.Clone(prev.reports)
+	ids, depts := slices.Clone(users), []string(nil)
 	for _, u := range users {
-		if old := prev.members[u].manager; old != "" {
-			o.reports[old] = slices.DeleteFunc(slices.Clone(o.reports[old]), func(r string) bool { return r == u })
-			if len(o.reports[old]) == 0 {
-				delete(o.reports, old)
+		if m, ok := st.Members[u]; ok {
+			if m.Manager != "" {
+				ids = append(ids, m.Manager)
 			}
-		}
-		delete(o.members, u)
-		m, ok := st.Members[u]
-		if !ok {
-			continue
-		}
-		o.members[u] = member{depts: append([]string{m.Primary}, m.Others...), manager: m.Manager}
-		if m.Manager != "" {
-			reps := slices.Clone(o.reports[m.Manager])
-			i, _ := slices.BinarySearch(reps, u)
-			o.reports[m.Manager] = slices.Insert(reps, i, u)
+			depts = append(append(depts, m.Primary), m.Others...)
 		}
 	}
+	o.users = o.users.with(o.seed, ids)
+	o.depts = o.depts.with(o.seed, depts)
+	o.manager = make([]int32, o.users.len())
+	copy(o.manager, prev.manager)
+	for i := len(prev.manager); i < len(o.manager); i++ {
+		o.manager[i] = -1
+	}
+	changed := make(map[int32]model.Membership, len(users))
+	for _, u := range users {
+		n := o.userNum(u)
+		m, ok := st.Members[u]
+		changed[n] = m
+		o.manager[n] = -1
+		if ok {
+			o.manager[n] = o.userNum(m.Manager)
+		}
+	}
+	o.deptsOf = packRows(o.users.len(), func(yield func(int32, int32)) {
+		for i := range int32(o.users.len()) {
+			m, ok := changed[i]
+			if !ok {
+				for _, d := range prev.deptsOf.row(i) {
+					yield(i, d)
+				}
+			} else if m.Primary != "" {
+				o.yieldDepts(i, m, yield)
+			}
+		}
+	})
+	o.reports = reportsOf(o.manager)
 }
 
 // patchShares replaces the shares of the keys in every list they sit in.
@@ -334,55 +342,53 @@ func (o *orgIndex) patchShares(prev *orgIndex, st *model.TenantState, keys []mod
 // reach (the granted roles and those they inherit), the entries of the
 // grants' users with those their grants in st give.
 func (o *orgIndex) patchHolders(prev *orgIndex, st *model.TenantState, grants []model.GrantKey, ix *index) {
-	reached := map[int32]map[string]bool{} // role → users whose entries change
+	var ids []string
+	for _, k := range grants {
+		ids = append(ids, k.UserID)
+	}
+	o.users = o.users.with(o.seed, ids)
+	reached := map[int32]map[int32]bool{} // role → users whose entries change
+	users := map[int32]string{}
 	for _, k := range grants {
 		r, ok := prev.roleNum[k.RoleID]
 		if !ok {
 			continue
 		}
+		u := o.userNum(k.UserID)
+		users[u] = k.UserID
 		for _, c := range ix.roles[r].closure {
 			if reached[c] == nil {
-				reached[c] = map[string]bool{}
+				reached[c] = map[int32]bool{}
 			}
-			reached[c][k.UserID] = true
+			reached[c][u] = true
 		}
 	}
 	if len(reached) == 0 {
 		return
 	}
-	// What each user's grants give now, per role reached.
-	give := map[string]map[int32][]holding{}
-	for _, users := range reached {
-		for u := range users {
-			if give[u] != nil {
+	// What each user's grants give now, in the roles reached.
+	give := map[int32][]holding{}
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		for i, r := range ix.roles {
+			g, ok := st.Grants[model.GrantKey{UserID: users[u], RoleID: r.id}]
+			if !ok {
 				continue
 			}
-			give[u] = map[int32][]holding{}
-			for i, r := range ix.roles {
-				g, ok := st.Grants[model.GrantKey{UserID: u, RoleID: r.id}]
-				if !ok {
-					continue
-				}
-				var exp int64
-				if !g.ExpiresAt.IsZero() {
-					exp = g.ExpiresAt.UnixNano()
-				}
-				for _, c := range ix.roles[i].closure {
-					give[u][c] = append(give[u][c], holding{u, exp})
+			h := holding{user: u}
+			if !g.ExpiresAt.IsZero() {
+				h.expires = g.ExpiresAt.UnixNano()
+			}
+			for _, c := range ix.roles[i].closure {
+				if reached[c][u] {
+					give[c] = append(give[c], h)
 				}
 			}
 		}
 	}
-	o.holders = maps.Clone(prev.holders)
-	for role, users := range reached {
-		hs := slices.DeleteFunc(slices.Clone(prev.holders[role]), func(h holding) bool { return users[h.user] })
-		for _, u := range slices.Sorted(maps.Keys(users)) {
-			hs = append(hs, give[u][role]...)
-		}
-		if len(hs) > 0 {
-			o.holders[role] = hs
-		} else {
-			delete(o.holders, role)
-		}
+	// The lists of roles not reached are shared with prev.
+	o.holders = slices.Clone(prev.holders)
+	for role, gone := range reached {
+		hs := slices.DeleteFunc(slices.Clone(prev.holders[role]), func(h holding) bool { return gone[h.user] })
+		o.holders[role] = append(hs, give[role]...)
 	}
 }

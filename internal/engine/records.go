@@ -27,75 +27,137 @@ import (
 // ids), so the rows a filter selects are exactly the records Check allows.
 
 // orgIndex is a tenant's organisation and sharing, indexed for decisions.
+// Users and departments are numbered (names), and what the organisation
+// says of them is kept as flat arrays of those numbers: at 10,000 tenants
+// the collector then has a few objects per tenant to mark, none to look
+// into, where maps of strings gave it millions.
 type orgIndex struct {
-	depth      int
-	ancestors  map[string][]string // department → itself and every department above it
-	children   map[string][]string // department → its direct sub-departments
-	members    map[string]member   // user → departments and manager
-	reports    map[string][]string // manager → direct reports
-	rules      map[string][]model.SharingRule
-	shares     map[[2]string][]model.RecordShare // (module, record id) → shares
-	userShare  map[[2]string][]model.RecordShare // (module, user) → shares with that user
-	groupShare map[string][]model.RecordShare    // module → shares with departments and roles
-	holders    map[int32][]holding               // role number → users holding it, directly or by inheritance
+	seed      maphash.Seed
+	depth     int
+	users     names                             // every user a membership, a manager or a grant names
+	depts     names                             // every department, and every one a membership names
+	manager   []int32                           // user → manager, -1 for none
+	deptsOf   rows[int32]                       // user → departments, primary first
+	reports   rows[int32]                       // user → direct reports
+	ancestors rows[int32]                       // department → itself and every department above it
+	children  rows[int32]                       // department → direct sub-departments
+	holders   [][]holding                       // role → users holding it, directly or by inheritance
+	rules     map[string][]rule                 // module → sharing rules, by id
+	shares    map[[2]string][]model.RecordShare // (module, record id) → shares
+	userShare map[[2]string][]model.RecordShare // (module, user) → shares with that user
+	// groupShare holds, per module, the shares with departments and roles.
+	groupShare map[string][]model.RecordShare
 	roleNum    map[string]int32
 	scopes     [][]int8 // role number → module-verb index → widest scope rank with inheritance, -1 when not granted
 }
 
-// member is a user's place in the organisation: one map entry for both,
-// where two maps cost a third more at 10,000 tenants.
-type member struct {
-	depts   []string // primary first
-	manager string
+// rule is a sharing rule with its principals' department numbers (-1
+// for principals of other kinds).
+type rule struct {
+	model.SharingRule
+	ownedDept, withDept int32
 }
 
+// holding is a user holding a role, until expires (0: for good).
 type holding struct {
-	user    string
+	user    int32
 	expires int64
 }
 
+// rows is a list of lists, numbered from 0 and cut from one array: row i
+// is items[start[i]:start[i+1]].
+type rows[T any] struct {
+	start []uint32
+	items []T
+}
+
+// row returns row i; none when i is out of range.
+func (r rows[T]) row(i int32) []T {
+	if i < 0 || int(i)+1 >= len(r.start) {
+		return nil
+	}
+	return r.items[r.start[i]:r.start[i+1]]
+}
+
+// packRows returns n rows holding what fill yields, each row's items in
+// the order yielded. fill is called twice: to count, then to fill.
+func packRows[T any](n int, fill func(yield func(row int32, v T))) rows[T] {
+	start := make([]uint32, n+1)
+	fill(func(row int32, _ T) { start[row+1]++ })
+	for i := 1; i <= n; i++ {
+		start[i] += start[i-1]
+	}
+	items := make([]T, start[n])
+	at := slices.Clone(start[:n])
+	fill(func(row int32, v T) {
+		items[at[row]] = v
+		at[row]++
+	})
+	return rows[T]{start: start, items: items}
+}
+
 func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number map[string]int32) *orgIndex {
-	// The maps are made at their final size: grown by doubling, each
-	// tenant's would hold up to twice the room.
 	o := &orgIndex{
-		depth:     st.Settings.ManagerDepth,
-		members:   make(map[string]member, len(st.Members)),
-		shares:    make(map[[2]string][]model.RecordShare, len(st.RecordShares)),
-		userShare: map[[2]string][]model.RecordShare{}, groupShare: map[string][]model.RecordShare{},
-		roleNum: number,
+		seed:       space.seed,
+		depth:      st.Settings.ManagerDepth,
+		shares:     make(map[[2]string][]model.RecordShare, len(st.RecordShares)),
+		userShare:  map[[2]string][]model.RecordShare{},
+		groupShare: map[string][]model.RecordShare{},
+		roleNum:    number,
 	}
-	o.ancestors, o.children = departmentMaps(st)
-	// Every user's departments are cut from one array.
-	n := 0
-	for _, m := range st.Members {
-		n += 1 + len(m.Others)
-	}
-	all := make([]string, 0, n)
-	reports := map[string]int{}
-	managed := 0
+	// Members are numbered first, in the order of members, so that user i
+	// < len(members) has membership members[i]; then the managers and
+	// grant holders who have none.
+	members := make([]model.Membership, 0, len(st.Members))
+	ids := make([]string, 0, len(st.Members))
 	for u, m := range st.Members {
-		all = append(append(all, m.Primary), m.Others...)
-		o.members[u] = member{depts: all[len(all)-1-len(m.Others) : len(all) : len(all)], manager: m.Manager}
-		if m.Manager != "" {
-			reports[m.Manager]++
-			managed++
+		ids = append(ids, u)
+		members = append(members, m)
+	}
+	more := others(func(u string) bool { _, ok := st.Members[u]; return ok })
+	for _, m := range members {
+		ids = more(ids, m.Manager)
+	}
+	for k := range st.Grants {
+		ids = more(ids, k.UserID)
+	}
+	o.users = newNames(o.seed, ids, 0)
+	depts := make([]string, 0, len(st.Departments))
+	for id := range st.Departments {
+		depts = append(depts, id)
+	}
+	more = others(func(d string) bool { _, ok := st.Departments[d]; return ok })
+	for _, d := range st.Departments {
+		depts = more(depts, d.Parent)
+	}
+	for _, m := range members {
+		depts = more(depts, m.Primary)
+		for _, d := range m.Others {
+			depts = more(depts, d)
 		}
 	}
-	// Every manager's reports are cut from one array too.
-	o.reports = make(map[string][]string, len(reports))
-	reps := make([]string, managed)
-	for m, n := range reports {
-		o.reports[m], reps = reps[:0:n], reps[n:]
+	o.depts = newNames(o.seed, depts, 0)
+	o.setDepartments(st)
+	o.manager = make([]int32, o.users.len())
+	o.deptsOf = rows[int32]{start: make([]uint32, o.users.len()+1)}
+	for i := range o.manager {
+		o.manager[i] = -1
+		n := uint32(0)
+		if i < len(members) {
+			o.manager[i] = o.userNum(members[i].Manager)
+			n = uint32(1 + len(members[i].Others))
+		}
+		o.deptsOf.start[i+1] = o.deptsOf.start[i] + n
 	}
-	for u, m := range o.members {
-		if m.manager != "" {
-			o.reports[m.manager] = append(o.reports[m.manager], u)
+	o.deptsOf.items = make([]int32, 0, o.deptsOf.start[len(o.manager)])
+	for _, m := range members {
+		o.deptsOf.items = append(o.deptsOf.items, o.deptNum(m.Primary))
+		for _, d := range m.Others {
+			o.deptsOf.items = append(o.deptsOf.items, o.deptNum(d))
 		}
 	}
-	for _, reps := range o.reports {
-		slices.Sort(reps)
-	}
-	o.rules = rulesByModule(st)
+	o.reports = reportsOf(o.manager)
+	o.rules = o.rulesByModule(st)
 	for k, s := range st.RecordShares {
 		o.shares[[2]string{k.Module, k.RecordID}] = append(o.shares[[2]string{k.Module, k.RecordID}], s)
 		if s.Principal.Kind == model.PrincipalUser {
@@ -104,7 +166,7 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 			o.groupShare[k.Module] = append(o.groupShare[k.Module], s)
 		}
 	}
-	o.holders = holdersOf(st, roles, number)
+	o.holders = o.holdersOf(st, roles, number)
 	o.scopes = make([][]int8, len(roles))
 	for i := range roles {
 		o.scopes[i] = scopeOf(space, st, roles, int32(i))
@@ -112,33 +174,123 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	return o
 }
 
-// holdersOf returns, for each role, the users holding it, directly or by
-// inheritance, in no order: they are read as sets.
-func holdersOf(st *model.TenantState, roles []roleInfo, number map[string]int32) map[int32][]holding {
-	// Counted first, so that every role's list is cut from one array at
-	// its size rather than grown by doubling.
-	count := make([]int, len(roles))
-	total := 0
-	for _, g := range st.Grants {
-		for _, r := range roles[number[g.RoleID]].closure {
-			count[r]++
-			total++
+// others returns a function that appends an id to ids unless it is empty,
+// known, or appended before.
+func others(known func(string) bool) func(ids []string, id string) []string {
+	var seen map[string]bool
+	return func(ids []string, id string) []string {
+		if id == "" || known(id) || seen[id] {
+			return ids
+		}
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		seen[id] = true
+		return append(ids, id)
+	}
+}
+
+// userNum returns the number of user, -1 for none.
+func (o *orgIndex) userNum(user string) int32 {
+	if user == "" {
+		return -1
+	}
+	return o.users.find(o.seed, user)
+}
+
+// deptNum returns the number of dept, -1 for none.
+func (o *orgIndex) deptNum(dept string) int32 {
+	if dept == "" {
+		return -1
+	}
+	return o.depts.find(o.seed, dept)
+}
+
+// yieldDepts yields user's departments in m, primary first.
+func (o *orgIndex) yieldDepts(user int32, m model.Membership, yield func(int32, int32)) {
+	yield(user, o.deptNum(m.Primary))
+	for _, d := range m.Others {
+		yield(user, o.deptNum(d))
+	}
+}
+
+// setDepartments sets every department's chain up to the top and its
+// sub-departments from st; o.depts numbers them all.
+func (o *orgIndex) setDepartments(st *model.TenantState) {
+	n := o.depts.len()
+	parent := make([]int32, n) // -1: at the top, or not a department of st
+	for i := range parent {
+		parent[i] = -1
+		if d, ok := st.Departments[o.depts.name(int32(i))]; ok {
+			parent[i] = o.deptNum(d.Parent)
 		}
 	}
-	all := make([]holding, total)
-	holders := make(map[int32][]holding, len(roles))
+	o.ancestors = packRows(n, func(yield func(int32, int32)) {
+		for i := range int32(n) {
+			if _, ok := st.Departments[o.depts.name(i)]; !ok {
+				continue
+			}
+			yield(i, i)
+			// A parent that is not a department of st ends the chain.
+			for steps, p := 0, parent[i]; p >= 0 && steps < len(st.Departments); steps, p = steps+1, parent[p] {
+				yield(i, p)
+			}
+		}
+	})
+	o.children = packRows(n, func(yield func(int32, int32)) {
+		for i, p := range parent {
+			if p >= 0 {
+				yield(p, int32(i))
+			}
+		}
+	})
+}
+
+// reportsOf returns every user's direct reports, given every user's
+// manager.
+func reportsOf(manager []int32) rows[int32] {
+	return packRows(len(manager), func(yield func(int32, int32)) {
+		for u, m := range manager {
+			if m >= 0 {
+				yield(m, int32(u))
+			}
+		}
+	})
+}
+
+// holdersOf returns, for each role, the users holding it, directly or by
+// inheritance, in no order: they are read as sets. o.users numbers every
+// user holding a grant.
+func (o *orgIndex) holdersOf(st *model.TenantState, roles []roleInfo, number map[string]int32) [][]holding {
+	type held struct {
+		holding
+		role int32
+	}
+	grants := make([]held, 0, len(st.Grants))
+	for _, g := range st.Grants {
+		h := held{holding: holding{user: o.userNum(g.UserID)}, role: number[g.RoleID]}
+		if !g.ExpiresAt.IsZero() {
+			h.expires = g.ExpiresAt.UnixNano()
+		}
+		grants = append(grants, h)
+	}
+	// Each role's list is its own array, so that a grant copies the lists
+	// of the roles it reaches alone.
+	count := make([]int, len(roles))
+	for _, g := range grants {
+		for _, r := range roles[g.role].closure {
+			count[r]++
+		}
+	}
+	holders := make([][]holding, len(roles))
 	for r, n := range count {
 		if n > 0 {
-			holders[int32(r)], all = all[:0:n], all[n:]
+			holders[r] = make([]holding, 0, n)
 		}
 	}
-	for _, g := range st.Grants {
-		var exp int64
-		if !g.ExpiresAt.IsZero() {
-			exp = g.ExpiresAt.UnixNano()
-		}
-		for _, r := range roles[number[g.RoleID]].closure {
-			holders[r] = append(holders[r], holding{g.UserID, exp})
+	for _, g := range grants {
+		for _, r := range roles[g.role].closure {
+			holders[r] = append(holders[r], g.holding)
 		}
 	}
 	return holders
@@ -159,12 +311,38 @@ func scopeOf(space *permSpace, st *model.TenantState, roles []roleInfo, role int
 	return out
 }
 
-// userDepts returns the user's departments.
-func (o *orgIndex) userDepts(user string) []string { return o.members[user].depts }
+// who is the user a decision is for, looked up in the organisation once.
+type who struct {
+	id    string
+	num   int32 // -1 when the organisation does not name the user
+	depts []int32
+}
+
+func (o *orgIndex) who(user string) who {
+	n := o.userNum(user)
+	return who{id: user, num: n, depts: o.deptsOf.row(n)}
+}
+
+// principalDept returns the department number of a department principal,
+// -1 for other principals.
+func (o *orgIndex) principalDept(p model.Principal) int32 {
+	if p.Kind != model.PrincipalDepartment {
+		return -1
+	}
+	return o.deptNum(p.ID)
+}
+
+// managerOf returns user's manager, -1 for none.
+func (o *orgIndex) managerOf(user int32) int32 {
+	if user < 0 || int(user) >= len(o.manager) {
+		return -1
+	}
+	return o.manager[user]
+}
 
 // inTree reports whether dept is one of roots or below one of them.
-func (o *orgIndex) inTree(dept string, roots []string) bool {
-	for _, a := range o.ancestors[dept] {
+func (o *orgIndex) inTree(dept int32, roots []int32) bool {
+	for _, a := range o.ancestors.row(dept) {
 		if slices.Contains(roots, a) {
 			return true
 		}
@@ -175,14 +353,16 @@ func (o *orgIndex) inTree(dept string, roots []string) bool {
 // managerLevel returns how many levels above owner the user manages it
 // (1: direct manager), or 0 when the user is not in the owner's chain
 // within the manager depth.
-func (o *orgIndex) managerLevel(user, owner string) int {
-	m := owner
+func (o *orgIndex) managerLevel(u int32, owner string) int {
+	if u < 0 {
+		return 0
+	}
+	m := o.userNum(owner)
 	for level := 1; level <= o.depth; level++ {
-		m = o.members[m].manager
-		if m == "" {
+		if m = o.managerOf(m); m < 0 {
 			return 0
 		}
-		if m == user {
+		if m == u {
 			return level
 		}
 	}
@@ -204,18 +384,21 @@ func (ix *index) holds(grants []userGrant, role string, now int64) bool {
 	return false
 }
 
-// matchesUser reports whether a principal (on the shared side) includes the
-// user, whose grants are given.
-func (ix *index) matchesUser(p model.Principal, user string, grants []userGrant, now int64) bool {
-	o := ix.org
+// matchesUser reports whether a principal (on the shared side), of
+// department number pd when a department, includes the user, whose grants
+// are given.
+func (ix *index) matchesUser(p model.Principal, pd int32, w who, grants []userGrant, now int64) bool {
 	switch p.Kind {
 	case model.PrincipalUser:
-		return p.ID == user
+		return p.ID == w.id
 	case model.PrincipalRole:
 		return ix.holds(grants, p.ID, now)
 	case model.PrincipalDepartment:
-		for _, d := range o.members[user].depts {
-			if d == p.ID || (p.IncludeSubs && o.inTree(d, []string{p.ID})) {
+		if pd < 0 {
+			return false
+		}
+		for _, d := range w.depts {
+			if d == pd || (p.IncludeSubs && ix.org.inTree(d, []int32{pd})) {
 				return true
 			}
 		}
@@ -223,10 +406,10 @@ func (ix *index) matchesUser(p model.Principal, user string, grants []userGrant,
 	return false
 }
 
-// matchesRecord reports whether a principal (on the owner side) includes
-// the record.
-func (ix *index) matchesRecord(seed maphash.Seed, p model.Principal, rec *model.Record, now int64) bool {
-	o := ix.org
+// matchesRecord reports whether a principal (on the owner side), of
+// department number pd when a department, includes the record, whose
+// department's number is recDept.
+func (ix *index) matchesRecord(seed maphash.Seed, p model.Principal, pd int32, rec *model.Record, recDept int32, now int64) bool {
 	switch p.Kind {
 	case model.PrincipalUser:
 		return p.ID == rec.Owner
@@ -234,7 +417,7 @@ func (ix *index) matchesRecord(seed maphash.Seed, p model.Principal, rec *model.
 		var buf [2]userGrant
 		return ix.holds(ix.users.grantsOf(seed, rec.Owner, &buf), p.ID, now)
 	case model.PrincipalDepartment:
-		return rec.Department != "" && (rec.Department == p.ID || (p.IncludeSubs && o.inTree(rec.Department, []string{p.ID})))
+		return rec.Department != "" && (rec.Department == p.ID || (p.IncludeSubs && ix.org.inTree(recDept, []int32{pd})))
 	}
 	return false
 }
@@ -274,6 +457,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 	rank, role := ix.scopeOf(space, grants, p.Module, p.Verb, now)
 	scope := model.Scopes[max(rank, 0)]
 	inScope := false
+	w, recDept := o.who(user), o.deptNum(rec.Department)
 	switch {
 	case rank < 0:
 	case scope == model.ScopeOrg:
@@ -281,9 +465,9 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 	case rank >= 1 && rec.Owner == user:
 		inScope = true
 	case scope == model.ScopeDept && rec.Department != "":
-		inScope = slices.Contains(o.userDepts(user), rec.Department)
+		inScope = recDept >= 0 && slices.Contains(w.depts, recDept)
 	case scope == model.ScopeDeptTree && rec.Department != "":
-		inScope = o.inTree(rec.Department, o.userDepts(user))
+		inScope = o.inTree(recDept, w.depts)
 	}
 	if inScope {
 		if !explain {
@@ -292,7 +476,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		out = append(out, Reason{Kind: InScope, Role: role, Message: fmt.Sprintf("role %s grants %s %s with scope %s, which reaches record %s", role, p.Module, p.Verb, scope, rec.ID)})
 	}
 	allowed := inScope
-	if level := o.managerLevel(user, rec.Owner); level > 0 && (p.Verb == model.VerbList || p.Verb == model.VerbRead || (p.Verb == model.VerbUpdate && level == 1)) {
+	if level := o.managerLevel(w.num, rec.Owner); level > 0 && (p.Verb == model.VerbList || p.Verb == model.VerbRead || (p.Verb == model.VerbUpdate && level == 1)) {
 		if !explain {
 			return true, nil
 		}
@@ -300,7 +484,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		out = append(out, Reason{Kind: Manager, Message: fmt.Sprintf("user %s manages the owner %s (%d level(s) up, manager depth %d)", user, rec.Owner, level, o.depth)})
 	}
 	for _, r := range o.rules[p.Module] {
-		if widens(r.Access, p.Verb) && ix.matchesUser(r.SharedWith, user, grants, now) && ix.matchesRecord(space.seed, r.OwnedBy, rec, now) {
+		if widens(r.Access, p.Verb) && ix.matchesUser(r.SharedWith, r.withDept, w, grants, now) && ix.matchesRecord(space.seed, r.OwnedBy, r.ownedDept, rec, recDept, now) {
 			if !explain {
 				return true, nil
 			}
@@ -309,7 +493,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		}
 	}
 	for _, s := range o.shares[[2]string{p.Module, rec.ID}] {
-		if widens(s.Access, p.Verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, user, grants, now) {
+		if widens(s.Access, p.Verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, o.principalDept(s.Principal), w, grants, now) {
 			if !explain {
 				return true, nil
 			}
@@ -375,39 +559,46 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 		return f, nil
 	}
 	owners, depts, records := set{}, set{}, set{}
+	w := o.who(user)
 	if rank >= 1 {
 		owners.add(user)
 	}
 	switch {
 	case rank >= 0 && model.Scopes[rank] == model.ScopeDept:
-		depts.add(o.userDepts(user)...)
+		for _, d := range w.depts {
+			depts.add(o.depts.name(d))
+		}
 	case rank >= 0 && model.Scopes[rank] == model.ScopeDeptTree:
-		for _, d := range o.userDepts(user) {
+		for _, d := range w.depts {
 			o.subtree(d, depts)
 		}
 	}
 	switch verb {
 	case model.VerbList, model.VerbRead:
-		o.subordinates(user, o.depth, owners)
+		o.subordinates(w.num, o.depth, owners)
 	case model.VerbUpdate:
-		o.subordinates(user, min(o.depth, 1), owners)
+		o.subordinates(w.num, min(o.depth, 1), owners)
 	}
 	for _, r := range o.rules[module] {
-		if !widens(r.Access, verb) || !ix.matchesUser(r.SharedWith, user, grants, now) {
+		if !widens(r.Access, verb) || !ix.matchesUser(r.SharedWith, r.withDept, w, grants, now) {
 			continue
 		}
 		switch r.OwnedBy.Kind {
 		case model.PrincipalUser:
 			owners.add(r.OwnedBy.ID)
 		case model.PrincipalRole:
-			for _, h := range o.holders[o.roleNum[r.OwnedBy.ID]] {
+			role, ok := o.roleNum[r.OwnedBy.ID]
+			if !ok {
+				continue
+			}
+			for _, h := range o.holders[role] {
 				if h.expires == 0 || now < h.expires {
-					owners.add(h.user)
+					owners.add(o.users.name(h.user))
 				}
 			}
 		case model.PrincipalDepartment:
-			if r.OwnedBy.IncludeSubs {
-				o.subtree(r.OwnedBy.ID, depts)
+			if r.OwnedBy.IncludeSubs && r.ownedDept >= 0 {
+				o.subtree(r.ownedDept, depts)
 			} else {
 				depts.add(r.OwnedBy.ID)
 			}
@@ -415,7 +606,7 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 	}
 	for _, list := range [][]model.RecordShare{o.userShare[[2]string{module, user}], o.groupShare[module]} {
 		for _, s := range list {
-			if widens(s.Access, verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, user, grants, now) {
+			if widens(s.Access, verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, o.principalDept(s.Principal), w, grants, now) {
 				records.add(s.RecordID)
 			}
 		}
@@ -428,21 +619,24 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 }
 
 // subtree adds dept and every department below it.
-func (o *orgIndex) subtree(dept string, into set) {
-	into.add(dept)
-	for _, c := range o.children[dept] {
+func (o *orgIndex) subtree(dept int32, into set) {
+	into.add(o.depts.name(dept))
+	for _, c := range o.children.row(dept) {
 		o.subtree(c, into)
 	}
 }
 
 // subordinates adds the users the manager manages within depth levels.
-func (o *orgIndex) subordinates(manager string, depth int, into set) {
-	level := []string{manager}
+func (o *orgIndex) subordinates(m int32, depth int, into set) {
+	if m < 0 {
+		return
+	}
+	level := []int32{m}
 	for range depth {
-		var next []string
+		var next []int32
 		for _, m := range level {
-			for _, r := range o.reports[m] {
-				into.add(r)
+			for _, r := range o.reports.row(m) {
+				into.add(o.users.name(r))
 				next = append(next, r)
 			}
 		}

@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"hash/maphash"
+	"slices"
+)
+
+// names numbers a tenant's ids of one kind (users, departments) from 0, so
+// that the organisation index can be flat arrays of numbers. The ids lie
+// back to back in one string and are found through an open-addressing
+// table of numbers. A names holds three objects the collector need not
+// look into, where a map of strings is one object per id to trace: at
+// 10,000 tenants of 100 users the organisation maps were 260 MiB of
+// pointers and the collector's marking took a fifth of the server's CPU.
+type names struct {
+	text string
+	// ends[i] is where id i ends in text; it starts where id i-1 ends.
+	ends []uint32
+	// slots hold 0 (empty) or the number of an id plus one in the low 24
+	// bits and 8 bits of the id's hash above them, so that most other ids
+	// are skipped unread.
+	slots []uint32
+}
+
+// maxNames is how many ids a names can number: the low 24 bits of a slot.
+// A tenant holds at most model.MaxTenantUsers (100,000) users.
+const maxNames = 1<<24 - 1
+
+// newNames numbers ids, which are distinct, in their order, with room for
+// spare more before the table is three quarters full.
+func newNames(seed maphash.Seed, ids []string, spare int) names {
+	size := 0
+	for _, id := range ids {
+		size += len(id)
+	}
+	text := make([]byte, 0, size)
+	n := names{ends: make([]uint32, len(ids)), slots: make([]uint32, (len(ids)+spare)*4/3+1)}
+	for i, id := range ids {
+		text = append(text, id...)
+		n.ends[i] = uint32(len(text))
+	}
+	n.text = string(text)
+	for i, id := range ids {
+		n.place(seed, id, int32(i))
+	}
+	return n
+}
+
+// place puts number i, of id, in the first free slot of id's probe.
+func (n *names) place(seed maphash.Seed, id string, i int32) {
+	h := maphash.String(seed, id)
+	s := probeHome(h, len(n.slots))
+	for n.slots[s] != 0 {
+		s = probeNext(s, len(n.slots))
+	}
+	n.slots[s] = uint32(h>>56)<<24 | uint32(i+1)
+}
+
+func probeHome(h uint64, size int) int { return int(uint64(uint32(h)) * uint64(size) >> 32) }
+
+func probeNext(s, size int) int {
+	if s++; s == size {
+		return 0
+	}
+	return s
+}
+
+// len returns how many ids are numbered.
+func (n *names) len() int { return len(n.ends) }
+
+// name returns id number i.
+func (n *names) name(i int32) string {
+	var start uint32
+	if i > 0 {
+		start = n.ends[i-1]
+	}
+	return n.text[start:n.ends[i]]
+}
+
+// find returns the number of id, or -1.
+func (n *names) find(seed maphash.Seed, id string) int32 {
+	if len(n.slots) == 0 {
+		return -1
+	}
+	h := maphash.String(seed, id)
+	tag := uint32(h >> 56)
+	for s := probeHome(h, len(n.slots)); ; s = probeNext(s, len(n.slots)) {
+		v := n.slots[s]
+		if v == 0 {
+			return -1
+		}
+		if v>>24 == tag {
+			if i := int32(v&maxNames) - 1; n.name(i) == id {
+				return i
+			}
+		}
+	}
+}
+
+// with returns n with the ids it lacks numbered after its own, in their
+// order; n itself is not changed (readers may hold it). It returns n when
+// it has them all.
+func (n names) with(seed maphash.Seed, ids []string) names {
+	var added []string
+	for _, id := range ids {
+		if n.find(seed, id) < 0 && !slices.Contains(added, id) {
+			added = append(added, id)
+		}
+	}
+	if len(added) == 0 {
+		return n
+	}
+	total := n.len() + len(added)
+	if total*4 > len(n.slots)*3 {
+		all := make([]string, 0, total)
+		for i := range int32(n.len()) {
+			all = append(all, n.name(i))
+		}
+		return newNames(seed, append(all, added...), total/4+8)
+	}
+	c := names{ends: make([]uint32, total), slots: slices.Clone(n.slots)}
+	copy(c.ends, n.ends)
+	text := []byte(n.text)
+	for i, id := range added {
+		text = append(text, id...)
+		c.ends[n.len()+i] = uint32(len(text))
+	}
+	c.text = string(text)
+	for i, id := range added {
+		c.place(seed, id, int32(n.len()+i))
+	}
+	return c
+}

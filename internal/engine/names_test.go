@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"testing"
+)
+
+func TestNames(t *testing.T) {
+	seed := maphash.MakeSeed()
+	var ids []string
+	for i := range 300 {
+		ids = append(ids, fmt.Sprintf("user-%d", i))
+	}
+	ids = append(ids, "", "a", "user-1x")
+	n := newNames(seed, ids[:100], 0)
+	// Added a few at a time: in place while the table has room, rebuilt
+	// when it has not. The earlier copies stay as they were.
+	copies := []names{n}
+	for at := 100; at < len(ids); {
+		step := min(1+at%7, len(ids)-at)
+		n = n.with(seed, slices.Concat(ids[at:at+step], []string{ids[0], ids[at]})) // known and repeated ids are numbered once
+		copies = append(copies, n)
+		at += step
+	}
+	if n.len() != len(ids) {
+		t.Fatalf("%d names, want %d", n.len(), len(ids))
+	}
+	for i, id := range ids {
+		if got := n.find(seed, id); got != int32(i) {
+			t.Errorf("find(%q) = %d, want %d", id, got, i)
+		}
+		if got := n.name(int32(i)); got != id {
+			t.Errorf("name(%d) = %q, want %q", i, got, id)
+		}
+	}
+	for _, id := range []string{"user-300", "user-", "b", "user-1xx"} {
+		if got := n.find(seed, id); got != -1 {
+			t.Errorf("find(%q) = %d, want -1", id, got)
+		}
+	}
+	if got := copies[0].find(seed, "user-100"); got != -1 || copies[0].len() != 100 {
+		t.Errorf("the first copy changed: find(user-100) = %d, %d names", got, copies[0].len())
+	}
+	if same := n.with(seed, ids[:5]); same.len() != n.len() || &same.slots[0] != &n.slots[0] {
+		t.Error("with() of known ids made a new table")
+	}
+	var empty names
+	if got := empty.find(seed, "x"); got != -1 {
+		t.Errorf("find in no names = %d", got)
+	}
+}
