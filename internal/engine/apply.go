@@ -18,7 +18,8 @@ import (
 //   - memberships: copies of the flat per-user arrays (departments,
 //     managers) with the users' entries replaced, and every manager's
 //     reports recounted from them;
-//   - record shares: the record's and the principal's share lists;
+//   - record shares: the old entries marked dead, the new appended, and
+//     the groupings recounted (shares.go);
 //   - departments and sharing rules: their (small) rows and lists,
 //     rebuilt, the new departments numbered after the old;
 //   - settings: the manager depth.
@@ -125,7 +126,7 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 		ix.inherit(role)
 	}
 	for _, role := range affected {
-		org.scopes[role] = scopeOf(e.space, st, ix.roles, role)
+		setScopes(e.space, st, ix.roles, role, org.scopes)
 	}
 	if closureChanged {
 		org.holders = org.holdersOf(st, ix.roles, number)
@@ -234,8 +235,10 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 	if len(d.Members) > 0 {
 		n.patchMembers(o, st, d.Members)
 	}
-	if len(d.RecordShares) > 0 {
-		n.patchShares(o, st, d.RecordShares)
+	if len(d.Departments) > 0 {
+		n.shares = newShareIndex(n.seed, st, n.deptNum)
+	} else if len(d.RecordShares) > 0 {
+		n.shares = o.shares.patch(n.seed, st, d.RecordShares, n.deptNum)
 	}
 	if len(d.Grants) > 0 {
 		n.patchHolders(o, st, d.Grants, ix)
@@ -299,43 +302,6 @@ func (o *orgIndex) patchMembers(prev *orgIndex, st *model.TenantState, users []s
 		}
 	})
 	o.reports = reportsOf(o.manager)
-}
-
-// patchShares replaces the shares of the keys in every list they sit in.
-func (o *orgIndex) patchShares(prev *orgIndex, st *model.TenantState, keys []model.ShareKey) {
-	o.shares, o.userShare, o.groupShare = maps.Clone(prev.shares), maps.Clone(prev.userShare), maps.Clone(prev.groupShare)
-	is := func(k model.ShareKey) func(model.RecordShare) bool {
-		return func(s model.RecordShare) bool { return s.Key() == k }
-	}
-	without := func(m map[[2]string][]model.RecordShare, at [2]string, k model.ShareKey) {
-		if l := slices.DeleteFunc(slices.Clone(m[at]), is(k)); len(l) > 0 {
-			m[at] = l
-		} else {
-			delete(m, at)
-		}
-	}
-	for _, k := range keys {
-		rec := [2]string{k.Module, k.RecordID}
-		without(o.shares, rec, k)
-		if k.Principal.Kind == model.PrincipalUser {
-			without(o.userShare, [2]string{k.Module, k.Principal.ID}, k)
-		} else if l := slices.DeleteFunc(slices.Clone(o.groupShare[k.Module]), is(k)); len(l) > 0 {
-			o.groupShare[k.Module] = l
-		} else {
-			delete(o.groupShare, k.Module)
-		}
-		s, ok := st.RecordShares[k]
-		if !ok {
-			continue
-		}
-		o.shares[rec] = append(slices.Clip(o.shares[rec]), s)
-		if k.Principal.Kind == model.PrincipalUser {
-			at := [2]string{k.Module, k.Principal.ID}
-			o.userShare[at] = append(slices.Clip(o.userShare[at]), s)
-		} else {
-			o.groupShare[k.Module] = append(slices.Clip(o.groupShare[k.Module]), s)
-		}
-	}
 }
 
 // patchHolders replaces, in the holders of every role the changed grants

@@ -90,14 +90,8 @@ func (s *permSpace) moduleVerb(module, verb string) int {
 	return s.modules[module].idx*len(s.verbs) + int(s.verbs[verb])
 }
 
-// noScopes returns a scope table with every module verb ungranted (-1).
-func (s *permSpace) noScopes() []int8 {
-	t := make([]int8, len(s.modules)*len(s.verbs))
-	for i := range t {
-		t[i] = -1
-	}
-	return t
-}
+// moduleVerbs returns how many module verbs there are.
+func (s *permSpace) moduleVerbs() int { return len(s.modules) * len(s.verbs) }
 
 // idsFor returns the permission ids that must all be allowed for p (see
 // Requests). p must be valid for the catalog.

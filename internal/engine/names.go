@@ -97,15 +97,64 @@ func (n *names) find(seed maphash.Seed, id string) int32 {
 	}
 }
 
+// findPair returns, with pair, the number of a+"\x00"+b without making
+// that string; else the number of a.
+func (n *names) findPair(seed maphash.Seed, a, b string, pair bool) int32 {
+	if !pair {
+		return n.find(seed, a)
+	}
+	if len(n.slots) == 0 {
+		return -1
+	}
+	var hash maphash.Hash
+	hash.SetSeed(seed)
+	_, _ = hash.WriteString(a)
+	_ = hash.WriteByte(0)
+	_, _ = hash.WriteString(b)
+	h := hash.Sum64()
+	tag := uint32(h >> 56)
+	for s := probeHome(h, len(n.slots)); ; s = probeNext(s, len(n.slots)) {
+		v := n.slots[s]
+		if v == 0 {
+			return -1
+		}
+		if v>>24 != tag {
+			continue
+		}
+		i := int32(v&maxNames) - 1
+		if id := n.name(i); len(id) == len(a)+1+len(b) && id[:len(a)] == a && id[len(a)] == 0 && id[len(a)+1:] == b {
+			return i
+		}
+	}
+}
+
 // with returns n with the ids it lacks numbered after its own, in their
 // order; n itself is not changed (readers may hold it). It returns n when
 // it has them all.
 func (n names) with(seed maphash.Seed, ids []string) names {
 	var added []string
+	var seen map[string]bool // for many ids; a few are compared
 	for _, id := range ids {
-		if n.find(seed, id) < 0 && !slices.Contains(added, id) {
-			added = append(added, id)
+		if n.find(seed, id) >= 0 {
+			continue
 		}
+		if len(added) < 16 {
+			if slices.Contains(added, id) {
+				continue
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[string]bool, len(ids))
+				for _, a := range added {
+					seen[a] = true
+				}
+			}
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+		}
+		added = append(added, id)
 	}
 	if len(added) == 0 {
 		return n

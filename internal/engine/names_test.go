@@ -46,6 +46,18 @@ func TestNames(t *testing.T) {
 	if same := n.with(seed, ids[:5]); same.len() != n.len() || &same.slots[0] != &n.slots[0] {
 		t.Error("with() of known ids made a new table")
 	}
+	// A pair is found as the string it stands for, without making it.
+	pairs := newNames(seed, []string{"account\x00r1", "account\x00r10", "lead\x00r1", "account"}, 0)
+	for _, c := range []struct {
+		a, b string
+		pair bool
+		want int32
+	}{{"account", "r1", true, 0}, {"account", "r10", true, 1}, {"lead", "r1", true, 2}, {"account", "", false, 3},
+		{"account", "r", true, -1}, {"accoun", "t\x00r1", true, -1}, {"lead", "r10", true, -1}, {"account", "", true, -1}} {
+		if got := pairs.findPair(seed, c.a, c.b, c.pair); got != c.want {
+			t.Errorf("findPair(%q, %q, %v) = %d, want %d", c.a, c.b, c.pair, got, c.want)
+		}
+	}
 	var empty names
 	if got := empty.find(seed, "x"); got != -1 {
 		t.Errorf("find in no names = %d", got)

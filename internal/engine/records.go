@@ -34,21 +34,21 @@ import (
 type orgIndex struct {
 	seed      maphash.Seed
 	depth     int
-	users     names                             // every user a membership, a manager or a grant names
-	depts     names                             // every department, and every one a membership names
-	manager   []int32                           // user → manager, -1 for none
-	deptsOf   rows[int32]                       // user → departments, primary first
-	reports   rows[int32]                       // user → direct reports
-	ancestors rows[int32]                       // department → itself and every department above it
-	children  rows[int32]                       // department → direct sub-departments
-	holders   [][]holding                       // role → users holding it, directly or by inheritance
-	rules     map[string][]rule                 // module → sharing rules, by id
-	shares    map[[2]string][]model.RecordShare // (module, record id) → shares
-	userShare map[[2]string][]model.RecordShare // (module, user) → shares with that user
-	// groupShare holds, per module, the shares with departments and roles.
-	groupShare map[string][]model.RecordShare
-	roleNum    map[string]int32
-	scopes     [][]int8 // role number → module-verb index → widest scope rank with inheritance, -1 when not granted
+	users     names             // every user a membership, a manager or a grant names
+	depts     names             // every department, and every one a membership names
+	manager   []int32           // user → manager, -1 for none
+	deptsOf   rows[int32]       // user → departments, primary first
+	reports   rows[int32]       // user → direct reports
+	ancestors rows[int32]       // department → itself and every department above it
+	children  rows[int32]       // department → direct sub-departments
+	holders   [][]holding       // role → users holding it, directly or by inheritance
+	rules     map[string][]rule // module → sharing rules, by id
+	shares    shareIndex
+	roleNum   map[string]int32
+	// scopes holds, role after role, the widest scope rank of every module
+	// verb with inheritance (-1: not granted): role r's is
+	// scopes[r*n:(r+1)*n] for n module verbs.
+	scopes []int8
 }
 
 // rule is a sharing rule with its principals' department numbers (-1
@@ -98,12 +98,9 @@ func packRows[T any](n int, fill func(yield func(row int32, v T))) rows[T] {
 
 func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number map[string]int32) *orgIndex {
 	o := &orgIndex{
-		seed:       space.seed,
-		depth:      st.Settings.ManagerDepth,
-		shares:     make(map[[2]string][]model.RecordShare, len(st.RecordShares)),
-		userShare:  map[[2]string][]model.RecordShare{},
-		groupShare: map[string][]model.RecordShare{},
-		roleNum:    number,
+		seed:    space.seed,
+		depth:   st.Settings.ManagerDepth,
+		roleNum: number,
 	}
 	// Members are numbered first, in the order of members, so that user i
 	// < len(members) has membership members[i]; then the managers and
@@ -158,18 +155,11 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	}
 	o.reports = reportsOf(o.manager)
 	o.rules = o.rulesByModule(st)
-	for k, s := range st.RecordShares {
-		o.shares[[2]string{k.Module, k.RecordID}] = append(o.shares[[2]string{k.Module, k.RecordID}], s)
-		if s.Principal.Kind == model.PrincipalUser {
-			o.userShare[[2]string{k.Module, s.Principal.ID}] = append(o.userShare[[2]string{k.Module, s.Principal.ID}], s)
-		} else {
-			o.groupShare[k.Module] = append(o.groupShare[k.Module], s)
-		}
-	}
+	o.shares = newShareIndex(o.seed, st, o.deptNum)
 	o.holders = o.holdersOf(st, roles, number)
-	o.scopes = make([][]int8, len(roles))
+	o.scopes = make([]int8, len(roles)*space.moduleVerbs())
 	for i := range roles {
-		o.scopes[i] = scopeOf(space, st, roles, int32(i))
+		setScopes(space, st, roles, int32(i), o.scopes)
 	}
 	return o
 }
@@ -296,10 +286,14 @@ func (o *orgIndex) holdersOf(st *model.TenantState, roles []roleInfo, number map
 	return holders
 }
 
-// scopeOf returns a role's widest scope rank of every module verb over
-// itself and what it inherits (-1: not granted).
-func scopeOf(space *permSpace, st *model.TenantState, roles []roleInfo, role int32) []int8 {
-	out := space.noScopes()
+// setScopes sets role's row of scopes to its widest scope rank of every
+// module verb over itself and what it inherits (-1: not granted).
+func setScopes(space *permSpace, st *model.TenantState, roles []roleInfo, role int32, scopes []int8) {
+	n := space.moduleVerbs()
+	out := scopes[int(role)*n : (int(role)+1)*n]
+	for i := range out {
+		out[i] = -1
+	}
 	for _, c := range roles[role].closure {
 		for _, mg := range st.Roles[roles[c].id].Permissions.Modules {
 			for _, v := range mg.Verbs {
@@ -308,7 +302,6 @@ func scopeOf(space *permSpace, st *model.TenantState, roles []roleInfo, role int
 			}
 		}
 	}
-	return out
 }
 
 // who is the user a decision is for, looked up in the organisation once.
@@ -438,10 +431,10 @@ func widens(a model.Access, verb string) bool {
 // the module verb (-1: none).
 func (ix *index) scopeOf(space *permSpace, grants []userGrant, module, verb string, now int64) (rank int8, role string) {
 	rank = -1
-	j := space.moduleVerb(module, verb)
+	n, j := space.moduleVerbs(), space.moduleVerb(module, verb)
 	for _, g := range grants {
-		if g.active(now) && ix.org.scopes[g.role][j] > rank {
-			rank, role = ix.org.scopes[g.role][j], ix.roles[g.role].id
+		if s := ix.org.scopes[int(g.role)*n+j]; g.active(now) && s > rank {
+			rank, role = s, ix.roles[g.role].id
 		}
 	}
 	return rank, role
@@ -492,13 +485,18 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 			out = append(out, Reason{Kind: SharingRule, Rule: r.ID, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", r.ID, r.OwnedBy.Kind, r.OwnedBy.ID, r.SharedWith.Kind, r.SharedWith.ID, r.Access)})
 		}
 	}
-	for _, s := range o.shares[[2]string{p.Module, rec.ID}] {
-		if widens(s.Access, p.Verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, o.principalDept(s.Principal), w, grants, now) {
+	x := &o.shares
+	for _, i := range x.byRecord.of(o.seed, p.Module, rec.ID, true) {
+		s := &x.list[i]
+		if !widens(x.accessOf(s), p.Verb) || !s.activeAt(now) {
+			continue
+		}
+		if pr := x.principal(s); ix.matchesUser(pr, s.dept, w, grants, now) {
 			if !explain {
 				return true, nil
 			}
 			allowed = true
-			out = append(out, Reason{Kind: RecordShare, ExpiresAt: s.ExpiresAt, Message: fmt.Sprintf("record %s is shared with %s %s at %s", rec.ID, s.Principal.Kind, s.Principal.ID, s.Access)})
+			out = append(out, Reason{Kind: RecordShare, ExpiresAt: s.expiresAt(), Message: fmt.Sprintf("record %s is shared with %s %s at %s", rec.ID, pr.Kind, pr.ID, x.accessOf(s))})
 		}
 	}
 	if !allowed && explain {
@@ -604,10 +602,12 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 			}
 		}
 	}
-	for _, list := range [][]model.RecordShare{o.userShare[[2]string{module, user}], o.groupShare[module]} {
-		for _, s := range list {
-			if widens(s.Access, verb) && (s.ExpiresAt.IsZero() || now < s.ExpiresAt.UnixNano()) && ix.matchesUser(s.Principal, o.principalDept(s.Principal), w, grants, now) {
-				records.add(s.RecordID)
+	x := &o.shares
+	for _, list := range [2][]int32{x.byUser.of(o.seed, module, user, true), x.byModule.of(o.seed, module, "", false)} {
+		for _, i := range list {
+			s := &x.list[i]
+			if widens(x.accessOf(s), verb) && s.activeAt(now) && ix.matchesUser(x.principal(s), s.dept, w, grants, now) {
+				records.add(x.str(s.record))
 			}
 		}
 	}
