@@ -179,6 +179,12 @@ func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *
 		ix.ownBlock = false
 	}
 	ix.org = cur.org.patch(st, d, &ix)
+	// Users and departments keep their numbers while the index is
+	// patched, those no longer named included; past twice what the
+	// tenant names, they are numbered anew.
+	if o := ix.org; o.users.len() > 2*(len(st.Members)+len(st.Grants))+1024 || o.depts.len() > 2*len(st.Departments)+1024 {
+		ix.org = buildOrg(space, st, ix.roles, o.roleNum)
+	}
 	if d.Settings {
 		ix.aliases = maps.Clone(st.Settings.ActionAliases)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -100,4 +101,58 @@ func TestSharesFollowWrites(t *testing.T) {
 	write(share("r2", ann, model.AccessRead, time.Time{}))
 	expect("ann", "read", "r2")
 	expect("bob", "read")
+}
+
+// TestApplyRenumbersUsers grants and revokes a role to ever new users: the
+// users keep their numbers while the index is patched, so the numbers
+// grow, until there are twice as many as the tenant names and the
+// organisation is numbered anew; decisions stay right throughout.
+func TestApplyRenumbersUsers(t *testing.T) {
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(b.Catalog, b.ModelText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := model.NewTenantState("t", "t")
+	mustChange(st.CreateRole(model.Role{ID: "reader", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}, Scope: model.ScopeOrg}}}}))
+	st.Revision = 1
+	if err := eng.Load(st.Clone()); err != nil {
+		t.Fatal(err)
+	}
+	write := func(fn func() (model.Change, error)) {
+		t.Helper()
+		st.Begin()
+		mustChange(fn())
+		d, _ := st.Delta()
+		st.Commit()
+		st.Revision++
+		if err := eng.Apply(st, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := model.Permission{Kind: model.KindModule, Module: "account", Verb: "read", Record: &model.Record{ID: "r1", Owner: "x"}}
+	most := 0
+	for i := range 1500 {
+		u := fmt.Sprint("temp-", i)
+		write(func() (model.Change, error) { return st.UpsertUser(model.User{ID: u}) })
+		write(func() (model.Change, error) {
+			return st.GrantRole(model.Grant{UserID: u, RoleID: "reader"}, time.Now())
+		})
+		if d, err := eng.Check("t", u, read, false); err != nil || !d.Allowed {
+			t.Fatalf("%s after its grant: %v, %v", u, d.Allowed, err)
+		}
+		write(func() (model.Change, error) { return st.RevokeRole(u, "reader") })
+		if d, err := eng.Check("t", u, read, false); err != nil || d.Allowed {
+			t.Fatalf("%s after its revocation: %v, %v", u, d.Allowed, err)
+		}
+		ix, _ := eng.index("t")
+		most = max(most, ix.org.users.len())
+	}
+	ix, _ := eng.index("t")
+	if most < 1024 || ix.org.users.len() >= most {
+		t.Errorf("users numbered: at most %d, now %d; want them numbered anew past 1,024", most, ix.org.users.len())
+	}
 }
