@@ -253,16 +253,31 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 }
 
 // rulesByModule returns the sharing rules of every module, sorted by id;
-// o.depts numbers every department.
+// o.depts numbers every department. Their kinds and access are the
+// package's constants rather than the strings read from the store, which
+// the collector would mark one by one.
 func (o *orgIndex) rulesByModule(st *model.TenantState) map[string][]rule {
 	rules := map[string][]rule{}
 	for _, r := range st.SharingRules {
+		r.Access = canonical(accesses, r.Access)
+		r.OwnedBy.Kind = canonical(principalKinds, r.OwnedBy.Kind)
+		r.SharedWith.Kind = canonical(principalKinds, r.SharedWith.Kind)
 		rules[r.Module] = append(rules[r.Module], rule{SharingRule: r, ownedDept: o.principalDept(r.OwnedBy), withDept: o.principalDept(r.SharedWith)})
 	}
 	for _, rs := range rules {
 		slices.SortFunc(rs, func(a, b rule) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return rules
+}
+
+// canonical returns the value of values equal to v; v when none is.
+func canonical[T comparable](values []T, v T) T {
+	for _, c := range values {
+		if c == v {
+			return c
+		}
+	}
+	return v
 }
 
 // patchMembers replaces the departments and manager of users, and with
