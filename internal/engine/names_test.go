@@ -5,6 +5,8 @@ import (
 	"hash/maphash"
 	"slices"
 	"testing"
+
+	"github.com/crmauthz/crmauthz/internal/bundle"
 )
 
 func TestNames(t *testing.T) {
@@ -61,5 +63,27 @@ func TestNames(t *testing.T) {
 	var empty names
 	if got := empty.find(seed, "x"); got != -1 {
 		t.Errorf("find in no names = %d", got)
+	}
+}
+
+// TestPermSpaceID holds id, which looks a key up part by part, equal to
+// the map of whole keys it replaces, for every permission of the catalog
+// and for keys it does not hold.
+func TestPermSpaceID(t *testing.T) {
+	b, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newPermSpace(b.Catalog)
+	for k, want := range s.ids {
+		if got, ok := s.id(k); !ok || got != want {
+			t.Errorf("id(%v) = %d, %v; want %d", k, got, ok, want)
+		}
+	}
+	for _, k := range []key{{kindModule, "account", "fly"}, {kindModule, "nope", "read"}, {kindFieldRead, "account", "nope"},
+		{kindFieldWrite, "nope", "phone"}, {kindFunction, "nope", ""}, {0, "account", "read"}} {
+		if got, ok := s.id(k); ok {
+			t.Errorf("id(%v) = %d, want none", k, got)
+		}
 	}
 }

@@ -19,14 +19,14 @@ import (
 // loadOrg reads the users, departments, memberships, sharing rules and
 // record shares of the tenants l reads.
 func loadOrg(ctx context.Context, l *tenantLoads) error {
-	err := eachTenantRow(ctx, l, "users", "SELECT tenant_id, user_id, name, status FROM users WHERE tenant_id = ANY($1)",
+	err := eachTenantRowSized(ctx, l, "users", "SELECT tenant_id, user_id, name, status FROM users WHERE tenant_id = ANY($1)",
 		func(row pgx.CollectableRow) (string, model.User, error) {
 			var u model.User
 			var tenant, status string
 			err := row.Scan(&tenant, &u.ID, &u.Name, &status)
 			u.Status = model.UserStatus(status)
 			return tenant, u, err
-		}, func(t *tenantLoad, u model.User) {
+		}, func(t *tenantLoad, n int) { t.st.Users = make(map[string]model.User, n) }, func(t *tenantLoad, u model.User) {
 			u.ID = t.in.of(u.ID)
 			t.st.Users[u.ID] = u
 		})
@@ -50,7 +50,7 @@ func loadOrg(ctx context.Context, l *tenantLoads) error {
 	if err != nil {
 		return err
 	}
-	err = eachTenantRow(ctx, l, "memberships", `SELECT tenant_id, user_id, primary_department_id, other_department_ids, manager_id
+	err = eachTenantRowSized(ctx, l, "memberships", `SELECT tenant_id, user_id, primary_department_id, other_department_ids, manager_id
 		FROM memberships WHERE tenant_id = ANY($1)`,
 		func(row pgx.CollectableRow) (string, model.Membership, error) {
 			var m model.Membership
@@ -60,7 +60,7 @@ func loadOrg(ctx context.Context, l *tenantLoads) error {
 				m.Others = nil
 			}
 			return tenant, m, err
-		}, func(t *tenantLoad, m model.Membership) {
+		}, func(t *tenantLoad, n int) { t.st.Members = make(map[string]model.Membership, n) }, func(t *tenantLoad, m model.Membership) {
 			m.UserID, m.Primary, m.Manager = t.in.of(m.UserID), t.in.of(m.Primary), t.in.of(m.Manager)
 			for i, d := range m.Others {
 				m.Others[i] = t.in.of(d)
