@@ -258,7 +258,15 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 // the collector would mark one by one.
 func (o *orgIndex) rulesByModule(st *model.TenantState) map[string][]rule {
 	rules := map[string][]rule{}
-	for _, r := range st.SharingRules {
+	// The rules' ids and principals' ids are cut from one string.
+	all := slices.Collect(maps.Values(st.SharingRules))
+	var ids []string
+	for _, r := range all {
+		ids = append(ids, r.ID, r.Module, r.OwnedBy.ID, r.SharedWith.ID)
+	}
+	ids = packStrings(ids)
+	for _, r := range all {
+		r.ID, r.Module, r.OwnedBy.ID, r.SharedWith.ID, ids = ids[0], ids[1], ids[2], ids[3], ids[4:]
 		r.Access = canonical(accesses, r.Access)
 		r.OwnedBy.Kind = canonical(principalKinds, r.OwnedBy.Kind)
 		r.SharedWith.Kind = canonical(principalKinds, r.SharedWith.Kind)

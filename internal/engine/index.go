@@ -341,6 +341,34 @@ func (ix *index) holder(role int32, set int, id int32) string {
 	return ix.roles[role].id
 }
 
+// packStrings returns ids as strings cut from one string: the index keeps
+// one object per tenant for the collector to mark rather than one per id.
+func packStrings(ids []string) []string {
+	var b strings.Builder
+	for _, id := range ids {
+		b.WriteString(id)
+	}
+	all, out := b.String(), make([]string, len(ids))
+	for i, id := range ids {
+		out[i], all = all[:len(id)], all[len(id):]
+	}
+	return out
+}
+
+// packLists moves lists into one array, each list cut from it at its
+// length (appending to one copies it).
+func packLists(lists [][]int32) {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	all := make([]int32, n)
+	for i, l := range lists {
+		k := copy(all, l)
+		lists[i], all = all[:k:k], all[k:]
+	}
+}
+
 // buildIndex builds the index of st: each role's own lines (as
 // CompilePolicy writes them), its inheritance resolved by Casbin's role
 // manager, its implicit permissions, the users' grants and the
@@ -357,14 +385,19 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 		masks:    newRoleMasks(len(roles), len(space.keys)),
 	}
 	number := make(map[string]int32, len(roles))
+	ids := make([]string, len(roles))
 	for i, r := range roles {
-		number[r.ID] = int32(i)
-		ix.roles[i].id = r.ID
+		ids[i] = r.ID
+	}
+	for i, id := range packStrings(ids) {
+		number[id] = int32(i)
+		ix.roles[i].id = id
 	}
 	closures, err := roleClosures(st.ID, roles, number)
 	if err != nil {
 		return nil, err
 	}
+	packLists(closures)
 	for i, r := range roles {
 		ix.roles[i].closure = closures[i]
 		if err := ix.setOwn(space, cat, int32(i), r); err != nil {
@@ -379,11 +412,15 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 	}
 	byUser := map[string][]userGrant{}
 	var users []string
-	ix.inactive = map[string]bool{}
+	var inactive []string
 	for id, u := range st.Users {
 		if !u.Active() {
-			ix.inactive[id] = true
+			inactive = append(inactive, id)
 		}
+	}
+	ix.inactive = make(map[string]bool, len(inactive))
+	for _, id := range packStrings(inactive) {
+		ix.inactive[id] = true
 	}
 	// Grants in map order: the table does not care in which order users
 	// arrive, and each user's grants are put in role order below; sorting
