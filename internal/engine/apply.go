@@ -229,10 +229,12 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 	if len(d.Departments) > 0 {
 		var ids []string
 		for id, dep := range st.Departments {
-			ids = append(ids, id, dep.Parent)
+			ids = append(ids, id)
+			if dep.Parent != "" {
+				ids = append(ids, dep.Parent)
+			}
 		}
-		slices.Sort(ids)
-		n.depts = o.depts.with(o.seed, slices.DeleteFunc(ids, func(id string) bool { return id == "" }))
+		n.depts = o.depts.with(o.seed, ids)
 		n.setDepartments(st)
 	}
 	if len(d.Departments)+len(d.SharingRules) > 0 {
@@ -241,9 +243,10 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 	if len(d.Members) > 0 {
 		n.patchMembers(o, st, d.Members)
 	}
-	if len(d.Departments) > 0 {
-		n.shares = newShareIndex(n.seed, st, n.deptNum)
-	} else if len(d.RecordShares) > 0 {
+	// A department keeps its number (new ones are numbered after the
+	// old), so the shares' department numbers stay right when
+	// departments change.
+	if len(d.RecordShares) > 0 {
 		n.shares = o.shares.patch(n.seed, st, d.RecordShares, n.deptNum)
 	}
 	if len(d.Grants) > 0 {

@@ -330,6 +330,14 @@ func BenchmarkApply(b *testing.B) {
 			return st.ShareRecord(model.RecordShare{Module: k.Module, RecordID: k.RecordID, Principal: k.Principal, Access: model.AccessRead}, now)
 		})
 	})
+	b.Run("department", func(b *testing.B) {
+		depts := st.SortedDepartments()
+		write(b, func(i int) (model.Change, error) {
+			d := depts[i%len(depts)]
+			d.Name = fmt.Sprint("renamed ", i)
+			return st.UpdateDepartment(d)
+		})
+	})
 	b.Run("role", func(b *testing.B) {
 		write(b, func(i int) (model.Change, error) {
 			r := st.Roles["sales_rep"]

@@ -68,8 +68,11 @@ func probeNext(s, size int) int {
 // len returns how many ids are numbered.
 func (n *names) len() int { return len(n.ends) }
 
-// name returns id number i.
+// name returns id number i; "" for -1, no id.
 func (n *names) name(i int32) string {
+	if i < 0 {
+		return ""
+	}
 	var start uint32
 	if i > 0 {
 		start = n.ends[i-1]
