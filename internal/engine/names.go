@@ -56,8 +56,11 @@ func (n *names) place(seed maphash.Seed, id string, i int32) {
 	n.slots[s] = uint32(h>>56)<<24 | uint32(i+1)
 }
 
+// probeHome returns the slot a hash starts its probe at, in a table of
+// size slots (names and userTable probe alike).
 func probeHome(h uint64, size int) int { return int(uint64(uint32(h)) * uint64(size) >> 32) }
 
+// probeNext returns the slot after s.
 func probeNext(s, size int) int {
 	if s++; s == size {
 		return 0

@@ -449,18 +449,19 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 	var out []Reason
 	rank, role := ix.scopeOf(space, grants, p.Module, p.Verb, now)
 	scope := model.Scopes[max(rank, 0)]
-	inScope := false
+	// Scope org and the user's own records need no organisation lookup.
+	inScope := rank >= 0 && (scope == model.ScopeOrg || (rank >= 1 && rec.Owner == user))
+	if inScope && !explain {
+		return true, nil
+	}
 	w, recDept := o.who(user), o.deptNum(rec.Department)
-	switch {
-	case rank < 0:
-	case scope == model.ScopeOrg:
-		inScope = true
-	case rank >= 1 && rec.Owner == user:
-		inScope = true
-	case scope == model.ScopeDept && rec.Department != "":
-		inScope = recDept >= 0 && slices.Contains(w.depts, recDept)
-	case scope == model.ScopeDeptTree && rec.Department != "":
-		inScope = o.inTree(recDept, w.depts)
+	if !inScope && rank >= 0 && recDept >= 0 {
+		switch scope {
+		case model.ScopeDept:
+			inScope = slices.Contains(w.depts, recDept)
+		case model.ScopeDeptTree:
+			inScope = o.inTree(recDept, w.depts)
+		}
 	}
 	if inScope {
 		if !explain {

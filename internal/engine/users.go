@@ -70,9 +70,9 @@ func newUserTableRoom(seed maphash.Seed, users []string, grants map[string][]use
 	var ids []byte
 	for _, u := range users {
 		h := maphash.String(seed, u)
-		i := t.home(h)
+		i := probeHome(h, len(t.slots))
 		for t.slots[i].n != 0 {
-			i = t.next(i)
+			i = probeNext(i, len(t.slots))
 		}
 		s := userSlot{n: uint8(len(u)), tag: uint8(h >> 56)}
 		if len(u) <= shortID {
@@ -126,9 +126,9 @@ func (t *userTable) patch(seed maphash.Seed, changes map[string][]userGrant) use
 		i := c.find(seed, u)
 		if i < 0 {
 			h := maphash.String(seed, u)
-			i = c.home(h)
+			i = probeHome(h, len(c.slots))
 			for c.slots[i].n != 0 {
-				i = c.next(i)
+				i = probeNext(i, len(c.slots))
 			}
 			s := userSlot{n: uint8(len(u)), tag: uint8(h >> 56)}
 			if len(u) <= shortID {
@@ -183,7 +183,7 @@ func (t *userTable) find(seed maphash.Seed, user string) int {
 	}
 	h := maphash.String(seed, user)
 	n, tag := uint8(len(user)), uint8(h>>56)
-	for i := t.home(h); ; i = t.next(i) {
+	for i := probeHome(h, len(t.slots)); ; i = probeNext(i, len(t.slots)) {
 		s := &t.slots[i]
 		if s.n == 0 {
 			return -1
@@ -222,18 +222,6 @@ func (t *userTable) grantsAt(i int, buf *[2]userGrant) []userGrant {
 	return buf[:k]
 }
 
-// home returns the slot a hash starts its probe at.
-func (t *userTable) home(h uint64) int {
-	return int(uint64(uint32(h)) * uint64(len(t.slots)) >> 32)
-}
-
-func (t *userTable) next(i int) int {
-	if i++; i == len(t.slots) {
-		return 0
-	}
-	return i
-}
-
 // grantsOf returns the user's grants, nil when the user holds none. Inline
 // grants are unpacked into buf.
 func (t *userTable) grantsOf(seed maphash.Seed, user string, buf *[2]userGrant) []userGrant {
@@ -244,7 +232,7 @@ func (t *userTable) grantsOf(seed maphash.Seed, user string, buf *[2]userGrant) 
 	var short [shortID]byte
 	copy(short[:], user)
 	n, tag := uint8(len(user)), uint8(h>>56)
-	for i := t.home(h); ; i = t.next(i) {
+	for i := probeHome(h, len(t.slots)); ; i = probeNext(i, len(t.slots)) {
 		s := &t.slots[i]
 		if s.n == 0 {
 			return nil
