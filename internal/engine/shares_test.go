@@ -118,9 +118,23 @@ func TestApplyRenumbersUsers(t *testing.T) {
 	}
 	st := model.NewTenantState("t", "t")
 	mustChange(st.CreateRole(model.Role{ID: "reader", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}, Scope: model.ScopeOrg}}}}))
+	// The boss reads her own records, and her reports' as their manager.
+	mustChange(st.CreateRole(model.Role{ID: "own", Permissions: model.Permissions{Modules: []model.ModuleGrant{{Module: "account", Verbs: []string{"read"}, Scope: model.ScopeSelf}}}}))
+	mustChange(st.CreateDepartment(model.Department{ID: "d", Name: "D"}))
+	mustChange(st.UpsertUser(model.User{ID: "boss"}))
+	mustChange(st.GrantRole(model.Grant{UserID: "boss", RoleID: "own"}, time.Now()))
+	mustChange(st.SetMembership(model.Membership{UserID: "boss", Primary: "d"}))
 	st.Revision = 1
 	if err := eng.Load(st.Clone()); err != nil {
 		t.Fatal(err)
+	}
+	bossReads := func(owner string) bool {
+		t.Helper()
+		d, err := eng.Check("t", "boss", model.Permission{Kind: model.KindModule, Module: "account", Verb: "read", Record: &model.Record{ID: "r", Owner: owner}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed
 	}
 	write := func(fn func() (model.Change, error)) {
 		t.Helper()
@@ -139,12 +153,22 @@ func TestApplyRenumbersUsers(t *testing.T) {
 		u := fmt.Sprint("temp-", i)
 		write(func() (model.Change, error) { return st.UpsertUser(model.User{ID: u}) })
 		write(func() (model.Change, error) {
+			return st.SetMembership(model.Membership{UserID: u, Primary: "d", Manager: "boss"})
+		})
+		if !bossReads(u) {
+			t.Fatalf("the boss may not read %s's record though she manages %s", u, u)
+		}
+		write(func() (model.Change, error) {
 			return st.GrantRole(model.Grant{UserID: u, RoleID: "reader"}, time.Now())
 		})
 		if d, err := eng.Check("t", u, read, false); err != nil || !d.Allowed {
 			t.Fatalf("%s after its grant: %v, %v", u, d.Allowed, err)
 		}
 		write(func() (model.Change, error) { return st.RevokeRole(u, "reader") })
+		write(func() (model.Change, error) { return st.DeleteMembership(u) })
+		if bossReads(u) {
+			t.Fatalf("the boss still reads %s's record after %s left", u, u)
+		}
 		if d, err := eng.Check("t", u, read, false); err != nil || d.Allowed {
 			t.Fatalf("%s after its revocation: %v, %v", u, d.Allowed, err)
 		}
