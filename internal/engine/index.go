@@ -344,7 +344,12 @@ func (ix *index) holder(role int32, set int, id int32) string {
 // packStrings returns ids as strings cut from one string: the index keeps
 // one object per tenant for the collector to mark rather than one per id.
 func packStrings(ids []string) []string {
+	n := 0
+	for _, id := range ids {
+		n += len(id)
+	}
 	var b strings.Builder
+	b.Grow(n)
 	for _, id := range ids {
 		b.WriteString(id)
 	}
