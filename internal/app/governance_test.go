@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -565,6 +568,110 @@ func TestGovernanceAndExplainBoundary(t *testing.T) {
 		auditor := e.newKey(t, "auditors", []string{"audit"}, []string{"demo"}, "")
 		if got, err := auditor.audit.ExplainDecision(ctx, explain); err != nil || !got.GetAgreesWithLog() {
 			t.Errorf("an auditor explains: %v, %v", got, err)
+		}
+	})
+}
+
+// waitReviewClosed polls a review until the server has closed it.
+func waitReviewClosed(t *testing.T, u *user, id string) *pb.AccessReview {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := u.gov.GetAccessReview(ctx, &pb.GetAccessReviewRequest{TenantId: "demo", ReviewId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got.GetReview(); r.GetState() == pb.AccessReviewState_ACCESS_REVIEW_STATE_CLOSED {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("review %s was not closed at its deadline", id)
+		}
+	}
+}
+
+// reviewRecord returns a review's items as "user/role decision by who: comment".
+func reviewRecord(t *testing.T, u *user, id string) map[string]string {
+	t.Helper()
+	resp, err := u.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, it := range resp.GetItems() {
+		out[it.GetUserId()+"/"+it.GetRoleId()] = it.GetDecision().String() + " by " + it.GetDecidedBy() + ": " + it.GetComment()
+	}
+	return out
+}
+
+// TestReviewCloseKeepsOnlyTheLastSuperAdmin: a review whose default is
+// revoke, closed at its deadline or by hand, keeps only the item whose
+// revoke would leave the tenant without a holder of admin.super, saying so
+// on the item and in the outcome; every other undecided item is revoked.
+func TestReviewCloseKeepsOnlyTheLastSuperAdmin(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar, bob, peggy := e.user(t, "oscar"), e.user(t, "bob"), e.user(t, "peggy")
+		super, read := functionPerm("admin.super"), modulePerm("account", "read")
+		start := func(roles ...string) string {
+			t.Helper()
+			resp, err := oscar.gov.StartAccessReview(ctx, &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "yearly", Name: "admins and reps",
+				RoleIds: roles, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_REVOKE, Deadline: timestamppb.New(e.clock.Now().Add(24 * time.Hour))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetReview().GetReviewId()
+		}
+		const (
+			keptWhy = "REVIEW_DECISION_KEEP by %s: kept: revoking it would leave the tenant without a holder of admin.super"
+			revoked = "REVIEW_DECISION_REVOKE by %s: the review closed undecided"
+		)
+
+		// At the deadline: oscar, the only super-administrator, keeps
+		// admin; bob's, erin's and mallory's sales_rep follow the default.
+		atDeadline := start("admin", "sales_rep")
+		e.clock.Advance(24*time.Hour + time.Minute)
+		closed := waitReviewClosed(t, oscar, atDeadline)
+		if p := closed.GetProgress(); p.GetKept() != 1 || p.GetRevoked() != 3 || p.GetUndecided() != 0 {
+			t.Errorf("closed at the deadline: %v", p)
+		}
+		by := "system:review-deadline"
+		want := map[string]string{"oscar/admin": fmt.Sprintf(keptWhy, by), "bob/sales_rep": fmt.Sprintf(revoked, by),
+			"erin/sales_rep": fmt.Sprintf(revoked, by), "mallory/sales_rep": fmt.Sprintf(revoked, by)}
+		if got := reviewRecord(t, oscar, atDeadline); !reflect.DeepEqual(got, want) {
+			t.Errorf("items closed at the deadline:\n got %v\nwant %v", got, want)
+		}
+		if bob.allowed(t, read) {
+			t.Error("bob's undecided grant outlived the review")
+		}
+		if !oscar.allowed(t, super) {
+			t.Error("the last super-administrator lost admin.super")
+		}
+		changes, err := e.audit.ListChanges(ctx, &pb.ListChangesRequest{TenantId: "demo", TargetPrefix: "review/" + atDeadline, Action: "review.close"})
+		if err != nil || len(changes.GetChanges()) != 1 {
+			t.Fatalf("the close in the change log: %v, %v", changes, err)
+		}
+		var after struct{ Outcome map[string]int }
+		if err := json.Unmarshal([]byte(changes.GetChanges()[0].GetAfterJson()), &after); err != nil {
+			t.Fatal(err)
+		}
+		if w := map[string]int{"keep": 1, "revoke": 3, "default_revoke": 3, "kept_not_revocable": 1}; !reflect.DeepEqual(after.Outcome, w) {
+			t.Errorf("outcome %v, want %v", after.Outcome, w)
+		}
+
+		// By hand, with two super-administrators: the first in order
+		// (oscar) is revoked, the second (peggy), then the last, is kept.
+		if _, err := e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "deputy", UserId: "peggy", RoleId: "admin"}); err != nil {
+			t.Fatal(err)
+		}
+		byHand := start("admin")
+		if _, err := oscar.gov.CloseAccessReview(ctx, &pb.CloseAccessReviewRequest{TenantId: "demo", Reason: "done", ReviewId: byHand}); err != nil {
+			t.Fatalf("closing by hand: %v", err)
+		}
+		want = map[string]string{"oscar/admin": fmt.Sprintf(revoked, "oscar"), "peggy/admin": fmt.Sprintf(keptWhy, "oscar")}
+		if got := reviewRecord(t, peggy, byHand); !reflect.DeepEqual(got, want) {
+			t.Errorf("items closed by hand:\n got %v\nwant %v", got, want)
+		}
+		if oscar.allowed(t, super) || !peggy.allowed(t, super) {
+			t.Errorf("after the close by hand: oscar super %t, peggy super %t; want false, true", oscar.allowed(t, super), peggy.allowed(t, super))
 		}
 	})
 }

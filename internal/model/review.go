@@ -230,23 +230,29 @@ func (s *TenantState) decide(it *ReviewItem, d ReviewDecision, by, comment strin
 	}
 }
 
-// CloseReview closes an open review: every undecided item gets def, or
-// the review's default when def is empty, decided by `by` (an actor, or
-// ReviewerByDeadline).
-func (s *TenantState) CloseReview(id, by string, def ReviewDecision, now time.Time) (Change, error) {
+// CloseReview closes an open review: every undecided item gets the
+// review's default, decided by `by` (an actor, or ReviewerByDeadline).
+// keep, when set, is asked before each undecided item is revoked, with the
+// state as the close has left it so far; a non-empty answer keeps that
+// item instead, with the answer as its comment, counted in the outcome as
+// OutcomeKeptNotRevocable. The items are closed in key order.
+func (s *TenantState) CloseReview(id, by string, now time.Time, keep func(ReviewItem) string) (Change, error) {
 	r, err := s.OpenReview(id)
 	if err != nil {
 		return Change{}, err
-	}
-	if def == "" {
-		def = r.Default
 	}
 	before := r
 	counts := map[ReviewDecision]int{}
 	for _, it := range s.SortedReviewItems(id) {
 		if it.Decision == "" {
-			s.decide(&it, def, by, "the review closed undecided", now)
-			counts["default_"+def]++
+			d, comment, outcome := r.Default, "the review closed undecided", "default_"+r.Default
+			if d == ReviewRevoke && keep != nil {
+				if why := keep(it); why != "" {
+					d, comment, outcome = ReviewKeep, why, OutcomeKeptNotRevocable
+				}
+			}
+			s.decide(&it, d, by, comment, now)
+			counts[outcome]++
 		}
 		counts[it.Decision]++
 	}
@@ -257,6 +263,11 @@ func (s *TenantState) CloseReview(id, by string, def ReviewDecision, now time.Ti
 		Outcome map[ReviewDecision]int `json:"outcome"`
 	}{r, counts}}, nil
 }
+
+// OutcomeKeptNotRevocable counts, in a closed review's outcome, the undecided items
+// kept against a default of revoke because revoking them was not allowed
+// (CloseReview's keep).
+const OutcomeKeptNotRevocable ReviewDecision = "kept_not_revocable"
 
 // SortedReviewItems returns a review's items ordered by user, then role.
 func (s *TenantState) SortedReviewItems(review string) []ReviewItem {

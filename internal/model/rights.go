@@ -260,6 +260,30 @@ func (s *TenantState) HasHolder(cat *Catalog, fn string, now time.Time) bool {
 	return found
 }
 
+// TakesLastHolder reports whether removing grant k at now would leave the
+// tenant, which has a holder of the function, with none: k is an active
+// grant of a role that carries fn (itself or by inheritance), its user
+// holds fn, and no other user does, nor the user without k.
+func (s *TenantState) TakesLastHolder(cat *Catalog, fn string, k GrantKey, now time.Time) bool {
+	if g, ok := s.Grants[k]; !ok || !g.ActiveAt(now) || s.Inactive(k.UserID) {
+		return false
+	}
+	if !slices.ContainsFunc(s.RoleClosure(k.RoleID), func(r Role) bool { return slices.Contains(r.Permissions.Functions, fn) }) ||
+		!s.UserRights(cat, k.UserID, now).Function(fn) {
+		return false
+	}
+	other := false
+	s.eachHolder(cat, fn, now, func(u string) bool {
+		other = u != k.UserID
+		return !other
+	})
+	if other {
+		return false
+	}
+	rest := slices.DeleteFunc(s.ActiveRoles(k.UserID, now), func(id string) bool { return id == k.RoleID })
+	return !(Rights{lines: LinesOf(cat, s.RoleClosure(rest...))}).Function(fn)
+}
+
 // eachHolder calls yield with each user holding the function at now, in
 // no order, until yield returns false.
 func (s *TenantState) eachHolder(cat *Catalog, fn string, now time.Time, yield func(string) bool) {

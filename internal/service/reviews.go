@@ -296,7 +296,7 @@ func (s *Governance) CloseAccessReview(ctx context.Context, req *pb.CloseAccessR
 		if err := g.Require(fnUsers); err != nil {
 			return model.Change{}, err
 		}
-		return st.CloseReview(id, g.Actor().ID, "", now)
+		return st.CloseReview(id, g.Actor().ID, now, lastSuperAdmin(s.admin.eng.Catalog(), st, now))
 	})
 	if err != nil {
 		return nil, err
@@ -315,9 +315,9 @@ func (s *Governance) closedReview(ctx context.Context, view *model.TenantState, 
 
 // CloseDueReviews closes the open reviews whose deadline has passed, as
 // ReviewerByDeadline, and returns those it closed. Every replica may run
-// it: a review another closed first is skipped. The last holder of
-// admin.super keeps their grant: a review whose default would take it
-// closes keeping its undecided items instead.
+// it: a review another closed first is skipped. As with a close by hand,
+// an undecided item whose revoke would take admin.super from the tenant's
+// last holder is kept, saying why; the other items follow the default.
 func (s *Governance) CloseDueReviews(ctx context.Context) ([]store.ReviewRef, error) {
 	now := s.admin.now()
 	due, err := s.admin.store.DueReviews(ctx, now, 100)
@@ -326,11 +326,8 @@ func (s *Governance) CloseDueReviews(ctx context.Context) ([]store.ReviewRef, er
 	}
 	var closed []store.ReviewRef
 	for _, ref := range due {
-		err := s.closeAtDeadline(ctx, ref, "", now)
+		err := s.closeAtDeadline(ctx, ref, now)
 		var conflict *model.ConflictError
-		if errors.As(err, &conflict) && conflict.Reason == model.ReasonLastSuperAdmin {
-			err = s.closeAtDeadline(ctx, ref, model.ReviewKeep, now)
-		}
 		var notFound *model.NotFoundError
 		switch {
 		case err == nil:
@@ -344,16 +341,30 @@ func (s *Governance) CloseDueReviews(ctx context.Context) ([]store.ReviewRef, er
 	return closed, nil
 }
 
-func (s *Governance) closeAtDeadline(ctx context.Context, ref store.ReviewRef, def model.ReviewDecision, now time.Time) error {
+func (s *Governance) closeAtDeadline(ctx context.Context, ref store.ReviewRef, now time.Time) error {
 	w := store.Write{Tenant: ref.Tenant, Actor: model.ReviewerByDeadline, Reason: "the review's deadline passed",
 		Applied: func(st *model.TenantState, d model.Delta) error { return s.admin.eng.Apply(st, d) }}
+	cat := s.admin.eng.Catalog()
 	_, err := s.admin.store.Update(ctx, w, func(st *model.TenantState) (model.Change, error) {
-		g := auth.NewWriteGuard(s.admin.eng.Catalog(), st, auth.Actor{ID: model.ReviewerByDeadline, Operator: true}, now)
-		c, err := st.CloseReview(ref.Review, model.ReviewerByDeadline, def, now)
+		g := auth.NewWriteGuard(cat, st, auth.Actor{ID: model.ReviewerByDeadline, Operator: true}, now)
+		c, err := st.CloseReview(ref.Review, model.ReviewerByDeadline, now, lastSuperAdmin(cat, st, now))
 		if err != nil {
 			return c, err
 		}
 		return c, g.KeepSuperAdmin(st)
 	})
 	return err
+}
+
+// lastSuperAdmin is what a review's close keeps against its default: the
+// grant whose revoke would leave the tenant without a holder of
+// admin.super. Only that item is kept; a close that took it would be
+// refused whole.
+func lastSuperAdmin(cat *model.Catalog, st *model.TenantState, now time.Time) func(model.ReviewItem) string {
+	return func(it model.ReviewItem) string {
+		if st.TakesLastHolder(cat, auth.FunctionSuper, model.GrantKey{UserID: it.UserID, RoleID: it.RoleID}, now) {
+			return fmt.Sprintf("kept: revoking it would leave the tenant without a holder of %s", auth.FunctionSuper)
+		}
+		return ""
+	}
 }

@@ -1229,7 +1229,7 @@ func testAccessReviews(t *testing.T, s store.Store) {
 			return st.DecideReviewItem(model.ReviewItemKey{Review: "rvw_00000000000000a1", UserID: "alice", RoleID: "sales_rep"}, model.ReviewKeep, "bob@example.com", "still sells", now)
 		},
 		func(st *model.TenantState) (model.Change, error) {
-			return st.CloseReview("rvw_00000000000000a2", "admin", "", now)
+			return st.CloseReview("rvw_00000000000000a2", "admin", now, nil)
 		},
 	}
 	for i, m := range steps {
