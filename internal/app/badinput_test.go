@@ -9,16 +9,25 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/crmauthz/crmauthz/internal/config"
 	pb "github.com/crmauthz/crmauthz/proto/crmauthz/v1"
 )
 
-// TestBadInput sends malformed requests through gRPC: each must fail with
-// INVALID_ARGUMENT naming the offending field, and no write may change the
-// tenant.
+// TestBadInput sends malformed requests through gRPC, on memory and
+// PostgreSQL (both without authentication, where every call names its
+// actor): each must fail with INVALID_ARGUMENT naming the offending field,
+// and no write may change the tenant.
 func TestBadInput(t *testing.T) {
-	e := start(t, cfgDefault())
+	backends(t, func(t *testing.T, cfg config.Config) {
+		cfg.InsecureNoAuth = true
+		testBadInput(t, start(t, cfg))
+	})
+}
+
+func testBadInput(t *testing.T, e *env) {
 	check := func(tenant, subject string, p *pb.Permission) error {
 		_, err := e.authz.Check(ctx, &pb.CheckRequest{TenantId: tenant, SubjectId: subject, Permission: p})
 		return err
@@ -47,6 +56,61 @@ func TestBadInput(t *testing.T) {
 		return err
 	}
 	read := modulePerm("account", "read")
+	gov := pb.NewGovernanceServiceClient(e.conn)
+	const reqID, rvwID = "req_0123456789abcdef", "rvw_0123456789abcdef"
+	future := timestamppb.New(e.clock.Now().Add(7 * 24 * time.Hour))
+	manager := []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_MANAGER}}
+	setPolicy := func(mut func(*pb.SetRequestPolicyRequest)) error {
+		req := &pb.SetRequestPolicyRequest{TenantId: "demo", ActorId: "oscar", Reason: "offer it", RoleId: "read_only",
+			Policy: &pb.RequestPolicy{Approvers: manager, MaxDays: 30}}
+		mut(req)
+		_, err := gov.SetRequestPolicy(ctx, req)
+		return err
+	}
+	requestAccess := func(mut func(*pb.RequestAccessRequest)) error {
+		req := &pb.RequestAccessRequest{TenantId: "demo", ActorId: "peggy", Reason: "churn analysis", RoleId: "data_exporter", Duration: days(3)}
+		mut(req)
+		_, err := gov.RequestAccess(ctx, req)
+		return err
+	}
+	listRequests := func(mut func(*pb.ListAccessRequestsRequest)) error {
+		req := &pb.ListAccessRequestsRequest{TenantId: "demo", ActorId: "oscar", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_ALL}
+		mut(req)
+		_, err := gov.ListAccessRequests(ctx, req)
+		return err
+	}
+	whoCan := func(mut func(*pb.WhoCanRequest)) error {
+		req := &pb.WhoCanRequest{TenantId: "demo", ActorId: "oscar", Permission: functionPerm("data.export")}
+		mut(req)
+		_, err := gov.WhoCan(ctx, req)
+		return err
+	}
+	expiring := func(mut func(*pb.ListExpiringRequest)) error {
+		req := &pb.ListExpiringRequest{TenantId: "demo", ActorId: "oscar"}
+		mut(req)
+		_, err := gov.ListExpiring(ctx, req)
+		return err
+	}
+	startReview := func(mut func(*pb.StartAccessReviewRequest)) error {
+		req := &pb.StartAccessReviewRequest{TenantId: "demo", ActorId: "oscar", Reason: "quarterly", Name: "Q4 sales", RoleIds: []string{"sales_rep"},
+			DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_KEEP, Deadline: future, UnusedDays: 30}
+		mut(req)
+		_, err := gov.StartAccessReview(ctx, req)
+		return err
+	}
+	listItems := func(mut func(*pb.ListReviewItemsRequest)) error {
+		req := &pb.ListReviewItemsRequest{TenantId: "demo", ActorId: "oscar", ReviewId: rvwID}
+		mut(req)
+		_, err := gov.ListReviewItems(ctx, req)
+		return err
+	}
+	decideItem := func(mut func(*pb.DecideReviewItemRequest)) error {
+		req := &pb.DecideReviewItemRequest{TenantId: "demo", ActorId: "oscar", Reason: "reviewed", ReviewId: rvwID, UserId: "bob", RoleId: "sales_rep",
+			Decision: pb.ReviewDecision_REVIEW_DECISION_KEEP}
+		mut(req)
+		_, err := gov.DecideReviewItem(ctx, req)
+		return err
+	}
 	tests := []struct {
 		name  string
 		err   error
@@ -127,6 +191,104 @@ func TestBadInput(t *testing.T) {
 			_, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo"})
 			return err
 		}(), "filter"},
+
+		// GovernanceService: access requests.
+		{"policy role id upper case", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.RoleId = "Read_Only" }), "role_id"},
+		{"policy without reason", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.Reason = "" }), "reason"},
+		{"policy without approvers", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.Policy.Approvers = nil }), "policy.approvers"},
+		{"policy approver without kind", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.Policy.Approvers = []*pb.Approver{{Id: "x"}} }), "policy.approvers[0].kind"},
+		{"policy approver function pattern", setPolicy(func(r *pb.SetRequestPolicyRequest) {
+			r.Policy.Approvers = []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_FUNCTION, Id: "admin.*"}}
+		}), "policy.approvers[0].id"},
+		{"policy approver unknown role", setPolicy(func(r *pb.SetRequestPolicyRequest) {
+			r.Policy.Approvers = []*pb.Approver{{Kind: pb.ApproverKind_APPROVER_KIND_ROLE, Id: "ghost"}}
+		}), "policy.approvers[0].id"},
+		{"policy max days 0", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.Policy.MaxDays = 0 }), "policy.max_days"},
+		{"policy pending days 91", setPolicy(func(r *pb.SetRequestPolicyRequest) { r.Policy.PendingDays = 91 }), "policy.pending_days"},
+		{"request role id with space", requestAccess(func(r *pb.RequestAccessRequest) { r.RoleId = "data exporter" }), "role_id"},
+		{"request user id with colon", requestAccess(func(r *pb.RequestAccessRequest) { r.UserId = "r:admin" }), "user_id"},
+		{"request without duration", requestAccess(func(r *pb.RequestAccessRequest) { r.Duration = nil }), "duration"},
+		{"request negative duration", requestAccess(func(r *pb.RequestAccessRequest) { r.Duration = durationpb.New(-time.Hour) }), "duration"},
+		{"request beyond the policy", requestAccess(func(r *pb.RequestAccessRequest) { r.Duration = days(31) }), "duration"},
+		{"request without reason", requestAccess(func(r *pb.RequestAccessRequest) { r.Reason = "" }), "reason"},
+		{"get request bad id", func() error {
+			_, err := gov.GetAccessRequest(ctx, &pb.GetAccessRequestRequest{TenantId: "demo", ActorId: "oscar", RequestId: "req_1"})
+			return err
+		}(), "request_id"},
+		{"list requests unknown view", listRequests(func(r *pb.ListAccessRequestsRequest) { r.View = 9 }), "view"},
+		{"list requests unknown state", listRequests(func(r *pb.ListAccessRequestsRequest) { r.State = 9 }), "state"},
+		{"list requests page too big", listRequests(func(r *pb.ListAccessRequestsRequest) { r.PageSize = 1001 }), "page_size"},
+		{"list requests bad token", listRequests(func(r *pb.ListAccessRequestsRequest) { r.PageToken = "!!" }), "page_token"},
+		{"approve bad id", func() error {
+			_, err := gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", ActorId: "oscar", Reason: "ok", RequestId: "REQ_0123456789abcdef"})
+			return err
+		}(), "request_id"},
+		{"approve zero duration", func() error {
+			_, err := gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", ActorId: "oscar", Reason: "ok", RequestId: reqID, Duration: durationpb.New(0)})
+			return err
+		}(), "duration"},
+		{"deny bad id", func() error {
+			_, err := gov.DenyAccessRequest(ctx, &pb.DenyAccessRequestRequest{TenantId: "demo", ActorId: "oscar", Reason: "no", RequestId: "req_0123456789ABCDEF"})
+			return err
+		}(), "request_id"},
+		{"deny without reason", func() error {
+			_, err := gov.DenyAccessRequest(ctx, &pb.DenyAccessRequestRequest{TenantId: "demo", ActorId: "oscar", RequestId: reqID})
+			return err
+		}(), "reason"},
+		{"cancel bad id", func() error {
+			_, err := gov.CancelAccessRequest(ctx, &pb.CancelAccessRequestRequest{TenantId: "demo", ActorId: "oscar", Reason: "not needed", RequestId: ""})
+			return err
+		}(), "request_id"},
+
+		// GovernanceService: who can, and what expires.
+		{"who can tenant pattern", whoCan(func(r *pb.WhoCanRequest) { r.TenantId = "de*" }), "tenant_id"},
+		{"who can nothing", whoCan(func(r *pb.WhoCanRequest) { r.Permission = nil }), "permission"},
+		{"who can unknown verb", whoCan(func(r *pb.WhoCanRequest) { r.Permission = modulePerm("account", "fly") }), "permission.module.verb"},
+		{"who can page too big", whoCan(func(r *pb.WhoCanRequest) { r.PageSize = 1001 }), "page_size"},
+		{"who can bad token", whoCan(func(r *pb.WhoCanRequest) { r.PageToken = "!!" }), "page_token"},
+		{"expiring within a minute", expiring(func(r *pb.ListExpiringRequest) { r.Within = durationpb.New(time.Minute) }), "within"},
+		{"expiring user with space", expiring(func(r *pb.ListExpiringRequest) { r.UserId = "a b" }), "user_id"},
+		{"expiring negative page size", expiring(func(r *pb.ListExpiringRequest) { r.PageSize = -1 }), "page_size"},
+		{"expiring bad token", expiring(func(r *pb.ListExpiringRequest) { r.PageToken = "!!" }), "page_token"},
+
+		// GovernanceService: access reviews.
+		{"review name with control character", startReview(func(r *pb.StartAccessReviewRequest) { r.Name = "Q4\x00" }), "name"},
+		{"review name too long", startReview(func(r *pb.StartAccessReviewRequest) { r.Name = strings.Repeat("n", 257) }), "name"},
+		{"review role id pattern", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = []string{"sales_rep", "r:*"} }), "role_ids[1]"},
+		{"review unknown role", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = []string{"sales_rep", "ghost"} }), "role_ids[1]"},
+		{"review too many roles", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = slices.Repeat([]string{"sales_rep"}, 65) }), "role_ids"},
+		{"review reviewer with space", startReview(func(r *pb.StartAccessReviewRequest) { r.ReviewerId = "a b" }), "reviewer_id"},
+		{"review unknown reviewer", startReview(func(r *pb.StartAccessReviewRequest) { r.ReviewerId = "nobody" }), "reviewer_id"},
+		{"review without default", startReview(func(r *pb.StartAccessReviewRequest) { r.DefaultDecision = 0 }), "default_decision"},
+		{"review unused days 366", startReview(func(r *pb.StartAccessReviewRequest) { r.UnusedDays = 366 }), "unused_days"},
+		{"review negative unused days", startReview(func(r *pb.StartAccessReviewRequest) { r.UnusedDays = -1 }), "unused_days"},
+		{"review without deadline", startReview(func(r *pb.StartAccessReviewRequest) { r.Deadline = nil }), "deadline"},
+		{"review deadline past", startReview(func(r *pb.StartAccessReviewRequest) { r.Deadline = timestamppb.New(e.clock.Now().Add(-time.Hour)) }), "deadline"},
+		{"review deadline too far", startReview(func(r *pb.StartAccessReviewRequest) {
+			r.Deadline = timestamppb.New(e.clock.Now().Add(366 * 24 * time.Hour))
+		}), "deadline"},
+		{"review without reason", startReview(func(r *pb.StartAccessReviewRequest) { r.Reason = "" }), "reason"},
+		{"get review bad id", func() error {
+			_, err := gov.GetAccessReview(ctx, &pb.GetAccessReviewRequest{TenantId: "demo", ActorId: "oscar", ReviewId: "req_0123456789abcdef"})
+			return err
+		}(), "review_id"},
+		{"items bad review id", listItems(func(r *pb.ListReviewItemsRequest) { r.ReviewId = "rvw_" }), "review_id"},
+		{"items reviewer with newline", listItems(func(r *pb.ListReviewItemsRequest) { r.ReviewerId = "bob\n" }), "reviewer_id"},
+		{"items page too big", listItems(func(r *pb.ListReviewItemsRequest) { r.PageSize = 1001 }), "page_size"},
+		{"items bad token", listItems(func(r *pb.ListReviewItemsRequest) { r.PageToken = "!!" }), "page_token"},
+		{"decide bad review id", decideItem(func(r *pb.DecideReviewItemRequest) { r.ReviewId = "rvw_0123" }), "review_id"},
+		{"decide user with space", decideItem(func(r *pb.DecideReviewItemRequest) { r.UserId = "a b" }), "user_id"},
+		{"decide role upper case", decideItem(func(r *pb.DecideReviewItemRequest) { r.RoleId = "Sales_Rep" }), "role_id"},
+		{"decide without decision", decideItem(func(r *pb.DecideReviewItemRequest) { r.Decision = 0 }), "decision"},
+		{"decide without reason", decideItem(func(r *pb.DecideReviewItemRequest) { r.Reason = "" }), "reason"},
+		{"close bad review id", func() error {
+			_, err := gov.CloseAccessReview(ctx, &pb.CloseAccessReviewRequest{TenantId: "demo", ActorId: "oscar", Reason: "done", ReviewId: "rvw_x"})
+			return err
+		}(), "review_id"},
+		{"close without reason", func() error {
+			_, err := gov.CloseAccessReview(ctx, &pb.CloseAccessReviewRequest{TenantId: "demo", ActorId: "oscar", ReviewId: rvwID})
+			return err
+		}(), "reason"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +314,18 @@ func TestBadInput(t *testing.T) {
 	grants, err := e.admin.ListGrants(ctx, &pb.ListGrantsRequest{ActorId: "oscar", TenantId: "demo", Filter: &pb.ListGrantsRequest_UserId{UserId: "peggy"}, IncludeExpired: true})
 	if err != nil || len(grants.GetGrants()) != 0 {
 		t.Fatalf("peggy's grants after bad writes: %v %v", grants, err)
+	}
+	requests, err := gov.ListAccessRequests(ctx, &pb.ListAccessRequestsRequest{TenantId: "demo", ActorId: "oscar", View: pb.AccessRequestView_ACCESS_REQUEST_VIEW_ALL})
+	if err != nil || len(requests.GetRequests()) != 0 {
+		t.Fatalf("access requests after bad writes: %v %v", requests, err)
+	}
+	reviews, err := gov.ListAccessReviews(ctx, &pb.ListAccessReviewsRequest{TenantId: "demo", ActorId: "oscar"})
+	if err != nil || len(reviews.GetReviews()) != 0 {
+		t.Fatalf("access reviews after bad writes: %v %v", reviews, err)
+	}
+	role, err := e.admin.GetRole(ctx, &pb.GetRoleRequest{TenantId: "demo", ActorId: "oscar", RoleId: "read_only"})
+	if err != nil || role.GetRole().GetRequestPolicy() != nil {
+		t.Fatalf("read_only after bad request policies: %v %v", role, err)
 	}
 }
 

@@ -110,11 +110,11 @@ func ValidReviewID(id string) bool { return validID("rvw_", id) }
 func (s *TenantState) StartReview(r AccessReview, lastUsed map[GrantKey]time.Time, now time.Time) (Change, error) {
 	for i, role := range r.Roles {
 		if _, ok := s.Roles[role]; !ok {
-			return Change{}, Invalid(fmt.Sprintf("roles[%d]", i), ReasonRoleNotFound, fmt.Sprintf("role %q does not exist in tenant %q", role, s.ID))
+			return Change{}, Invalid(fmt.Sprintf("role_ids[%d]", i), ReasonRoleNotFound, fmt.Sprintf("role %q does not exist in tenant %q", role, s.ID))
 		}
 	}
 	if r.Reviewer != "" && !s.KnowsUser(r.Reviewer) {
-		return Change{}, Invalid("reviewer", ReasonUserNotFound, fmt.Sprintf("user %q is not a user of tenant %q", r.Reviewer, s.ID))
+		return Change{}, Invalid("reviewer_id", ReasonUserNotFound, fmt.Sprintf("user %q is not a user of tenant %q", r.Reviewer, s.ID))
 	}
 	open := 0
 	for _, o := range s.AccessReviews {
