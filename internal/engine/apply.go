@@ -3,7 +3,6 @@ package engine
 import (
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -66,8 +65,8 @@ func (e *Engine) Apply(st *model.TenantState, d model.Delta) error {
 // write created or deleted a role, which renumbers the roles every part of
 // the index refers to.
 func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string) (*index, error) {
-	number := cur.org.roleNum
-	if len(st.Roles) != len(cur.roles) {
+	number := cur.roles.numbers()
+	if len(st.Roles) != cur.roles.len() {
 		return nil, nil
 	}
 	for _, id := range changed {
@@ -85,13 +84,13 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 	}
 	var affected []int32
 	needed := map[string]model.Role{}
-	for i, r := range cur.roles {
-		after := st.RoleClosure(r.id)
-		before := slices.ContainsFunc(r.closure, func(c int32) bool { return slices.Contains(changed, cur.roles[c].id) })
+	for i := range int32(cur.roles.len()) {
+		after := st.RoleClosure(cur.roles.id(i))
+		before := slices.ContainsFunc(cur.roles.closure(i), func(c int32) bool { return slices.Contains(changed, cur.roles.id(c)) })
 		if !before && !reaches(after) {
 			continue
 		}
-		affected = append(affected, int32(i))
+		affected = append(affected, i)
 		for _, c := range after {
 			needed[c.ID] = c
 		}
@@ -108,28 +107,32 @@ func (e *Engine) patchRoles(cur *index, st *model.TenantState, changed []string)
 	ix := *cur
 	ix.bits, ix.own = slices.Clone(cur.bits), slices.Clone(cur.own)
 	ix.masks.b = slices.Clone(cur.masks.b)
-	ix.roles = slices.Clone(cur.roles)
+	closuresAfter := make([][]int32, cur.roles.len())
+	for i := range closuresAfter {
+		closuresAfter[i] = cur.roles.closure(int32(i))
+	}
 	org := *cur.org
 	org.scopes = slices.Clone(cur.org.scopes)
 	ix.org = &org
 	closureChanged := false
 	for _, role := range affected {
 		ix.clearRole(role)
-		if err := ix.setOwn(e.space, e.cat, role, st.Roles[cur.roles[role].id]); err != nil {
+		if err := ix.setOwn(e.space, e.cat, role, st.Roles[cur.roles.id(role)]); err != nil {
 			return nil, err
 		}
 		closure := closureOf[role]
-		closureChanged = closureChanged || !slices.Equal(closure, cur.roles[role].closure)
-		ix.roles[role].closure = closure
+		closureChanged = closureChanged || !slices.Equal(closure, cur.roles.closure(role))
+		closuresAfter[role] = closure
 	}
+	ix.roles.closures = packClosures(closuresAfter)
 	for _, role := range affected {
 		ix.inherit(role)
 	}
 	for _, role := range affected {
-		setScopes(e.space, st, ix.roles, role, org.scopes)
+		setScopes(e.space, st, &ix.roles, role, org.scopes)
 	}
 	if closureChanged {
-		org.holders = org.holdersOf(st, ix.roles, number)
+		org.holders = org.holdersOf(st, &ix.roles)
 	}
 	return &ix, nil
 }
@@ -156,21 +159,23 @@ func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *
 	ix := *cur
 	ix.revision = st.Revision
 	if len(d.Users) > 0 {
-		ix.inactive = maps.Clone(cur.inactive)
-		for _, id := range d.Users {
+		// The offboarded users st names, of those the index had and those
+		// the write set.
+		var ids []string
+		for _, id := range slices.Concat(cur.inactive.ids(), d.Users) {
 			if u, ok := st.Users[id]; ok && !u.Active() {
-				ix.inactive[id] = true
-			} else {
-				delete(ix.inactive, id)
+				ids = append(ids, id)
 			}
 		}
+		slices.Sort(ids)
+		ix.inactive = newNames(space.seed, slices.Compact(ids), 0)
 	}
 	users := touchedUsers(d)
 	if len(users) > 0 {
 		changes := make(map[string][]userGrant, len(users))
 		for _, u := range users {
 			var gs []userGrant
-			if !ix.inactive[u] {
+			if ix.inactive.find(space.seed, u) < 0 {
 				gs = ix.grantsIn(st, u)
 			}
 			changes[u] = gs
@@ -178,12 +183,12 @@ func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *
 		ix.users = cur.users.patch(space.seed, changes)
 		ix.ownBlock = false
 	}
-	ix.org = cur.org.patch(st, d, &ix)
+	ix.org = cur.org.patch(space, st, d, &ix)
 	// Users and departments keep their numbers while the index is
 	// patched, those no longer named included; past twice what the
 	// tenant names, they are numbered anew.
 	if o := ix.org; o.users.len() > 2*(len(st.Members)+len(st.Grants))+1024 || o.depts.len() > 2*len(st.Departments)+1024 {
-		ix.org = buildOrg(space, st, ix.roles, o.roleNum)
+		ix.org = buildOrg(space, st, &ix.roles)
 	}
 	if d.Settings {
 		ix.aliases = maps.Clone(st.Settings.ActionAliases)
@@ -206,9 +211,9 @@ func touchedUsers(d model.Delta) []string {
 // in role order (as buildIndex adds them).
 func (ix *index) grantsIn(st *model.TenantState, user string) []userGrant {
 	var gs []userGrant
-	for i, r := range ix.roles {
-		if g, ok := st.Grants[model.GrantKey{UserID: user, RoleID: r.id}]; ok {
-			ug := userGrant{role: int32(i)}
+	for i := range int32(ix.roles.len()) {
+		if g, ok := st.Grants[model.GrantKey{UserID: user, RoleID: ix.roles.id(i)}]; ok {
+			ug := userGrant{role: i}
 			if !g.ExpiresAt.IsZero() {
 				ug.expires = g.ExpiresAt.UnixNano()
 			}
@@ -220,7 +225,7 @@ func (ix *index) grantsIn(st *model.TenantState, user string) []userGrant {
 
 // patch returns a copy of o with the parts d reaches rebuilt from st; ix
 // is the index being built, whose roles are o's.
-func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIndex {
+func (o *orgIndex) patch(space *permSpace, st *model.TenantState, d model.Delta, ix *index) *orgIndex {
 	if !d.Settings && len(d.Departments)+len(d.Members)+len(d.SharingRules)+len(d.RecordShares)+len(d.Grants) == 0 {
 		return o
 	}
@@ -238,7 +243,7 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 		n.setDepartments(st)
 	}
 	if len(d.Departments)+len(d.SharingRules) > 0 {
-		n.rules = n.rulesByModule(st)
+		n.rules = newRuleIndex(space, st, n.deptNum)
 	}
 	if len(d.Members) > 0 {
 		n.patchMembers(o, st, d.Members)
@@ -253,42 +258,6 @@ func (o *orgIndex) patch(st *model.TenantState, d model.Delta, ix *index) *orgIn
 		n.patchHolders(o, st, d.Grants, ix)
 	}
 	return &n
-}
-
-// rulesByModule returns the sharing rules of every module, sorted by id;
-// o.depts numbers every department. Their kinds and access are the
-// package's constants rather than the strings read from the store, which
-// the collector would mark one by one.
-func (o *orgIndex) rulesByModule(st *model.TenantState) map[string][]rule {
-	rules := map[string][]rule{}
-	// The rules' ids and principals' ids are cut from one string.
-	all := slices.Collect(maps.Values(st.SharingRules))
-	var ids []string
-	for _, r := range all {
-		ids = append(ids, r.ID, r.Module, r.OwnedBy.ID, r.SharedWith.ID)
-	}
-	ids = packStrings(ids)
-	for _, r := range all {
-		r.ID, r.Module, r.OwnedBy.ID, r.SharedWith.ID, ids = ids[0], ids[1], ids[2], ids[3], ids[4:]
-		r.Access = canonical(accesses, r.Access)
-		r.OwnedBy.Kind = canonical(principalKinds, r.OwnedBy.Kind)
-		r.SharedWith.Kind = canonical(principalKinds, r.SharedWith.Kind)
-		rules[r.Module] = append(rules[r.Module], rule{SharingRule: r, ownedDept: o.principalDept(r.OwnedBy), withDept: o.principalDept(r.SharedWith)})
-	}
-	for _, rs := range rules {
-		slices.SortFunc(rs, func(a, b rule) int { return strings.Compare(a.ID, b.ID) })
-	}
-	return rules
-}
-
-// canonical returns the value of values equal to v; v when none is.
-func canonical[T comparable](values []T, v T) T {
-	for _, c := range values {
-		if c == v {
-			return c
-		}
-	}
-	return v
 }
 
 // patchMembers replaces the departments and manager of users, and with
@@ -348,13 +317,13 @@ func (o *orgIndex) patchHolders(prev *orgIndex, st *model.TenantState, grants []
 	reached := map[int32]map[int32]bool{} // role → users whose entries change
 	users := map[int32]string{}
 	for _, k := range grants {
-		r, ok := prev.roleNum[k.RoleID]
+		r, ok := ix.roles.num(o.seed, k.RoleID)
 		if !ok {
 			continue
 		}
 		u := o.userNum(k.UserID)
 		users[u] = k.UserID
-		for _, c := range ix.roles[r].closure {
+		for _, c := range ix.roles.closure(r) {
 			if reached[c] == nil {
 				reached[c] = map[int32]bool{}
 			}
@@ -367,8 +336,8 @@ func (o *orgIndex) patchHolders(prev *orgIndex, st *model.TenantState, grants []
 	// What each user's grants give now, in the roles reached.
 	give := map[int32][]holding{}
 	for _, u := range slices.Sorted(maps.Keys(users)) {
-		for i, r := range ix.roles {
-			g, ok := st.Grants[model.GrantKey{UserID: users[u], RoleID: r.id}]
+		for i := range int32(ix.roles.len()) {
+			g, ok := st.Grants[model.GrantKey{UserID: users[u], RoleID: ix.roles.id(i)}]
 			if !ok {
 				continue
 			}
@@ -376,7 +345,7 @@ func (o *orgIndex) patchHolders(prev *orgIndex, st *model.TenantState, grants []
 			if !g.ExpiresAt.IsZero() {
 				h.expires = g.ExpiresAt.UnixNano()
 			}
-			for _, c := range ix.roles[i].closure {
+			for _, c := range ix.roles.closure(i) {
 				if reached[c][u] {
 					give[c] = append(give[c], h)
 				}

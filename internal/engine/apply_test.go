@@ -168,7 +168,7 @@ func TestApplyMatchesRebuild(t *testing.T) {
 				if d.Empty() {
 					d = model.Delta{}
 				}
-				if cur, _ := inc.index("t"); !d.Whole && len(cur.roles) == len(st.Roles) && cur.revision == st.Revision-1 {
+				if cur, _ := inc.index("t"); !d.Whole && cur.roles.len() == len(st.Roles) && cur.revision == st.Revision-1 {
 					patched++
 				}
 				if err := inc.Apply(st, d); err != nil {

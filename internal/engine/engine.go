@@ -429,7 +429,7 @@ func (e *Engine) EffectivePermissions(tenant, user string) (Effective, error) {
 		if !g.active(now) {
 			continue
 		}
-		ar := ActiveRole{Role: ix.roles[g.role].id}
+		ar := ActiveRole{Role: ix.roles.id(g.role)}
 		if g.expires != 0 {
 			ar.ExpiresAt = time.Unix(0, g.expires).UTC()
 		}

@@ -16,14 +16,14 @@ func (ix *index) explain(space *permSpace, user string, p model.Permission, ids 
 	var active []string
 	for _, g := range grants {
 		if g.active(now) {
-			active = append(active, ix.roles[g.role].id)
+			active = append(active, ix.roles.id(g.role))
 		}
 	}
 	main := ids[0]
 	k := space.keys[main]
 	granted := false
 	for _, g := range grants {
-		role := ix.roles[g.role].id
+		role := ix.roles.id(g.role)
 		var exp time.Time
 		if g.expires != 0 {
 			exp = time.Unix(0, g.expires).UTC()
@@ -48,7 +48,7 @@ func (ix *index) explain(space *permSpace, user string, p model.Permission, ids 
 		}
 	}
 	switch {
-	case ix.inactive[user]:
+	case ix.inactive.find(space.seed, user) >= 0:
 		out = append(out, Reason{Kind: UserInactive, Message: fmt.Sprintf("user %s is inactive (offboarded): every decision for them is DENY until reactivated", user)})
 	case !granted:
 		out = append(out, Reason{Kind: NotGranted, Message: notGranted(user, p, active)})
@@ -61,7 +61,7 @@ func (ix *index) explain(space *permSpace, user string, p model.Permission, ids 
 		msg := fmt.Sprintf("%s needs %s, which user %s does not have", p, need, user)
 		for _, g := range grants {
 			if g.active(now) && ix.has(g.role, setDeny, id) {
-				role := ix.roles[g.role].id
+				role := ix.roles.id(g.role)
 				msg = fmt.Sprintf("%s needs %s, which role %s denies%s", p, need, role, via(role, ix.holder(g.role, setDeny, id)))
 				break
 			}

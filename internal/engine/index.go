@@ -165,12 +165,12 @@ type index struct {
 	own    []uint64
 	words  int
 	tenant string
-	roles  []roleInfo
+	roles  roleTable
 	org    *orgIndex
 	// inactive holds the offboarded users: their grants are left out of
 	// the user table, so every decision for them denies; explanations
 	// say why.
-	inactive map[string]bool
+	inactive names
 	// ownBlock reports that the user slots of a tenant too large to pack
 	// lie in a block of their own (pack.go).
 	ownBlock bool
@@ -186,9 +186,43 @@ const (
 	setOwnDeny         // own deny, in own
 )
 
-type roleInfo struct {
-	id      string
-	closure []int32 // the role itself, then every role it inherits
+// roleTable is a tenant's roles by number, their order in SortedRoles:
+// their ids, numbered as names numbers users, and their closures. It is
+// five objects per tenant without pointers inside, where a slice of ids
+// and closures was two pointers per role for the collector to follow.
+type roleTable struct {
+	ids      names
+	closures rows // the role itself, then every role it inherits
+}
+
+func (t *roleTable) len() int                { return t.ids.len() }
+func (t *roleTable) id(r int32) string       { return t.ids.name(r) }
+func (t *roleTable) closure(r int32) []int32 { return t.closures.row(r) }
+
+// num returns the number of role id.
+func (t *roleTable) num(seed maphash.Seed, id string) (int32, bool) {
+	n := t.ids.find(seed, id)
+	return n, n >= 0
+}
+
+// numbers returns every role's number by id, for building.
+func (t *roleTable) numbers() map[string]int32 {
+	out := make(map[string]int32, t.len())
+	for r := range int32(t.len()) {
+		out[t.id(r)] = r
+	}
+	return out
+}
+
+// packClosures returns closures as rows.
+func packClosures(closures [][]int32) rows {
+	return packRows(len(closures), func(yield func(int32, int32)) {
+		for r, c := range closures {
+			for _, x := range c {
+				yield(int32(r), x)
+			}
+		}
+	})
 }
 
 type userGrant struct {
@@ -333,45 +367,12 @@ func (ix *index) holder(role int32, set int, id int32) string {
 	if set == setDeny {
 		own = setOwnDeny
 	}
-	for _, r := range ix.roles[role].closure {
+	for _, r := range ix.roles.closure(role) {
 		if ix.has(r, own, id) {
-			return ix.roles[r].id
+			return ix.roles.id(r)
 		}
 	}
-	return ix.roles[role].id
-}
-
-// packStrings returns ids as strings cut from one string: the index keeps
-// one object per tenant for the collector to mark rather than one per id.
-func packStrings(ids []string) []string {
-	n := 0
-	for _, id := range ids {
-		n += len(id)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, id := range ids {
-		b.WriteString(id)
-	}
-	all, out := b.String(), make([]string, len(ids))
-	for i, id := range ids {
-		out[i], all = all[:len(id)], all[len(id):]
-	}
-	return out
-}
-
-// packLists moves lists into one array, each list cut from it at its
-// length (appending to one copies it).
-func packLists(lists [][]int32) {
-	n := 0
-	for _, l := range lists {
-		n += len(l)
-	}
-	all := make([]int32, n)
-	for i, l := range lists {
-		k := copy(all, l)
-		lists[i], all = all[:k:k], all[k:]
-	}
+	return ix.roles.id(role)
 }
 
 // buildIndex builds the index of st: each role's own lines (as
@@ -386,25 +387,20 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 		words:    space.words,
 		bits:     make([]uint64, len(roles)*2*space.words),
 		own:      make([]uint64, len(roles)*2*space.words),
-		roles:    make([]roleInfo, len(roles)),
 		masks:    newRoleMasks(len(roles), len(space.keys)),
 	}
 	number := make(map[string]int32, len(roles))
 	ids := make([]string, len(roles))
 	for i, r := range roles {
 		ids[i] = r.ID
-	}
-	for i, id := range packStrings(ids) {
-		number[id] = int32(i)
-		ix.roles[i].id = id
+		number[r.ID] = int32(i)
 	}
 	closures, err := roleClosures(st.ID, roles, number)
 	if err != nil {
 		return nil, err
 	}
-	packLists(closures)
+	ix.roles = roleTable{ids: newNames(space.seed, ids, 0), closures: packClosures(closures)}
 	for i, r := range roles {
-		ix.roles[i].closure = closures[i]
 		if err := ix.setOwn(space, cat, int32(i), r); err != nil {
 			return nil, err
 		}
@@ -423,15 +419,12 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 			inactive = append(inactive, id)
 		}
 	}
-	ix.inactive = make(map[string]bool, len(inactive))
-	for _, id := range packStrings(inactive) {
-		ix.inactive[id] = true
-	}
+	ix.inactive = newNames(space.seed, inactive, 0)
 	// Grants in map order: the table does not care in which order users
 	// arrive, and each user's grants are put in role order below; sorting
 	// every grant of a large tenant cost more than the rest of the table.
 	for _, g := range st.Grants {
-		if ix.inactive[g.UserID] {
+		if ix.inactive.find(space.seed, g.UserID) >= 0 {
 			continue
 		}
 		role, ok := number[g.RoleID]
@@ -456,7 +449,7 @@ func buildIndex(space *permSpace, cat *model.Catalog, st *model.TenantState) (*i
 		}
 	}
 	ix.users = newUserTable(space.seed, users, byUser)
-	ix.org = buildOrg(space, st, ix.roles, number)
+	ix.org = buildOrg(space, st, &ix.roles)
 	ix.aliases = maps.Clone(st.Settings.ActionAliases)
 	return ix, nil
 }
@@ -540,7 +533,7 @@ func (ix *index) setOwn(space *permSpace, cat *model.Catalog, role int32, r mode
 // its closure (what Casbin's GetImplicitPermissionsForUser returns for
 // it), and puts role in the masks of those permissions.
 func (ix *index) inherit(role int32) {
-	for _, c := range ix.roles[role].closure {
+	for _, c := range ix.roles.closure(role) {
 		for w := range ix.words {
 			for _, set := range [2]int{setAllow, setDeny} {
 				src, i := ix.word(c, set+setOwnAllow, w)

@@ -14,13 +14,16 @@ import (
 // pointers and the collector's marking took a fifth of the server's CPU.
 type names struct {
 	text string
-	// ends[i] is where id i ends in text; it starts where id i-1 ends.
-	ends []uint32
-	// slots hold 0 (empty) or the number of an id plus one in the low 24
-	// bits and 8 bits of the id's hash above them, so that most other ids
-	// are skipped unread.
-	slots []uint32
+	n    int // how many ids
+	// a holds n ends, then the slots. End i is where id i ends in text;
+	// it starts where id i-1 ends. A slot holds 0 (empty) or the number of
+	// an id plus one in the low 24 bits and 8 bits of the id's hash above
+	// them, so that most other ids are skipped unread.
+	a []uint32
 }
+
+func (n *names) ends() []uint32  { return n.a[:n.n] }
+func (n *names) slots() []uint32 { return n.a[n.n:] }
 
 // maxNames is how many ids a names can number: the low 24 bits of a slot.
 // A tenant holds at most model.MaxTenantUsers (100,000) users.
@@ -34,10 +37,10 @@ func newNames(seed maphash.Seed, ids []string, spare int) names {
 		size += len(id)
 	}
 	text := make([]byte, 0, size)
-	n := names{ends: make([]uint32, len(ids)), slots: make([]uint32, (len(ids)+spare)*4/3+1)}
+	n := names{n: len(ids), a: make([]uint32, len(ids)+(len(ids)+spare)*4/3+1)}
 	for i, id := range ids {
 		text = append(text, id...)
-		n.ends[i] = uint32(len(text))
+		n.a[i] = uint32(len(text))
 	}
 	n.text = string(text)
 	for i, id := range ids {
@@ -49,11 +52,12 @@ func newNames(seed maphash.Seed, ids []string, spare int) names {
 // place puts number i, of id, in the first free slot of id's probe.
 func (n *names) place(seed maphash.Seed, id string, i int32) {
 	h := maphash.String(seed, id)
-	s := probeHome(h, len(n.slots))
-	for n.slots[s] != 0 {
-		s = probeNext(s, len(n.slots))
+	slots := n.slots()
+	s := probeHome(h, len(slots))
+	for slots[s] != 0 {
+		s = probeNext(s, len(slots))
 	}
-	n.slots[s] = uint32(h>>56)<<24 | uint32(i+1)
+	slots[s] = uint32(h>>56)<<24 | uint32(i+1)
 }
 
 // probeHome returns the slot a hash starts its probe at, in a table of
@@ -69,7 +73,7 @@ func probeNext(s, size int) int {
 }
 
 // len returns how many ids are numbered.
-func (n *names) len() int { return len(n.ends) }
+func (n *names) len() int { return n.n }
 
 // name returns id number i; "" for -1, no id.
 func (n *names) name(i int32) string {
@@ -78,20 +82,30 @@ func (n *names) name(i int32) string {
 	}
 	var start uint32
 	if i > 0 {
-		start = n.ends[i-1]
+		start = n.a[i-1]
 	}
-	return n.text[start:n.ends[i]]
+	return n.text[start:n.a[i]]
+}
+
+// ids returns every id, in number order.
+func (n *names) ids() []string {
+	out := make([]string, n.len())
+	for i := range out {
+		out[i] = n.name(int32(i))
+	}
+	return out
 }
 
 // find returns the number of id, or -1.
 func (n *names) find(seed maphash.Seed, id string) int32 {
-	if len(n.slots) == 0 {
+	slots := n.slots()
+	if len(slots) == 0 {
 		return -1
 	}
 	h := maphash.String(seed, id)
 	tag := uint32(h >> 56)
-	for s := probeHome(h, len(n.slots)); ; s = probeNext(s, len(n.slots)) {
-		v := n.slots[s]
+	for s := probeHome(h, len(slots)); ; s = probeNext(s, len(slots)) {
+		v := slots[s]
 		if v == 0 {
 			return -1
 		}
@@ -109,7 +123,8 @@ func (n *names) findPair(seed maphash.Seed, a, b string, pair bool) int32 {
 	if !pair {
 		return n.find(seed, a)
 	}
-	if len(n.slots) == 0 {
+	slots := n.slots()
+	if len(slots) == 0 {
 		return -1
 	}
 	var hash maphash.Hash
@@ -119,8 +134,8 @@ func (n *names) findPair(seed maphash.Seed, a, b string, pair bool) int32 {
 	_, _ = hash.WriteString(b)
 	h := hash.Sum64()
 	tag := uint32(h >> 56)
-	for s := probeHome(h, len(n.slots)); ; s = probeNext(s, len(n.slots)) {
-		v := n.slots[s]
+	for s := probeHome(h, len(slots)); ; s = probeNext(s, len(slots)) {
+		v := slots[s]
 		if v == 0 {
 			return -1
 		}
@@ -166,19 +181,16 @@ func (n names) with(seed maphash.Seed, ids []string) names {
 		return n
 	}
 	total := n.len() + len(added)
-	if total*4 > len(n.slots)*3 {
-		all := make([]string, 0, total)
-		for i := range int32(n.len()) {
-			all = append(all, n.name(i))
-		}
-		return newNames(seed, append(all, added...), total/4+8)
+	if total*4 > len(n.slots())*3 {
+		return newNames(seed, append(n.ids(), added...), total/4+8)
 	}
-	c := names{ends: make([]uint32, total), slots: slices.Clone(n.slots)}
-	copy(c.ends, n.ends)
+	c := names{n: total, a: make([]uint32, total+len(n.slots()))}
+	copy(c.a, n.ends())
+	copy(c.slots(), n.slots())
 	text := []byte(n.text)
 	for i, id := range added {
 		text = append(text, id...)
-		c.ends[n.len()+i] = uint32(len(text))
+		c.a[n.len()+i] = uint32(len(text))
 	}
 	c.text = string(text)
 	for i, id := range added {

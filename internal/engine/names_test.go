@@ -45,7 +45,7 @@ func TestNames(t *testing.T) {
 	if got := copies[0].find(seed, "user-100"); got != -1 || copies[0].len() != 100 {
 		t.Errorf("the first copy changed: find(user-100) = %d, %d names", got, copies[0].len())
 	}
-	if same := n.with(seed, ids[:5]); same.len() != n.len() || &same.slots[0] != &n.slots[0] {
+	if same := n.with(seed, ids[:5]); same.len() != n.len() || &same.a[0] != &n.a[0] {
 		t.Error("with() of known ids made a new table")
 	}
 	// A pair is found as the string it stands for, without making it.

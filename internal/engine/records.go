@@ -34,28 +34,20 @@ import (
 type orgIndex struct {
 	seed      maphash.Seed
 	depth     int
-	users     names             // every user a membership, a manager or a grant names
-	depts     names             // every department, and every one a membership names
-	manager   []int32           // user → manager, -1 for none
-	deptsOf   rows[int32]       // user → departments, primary first
-	reports   rows[int32]       // user → direct reports
-	ancestors rows[int32]       // department → itself and every department above it
-	children  rows[int32]       // department → direct sub-departments
-	holders   [][]holding       // role → users holding it, directly or by inheritance
-	rules     map[string][]rule // module → sharing rules, by id
+	users     names       // every user a membership, a manager or a grant names
+	depts     names       // every department, and every one a membership names
+	manager   []int32     // user → manager, -1 for none
+	deptsOf   rows        // user → departments, primary first
+	reports   rows        // user → direct reports
+	ancestors rows        // department → itself and every department above it
+	children  rows        // department → direct sub-departments
+	holders   [][]holding // role → users holding it, directly or by inheritance
+	rules     ruleIndex
 	shares    shareIndex
-	roleNum   map[string]int32
 	// scopes holds, role after role, the widest scope rank of every module
 	// verb with inheritance (-1: not granted): role r's is
 	// scopes[r*n:(r+1)*n] for n module verbs.
 	scopes []int8
-}
-
-// rule is a sharing rule with its principals' department numbers (-1
-// for principals of other kinds).
-type rule struct {
-	model.SharingRule
-	ownedDept, withDept int32
 }
 
 // holding is a user holding a role, until expires (0: for good).
@@ -64,43 +56,51 @@ type holding struct {
 	expires int64
 }
 
-// rows is a list of lists, numbered from 0 and cut from one array: row i
-// is items[start[i]:start[i+1]].
-type rows[T any] struct {
-	start []uint32
-	items []T
+// rows is a list of lists of numbers, numbered from 0, in one array: the
+// n+1 positions where the rows start (the last where row n-1 ends), then
+// the rows. One array is one pointer for the collector to follow, where
+// starts and items apart were two.
+type rows struct{ a []int32 }
+
+// len returns the number of rows.
+func (r rows) len() int {
+	if len(r.a) == 0 {
+		return 0
+	}
+	return int(r.a[0]) - 1
 }
 
 // row returns row i; none when i is out of range.
-func (r rows[T]) row(i int32) []T {
-	if i < 0 || int(i)+1 >= len(r.start) {
+func (r rows) row(i int32) []int32 {
+	if i < 0 || int(i) >= r.len() {
 		return nil
 	}
-	return r.items[r.start[i]:r.start[i+1]]
+	return r.a[r.a[i]:r.a[i+1]]
 }
 
 // packRows returns n rows holding what fill yields, each row's items in
 // the order yielded. fill is called twice: to count, then to fill.
-func packRows[T any](n int, fill func(yield func(row int32, v T))) rows[T] {
-	start := make([]uint32, n+1)
-	fill(func(row int32, _ T) { start[row+1]++ })
+func packRows(n int, fill func(yield func(row, v int32))) rows {
+	start := make([]int32, n+1)
+	fill(func(row, _ int32) { start[row+1]++ })
+	start[0] = int32(n + 1)
 	for i := 1; i <= n; i++ {
 		start[i] += start[i-1]
 	}
-	items := make([]T, start[n])
-	at := slices.Clone(start[:n])
-	fill(func(row int32, v T) {
-		items[at[row]] = v
+	a := make([]int32, start[n])
+	copy(a, start)
+	at := start[:n]
+	fill(func(row, v int32) {
+		a[at[row]] = v
 		at[row]++
 	})
-	return rows[T]{start: start, items: items}
+	return rows{a: a}
 }
 
-func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number map[string]int32) *orgIndex {
+func buildOrg(space *permSpace, st *model.TenantState, roles *roleTable) *orgIndex {
 	o := &orgIndex{
-		seed:    space.seed,
-		depth:   st.Settings.ManagerDepth,
-		roleNum: number,
+		seed:  space.seed,
+		depth: st.Settings.ManagerDepth,
 	}
 	// Members are numbered first, in the order of members, so that user i
 	// < len(members) has membership members[i]; then the managers and
@@ -136,29 +136,23 @@ func buildOrg(space *permSpace, st *model.TenantState, roles []roleInfo, number 
 	o.depts = newNames(o.seed, depts, 0)
 	o.setDepartments(st)
 	o.manager = make([]int32, o.users.len())
-	o.deptsOf = rows[int32]{start: make([]uint32, o.users.len()+1)}
 	for i := range o.manager {
 		o.manager[i] = -1
-		n := uint32(0)
 		if i < len(members) {
 			o.manager[i] = o.userNum(members[i].Manager)
-			n = uint32(1 + len(members[i].Others))
-		}
-		o.deptsOf.start[i+1] = o.deptsOf.start[i] + n
-	}
-	o.deptsOf.items = make([]int32, 0, o.deptsOf.start[len(o.manager)])
-	for _, m := range members {
-		o.deptsOf.items = append(o.deptsOf.items, o.deptNum(m.Primary))
-		for _, d := range m.Others {
-			o.deptsOf.items = append(o.deptsOf.items, o.deptNum(d))
 		}
 	}
+	o.deptsOf = packRows(o.users.len(), func(yield func(int32, int32)) {
+		for i, m := range members {
+			o.yieldDepts(int32(i), m, yield)
+		}
+	})
 	o.reports = reportsOf(o.manager)
-	o.rules = o.rulesByModule(st)
+	o.rules = newRuleIndex(space, st, o.deptNum)
 	o.shares = newShareIndex(o.seed, st, o.deptNum)
-	o.holders = o.holdersOf(st, roles, number)
-	o.scopes = make([]int8, len(roles)*space.moduleVerbs())
-	for i := range roles {
+	o.holders = o.holdersOf(st, roles)
+	o.scopes = make([]int8, roles.len()*space.moduleVerbs())
+	for i := range roles.len() {
 		setScopes(space, st, roles, int32(i), o.scopes)
 	}
 	return o
@@ -238,7 +232,7 @@ func (o *orgIndex) setDepartments(st *model.TenantState) {
 
 // reportsOf returns every user's direct reports, given every user's
 // manager.
-func reportsOf(manager []int32) rows[int32] {
+func reportsOf(manager []int32) rows {
 	return packRows(len(manager), func(yield func(int32, int32)) {
 		for u, m := range manager {
 			if m >= 0 {
@@ -251,14 +245,15 @@ func reportsOf(manager []int32) rows[int32] {
 // holdersOf returns, for each role, the users holding it, directly or by
 // inheritance, in no order: they are read as sets. o.users numbers every
 // user holding a grant.
-func (o *orgIndex) holdersOf(st *model.TenantState, roles []roleInfo, number map[string]int32) [][]holding {
+func (o *orgIndex) holdersOf(st *model.TenantState, roles *roleTable) [][]holding {
 	type held struct {
 		holding
 		role int32
 	}
 	grants := make([]held, 0, len(st.Grants))
 	for _, g := range st.Grants {
-		h := held{holding: holding{user: o.userNum(g.UserID)}, role: number[g.RoleID]}
+		r, _ := roles.num(o.seed, g.RoleID)
+		h := held{holding: holding{user: o.userNum(g.UserID)}, role: r}
 		if !g.ExpiresAt.IsZero() {
 			h.expires = g.ExpiresAt.UnixNano()
 		}
@@ -266,20 +261,20 @@ func (o *orgIndex) holdersOf(st *model.TenantState, roles []roleInfo, number map
 	}
 	// Each role's list is its own array, so that a grant copies the lists
 	// of the roles it reaches alone.
-	count := make([]int, len(roles))
+	count := make([]int, roles.len())
 	for _, g := range grants {
-		for _, r := range roles[g.role].closure {
+		for _, r := range roles.closure(g.role) {
 			count[r]++
 		}
 	}
-	holders := make([][]holding, len(roles))
+	holders := make([][]holding, roles.len())
 	for r, n := range count {
 		if n > 0 {
 			holders[r] = make([]holding, 0, n)
 		}
 	}
 	for _, g := range grants {
-		for _, r := range roles[g.role].closure {
+		for _, r := range roles.closure(g.role) {
 			holders[r] = append(holders[r], g.holding)
 		}
 	}
@@ -288,14 +283,14 @@ func (o *orgIndex) holdersOf(st *model.TenantState, roles []roleInfo, number map
 
 // setScopes sets role's row of scopes to its widest scope rank of every
 // module verb over itself and what it inherits (-1: not granted).
-func setScopes(space *permSpace, st *model.TenantState, roles []roleInfo, role int32, scopes []int8) {
+func setScopes(space *permSpace, st *model.TenantState, roles *roleTable, role int32, scopes []int8) {
 	n := space.moduleVerbs()
 	out := scopes[int(role)*n : (int(role)+1)*n]
 	for i := range out {
 		out[i] = -1
 	}
-	for _, c := range roles[role].closure {
-		for _, mg := range st.Roles[roles[c].id].Permissions.Modules {
+	for _, c := range roles.closure(role) {
+		for _, mg := range st.Roles[roles.id(c)].Permissions.Modules {
 			for _, v := range mg.Verbs {
 				j := space.moduleVerb(mg.Module, v)
 				out[j] = max(out[j], int8(mg.Scope.Rank()))
@@ -314,15 +309,6 @@ type who struct {
 func (o *orgIndex) who(user string) who {
 	n := o.userNum(user)
 	return who{id: user, num: n, depts: o.deptsOf.row(n)}
-}
-
-// principalDept returns the department number of a department principal,
-// -1 for other principals.
-func (o *orgIndex) principalDept(p model.Principal) int32 {
-	if p.Kind != model.PrincipalDepartment {
-		return -1
-	}
-	return o.deptNum(p.ID)
 }
 
 // managerOf returns user's manager, -1 for none.
@@ -365,12 +351,12 @@ func (o *orgIndex) managerLevel(u int32, owner string) int {
 // holds reports whether grants hold the role, directly or through a role
 // inheriting it, by a grant active at now.
 func (ix *index) holds(grants []userGrant, role string, now int64) bool {
-	n, ok := ix.org.roleNum[role]
+	n, ok := ix.roles.num(ix.org.seed, role)
 	if !ok {
 		return false
 	}
 	for _, g := range grants {
-		if g.active(now) && slices.Contains(ix.roles[g.role].closure, n) {
+		if g.active(now) && slices.Contains(ix.roles.closure(g.role), n) {
 			return true
 		}
 	}
@@ -434,7 +420,7 @@ func (ix *index) scopeOf(space *permSpace, grants []userGrant, module, verb stri
 	n, j := space.moduleVerbs(), space.moduleVerb(module, verb)
 	for _, g := range grants {
 		if s := ix.org.scopes[int(g.role)*n+j]; g.active(now) && s > rank {
-			rank, role = s, ix.roles[g.role].id
+			rank, role = s, ix.roles.id(g.role)
 		}
 	}
 	return rank, role
@@ -477,13 +463,17 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		allowed = true
 		out = append(out, Reason{Kind: Manager, Message: fmt.Sprintf("user %s manages the owner %s (%d level(s) up, manager depth %d)", user, rec.Owner, level, o.depth)})
 	}
-	for _, r := range o.rules[p.Module] {
-		if widens(r.Access, p.Verb) && ix.matchesUser(r.SharedWith, r.withDept, w, grants, now) && ix.matchesRecord(space.seed, r.OwnedBy, r.ownedDept, rec, recDept, now) {
+	rules := o.rules.of(space, p.Module)
+	for i := range rules {
+		r := &rules[i]
+		access, with, owned := accessAt(r.access), o.rules.sharedWith(r), o.rules.ownedBy(r)
+		if widens(access, p.Verb) && ix.matchesUser(with, r.withDept, w, grants, now) && ix.matchesRecord(space.seed, owned, r.ownedDept, rec, recDept, now) {
 			if !explain {
 				return true, nil
 			}
 			allowed = true
-			out = append(out, Reason{Kind: SharingRule, Rule: r.ID, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", r.ID, r.OwnedBy.Kind, r.OwnedBy.ID, r.SharedWith.Kind, r.SharedWith.ID, r.Access)})
+			id := o.rules.str(r.id)
+			out = append(out, Reason{Kind: SharingRule, Rule: id, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", id, owned.Kind, owned.ID, with.Kind, with.ID, access)})
 		}
 	}
 	x := &o.shares
@@ -578,15 +568,18 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 	case model.VerbUpdate:
 		o.subordinates(w.num, min(o.depth, 1), owners)
 	}
-	for _, r := range o.rules[module] {
-		if !widens(r.Access, verb) || !ix.matchesUser(r.SharedWith, r.withDept, w, grants, now) {
+	rules := o.rules.of(e.space, module)
+	for i := range rules {
+		r := &rules[i]
+		if !widens(accessAt(r.access), verb) || !ix.matchesUser(o.rules.sharedWith(r), r.withDept, w, grants, now) {
 			continue
 		}
-		switch r.OwnedBy.Kind {
+		owned := o.rules.ownedBy(r)
+		switch owned.Kind {
 		case model.PrincipalUser:
-			owners.add(r.OwnedBy.ID)
+			owners.add(owned.ID)
 		case model.PrincipalRole:
-			role, ok := o.roleNum[r.OwnedBy.ID]
+			role, ok := ix.roles.num(o.seed, owned.ID)
 			if !ok {
 				continue
 			}
@@ -596,10 +589,10 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 				}
 			}
 		case model.PrincipalDepartment:
-			if r.OwnedBy.IncludeSubs && r.ownedDept >= 0 {
+			if owned.IncludeSubs && r.ownedDept >= 0 {
 				o.subtree(r.ownedDept, depts)
 			} else {
-				depts.add(r.OwnedBy.ID)
+				depts.add(owned.ID)
 			}
 		}
 	}

@@ -52,7 +52,7 @@ var (
 // groups finds list entries by key: the entries of key k are rows.row(k).
 type groups struct {
 	keys names
-	rows rows[int32]
+	rows rows
 }
 
 // of returns the entries of key a, or with pair of a\x00b.
@@ -175,20 +175,11 @@ func (x *shareIndex) str(s span) string { return x.text[s.at : s.at+s.n] }
 
 // principal returns the share's principal.
 func (x *shareIndex) principal(s *share) model.Principal {
-	p := model.Principal{ID: x.str(s.principal), IncludeSubs: s.subs}
-	if int(s.kind) < len(principalKinds) {
-		p.Kind = principalKinds[s.kind]
-	}
-	return p
+	return model.Principal{Kind: kindAt(s.kind), ID: x.str(s.principal), IncludeSubs: s.subs}
 }
 
 // accessOf returns the share's access.
-func (x *shareIndex) accessOf(s *share) model.Access {
-	if int(s.access) < len(accesses) {
-		return accesses[s.access]
-	}
-	return ""
-}
+func (x *shareIndex) accessOf(s *share) model.Access { return accessAt(s.access) }
 
 // activeAt reports whether the share decides anything at now.
 func (s *share) activeAt(now int64) bool { return s.expires == 0 || now < s.expires }
