@@ -267,8 +267,11 @@ func auditDecision(ctx context.Context, c *cli, args []string) error {
 const auditChangesHelp = `Usage: authzctl audit changes [--by u] [--action a] [--target prefix] [--since t] [--until t] [--limit n]
 
 Lists the tenant's change log, oldest revision first: every admin write with
-its actor, reason, action and target. --output json adds the target before
-and after each write.
+its actor, reason, action and target, and under ALSO the grants it made or
+took away besides its target (an approval's grant, the grants an access
+review revoked). --target matches those too: grant/peggy/ lists every write
+that changed a grant of peggy's. --output json adds the target before and
+after each write.
 
 Example:
   authzctl --tenant demo audit changes --target grant/peggy/
@@ -283,7 +286,7 @@ func auditChanges(ctx context.Context, c *cli, args []string) error {
 	)
 	cmd.fs.StringVar(&req.ActorId, "by", "", "only writes by this admin `user`")
 	cmd.fs.StringVar(&req.Action, "action", "", "only writes of this `action`, e.g. grant.create")
-	cmd.fs.StringVar(&req.TargetPrefix, "target", "", "only writes whose target starts with `prefix`, e.g. role/sales_rep")
+	cmd.fs.StringVar(&req.TargetPrefix, "target", "", "only writes whose target, or a grant they also changed, starts with `prefix`, e.g. grant/peggy/")
 	cmd.fs.IntVar(&limit, "limit", 100, "list at most `n` entries")
 	when.add(cmd)
 	if _, err := cmd.parse(args, 0, 0); err != nil {
@@ -325,15 +328,38 @@ func auditChanges(ctx context.Context, c *cli, args []string) error {
 	if c.json() {
 		return c.printJSON(out)
 	}
-	t := newTable(&c.out, "REVISION", "TIME", "ACTOR", "ACTION", "TARGET", "REASON")
+	t := newTable(&c.out, "REVISION", "TIME", "ACTOR", "ACTION", "TARGET", "REASON", "ALSO")
 	for _, ch := range out.GetChanges() {
-		t.row(strconv.FormatInt(ch.GetRevision(), 10), timeText(ch.GetChangeTime()), ch.GetActorId(), ch.GetAction(), ch.GetTarget(), ch.GetReason())
+		t.row(strconv.FormatInt(ch.GetRevision(), 10), timeText(ch.GetChangeTime()), ch.GetActorId(), ch.GetAction(), ch.GetTarget(), ch.GetReason(),
+			alsoText(ch.GetRelatedTargets(), req.GetTargetPrefix()))
 	}
 	t.flush()
 	if out.GetNextPageToken() != "" {
 		fmt.Fprintf(&c.out, "more entries: raise --limit (listed %d)\n", len(out.GetChanges()))
 	}
 	return nil
+}
+
+// alsoText shows a change's related targets: those under prefix first,
+// at most three in all, then how many more.
+func alsoText(related []string, prefix string) string {
+	const most = 3
+	if len(related) == 0 {
+		return "-"
+	}
+	var shown, rest []string
+	for _, r := range related {
+		if strings.HasPrefix(r, prefix) {
+			shown = append(shown, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	shown = append(shown, rest...)
+	if len(shown) <= most {
+		return strings.Join(shown, " ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(shown[:most], " "), len(shown)-most)
 }
 
 const auditVerifyHelp = `Usage: authzctl audit verify decisions [--chain id] [--from n] [--to n] [--checkpoint file]

@@ -575,6 +575,8 @@ func TestRequests(t *testing.T) {
 		expect(t, exitOK, []string{"approved " + id + ": bob holds data_exporter until ", "(revision 3)"}, nil)
 	authzctl(t, addr, "requests", "get", id, "--actor", "bob").expect(t, exitOK, []string{"state: approved by alice", "one day is enough", "you may decide it: false"}, nil)
 	authzctl(t, addr, "check", "bob", "--function", "data.export").expect(t, exitOK, []string{"ALLOW"}, nil)
+	authzctl(t, addr, "audit", "changes", "--target", "grant/bob/").
+		expect(t, exitOK, []string{"request.approve", "request/" + id, "alice", "grant/bob/data_exporter"}, nil)
 	authzctl(t, addr, "whocan", "--function", "data.export").expect(t, exitOK, []string{"alice", "bob", "role data_exporter grants function data.export", "oscar"}, nil)
 	authzctl(t, addr, "expiring", "--within", "48h").expect(t, exitOK, []string{"grant", "bob", "role data_exporter"}, nil)
 	authzctl(t, addr, "expiring", "--within", "1h").expect(t, exitOK, []string{"nothing ends within 1h0m0s"}, nil)
@@ -596,6 +598,8 @@ func TestReviews(t *testing.T) {
 	authzctl(t, addr, "reviews", "revoke", id, "erin", "sales_rep", "--actor", "frank", "--reason", "moved to marketing").
 		expect(t, exitOK, []string{"revoked sales_rep of erin (revision 3)"}, nil)
 	authzctl(t, addr, "check", "erin", "account", "read").expect(t, exitDeny, []string{"DENY"}, nil)
+	authzctl(t, addr, "audit", "changes", "--target", "grant/erin/").
+		expect(t, exitOK, []string{"ALSO", "review.decide", "review/" + id + "/erin/sales_rep", "moved to marketing", "grant/erin/sales_rep"}, nil)
 	authzctl(t, addr, "reviews", "keep", id, "bob", "sales_rep", "--actor", "alice", "--reason", "still sells").expect(t, exitOK, []string{"kept sales_rep of bob"}, nil)
 	authzctl(t, addr, "reviews", "items", id, "--csv").expect(t, exitOK, []string{"user,role,reviewer,last_used,unused", "erin,sales_rep,frank,", "revoke,frank,", "moved to marketing"}, nil)
 	authzctl(t, addr, "reviews", "close", id, "--reason", "done").expect(t, exitOK, []string{"closed " + id + ": 3 items: 2 kept, 1 revoked, 0 undecided"}, nil)

@@ -352,17 +352,18 @@ func rehashChanges(t *testing.T, db *pgxpool.Pool, tenant string, from int64, re
 	if err := db.QueryRow(ctx, "SELECT hash FROM change_log WHERE tenant_id = $1 AND revision = $2", tenant, from-1).Scan(&prev); err != nil {
 		t.Fatal(err)
 	}
-	rows, _ := db.Query(ctx, `SELECT revision, at, actor, credential, reason, action, target, before::text, after::text
+	rows, _ := db.Query(ctx, `SELECT revision, at, actor, credential, reason, action, target, before::text, after::text, related
 		FROM change_log WHERE tenant_id = $1 AND revision >= $2 ORDER BY revision`, tenant, from)
 	type entry struct {
 		rev                                       int64
 		at                                        time.Time
 		actor, credential, reason, action, target string
 		before, after                             *string
+		related                                   []string
 	}
 	es, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (entry, error) {
 		var e entry
-		err := row.Scan(&e.rev, &e.at, &e.actor, &e.credential, &e.reason, &e.action, &e.target, &e.before, &e.after)
+		err := row.Scan(&e.rev, &e.at, &e.actor, &e.credential, &e.reason, &e.action, &e.target, &e.before, &e.after, &e.related)
 		return e, err
 	})
 	if err != nil {
@@ -378,7 +379,7 @@ func rehashChanges(t *testing.T, db *pgxpool.Pool, tenant string, from int64, re
 		if i == 0 {
 			e.reason = reason
 		}
-		canon, err := chain.Change(tenant, e.rev, e.at.UTC(), e.actor, e.credential, e.reason, e.action, e.target, doc(e.before), doc(e.after))
+		canon, err := chain.Change(tenant, e.rev, e.at.UTC(), e.actor, e.credential, e.reason, e.action, e.target, doc(e.before), doc(e.after), e.related)
 		if err != nil {
 			t.Fatal(err)
 		}

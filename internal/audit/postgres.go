@@ -783,7 +783,7 @@ func (p *pgBackend) changes(ctx context.Context, q *ChangeQuery, after int64, li
 		w.add("action = ?", q.Action)
 	}
 	if q.TargetPrefix != "" {
-		w.add("starts_with(target, ?)", q.TargetPrefix)
+		w.add("(starts_with(target, ?) OR EXISTS (SELECT 1 FROM unnest(related) AS r WHERE starts_with(r, ?)))", q.TargetPrefix, q.TargetPrefix)
 	}
 	if !q.From.IsZero() {
 		w.add("at >= ?", ceilMicro(q.From))
@@ -792,7 +792,7 @@ func (p *pgBackend) changes(ctx context.Context, q *ChangeQuery, after int64, li
 		w.add("at < ?", ceilMicro(q.To))
 	}
 	w.args = append(w.args, limit)
-	sql := "SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id FROM change_log" + w.String() +
+	sql := "SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id, related FROM change_log" + w.String() +
 		" ORDER BY revision LIMIT $" + strconv.Itoa(len(w.args))
 	cs, err := readChanges(ctx, p.pool, q.Tenant, sql, w.args...)
 	if err != nil {
@@ -815,7 +815,7 @@ func readChanges(ctx context.Context, db querier, tenant, sql string, args ...an
 	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Change, error) {
 		c := Change{}
 		c.Tenant = tenant
-		err := row.Scan(&c.Revision, &c.Time, &c.Actor, &c.Credential, &c.Reason, &c.Action, &c.Target, &c.Before, &c.After, &c.Hash, &c.linkKey)
+		err := row.Scan(&c.Revision, &c.Time, &c.Actor, &c.Credential, &c.Reason, &c.Action, &c.Target, &c.Before, &c.After, &c.Hash, &c.linkKey, &c.Related)
 		c.Time = c.Time.UTC()
 		return c, err
 	})
@@ -1151,7 +1151,7 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 		}
 		expected := start
 		for {
-			cs, err := readChanges(ctx, tx, tenant, `SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id
+			cs, err := readChanges(ctx, tx, tenant, `SELECT revision, at, actor, credential, reason, action, target, before, after, hash, key_id, related
 				FROM change_log WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision LIMIT $4`,
 				tenant, expected-1, last, changeChunk)
 			if err != nil {
@@ -1165,7 +1165,7 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 				case c.Hash == nil && hashed:
 					r.Broken = &BrokenLink{Position: expected, Kind: BreakUnhashed, Message: fmt.Sprintf("revision %d has no hash though earlier revisions have", expected)}
 				case c.Hash != nil:
-					canon, err := chain.Change(c.Tenant, c.Revision, c.Time, c.Actor, c.Credential, c.Reason, c.Action, c.Target, c.Before, c.After)
+					canon, err := chain.Change(c.Tenant, c.Revision, c.Time, c.Actor, c.Credential, c.Reason, c.Action, c.Target, c.Before, c.After, c.Related)
 					if err != nil {
 						return err
 					}

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/crmauthz/crmauthz/internal/audit/chain"
@@ -279,7 +281,7 @@ type ChangeQuery struct {
 	Tenant       string // required
 	Actor        string
 	Action       string
-	TargetPrefix string
+	TargetPrefix string // matches an entry's target or one of its related targets
 	From, To     time.Time
 }
 
@@ -297,7 +299,8 @@ func (q ChangeQuery) fingerprint() uint64 {
 func (q *ChangeQuery) matches(e *store.ChangeEntry) bool {
 	return (q.Actor == "" || e.Actor == q.Actor) &&
 		(q.Action == "" || e.Action == q.Action) &&
-		(q.TargetPrefix == "" || len(e.Target) >= len(q.TargetPrefix) && e.Target[:len(q.TargetPrefix)] == q.TargetPrefix) &&
+		(q.TargetPrefix == "" || strings.HasPrefix(e.Target, q.TargetPrefix) ||
+			slices.ContainsFunc(e.Related, func(t string) bool { return strings.HasPrefix(t, q.TargetPrefix) })) &&
 		(q.From.IsZero() || !e.Time.Before(q.From)) &&
 		(q.To.IsZero() || e.Time.Before(q.To))
 }

@@ -368,7 +368,7 @@ func (s *Audit) ListChanges(ctx context.Context, req *pb.ListChangesRequest) (*p
 		out.Changes[i] = &pb.Change{
 			TenantId: c.Tenant, Revision: c.Revision, ChangeTime: timestamp(c.Time), ActorId: c.Actor, Reason: c.Reason,
 			Action: c.Action, Target: c.Target, BeforeJson: string(c.Before), AfterJson: string(c.After), Hash: hex.EncodeToString(c.Hash),
-			Credential: c.Credential,
+			Credential: c.Credential, RelatedTargets: c.Related,
 		}
 	}
 	return out, nil

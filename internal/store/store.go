@@ -184,6 +184,30 @@ type ChangeEntry struct {
 	Target     string
 	Before     []byte // JSON, nil when the target did not exist before
 	After      []byte // JSON, nil when the target no longer exists
+	// Related names what the write changed besides its target, as targets
+	// (RelatedTargets); nil for nothing.
+	Related []string
+}
+
+// RelatedTargets returns what a write that made change c and changed d
+// changed besides c's target, as the targets an auditor looks it up by:
+// each grant it set or removed, "grant/<user>/<role>", in key order. An
+// approval's entry so names the grant it made, an access review's entries
+// the grants its decisions or its close revoked, and a target prefix such
+// as "grant/bob/" finds them (ListChanges). The rows the entry carries are
+// what replays the write; these only name some of them. A write that
+// replaced the whole state names none: its entry says what replaced it.
+func RelatedTargets(c model.Change, d model.Delta) []string {
+	if d.Whole {
+		return nil
+	}
+	var out []string
+	for _, k := range d.Grants {
+		if t := "grant/" + k.UserID + "/" + k.RoleID; t != c.Target {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // ReviewRef names one access review of a tenant.

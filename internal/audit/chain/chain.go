@@ -111,9 +111,12 @@ func (e *Encoder) JSON(doc []byte) error {
 }
 
 // Change returns the canonical content of a change-log entry. The
-// credential is appended only when set, so entries written before
-// credentials were recorded keep their encoding.
-func Change(tenant string, revision int64, at time.Time, actor, credential, reason, action, target string, before, after []byte) ([]byte, error) {
+// credential is appended only when set or when related targets follow,
+// and the related targets only when there are any, so entries written
+// before either was recorded keep their encoding (and the two cannot be
+// mistaken for each other: related targets always come after a
+// credential, empty or not).
+func Change(tenant string, revision int64, at time.Time, actor, credential, reason, action, target string, before, after []byte, related []string) ([]byte, error) {
 	var e Encoder
 	e.Reset(ChangeTag)
 	e.String(tenant)
@@ -129,8 +132,11 @@ func Change(tenant string, revision int64, at time.Time, actor, credential, reas
 	if err := e.JSON(after); err != nil {
 		return nil, fmt.Errorf("canonical after of revision %d: %w", revision, err)
 	}
-	if credential != "" {
+	if credential != "" || len(related) > 0 {
 		e.String(credential)
+	}
+	if len(related) > 0 {
+		e.Strings(related)
 	}
 	return e.Bytes(), nil
 }

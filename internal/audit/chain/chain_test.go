@@ -50,7 +50,7 @@ func TestCanonicalJSON(t *testing.T) {
 // changes its canonical content; NULL and empty documents differ.
 func TestChangeHashCoversEveryField(t *testing.T) {
 	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
-	base, err := Change("demo", 2, at, "oscar", "", "why", "grant.create", "grant/peggy/x", nil, []byte(`{"a":1}`))
+	base, err := Change("demo", 2, at, "oscar", "", "why", "grant.create", "grant/peggy/x", nil, []byte(`{"a":1}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,23 +61,30 @@ func TestChangeHashCoversEveryField(t *testing.T) {
 		at                                    time.Time
 		before, after                         []byte
 		credential                            string
+		related                               []string
 	}{
-		{"demo2", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar2", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why2", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.revoke", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/y", 2, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 3, at, nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at.Add(time.Microsecond), nil, []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, []byte(`{}`), []byte(`{"a":1}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":2}`), ""},
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, nil, ""},
+		{"demo2", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar2", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why2", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.revoke", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/y", 2, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 3, at, nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at.Add(time.Microsecond), nil, []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, []byte(`{}`), []byte(`{"a":1}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":2}`), "", nil},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, nil, "", nil},
 		// Field boundaries are unambiguous: moving a byte between fields changes the content.
-		{"demo", "oscarw", "hy", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), ""},
+		{"demo", "oscarw", "hy", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", nil},
 		// A credential, when recorded, is covered too.
-		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "key:0123456789abcdef"},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "key:0123456789abcdef", nil},
+		// Related targets, when recorded, are covered, and never read as a credential.
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", []string{"grant/bob/x"}},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", []string{"grant/bob/x", "grant/bob/y"}},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "", []string{"grant/bob/y"}},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "key:0123456789abcdef", []string{"grant/bob/x"}},
+		{"demo", "oscar", "why", "grant.create", "grant/peggy/x", 2, at, nil, []byte(`{"a":1}`), "\x01\x0bgrant/bob/x", nil},
 	} {
-		v, err := Change(c.tenant, c.rev, c.at, c.actor, c.credential, c.reason, c.action, c.target, c.before, c.after)
+		v, err := Change(c.tenant, c.rev, c.at, c.actor, c.credential, c.reason, c.action, c.target, c.before, c.after, c.related)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,6 +93,11 @@ func TestChangeHashCoversEveryField(t *testing.T) {
 	for i, v := range variants {
 		if bytes.Equal(v, base) {
 			t.Errorf("variant %d encodes like the original", i)
+		}
+		for j := range i {
+			if bytes.Equal(v, variants[j]) {
+				t.Errorf("variants %d and %d encode alike", j, i)
+			}
 		}
 	}
 	k := NewEphemeralKeyring().Active()

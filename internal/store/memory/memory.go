@@ -147,6 +147,7 @@ func (s *Store) Update(ctx context.Context, w store.Write, fn store.Mutation) (i
 			return err
 		}
 		d = delta
+		entry.Related = store.RelatedTargets(change, d)
 		st.ID = w.Tenant
 		st.Revision++
 		h := step{revision: st.Revision, rows: nil}

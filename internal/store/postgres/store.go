@@ -298,6 +298,7 @@ func (s *Store) mutate(ctx context.Context, tx pgx.Tx, w store.Write, st *model.
 		if err != nil {
 			return err
 		}
+		entry.Related = store.RelatedTargets(change, d)
 		link, err := s.link(entry, head.hash)
 		if err != nil {
 			return err
@@ -355,12 +356,12 @@ func (s *Store) Changes(ctx context.Context, tenant string, after int64, limit i
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT revision, at, actor, credential, reason, action, target, before, after
+	rows, _ := s.pool.Query(ctx, `SELECT revision, at, actor, credential, reason, action, target, before, after, related
 		FROM change_log WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3`,
 		tenant, after, limit)
 	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ChangeEntry, error) {
 		e := store.ChangeEntry{Tenant: tenant}
-		err := row.Scan(&e.Revision, &e.Time, &e.Actor, &e.Credential, &e.Reason, &e.Action, &e.Target, &e.Before, &e.After)
+		err := row.Scan(&e.Revision, &e.Time, &e.Actor, &e.Credential, &e.Reason, &e.Action, &e.Target, &e.Before, &e.After, &e.Related)
 		e.Time = e.Time.UTC()
 		return e, err
 	})
@@ -678,7 +679,7 @@ type changeLink struct {
 // never reaches the database.
 func (s *Store) link(e store.ChangeEntry, prev []byte) (changeLink, error) {
 	key := s.keys.Active()
-	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Credential, e.Reason, e.Action, e.Target, e.Before, e.After)
+	canon, err := chain.Change(e.Tenant, e.Revision, e.Time, e.Actor, e.Credential, e.Reason, e.Action, e.Target, e.Before, e.After, e.Related)
 	if err != nil {
 		return changeLink{}, err
 	}
@@ -705,10 +706,10 @@ func (s *Store) queueChange(b *pgx.Batch, e store.ChangeEntry, link changeLink, 
 	if rows != nil {
 		rowsMAC = link.key.MAC(chain.ChangeRows(e.Tenant, e.Revision, rows))
 	}
-	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id, rows, rows_mac)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+	b.Queue(`INSERT INTO change_log (tenant_id, revision, at, actor, reason, action, target, before, after, hash, credential, key_id, rows, rows_mac, related)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		e.Tenant, e.Revision, e.Time, e.Actor, e.Reason, e.Action, e.Target, jsonText(e.Before), jsonText(e.After), link.hash, e.Credential, link.key.ID,
-		jsonText(rows), rowsMAC)
+		jsonText(rows), rowsMAC, e.Related)
 	payload, err := json.Marshal(Notification{Tenant: e.Tenant, Revision: e.Revision, Origin: s.origin})
 	if err != nil {
 		return fmt.Errorf("encode notification: %w", err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1190,10 +1191,11 @@ func testAccessRequests(t *testing.T, s store.Store) {
 	}
 	var actions []string
 	for _, c := range changesOf(t, s, "acme")[1:] {
-		actions = append(actions, c.Action+" "+c.Target)
+		actions = append(actions, strings.Join(append([]string{c.Action, c.Target}, c.Related...), " "))
 	}
+	// The approval's entry names the grant it made beside its request.
 	wantActions := []string{"role.request_policy role/viewer", "request.create request/req_00000000000000a1", "request.create request/req_00000000000000a2",
-		"request.create request/req_00000000000000a3", "request.approve request/req_00000000000000a1", "request.deny request/req_00000000000000a2"}
+		"request.create request/req_00000000000000a3", "request.approve request/req_00000000000000a1 grant/carol/viewer", "request.deny request/req_00000000000000a2"}
 	if !slices.Equal(actions, wantActions) {
 		t.Errorf("change log %v, want %v", actions, wantActions)
 	}
@@ -1248,6 +1250,14 @@ func testAccessReviews(t *testing.T, s store.Store) {
 	}
 	if _, ok := got.Grants[model.GrantKey{UserID: "bob@example.com", RoleID: "viewer"}]; ok {
 		t.Error("closing a review whose default is revoke left its undecided grant")
+	}
+	// The close's entry names the grants it revoked; a kept item names none.
+	var related []string
+	for _, c := range changesOf(t, s, "acme")[1:] {
+		related = append(related, c.Action+" "+strings.Join(c.Related, ","))
+	}
+	if w := []string{"review.start ", "review.start ", "review.decide ", "review.close grant/bob@example.com/viewer"}; !slices.Equal(related, w) {
+		t.Errorf("change log %q, want %q", related, w)
 	}
 	due, err := s.DueReviews(t.Context(), now.Add(72*time.Hour), 10)
 	if err != nil || len(due) != 1 || due[0] != (store.ReviewRef{Tenant: "acme", Review: "rvw_00000000000000a1"}) {

@@ -1555,9 +1555,14 @@ type Change struct {
 	Hash string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
 	// The credential the write was made with: "key:<key id>" or "cert:<identity>"; empty
 	// when authentication was off.
-	Credential    string `protobuf:"bytes,11,opt,name=credential,proto3" json:"credential,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credential string `protobuf:"bytes,11,opt,name=credential,proto3" json:"credential,omitempty"`
+	// What the write changed besides its target, as targets: each grant it made or took
+	// away, e.g. "grant/bob/data_exporter" for the grant an access request's approval made,
+	// or those an access review's decision or close revoked. In the entry's hash; empty for
+	// writes that changed nothing else (and for entries written before they were recorded).
+	RelatedTargets []string `protobuf:"bytes,12,rep,name=related_targets,json=relatedTargets,proto3" json:"related_targets,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Change) Reset() {
@@ -1667,6 +1672,13 @@ func (x *Change) GetCredential() string {
 	return ""
 }
 
+func (x *Change) GetRelatedTargets() []string {
+	if x != nil {
+		return x.RelatedTargets
+	}
+	return nil
+}
+
 // ListChangesRequest filters and pages a tenant's change log.
 type ListChangesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1676,8 +1688,9 @@ type ListChangesRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// Only writes of this action, e.g. "grant.create"; at most 64 bytes.
 	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
-	// Only writes whose target starts with this, e.g. "grant/peggy/" or "role/sales_rep";
-	// at most 512 bytes.
+	// Only writes whose target, or one of whose related_targets, starts with this, e.g.
+	// "grant/peggy/" (every write that changed a grant of peggy's, approvals and access
+	// reviews included) or "role/sales_rep"; at most 512 bytes.
 	TargetPrefix string `protobuf:"bytes,4,opt,name=target_prefix,json=targetPrefix,proto3" json:"target_prefix,omitempty"`
 	// Only writes at or after this time.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
@@ -3362,7 +3375,7 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"N\n" +
 	"\x17ExportDecisionsResponse\x123\n" +
-	"\tdecisions\x18\x01 \x03(\v2\x15.crmauthz.v1.DecisionR\tdecisions\"\xd5\x02\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x15.crmauthz.v1.DecisionR\tdecisions\"\xfe\x02\n" +
 	"\x06Change\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12;\n" +
@@ -3380,7 +3393,8 @@ const file_crmauthz_v1_audit_proto_rawDesc = "" +
 	" \x01(\tR\x04hash\x12\x1e\n" +
 	"\n" +
 	"credential\x18\v \x01(\tR\n" +
-	"credential\"\xb7\x02\n" +
+	"credential\x12'\n" +
+	"\x0frelated_targets\x18\f \x03(\tR\x0erelatedTargets\"\xb7\x02\n" +
 	"\x12ListChangesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +

@@ -1,0 +1,11 @@
+-- 0015: what a change-log entry changed besides its target.
+--
+-- related names, as targets ("grant/<user>/<role>"), the grants a write
+-- set or removed other than its own target: the grant an access request's
+-- approval made, the grants an access review's decisions and its close
+-- revoked (store.RelatedTargets). ListChanges' target_prefix matches them
+-- as it matches target, so "grant/bob/" finds every write that changed a
+-- grant of bob's. They are in the entry's hash (internal/audit/chain);
+-- NULL, as in every entry written before, names nothing. The rows column
+-- still carries what replays the write: these only name some of its rows.
+ALTER TABLE change_log ADD COLUMN related text[];
