@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,4 +283,48 @@ func TestStreamRequestID(t *testing.T) {
 	if id := entries[0].ContextMap()["request_id"]; id != "req-stream-1" {
 		t.Fatalf("internal error log line has request_id %v, want req-stream-1: %v", id, entries[0].ContextMap())
 	}
+}
+
+// TestRequestIDsOfConcurrentCalls: calls made at once each get back their
+// own request id (given or made), never another call's, in the header.
+func TestRequestIDsOfConcurrentCalls(t *testing.T) {
+	h := newHarness(t, &authz{check: func(context.Context) (*pb.CheckResponse, error) {
+		return &pb.CheckResponse{}, nil
+	}}, nil)
+	h.srv.SetReady()
+	client := pb.NewAuthorizationServiceClient(h.conn)
+	const callers, calls = 8, 200
+	var mu sync.Mutex
+	made := map[string]bool{}
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for i := range calls {
+				ctx, want := context.Background(), ""
+				if i%2 == 0 {
+					want = fmt.Sprintf("req-%d-%d", c, i)
+					ctx = metadata.AppendToOutgoingContext(ctx, server.RequestIDHeader, want)
+				}
+				var header metadata.MD
+				if _, err := client.Check(ctx, &pb.CheckRequest{}, grpc.Header(&header)); err != nil {
+					t.Error(err)
+					return
+				}
+				got := header.Get(server.RequestIDHeader)
+				if len(got) != 1 || got[0] == "" || (want != "" && got[0] != want) {
+					t.Errorf("call %d-%d: header %s = %v, want %q", c, i, server.RequestIDHeader, got, want)
+					return
+				}
+				if want == "" {
+					mu.Lock()
+					if made[got[0]] {
+						t.Errorf("request id %s made twice", got[0])
+					}
+					made[got[0]] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
