@@ -557,12 +557,23 @@ func TestByteSize(t *testing.T) {
 	}
 }
 
-// TestRequests walks an access request through authzctl: bob asks for the
+// TestRequests walks access requests through authzctl: bob asks for the
 // requestable data_exporter role, cannot approve it himself, alice (his
 // manager) approves it for less time, and the grant shows in whocan and
-// expiring; a policy set from the command line shows in requests roles.
+// expiring; a policy set from the command line shows in requests roles;
+// oscar denies erin's request, which she may not deny herself; peggy
+// cancels hers, which bob may not cancel for her; a closed request cannot
+// be decided again, and neither grants anything.
 func TestRequests(t *testing.T) {
 	addr := serve(t)
+	requested := func(r result) string {
+		t.Helper()
+		_, rest, ok := strings.Cut(r.stdout, ": req_")
+		if !ok {
+			t.Fatalf("no request id in %q", r.stdout)
+		}
+		return "req_" + strings.TrimSuffix(strings.Fields(rest)[0], ",")
+	}
 	authzctl(t, addr, "requests", "roles").expect(t, exitOK, []string{"data_exporter", "manager,function:admin.users.manage"}, nil)
 	authzctl(t, addr, "requests", "--actor", "bob").expect(t, exitOK, []string{"no access requests"}, nil)
 	r := authzctl(t, addr, "requests", "create", "data_exporter", "--for", "72h", "--actor", "bob", "--reason", "quarterly churn analysis")
@@ -584,6 +595,24 @@ func TestRequests(t *testing.T) {
 		expect(t, exitOK, []string{"role read_only is requestable for up to 10 days, approved by role:sales_manager (revision 4)"}, nil)
 	authzctl(t, addr, "requests", "policy", "read_only", "--approver", "boss", "--max-days", "10", "--reason", "r").expect(t, exitUsage, nil, []string{"manager, function:<id> or role:<id>"})
 	authzctl(t, addr, "requests", "create", "read_only", "--actor", "peggy", "--reason", "r").expect(t, exitUsage, nil, []string{"--for is required"})
+
+	erin := requested(authzctl(t, addr, "requests", "create", "data_exporter", "--for", "48h", "--actor", "erin", "--reason", "board pack"))
+	authzctl(t, addr, "requests", "deny", erin, "--actor", "erin", "--reason", "mine").expect(t, exitError, nil, []string{"PERMISSION_DENIED", "SELF_APPROVAL"})
+	authzctl(t, addr, "requests", "deny", erin, "--actor", "oscar", "--reason", "use the shared report").
+		expect(t, exitOK, []string{"denied " + erin + ": data_exporter for erin (revision 6)"}, nil)
+	authzctl(t, addr, "requests", "get", erin, "--actor", "erin").expect(t, exitOK, []string{"state: denied by oscar", "use the shared report"}, nil)
+	authzctl(t, addr, "requests", "cancel", erin, "--actor", "erin", "--reason", "late").expect(t, exitError, nil, []string{"FAILED_PRECONDITION", "ACCESS_REQUEST_CLOSED"})
+	authzctl(t, addr, "check", "erin", "--function", "data.export").expect(t, exitDeny, []string{"DENY"}, nil)
+
+	peggy := requested(authzctl(t, addr, "requests", "create", "data_exporter", "--for", "24h", "--actor", "peggy", "--reason", "one export"))
+	authzctl(t, addr, "requests", "cancel", peggy, "--actor", "bob", "--reason", "r").expect(t, exitError, nil, []string{"PERMISSION_DENIED", "MISSING_PERMISSION"})
+	authzctl(t, addr, "requests", "cancel", peggy, "--actor", "peggy", "--reason", "not needed").
+		expect(t, exitOK, []string{"cancelled " + peggy + ": data_exporter for peggy (revision 8)"}, nil)
+	authzctl(t, addr, "requests", "approve", peggy, "--actor", "oscar", "--reason", "r").expect(t, exitError, nil, []string{"FAILED_PRECONDITION", "ACCESS_REQUEST_CLOSED"})
+	authzctl(t, addr, "requests", "list", "--state", "cancelled", "--actor", "peggy").expect(t, exitOK, []string{peggy, "cancelled"}, nil)
+	authzctl(t, addr, "check", "peggy", "--function", "data.export").expect(t, exitDeny, []string{"DENY"}, nil)
+	authzctl(t, addr, "audit", "changes", "--target", "request/").
+		expect(t, exitOK, []string{"request.deny", erin, "oscar", "use the shared report", "request.cancel", peggy, "peggy", "not needed"}, nil)
 }
 
 // TestReviews runs an access review from the command line: start, a
