@@ -688,14 +688,14 @@ func TestReviewCloseKeepsOnlyTheLastSuperAdmin(t *testing.T) {
 func TestWhoCanRecordPaths(t *testing.T) {
 	secureBackends(t, func(t *testing.T, e *secEnv) {
 		oscar := e.user(t, "oscar")
-		until := e.clock.Now().Add(72 * time.Hour)
+		until, shareUntil := e.clock.Now().Add(72*time.Hour), e.clock.Now().Add(24*time.Hour)
 		if _, err := e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "covers key accounts", UserId: "peggy",
 			RoleId: "key_account_manager", ExpiresAt: timestamppb.New(until)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.admin.ShareRecord(ctx, &pb.ShareRecordRequest{TenantId: "demo", ActorId: "oscar", Reason: "deal support", RecordOwnerId: "mallory",
 			Share: &pb.RecordShare{Module: "contact", RecordId: "c-1", Principal: &pb.Principal{Kind: &pb.Principal_UserId{UserId: "peggy"}},
-				Access: pb.RecordAccess_RECORD_ACCESS_READ}}); err != nil {
+				Access: pb.RecordAccess_RECORD_ACCESS_READ, ExpiresAt: timestamppb.New(shareUntil)}}); err != nil {
 			t.Fatal(err)
 		}
 		p := &pb.Permission{Kind: &pb.Permission_Module{Module: &pb.ModulePermission{Module: "contact", Verb: "read",
@@ -744,10 +744,11 @@ func TestWhoCanRecordPaths(t *testing.T) {
 			paths []string
 			until *timestamppb.Timestamp
 		}{
-			// A record share reaches the record; the line comes from the
-			// inherited sales_rep, through a grant that ends in three days.
-			{"peggy", []string{"ALLOWED_BY_ROLE key_account_manager (inherited from role sales_rep) until " + until.Format(time.RFC3339), "RECORD_SHARE"},
-				timestamppb.New(until)},
+			// A record share that ends tomorrow reaches the record; the
+			// line comes from the inherited sales_rep, through a grant that
+			// ends in three days. Her access ends with the share.
+			{"peggy", []string{"ALLOWED_BY_ROLE key_account_manager (inherited from role sales_rep) until " + until.Format(time.RFC3339), "RECORD_SHARE until " + shareUntil.Format(time.RFC3339)},
+				timestamppb.New(shareUntil)},
 			// Two levels above the owner, outside the record's department tree.
 			{"alice", []string{"ALLOWED_BY_ROLE sales_manager", "MANAGER"}, nil},
 			// Mallory's contacts are shared with bob, outside his department.
@@ -789,8 +790,13 @@ func TestWhoCanRecordPaths(t *testing.T) {
 		}
 		agree(got)
 
-		// Past the grant's end peggy's access is gone, share or not.
-		e.clock.Advance(72*time.Hour + time.Minute)
+		// Past the share's end peggy's access is gone, her grant still on;
+		// past the grant's end too.
+		e.clock.Advance(24*time.Hour + time.Minute)
+		if got := whoCan(); got["peggy"] != nil || got["bob"] == nil {
+			t.Errorf("after peggy's share ended: peggy %v, bob %v", got["peggy"], got["bob"])
+		}
+		e.clock.Advance(48 * time.Hour)
 		later := whoCan()
 		if later["peggy"] != nil || later["bob"] == nil {
 			t.Errorf("after peggy's grant ended: peggy %v, bob %v", later["peggy"], later["bob"])

@@ -12,8 +12,9 @@ import (
 type Holder struct {
 	User    string
 	Reasons []Reason
-	// Until is when the access the granting roles give ends: the latest
-	// expiry among them; zero when one of them never expires.
+	// Until is when the access ends, as Check would decide then: at the
+	// first expiry of a grant, a record share or the record owner's grant
+	// that takes it; zero when none does.
 	Until time.Time
 	// Scope is, for a module verb, the widest data scope the user's
 	// active grants give for it (which records the verb reaches before
@@ -55,7 +56,7 @@ func (e *Engine) WhoCan(tenant string, p model.Permission, after string, limit i
 			_, why := ix.recordDecision(e.space, u, p, grants, now, true)
 			h.Reasons = append(h.Reasons, why...)
 		}
-		h.Until = until(h.Reasons)
+		h.Until = ix.until(e.space, u, p, ids, grants, now)
 		if p.Kind == model.KindModule {
 			if rank, _ := ix.scopeOf(e.space, grants, p.Module, p.Verb, now); rank >= 0 {
 				h.Scope = model.Scopes[rank]
@@ -66,22 +67,39 @@ func (e *Engine) WhoCan(tenant string, p model.Permission, after string, limit i
 	return holders, false, ix.revision, nil
 }
 
-// until returns the latest expiry of the granting roles' reasons; zero
-// when one of them never expires.
-func until(reasons []Reason) time.Time {
-	var last time.Time
-	for _, r := range reasons {
-		if r.Kind != AllowedByRole {
-			continue
-		}
-		if r.ExpiresAt.IsZero() {
-			return time.Time{}
-		}
-		if r.ExpiresAt.After(last) {
-			last = r.ExpiresAt
+// until returns when the access user has to p at now ends: the first of
+// the expiries that can take it (the user's grants; for a record, its
+// shares and its owner's grants, through which sharing rules reach it) at
+// which Check denies; zero when none does. Reading it off the reasons
+// missed that a record reached only by an expiring share loses it when
+// the share ends, whatever the user's roles.
+func (ix *index) until(space *permSpace, user string, p model.Permission, ids []int32, grants []userGrant, now int64) time.Time {
+	var at []int64
+	add := func(t int64) {
+		if t > now {
+			at = append(at, t)
 		}
 	}
-	return last
+	for _, g := range grants {
+		add(g.expires)
+	}
+	if p.Record != nil {
+		x := &ix.org.shares
+		for _, i := range x.byRecord.of(ix.org.seed, p.Module, p.Record.ID, true) {
+			add(x.list[i].expires)
+		}
+		var buf [2]userGrant
+		for _, g := range ix.users.grantsOf(space.seed, p.Record.Owner, &buf) {
+			add(g.expires)
+		}
+	}
+	slices.Sort(at)
+	for _, t := range slices.Compact(at) {
+		if !ix.decide(space, user, p, ids, grants, t) {
+			return time.Unix(0, t).UTC()
+		}
+	}
+	return time.Time{}
 }
 
 // usersAfter returns the ids of the users in the table greater than after,

@@ -7,16 +7,30 @@ import (
 	"time"
 
 	"github.com/crmauthz/crmauthz/internal/datagen"
+	"github.com/crmauthz/crmauthz/internal/model"
 )
 
 // TestWhoCanAgreesWithCheck: over generated tenants (expired grants,
 // inactive users, denies, inheritance, scopes, managers, sharing), for
 // every permission the request generator asks about, WhoCan read page by
 // page lists exactly the users whom Check allows it, with Check's own
-// explanation for each.
+// explanation for each, and the time their access ends: Check allows it
+// until then and denies it from then on.
 func TestWhoCanAgreesWithCheck(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	eng, b := newTestEngine(t, WithClock(func() time.Time { return now }))
+	clock := now
+	eng, b := newTestEngine(t, WithClock(func() time.Time { return clock }))
+	allowedAt := func(tenant, user string, p model.Permission, at time.Time) bool {
+		t.Helper()
+		clock = at
+		defer func() { clock = now }()
+		d, err := eng.Check(tenant, user, p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed
+	}
+	ending := 0
 	for seed := uint64(1); seed <= 3; seed++ {
 		opts := datagen.Small()
 		st, err := datagen.Tenant(fmt.Sprintf("gen-%d", seed), b, opts, seed, now)
@@ -69,6 +83,16 @@ func TestWhoCanAgreesWithCheck(t *testing.T) {
 					if fmt.Sprint(explained.Reasons) != fmt.Sprint(h.Reasons) {
 						t.Fatalf("%s: %s: WhoCan's reasons %v, Check's %v", st.ID, p, h.Reasons, explained.Reasons)
 					}
+					if h.Until.IsZero() {
+						if !allowedAt(st.ID, h.User, p, now.AddDate(200, 0, 0)) {
+							t.Fatalf("%s: %s: %s's access never ends by WhoCan, but Check denies it in 200 years", st.ID, p, h.User)
+						}
+					} else {
+						ending++
+						if !allowedAt(st.ID, h.User, p, h.Until.Add(-time.Nanosecond)) || allowedAt(st.ID, h.User, p, h.Until) {
+							t.Fatalf("%s: %s: %s's access ends at %s by WhoCan, not by Check", st.ID, p, h.User, h.Until)
+						}
+					}
 				}
 				if !more {
 					break
@@ -85,7 +109,7 @@ func TestWhoCanAgreesWithCheck(t *testing.T) {
 				allowedSome++
 			}
 		}
-		if asked < 50 || allowedSome < asked/10 {
+		if asked < 50 || allowedSome < asked/10 || ending == 0 {
 			t.Fatalf("%s: %d permissions asked, %d allowed to someone: the test proves too little", st.ID, asked, allowedSome)
 		}
 	}
