@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/crmauthz/crmauthz/internal/app"
@@ -168,4 +169,57 @@ func TestExplainRefusesAlteredHistory(t *testing.T) {
 			t.Fatalf("after undoing the edit of %s: %v", edit.name, err)
 		}
 	}
+}
+
+// sameReasons reports whether two explanations give the same reasons, in
+// the same order, field for field.
+func sameReasons(a, b []*pb.Reason) bool {
+	return slices.EqualFunc(a, b, func(x, y *pb.Reason) bool { return proto.Equal(x, y) })
+}
+
+// TestExplainRecordSharesInOneOrder: a record shared with a user along
+// several paths is explained with its shares in one order whatever order
+// they were written in, so the reasons of a decision made by the live
+// server equal those given after the fact by a policy rebuilt from the
+// change log (and those of a restarted server or a replica).
+func TestExplainRecordSharesInOneOrder(t *testing.T) {
+	backends(t, func(t *testing.T, cfg config.Config) {
+		e := startAudit(t, cfg)
+		// Written against the order of their reasons' messages.
+		for _, p := range []*pb.Principal{
+			{Kind: &pb.Principal_UserId{UserId: "bob"}},
+			{Kind: &pb.Principal_RoleId{RoleId: "sales_rep"}},
+			{Kind: &pb.Principal_DepartmentId{DepartmentId: "sales_east"}},
+			{Kind: &pb.Principal_DepartmentId{DepartmentId: "sales"}, IncludeSubdepartments: true},
+			{Kind: &pb.Principal_DepartmentId{DepartmentId: "hq"}, IncludeSubdepartments: true},
+		} {
+			if _, err := e.admin.ShareRecord(ctx, &pb.ShareRecordRequest{TenantId: "demo", ActorId: "oscar", Reason: "cover",
+				Share:         &pb.RecordShare{Module: "account", RecordId: "acc-9", Principal: p, Access: pb.RecordAccess_RECORD_ACCESS_READ},
+				RecordOwnerId: "peggy", RecordDepartmentId: "marketing"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := e.authz.Check(ctx, &pb.CheckRequest{TenantId: "demo", SubjectId: "bob",
+			Permission: recordPerm("account", "read", "acc-9", "peggy", "marketing"), Explain: true})
+		if err != nil || !resp.GetAllowed() {
+			t.Fatalf("bob reads acc-9: %v, %v", resp, err)
+		}
+		var shares []string
+		for _, r := range resp.GetReasons() {
+			if r.GetKind() == pb.ReasonKind_REASON_KIND_RECORD_SHARE {
+				shares = append(shares, r.GetMessage())
+			}
+		}
+		if len(shares) != 5 || !slices.IsSorted(shares) {
+			t.Errorf("the shares reaching acc-9 are explained as %q, want all five in the order of their messages", shares)
+		}
+		e.waitDecision(t, "demo", resp.GetDecisionId())
+		got, err := e.audit.ExplainDecision(ctx, &pb.ExplainDecisionRequest{TenantId: "demo", DecisionId: resp.GetDecisionId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameReasons(got.GetReasons(), resp.GetReasons()) {
+			t.Errorf("explained after the fact as %v, at the time as %v", got.GetReasons(), resp.GetReasons())
+		}
+	})
 }
