@@ -521,3 +521,114 @@ func TestExplainRecordSharesInOneOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestExplainBatchCheck: the decisions a BatchCheck logged, one per item,
+// are found in the log by method and explained after later writes (and
+// the clock) changed every answer, each with the reasons the batch gave
+// for its item at the time.
+func TestExplainBatchCheck(t *testing.T) {
+	backends(t, func(t *testing.T, cfg config.Config) {
+		clk := &clock{t: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+		base := startSetup(t, cfg, clk, nil, app.WithClockedDecisions())
+		e := &auditEnv{env: base, audit: pb.NewAuditServiceClient(base.conn)}
+		const tenant, actor, why = "demo", "oscar", "batch"
+		if _, err := e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: tenant, ActorId: actor, Reason: why, UserId: "peggy", RoleId: "read_only",
+			ExpiresAt: timestamppb.New(clk.Now().Add(2 * time.Hour))}); err != nil {
+			t.Fatal(err)
+		}
+		items := []*pb.BatchCheckItem{
+			// A grant that expires.
+			{TenantId: tenant, SubjectId: "peggy", Permission: modulePerm("account", "read")},
+			// A sharing rule (mallory's contacts to bob).
+			{TenantId: tenant, SubjectId: "bob", Permission: recordPerm("contact", "read", "c-7", "mallory", "sales_west")},
+			// A record share (acc-2001 to erin).
+			{TenantId: tenant, SubjectId: "erin", Permission: recordPerm("account", "update", "acc-2001", "alice", "sales_east")},
+			// A manager (alice manages bob).
+			{TenantId: tenant, SubjectId: "alice", Permission: recordPerm("lead", "read", "l-3", "bob", "marketing")},
+			// A deny role (frank's export freeze).
+			{TenantId: tenant, SubjectId: "frank", Permission: functionPerm("data.export")},
+			// A user about to be deactivated.
+			{TenantId: tenant, SubjectId: "grace", Permission: fieldPerm("account", "annual_revenue", false)},
+		}
+		batch, err := e.authz.BatchCheck(ctx, &pb.BatchCheckRequest{Items: items, Explain: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results := batch.GetResults()
+		if len(results) != len(items) {
+			t.Fatalf("%d results for %d items", len(results), len(items))
+		}
+		want := []bool{true, true, true, true, false, true}
+		for i, r := range results {
+			if r.GetAllowed() != want[i] || len(r.GetReasons()) == 0 {
+				t.Fatalf("item %d (%v): allowed %t with reasons %v, want %t with reasons", i, items[i], r.GetAllowed(), r.GetReasons(), want[i])
+			}
+		}
+		e.waitDecision(t, tenant, results[len(results)-1].GetDecisionId())
+
+		// Later: each answer changes.
+		clk.Advance(3 * time.Hour)
+		for _, w := range []func() error{
+			func() error {
+				_, err := e.admin.DeleteSharingRule(ctx, &pb.DeleteSharingRuleRequest{TenantId: tenant, ActorId: actor, Reason: why, RuleId: "mallory_contacts_to_bob"})
+				return err
+			},
+			func() error {
+				_, err := e.admin.UnshareRecord(ctx, &pb.UnshareRecordRequest{TenantId: tenant, ActorId: actor, Reason: why, Module: "account", RecordId: "acc-2001",
+					Principal: userP("erin"), RecordOwnerId: "alice", RecordDepartmentId: "sales_east"})
+				return err
+			},
+			func() error {
+				_, err := e.admin.SetMembership(ctx, &pb.SetMembershipRequest{TenantId: tenant, ActorId: actor, Reason: why,
+					Membership: &pb.Membership{UserId: "bob", PrimaryDepartmentId: "sales_east"}})
+				return err
+			},
+			func() error {
+				_, err := e.admin.RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: tenant, ActorId: actor, Reason: why, UserId: "frank", RoleId: denyRole})
+				return err
+			},
+			func() error {
+				_, err := e.admin.DeactivateUser(ctx, &pb.DeactivateUserRequest{TenantId: tenant, ActorId: actor, Reason: why, UserId: "grace"})
+				return err
+			},
+		} {
+			if err := w(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now, err := e.authz.BatchCheck(ctx, &pb.BatchCheckRequest{Items: items, Explain: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range now.GetResults() {
+			if r.GetAllowed() == results[i].GetAllowed() && sameReasons(r.GetReasons(), results[i].GetReasons()) {
+				t.Fatalf("item %d (%v) is decided now as it was: the later writes changed nothing", i, items[i])
+			}
+		}
+
+		// The log holds the first batch's decisions, one per item; each is
+		// explained as the batch explained its item then.
+		logged := e.listAll(t, &pb.ListDecisionsRequest{TenantId: tenant, Method: pb.DecisionMethod_DECISION_METHOD_BATCH_CHECK})
+		byID := map[string]*pb.Decision{}
+		for _, d := range logged {
+			byID[d.GetDecisionId()] = d
+		}
+		for i, r := range results {
+			d, ok := byID[r.GetDecisionId()]
+			if !ok {
+				t.Fatalf("item %d: decision %s is not among the logged BatchCheck decisions %v", i, r.GetDecisionId(), ids(logged))
+			}
+			if d.GetSubjectId() != items[i].GetSubjectId() || d.GetAllowed() != r.GetAllowed() || d.GetRevision() != r.GetRevision() {
+				t.Errorf("item %d is logged as %v", i, d)
+			}
+			got, err := e.audit.ExplainDecision(ctx, &pb.ExplainDecisionRequest{TenantId: tenant, DecisionId: d.GetDecisionId()})
+			if err != nil {
+				t.Fatalf("explain item %d: %v", i, err)
+			}
+			if got.GetAllowed() != r.GetAllowed() || !got.GetAgreesWithLog() || got.GetRevision() != r.GetRevision() || !sameReasons(got.GetReasons(), r.GetReasons()) {
+				t.Errorf("item %d (%v): explained after the fact as %t at revision %d %v, by the batch as %t at revision %d %v", i, items[i],
+					got.GetAllowed(), got.GetRevision(), got.GetReasons(), r.GetAllowed(), r.GetRevision(), r.GetReasons())
+			}
+		}
+	})
+}
