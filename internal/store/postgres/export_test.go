@@ -23,3 +23,6 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) error {
 
 // Reads returns how many times a write read its tenant whole.
 func (s *Store) Reads() int64 { return s.reads.Load() }
+
+// SetSnapshotEvery sets how many revisions apart snapshots are written.
+func (s *Store) SetSnapshotEvery(n int64) { s.snapshotEvery = n }

@@ -17,8 +17,15 @@ import (
 // A tenant's history is its snapshots (tenant_snapshots) and the rows of
 // every change-log entry after them: StateAt replays the latest snapshot
 // at or before a revision up to it. Snapshots are written when a tenant is
-// created, when a write replaces its whole state, and by the first write
-// to a tenant that has none (one created before snapshots were kept).
+// created, when a write replaces its whole state, by the first write to a
+// tenant that has none (one created before snapshots were kept), and by
+// every write whose revision is a multiple of snapshotEvery, so that
+// StateAt replays fewer than that many changes however long the history.
+
+// snapshotEvery is how many revisions apart a tenant's snapshots are at
+// most: a snapshot is the whole state encoded, so one write in a thousand
+// pays for it, and explaining a decision replays at most 999 changes.
+const snapshotEvery = 1000
 
 // queueSnapshot queues the snapshot of st at its revision, sealed under
 // the active key.

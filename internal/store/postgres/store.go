@@ -77,7 +77,9 @@ type Store struct {
 	reads  atomic.Int64 // tenants read whole by writes
 	// snapshotted holds the tenants known to have a snapshot (history.go).
 	snapshotted sync.Map
-	closed      atomic.Bool
+	// snapshotEvery is how many revisions apart snapshots are written.
+	snapshotEvery int64
+	closed        atomic.Bool
 }
 
 // New returns a store on pool, whose schema must be current (CheckSchema).
@@ -87,7 +89,7 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{pool: pool, now: now, keys: chain.ProcessKeyring()}
+	return &Store{pool: pool, now: now, keys: chain.ProcessKeyring(), snapshotEvery: snapshotEvery}
 }
 
 // WithOrigin names the process in its writes' notifications, so that its
@@ -316,7 +318,7 @@ func (s *Store) mutate(ctx context.Context, tx pgx.Tx, w store.Write, st *model.
 		if err := s.queueChange(b, entry, link, rows); err != nil {
 			return err
 		}
-		if d.Whole {
+		if d.Whole || st.Revision%s.snapshotEvery == 0 {
 			if err := s.queueSnapshot(b, st); err != nil {
 				return err
 			}
