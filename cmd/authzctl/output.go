@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -109,6 +111,35 @@ func timeText(ts *timestamppb.Timestamp) string {
 		return ""
 	}
 	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// writeCSV writes rows as CSV, each cell made safe for spreadsheets
+// (csvText).
+func writeCSV(w io.Writer, rows [][]string) error {
+	cw := csv.NewWriter(w)
+	for _, row := range rows {
+		safe := make([]string, len(row))
+		for i, cell := range row {
+			safe[i] = csvText(cell)
+		}
+		if err := cw.Write(safe); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// csvText returns a cell that a spreadsheet shows as the text it holds: one
+// beginning with '=', '+', '-', '@', a tab or a carriage return would be
+// read as a formula (a comment "=HYPERLINK(...)" runs when the file is
+// opened), so it gets a leading single quote, as OWASP's guidance on CSV
+// injection says.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // list joins ids for a table cell.

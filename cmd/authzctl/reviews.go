@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"strings"
 	"time"
@@ -204,8 +203,9 @@ const reviewsItemsHelp = `Usage: authzctl reviews items <id> [--mine | --reviewe
 
 Lists a review's items, by user then role: each grant with its reviewer,
 when it was last used, and the decision. --csv writes the record for
-compliance as CSV. Everyone's items need admin.users.manage; --mine lists
-the actor's own.
+compliance as CSV; a cell that would start a spreadsheet formula (=, +, -,
+@, tab, carriage return) gets a leading single quote, so it shows as text.
+Everyone's items need admin.users.manage; --mine lists the actor's own.
 
 Example:
   authzctl --tenant demo --actor alice reviews items rvw_0123456789abcdef --mine --undecided
@@ -261,11 +261,7 @@ func reviewsItems(ctx context.Context, c *cli, args []string) error {
 			timeText(it.GetGrantExpiresAt()), enumName(it.GetDecision().String(), "REVIEW_DECISION_"), it.GetDecidedBy(), timeText(it.GetDecidedAt()), it.GetComment()})
 	}
 	if csvs {
-		w := csv.NewWriter(&c.out)
-		if err := w.WriteAll(rows); err != nil {
-			return err
-		}
-		return nil
+		return writeCSV(&c.out, rows)
 	}
 	if len(rows) == 1 {
 		c.out.WriteString("no items\n")
