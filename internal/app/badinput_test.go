@@ -256,6 +256,7 @@ func testBadInput(t *testing.T, e *env) {
 		{"review name too long", startReview(func(r *pb.StartAccessReviewRequest) { r.Name = strings.Repeat("n", 257) }), "name"},
 		{"review role id pattern", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = []string{"sales_rep", "r:*"} }), "role_ids[1]"},
 		{"review unknown role", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = []string{"sales_rep", "ghost"} }), "role_ids[1]"},
+		{"review role twice", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = []string{"sales_rep", "read_only", "sales_rep"} }), "role_ids[2]"},
 		{"review too many roles", startReview(func(r *pb.StartAccessReviewRequest) { r.RoleIds = slices.Repeat([]string{"sales_rep"}, 65) }), "role_ids"},
 		{"review reviewer with space", startReview(func(r *pb.StartAccessReviewRequest) { r.ReviewerId = "a b" }), "reviewer_id"},
 		{"review unknown reviewer", startReview(func(r *pb.StartAccessReviewRequest) { r.ReviewerId = "nobody" }), "reviewer_id"},

@@ -103,6 +103,22 @@ func NewReviewID() string { return newID("rvw_") }
 // ValidReviewID reports whether id is shaped like NewReviewID's.
 func ValidReviewID(id string) bool { return validID("rvw_", id) }
 
+// ValidateReviewRoles checks the roles a review names (paths
+// role_ids[i]): each a role id, none listed twice. Whether the tenant has
+// them is StartReview's to check.
+func ValidateReviewRoles(roles []string) error {
+	for i, id := range roles {
+		f := fmt.Sprintf("role_ids[%d]", i)
+		if err := ValidateName(f, id); err != nil {
+			return err
+		}
+		if j := slices.Index(roles, id); j < i {
+			return Invalid(f, ReasonDuplicate, fmt.Sprintf("role %q is listed twice, also as role_ids[%d]", id, j))
+		}
+	}
+	return nil
+}
+
 // StartReview stores a new open review with an item for each grant of the
 // reviewed roles active at now; lastUsed is the evidence of use of each
 // grant (absent: unused in the window). An item's reviewer is the review's

@@ -31,10 +31,8 @@ func (s *Governance) StartAccessReview(ctx context.Context, req *pb.StartAccessR
 	if len(r.Roles) > maxReviewRoles {
 		return nil, model.Invalid("role_ids", model.ReasonTooMany, fmt.Sprintf("at most %d roles, got %d", maxReviewRoles, len(r.Roles)))
 	}
-	for i, id := range r.Roles {
-		if err := model.ValidateName(fmt.Sprintf("role_ids[%d]", i), id); err != nil {
-			return nil, err
-		}
+	if err := model.ValidateReviewRoles(r.Roles); err != nil {
+		return nil, err
 	}
 	if r.Reviewer != "" {
 		if err := model.ValidateSubjectID("reviewer_id", r.Reviewer); err != nil {
