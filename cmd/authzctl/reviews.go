@@ -255,10 +255,11 @@ func reviewsItems(ctx context.Context, c *cli, args []string) error {
 	if c.json() {
 		return c.printJSON(out)
 	}
-	rows := [][]string{{"user", "role", "reviewer", "last_used", "unused", "grant_expires", "decision", "decided_by", "decided_at", "comment"}}
+	rows := [][]string{{"user", "role", "reviewer", "last_used", "unused", "user_inactive", "grant_expires", "decision", "decided_by", "decided_at", "comment"}}
 	for _, it := range out.GetItems() {
 		rows = append(rows, []string{it.GetUserId(), it.GetRoleId(), it.GetReviewerId(), timeText(it.GetLastUsedAt()), fmt.Sprint(it.GetUnused()),
-			timeText(it.GetGrantExpiresAt()), enumName(it.GetDecision().String(), "REVIEW_DECISION_"), it.GetDecidedBy(), timeText(it.GetDecidedAt()), it.GetComment()})
+			fmt.Sprint(it.GetUserInactive()), timeText(it.GetGrantExpiresAt()), enumName(it.GetDecision().String(), "REVIEW_DECISION_"), it.GetDecidedBy(),
+			timeText(it.GetDecidedAt()), it.GetComment()})
 	}
 	if csvs {
 		return writeCSV(&c.out, rows)
@@ -268,7 +269,11 @@ func reviewsItems(ctx context.Context, c *cli, args []string) error {
 	} else {
 		t := newTable(&c.out, "USER", "ROLE", "REVIEWER", "LAST_USED", "DECISION", "DECIDED_BY")
 		for _, r := range rows[1:] {
-			t.row(r[0], r[1], r[2], r[3], r[6], r[7])
+			user := r[0]
+			if r[5] == "true" {
+				user += " (inactive)"
+			}
+			t.row(user, r[1], r[2], r[3], r[7], r[8])
 		}
 		t.flush()
 	}

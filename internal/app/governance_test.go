@@ -804,3 +804,52 @@ func TestWhoCanRecordPaths(t *testing.T) {
 		agree(later)
 	})
 }
+
+// TestAccessReviewOfOffboardedUsers: a review has an item for the grant of
+// a user offboarded when it starts, marked so and unused (their grants
+// decide nothing); revoked in the review, the grant does not come back
+// with the user.
+func TestAccessReviewOfOffboardedUsers(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar, frank, erin := e.user(t, "oscar"), e.user(t, "frank"), e.user(t, "erin")
+		read := modulePerm("account", "read")
+		if _, err := e.admin.DeactivateUser(ctx, &pb.DeactivateUserRequest{TenantId: "demo", ActorId: "oscar", Reason: "left", UserId: "erin"}); err != nil {
+			t.Fatal(err)
+		}
+		started, err := oscar.gov.StartAccessReview(ctx, &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "offboarding sweep", Name: "sales reps",
+			RoleIds: []string{"sales_rep"}, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_KEEP,
+			Deadline: timestamppb.New(e.clock.Now().Add(24 * time.Hour)), UnusedDays: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := oscar.gov.ListReviewItems(ctx, &pb.ListReviewItemsRequest{TenantId: "demo", ReviewId: started.GetReview().GetReviewId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inactive := map[string]bool{}
+		for _, it := range resp.GetItems() {
+			inactive[it.GetUserId()] = it.GetUserInactive()
+			if it.GetUserId() == "erin" && (!it.GetUnused() || it.GetReviewerId() != "frank") {
+				t.Errorf("erin's item: %v", it)
+			}
+		}
+		if on, ok := inactive["erin"]; !ok || !on || len(inactive) < 2 {
+			t.Fatalf("items by user, offboarded or not: %v", inactive)
+		}
+		for u, on := range inactive {
+			if u != "erin" && on {
+				t.Errorf("%s's item is marked offboarded", u)
+			}
+		}
+		if _, err := frank.gov.DecideReviewItem(ctx, &pb.DecideReviewItemRequest{TenantId: "demo", Reason: "left the company",
+			ReviewId: started.GetReview().GetReviewId(), UserId: "erin", RoleId: "sales_rep", Decision: pb.ReviewDecision_REVIEW_DECISION_REVOKE}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin.ReactivateUser(ctx, &pb.ReactivateUserRequest{TenantId: "demo", ActorId: "oscar", Reason: "rehired", UserId: "erin"}); err != nil {
+			t.Fatal(err)
+		}
+		if erin.allowed(t, read) {
+			t.Error("a grant revoked in the review came back with its user")
+		}
+	})
+}

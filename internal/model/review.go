@@ -71,12 +71,16 @@ type ReviewItemKey struct{ Review, UserID, RoleID string }
 
 // ReviewItem is one grant under review.
 type ReviewItem struct {
-	Review       string         `json:"review"`
-	UserID       string         `json:"user_id"`
-	RoleID       string         `json:"role_id"`
-	GrantExpires time.Time      `json:"grant_expires,omitzero"`
-	Reviewer     string         `json:"reviewer"`           // who decides it
-	LastUsed     time.Time      `json:"last_used,omitzero"` // the latest allowed decision the grant gave in the window; zero: none
+	Review       string    `json:"review"`
+	UserID       string    `json:"user_id"`
+	RoleID       string    `json:"role_id"`
+	GrantExpires time.Time `json:"grant_expires,omitzero"`
+	Reviewer     string    `json:"reviewer"`           // who decides it
+	LastUsed     time.Time `json:"last_used,omitzero"` // the latest allowed decision the grant gave in the window; zero: none
+	// UserInactive records that the user was offboarded when the review
+	// started: the grant decides nothing while they are, and comes back
+	// with them unless revoked.
+	UserInactive bool           `json:"user_inactive,omitempty"`
 	Decision     ReviewDecision `json:"decision,omitempty"`
 	DecidedBy    string         `json:"decided_by,omitempty"`
 	DecidedAt    time.Time      `json:"decided_at,omitzero"`
@@ -120,9 +124,11 @@ func ValidateReviewRoles(roles []string) error {
 }
 
 // StartReview stores a new open review with an item for each grant of the
-// reviewed roles active at now; lastUsed is the evidence of use of each
-// grant (absent: unused in the window). An item's reviewer is the review's
-// named reviewer, else the user's manager, else whoever started the review.
+// reviewed roles active at now, offboarded users' included (marked
+// UserInactive: their grants return with them, and are what a review is
+// for); lastUsed is the evidence of use of each grant (absent: unused in
+// the window). An item's reviewer is the review's named reviewer, else the
+// user's manager, else whoever started the review.
 func (s *TenantState) StartReview(r AccessReview, lastUsed map[GrantKey]time.Time, now time.Time) (Change, error) {
 	for i, role := range r.Roles {
 		if _, ok := s.Roles[role]; !ok {
@@ -143,10 +149,11 @@ func (s *TenantState) StartReview(r AccessReview, lastUsed map[GrantKey]time.Tim
 	}
 	var items []ReviewItem
 	for k, g := range s.Grants {
-		if !g.ActiveAt(now) || s.Inactive(k.UserID) || (len(r.Roles) > 0 && !slices.Contains(r.Roles, k.RoleID)) {
+		if !g.ActiveAt(now) || (len(r.Roles) > 0 && !slices.Contains(r.Roles, k.RoleID)) {
 			continue
 		}
-		it := ReviewItem{Review: r.ID, UserID: k.UserID, RoleID: k.RoleID, GrantExpires: g.ExpiresAt, Reviewer: r.Reviewer, LastUsed: lastUsed[k]}
+		it := ReviewItem{Review: r.ID, UserID: k.UserID, RoleID: k.RoleID, GrantExpires: g.ExpiresAt, Reviewer: r.Reviewer, LastUsed: lastUsed[k],
+			UserInactive: s.Inactive(k.UserID)}
 		if it.Reviewer == "" {
 			it.Reviewer = s.Members[k.UserID].Manager
 		}

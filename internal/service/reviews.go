@@ -145,7 +145,7 @@ func reviewItemToProto(it model.ReviewItem) *pb.ReviewItem {
 	return &pb.ReviewItem{
 		ReviewId: it.Review, UserId: it.UserID, RoleId: it.RoleID, GrantExpiresAt: timestamp(it.GrantExpires), ReviewerId: it.Reviewer,
 		LastUsedAt: timestamp(it.LastUsed), Unused: it.LastUsed.IsZero(), Decision: reviewDecisionToProto(it.Decision),
-		DecidedBy: it.DecidedBy, DecidedAt: timestamp(it.DecidedAt), Comment: it.Comment,
+		DecidedBy: it.DecidedBy, DecidedAt: timestamp(it.DecidedAt), Comment: it.Comment, UserInactive: it.UserInactive,
 	}
 }
 

@@ -2268,7 +2268,10 @@ type ReviewItem struct {
 	// When.
 	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	// The reviewer's reason.
-	Comment       string `protobuf:"bytes,11,opt,name=comment,proto3" json:"comment,omitempty"`
+	Comment string `protobuf:"bytes,11,opt,name=comment,proto3" json:"comment,omitempty"`
+	// Whether the user was offboarded (inactive) when the review started: the grant decides
+	// nothing while they are, and returns with them unless revoked.
+	UserInactive  bool `protobuf:"varint,12,opt,name=user_inactive,json=userInactive,proto3" json:"user_inactive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2378,6 +2381,13 @@ func (x *ReviewItem) GetComment() string {
 		return x.Comment
 	}
 	return ""
+}
+
+func (x *ReviewItem) GetUserInactive() bool {
+	if x != nil {
+		return x.UserInactive
+	}
+	return false
 }
 
 // StartAccessReviewRequest starts a review.
@@ -3422,7 +3432,7 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\x04kept\x18\x02 \x01(\x05R\x04kept\x12\x18\n" +
 	"\arevoked\x18\x03 \x01(\x05R\arevoked\x12\x1c\n" +
 	"\tundecided\x18\x04 \x01(\x05R\tundecided\x12\x16\n" +
-	"\x06unused\x18\x05 \x01(\x05R\x06unused\"\xc5\x03\n" +
+	"\x06unused\x18\x05 \x01(\x05R\x06unused\"\xea\x03\n" +
 	"\n" +
 	"ReviewItem\x12\x1b\n" +
 	"\treview_id\x18\x01 \x01(\tR\breviewId\x12\x17\n" +
@@ -3440,7 +3450,8 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x18\n" +
-	"\acomment\x18\v \x01(\tR\acomment\"\xdb\x02\n" +
+	"\acomment\x18\v \x01(\tR\acomment\x12#\n" +
+	"\ruser_inactive\x18\f \x01(\bR\fuserInactive\"\xdb\x02\n" +
 	"\x18StartAccessReviewRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
