@@ -853,3 +853,30 @@ func TestAccessReviewOfOffboardedUsers(t *testing.T) {
 		}
 	})
 }
+
+// TestAccessRequestsForUsers: a CRM back end with a service credential
+// (not bound to a user) asks for access on a user's behalf as that
+// user; the request is the user's, and the user, acting through the same
+// service, still cannot approve it. A credential bound to one user cannot
+// ask as another.
+func TestAccessRequestsForUsers(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		svc := e.newKey(t, "crm back end", []string{"admin"}, []string{"demo"}, "")
+		gov := pb.NewGovernanceServiceClient(e.dial(t, svc.key))
+		resp, err := gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", ActorId: "erin", Reason: "quarter-end export",
+			RoleId: "data_exporter", Duration: days(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := resp.GetRequest()
+		if r.GetUserId() != "erin" || r.GetRequestedBy() != "erin" || r.GetState() != pb.AccessRequestState_ACCESS_REQUEST_STATE_PENDING {
+			t.Fatalf("request made for erin by the service: %v", r)
+		}
+		_, err = gov.ApproveAccessRequest(ctx, &pb.ApproveAccessRequestRequest{TenantId: "demo", ActorId: "erin", Reason: "mine", RequestId: r.GetRequestId()})
+		denied(t, "approving one's own request through a service", err, "SELF_APPROVAL")
+		bob := e.user(t, "bob")
+		_, err = bob.gov.RequestAccess(ctx, &pb.RequestAccessRequest{TenantId: "demo", ActorId: "erin", Reason: "as erin",
+			RoleId: "data_exporter", Duration: days(1)})
+		denied(t, "a user's credential asking as another user", err, "ACTOR_MISMATCH")
+	})
+}
