@@ -357,12 +357,35 @@ func TestWhoCanAndExpiring(t *testing.T) {
 				Access: pb.RecordAccess_RECORD_ACCESS_READ, ExpiresAt: timestamppb.New(now.Add(48 * time.Hour))}}); err != nil {
 			t.Fatal(err)
 		}
+		// Shares with roles and departments: peggy holds read_only (for
+		// three days), not finance_readonly; she is in marketing, below hq.
+		for record, who := range map[string]*pb.Principal{
+			"acc-read_only":        {Kind: &pb.Principal_RoleId{RoleId: "read_only"}},
+			"acc-finance_readonly": {Kind: &pb.Principal_RoleId{RoleId: "finance_readonly"}},
+			"acc-hq-tree":          {Kind: &pb.Principal_DepartmentId{DepartmentId: "hq"}, IncludeSubdepartments: true},
+			"acc-hq":               {Kind: &pb.Principal_DepartmentId{DepartmentId: "hq"}},
+			"acc-sales-tree":       {Kind: &pb.Principal_DepartmentId{DepartmentId: "sales"}, IncludeSubdepartments: true},
+		} {
+			if _, err := e.admin.ShareRecord(ctx, &pb.ShareRecordRequest{TenantId: "demo", ActorId: "oscar", Reason: "review", RecordOwnerId: "alice",
+				Share: &pb.RecordShare{Module: "account", RecordId: record, Principal: who,
+					Access: pb.RecordAccess_RECORD_ACCESS_READ, ExpiresAt: timestamppb.New(now.Add(60 * time.Hour))}}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		list, err := peggy.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo", UserId: "peggy"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if it := list.GetItems(); len(it) != 2 || it[0].GetRecordShare().GetRecordId() != "acc-9" || it[1].GetGrant().GetRoleId() != "read_only" {
-			t.Fatalf("peggy's expiring access, soonest first: %v", it)
+		var listed []string
+		for _, it := range list.GetItems() {
+			if sh := it.GetRecordShare(); sh != nil {
+				listed = append(listed, sh.GetRecordId())
+			} else {
+				listed = append(listed, "grant "+it.GetGrant().GetRoleId())
+			}
+		}
+		if want := []string{"acc-9", "acc-hq-tree", "acc-read_only", "grant read_only"}; !slices.Equal(listed, want) {
+			t.Fatalf("peggy's expiring access, soonest first: %q, want %q", listed, want)
 		}
 		_, err = peggy.gov.ListExpiring(ctx, &pb.ListExpiringRequest{TenantId: "demo"})
 		denied(t, "everyone's expiring access without admin.users.manage", err, "MISSING_PERMISSION")

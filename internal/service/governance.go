@@ -509,9 +509,10 @@ func (s *Governance) ListExpiring(ctx context.Context, req *pb.ListExpiringReque
 				&pb.Expiring{ExpiresAt: timestamp(g.ExpiresAt), What: &pb.Expiring_Grant{Grant: grantToProto(st, g, now)}}})
 		}
 	}
+	reaches := sharesReach(st, user, now)
 	for k, sh := range st.RecordShares {
 		p := sh.Principal
-		if (user == "" || (p.Kind == model.PrincipalUser && p.ID == user)) && soon(sh.ExpiresAt) {
+		if (user == "" || reaches(p)) && soon(sh.ExpiresAt) {
 			items = append(items, item{expiringKey(sh.ExpiresAt, "s", p.ID, string(p.Kind), k.Module, k.RecordID, strconv.FormatBool(p.IncludeSubs)),
 				&pb.Expiring{ExpiresAt: timestamp(sh.ExpiresAt), What: &pb.Expiring_RecordShare{RecordShare: recordShareToProto(sh, now)}}})
 		}
@@ -536,4 +537,38 @@ func (s *Governance) ListExpiring(ctx context.Context, req *pb.ListExpiringReque
 // row's key.
 func expiringKey(t time.Time, parts ...string) string {
 	return fmt.Sprintf("%019d", t.UnixNano()) + "\x00" + strings.Join(parts, "\x00")
+}
+
+// sharesReach returns whether a record share's principal reaches user at
+// now, as a decision matches it: the user, a role the user holds by an
+// active grant (itself or by inheritance), or a department of the user's
+// (or one above it, for a share with its sub-departments).
+func sharesReach(st *model.TenantState, user string, now time.Time) func(model.Principal) bool {
+	var roles []string
+	for _, r := range st.RoleClosure(st.ActiveRoles(user, now)...) {
+		roles = append(roles, r.ID)
+	}
+	m := st.Members[user]
+	depts := append([]string{m.Primary}, m.Others...)
+	return func(p model.Principal) bool {
+		switch p.Kind {
+		case model.PrincipalUser:
+			return p.ID == user
+		case model.PrincipalRole:
+			return slices.Contains(roles, p.ID)
+		case model.PrincipalDepartment:
+			for _, d := range depts {
+				for steps := 0; d != "" && steps <= len(st.Departments); steps++ {
+					if d == p.ID {
+						return true
+					}
+					if !p.IncludeSubs {
+						break
+					}
+					d = st.Departments[d].Parent
+				}
+			}
+		}
+		return false
+	}
 }

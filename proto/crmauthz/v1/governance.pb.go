@@ -1744,7 +1744,8 @@ type ListExpiringRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// The window from now: 1 hour to 365 days; unset means 7 days.
 	Within *durationpb.Duration `protobuf:"bytes,3,opt,name=within,proto3" json:"within,omitempty"`
-	// Only this user's grants and the record shares with this user; empty: everyone's
+	// Only this user's grants and the record shares reaching this user (shared with them,
+	// with a role they hold, or with a department of theirs); empty: everyone's
 	// (admin.users.manage). The actor's own need nothing.
 	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// At most this many per page: 1-1000, default 100.
