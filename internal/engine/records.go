@@ -385,6 +385,29 @@ func (ix *index) matchesUser(p model.Principal, pd int32, w who, grants []userGr
 	return false
 }
 
+// ruleReaches reports whether the shared side of sharing rule r includes
+// the user w, as matchesUser does for its principal; it reads the rule's
+// text only for a user or a role, where a rule of a module is read for
+// every record check of it.
+func (ix *index) ruleReaches(x *ruleIndex, r *rule, w who, grants []userGrant, now int64) bool {
+	switch r.withKind {
+	case kindUser:
+		return x.str(r.with) == w.id
+	case kindRole:
+		return ix.holds(grants, x.str(r.with), now)
+	case kindDepartment:
+		if r.withDept < 0 {
+			return false
+		}
+		for _, d := range w.depts {
+			if d == r.withDept || (r.withSubs && slices.Contains(ix.org.ancestors.row(d), r.withDept)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // matchesRecord reports whether a principal (on the owner side), of
 // department number pd when a department, includes the record, whose
 // department's number is recDept.
@@ -466,11 +489,20 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 	rules := o.rules.of(space, p.Module)
 	for i := range rules {
 		r := &rules[i]
-		access, with, owned := accessAt(r.access), o.rules.sharedWith(r), o.rules.ownedBy(r)
-		if widens(access, p.Verb) && ix.matchesUser(with, r.withDept, w, grants, now) && ix.matchesRecord(space.seed, owned, r.ownedDept, rec, recDept, now) {
+		// Each side is read from the rule only when the one before matched:
+		// most rules of a module end at the access or the shared side.
+		access := accessAt(r.access)
+		if !widens(access, p.Verb) {
+			continue
+		}
+		if !ix.ruleReaches(&o.rules, r, w, grants, now) {
+			continue
+		}
+		if owned := o.rules.ownedBy(r); ix.matchesRecord(space.seed, owned, r.ownedDept, rec, recDept, now) {
 			if !explain {
 				return true, nil
 			}
+			with := o.rules.sharedWith(r)
 			allowed = true
 			id := o.rules.str(r.id)
 			out = append(out, Reason{Kind: SharingRule, Rule: id, Message: fmt.Sprintf("sharing rule %s shares records owned by %s %s with %s %s at %s", id, owned.Kind, owned.ID, with.Kind, with.ID, access)})
@@ -571,7 +603,7 @@ func (e *Engine) PlanFilter(tenant, user, module, verb string) (Filter, error) {
 	rules := o.rules.of(e.space, module)
 	for i := range rules {
 		r := &rules[i]
-		if !widens(accessAt(r.access), verb) || !ix.matchesUser(o.rules.sharedWith(r), r.withDept, w, grants, now) {
+		if !widens(accessAt(r.access), verb) || !ix.ruleReaches(&o.rules, r, w, grants, now) {
 			continue
 		}
 		owned := o.rules.ownedBy(r)

@@ -44,8 +44,15 @@ type share struct {
 	recordKey, groupKey int32
 }
 
+// The indexes of the kinds in principalKinds.
+const (
+	kindUser uint8 = iota
+	kindDepartment
+	kindRole
+)
+
 var (
-	principalKinds = []model.PrincipalKind{model.PrincipalUser, model.PrincipalDepartment, model.PrincipalRole}
+	principalKinds = []model.PrincipalKind{kindUser: model.PrincipalUser, kindDepartment: model.PrincipalDepartment, kindRole: model.PrincipalRole}
 	accesses       = []model.Access{model.AccessRead, model.AccessReadWrite}
 )
 
