@@ -138,6 +138,10 @@ func openSegment(path string, start, size int64) (*segment, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("spool: size a segment: %w", err)
 	}
+	if err := reserve(f, size); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: reserve a segment's disk space: %w", err)
+	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 	if err != nil {
 		_ = f.Close()
@@ -306,15 +310,18 @@ func (s *Spool) Append(est int, headroom int64, fill func(dst []byte) []byte) (i
 // hold every Append up.
 func (s *Spool) rotate(start, need int64) error {
 	if s.cur.size == 0 {
-		// An empty segment too small for the record: map it larger.
-		if err := syscall.Munmap(s.cur.data); err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		_ = s.cur.f.Close()
+		// An empty segment too small for the record: map it larger,
+		// keeping the old mapping until the new one stands (the disk may
+		// have no room for it).
 		seg, err := openSegment(s.segPath(start), start, max(s.opts.SegmentBytes, need))
 		if err != nil {
 			return err
 		}
+		if err := syscall.Munmap(s.cur.data); err != nil {
+			_ = seg.close()
+			return fmt.Errorf("spool: %w", err)
+		}
+		_ = s.cur.f.Close()
 		s.cur = seg
 		return nil
 	}
