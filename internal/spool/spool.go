@@ -134,11 +134,19 @@ func openSegment(path string, start, size int64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	if err := f.Truncate(size); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("spool: size a segment: %w", err)
 	}
-	if err := reserve(f, size); err != nil {
+	if err := reserveSpace(f, size); err != nil {
+		// What a failed reservation allocated is given back with the
+		// size the file had.
+		_ = f.Truncate(fi.Size())
 		_ = f.Close()
 		return nil, fmt.Errorf("spool: reserve a segment's disk space: %w", err)
 	}
@@ -149,6 +157,9 @@ func openSegment(path string, start, size int64) (*segment, error) {
 	}
 	return &segment{f: f, data: data, start: start}, nil
 }
+
+// reserveSpace is reserve; tests make it fail as a full disk does.
+var reserveSpace = reserve
 
 // close unmaps the segment and cuts the file to what was written.
 func (g *segment) close() error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,4 +311,47 @@ func TestLargeRecord(t *testing.T) {
 	if len(got) != 4 || !bytes.Equal(got[0], big) || !bytes.Equal(got[1], record(1)) || !bytes.Equal(got[2], big) {
 		t.Fatalf("read %d records", len(got))
 	}
+}
+
+// TestDiskFull: with no disk room for a segment (the reservation
+// failing), Open and the Append that needs a new segment fail with an
+// error, the records written stay readable, and the spool takes records
+// again once there is room.
+func TestDiskFull(t *testing.T) {
+	full := func(*os.File, int64) error { return syscall.ENOSPC }
+	t.Cleanup(func() { reserveSpace = reserve })
+
+	reserveSpace = full
+	if _, err := Open(t.TempDir(), Options{}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Open on a full disk: %v", err)
+	}
+	reserveSpace = reserve
+	s := open(t, t.TempDir(), Options{SegmentBytes: 256})
+	i := 0
+	for ; s.End() < 200; i++ {
+		if _, err := s.Append(appendArgs(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserveSpace = full
+	failed := false
+	for k := 0; k < 20; k++ { // past the segment's end
+		if _, err := s.Append(appendArgs(i)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("append on a full disk: %v", err)
+			}
+			failed = true
+			break
+		}
+		i++
+	}
+	if !failed {
+		t.Fatal("appends past the segment's end never needed a new one")
+	}
+	check(t, readAll(t, s, 0), 0, i)
+	reserveSpace = reserve
+	if _, err := s.Append(appendArgs(i)); err != nil {
+		t.Fatalf("append once there is room: %v", err)
+	}
+	check(t, readAll(t, s, 0), 0, i+1)
 }
