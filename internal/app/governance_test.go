@@ -298,23 +298,7 @@ func TestWhoCanAndExpiring(t *testing.T) {
 		if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != "permission.function.function" {
 			t.Errorf("WhoCan of an unknown function: %v", err)
 		}
-		whoCan := func(p *pb.Permission) map[string]*pb.WhoCanUser {
-			t.Helper()
-			out := map[string]*pb.WhoCanUser{}
-			token := ""
-			for {
-				resp, err := oscar.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: p, PageSize: 2, PageToken: token})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, u := range resp.GetUsers() {
-					out[u.GetUserId()] = u
-				}
-				if token = resp.GetNextPageToken(); token == "" {
-					return out
-				}
-			}
-		}
+		whoCan := func(p *pb.Permission) map[string]*pb.WhoCanUser { t.Helper(); return whoCanAll(t, oscar, p, 2) }
 		// frank holds sales_manager too, but restricted_export denies it.
 		got := whoCan(export)
 		if len(got) != 2 || got["alice"] == nil || got["oscar"] == nil {
@@ -723,22 +707,7 @@ func TestWhoCanRecordPaths(t *testing.T) {
 		}
 		p := &pb.Permission{Kind: &pb.Permission_Module{Module: &pb.ModulePermission{Module: "contact", Verb: "read",
 			Record: &pb.Record{Id: "c-1", OwnerId: "mallory", DepartmentId: "sales_west"}}}}
-		whoCan := func() map[string]*pb.WhoCanUser {
-			t.Helper()
-			out := map[string]*pb.WhoCanUser{}
-			for token := ""; ; {
-				resp, err := oscar.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: p, PageSize: 3, PageToken: token})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, u := range resp.GetUsers() {
-					out[u.GetUserId()] = u
-				}
-				if token = resp.GetNextPageToken(); token == "" {
-					return out
-				}
-			}
-		}
+		whoCan := func() map[string]*pb.WhoCanUser { t.Helper(); return whoCanAll(t, oscar, p, 3) }
 		// paths renders a user's reasons as "KIND role rule", with the
 		// grant's expiry when it has one.
 		paths := func(u *pb.WhoCanUser) []string {
@@ -902,4 +871,23 @@ func TestAccessRequestsForUsers(t *testing.T) {
 			RoleId: "data_exporter", Duration: days(1)})
 		denied(t, "a user's credential asking as another user", err, "ACTOR_MISMATCH")
 	})
+}
+
+// whoCanAll reads WhoCan of p in the demo tenant as u, page by page, and
+// returns the users named, by id.
+func whoCanAll(t *testing.T, u *user, p *pb.Permission, pageSize int32) map[string]*pb.WhoCanUser {
+	t.Helper()
+	out := map[string]*pb.WhoCanUser{}
+	for token := ""; ; {
+		resp, err := u.gov.WhoCan(ctx, &pb.WhoCanRequest{TenantId: "demo", Permission: p, PageSize: pageSize, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range resp.GetUsers() {
+			out[h.GetUserId()] = h
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return out
+		}
+	}
 }

@@ -36,17 +36,7 @@ func TestSharesFollowWrites(t *testing.T) {
 	if err := eng.Load(st.Clone()); err != nil {
 		t.Fatal(err)
 	}
-	write := func(fn func() (model.Change, error)) {
-		t.Helper()
-		st.Begin()
-		mustChange(fn())
-		d, _ := st.Delta()
-		st.Commit()
-		st.Revision++
-		if err := eng.Apply(st, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(fn func() (model.Change, error)) { t.Helper(); applyWrite(t, eng, st, fn) }
 	expect := func(user, verb string, want ...string) {
 		t.Helper()
 		f, err := eng.PlanFilter("t", user, "account", verb)
@@ -136,17 +126,7 @@ func TestApplyRenumbersUsers(t *testing.T) {
 		}
 		return d.Allowed
 	}
-	write := func(fn func() (model.Change, error)) {
-		t.Helper()
-		st.Begin()
-		mustChange(fn())
-		d, _ := st.Delta()
-		st.Commit()
-		st.Revision++
-		if err := eng.Apply(st, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(fn func() (model.Change, error)) { t.Helper(); applyWrite(t, eng, st, fn) }
 	read := model.Permission{Kind: model.KindModule, Module: "account", Verb: "read", Record: &model.Record{ID: "r1", Owner: "x"}}
 	most := 0
 	for i := range 1500 {
@@ -178,5 +158,19 @@ func TestApplyRenumbersUsers(t *testing.T) {
 	ix, _ := eng.index("t")
 	if most < 1024 || ix.org.users.len() >= most {
 		t.Errorf("users numbered: at most %d, now %d; want them numbered anew past 1,024", most, ix.org.users.len())
+	}
+}
+
+// applyWrite makes the write fn on st, a revision later, and applies its
+// delta to eng.
+func applyWrite(t *testing.T, eng *Engine, st *model.TenantState, fn func() (model.Change, error)) {
+	t.Helper()
+	st.Begin()
+	mustChange(fn())
+	d, _ := st.Delta()
+	st.Commit()
+	st.Revision++
+	if err := eng.Apply(st, d); err != nil {
+		t.Fatal(err)
 	}
 }
