@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -509,6 +510,7 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 		}
 	}
 	x := &o.shares
+	shared := len(out)
 	for _, i := range x.byRecord.of(o.seed, p.Module, rec.ID, true) {
 		s := &x.list[i]
 		if !widens(x.accessOf(s), p.Verb) || !s.activeAt(now) {
@@ -522,6 +524,11 @@ func (ix *index) recordDecision(space *permSpace, user string, p model.Permissio
 			out = append(out, Reason{Kind: RecordShare, ExpiresAt: s.expiresAt(), Message: fmt.Sprintf("record %s is shared with %s %s at %s", rec.ID, pr.Kind, pr.ID, x.accessOf(s))})
 		}
 	}
+	// The index holds a record's shares in the order they were written on
+	// this server, in map order on one that loaded the tenant whole (a
+	// restart, a replica, a policy rebuilt to explain a decision after the
+	// fact): their reasons are given by message, the same everywhere.
+	slices.SortStableFunc(out[shared:], func(a, b Reason) int { return strings.Compare(a.Message, b.Message) })
 	if !allowed && explain {
 		what := "no role grants it a data scope"
 		if rank >= 0 {

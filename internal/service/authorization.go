@@ -92,7 +92,7 @@ func (s *Authorization) record(ctx context.Context, method, tenant, subject stri
 	e.Perm, e.Allowed, e.Revision, e.Latency = p, d.Allowed, d.Revision, time.Since(start)
 	if len(d.Reasons) > 0 {
 		e.Reasons = make([]string, len(d.Reasons))
-		for i, r := range inOrder(d.Reasons) {
+		for i, r := range d.Reasons {
 			e.Reasons[i] = r.Message
 		}
 	}

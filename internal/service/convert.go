@@ -2,8 +2,6 @@ package service
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -99,40 +97,12 @@ func reasonsToProto(rs []engine.Reason) []*pb.Reason {
 	if len(rs) == 0 {
 		return nil
 	}
-	rs = inOrder(rs)
 	out := make([]*pb.Reason, len(rs))
 	for i, r := range rs {
 		out[i] = &pb.Reason{Kind: reasonKinds[r.Kind], RoleId: r.Role, Rule: r.Rule, Message: r.Message, GrantExpiresAt: timestamp(r.ExpiresAt)}
 	}
 	return out
 }
-
-// inOrder returns rs with each run of record-share reasons in the order of
-// their messages. The engine lists a record's shares in the order its index
-// holds them: the order they were written on a live server, any order on
-// one that loaded the tenant whole (a restart, a replica, a policy rebuilt
-// from the change log to explain a decision after the fact). Put in one
-// order, a decision's reasons are the same wherever and whenever it is
-// explained. rs is not changed.
-func inOrder(rs []engine.Reason) []engine.Reason {
-	cloned := false
-	for i := 0; i < len(rs); i++ {
-		j := i
-		for j < len(rs) && rs[j].Kind == engine.RecordShare {
-			j++
-		}
-		if j-i > 1 && !slices.IsSortedFunc(rs[i:j], byMessage) {
-			if !cloned {
-				rs, cloned = slices.Clone(rs), true
-			}
-			slices.SortStableFunc(rs[i:j], byMessage)
-		}
-		i = j // rs[j] is no share
-	}
-	return rs
-}
-
-func byMessage(a, b engine.Reason) int { return strings.Compare(a.Message, b.Message) }
 
 func timestamp(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
