@@ -202,7 +202,8 @@ func reviewsGet(ctx context.Context, c *cli, args []string) error {
 const reviewsItemsHelp = `Usage: authzctl reviews items <id> [--mine | --reviewer u] [--undecided] [--csv]
 
 Lists a review's items, by user then role: each grant with its reviewer,
-when it was last used, and the decision. --csv writes the record for
+when it was last used, and the decision; an offboarded user's grant is
+marked "(inactive)" (user_inactive in the CSV). --csv writes the record for
 compliance as CSV; a cell that would start a spreadsheet formula (=, +, -,
 @, tab, carriage return) gets a leading single quote, so it shows as text.
 Everyone's items need admin.users.manage; --mine lists the actor's own.
