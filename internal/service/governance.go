@@ -509,10 +509,13 @@ func (s *Governance) ListExpiring(ctx context.Context, req *pb.ListExpiringReque
 				&pb.Expiring{ExpiresAt: timestamp(g.ExpiresAt), What: &pb.Expiring_Grant{Grant: grantToProto(st, g, now)}}})
 		}
 	}
-	reaches := sharesReach(st, user, now)
+	reaches := func(model.Principal) bool { return true } // everyone's
+	if user != "" {
+		reaches = sharesReach(st, user, now)
+	}
 	for k, sh := range st.RecordShares {
 		p := sh.Principal
-		if (user == "" || reaches(p)) && soon(sh.ExpiresAt) {
+		if reaches(p) && soon(sh.ExpiresAt) {
 			items = append(items, item{expiringKey(sh.ExpiresAt, "s", p.ID, string(p.Kind), k.Module, k.RecordID, strconv.FormatBool(p.IncludeSubs)),
 				&pb.Expiring{ExpiresAt: timestamp(sh.ExpiresAt), What: &pb.Expiring_RecordShare{RecordShare: recordShareToProto(sh, now)}}})
 		}
