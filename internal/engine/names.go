@@ -3,27 +3,63 @@ package engine
 import (
 	"hash/maphash"
 	"slices"
+	"unsafe"
 )
 
 // names numbers a tenant's ids of one kind (users, departments) from 0, so
 // that the organisation index can be flat arrays of numbers. The ids lie
-// back to back in one string and are found through an open-addressing
-// table of numbers. A names holds three objects the collector need not
-// look into, where a map of strings is one object per id to trace: at
-// 10,000 tenants of 100 users the organisation maps were 260 MiB of
-// pointers and the collector's marking took a fifth of the server's CPU.
+// back to back in one text and are found through an open-addressing table
+// of numbers. A names is one object the collector need not look into,
+// where a map of strings is one object per id to trace: at 10,000 tenants
+// of 100 users the organisation maps were 260 MiB of pointers and the
+// collector's marking took a fifth of the server's CPU. Every object costs
+// a collection some work, so the text shares the table's array rather
+// than being a string of its own.
 type names struct {
-	text string
-	n    int // how many ids
-	// a holds n ends, then the slots. End i is where id i ends in text;
-	// it starts where id i-1 ends. A slot holds 0 (empty) or the number of
-	// an id plus one in the low 24 bits and 8 bits of the id's hash above
-	// them, so that most other ids are skipped unread.
+	n int // how many ids
+	m int // how many slots
+	// a holds n ends, then m slots, then the text, four bytes a word. End
+	// i is where id i ends in the text; it starts where id i-1 ends. A
+	// slot holds 0 (empty) or the number of an id plus one in the low 24
+	// bits and 8 bits of the id's hash above them, so that most other ids
+	// are skipped unread. The text is written only while the names is
+	// made: the ids handed out point into it.
 	a []uint32
 }
 
 func (n *names) ends() []uint32  { return n.a[:n.n] }
-func (n *names) slots() []uint32 { return n.a[n.n:] }
+func (n *names) slots() []uint32 { return n.a[n.n : n.n+n.m] }
+
+// textLen returns the length of the text.
+func (n *names) textLen() int {
+	if n.n == 0 {
+		return 0
+	}
+	return int(n.a[n.n-1])
+}
+
+// text returns the text's bytes, to write while the names is made.
+func (n *names) text() []byte {
+	if n.textLen() == 0 {
+		return nil
+	}
+	// Sound: the words after the slots are the text's, bytes of any value
+	// are valid, and they are n.textLen() long ((size+3)/4 words, made by
+	// makeNames).
+	return unsafe.Slice((*byte)(unsafe.Pointer(&n.a[n.n+n.m])), n.textLen()) //nolint:gosec // audited above
+}
+
+// makeNames returns a names of ends, a table of m empty slots and room for
+// the text the ends give.
+func makeNames(ends []uint32, m int) names {
+	size := 0
+	if len(ends) > 0 {
+		size = int(ends[len(ends)-1])
+	}
+	n := names{n: len(ends), m: m, a: make([]uint32, len(ends)+m+(size+3)/4)}
+	copy(n.a, ends)
+	return n
+}
 
 // maxNames is how many ids a names can number: the low 24 bits of a slot.
 // A tenant holds at most model.MaxTenantUsers (100,000) users.
@@ -32,17 +68,17 @@ const maxNames = 1<<24 - 1
 // newNames numbers ids, which are distinct, in their order, with room for
 // spare more before the table is three quarters full.
 func newNames(seed maphash.Seed, ids []string, spare int) names {
+	ends := make([]uint32, len(ids))
 	size := 0
-	for _, id := range ids {
-		size += len(id)
-	}
-	text := make([]byte, 0, size)
-	n := names{n: len(ids), a: make([]uint32, len(ids)+(len(ids)+spare)*4/3+1)}
 	for i, id := range ids {
-		text = append(text, id...)
-		n.a[i] = uint32(len(text))
+		size += len(id)
+		ends[i] = uint32(size)
 	}
-	n.text = string(text)
+	n := makeNames(ends, (len(ids)+spare)*4/3+1)
+	text := n.text()[:0]
+	for _, id := range ids {
+		text = append(text, id...)
+	}
 	for i, id := range ids {
 		n.place(seed, id, int32(i))
 	}
@@ -84,7 +120,13 @@ func (n *names) name(i int32) string {
 	if i > 0 {
 		start = n.a[i-1]
 	}
-	return n.text[start:n.a[i]]
+	if start == n.a[i] {
+		return ""
+	}
+	// Sound: the id lies inside the text (see text), which is never
+	// written once the names is made, so the string stays immutable; it
+	// keeps the array alive as any pointer into it does.
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(&n.a[n.n+n.m]), start)), n.a[i]-start) //nolint:gosec // audited above
 }
 
 // ids returns every id, in number order.
@@ -184,15 +226,19 @@ func (n names) with(seed maphash.Seed, ids []string) names {
 	if total*4 > len(n.slots())*3 {
 		return newNames(seed, append(n.ids(), added...), total/4+8)
 	}
-	c := names{n: total, a: make([]uint32, total+len(n.slots()))}
-	copy(c.a, n.ends())
-	copy(c.slots(), n.slots())
-	text := []byte(n.text)
+	ends := make([]uint32, total)
+	copy(ends, n.ends())
+	size := n.textLen()
 	for i, id := range added {
-		text = append(text, id...)
-		c.a[n.len()+i] = uint32(len(text))
+		size += len(id)
+		ends[n.len()+i] = uint32(size)
 	}
-	c.text = string(text)
+	c := makeNames(ends, n.m)
+	copy(c.slots(), n.slots())
+	text := append(c.text()[:0], n.text()...)
+	for _, id := range added {
+		text = append(text, id...)
+	}
 	for i, id := range added {
 		c.place(seed, id, int32(n.len()+i))
 	}

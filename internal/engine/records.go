@@ -260,18 +260,22 @@ func (o *orgIndex) holdersOf(st *model.TenantState, roles *roleTable) [][]holdin
 		}
 		grants = append(grants, h)
 	}
-	// Each role's list is its own array, so that a grant copies the lists
-	// of the roles it reaches alone.
+	// The lists share one array, one object for the collector where a
+	// list per role was one each; each is capped at its end, so a grant
+	// (patchHolders) copies the lists of the roles it reaches alone.
 	count := make([]int, roles.len())
+	total := 0
 	for _, g := range grants {
 		for _, r := range roles.closure(g.role) {
 			count[r]++
+			total++
 		}
 	}
 	holders := make([][]holding, roles.len())
+	all := make([]holding, total)
 	for r, n := range count {
 		if n > 0 {
-			holders[r] = make([]holding, 0, n)
+			holders[r], all = all[:0:n], all[n:]
 		}
 	}
 	for _, g := range grants {
