@@ -575,3 +575,46 @@ func TestMigrationMakesNamedUsersKnown(t *testing.T) {
 		t.Errorf("known users %v, want %v", got, want)
 	}
 }
+
+// TestMigrationCompressesDecisionBatches: migration 0016 stores decision
+// batches lz4-compressed, in the partitions that exist as in those made
+// later, or leaves them uncompressed on a server built without lz4.
+func TestMigrationCompressesDecisionBatches(t *testing.T) {
+	ctx := t.Context()
+	pool := pgtest.Open(t, pgtest.NewEmptyDatabase(t))
+	if err := postgres.MigrateTo(ctx, pool, 15); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE decision_batches_20260101 PARTITION OF decision_batches
+		FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-01-02 00:00:00+00')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE decision_batches_20260102 PARTITION OF decision_batches
+		FOR VALUES FROM ('2026-01-02 00:00:00+00') TO ('2026-01-03 00:00:00+00')`); err != nil {
+		t.Fatal(err)
+	}
+	want := "m/l" // MAIN, lz4
+	if !serverHasLZ4(t, pool) {
+		want = "e/" // EXTERNAL, the default method
+	}
+	for _, table := range []string{"decision_batches", "decision_batches_20260101", "decision_batches_20260102"} {
+		var got string
+		if err := pool.QueryRow(ctx, `SELECT attstorage::text || '/' || attcompression::text FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attname = 'data'`, table).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s stores data as %s, want %s", table, got, want)
+		}
+	}
+}
+
+// serverHasLZ4 reports whether the server can compress with lz4.
+func serverHasLZ4(t *testing.T, pool *pgxpool.Pool) bool {
+	t.Helper()
+	_, err := pool.Exec(t.Context(), "CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)")
+	return err == nil
+}
