@@ -396,13 +396,19 @@ func (s *Server) startRequest(ctx context.Context, c *call, setHeader func(conte
 // collector.
 var headerMDs = sync.Pool{New: func() any { return metadata.MD{RequestIDHeader: make([]string, 1)} }}
 
+// The method prefixes of the services whose calls log at info, made once
+// rather than on every call's end.
+var (
+	adminPrefix      = "/" + pb.AdminService_ServiceDesc.ServiceName + "/"
+	governancePrefix = "/" + pb.GovernanceService_ServiceDesc.ServiceName + "/"
+)
+
 // endRequest logs the end of the call c, which ended with err, and counts
 // it.
 func (s *Server) endRequest(c *call, err error) {
 	code := status.Code(err)
 	level := zap.DebugLevel
-	if strings.HasPrefix(c.method, "/"+pb.AdminService_ServiceDesc.ServiceName+"/") ||
-		strings.HasPrefix(c.method, "/"+pb.GovernanceService_ServiceDesc.ServiceName+"/") {
+	if strings.HasPrefix(c.method, adminPrefix) || strings.HasPrefix(c.method, governancePrefix) {
 		level = zap.InfoLevel // admin calls are rare and worth a line each
 	}
 	if code == codes.Internal || code == codes.Unknown {
