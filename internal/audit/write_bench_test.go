@@ -17,11 +17,12 @@ import (
 
 // BenchmarkPostgresWrite measures what the async decision log costs
 // PostgreSQL: decisions of the size a Check's are, of 10 or 10,000
-// tenants, written in batches of 1,000. It reports the CPU the server's backends used per
-// decision, read from /proc (so the server must run on this machine), and
-// the bytes the decision log's tables hold per decision: with the batches'
-// data stored uncompressed as before migration 0016, and lz4-compressed
-// as after. Use -benchtime 100000x or more: /proc counts in 10 ms ticks.
+// tenants, written in batches of 1,000. It reports the CPU the server's
+// backends used per decision, read from /proc (so the server must run on
+// this machine), and the bytes the decision log's tables hold per
+// decision: with the batches' data stored uncompressed as before
+// migration 0016, and lz4-compressed as after. Use -benchtime 100000x or
+// more: /proc counts in 10 ms ticks.
 func BenchmarkPostgresWrite(b *testing.B) {
 	for _, tc := range []struct {
 		tenants      int

@@ -49,16 +49,10 @@ func (n *names) text() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&n.a[n.n+n.m])), n.textLen()) //nolint:gosec // audited above
 }
 
-// makeNames returns a names of ends, a table of m empty slots and room for
-// the text the ends give.
-func makeNames(ends []uint32, m int) names {
-	size := 0
-	if len(ends) > 0 {
-		size = int(ends[len(ends)-1])
-	}
-	n := names{n: len(ends), m: m, a: make([]uint32, len(ends)+m+(size+3)/4)}
-	copy(n.a, ends)
-	return n
+// makeNames returns a names of n ids and m empty slots, with room for a
+// text of size bytes; the caller writes the ends, then the text.
+func makeNames(n, m, size int) names {
+	return names{n: n, m: m, a: make([]uint32, n+m+(size+3)/4)}
 }
 
 // maxNames is how many ids a names can number: the low 24 bits of a slot.
@@ -68,13 +62,16 @@ const maxNames = 1<<24 - 1
 // newNames numbers ids, which are distinct, in their order, with room for
 // spare more before the table is three quarters full.
 func newNames(seed maphash.Seed, ids []string, spare int) names {
-	ends := make([]uint32, len(ids))
 	size := 0
-	for i, id := range ids {
+	for _, id := range ids {
 		size += len(id)
-		ends[i] = uint32(size)
 	}
-	n := makeNames(ends, (len(ids)+spare)*4/3+1)
+	n := makeNames(len(ids), (len(ids)+spare)*4/3+1, size)
+	end := 0
+	for i, id := range ids {
+		end += len(id)
+		n.a[i] = uint32(end)
+	}
 	text := n.text()[:0]
 	for _, id := range ids {
 		text = append(text, id...)
@@ -226,14 +223,17 @@ func (n names) with(seed maphash.Seed, ids []string) names {
 	if total*4 > len(n.slots())*3 {
 		return newNames(seed, append(n.ids(), added...), total/4+8)
 	}
-	ends := make([]uint32, total)
-	copy(ends, n.ends())
 	size := n.textLen()
-	for i, id := range added {
+	for _, id := range added {
 		size += len(id)
-		ends[n.len()+i] = uint32(size)
 	}
-	c := makeNames(ends, n.m)
+	c := makeNames(total, n.m, size)
+	copy(c.a, n.ends())
+	end := n.textLen()
+	for i, id := range added {
+		end += len(id)
+		c.a[n.len()+i] = uint32(end)
+	}
 	copy(c.slots(), n.slots())
 	text := append(c.text()[:0], n.text()...)
 	for _, id := range added {
