@@ -158,6 +158,8 @@ func (ix *index) clearRole(role int32) {
 func patch(space *permSpace, cur *index, st *model.TenantState, d model.Delta) *index {
 	ix := *cur
 	ix.revision = st.Revision
+	// The tables the write replaces are loose until the engine packs.
+	ix.compact = false
 	if len(d.Users) > 0 {
 		// The offboarded users st names, of those the index had and those
 		// the write set.

@@ -41,29 +41,39 @@ func BenchmarkCollect(b *testing.B) {
 }
 
 // loadGenerated returns an engine holding n generated tenants of 100
-// users; their states are garbage once it returns.
-func loadGenerated(b *testing.B, n int) *Engine {
+// users (generated); their states are garbage once it returns.
+func loadGenerated(tb testing.TB, n int, opts ...Option) *Engine {
 	bun, err := bundle.Default()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	opts := datagen.Small()
-	opts.Users = 100
-	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	states := make([]*model.TenantState, n)
 	for i := range states {
-		if states[i], err = datagen.Tenant(fmt.Sprintf("load-%05d", i), bun, opts, uint64(i+1), now); err != nil {
-			b.Fatal(err)
-		}
+		states[i] = generated(tb, bun, i)
 	}
-	eng, err := New(bun.Catalog, bun.ModelText)
+	eng, err := New(bun.Catalog, bun.ModelText, opts...)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := eng.LoadAll(states); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return eng
+}
+
+// generatedAt is when generated tenants are made.
+var generatedAt = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// generated returns generated tenant i of 100 users (a tenant of make
+// load), the same every time.
+func generated(tb testing.TB, bun *bundle.Bundle, i int) *model.TenantState {
+	opts := datagen.Small()
+	opts.Users = 100
+	st, err := datagen.Tenant(fmt.Sprintf("load-%05d", i), bun, opts, uint64(i+1), generatedAt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }
 
 // processCPU returns the CPU time the process has used.

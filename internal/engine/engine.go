@@ -118,6 +118,9 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 		if err != nil {
 			return err
 		}
+		if ix.packable() {
+			ix = ix.compacted()
+		}
 		ix.inOwnBlock()
 		built[i] = ix
 	}

@@ -174,6 +174,9 @@ type index struct {
 	// ownBlock reports that the user slots of a tenant too large to pack
 	// lie in a block of their own (pack.go).
 	ownBlock bool
+	// compact reports that the tables without pointers lie in one slab
+	// (slab.go).
+	compact bool
 	// aliases are the tenant's action aliases (model.Settings).
 	aliases map[string]string
 }

@@ -44,7 +44,8 @@ func (ix *index) hotBytes() int {
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
 
 // pack returns copies of the indexes whose slots and masks lie in one new
-// block, and the block. The copies share everything else with the
+// block, and the block. The copies of indexes a write patched are also
+// compacted (slab.go); otherwise they share everything else with the
 // originals, which stay valid for the readers holding them.
 func pack(indexes map[string]*index) (map[string]*index, []byte) {
 	size := 0
@@ -60,6 +61,9 @@ func pack(indexes map[string]*index) (map[string]*index, []byte) {
 		if !ix.packable() {
 			out[id] = ix
 			continue
+		}
+		if !ix.compact {
+			ix = ix.compacted()
 		}
 		c := *ix
 		n := len(ix.users.slots) * slotSize
