@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -73,6 +75,27 @@ func TestNewBlock(t *testing.T) {
 		}
 		if s := slotsIn(b); len(s) != n/slotSize {
 			t.Fatalf("newBlock(%d): %d slots", n, len(s))
+		}
+	}
+}
+
+// TestTenantKeysTogether holds the tenant map's keys to one string once the
+// engine packs, in order, each index naming its tenant with its key: a
+// lookup's comparison then reads few cache lines.
+func TestTenantKeysTogether(t *testing.T) {
+	eng := loadGenerated(t, 50)
+	cur := *eng.tenants.Load()
+	ids := slices.Sorted(maps.Keys(cur))
+	for i, id := range ids {
+		if unsafe.StringData(cur[id].tenant) != unsafe.StringData(id) {
+			t.Errorf("tenant %s: the index's id is not the map's key", id)
+		}
+		if i == 0 {
+			continue
+		}
+		prev := ids[i-1]
+		if unsafe.StringData(id) != (*byte)(unsafe.Add(unsafe.Pointer(unsafe.StringData(prev)), len(prev))) {
+			t.Fatalf("the key %s does not follow the key %s", id, prev)
 		}
 	}
 }
