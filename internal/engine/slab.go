@@ -14,7 +14,9 @@ import "unsafe"
 // windows of it. The collector then marks one object per tenant where it
 // marked thirty, and the pointers it follows all lead into that object,
 // whose header and mark bits stay in cache. The tables a decision reads
-// first, the role masks and the user slots, are left to pack (pack.go).
+// first, the role masks and the user slots, are left to pack (pack.go),
+// and so are tenants too large to pack: they are few, and their tables
+// fill pages of their own.
 //
 // Every window is capped at its end, so an append to one (a write's copy
 // of a table) allocates anew rather than running into its neighbour;
