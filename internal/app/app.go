@@ -682,7 +682,7 @@ func (a *App) load(ctx context.Context) (int, error) {
 					fail(fmt.Errorf("load tenants %s...: %w", ids[i], err))
 					return
 				}
-				if err := a.engine.LoadAll(states); err != nil {
+				if err := a.engine.Preload(states); err != nil {
 					fail(fmt.Errorf("load tenants: %w", err))
 					return
 				}
@@ -697,6 +697,8 @@ func (a *App) load(ctx context.Context) (int, error) {
 		})
 	}
 	wg.Wait()
+	// The tables of every tenant go into one block once, now.
+	a.engine.Pack()
 	if firstErr != nil {
 		return 0, firstErr
 	}

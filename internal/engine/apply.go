@@ -53,7 +53,7 @@ func (e *Engine) Apply(st *model.TenantState, d model.Delta) error {
 		}
 		cur = next
 	}
-	e.publish([]*index{patch(e.space, cur, st, d)})
+	e.publish([]*index{patch(e.space, cur, st, d)}, true)
 	return nil
 }
 

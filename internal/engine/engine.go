@@ -109,9 +109,30 @@ func (e *Engine) Unload(tenant string, revision int64) {
 	e.store(next)
 }
 
-// LoadAll loads many tenants with one swap of the tenant map, as a start-up
-// does.
-func (e *Engine) LoadAll(states []*model.TenantState) error {
+// LoadAll loads many tenants with one swap of the tenant map, packing
+// their tables when the loose ones call for it.
+func (e *Engine) LoadAll(states []*model.TenantState) error { return e.load(states, true) }
+
+// Preload loads tenants as LoadAll does, but leaves their tables loose
+// until Pack: a start-up loads thousands of tenants a batch at a time, and
+// packing after every batch copied the growing block over and over (five
+// times its size in all, a twentieth of start-up's CPU at 10,000
+// tenants).
+func (e *Engine) Preload(states []*model.TenantState) error { return e.load(states, false) }
+
+// Pack packs every tenant's tables into one block (pack.go) unless none is
+// loose.
+func (e *Engine) Pack() {
+	e.mu.Lock()
+	var block []byte
+	if e.loose > 0 {
+		block = e.packAll(*e.tenants.Load())
+	}
+	e.mu.Unlock()
+	collapseHugePages(block)
+}
+
+func (e *Engine) load(states []*model.TenantState, packNow bool) error {
 	built := make([]*index, len(states))
 	for i, st := range states {
 		ix, err := buildIndex(e.space, e.cat, st)
@@ -124,16 +145,16 @@ func (e *Engine) LoadAll(states []*model.TenantState) error {
 		ix.inOwnBlock()
 		built[i] = ix
 	}
-	block := e.publish(built)
+	block := e.publish(built, packNow)
 	// Readers use the block already; collapsing it into large pages moves
 	// no data they see, and may take a while, so no writer waits for it.
 	collapseHugePages(block)
 	return nil
 }
 
-// publish makes the built indexes current and packs every tenant when the
-// loose tables call for it, returning the new block then.
-func (e *Engine) publish(built []*index) (block []byte) {
+// publish makes the built indexes current and, with packNow, packs every
+// tenant when the loose tables call for it, returning the new block then.
+func (e *Engine) publish(built []*index, packNow bool) (block []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	next := maps.Clone(*e.tenants.Load())
@@ -149,10 +170,18 @@ func (e *Engine) publish(built []*index) (block []byte) {
 			e.loose += ix.hotBytes()
 		}
 	}
-	if e.loose > e.packed/4 {
-		next, block = pack(next)
-		e.packed, e.loose = len(block), 0
+	if packNow && e.loose > e.packed/4 {
+		return e.packAll(next)
 	}
+	e.store(next)
+	return nil
+}
+
+// packAll makes packed copies of the tenants of cur the tenant map,
+// returning the new block. e.mu is held.
+func (e *Engine) packAll(cur map[string]*index) []byte {
+	next, block := pack(cur)
+	e.packed, e.loose = len(block), 0
 	e.store(next)
 	return block
 }

@@ -5,8 +5,10 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/model"
 )
 
@@ -83,7 +85,13 @@ func TestNewBlock(t *testing.T) {
 // engine packs, in order, each index naming its tenant with its key: a
 // lookup's comparison then reads few cache lines.
 func TestTenantKeysTogether(t *testing.T) {
-	eng := loadGenerated(t, 50)
+	keysTogether(t, loadGenerated(t, 50))
+}
+
+// keysTogether fails t unless the keys of eng's tenant map lie in one
+// string, in order, and each index names its tenant with its key.
+func keysTogether(t *testing.T, eng *Engine) {
+	t.Helper()
 	cur := *eng.tenants.Load()
 	ids := slices.Sorted(maps.Keys(cur))
 	for i, id := range ids {
@@ -98,4 +106,52 @@ func TestTenantKeysTogether(t *testing.T) {
 			t.Fatalf("the key %s does not follow the key %s", id, prev)
 		}
 	}
+}
+
+// TestPreloadThenPack loads tenants batch by batch as a start-up does:
+// nothing is packed until Pack, which packs every tenant once, and the
+// decisions before and after are those of an engine that packed as it
+// loaded.
+func TestPreloadThenPack(t *testing.T) {
+	bun, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tenants = 96
+	eng, err := New(bun.Catalog, bun.ModelText, WithClock(func() time.Time { return generatedAt }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < tenants; i += 32 {
+		var batch []*model.TenantState
+		for j := i; j < i+32; j++ {
+			batch = append(batch, generated(t, bun, j))
+		}
+		if err := eng.Preload(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if eng.packed != 0 || eng.loose == 0 {
+		t.Fatalf("after preloading: packed %d, loose %d; want nothing packed", eng.packed, eng.loose)
+	}
+	packed := loadGenerated(t, tenants, WithClock(func() time.Time { return generatedAt }))
+	states := make([]*model.TenantState, tenants)
+	for i := range states {
+		states[i] = generated(t, bun, i)
+	}
+	same := func(when string) {
+		t.Helper()
+		for _, st := range states[:8] {
+			if got, want := decide(eng, st), decide(packed, st); got != want {
+				t.Fatalf("%s: tenant %s decides otherwise than when packed as it loads", when, st.ID)
+			}
+		}
+	}
+	same("before Pack")
+	eng.Pack()
+	if eng.packed == 0 || eng.loose != 0 {
+		t.Fatalf("after Pack: packed %d, loose %d", eng.packed, eng.loose)
+	}
+	keysTogether(t, eng)
+	same("after Pack")
 }
