@@ -347,7 +347,7 @@ func BenchmarkApply(b *testing.B) {
 	})
 	b.Run("rebuild", func(b *testing.B) {
 		for range b.N {
-			if _, err := buildIndex(eng.space, eng.cat, st); err != nil {
+			if _, err := buildIndex(eng.space, eng.cat, st, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -134,8 +134,9 @@ func (e *Engine) Pack() {
 
 func (e *Engine) load(states []*model.TenantState, packNow bool) error {
 	built := make([]*index, len(states))
+	sets := ownSets{}
 	for i, st := range states {
-		ix, err := buildIndex(e.space, e.cat, st)
+		ix, err := buildIndex(e.space, e.cat, st, sets)
 		if err != nil {
 			return err
 		}

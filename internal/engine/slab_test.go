@@ -97,3 +97,39 @@ func heapObjects() int64 {
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapObjects)
 }
+
+// TestOwnSetsShared builds generated tenants, whose roles come from the
+// bundle's templates, with the own bitsets of one load shared and each
+// alone: the indexes are the same, and most roles' bitsets were copied
+// (datagen gives a tenant a few roles of its own beside the templates').
+func TestOwnSetsShared(t *testing.T) {
+	bun, err := bundle.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(bun.Catalog, bun.ModelText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := ownSets{}
+	roles := 0
+	for i := range 20 {
+		st := generated(t, bun, i)
+		shared, err := buildIndex(eng.space, eng.cat, st, sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone, err := buildIndex(eng.space, eng.cat, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(shared.own, alone.own) || !slices.Equal(shared.bits, alone.bits) || !slices.Equal(shared.masks.b, alone.masks.b) {
+			t.Fatalf("tenant %s: its bitsets built with another tenant's roles differ from those built alone", st.ID)
+		}
+		roles += len(st.Roles)
+	}
+	t.Logf("%d roles, %d bitsets built", roles, len(sets))
+	if len(sets) > roles/2 {
+		t.Errorf("%d roles built %d bitsets; the templates' roles were not shared", roles, len(sets))
+	}
+}
