@@ -58,20 +58,19 @@ func slabTable[T flat](s *slab, p *[]T) {
 
 // slabText moves the string *p into s, or sizes it.
 func slabText(s *slab, p *string) {
-	if len(*p) == 0 {
+	n := len(*p)
+	if n == 0 {
 		*p = ""
 		return
 	}
-	b := []byte(nil)
 	if s.buf != nil {
-		b = unsafe.Slice((*byte)(unsafe.Pointer(&s.buf[s.size/8])), len(*p)) //nolint:gosec // audited in slabTable
+		// Sound as in slabTable; the bytes are never written again, so
+		// the string stays immutable.
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&s.buf[s.size/8])), n) //nolint:gosec // audited above
 		copy(b, *p)
+		*p = unsafe.String(&b[0], n) //nolint:gosec // audited above
 	}
-	s.size += roundUp(len(*p), 8)
-	if b != nil {
-		// Sound: the bytes are never written again.
-		*p = unsafe.String(unsafe.SliceData(b), len(b)) //nolint:gosec // audited above
-	}
+	s.size += roundUp(n, 8)
 }
 
 // compacted returns a copy of ix whose tables without pointers, and those
