@@ -47,7 +47,7 @@ var ErrClosed = errors.New("decision log closed")
 type Options struct {
 	Mode          Mode          // default async
 	QueueSize     int           // entries; default 16384
-	BatchSize     int           // entries per write; default 1000
+	BatchSize     int           // entries per write; default 2000
 	FlushInterval time.Duration // async: longest wait for a batch to fill; default 200ms
 	Overflow      Overflow      // default block
 	RetentionDays int           // PostgreSQL: days kept, 0 forever
@@ -83,7 +83,7 @@ func (o *Options) defaults() {
 		o.QueueSize = 16384
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
+		o.BatchSize = 2000
 	}
 	o.BatchSize = min(o.BatchSize, o.QueueSize)
 	if o.FlushInterval <= 0 {

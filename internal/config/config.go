@@ -184,7 +184,7 @@ func Default() Config {
 
 		DecisionLog:               "async",
 		DecisionLogQueueSize:      16384,
-		DecisionLogBatchSize:      1000,
+		DecisionLogBatchSize:      2000,
 		DecisionLogFlushInterval:  200 * time.Millisecond,
 		DecisionLogOverflow:       "block",
 		DecisionLogRetentionDays:  90,
