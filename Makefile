@@ -46,6 +46,7 @@ bench-log: ## Check throughput over gRPC with the decision log off, async and sy
 .PHONY: generate
 generate: ## regenerate the Go code of proto/ (committed)
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.vtproto.yaml --path proto/crmauthz/v1/authorization.proto --path proto/crmauthz/v1/permission.proto
 
 .PHONY: check-generated
 check-generated: generate ## fail when the committed generated code differs from a regeneration

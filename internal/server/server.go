@@ -133,6 +133,9 @@ func New(opts Options, svc Services) *Server {
 		// profile at 50 callers, against 1.5% with workers. Beyond 64
 		// calls in flight gRPC starts goroutines as before.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Generated code, not reflection, encodes and decodes the Check
+		// family's messages (codec.go).
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.UnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.requestIDStream, s.readyStream, s.errorsStream, authn.StreamInterceptor, s.endWatch),
 	}
