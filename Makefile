@@ -39,6 +39,10 @@ load: ## authzd against a no-op gRPC server at 10 and 10,000 tenants on PostgreS
 	$(GO) build -o bin/ ./cmd/authzd ./cmd/authzgen ./cmd/authzload
 	bin/authzload $(LOAD_ARGS)
 
+.PHONY: pgo
+pgo: ## refresh cmd/authzd/default.pgo (profile-guided optimization) from authzd's CPU profiles under make load
+	bash tools/pgo.sh
+
 .PHONY: bench-log
 bench-log: ## Check throughput over gRPC with the decision log off, async and sync
 	$(GO) test -run '^$$' -bench CheckDecisionLog -benchtime 330000x ./internal/app/
