@@ -19,8 +19,12 @@ for tenants in 10 10000; do
 	i=0
 	while kill -0 "$load" 2>/dev/null; do
 		i=$((i + 1))
-		# Fails until authzd listens, and once it has stopped.
-		curl -sf -o "$dir/$tenants-$i.pb" "http://127.0.0.1:$port/debug/pprof/profile?seconds=30" || sleep 1
+		# Fails until authzd listens, and once it has stopped: a profile
+		# cut short is dropped, so that the merge reads whole ones only.
+		if ! curl -sf -o "$dir/$tenants-$i.pb" "http://127.0.0.1:$port/debug/pprof/profile?seconds=30"; then
+			rm -f "$dir/$tenants-$i.pb"
+			sleep 1
+		fi
 	done
 	wait "$load"
 done

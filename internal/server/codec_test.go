@@ -92,6 +92,32 @@ func TestCodecEncodesAsProtobuf(t *testing.T) {
 	}
 }
 
+// TestCodecDecodesCheckFamilyFast: the three requests of the Check family
+// take the generated decoder, which, unlike protobuf-go's, lets a string
+// that is not UTF-8 through to the handlers (which refuse it,
+// TestInvalidUTF8 in internal/app).
+func TestCodecDecodesCheckFamilyFast(t *testing.T) {
+	c := newCodec()
+	// Field 1 of each, tenant_id (a BatchCheckItem's for BatchCheckRequest,
+	// inside its field 1), of two bytes that are not UTF-8.
+	tenant := []byte{0x0a, 0x02, 0xff, 0xfe}
+	for _, tc := range []struct {
+		msg  proto.Message
+		data []byte
+	}{
+		{&pb.CheckRequest{}, tenant},
+		{&pb.CheckPageRequest{}, tenant},
+		{&pb.BatchCheckRequest{}, append([]byte{0x0a, byte(len(tenant))}, tenant...)},
+	} {
+		if err := proto.Unmarshal(tc.data, tc.msg.ProtoReflect().New().Interface()); err == nil {
+			t.Fatalf("protobuf-go decoded a %T with a tenant id that is not UTF-8", tc.msg)
+		}
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(tc.data)}, tc.msg); err != nil {
+			t.Fatalf("%T: %v, want the generated decoder", tc.msg, err)
+		}
+	}
+}
+
 // TestCodecFallsBack: messages without generated code, and requests
 // outside the Check family, take gRPC's codec, which refuses a string that
 // is not UTF-8 as before.
