@@ -114,8 +114,13 @@ type Spool struct {
 	end      atomic.Int64 // offset after the last complete record
 	released atomic.Int64 // offset up to which the records are shipped
 
-	stop chan struct{}
-	done chan struct{}
+	// ahead wakes populateLoop, which maps the pages after the last
+	// record before appends reach them (populate.go).
+	ahead       chan struct{}
+	noPopulate  bool // the system cannot populate; guarded by mu
+	stop        chan struct{}
+	done        chan struct{}
+	populatorOK chan struct{} // closed when populateLoop has returned
 }
 
 // segment is a segment file mapped for writing.
@@ -125,6 +130,12 @@ type segment struct {
 	start  int64  // its offset
 	size   int64  // bytes written
 	synced bool   // fsynced once, with its size and directory entry
+	// populated is the length of data populateLoop has mapped or is
+	// mapping; guarded by the spool's mu.
+	populated int64
+	// mapping is held for reading while data is populated, and for
+	// writing while it is unmapped.
+	mapping sync.RWMutex
 }
 
 // openSegment opens, or creates, the segment file at start, sized and
@@ -163,7 +174,14 @@ var reserveSpace = reserve
 
 // close unmaps the segment and cuts the file to what was written.
 func (g *segment) close() error {
-	return errors.Join(syscall.Munmap(g.data), g.f.Truncate(g.size), g.f.Close())
+	return errors.Join(g.unmap(), g.f.Truncate(g.size), g.f.Close())
+}
+
+// unmap unmaps the segment, once no populate is under way in it.
+func (g *segment) unmap() error {
+	g.mapping.Lock()
+	defer g.mapping.Unlock()
+	return syscall.Munmap(g.data)
 }
 
 // Open opens, or creates, the spool in dir. A torn record at the end of
@@ -184,12 +202,14 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("spool: lock %s: %w", dir, err)
 	}
-	s := &Spool{dir: dir, opts: opts, lock: lock, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Spool{dir: dir, opts: opts, lock: lock, ahead: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}), populatorOK: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
 	go s.syncLoop()
+	go s.populateLoop()
 	return s, nil
 }
 
@@ -313,6 +333,12 @@ func (s *Spool) Append(est int, headroom int64, fill func(dst []byte) []byte) (i
 	s.cur.size += n
 	s.dirty = true
 	s.end.Store(end + n)
+	if s.cur.size > s.cur.populated-lookahead/2 && !s.noPopulate {
+		select {
+		case s.ahead <- struct{}{}:
+		default: // populateLoop is awake already
+		}
+	}
 	return end + n, nil
 }
 
@@ -328,7 +354,7 @@ func (s *Spool) rotate(start, need int64) error {
 		if err != nil {
 			return err
 		}
-		if err := syscall.Munmap(s.cur.data); err != nil {
+		if err := s.cur.unmap(); err != nil {
 			_ = seg.close()
 			return fmt.Errorf("spool: %w", err)
 		}
@@ -464,6 +490,7 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
+	<-s.populatorOK
 	serr := s.Sync()
 	s.mu.Lock()
 	cerr := errors.Join(s.cur.sync(s.cur.size, s.released.Load()), s.cur.close())
