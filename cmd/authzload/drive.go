@@ -290,8 +290,15 @@ func measure(ctx context.Context, c config, n int, progress io.Writer) (*report,
 				return nil, err
 			}
 		}
-		for range c.rounds {
-			for _, t := range []*target{real, fake} {
+		for round := range c.rounds {
+			// The servers take turns going first, so that neither always
+			// runs right after the other (whose leftover work, or a cold
+			// start after idling, would then always fall on the same one).
+			order := []*target{real, fake}
+			if round%2 == 1 {
+				order = []*target{fake, real}
+			}
+			for _, t := range order {
 				proc := srv
 				if t == fake {
 					proc = noop
@@ -309,6 +316,9 @@ func measure(ctx context.Context, c config, n int, progress io.Writer) (*report,
 					r.noop = append(r.noop, s)
 				}
 			}
+			a, o := r.authzd[round], r.noop[round]
+			_, _ = fmt.Fprintf(progress, "authzload: %d tenants: %s round %d: authzd %.0f/s p99 %s ms, no-op %.0f/s p99 %s ms: %.2f, p99 %.2f\n",
+				n, w.name, round+1, a.rate, ms(a.p99), o.rate, ms(o.p99), a.rate/o.rate, float64(a.p99)/float64(o.p99))
 		}
 		rep.runs = append(rep.runs, r)
 	}

@@ -3,7 +3,7 @@
 // machine.
 //
 //	authzload [--database-url URL] [--tenants 10,10000] [--users 100]
-//	          [--duration 3s] [--rounds 3] [--bin DIR]
+//	          [--duration 3s] [--rounds 5] [--bin DIR]
 //	authzload noop   the no-op server (authzload starts it itself)
 //
 // For each tenant count it makes (once; later runs reuse it) a PostgreSQL
@@ -12,7 +12,8 @@
 // users; creates a platform key with authzd keys create; starts authzd
 // (its defaults: authentication, the async decision log) and the no-op
 // server on free loopback ports; and measures, alternating the two servers
-// round by round:
+// round by round (each round runs both, back to back, and they take turns
+// going first):
 //
 //   - check-8, check-50: unary Check of a random user of a random tenant,
 //     at 8 and 50 callers;
@@ -25,7 +26,7 @@
 //     printed below the table.
 //
 // It prints one table: throughput, p50 and p99 of each run, the no-op's,
-// and the ratios (medians over the rounds), with authzd's start-up time to
+// and the ratios (the median of each round's ratio), with authzd's start-up time to
 // SERVING and its resident size. authzd and authzgen are taken from --bin,
 // by default the directory authzload itself is in (make load builds all
 // three into bin/).
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&c.users, "users", 100, "users per generated tenant")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "how long each run measures one server in one round")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "how long each server is loaded before its first round")
-	fs.IntVar(&c.rounds, "rounds", 3, "rounds per run; medians are printed")
+	fs.IntVar(&c.rounds, "rounds", 5, "rounds per run, the servers taking turns to go first; medians are printed")
 	fs.StringVar(&c.bin, "bin", filepath.Dir(self), "directory holding authzd and authzgen")
 	fs.IntVar(&c.connections, "connections", 2, "client connections to each server")
 	fs.StringVar(&runs, "runs", "check-8,check-50,page-8,batch-8,mixed-50", "comma-separated runs to make")

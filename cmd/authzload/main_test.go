@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -57,7 +58,7 @@ func TestLoadTable(t *testing.T) {
 	})
 	var out, progress bytes.Buffer
 	err := run(context.Background(), []string{"--database-url", url, "--database-prefix", prefix, "--tenants", "3", "--users", "10",
-		"--duration", "300ms", "--warmup", "100ms", "--rounds", "1", "--bin", bin}, func(string) string { return "" }, &out, &progress)
+		"--duration", "300ms", "--warmup", "100ms", "--rounds", "2", "--bin", bin}, func(string) string { return "" }, &out, &progress)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
@@ -74,8 +75,27 @@ func TestLoadTable(t *testing.T) {
 			t.Errorf("%s: throughput ratio %s", name, row[2])
 		}
 	}
+	if !strings.Contains(progress.String(), "check-8 round 2: authzd") {
+		t.Errorf("no second round of check-8 in the progress:\n%s", progress.String())
+	}
 	if !strings.Contains(table, "3 tenants: start-up to SERVING") || !strings.Contains(table, "mixed-50 writes (20/s offered)") {
 		t.Fatalf("no start-up or write line in\n%s", table)
+	}
+}
+
+// TestRatiosArePaired: a ratio is the median of the rounds' own ratios,
+// each of two servers measured back to back, not a ratio of medians taken
+// from rounds minutes apart.
+func TestRatiosArePaired(t *testing.T) {
+	r := &result{}
+	for i, rates := range [][2]float64{{10, 20}, {20, 40}, {30, 15}} {
+		p99 := time.Duration(i+1) * time.Millisecond
+		r.authzd = append(r.authzd, sample{rate: rates[0], p99: 2 * p99})
+		r.noop = append(r.noop, sample{rate: rates[1], p99: p99})
+	}
+	// Medians 20 and 20 would say 1.00; the rounds say 0.5, 0.5 and 2.
+	if got, p99 := r.ratios(); got != 0.5 || p99 != 2 {
+		t.Fatalf("ratios %.2f and p99 %.2f, want 0.50 and 2.00", got, p99)
 	}
 }
 
