@@ -65,6 +65,9 @@ func (p Permission) Validate(cat *Catalog, prefix string) error {
 	// Checked under field names relative to prefix, which is joined only
 	// to an error: a valid permission costs no allocation.
 	err := p.validate(cat)
+	if err == nil {
+		return nil // before errors.As, whose target escapes
+	}
 	var inv *InvalidError
 	if errors.As(err, &inv) {
 		c := *inv
