@@ -3,7 +3,7 @@
 // machine.
 //
 //	authzload [--database-url URL] [--tenants 10,10000] [--users 100]
-//	          [--duration 3s] [--rounds 5] [--bin DIR]
+//	          [--duration 3s] [--rounds 5] [--settle 5s] [--bin DIR]
 //	authzload noop   the no-op server (authzload starts it itself)
 //
 // For each tenant count it makes (once; later runs reuse it) a PostgreSQL
@@ -11,9 +11,10 @@
 // and filled by authzgen with tenants of the small preset and --users
 // users; creates a platform key with authzd keys create; starts authzd
 // (its defaults: authentication, the async decision log) and the no-op
-// server on free loopback ports; and measures, alternating the two servers
-// round by round (each round runs both, back to back, and they take turns
-// going first):
+// server on free loopback ports; loads authzd with check-8 for --settle, so
+// that what its start-up leaves behind is not measured; and measures,
+// alternating the two servers round by round (each round runs both, back
+// to back, and they take turns going first):
 //
 //   - check-8, check-50: unary Check of a random user of a random tenant,
 //     at 8 and 50 callers;
@@ -65,6 +66,7 @@ type config struct {
 	users       int
 	duration    time.Duration
 	warmup      time.Duration
+	settle      time.Duration
 	rounds      int
 	bin         string
 	connections int
@@ -103,6 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&c.users, "users", 100, "users per generated tenant")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "how long each run measures one server in one round")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "how long each server is loaded before its first round")
+	fs.DurationVar(&c.settle, "settle", 5*time.Second, "how long authzd is loaded after its start-up, before the first run")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds per run, the servers taking turns to go first; medians are printed")
 	fs.StringVar(&c.bin, "bin", filepath.Dir(self), "directory holding authzd and authzgen")
 	fs.IntVar(&c.connections, "connections", 2, "client connections to each server")
@@ -138,6 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("--users must be 2-100000, got %d", c.users)
 	case c.rounds < 1 || c.rounds > 20:
 		return fmt.Errorf("--rounds must be 1-20, got %d", c.rounds)
+	case c.settle < 0:
+		return fmt.Errorf("--settle must not be negative, got %s", c.settle)
 	case c.duration < 100*time.Millisecond:
 		return fmt.Errorf("--duration must be at least 100ms, got %s", c.duration)
 	case c.connections < 1 || c.connections > 64:

@@ -58,7 +58,7 @@ func TestLoadTable(t *testing.T) {
 	})
 	var out, progress bytes.Buffer
 	err := run(context.Background(), []string{"--database-url", url, "--database-prefix", prefix, "--tenants", "3", "--users", "10",
-		"--duration", "300ms", "--warmup", "100ms", "--rounds", "2", "--bin", bin}, func(string) string { return "" }, &out, &progress)
+		"--duration", "300ms", "--warmup", "100ms", "--settle", "200ms", "--rounds", "2", "--bin", bin}, func(string) string { return "" }, &out, &progress)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
@@ -75,7 +75,7 @@ func TestLoadTable(t *testing.T) {
 			t.Errorf("%s: throughput ratio %s", name, row[2])
 		}
 	}
-	if !strings.Contains(progress.String(), "check-8 round 2: authzd") {
+	if !strings.Contains(progress.String(), "3 tenants: settling for 200ms") || !strings.Contains(progress.String(), "check-8 round 2: authzd") {
 		t.Errorf("no second round of check-8 in the progress:\n%s", progress.String())
 	}
 	if !strings.Contains(table, "3 tenants: start-up to SERVING") || !strings.Contains(table, "mixed-50 writes (20/s offered)") {
@@ -102,7 +102,7 @@ func TestRatiosArePaired(t *testing.T) {
 // TestBadFlags refuses what it cannot measure, before touching a database.
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--tenants", "0"}, {"--tenants", "ten"}, {"--users", "1"}, {"--rounds", "0"}, {"--duration", "1ms"},
+		{"--tenants", "0"}, {"--tenants", "ten"}, {"--users", "1"}, {"--rounds", "0"}, {"--duration", "1ms"}, {"--settle", "-1s"},
 		{"--connections", "0"}, {"--runs", "check-8,nope"}, {"--bin", t.TempDir()}, {"extra"},
 	} {
 		var errOut bytes.Buffer
