@@ -11,21 +11,31 @@ import (
 // the server's defaults, reporting the page faults per append: a first
 // write to a page of the mapped segment is a fault the appender pays.
 func BenchmarkAppend(b *testing.B) {
+	s, appendOne := checkSizedAppends(b)
+	before := faults(b)
+	for b.Loop() {
+		appendOne()
+		_ = s.Release(s.End())
+	}
+	b.ReportMetric(float64(faults(b)-before)/float64(b.N), "faults/op")
+}
+
+// checkSizedAppends opens a spool with the server's defaults, closed when
+// b ends, and returns it with a function appending one record of a Check's
+// size (420 bytes) to it.
+func checkSizedAppends(b *testing.B) (*Spool, func()) {
 	s, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
+	b.Cleanup(func() { _ = s.Close() })
 	rec := make([]byte, 420)
 	fill := func(dst []byte) []byte { return append(dst, rec...) }
-	before := faults(b)
-	for b.Loop() {
+	return s, func() {
 		if _, err := s.Append(len(rec), 0, fill); err != nil {
 			b.Fatal(err)
 		}
-		_ = s.Release(s.End())
 	}
-	b.ReportMetric(float64(faults(b)-before)/float64(b.N), "faults/op")
 }
 
 func faults(b *testing.B) int64 {
@@ -43,20 +53,12 @@ func faults(b *testing.B) int64 {
 // page-mapping work ahead of the last record happens in the background
 // (populate.go), where a benchmark appending flat out outruns it.
 func BenchmarkAppendPaced(b *testing.B) {
-	s, err := Open(b.TempDir(), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
-	rec := make([]byte, 420)
-	fill := func(dst []byte) []byte { return append(dst, rec...) }
+	s, appendOne := checkSizedAppends(b)
 	var in time.Duration
 	next := time.Now()
 	for i := 0; b.Loop(); i++ {
 		t := time.Now()
-		if _, err := s.Append(len(rec), 0, fill); err != nil {
-			b.Fatal(err)
-		}
+		appendOne()
 		in += time.Since(t)
 		if i%200 == 0 {
 			_ = s.Release(s.End()) // shipped, as the decision log does every batch
