@@ -76,7 +76,7 @@ func TestLoadTable(t *testing.T) {
 		}
 	}
 	if !strings.Contains(progress.String(), "3 tenants: settling for 200ms") || !strings.Contains(progress.String(), "check-8 round 2: authzd") {
-		t.Errorf("no second round of check-8 in the progress:\n%s", progress.String())
+		t.Errorf("no settling or no second round of check-8 in the progress:\n%s", progress.String())
 	}
 	if !strings.Contains(table, "3 tenants: start-up to SERVING") || !strings.Contains(table, "mixed-50 writes (20/s offered)") {
 		t.Fatalf("no start-up or write line in\n%s", table)

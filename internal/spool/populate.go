@@ -27,7 +27,7 @@ var pageSize = os.Getpagesize()
 // populateLoop populates the current segment ahead of its last record
 // each time Append finds less than half of lookahead populated.
 func (s *Spool) populateLoop() {
-	defer close(s.populatorOK)
+	defer close(s.populateDone)
 	for {
 		select {
 		case <-s.stop:

@@ -116,11 +116,11 @@ type Spool struct {
 
 	// ahead wakes populateLoop, which maps the pages after the last
 	// record before appends reach them (populate.go).
-	ahead       chan struct{}
-	noPopulate  bool // the system cannot populate; guarded by mu
-	stop        chan struct{}
-	done        chan struct{}
-	populatorOK chan struct{} // closed when populateLoop has returned
+	ahead        chan struct{}
+	noPopulate   bool // the system cannot populate; guarded by mu
+	stop         chan struct{}
+	done         chan struct{}
+	populateDone chan struct{} // closed when populateLoop has returned
 }
 
 // segment is a segment file mapped for writing.
@@ -203,7 +203,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: lock %s: %w", dir, err)
 	}
 	s := &Spool{dir: dir, opts: opts, lock: lock, ahead: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{}), populatorOK: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), populateDone: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -333,7 +333,9 @@ func (s *Spool) Append(est int, headroom int64, fill func(dst []byte) []byte) (i
 	s.cur.size += n
 	s.dirty = true
 	s.end.Store(end + n)
-	if s.cur.size > s.cur.populated-lookahead/2 && !s.noPopulate {
+	// A segment populated to its end needs no more: waking the populator
+	// for each of its last appends would only take the lock from them.
+	if g := s.cur; g.populated < int64(len(g.data)) && g.size > g.populated-lookahead/2 && !s.noPopulate {
 		select {
 		case s.ahead <- struct{}{}:
 		default: // populateLoop is awake already
@@ -490,7 +492,7 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
-	<-s.populatorOK
+	<-s.populateDone
 	serr := s.Sync()
 	s.mu.Lock()
 	cerr := errors.Join(s.cur.sync(s.cur.size, s.released.Load()), s.cur.close())
