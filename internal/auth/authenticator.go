@@ -81,8 +81,44 @@ type snapshot struct {
 }
 
 type cached struct {
-	c store.Credential
-	p *Principal
+	c      store.Credential
+	p      *Principal
+	proven *provenKey // nil for a certificate's entry
+}
+
+// provenKey remembers the last key that proved its credential's secret,
+// so that the same key presented again is compared with it in constant
+// time (tens of nanoseconds) rather than hashed again (SHA-256 took
+// 0.4-0.7 µs of a Check under load). It belongs to one snapshot's entry:
+// a credential reloaded, remembered or revoked starts without one, and
+// the first call after that hashes.
+type provenKey struct{ key atomic.Pointer[string] }
+
+// matches reports whether key is the key that last proved the secret,
+// comparing every byte whatever the first difference (a key's length is
+// public: it is the format's).
+func (p *provenKey) matches(key string) bool {
+	if p == nil {
+		return false
+	}
+	k := p.key.Load()
+	if k == nil || len(*k) != len(key) {
+		return false
+	}
+	var diff byte
+	for i := range len(key) {
+		diff |= (*k)[i] ^ key[i]
+	}
+	return diff == 0
+}
+
+// remember keeps key, which proved the secret.
+func (p *provenKey) remember(key string) {
+	if p == nil {
+		return
+	}
+	k := strings.Clone(key) // not the request's header buffer
+	p.key.Store(&k)
 }
 
 func newSnapshot(cs []store.Credential) *snapshot {
@@ -105,7 +141,7 @@ func newSnapshot(cs []store.Credential) *snapshot {
 }
 
 func (s *snapshot) put(c store.Credential) {
-	e := cached{c: c, p: principalOf(c)}
+	e := cached{c: c, p: principalOf(c), proven: &provenKey{}}
 	s.byID[c.ID] = e
 	if c.Certificate == "" {
 		return
@@ -315,7 +351,8 @@ func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, e
 	if !ok || !strings.EqualFold(scheme, "bearer") {
 		return nil, refusal(errBadCredential, "MALFORMED_CREDENTIAL")
 	}
-	id, hash, ok := parseKey(strings.TrimSpace(key))
+	key = strings.TrimSpace(key)
+	id, secret, ok := parseKey(key)
 	if !ok {
 		return nil, refusal(errBadCredential, "MALFORMED_CREDENTIAL")
 	}
@@ -323,6 +360,10 @@ func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, e
 	if err != nil {
 		return nil, err
 	}
+	if found && e.proven.matches(key) {
+		return a.inForce(e)
+	}
+	hash := hashSecret(secret)
 	want := dummyHash
 	if found && e.c.SecretHash != nil {
 		want = e.c.SecretHash
@@ -336,6 +377,7 @@ func (a *Authenticator) byKey(ctx context.Context, header string) (*Principal, e
 		r.credential = "key:" + id
 		return nil, r
 	}
+	e.proven.remember(key)
 	return a.inForce(e)
 }
 

@@ -51,18 +51,18 @@ func NewCredentialID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// parseKey splits a presented key into its id and the hash of its secret;
-// ok is false when it is not shaped like a key.
-func parseKey(key string) (id string, hash [sha256.Size]byte, ok bool) {
+// parseKey splits a presented key into its id and its secret; ok is false
+// when it is not shaped like a key.
+func parseKey(key string) (id, secret string, ok bool) {
 	rest, found := strings.CutPrefix(key, keyPrefix)
 	if !found || len(rest) != 2*idBytes+1+secretLength || rest[2*idBytes] != '_' {
-		return "", hash, false
+		return "", "", false
 	}
-	id, secret := rest[:2*idBytes], rest[2*idBytes+1:]
+	id, secret = rest[:2*idBytes], rest[2*idBytes+1:]
 	if !ValidCredentialID(id) {
-		return "", hash, false
+		return "", "", false
 	}
-	return id, hashSecret(secret), true
+	return id, secret, true
 }
 
 func hashSecret(secret string) [sha256.Size]byte {
