@@ -31,6 +31,7 @@ import (
 	"github.com/crmauthz/crmauthz/internal/bundle"
 	"github.com/crmauthz/crmauthz/internal/config"
 	"github.com/crmauthz/crmauthz/internal/engine"
+	"github.com/crmauthz/crmauthz/internal/gcpace"
 	"github.com/crmauthz/crmauthz/internal/metrics"
 	"github.com/crmauthz/crmauthz/internal/model"
 	"github.com/crmauthz/crmauthz/internal/opshttp"
@@ -431,6 +432,9 @@ func (a *App) Run(ctx context.Context, lis net.Listener) error {
 	// what it keeps: hand it back to the system before serving rather
 	// than keep it as the process's resident size.
 	debug.FreeOSMemory()
+	// Pace the collector from what the load left live (the collection
+	// above found it).
+	defer gcpace.Start(uint64(a.cfg.GCHeadroomMB) << 20).Stop()
 	a.server.SetReady()
 	if a.follower != nil {
 		a.follower.Follow(ctx)
