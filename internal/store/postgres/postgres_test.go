@@ -577,8 +577,9 @@ func TestMigrationMakesNamedUsersKnown(t *testing.T) {
 }
 
 // TestMigrationCompressesDecisionBatches: migration 0016 stores decision
-// batches lz4-compressed, in the partitions that exist as in those made
-// later, or leaves them uncompressed on a server built without lz4.
+// batches lz4-compressed, and 0017 the shared rows' tenant lists, in the
+// partitions that exist as in those made later, or leaves them as they
+// were on a server built without lz4.
 func TestMigrationCompressesDecisionBatches(t *testing.T) {
 	ctx := t.Context()
 	pool := pgtest.Open(t, pgtest.NewEmptyDatabase(t))
@@ -596,18 +597,20 @@ func TestMigrationCompressesDecisionBatches(t *testing.T) {
 		FOR VALUES FROM ('2026-01-02 00:00:00+00') TO ('2026-01-03 00:00:00+00')`); err != nil {
 		t.Fatal(err)
 	}
-	want := "m/l" // MAIN, lz4
+	want := map[string]string{"data": "m/l", "tenants": "x/l"} // MAIN and EXTENDED, lz4
 	if !serverHasLZ4(t, pool) {
-		want = "e/" // EXTERNAL, the default method
+		want = map[string]string{"data": "e/", "tenants": "x/"} // EXTERNAL and EXTENDED, the default method
 	}
 	for _, table := range []string{"decision_batches", "decision_batches_20260101", "decision_batches_20260102"} {
-		var got string
-		if err := pool.QueryRow(ctx, `SELECT attstorage::text || '/' || attcompression::text FROM pg_attribute
-			WHERE attrelid = $1::regclass AND attname = 'data'`, table).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("%s stores data as %s, want %s", table, got, want)
+		for column, want := range want {
+			var got string
+			if err := pool.QueryRow(ctx, `SELECT attstorage::text || '/' || attcompression::text FROM pg_attribute
+				WHERE attrelid = $1::regclass AND attname = $2`, table, column).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s stores %s as %s, want %s", table, column, got, want)
+			}
 		}
 	}
 }
