@@ -35,12 +35,34 @@ type vtMessage interface {
 
 func (codec) Name() string { return "proto" }
 
+// smallMessage bounds the messages encoded into a smallEncoding: a
+// CheckResponse without reasons is about 30 bytes.
+const smallMessage = 64
+
+// smallEncoding is a small message's encoding together with the
+// one-buffer slice gRPC takes it in: one allocation, where the bytes, the
+// slice and the buffer boxed in its interface took one each.
+type smallEncoding struct {
+	buf   mem.SliceBuffer
+	slice [1]mem.Buffer
+	bytes [smallMessage]byte
+}
+
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(vtMessage)
 	if !ok {
 		return c.fallback.Marshal(v)
 	}
 	size := m.SizeVT()
+	if size <= smallMessage {
+		e := new(smallEncoding)
+		e.buf = e.bytes[:size]
+		if _, err := m.MarshalToSizedBufferVT(e.buf); err != nil {
+			return nil, err
+		}
+		e.slice[0] = &e.buf
+		return e.slice[:], nil
+	}
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
 		if _, err := m.MarshalToSizedBufferVT(buf); err != nil {

@@ -73,6 +73,10 @@ func TestCodecDecodesAsProtobuf(t *testing.T) {
 func TestCodecEncodesAsProtobuf(t *testing.T) {
 	msgs := []proto.Message{
 		&pb.CheckResponse{Allowed: true, Revision: 7, DecisionId: "d-1", Reasons: []*pb.Reason{{RoleId: "sales_rep", Message: "granted"}}},
+		&pb.CheckResponse{Allowed: true, Revision: 7, DecisionId: "crmauthz-0a1b2c3d-000000000000000000012345"},
+		&pb.CheckResponse{},
+		&pb.CheckPageResponse{PermissionsAllowed: make([]bool, smallMessage-4), Revision: 3}, // the largest small one
+		&pb.CheckPageResponse{PermissionsAllowed: make([]bool, smallMessage-3), Revision: 3}, // one byte over
 		&pb.CheckPageResponse{RecordsAllowed: make([]bool, 5000), PermissionsAllowed: []bool{true, false}, Revision: 3},
 	}
 	c := newCodec()
@@ -89,6 +93,21 @@ func TestCodecEncodesAsProtobuf(t *testing.T) {
 		if !proto.Equal(got, m) {
 			t.Fatalf("%T encoded and decoded as\n%v\nwant\n%v", m, got, m)
 		}
+	}
+}
+
+// TestCodecEncodesSmallAnswersInOneAllocation: a Check's answer is encoded
+// with one allocation (it took three).
+func TestCodecEncodesSmallAnswersInOneAllocation(t *testing.T) {
+	c := newCodec()
+	m := &pb.CheckResponse{Allowed: true, Revision: 7, DecisionId: "crmauthz-0a1b2c3d-000000000000000000012345"}
+	if n := testing.AllocsPerRun(100, func() {
+		out, err := c.Marshal(m)
+		if err != nil || out.Len() != proto.Size(m) {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Fatalf("encoding a CheckResponse allocates %v times, want 1", n)
 	}
 }
 
