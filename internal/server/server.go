@@ -37,7 +37,7 @@ import (
 
 // RequestIDHeader is the metadata key of the request id: taken from the
 // caller when it sends a valid one, generated otherwise, and returned in the
-// response header.
+// response header (by a decision only when it fails, see idOnFailure).
 const RequestIDHeader = "x-request-id"
 
 // Server is the gRPC server of authzd.
@@ -321,6 +321,11 @@ func (s *stream) Context() context.Context { return s.ctx }
 // interceptor of a chain is another closure and frame per call.
 func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	c := &call{base: s.log, method: info.FullMethod}
+	// A decision's answer carries no request id: see idOnFailure.
+	setHeader, onFailure := grpc.SetHeader, idOnFailure(info.FullMethod)
+	if onFailure {
+		setHeader = nil
+	}
 	started := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -328,11 +333,14 @@ func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
 		if started {
+			if onFailure && err != nil {
+				returnRequestID(ctx, c.id, grpc.SetHeader)
+			}
 			s.endRequest(c, err) // the call's end, with the code it ended with
 		}
 	}()
 	ctx = context.WithValue(ctx, callKey{}, c)
-	ctx = s.startRequest(ctx, c, grpc.SetHeader)
+	ctx = s.startRequest(ctx, c, setHeader)
 	started = true
 	if !s.ready.Load() && !alwaysAvailable(info.FullMethod) {
 		return nil, status.Error(codes.Unavailable, "policy is still loading")
@@ -380,11 +388,9 @@ func (s *Server) startRequest(ctx context.Context, c *call, setHeader func(conte
 	if id == "" {
 		id = newRequestID()
 	}
-	md := headerMDs.Get().(metadata.MD)
-	md[RequestIDHeader][0] = id
-	_ = setHeader(ctx, md)
-	md[RequestIDHeader][0] = ""
-	headerMDs.Put(md)
+	if setHeader != nil {
+		returnRequestID(ctx, id, setHeader)
+	}
 	c.id, c.req.ID = id, id
 	if p, ok := peer.FromContext(ctx); ok {
 		c.peer, c.req.Peer = p.Addr, p.Addr
@@ -392,6 +398,28 @@ func (s *Server) startRequest(ctx context.Context, c *call, setHeader func(conte
 	c.start = time.Now()
 	return audit.WithRequestRef(ctx, &c.req)
 }
+
+// returnRequestID returns the request id in the response header with
+// setHeader.
+func returnRequestID(ctx context.Context, id string, setHeader func(context.Context, metadata.MD) error) {
+	md := headerMDs.Get().(metadata.MD)
+	md[RequestIDHeader][0] = id
+	_ = setHeader(ctx, md)
+	md[RequestIDHeader][0] = ""
+	headerMDs.Put(md)
+}
+
+// idOnFailure reports whether a unary method returns its request id only
+// when it fails: the calls of AuthorizationService, the decisions. A
+// request id is new with every call, so in the header it is a literal
+// that both ends' HPACK tables take in and evict again, beside three
+// allocations on the server and more on the caller: under check-8 load at
+// 10,000 tenants a Check answered with it ran at 0.85-0.87 of the no-op,
+// without it at 0.90-0.93, with 2-3 us less of authzd's CPU per call
+// (four interleaved runs each). A decision's answer names its audit entry
+// (decision_id), which holds the request id; a caller that wants the id
+// in its own logs sends it (x-request-id), and a failed call returns it.
+func idOnFailure(method string) bool { return strings.HasPrefix(method, authorizationPrefix) }
 
 // headerMDs hold the metadata a call's request id is returned with:
 // SetHeader copies what it is given (metadata.Join), so one serves call
@@ -402,8 +430,9 @@ var headerMDs = sync.Pool{New: func() any { return metadata.MD{RequestIDHeader: 
 // The method prefixes of the services whose calls log at info, made once
 // rather than on every call's end.
 var (
-	adminPrefix      = "/" + pb.AdminService_ServiceDesc.ServiceName + "/"
-	governancePrefix = "/" + pb.GovernanceService_ServiceDesc.ServiceName + "/"
+	adminPrefix         = "/" + pb.AdminService_ServiceDesc.ServiceName + "/"
+	authorizationPrefix = "/" + pb.AuthorizationService_ServiceDesc.ServiceName + "/"
+	governancePrefix    = "/" + pb.GovernanceService_ServiceDesc.ServiceName + "/"
 )
 
 // endRequest logs the end of the call c, which ended with err, and counts

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,10 +35,15 @@ func (a *authz) Check(ctx context.Context, _ *pb.CheckRequest) (*pb.CheckRespons
 	return a.check(ctx)
 }
 
-// auditor is a stub AuditService: ExportDecisions runs export.
+// auditor is a stub AuditService: ExportDecisions runs export,
+// GetLogStatus answers.
 type auditor struct {
 	pb.UnimplementedAuditServiceServer
 	export func(pb.AuditService_ExportDecisionsServer) error
+}
+
+func (a *auditor) GetLogStatus(context.Context, *pb.GetLogStatusRequest) (*pb.GetLogStatusResponse, error) {
+	return &pb.GetLogStatusResponse{Mode: "async"}, nil
 }
 
 func (a *auditor) ExportDecisions(_ *pb.ExportDecisionsRequest, stream pb.AuditService_ExportDecisionsServer) error {
@@ -286,10 +292,11 @@ func TestStreamRequestID(t *testing.T) {
 }
 
 // TestRequestIDsOfConcurrentCalls: calls made at once each get back their
-// own request id (given or made), never another call's, in the header.
+// own request id (given or made), never another call's, in the header (of
+// a failed Check: a decision returns it only when it fails).
 func TestRequestIDsOfConcurrentCalls(t *testing.T) {
 	h := newHarness(t, &authz{check: func(context.Context) (*pb.CheckResponse, error) {
-		return &pb.CheckResponse{}, nil
+		return nil, status.Error(codes.InvalidArgument, "tenant_id: required")
 	}}, nil)
 	h.srv.SetReady()
 	client := pb.NewAuthorizationServiceClient(h.conn)
@@ -306,7 +313,7 @@ func TestRequestIDsOfConcurrentCalls(t *testing.T) {
 					ctx = metadata.AppendToOutgoingContext(ctx, server.RequestIDHeader, want)
 				}
 				var header metadata.MD
-				if _, err := client.Check(ctx, &pb.CheckRequest{}, grpc.Header(&header)); err != nil {
+				if _, err := client.Check(ctx, &pb.CheckRequest{}, grpc.Header(&header)); status.Code(err) != codes.InvalidArgument {
 					t.Error(err)
 					return
 				}
@@ -327,4 +334,62 @@ func TestRequestIDsOfConcurrentCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestDecisionsReturnRequestIDOnlyOnFailure: an answered decision carries
+// no request id in its header (its decision_id names its audit entry), a
+// failed one does, and other services return it on success too; the
+// request id the caller gave is on the call's log line either way.
+func TestDecisionsReturnRequestIDOnlyOnFailure(t *testing.T) {
+	var fail atomic.Bool
+	h := newHarness(t, &authz{check: func(context.Context) (*pb.CheckResponse, error) {
+		if fail.Load() {
+			return nil, status.Error(codes.InvalidArgument, "tenant_id: required")
+		}
+		return &pb.CheckResponse{Allowed: true, DecisionId: "d-1"}, nil
+	}}, nil)
+	h.srv.SetReady()
+	authz, audit := pb.NewAuthorizationServiceClient(h.conn), pb.NewAuditServiceClient(h.conn)
+	headerOf := func(id string, call func(context.Context, grpc.CallOption) error) []string {
+		t.Helper()
+		ctx := context.Background()
+		if id != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, server.RequestIDHeader, id)
+		}
+		var header metadata.MD
+		if err := call(ctx, grpc.Header(&header)); err != nil && !fail.Load() {
+			t.Fatal(err)
+		}
+		return header.Get(server.RequestIDHeader)
+	}
+	check := func(ctx context.Context, o grpc.CallOption) error {
+		_, err := authz.Check(ctx, &pb.CheckRequest{}, o)
+		return err
+	}
+	if got := headerOf("req-ok-1", check); len(got) != 0 {
+		t.Errorf("an answered Check returned request id %v", got)
+	}
+	if got := headerOf("", check); len(got) != 0 {
+		t.Errorf("an answered Check returned request id %v", got)
+	}
+	logged := false
+	for _, e := range h.logs.FilterMessage("rpc").All() {
+		logged = logged || e.ContextMap()["request_id"] == "req-ok-1"
+	}
+	if !logged {
+		t.Error("the answered Check's log line lacks the request id the caller gave")
+	}
+	if got := headerOf("req-status-1", func(ctx context.Context, o grpc.CallOption) error {
+		_, err := audit.GetLogStatus(ctx, &pb.GetLogStatusRequest{}, o)
+		return err
+	}); len(got) != 1 || got[0] != "req-status-1" {
+		t.Errorf("GetLogStatus returned request id %v, want req-status-1", got)
+	}
+	fail.Store(true)
+	if got := headerOf("req-bad-1", check); len(got) != 1 || got[0] != "req-bad-1" {
+		t.Errorf("a failed Check returned request id %v, want req-bad-1", got)
+	}
+	if got := headerOf("", check); len(got) != 1 || len(got[0]) != 24 {
+		t.Errorf("a failed Check returned request id %v, want one made", got)
+	}
 }
