@@ -23,20 +23,13 @@ func TestCollectorPacedOnceServing(t *testing.T) {
 			addr, ops := freeAddr(t), freeAddr(t)
 			cmd := exec.Command(os.Args[0], "serve", "--listen-addr", addr, "--metrics-addr", ops, "--log-level", "error",
 				"--gc-headroom-mb", c.headroom)
+			var env []string
 			for _, kv := range os.Environ() {
 				if !strings.HasPrefix(kv, "GOGC=") {
-					cmd.Env = append(cmd.Env, kv)
+					env = append(env, kv)
 				}
 			}
-			cmd.Env = append(cmd.Env, runMainEnv+"=1")
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			})
+			launch(t, cmd, env)
 			startWait(t, addr, "")
 			deadline := time.Now().Add(10 * time.Second)
 			for {

@@ -38,7 +38,17 @@ func startReplica(t *testing.T, url string, key string, args ...string) *replica
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--database-url", url, "--listen-addr", addr, "--log-level", "error",
 		"--decision-spool-dir", t.TempDir(), "--audit-key-file", pgtest.AuditKeyFile(url)}, args...)...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	launch(t, cmd, os.Environ())
+	r := startWait(t, addr, key)
+	r.cmd = cmd
+	return r
+}
+
+// launch starts cmd, an authzd run by the test binary, with env and its
+// standard error the test's, and kills it when the test ends.
+func launch(t *testing.T, cmd *exec.Cmd, env []string) {
+	t.Helper()
+	cmd.Env = append(env, runMainEnv+"=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -47,9 +57,6 @@ func startReplica(t *testing.T, url string, key string, args ...string) *replica
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	r := startWait(t, addr, key)
-	r.cmd = cmd
-	return r
 }
 
 // startWait waits until the authzd at addr serves and returns its clients.
