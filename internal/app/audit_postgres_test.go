@@ -270,6 +270,20 @@ func TestDecisionLogTamperEvidence(t *testing.T) {
 		e.wantBroken(t, changes, pb.BreakKind_BREAK_KIND_UNHASHED, 3)
 		restore(3)
 
+		// The rows a change left, which replicas apply instead of reading
+		// the tenant: edited, deleted, or unsealed, the entry's hash still
+		// verifies, and the rows' own seal does not.
+		for _, edit := range []string{
+			`UPDATE change_log SET rows = replace(rows::text, '"mallory"', '"eve"')::json WHERE tenant_id = 'demo' AND revision = 3`,
+			"UPDATE change_log SET rows = NULL WHERE tenant_id = 'demo' AND revision = 3",
+			"UPDATE change_log SET rows_mac = NULL WHERE tenant_id = 'demo' AND revision = 3",
+		} {
+			save(3)
+			sqlExec(t, db, edit)
+			e.wantBroken(t, changes, pb.BreakKind_BREAK_KIND_HASH_MISMATCH, 3)
+			restore(3)
+		}
+
 		save(4)
 		sqlExec(t, db, "DELETE FROM change_log WHERE tenant_id = 'demo' AND revision = 4")
 		e.wantBroken(t, changes, pb.BreakKind_BREAK_KIND_HEAD_MISMATCH, 4)

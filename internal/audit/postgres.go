@@ -1157,6 +1157,10 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 			if err != nil {
 				return err
 			}
+			sealed, err := readChangeRows(ctx, tx, tenant, expected-1, last, changeChunk)
+			if err != nil {
+				return err
+			}
 			for i := range cs {
 				c := &cs[i]
 				switch {
@@ -1179,7 +1183,9 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 					if !bytes.Equal(key.Link(prev, canon), c.Hash) {
 						r.Broken = &BrokenLink{Position: expected, Kind: BreakHashMismatch,
 							Message: fmt.Sprintf("revision %d does not match its hash: it was edited, or revisions were reordered or replaced", expected)}
+						break
 					}
+					r.Broken = sealed[c.Revision].check(p.keys, tenant, c.Revision)
 				}
 				if r.Broken != nil {
 					r.HeadHash = prev
@@ -1219,6 +1225,57 @@ func (p *pgBackend) verifyChanges(ctx context.Context, tenant string, from, to i
 		return nil
 	})
 	return r, pgerr.Wrap(err)
+}
+
+// changeRows are the rows a change left (store.Rows, which replicas apply
+// instead of reading the whole tenant) and their seal.
+type changeRows struct {
+	rows, mac []byte
+	keyID     string
+}
+
+// readChangeRows reads the rows and seals of a tenant's changes after
+// revision after, up to last, at most limit, by revision.
+func readChangeRows(ctx context.Context, tx pgx.Tx, tenant string, after, last int64, limit int) (map[int64]changeRows, error) {
+	rows, _ := tx.Query(ctx, `SELECT revision, rows, rows_mac, key_id FROM change_log
+		WHERE tenant_id = $1 AND revision > $2 AND revision <= $3 ORDER BY revision LIMIT $4`, tenant, after, last, limit)
+	out := map[int64]changeRows{}
+	var (
+		rev int64
+		c   changeRows
+	)
+	_, err := pgx.ForEachRow(rows, []any{&rev, &c.rows, &c.mac, &c.keyID}, func() error {
+		out[rev] = c
+		c = changeRows{} // the next row scans into slices of its own
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read change rows: %w", err)
+	}
+	return out, nil
+}
+
+// check verifies the seal of a change's rows: rows without a seal, or a
+// seal without its rows, were edited as surely as rows that do not match
+// it. A change without either (a tenant's creation, a restore, or an entry
+// from before rows were kept) has nothing to check.
+func (c changeRows) check(keys *chain.Keyring, tenant string, revision int64) *BrokenLink {
+	switch {
+	case c.rows == nil && c.mac == nil:
+		return nil
+	case c.rows == nil:
+		return &BrokenLink{Position: revision, Kind: BreakHashMismatch,
+			Message: fmt.Sprintf("revision %d's rows were deleted: their seal is left", revision)}
+	case c.mac == nil:
+		return &BrokenLink{Position: revision, Kind: BreakHashMismatch,
+			Message: fmt.Sprintf("revision %d's rows have no seal: they were put there, or their seal deleted", revision)}
+	}
+	if b := checkSeal(keys, c.keyID, c.mac, chain.ChangeRows(tenant, revision, c.rows)); b != nil {
+		b.Position = revision
+		b.Message = fmt.Sprintf("revision %d's rows (what replicas apply) %s", revision, b.Message)
+		return b
+	}
+	return nil
 }
 
 // changeChunk is how many change-log entries one verification query reads.
