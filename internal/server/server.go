@@ -378,8 +378,8 @@ func (s *Server) requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamSe
 
 // startRequest takes or makes the request id of the call c (whose context
 // ctx carries it: the recovery step made it), returns it in the response
-// header with setHeader, and returns the request's context, carrying
-// audit.RequestInfo. endRequest logs the call's end.
+// header with setHeader unless that is nil, and returns the request's
+// context, carrying audit.RequestInfo. endRequest logs the call's end.
 func (s *Server) startRequest(ctx context.Context, c *call, setHeader func(context.Context, metadata.MD) error) context.Context {
 	id := ""
 	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && validRequestID(v[0]) {
