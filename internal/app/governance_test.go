@@ -891,3 +891,63 @@ func whoCanAll(t *testing.T, u *user, p *pb.Permission, pageSize int32) map[stri
 		}
 	}
 }
+
+// TestReviewRevokeSparesAGrantGivenAgain: a grant revoked and given again
+// while its review is open, or changed since, is not the grant the review
+// shows; revoking the item is refused, saying so (REVIEW_GRANT_REPLACED),
+// and the review's default of revoke keeps it at the close, with the
+// reason as its comment. Untouched grants are revoked as before.
+func TestReviewRevokeSparesAGrantGivenAgain(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar, frank := e.user(t, "oscar"), e.user(t, "frank")
+		read := modulePerm("account", "read")
+		started, err := oscar.gov.StartAccessReview(ctx, &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "quarterly review",
+			Name: "sales", RoleIds: []string{"sales_rep"}, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_REVOKE,
+			Deadline: timestamppb.New(e.clock.Now().Add(7 * 24 * time.Hour))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := started.GetReview().GetReviewId()
+		e.clock.Advance(time.Hour)
+		// erin's grant goes and comes back; mallory's is changed (a new
+		// expiry): both are grants the reviewers never saw.
+		if _, err := e.admin.RevokeRole(ctx, &pb.RevokeRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "moved", UserId: "erin", RoleId: "sales_rep"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []string{"erin", "mallory"} {
+			if _, err := e.admin.GrantRole(ctx, &pb.GrantRoleRequest{TenantId: "demo", ActorId: "oscar", Reason: "back in sales", UserId: u,
+				RoleId: "sales_rep", ExpiresAt: timestamppb.New(e.clock.Now().Add(30 * 24 * time.Hour))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = frank.gov.DecideReviewItem(ctx, &pb.DecideReviewItemRequest{TenantId: "demo", Reason: "reviewed", ReviewId: id,
+			UserId: "erin", RoleId: "sales_rep", Decision: pb.ReviewDecision_REVIEW_DECISION_REVOKE})
+		wantCode(t, "revoking a grant given again since the review started", err, codes.FailedPrecondition, "REVIEW_GRANT_REPLACED")
+		erin := e.user(t, "erin")
+		if !erin.allowed(t, read) {
+			t.Fatal("the refused revoke took erin's new grant")
+		}
+		closed, err := oscar.gov.CloseAccessReview(ctx, &pb.CloseAccessReviewRequest{TenantId: "demo", Reason: "done", ReviewId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := closed.GetReview().GetProgress(); p.GetKept() != 2 || p.GetRevoked() != 1 {
+			t.Errorf("closed review: %v", closed.GetReview())
+		}
+		record := reviewRecord(t, oscar, id)
+		for _, u := range []string{"erin", "mallory"} {
+			if got := record[u+"/sales_rep"]; !strings.HasPrefix(got, "REVIEW_DECISION_KEEP by oscar: the grant was given again at ") {
+				t.Errorf("%s's item: %s", u, got)
+			}
+		}
+		if got := record["bob/sales_rep"]; !strings.HasPrefix(got, "REVIEW_DECISION_REVOKE by oscar") {
+			t.Errorf("bob's untouched grant: %s", got)
+		}
+		if !erin.allowed(t, read) {
+			t.Error("the close took erin's new grant")
+		}
+		if e.user(t, "bob").allowed(t, read) {
+			t.Error("bob's grant, untouched since the review started, outlived its revoke")
+		}
+	})
+}

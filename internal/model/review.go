@@ -75,8 +75,13 @@ type ReviewItem struct {
 	UserID       string    `json:"user_id"`
 	RoleID       string    `json:"role_id"`
 	GrantExpires time.Time `json:"grant_expires,omitzero"`
-	Reviewer     string    `json:"reviewer"`           // who decides it
-	LastUsed     time.Time `json:"last_used,omitzero"` // the latest allowed decision the grant gave in the window; zero: none
+	// GrantedAt is when the grant under review was given: a grant of the
+	// same role given (or changed) again after the review started is
+	// another grant, which a revoke of this item does not take away.
+	// Zero for items of reviews started before it was kept.
+	GrantedAt time.Time `json:"granted_at,omitzero"`
+	Reviewer  string    `json:"reviewer"`           // who decides it
+	LastUsed  time.Time `json:"last_used,omitzero"` // the latest allowed decision the grant gave in the window; zero: none
 	// UserInactive records that the user was offboarded when the review
 	// started: the grant decides nothing while they are, and comes back
 	// with them unless revoked.
@@ -152,8 +157,8 @@ func (s *TenantState) StartReview(r AccessReview, lastUsed map[GrantKey]time.Tim
 		if !g.ActiveAt(now) || (len(r.Roles) > 0 && !slices.Contains(r.Roles, k.RoleID)) {
 			continue
 		}
-		it := ReviewItem{Review: r.ID, UserID: k.UserID, RoleID: k.RoleID, GrantExpires: g.ExpiresAt, Reviewer: r.Reviewer, LastUsed: lastUsed[k],
-			UserInactive: s.Inactive(k.UserID)}
+		it := ReviewItem{Review: r.ID, UserID: k.UserID, RoleID: k.RoleID, GrantExpires: g.ExpiresAt, GrantedAt: g.GrantedAt, Reviewer: r.Reviewer,
+			LastUsed: lastUsed[k], UserInactive: s.Inactive(k.UserID)}
 		if it.Reviewer == "" {
 			it.Reviewer = s.Members[k.UserID].Manager
 		}
@@ -232,22 +237,38 @@ func (s *TenantState) ReviewItemOf(k ReviewItemKey) (ReviewItem, error) {
 
 // DecideReviewItem records a reviewer's decision on an undecided item of
 // an open review; revoke takes the grant away now (a grant gone already
-// stays gone).
+// stays gone). A revoke of a grant given again since the review started
+// is refused: that grant is not the one reviewed.
 func (s *TenantState) DecideReviewItem(k ReviewItemKey, d ReviewDecision, by, comment string, now time.Time) (Change, error) {
 	it, err := s.ReviewItemOf(k)
 	if err != nil {
 		return Change{}, err
+	}
+	if g, ok := s.regranted(it); ok && d == ReviewRevoke {
+		return Change{}, &ConflictError{Reason: ReasonReviewGrantReplaced, Message: fmt.Sprintf(
+			"user %q's %s was given again at %s, after the review started: it is not the grant under review (keep this item, and revoke the new grant with RevokeRole if it must go)",
+			k.UserID, k.RoleID, g.GrantedAt.UTC().Format(time.RFC3339))}
 	}
 	before := it
 	s.decide(&it, d, by, comment, now)
 	return Change{Action: "review.decide", Target: fmt.Sprintf("review/%s/%s/%s", k.Review, k.UserID, k.RoleID), Before: before, After: it}, nil
 }
 
+// regranted returns the grant of an item's user and role when it is not
+// the grant the item reviews: given (or changed) again since. Times are
+// compared to the microsecond, which is what PostgreSQL keeps of a grant's
+// (a replica that read the grant from its table holds no more).
+func (s *TenantState) regranted(it ReviewItem) (Grant, bool) {
+	g, ok := s.Grants[GrantKey{it.UserID, it.RoleID}]
+	return g, ok && !it.GrantedAt.IsZero() && !g.GrantedAt.Truncate(time.Microsecond).Equal(it.GrantedAt.Truncate(time.Microsecond))
+}
+
 func (s *TenantState) decide(it *ReviewItem, d ReviewDecision, by, comment string, now time.Time) {
 	it.Decision, it.DecidedBy, it.DecidedAt, it.Comment = d, by, now.UTC(), comment
 	SetRow(s, s.ReviewItems, it.Key(), it)
 	if d == ReviewRevoke {
-		if _, ok := s.Grants[GrantKey{it.UserID, it.RoleID}]; ok {
+		_, held := s.Grants[GrantKey{it.UserID, it.RoleID}]
+		if _, other := s.regranted(*it); held && !other {
 			dropRow(s, s.Grants, GrantKey{it.UserID, it.RoleID})
 		}
 	}
@@ -269,7 +290,11 @@ func (s *TenantState) CloseReview(id, by string, now time.Time, keep func(Review
 	for _, it := range s.SortedReviewItems(id) {
 		if it.Decision == "" {
 			d, comment, outcome := r.Default, "the review closed undecided", "default_"+r.Default
-			if d == ReviewRevoke && keep != nil {
+			if g, ok := s.regranted(it); ok && d == ReviewRevoke {
+				d, outcome = ReviewKeep, OutcomeKeptNotRevocable
+				comment = fmt.Sprintf("the grant was given again at %s, after the review started: it is not the grant under review",
+					g.GrantedAt.UTC().Format(time.RFC3339))
+			} else if d == ReviewRevoke && keep != nil {
 				if why := keep(it); why != "" {
 					d, comment, outcome = ReviewKeep, why, OutcomeKeptNotRevocable
 				}

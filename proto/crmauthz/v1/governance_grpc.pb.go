@@ -132,7 +132,9 @@ type GovernanceServiceClient interface {
 	ListReviewItems(ctx context.Context, in *ListReviewItemsRequest, opts ...grpc.CallOption) (*ListReviewItemsResponse, error)
 	// DecideReviewItem keeps or revokes one grant under review; revoke takes the grant away
 	// at once. An item is decided once (FAILED_PRECONDITION, REVIEW_ITEM_DECIDED); a closed
-	// review takes no decisions (ACCESS_REVIEW_CLOSED).
+	// review takes no decisions (ACCESS_REVIEW_CLOSED); a grant given again or changed since the
+	// review started is not the one under review, and revoking its item is refused
+	// (FAILED_PRECONDITION, REVIEW_GRANT_REPLACED).
 	DecideReviewItem(ctx context.Context, in *DecideReviewItemRequest, opts ...grpc.CallOption) (*DecideReviewItemResponse, error)
 	// CloseAccessReview closes an open review: the items left undecided get the review's
 	// default (keep, or revoke, which takes their grants away). A review whose deadline
@@ -403,7 +405,9 @@ type GovernanceServiceServer interface {
 	ListReviewItems(context.Context, *ListReviewItemsRequest) (*ListReviewItemsResponse, error)
 	// DecideReviewItem keeps or revokes one grant under review; revoke takes the grant away
 	// at once. An item is decided once (FAILED_PRECONDITION, REVIEW_ITEM_DECIDED); a closed
-	// review takes no decisions (ACCESS_REVIEW_CLOSED).
+	// review takes no decisions (ACCESS_REVIEW_CLOSED); a grant given again or changed since the
+	// review started is not the one under review, and revoking its item is refused
+	// (FAILED_PRECONDITION, REVIEW_GRANT_REPLACED).
 	DecideReviewItem(context.Context, *DecideReviewItemRequest) (*DecideReviewItemResponse, error)
 	// CloseAccessReview closes an open review: the items left undecided get the review's
 	// default (keep, or revoke, which takes their grants away). A review whose deadline
