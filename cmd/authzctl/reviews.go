@@ -78,7 +78,14 @@ func reviewsList(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer cancel()
-	resp, err := c.governance.ListAccessReviews(ctx, &pb.ListAccessReviewsRequest{TenantId: c.tenant, ActorId: c.actor})
+	req := &pb.ListAccessReviewsRequest{TenantId: c.tenant, ActorId: c.actor, PageSize: 1000}
+	resp := &pb.ListAccessReviewsResponse{}
+	err = eachPage(func(token string) (string, error) {
+		req.PageToken = token
+		page, err := c.governance.ListAccessReviews(ctx, req)
+		resp.Reviews, resp.Revision = append(resp.Reviews, page.GetReviews()...), page.GetRevision()
+		return page.GetNextPageToken(), err
+	})
 	if err != nil {
 		return err
 	}

@@ -951,3 +951,97 @@ func TestReviewRevokeSparesAGrantGivenAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestAccessReviewsPaged: ListAccessReviews pages newest first; the pages
+// together are the whole list, in order, each review once, also when the
+// review a token ends at is gone; a bad page size or a token of another
+// listing is refused, naming the field.
+func TestAccessReviewsPaged(t *testing.T) {
+	secureBackends(t, func(t *testing.T, e *secEnv) {
+		oscar := e.user(t, "oscar")
+		var started []string
+		for i := range 5 {
+			resp, err := oscar.gov.StartAccessReview(ctx, &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "audit", Name: fmt.Sprintf("review %d", i),
+				RoleIds: []string{"sales_rep"}, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_KEEP,
+				Deadline: timestamppb.New(e.clock.Now().Add(7 * 24 * time.Hour))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			started = append(started, resp.GetReview().GetReviewId())
+			if i != 2 { // two reviews started at one time: ordered by id
+				e.clock.Advance(time.Minute)
+			}
+		}
+		list := func(size int32, token string) (*pb.ListAccessReviewsResponse, error) {
+			return oscar.gov.ListAccessReviews(ctx, &pb.ListAccessReviewsRequest{TenantId: "demo", PageSize: size, PageToken: token})
+		}
+		all, err := list(0, "")
+		if err != nil || len(all.GetReviews()) != 5 || all.GetNextPageToken() != "" {
+			t.Fatalf("one page of everything: %v, %v", all, err)
+		}
+		var want []string
+		for _, r := range all.GetReviews() {
+			want = append(want, r.GetReviewId())
+		}
+		if want[0] != started[4] || want[4] != started[0] {
+			t.Fatalf("not newest first: %v, started %v", want, started)
+		}
+		var got []string
+		token, pages := "", 0
+		for {
+			page, err := list(2, token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, r := range page.GetReviews() {
+				got = append(got, r.GetReviewId())
+			}
+			if token = page.GetNextPageToken(); token == "" || pages == 10 {
+				break
+			}
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Fatalf("pages of 2: %v in %d pages, want %v in 3", got, pages, want)
+		}
+
+		// A review started between two pages is newer than both: the pages
+		// that follow the token are the same.
+		first, err := list(2, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := oscar.gov.StartAccessReview(ctx, &pb.StartAccessReviewRequest{TenantId: "demo", Reason: "audit", Name: "late",
+			RoleIds: []string{"sales_rep"}, DefaultDecision: pb.ReviewDecision_REVIEW_DECISION_KEEP,
+			Deadline: timestamppb.New(e.clock.Now().Add(7 * 24 * time.Hour))}); err != nil {
+			t.Fatal(err)
+		}
+		rest, err := list(10, first.GetNextPageToken())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, r := range rest.GetReviews() {
+			got = append(got, r.GetReviewId())
+		}
+		if !slices.Equal(got, want[2:]) || rest.GetNextPageToken() != "" {
+			t.Fatalf("after a review started between pages: %v, want %v", got, want[2:])
+		}
+
+		for _, c := range []struct {
+			size  int32
+			token string
+			field string
+		}{
+			{1001, "", "page_size"},
+			{-1, "", "page_size"},
+			{2, "not a token", "page_token"},
+			{2, "SXJvbGU", "page_token"}, // a ListReviewItems token
+		} {
+			_, err := list(c.size, c.token)
+			if code, _, field := errorInfo(t, err); code != codes.InvalidArgument || field != c.field {
+				t.Errorf("page_size %d, page_token %q: %v, want INVALID_ARGUMENT naming %s", c.size, c.token, err, c.field)
+			}
+		}
+	})
+}

@@ -198,13 +198,33 @@ func (s *Governance) GetAccessReview(ctx context.Context, req *pb.GetAccessRevie
 
 // ListAccessReviews implements pb.GovernanceServiceServer.
 func (s *Governance) ListAccessReviews(ctx context.Context, req *pb.ListAccessReviewsRequest) (*pb.ListAccessReviewsResponse, error) {
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	afterAt, afterID, paged, err := decodeReviewToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	st, _, err := s.admin.read(ctx, req, fnUsers, nil)
 	if err != nil {
 		return nil, err
 	}
 	out := &pb.ListAccessReviewsResponse{Revision: st.Revision}
+	var last model.AccessReview
 	for _, r := range st.SortedReviews() {
+		// Newest first, then by id: a later page holds what is older, or
+		// as old with a greater id.
+		later := r.CreatedAt.Before(afterAt) || (r.CreatedAt.Equal(afterAt) && r.ID > afterID)
+		if paged && !later {
+			continue
+		}
+		if len(out.Reviews) == size {
+			out.NextPageToken = reviewToken(last)
+			break
+		}
 		out.Reviews = append(out.Reviews, reviewToProto(st, r))
+		last = r
 	}
 	return out, nil
 }

@@ -3,7 +3,9 @@ package service
 import (
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/crmauthz/crmauthz/internal/model"
 )
@@ -27,6 +29,7 @@ const (
 	whoCanToken       tokenKind = 'W'
 	expiringToken     tokenKind = 'E'
 	reviewItemsToken  tokenKind = 'I'
+	reviewsToken      tokenKind = 'V'
 )
 
 var tokenListings = map[tokenKind]string{
@@ -38,6 +41,7 @@ var tokenListings = map[tokenKind]string{
 	whoCanToken:       "WhoCan",
 	expiringToken:     "ListExpiring",
 	reviewItemsToken:  "ListReviewItems",
+	reviewsToken:      "ListAccessReviews",
 }
 
 // maxTokenLength bounds a token before it is decoded: the longest key,
@@ -85,6 +89,28 @@ func decodeUserToken(tok string) (string, error) {
 		return "", errForeignToken()
 	}
 	return key, nil
+}
+
+// reviewToken is the token of a ListAccessReviews page ending at review r:
+// its start time (nanoseconds since 1970) and id, the order of the listing,
+// so that a page still follows when r itself has since been dropped.
+func reviewToken(r model.AccessReview) string {
+	return encodeToken(reviewsToken, strconv.FormatInt(r.CreatedAt.UnixNano(), 10)+"\x00"+r.ID)
+}
+
+// decodeReviewToken returns the start time and id a ListAccessReviews
+// token ends at; ok is false for no token, the first page.
+func decodeReviewToken(tok string) (at time.Time, id string, ok bool, err error) {
+	key, err := decodeToken(reviewsToken, tok)
+	if err != nil || key == "" {
+		return time.Time{}, "", false, err
+	}
+	nanos, id, found := strings.Cut(key, "\x00")
+	n, perr := strconv.ParseInt(nanos, 10, 64)
+	if !found || perr != nil || !model.ValidReviewID(id) {
+		return time.Time{}, "", false, errForeignToken()
+	}
+	return time.Unix(0, n), id, true, nil
 }
 
 // decodeGrantToken returns the grantKey a grant listing's token of kind

@@ -2701,8 +2701,12 @@ type ListAccessReviewsRequest struct {
 	ActorId string `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
 	// Read-your-writes: answered at this tenant revision or a later one.
 	AtLeastRevision int64 `protobuf:"varint,3,opt,name=at_least_revision,json=atLeastRevision,proto3" json:"at_least_revision,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Reviews per page, 1-1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListAccessReviewsRequest) Reset() {
@@ -2756,14 +2760,30 @@ func (x *ListAccessReviewsRequest) GetAtLeastRevision() int64 {
 	return 0
 }
 
+func (x *ListAccessReviewsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAccessReviewsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListAccessReviewsResponse lists the reviews a tenant keeps (at most 20 open ones, and
-// closed ones while their items fit 200,000).
+// closed ones while their items fit 200,000), a page at a time.
 type ListAccessReviewsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Newest first.
+	// Newest first (by start time, then id).
 	Reviews []*AccessReview `protobuf:"bytes,1,rep,name=reviews,proto3" json:"reviews,omitempty"`
 	// The tenant's revision the answer was read at.
-	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Set when more reviews follow: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2810,6 +2830,13 @@ func (x *ListAccessReviewsResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *ListAccessReviewsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // ListReviewItemsRequest lists a review's items.
@@ -3475,14 +3502,18 @@ const file_crmauthz_v1_governance_proto_rawDesc = "" +
 	"\x11at_least_revision\x18\x04 \x01(\x03R\x0fatLeastRevision\"h\n" +
 	"\x17GetAccessReviewResponse\x121\n" +
 	"\x06review\x18\x01 \x01(\v2\x19.crmauthz.v1.AccessReviewR\x06review\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"~\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xba\x01\n" +
 	"\x18ListAccessReviewsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12*\n" +
-	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\"l\n" +
+	"\x11at_least_revision\x18\x03 \x01(\x03R\x0fatLeastRevision\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x94\x01\n" +
 	"\x19ListAccessReviewsResponse\x123\n" +
 	"\areviews\x18\x01 \x03(\v2\x19.crmauthz.v1.AccessReviewR\areviews\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9d\x02\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\x9d\x02\n" +
 	"\x16ListReviewItemsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x1b\n" +
