@@ -1028,6 +1028,17 @@ func TestAccessReviewsPaged(t *testing.T) {
 			t.Fatalf("after a review started between pages: %v, want %v", got, want[2:])
 		}
 
+		// The listing's rule holds on every page: a token from oscar's
+		// listing opens nothing to a user without admin.users.manage, nor
+		// another tenant's reviews to oscar's key.
+		peggy := e.user(t, "peggy")
+		for _, token := range []string{"", first.GetNextPageToken()} {
+			_, err := peggy.gov.ListAccessReviews(ctx, &pb.ListAccessReviewsRequest{TenantId: "demo", PageSize: 2, PageToken: token})
+			denied(t, "listing reviews without admin.users.manage", err, "MISSING_PERMISSION")
+			_, err = oscar.gov.ListAccessReviews(ctx, &pb.ListAccessReviewsRequest{TenantId: "acme", PageSize: 2, PageToken: token})
+			denied(t, "listing another tenant's reviews", err, "TENANT_NOT_ALLOWED")
+		}
+
 		for _, c := range []struct {
 			size  int32
 			token string

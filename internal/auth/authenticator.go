@@ -96,7 +96,8 @@ type provenKey struct{ key atomic.Pointer[string] }
 
 // matches reports whether key is the key that last proved the secret,
 // comparing every byte whatever the first difference (a key's length is
-// public: it is the format's).
+// public: it is the format's). crypto/subtle compares byte slices, and
+// converting a 65-byte key to one would allocate on every call.
 func (p *provenKey) matches(key string) bool {
 	if p == nil {
 		return false

@@ -266,9 +266,8 @@ func (s *TenantState) regranted(it ReviewItem) (Grant, bool) {
 func (s *TenantState) decide(it *ReviewItem, d ReviewDecision, by, comment string, now time.Time) {
 	it.Decision, it.DecidedBy, it.DecidedAt, it.Comment = d, by, now.UTC(), comment
 	SetRow(s, s.ReviewItems, it.Key(), it)
-	if d == ReviewRevoke {
-		_, held := s.Grants[GrantKey{it.UserID, it.RoleID}]
-		if _, other := s.regranted(*it); held && !other {
+	if d == ReviewRevoke { // never for a grant given again: DecideReviewItem refuses, CloseReview keeps
+		if _, ok := s.Grants[GrantKey{it.UserID, it.RoleID}]; ok {
 			dropRow(s, s.Grants, GrantKey{it.UserID, it.RoleID})
 		}
 	}
